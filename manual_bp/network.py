@@ -1,0 +1,228 @@
+"""The network: forward keeps every z^(l) and a^(l); backward is the δ recursion of the notes.
+
+A network is a list of nodes in evaluation order. Each node is a layer followed by an
+elementwise activation (identity when there is none):
+
+    z^(l) = layer^(l)(a^(inputs)),        a^(l) = f_l(z^(l))
+
+For an MLP the layer is Linear and this is the notes' z^(l) = W^(l) a^(l-1) + b^(l).
+Backward runs the nodes in reverse and writes the recursion once:
+
+    ∂L/∂a^(l) = Σ over the consumers k of a^(l) of what layer k sends back
+    δ^(l)     = f_l′(z^(l)) ⊙ ∂L/∂a^(l)
+    layer^(l).backward(δ^(l)) → ∂L/∂a^(inputs), ∂L/∂W^(l) = δ^(l) (a^(l-1))ᵀ, ∂L/∂b^(l) = δ^(l)
+
+which for a chain of Linear layers is δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1). The sum
+over consumers is seed 003's "two routes into out_h1": where one value feeds several
+layers (a residual connection, a concatenation), its gradient is the sum of theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from manual_bp.activations import IDENTITY, Activation, get_activation
+from manual_bp.layers import Layer, Linear, Shape
+
+Array = np.ndarray
+
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One step of the network: a^(name) = act(layer(a^(inputs)))."""
+
+    name: str
+    layer: Layer
+    inputs: tuple[str, ...] = ()
+    act: Activation = IDENTITY
+    #: the name the activation's output goes by, where it differs from `name` (the
+    #: qualified name of a torch activation module fused into this node).
+    act_name: str | None = None
+
+
+@dataclass
+class Tape:
+    """What forward keeps for backward: z, a and each layer's cache, by node name."""
+
+    z: dict[str, Array] = field(default_factory=dict)
+    a: dict[str, Array] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Gradients:
+    """Backward's result: δ = ∂L/∂z of every node, ∂L/∂θ by node and parameter name."""
+
+    deltas: dict[str, Array]
+    grads: dict[str, dict[str, Array]]
+    dL_dinput: Array | None = None
+
+    def flat(self) -> dict[str, Array]:
+        """Gradients keyed like torch's named_parameters(): "<node>.<param>"."""
+        return {f"{n}.{p}": g for n, by_param in self.grads.items() for p, g in by_param.items()}
+
+
+@dataclass
+class Result:
+    """Everything one forward/backward pass produced, with the loss it differentiated."""
+
+    loss: float
+    output: Array
+    tape: Tape
+    gradients: Gradients
+
+    @property
+    def deltas(self) -> dict[str, Array]:
+        return self.gradients.deltas
+
+    @property
+    def grads(self) -> dict[str, Array]:
+        return self.gradients.flat()
+
+
+class Network:
+    """A directed acyclic graph of nodes; an nn.Sequential is the chain case."""
+
+    def __init__(self, nodes: Sequence[Node], output: str | None = None) -> None:
+        self.nodes = list(nodes)
+        if not self.nodes:
+            raise ValueError("a network needs at least one node")
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names) or INPUT in names:
+            raise ValueError(f"node names must be unique and not {INPUT!r}: {names}")
+        known = {INPUT}
+        for node in self.nodes:
+            missing = [i for i in node.inputs if i not in known]
+            if missing or len(node.inputs) != node.layer.n_inputs:
+                raise ValueError(
+                    f"node {node.name!r} takes {node.layer.n_inputs} input(s) from earlier "
+                    f"nodes, got {node.inputs} (unknown: {missing})"
+                )
+            known.add(node.name)
+        self.output = output or self.nodes[-1].name
+        if self.output not in known:
+            raise ValueError(f"output {self.output!r} is not a node")
+
+    @classmethod
+    def sequential(cls, layers: Iterable[tuple[str, Layer, Activation | None]]) -> Network:
+        """A chain: each (name, layer, act) takes the previous node's output."""
+        nodes, prev = [], INPUT
+        for name, layer, act in layers:
+            nodes.append(Node(name, layer, (prev,), act or IDENTITY))
+            prev = name
+        return cls(nodes)
+
+    def __repr__(self) -> str:
+        lines = [f"{n.name}: {n.layer!r} → {n.act!r}  ← {', '.join(n.inputs)}" for n in self.nodes]
+        return "Network(\n  " + "\n  ".join(lines) + "\n)"
+
+    # --- parameters ---------------------------------------------------------------
+
+    def named_parameters(self) -> dict[str, Array]:
+        """Parameters keyed "<node>.<param>", as torch's named_parameters() keys them."""
+        return {f"{n.name}.{p}": v for n in self.nodes for p, v in n.layer.params.items()}
+
+    def l2_penalty(self, l2: float) -> tuple[float, dict[str, dict[str, Array]]]:
+        """(λ/2) Σ ‖W‖² over the weights of Linear and Conv layers, and its gradient λW."""
+        value, grads = 0.0, {}
+        for node in self.nodes:
+            for p in node.layer.decayed:
+                W = node.layer.params[p]
+                value += 0.5 * l2 * float(np.sum(W * W))
+                grads.setdefault(node.name, {})[p] = l2 * W
+        return value, grads
+
+    # --- the pass -------------------------------------------------------------------
+
+    def shapes(self, input_shape: Shape) -> dict[str, Shape]:
+        """Every node's output shape, checked before any arithmetic.
+
+        Raises ValueError naming the first layer whose input does not fit it.
+        """
+        shapes: dict[str, Shape] = {INPUT: tuple(input_shape)}
+        for node in self.nodes:
+            try:
+                shapes[node.name] = tuple(node.layer.shape(*(shapes[i] for i in node.inputs)))
+            except ValueError as err:
+                raise ValueError(f"layer {node.name!r} ({node.layer!r}): {err}") from None
+        return shapes
+
+    def forward(self, x: Array) -> tuple[Array, Tape]:
+        """z^(l) = layer(a^(inputs)), a^(l) = f(z^(l)) for every node; returns the output."""
+        tape = Tape()
+        tape.a[INPUT] = x
+        for node in self.nodes:
+            z, tape.cache[node.name] = node.layer.forward(*(tape.a[i] for i in node.inputs))
+            tape.z[node.name] = z
+            tape.a[node.name] = z if node.act is IDENTITY else node.act(z)
+        return tape.a[self.output], tape
+
+    def backward(self, tape: Tape, dL_doutput: Array) -> Gradients:
+        """The δ recursion, from ∂L/∂(output) back to the input."""
+        dL_da: dict[str, Array] = {self.output: dL_doutput}
+        deltas: dict[str, Array] = {}
+        grads: dict[str, dict[str, Array]] = {}
+        for node in reversed(self.nodes):
+            if node.name not in dL_da:  # feeds nothing the loss depends on
+                continue
+            # δ^(l) = f′(z^(l)) ⊙ ∂L/∂a^(l)
+            delta = dL_da.pop(node.name)
+            if node.act is not IDENTITY:
+                delta = node.act.grad(tape.z[node.name]) * delta
+            deltas[node.name] = delta
+            # ∂L/∂a^(l-1) = (W^(l))ᵀ δ^(l) (or the layer's own transpose), ∂L/∂θ^(l)
+            dL_dprev, grads[node.name] = node.layer.backward(delta, tape.cache[node.name])
+            if node.layer.n_inputs == 1:
+                dL_dprev = (dL_dprev,)
+            for src, g in zip(node.inputs, dL_dprev, strict=True):
+                # where a value feeds several consumers, its gradient is the sum of theirs
+                dL_da[src] = dL_da[src] + g if src in dL_da else g
+        return Gradients(deltas, grads, dL_da.get(INPUT))
+
+    def loss_and_gradients(
+        self,
+        x: Array,
+        target: Array,
+        loss: Callable[[Array, Array], tuple[float, Array]],
+        *,
+        l2: float = 0.0,
+    ) -> Result:
+        """L = loss(network(x), target) + (λ/2) Σ‖W‖², and ∂L/∂θ for every parameter."""
+        output, tape = self.forward(x)
+        value, dL_doutput = loss(output, target)
+        gradients = self.backward(tape, dL_doutput)
+        if l2:
+            penalty, penalty_grads = self.l2_penalty(l2)
+            value += penalty
+            for name, by_param in penalty_grads.items():
+                for p, g in by_param.items():
+                    by_node = gradients.grads.setdefault(name, {})
+                    by_node[p] = by_node[p] + g if p in by_node else g
+        return Result(float(value), output, tape, gradients)
+
+
+def mlp(
+    weights: Sequence[Array],
+    biases: Sequence[Array | None],
+    activation: str | Activation = "relu",
+    *,
+    output_activation: str | Activation | None = None,
+    **act_options: Any,
+) -> Network:
+    """An MLP named "1".."L": Linear layers with `activation` after every hidden one."""
+    if len(weights) != len(biases):
+        raise ValueError(f"{len(weights)} weights but {len(biases)} biases")
+    act = activation if isinstance(activation, Activation) else get_activation(activation, **act_options)
+    last = output_activation
+    if isinstance(last, str):
+        last = get_activation(last)
+    layers = []
+    for l, (W, b) in enumerate(zip(weights, biases, strict=True), start=1):
+        layers.append((str(l), Linear(W, b), act if l < len(weights) else last))
+    return Network.sequential(layers)
