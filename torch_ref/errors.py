@@ -1,0 +1,11 @@
+"""The oracle's typed errors."""
+
+from __future__ import annotations
+
+
+class UnsupportedModuleError(NotImplementedError):
+    """A module, function or loss option the oracle has no explicit backward for.
+
+    The message names the qualified module name (or graph node), its class, and what is
+    supported, so that the user knows which layer to change.
+    """
