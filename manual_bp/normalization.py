@@ -1,0 +1,271 @@
+"""Normalisation layers: BatchNorm (1d, 2d) and LayerNorm, each forward beside its backward.
+
+Both normalise x to x̂ = (x − μ)/σ, σ = √(v + eps), then scale and shift, z = γ x̂ + β.
+They differ in which axes μ and v are taken over:
+
+| layer     | statistics over                       | γ, β shaped like        |
+|-----------|---------------------------------------|-------------------------|
+| BatchNorm | every axis but the channel axis 1     | (C,)                    |
+| LayerNorm | the trailing `normalized_shape` axes  | normalized_shape        |
+
+Where μ and v are statistics of the batch itself (BatchNorm in training mode, LayerNorm
+always), backward runs through them too. With g = δ ⊙ γ and means over the normalised
+axes (count m):
+
+    δ_prev = (1/σ) (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂))
+
+the two subtracted terms being the routes through μ and through v. Where μ and v are
+constants (BatchNorm in eval mode with running statistics) only the direct route is left,
+δ_prev = g/σ. In both cases ∂L/∂γ = Σ δ ⊙ x̂ and ∂L/∂β = Σ δ over the non-parameter axes.
+
+As in torch, v is the biased variance (divided by m, not m − 1). These layers never update
+running statistics: a gradient oracle must not change the caller's buffers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from manual_bp.layers import Array, Layer, Shape
+
+
+def _as_float64(a: Array | None) -> Array | None:
+    """A float64 copy, so that nothing the caller owns is ever aliased."""
+    return None if a is None else np.array(a, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _NormCache:
+    x_hat: Array  # x̂, the input's shape
+    inv_std: Array  # 1/σ, broadcastable to the input
+    stat_axes: tuple[int, ...] | None  # axes μ and v were taken over; None: constants
+
+
+def _normalised_backward(g: Array, cache: _NormCache) -> Array:
+    """δ_prev = (1/σ)(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)), or g/σ when μ and v are constants."""
+    if cache.stat_axes is None:
+        return g * cache.inv_std
+    axes = cache.stat_axes
+    x_hat = cache.x_hat
+    return cache.inv_std * (
+        g - g.mean(axis=axes, keepdims=True) - x_hat * (g * x_hat).mean(axis=axes, keepdims=True)
+    )
+
+
+# --- batch norm ------------------------------------------------------------------------
+
+
+class BatchNorm(Layer):
+    """z = γ (x − μ)/√(v + eps) + β per channel (axis 1); batch or running μ, v.
+
+    Training mode, or no running statistics (track_running_stats=False): μ, v are the
+    batch's, over every axis but 1, and δ_prev = (γ/σ)(δ − mean(δ) − x̂ mean(δ ⊙ x̂)).
+    Eval mode with running statistics: δ_prev = δ γ/√(running_var + eps).
+    ∂L/∂γ = Σ δ ⊙ x̂, ∂L/∂β = Σ δ (sums over every axis but 1).
+
+    `ndims` is the set of input ranks the torch module accepts: (2, 3) for BatchNorm1d,
+    (4,) for BatchNorm2d, (5,) for BatchNorm3d; the presets below set it as their NDIMS.
+    """
+
+    NDIMS: ClassVar[tuple[int, ...]] = (2, 3, 4, 5)
+
+    def __init__(
+        self,
+        weight: Array | None = None,
+        bias: Array | None = None,
+        running_mean: Array | None = None,
+        running_var: Array | None = None,
+        eps: float = 1e-5,
+        training: bool = False,
+        ndims: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        if (running_mean is None) != (running_var is None):
+            raise ValueError(
+                "expected both running_mean and running_var, or neither "
+                f"(track_running_stats=False); got running_mean "
+                f"{'None' if running_mean is None else 'given'} and running_var "
+                f"{'None' if running_var is None else 'given'}"
+            )
+        if not eps > 0:
+            raise ValueError(f"expected eps > 0, got {eps}")
+        for name, value in (("weight", weight), ("bias", bias)):
+            if value is not None:
+                self.params[name] = _as_float64(value)
+        self.running_mean = _as_float64(running_mean)
+        self.running_var = _as_float64(running_var)
+        self.eps = float(eps)
+        self.training = bool(training)
+        self.ndims = self.NDIMS if ndims is None else tuple(ndims)
+        vectors = {
+            **self.params,
+            "running_mean": self.running_mean,
+            "running_var": self.running_var,
+        }
+        sizes = {name: v.shape for name, v in vectors.items() if v is not None}
+        if any(len(s) != 1 for s in sizes.values()) or len(set(sizes.values())) > 1:
+            raise ValueError(
+                f"expected weight, bias and running stats all of shape (C,), got {sizes}"
+            )
+        self.num_features = next(iter(sizes.values()))[0] if sizes else None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.num_features}, eps={self.eps}, "
+            f"affine={'weight' in self.params}, training={self.training}, "
+            f"running_stats={self.running_mean is not None})"
+        )
+
+    @property
+    def uses_batch_stats(self) -> bool:
+        """torch's bn_training: batch statistics in training mode or without running ones."""
+        return self.training or self.running_mean is None
+
+    def shape(self, in_shape: Shape) -> Shape:
+        in_shape = tuple(in_shape)
+        if len(in_shape) not in self.ndims:
+            ranks = " or ".join(f"{n}D" for n in self.ndims)
+            raise ValueError(f"expected {ranks} input (N, C, ...), got shape {in_shape}")
+        C = in_shape[1]
+        if self.num_features is not None and C != self.num_features:
+            raise ValueError(
+                f"expected {self.num_features} channels on axis 1, got shape {in_shape}"
+            )
+        if self.uses_batch_stats:
+            per_channel = int(np.prod(in_shape, dtype=np.int64)) // C if C else 0
+            if per_channel <= 1:
+                raise ValueError(
+                    "expected more than 1 value per channel when using batch statistics "
+                    f"(training, or track_running_stats=False), got input shape {in_shape}"
+                )
+        return in_shape
+
+    def forward(self, x: Array) -> tuple[Array, _NormCache]:
+        self.shape(x.shape)
+        axes = (0, *range(2, x.ndim))  # every axis but the channel axis
+        per_channel = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, …): broadcasts over axes
+        if self.uses_batch_stats:
+            mu = x.mean(axis=axes, keepdims=True)
+            var = x.var(axis=axes, keepdims=True)  # biased, as torch normalises with
+            stat_axes = axes
+        else:
+            mu = self.running_mean.reshape(per_channel)
+            var = self.running_var.reshape(per_channel)
+            stat_axes = None
+        inv_std = 1.0 / np.sqrt(var + self.eps)  # (1, C, 1, …)
+        x_hat = (x - mu) * inv_std
+        z = x_hat
+        if "weight" in self.params:
+            z = z * self.params["weight"].reshape(per_channel)
+        if "bias" in self.params:
+            z = z + self.params["bias"].reshape(per_channel)
+        return z, _NormCache(x_hat, inv_std, stat_axes)
+
+    def backward(self, delta: Array, cache: _NormCache) -> tuple[Array, dict[str, Array]]:
+        axes = (0, *range(2, delta.ndim))
+        per_channel = (1, -1) + (1,) * (delta.ndim - 2)
+        grads = {}
+        if "weight" in self.params:
+            grads["weight"] = (delta * cache.x_hat).sum(axis=axes)  # (C,)
+        if "bias" in self.params:
+            grads["bias"] = delta.sum(axis=axes)  # (C,)
+        g = delta * self.params["weight"].reshape(per_channel) if "weight" in self.params else delta
+        return _normalised_backward(g, cache), grads
+
+
+class BatchNorm1d(BatchNorm):
+    """torch.nn.BatchNorm1d: inputs (N, C) or (N, C, L)."""
+
+    NDIMS = (2, 3)
+
+
+class BatchNorm2d(BatchNorm):
+    """torch.nn.BatchNorm2d: inputs (N, C, H, W)."""
+
+    NDIMS = (4,)
+
+
+class BatchNorm3d(BatchNorm):
+    """torch.nn.BatchNorm3d: inputs (N, C, D, H, W)."""
+
+    NDIMS = (5,)
+
+
+# --- layer norm ------------------------------------------------------------------------
+
+
+class LayerNorm(Layer):
+    """z = γ ⊙ (x − μ)/√(v + eps) + β, μ and v over the trailing normalized_shape axes.
+
+    δ_prev = (1/σ)(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) with g = δ ⊙ γ, means over the same axes;
+    ∂L/∂γ = Σ δ ⊙ x̂, ∂L/∂β = Σ δ (sums over the leading axes).
+
+    weight and bias None: elementwise_affine=False; weight alone: torch's bias=False.
+    """
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...],
+        weight: Array | None = None,
+        bias: Array | None = None,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (int(normalized_shape),)
+        self.normalized_shape = tuple(int(n) for n in normalized_shape)
+        if not self.normalized_shape or min(self.normalized_shape) < 1:
+            raise ValueError(
+                "expected normalized_shape with at least one dim, all positive, "
+                f"got {self.normalized_shape}"
+            )
+        if not eps > 0:
+            raise ValueError(f"expected eps > 0, got {eps}")
+        self.eps = float(eps)
+        for name, value in (("weight", weight), ("bias", bias)):
+            if value is not None:
+                self.params[name] = _as_float64(value)
+                if self.params[name].shape != self.normalized_shape:
+                    raise ValueError(
+                        f"expected {name} of shape normalized_shape={self.normalized_shape}, "
+                        f"got {self.params[name].shape}"
+                    )
+
+    def __repr__(self) -> str:
+        return (
+            f"LayerNorm({self.normalized_shape}, eps={self.eps}, "
+            f"weight={'weight' in self.params}, bias={'bias' in self.params})"
+        )
+
+    def shape(self, in_shape: Shape) -> Shape:
+        in_shape = tuple(in_shape)
+        k = len(self.normalized_shape)
+        if len(in_shape) < k or in_shape[len(in_shape) - k :] != self.normalized_shape:
+            dims = ", ".join(map(str, self.normalized_shape))
+            raise ValueError(f"expected input of shape (*, {dims}), got shape {in_shape}")
+        return in_shape
+
+    def forward(self, x: Array) -> tuple[Array, _NormCache]:
+        self.shape(x.shape)
+        axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))  # the trailing axes
+        mu = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True)  # biased
+        inv_std = 1.0 / np.sqrt(var + self.eps)  # (*, 1, …, 1)
+        x_hat = (x - mu) * inv_std
+        z = x_hat * self.params["weight"] if "weight" in self.params else x_hat
+        if "bias" in self.params:
+            z = z + self.params["bias"]
+        return z, _NormCache(x_hat, inv_std, axes)
+
+    def backward(self, delta: Array, cache: _NormCache) -> tuple[Array, dict[str, Array]]:
+        leading = tuple(range(delta.ndim - len(self.normalized_shape)))
+        grads = {}
+        if "weight" in self.params:
+            grads["weight"] = (delta * cache.x_hat).sum(axis=leading)  # normalized_shape
+        if "bias" in self.params:
+            grads["bias"] = delta.sum(axis=leading)
+        g = delta * self.params["weight"] if "weight" in self.params else delta
+        return _normalised_backward(g, cache), grads
