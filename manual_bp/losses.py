@@ -87,9 +87,7 @@ def _float_param(loss: str, what: str, x: Any, *, ndim: int | None = None) -> Ar
         return None
     arr = _numeric(loss, what, x)
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(
-            f"{loss}: expected {what} of {ndim} dimension(s), got shape {arr.shape}"
-        )
+        raise ValueError(f"{loss}: expected {what} of {ndim} dimension(s), got shape {arr.shape}")
     arr = np.array(arr, dtype=np.float64)
     _finite(loss, what, arr)
     return arr
