@@ -1,0 +1,337 @@
+"""Convolutions: Conv1d and Conv2d as one N-d layer, forward and backward side by side.
+
+A convolution is a locally connected, weight-shared Linear layer (seed 001). Unfold the
+padded input into columns, one column per output pixel holding the window it sees
+(im2col), and the layer is Linear on the columns, group by group (torch's
+cross-correlation; s stride, d dilation, k a kernel offset, p an output pixel):
+
+    z[n, o, p]  = b[o] + Σ_{c, k} W[o, c, k] · x_pad[n, c, s·p + d·k]
+    ∂L/∂W       = Σ_{n, p} δ[n, :, p] · cols[n, :, p]ᵀ        (Linear's δᵀ a, over the columns)
+    ∂L/∂b       = Σ_{n, p} δ[n, :, p]
+    δ_prev      = fold_pad(full_conv(dilate_s(δ), rot180(W)ᵀ))                      (seed 001)
+
+The last line is seed 001's "δ convolved with the kernel rotated by 180°": each input pixel
+collects δ from every output pixel whose window saw it, weighted by the kernel entry that
+joined them. With stride s, δ is first spread out (s − 1 zeros between entries) so that
+output pixel p sits at s·p; "full" pads it by the kernel's reach d·(k − 1) on each side so
+that border pixels collect from the windows that only partly cover them; the kernel's
+channel axes are swapped within each group (o ↔ c). `adjoint_inner_products` checks that
+this is the transpose of the forward map: ⟨z − b, δ⟩ = ⟨x, δ_prev⟩.
+
+Padding. torch pads with zeros inside the convolution, and for the other modes pads first
+(F.pad) and convolves unpadded; both are z = conv(pad(x)). The backward of a pad folds the
+gradient of each padded cell back onto the input cell it copies; each mode has its fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from manual_bp.layers import Array, Layer, Shape
+
+Pads = tuple[tuple[int, int], ...]  # (before, after) for each spatial axis
+
+# --- arguments -----------------------------------------------------------------------
+
+
+def ntuple(value: int | Sequence[int], n: int, name: str, *, minimum: int) -> tuple[int, ...]:
+    """An int or a length-n sequence of ints, each ≥ minimum, as an n-tuple (torch's _ntuple)."""
+    values = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != n or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum
+        for v in values
+    ):
+        raise ValueError(f"{name} must be an int ≥ {minimum} or {n} of them, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _spatial_names(n: int) -> str:
+    return {1: "L", 2: "H, W", 3: "D, H, W"}[n]
+
+
+# --- padding: the pad and its fold (the pad's transpose), per mode and axis ----------
+
+
+def _along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    """Index of positions start..stop−1 along `axis`."""
+    return (slice(None),) * axis + (slice(start, stop),)
+
+
+def _fold_zeros(g: Array, axis: int, lo: int, hi: int) -> Array:
+    """Zeros are constants: the gradient of the padded cells is dropped."""
+    return g[_along(axis, lo, g.shape[axis] - hi)]
+
+
+def _fold_reflect(g: Array, axis: int, lo: int, hi: int) -> Array:
+    """x_pad[lo − j] = x[j], x_pad[lo + L − 1 + j] = x[L − 1 − j] (j ≥ 1): mirror it back."""
+    L = g.shape[axis] - lo - hi
+    dx = g[_along(axis, lo, lo + L)].copy()
+    dx[_along(axis, 1, lo + 1)] += np.flip(g[_along(axis, 0, lo)], axis)
+    dx[_along(axis, L - 1 - hi, L - 1)] += np.flip(g[_along(axis, lo + L, lo + L + hi)], axis)
+    return dx
+
+
+def _fold_replicate(g: Array, axis: int, lo: int, hi: int) -> Array:
+    """x_pad = x[0] left of the input, x[L − 1] right of it: the edges collect the sums."""
+    L = g.shape[axis] - lo - hi
+    dx = g[_along(axis, lo, lo + L)].copy()
+    dx[_along(axis, 0, 1)] += g[_along(axis, 0, lo)].sum(axis, keepdims=True)
+    dx[_along(axis, L - 1, L)] += g[_along(axis, lo + L, lo + L + hi)].sum(axis, keepdims=True)
+    return dx
+
+
+def _fold_circular(g: Array, axis: int, lo: int, hi: int) -> Array:
+    """x_pad[j] = x[(j − lo) mod L]: the left pad copies the input's end, the right its start."""
+    L = g.shape[axis] - lo - hi
+    dx = g[_along(axis, lo, lo + L)].copy()
+    dx[_along(axis, L - lo, L)] += g[_along(axis, 0, lo)]
+    dx[_along(axis, 0, hi)] += g[_along(axis, lo + L, lo + L + hi)]
+    return dx
+
+
+@dataclass(frozen=True)
+class PaddingMode:
+    """How a mode pads (NumPy's np.pad name), how its gradient folds, how wide it may be."""
+
+    numpy_mode: str
+    fold: Callable[[Array, int, int, int], Array]
+    #: the widest padding torch allows on a side of an input of size L, and its rule in words
+    max_pad: Callable[[int], float]
+    rule: str
+
+
+PADDING_MODES: dict[str, PaddingMode] = {
+    "zeros": PaddingMode("constant", _fold_zeros, lambda L: np.inf, ""),
+    "reflect": PaddingMode("reflect", _fold_reflect, lambda L: L - 1, "smaller than"),
+    "replicate": PaddingMode("edge", _fold_replicate, lambda L: np.inf, ""),
+    "circular": PaddingMode("wrap", _fold_circular, lambda L: L, "at most"),
+}
+
+
+def pad(x: Array, pads: Pads, mode: str) -> Array:
+    """x_pad: x (N, C, *L) padded on its spatial axes as torch's F.pad(x, ·, mode)."""
+    return np.pad(x, ((0, 0), (0, 0), *pads), mode=PADDING_MODES[mode].numpy_mode)
+
+
+def fold_pad(g: Array, pads: Pads, mode: str) -> Array:
+    """∂L/∂x from ∂L/∂x_pad: the transpose of `pad`, one spatial axis at a time."""
+    fold = PADDING_MODES[mode].fold
+    for axis, (lo, hi) in enumerate(pads, start=2):
+        g = fold(g, axis, lo, hi)
+    return g
+
+
+# --- the convolution proper -------------------------------------------------------------
+
+
+def im2col(x_pad: Array, kernel: Shape, stride: Shape, dilation: Shape) -> Array:
+    """cols[n, c, k, p] = x_pad[n, c, s·p + d·k]: every window, (N, C, *kernel, *out), a view."""
+    n = len(kernel)
+    reach = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    windows = sliding_window_view(x_pad, reach, axis=tuple(range(2, 2 + n)))
+    # (N, C, *(L_pad − reach + 1), *reach) → keep every s-th window, every d-th tap
+    windows = windows[
+        (..., *(slice(None, None, s) for s in stride), *(slice(None, None, d) for d in dilation))
+    ]  # (N, C, *out, *kernel)
+    return np.moveaxis(windows, tuple(range(2 + n, 2 + 2 * n)), tuple(range(2, 2 + n)))
+
+
+def correlate(
+    x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int
+) -> tuple[Array, Array]:
+    """z = W ⋆ x_pad (no bias), and the columns it read, (N, G, C_in/G·K, P)."""
+    N, C = x_pad.shape[:2]
+    C_out, C_g, *kernel = W.shape
+    cols = im2col(x_pad, tuple(kernel), stride, dilation)  # (N, C, *kernel, *out)
+    out = cols.shape[2 + len(kernel) :]
+    cols = cols.reshape(N, groups, C_g * int(np.prod(kernel)), int(np.prod(out)))  # a copy
+    W_g = W.reshape(groups, C_out // groups, -1)  # (G, C_out/G, C_in/G·K)
+    z = np.matmul(W_g, cols)  # (N, G, C_out/G, P)
+    return z.reshape(N, C_out, *out), cols
+
+
+def full_conv_rot180(
+    delta: Array, W: Array, stride: Shape, dilation: Shape, groups: int, padded: Shape
+) -> Array:
+    """∂L/∂x_pad = full_conv(dilate_s(δ), rot180(W)ᵀ): seed 001's rotated-kernel convolution."""
+    n = W.ndim - 2
+    N, C_out, *out = delta.shape
+    C_g, kernel = W.shape[1], W.shape[2:]
+    # dilate δ by the stride: output pixel p sits at s·p, with s − 1 zeros in between
+    spread = np.zeros((N, C_out, *((o - 1) * s + 1 for o, s in zip(out, stride, strict=True))))
+    spread[(..., *(slice(None, None, s) for s in stride))] = delta
+    # full: pad by the kernel's reach d·(k − 1), so partly covered border pixels collect too
+    reach = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    spread = np.pad(spread, ((0, 0), (0, 0), *((r, r) for r in reach)))
+    # the kernel rotated by 180°, its channel axes swapped within each group: (C_in, C_out/G, *k)
+    W_rot = np.flip(W, axis=tuple(range(2, 2 + n)))
+    W_rot = W_rot.reshape(groups, C_out // groups, C_g, *kernel).swapaxes(1, 2)
+    W_rot = W_rot.reshape(groups * C_g, C_out // groups, *kernel)
+    dx_pad, _ = correlate(spread, W_rot, (1,) * n, dilation, groups)  # (N, C_in, *((o−1)s + reach))
+    # cells of x_pad past the last window (when (L_pad − reach) % s ≠ 0) got no δ
+    tail = [(0, P - D) for P, D in zip(padded[2:], dx_pad.shape[2:], strict=True)]
+    return np.pad(dx_pad, ((0, 0), (0, 0), *tail))
+
+
+def same_padding(kernel: Shape, dilation: Shape) -> Pads:
+    """torch's padding='same': total d·(k − 1), half before, the odd one out after."""
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    return tuple((t // 2, t - t // 2) for t in totals)
+
+
+class _ConvNd(Layer):
+    """z = W ⋆ pad(x) + b;  ∂L/∂W = Σ δ colsᵀ,  ∂L/∂b = Σ δ,  δ_prev = fold(full(δ) ⋆ rot180(W)ᵀ)"""
+
+    decayed = ("weight",)
+    reports_delta = True
+    n_spatial: ClassVar[int]
+
+    def __init__(
+        self,
+        weight: Array,
+        bias: Array | None = None,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        padding_mode: str = "zeros",
+    ) -> None:
+        super().__init__()
+        n = self.n_spatial
+        W = np.asarray(weight, dtype=np.float64)
+        if W.ndim != n + 2 or 0 in W.shape:
+            raise ValueError(
+                f"expected a weight (C_out, C_in/groups, {_spatial_names(n)}) with no empty "
+                f"dim, got shape {W.shape}"
+            )
+        self.params["weight"] = W
+        if bias is not None:
+            b = np.asarray(bias, dtype=np.float64)
+            if b.shape != (W.shape[0],):
+                raise ValueError(f"expected a bias of shape ({W.shape[0]},), got {b.shape}")
+            self.params["bias"] = b
+        self.kernel = W.shape[2:]
+        self.stride = ntuple(stride, n, "stride", minimum=1)
+        self.dilation = ntuple(dilation, n, "dilation", minimum=1)
+        if not isinstance(groups, (int, np.integer)) or groups < 1 or W.shape[0] % groups:
+            raise ValueError(
+                f"groups must be a positive int dividing out_channels {W.shape[0]} "
+                f"(weight shape {W.shape}), got groups={groups!r}"
+            )
+        self.groups = int(groups)
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(
+                f"unknown padding_mode {padding_mode!r}; known: {sorted(PADDING_MODES)}"
+            )
+        self.padding_mode = padding_mode
+        self.padding: tuple[int, ...] | str
+        if padding == "same":
+            if any(s != 1 for s in self.stride):
+                raise ValueError(
+                    f"padding='same' is not supported for strided convolutions, "
+                    f"got stride={self.stride}"
+                )
+            self.padding, self.pads = "same", same_padding(self.kernel, self.dilation)
+        elif padding == "valid":
+            self.padding, self.pads = "valid", ((0, 0),) * n
+        elif isinstance(padding, str):
+            raise ValueError(f"padding must be 'same', 'valid' or ints, got {padding!r}")
+        else:
+            self.padding = ntuple(padding, n, "padding", minimum=0)
+            self.pads = tuple((p, p) for p in self.padding)
+
+    def __repr__(self) -> str:
+        C_out, C_g = self.params["weight"].shape[:2]
+        return (
+            f"{type(self).__name__}({C_g * self.groups} → {C_out}, kernel={self.kernel}, "
+            f"stride={self.stride}, padding={self.padding!r}, dilation={self.dilation}, "
+            f"groups={self.groups}, bias={'bias' in self.params}, "
+            f"padding_mode={self.padding_mode!r})"
+        )
+
+    def shape(self, in_shape: Shape) -> Shape:
+        n, W = self.n_spatial, self.params["weight"]
+        in_shape = tuple(in_shape)
+        if len(in_shape) not in (n + 1, n + 2):
+            raise ValueError(
+                f"expected input (N, C_in, {_spatial_names(n)}) or unbatched "
+                f"(C_in, {_spatial_names(n)}), got shape {in_shape}"
+            )
+        C_in = W.shape[1] * self.groups
+        if in_shape[-n - 1] != C_in:
+            raise ValueError(
+                f"expected input with {C_in} channels (weight {W.shape}, groups={self.groups}), "
+                f"got {in_shape[-n - 1]} channels in shape {in_shape}"
+            )
+        mode = PADDING_MODES[self.padding_mode]
+        out = []
+        for axis, L in enumerate(in_shape[-n:]):
+            (lo, hi), k = self.pads[axis], self.kernel[axis]
+            s, d = self.stride[axis], self.dilation[axis]
+            if L < 1:
+                raise ValueError(f"expected non-empty spatial dims, got input shape {in_shape}")
+            if max(lo, hi) > mode.max_pad(L):
+                raise ValueError(
+                    f"{self.padding_mode} padding ({lo}, {hi}) must be {mode.rule} the input "
+                    f"size {L} along spatial dim {axis} of input shape {in_shape}"
+                )
+            reach, L_pad = d * (k - 1) + 1, L + lo + hi
+            size = (L_pad - reach) // s + 1
+            if size < 1:
+                raise ValueError(
+                    f"kernel of reach {reach} (size {k}, dilation {d}) is larger than the padded "
+                    f"input {L_pad} (size {L} + padding {lo} + {hi}) along spatial dim {axis} "
+                    f"of input shape {in_shape}: output size would be {size}"
+                )
+            out.append(size)
+        return (*in_shape[: -n - 1], W.shape[0], *out)
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        batched = x.ndim == self.n_spatial + 2
+        x_pad = pad(x if batched else x[None], self.pads, self.padding_mode)
+        z, cols = correlate(x_pad, self.params["weight"], self.stride, self.dilation, self.groups)
+        if "bias" in self.params:
+            z += self.params["bias"].reshape(-1, *(1,) * self.n_spatial)
+        return (z if batched else z[0]), (cols, x_pad.shape, batched)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        cols, padded, batched = cache
+        W, G = self.params["weight"], self.groups
+        delta = delta if batched else delta[None]
+        N, C_out = delta.shape[:2]
+        delta_cols = delta.reshape(N, G, C_out // G, -1)  # (N, G, C_out/G, P)
+        # ∂L/∂W = Σₙ δ colsᵀ, per group: Linear's δᵀ a with the columns as a
+        dW = np.matmul(delta_cols, cols.swapaxes(-1, -2)).sum(axis=0)  # (G, C_out/G, C_in/G·K)
+        grads = {"weight": dW.reshape(W.shape)}
+        if "bias" in self.params:
+            grads["bias"] = delta_cols.sum(axis=(0, 3)).reshape(C_out)
+        dx_pad = full_conv_rot180(delta, W, self.stride, self.dilation, G, padded)
+        dx = fold_pad(dx_pad, self.pads, self.padding_mode)
+        return (dx if batched else dx[0]), grads
+
+
+class Conv1d(_ConvNd):
+    """torch.nn.Conv1d on (N, C_in, L): weight (C_out, C_in/groups, k)."""
+
+    n_spatial = 1
+
+
+class Conv2d(_ConvNd):
+    """torch.nn.Conv2d on (N, C_in, H, W): weight (C_out, C_in/groups, kH, kW)."""
+
+    n_spatial = 2
+
+
+def adjoint_inner_products(layer: _ConvNd, x: Array, delta: Array) -> tuple[float, float]:
+    """⟨z − b, δ⟩ and ⟨x, δ_prev(δ)⟩: equal when δ_prev is the transpose of x ↦ W ⋆ pad(x)."""
+    layer.shape(x.shape)
+    z, cache = layer.forward(x)
+    if "bias" in layer.params:
+        z = z - layer.params["bias"].reshape(-1, *(1,) * layer.n_spatial)
+    dx, _ = layer.backward(delta, cache)
+    return float(np.vdot(z, delta)), float(np.vdot(x, dx))
