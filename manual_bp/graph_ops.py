@@ -229,12 +229,10 @@ class Sum(Layer):
         ndim = len(in_shape)
         if not self.dims:  # None or (): torch reduces over every dim
             return tuple(range(ndim))
-        if ndim == 0:
-            raise ValueError(f"expected an input of rank >= 1 to reduce dims {self.dims}, got ()")
-        axes = tuple(_axis(d, ndim, "dims", in_shape) for d in self.dims)
+        axes = tuple(_axis(d, max(ndim, 1), "dims", in_shape) for d in self.dims)
         if len(set(axes)) != len(axes):
             raise ValueError(f"expected distinct dims, got {self.dims} for shape {in_shape}")
-        return axes
+        return axes if ndim else ()  # NOTE: a 0-d input takes dim 0 or −1, reducing nothing
 
     def shape(self, in_shape: Shape) -> Shape:
         in_shape = tuple(in_shape)
