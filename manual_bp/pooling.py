@@ -1,0 +1,445 @@
+"""Pooling: max and average over fixed and adaptive windows, forward and backward side by side.
+
+A pooling layer has no parameters: each output pixel p looks at a window of its own input
+plane. Seed 001 reads it as a layer with fixed weights, which says where δ goes:
+
+    max      z[p] = x[w(p)], w(p) the window's first maximum     δ_prev[w(p)] += δ[p]
+    average  z[p] = Σ_{q ∈ window(p)} x[q] / divisor(p)           δ_prev[q] += δ[p] / divisor(p)
+
+Max routes δ to the input that won (weight 1 there, 0 elsewhere); average spreads it evenly
+over the window. Where windows overlap (stride < kernel) an input collects the δ of every
+window it sits in.
+
+Windows are separable: one table per spatial axis gives the input positions of output o's
+window along that axis, −1 where the window is on padding.
+
+    fixed     s·o − p + d·j,  j = 0..k−1   (torch's max_pool / avg_pool)
+    adaptive  ⌊o·L/out⌋ .. ⌈(o+1)·L/out⌉ − 1   (torch's adaptive pools; windows vary in size)
+
+Average pooling is then a product of (out, L) window-indicator matrices, one per axis,
+z = (1_H x 1_Wᵀ) / divisor, whose transpose is its backward. Max pooling gathers every
+window with these tables and scatters δ back to the winners' flat positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from manual_bp.conv import ntuple
+from manual_bp.layers import Array, Layer, Shape
+
+Size = int | Sequence[int]
+
+# --- windows, one table per spatial axis ---------------------------------------------
+
+
+def pooling_output_size(L: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """torch's pooling_output_shape: ⌊ or ⌈(L + 2p − d(k − 1) − 1)/s⌉ + 1, the last window
+    starting inside the input or its left padding."""
+    size = (L + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (size - 1) * s >= L + p:
+        size -= 1
+    return size
+
+
+def fixed_windows(L: int, k: int, s: int, p: int, d: int, out: int) -> Array:
+    """(out, k): input position s·o − p + d·j of tap j of window o, −1 on padding."""
+    pos = s * np.arange(out)[:, None] - p + d * np.arange(k)
+    return np.where((pos >= 0) & (pos < L), pos, -1)
+
+
+def adaptive_bounds(L: int, out: int) -> tuple[Array, Array]:
+    """torch's adaptive windows: start = ⌊o·L/out⌋, end = ⌈(o+1)·L/out⌉."""
+    o = np.arange(out)
+    return o * L // out, -(-(o + 1) * L // out)
+
+
+def adaptive_windows(L: int, out: int) -> Array:
+    """(out, k_max): the input positions of each adaptive window, −1 past its end."""
+    start, end = adaptive_bounds(L, out)
+    pos = start[:, None] + np.arange((end - start).max())
+    return np.where(pos < end[:, None], pos, -1)
+
+
+def indicator(windows: Array, L: int) -> Array:
+    """(out, L): 1 where input position l is in window o (taps on padding dropped)."""
+    rows = np.broadcast_to(np.arange(windows.shape[0])[:, None], windows.shape)
+    M = np.zeros((windows.shape[0], L))
+    M[rows[windows >= 0], windows[windows >= 0]] = 1.0
+    return M
+
+
+def along_axes(x: Array, mats: Sequence[Array]) -> Array:
+    """y = x ×₁ M₁ ×₂ M₂ …: the last len(mats) axes each contracted with its (out, in) matrix."""
+    n = len(mats)
+    for a, M in enumerate(mats):
+        axis = x.ndim - n + a
+        x = np.swapaxes(np.swapaxes(x, axis, -1) @ M.T, axis, -1)
+    return x
+
+
+def outer(factors: Sequence[Array]) -> Array:
+    """f₁ ⊗ f₂ ⊗ …: the per-axis factors multiplied into one array over the output pixels."""
+    result = np.ones(())
+    for f in factors:
+        result = np.multiply.outer(result, f)
+    return result
+
+
+def gather_windows(x: Array, tables: Sequence[Array]) -> Array:
+    """(..., *out, K): every window's values in row-major tap order, −∞ on padding."""
+    n = len(tables)
+    index, on_input = [], np.ones((1,) * 2 * n, dtype=bool)
+    for a, t in enumerate(tables):
+        shape = [1] * 2 * n
+        shape[a], shape[n + a] = t.shape
+        index.append(np.maximum(t, 0).reshape(shape))
+        on_input = on_input & (t >= 0).reshape(shape)
+    values = np.where(on_input, x[(..., *index)], -np.inf)  # (..., *out, *k)
+    return values.reshape(*values.shape[: x.ndim], -1)
+
+
+def max_pool(x: Array, tables: Sequence[Array]) -> tuple[Array, Array]:
+    """z = max over each window, and the winner's flat position in its input plane (..., *out).
+
+    The winner is the first maximum in the window's row-major order, as torch picks it.
+    """
+    n = len(tables)
+    values = gather_windows(x, tables)  # (..., *out, K)
+    tap = values.argmax(axis=-1)  # first maximum; −∞ padding never wins over a finite input
+    z = np.take_along_axis(values, tap[..., None], axis=-1)[..., 0]
+    taps = np.unravel_index(tap, tuple(t.shape[1] for t in tables))
+    where = []
+    for a, (t, j) in enumerate(zip(tables, taps, strict=True)):
+        o = np.arange(t.shape[0]).reshape([-1 if b == a else 1 for b in range(n)])
+        where.append(t[o, j])  # the winner's input position along axis a
+    winner = np.ravel_multi_index(tuple(where), x.shape[-n:])
+    return z, winner
+
+
+def route_to_winner(delta: Array, winner: Array, in_shape: Shape, n: int) -> Array:
+    """δ_prev[w(p)] += δ[p]: a scatter-add over flat positions, one offset per input plane."""
+    plane = int(np.prod(in_shape[-n:]))
+    planes = int(np.prod(in_shape[:-n]))
+    offset = (np.arange(planes) * plane).reshape(*in_shape[:-n], *(1,) * n)
+    dx = np.bincount((winner + offset).ravel(), weights=delta.ravel(), minlength=planes * plane)
+    return dx.reshape(in_shape)
+
+
+# --- the layers ------------------------------------------------------------------------
+
+
+class _PoolNd(Layer):
+    """Shared input check: (N, C, *spatial) or unbatched (C, *spatial), no empty dim but N."""
+
+    n_spatial: ClassVar[int]
+
+    def _spatial(self, in_shape: Shape) -> tuple[int, ...]:
+        n = self.n_spatial
+        names = {1: "L", 2: "H, W"}[n]
+        if len(in_shape) not in (n + 1, n + 2) or 0 in in_shape[-n - 1 :]:
+            raise ValueError(
+                f"expected input (N, C, {names}) or unbatched (C, {names}) with C and "
+                f"{names} non-zero, got shape {tuple(in_shape)}"
+            )
+        return tuple(in_shape[-n:])
+
+
+class _FixedPoolNd(_PoolNd):
+    """Windows of size k, stride s, padding p, dilation d (1 for average), with ceil_mode."""
+
+    dilation: tuple[int, ...]
+
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__()
+        n = self.n_spatial
+        self.kernel_size = ntuple(kernel_size, n, "kernel_size", minimum=1)
+        # NOTE: stride=None (and torch's empty stride) means stride = kernel_size
+        self.stride = self.kernel_size if stride is None else ntuple(stride, n, "stride", minimum=1)
+        self.padding = ntuple(padding, n, "padding", minimum=0)
+        self.ceil_mode = bool(ceil_mode)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode})"
+        )
+
+    def _out(self, in_shape: Shape) -> tuple[int, ...]:
+        spatial, out = self._spatial(in_shape), []
+        for axis, L in enumerate(spatial):
+            k, s, p, d = (
+                self.kernel_size[axis],
+                self.stride[axis],
+                self.padding[axis],
+                self.dilation[axis],
+            )
+            if p > k // 2:
+                raise ValueError(
+                    f"padding must be at most half the kernel size, got padding {self.padding} "
+                    f"and kernel_size {self.kernel_size}"
+                )
+            size = pooling_output_size(L, k, s, p, d, self.ceil_mode)
+            if size < 1:
+                raise ValueError(
+                    f"input shape {tuple(in_shape)} is too small for kernel_size "
+                    f"{self.kernel_size}, dilation {self.dilation}, padding {self.padding}: "
+                    f"output size would be {size} along spatial dim {axis}"
+                )
+            out.append(size)
+        return tuple(out)
+
+    def _tables(self, spatial: Shape, out: Shape) -> list[Array]:
+        return [
+            fixed_windows(L, k, s, p, d, o)
+            for L, k, s, p, d, o in zip(
+                spatial,
+                self.kernel_size,
+                self.stride,
+                self.padding,
+                self.dilation,
+                out,
+                strict=True,
+            )
+        ]
+
+
+# --- max pooling -----------------------------------------------------------------------
+
+
+class _MaxPoolNd(_FixedPoolNd):
+    """z[p] = max_{q ∈ window(p)} x[q];  δ_prev[w(p)] += δ[p] at the window's first maximum."""
+
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        dilation: Size = 1,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.dilation = ntuple(dilation, self.n_spatial, "dilation", minimum=1)
+
+    def shape(self, in_shape: Shape) -> Shape:
+        out = self._out(in_shape)
+        # NOTE: torch returns −∞ for a window that sees only padding and its backward
+        # writes δ outside the input; we refuse it.
+        for axis, t in enumerate(self._tables(self._spatial(in_shape), out)):
+            empty = np.flatnonzero((t < 0).all(axis=1))
+            if empty.size:
+                raise ValueError(
+                    f"window {empty[0]} along spatial dim {axis} covers only padding "
+                    f"(kernel_size {self.kernel_size}, stride {self.stride}, padding "
+                    f"{self.padding}, dilation {self.dilation}) on input shape {tuple(in_shape)}"
+                )
+        return (*in_shape[: -self.n_spatial], *out)
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        n = self.n_spatial
+        tables = self._tables(x.shape[-n:], self._out(x.shape))
+        z, winner = max_pool(x, tables)
+        return z, (winner, x.shape)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        winner, in_shape = cache
+        return route_to_winner(delta, winner, in_shape, self.n_spatial), {}
+
+
+class MaxPool1d(_MaxPoolNd):
+    """torch.nn.MaxPool1d on (N, C, L) or (C, L)."""
+
+    n_spatial = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    """torch.nn.MaxPool2d on (N, C, H, W) or (C, H, W)."""
+
+    n_spatial = 2
+
+
+# --- average pooling -------------------------------------------------------------------
+
+
+class _AvgPoolNd(_FixedPoolNd):
+    """z = (1_H x 1_Wᵀ) / divisor;  δ_prev = 1_Hᵀ (δ / divisor) 1_W: δ spread evenly."""
+
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.dilation = (1,) * self.n_spatial
+        self.count_include_pad = bool(count_include_pad)
+        if divisor_override is not None and (
+            not isinstance(divisor_override, (int, np.integer)) or divisor_override == 0
+        ):
+            raise ValueError(f"divisor_override must be a non-zero int, got {divisor_override!r}")
+        self.divisor_override = divisor_override
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, ceil_mode={self.ceil_mode}, "
+            f"count_include_pad={self.count_include_pad}, "
+            f"divisor_override={self.divisor_override})"
+        )
+
+    def shape(self, in_shape: Shape) -> Shape:
+        return (*in_shape[: -self.n_spatial], *self._out(in_shape))
+
+    def _divisor(self, spatial: Shape, out: Shape) -> Array:
+        """torch's divisor: the window clipped to the padded input (count_include_pad),
+        or to the input itself, or divisor_override."""
+        if self.divisor_override is not None:
+            return np.full(out, float(self.divisor_override))
+        counts = []
+        for L, k, s, p, o in zip(
+            spatial, self.kernel_size, self.stride, self.padding, out, strict=True
+        ):
+            start = s * np.arange(o) - p
+            end = np.minimum(start + k, L + p)  # NOTE: the ceil_mode overhang is not counted
+            if not self.count_include_pad:
+                start, end = np.maximum(start, 0), np.minimum(end, L)
+            counts.append((end - start).astype(np.float64))
+        divisor = outer(counts)
+        assert (divisor > 0).all(), "every window holds an input pixel once padding ≤ k/2"
+        return divisor
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        n = self.n_spatial
+        spatial = x.shape[-n:]
+        out = self._out(x.shape)
+        mats = [indicator(t, L) for t, L in zip(self._tables(spatial, out), spatial, strict=True)]
+        divisor = self._divisor(spatial, out)
+        return along_axes(x, mats) / divisor, (mats, divisor)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        mats, divisor = cache
+        return along_axes(delta / divisor, [M.T for M in mats]), {}
+
+
+class AvgPool1d(_AvgPoolNd):
+    """torch.nn.AvgPool1d on (N, C, L) or (C, L); torch gives it no divisor_override."""
+
+    n_spatial = 1
+
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+class AvgPool2d(_AvgPoolNd):
+    """torch.nn.AvgPool2d on (N, C, H, W) or (C, H, W)."""
+
+    n_spatial = 2
+
+
+# --- adaptive pooling ------------------------------------------------------------------
+
+
+class _AdaptivePoolNd(_PoolNd):
+    """Windows ⌊o·L/out⌋ .. ⌈(o+1)·L/out⌉ − 1 along each axis; None keeps the input size."""
+
+    def __init__(self, output_size: int | None | Sequence[int | None]) -> None:
+        super().__init__()
+        n = self.n_spatial
+        sizes = (
+            (output_size,) * n
+            if output_size is None or isinstance(output_size, (int, np.integer))
+            else tuple(output_size)
+        )
+        if len(sizes) != n or not all(
+            s is None or (isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0)
+            for s in sizes
+        ):
+            raise ValueError(
+                f"output_size must be a positive int or None, or {n} of them, got {output_size!r}"
+            )
+        self.output_size = sizes
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(output_size={self.output_size})"
+
+    def _out(self, in_shape: Shape) -> tuple[int, ...]:
+        spatial = self._spatial(in_shape)
+        return tuple(
+            L if o is None else int(o) for L, o in zip(spatial, self.output_size, strict=True)
+        )
+
+    def shape(self, in_shape: Shape) -> Shape:
+        return (*in_shape[: -self.n_spatial], *self._out(in_shape))
+
+
+class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
+    """z = (1_H x 1_Wᵀ) / (h_o · w_o);  δ_prev = 1_Hᵀ (δ / (h_o · w_o)) 1_W."""
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        n = self.n_spatial
+        spatial, out = x.shape[-n:], self._out(x.shape)
+        mats = [indicator(adaptive_windows(L, o), L) for L, o in zip(spatial, out, strict=True)]
+        divisor = outer([M.sum(axis=1) for M in mats])  # window sizes, multiplied
+        return along_axes(x, mats) / divisor, (mats, divisor)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        mats, divisor = cache
+        return along_axes(delta / divisor, [M.T for M in mats]), {}
+
+
+class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
+    """z[p] = max over adaptive window p;  δ_prev[w(p)] += δ[p] at its first maximum."""
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        n = self.n_spatial
+        spatial, out = x.shape[-n:], self._out(x.shape)
+        tables = [adaptive_windows(L, o) for L, o in zip(spatial, out, strict=True)]
+        z, winner = max_pool(x, tables)
+        return z, (winner, x.shape)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        winner, in_shape = cache
+        return route_to_winner(delta, winner, in_shape, self.n_spatial), {}
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool1d on (N, C, L) or (C, L)."""
+
+    n_spatial = 1
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool2d on (N, C, H, W) or (C, H, W)."""
+
+    n_spatial = 2
+
+
+class AdaptiveMaxPool1d(_AdaptiveMaxPoolNd):
+    """torch.nn.AdaptiveMaxPool1d on (N, C, L) or (C, L)."""
+
+    n_spatial = 1
+
+
+class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
+    """torch.nn.AdaptiveMaxPool2d on (N, C, H, W) or (C, H, W)."""
+
+    n_spatial = 2
