@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from manual_bp.activations import get_activation
@@ -231,7 +231,6 @@ def op_cases(draw: st.DrawFn) -> OpCase:
     return OpCase(f"{op}{args}{in_shapes}", op, args, in_shapes, seed)
 
 
-@settings(max_examples=80, deadline=None)
 @given(case=op_cases())
 def test_op_property_random_shapes(case: OpCase) -> None:
     check_op(case)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from manual_bp.normalization import BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm
@@ -251,13 +251,11 @@ def ln_cases(draw: st.DrawFn, *, max_side: int = 4, max_ndim: int = 4) -> LNCase
     )
 
 
-@settings(max_examples=40, deadline=None)
 @given(case=bn_cases())
 def test_batchnorm_property_random_shapes(case: BNCase) -> None:
     check_batchnorm(case)
 
 
-@settings(max_examples=40, deadline=None)
 @given(case=ln_cases())
 def test_layernorm_property_random_shapes(case: LNCase) -> None:
     check_layernorm(case)
