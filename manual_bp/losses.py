@@ -43,9 +43,10 @@ Array = np.ndarray
 Shape = tuple[int, ...]
 
 _REDUCTIONS = ("mean", "sum")
-#: torch clamps each log in BCELoss at −100 and its backward's denominator at 1e-12.
+#: torch clamps each log in BCELoss at −100 and its backward's denominator at EPSILON,
+#: declared `constexpr float EPSILON = 1e-12` in ATen: 1e-12 rounded to float32.
 _BCE_LOG_FLOOR = -100.0
-_BCE_EPSILON = 1e-12
+_BCE_EPSILON = float(np.float32(1e-12))  # 9.99999996e-13
 
 _sigmoid = _sigmoid_activation().f
 
@@ -264,10 +265,11 @@ class HalfSquaredError(_Elementwise):
 
 
 class BCELoss(_Elementwise):
-    """ℓ = −w [t log p + (1 − t) log(1 − p)], logs ≥ −100;  ℓ′ = w (p − t) / max(p(1 − p), 1e-12).
+    """ℓ = −w [t log p + (1 − t) log(1 − p)], logs ≥ −100;  ℓ′ = w (p − t) / max(p(1 − p), ε).
 
-    Both clamps are torch's: the backward is not the derivative of the clamped forward
-    (at p = 0, t = 1 it is −1e12 while ℓ is flat), and that is what autograd returns.
+    Both clamps are torch's, ε = float32(1e-12): the backward is not the derivative of the
+    clamped forward (at p = 0, t = 1 it is −1/ε while ℓ is flat), and that is what
+    autograd returns.
     """
 
     name = "binary_cross_entropy"
@@ -443,8 +445,8 @@ class _ClassLoss(Loss):
                 f"{loss}: expected target batch size {y_shape[0]} (input shape {y_shape}), "
                 f"got target batch size {t.shape[0]} (target shape {t.shape})"
             )
-        # NOTE: torch also takes a (1,) target for an unbatched (C,) input
-        if t.shape != expected and not (len(y_shape) == 1 and t.shape == (1,)):
+        # NOTE: torch's forward takes a (1,) target for a (C,) input, its backward does not
+        if t.shape != expected:
             raise ValueError(
                 f"{loss}: expected class indices of shape {expected}{also} for input of "
                 f"shape {y_shape}, got target shape {t.shape}"
