@@ -32,7 +32,8 @@ class Layer:
     decayed: ClassVar[tuple[str, ...]] = ()
     #: layers whose δ = ∂L/∂z is part of a trace (Linear and Conv).
     reports_delta: ClassVar[bool] = False
-    n_inputs: ClassVar[int] = 1
+    #: how many tensors forward takes (variadic layers such as Add and Cat set it per instance)
+    n_inputs: int = 1
 
     def __init__(self) -> None:
         self.params = {}
