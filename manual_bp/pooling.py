@@ -361,20 +361,26 @@ class AvgPool2d(_AvgPoolNd):
 class _AdaptivePoolNd(_PoolNd):
     """Windows ⌊o·L/out⌋ .. ⌈(o+1)·L/out⌉ − 1 along each axis; None keeps the input size."""
 
-    def __init__(self, output_size: int | None | Sequence[int | None]) -> None:
+    def __init__(self, output_size: int | Sequence[int | None]) -> None:
         super().__init__()
         n = self.n_spatial
         sizes = (
             (output_size,) * n
-            if output_size is None or isinstance(output_size, (int, np.integer))
+            if isinstance(output_size, (int, np.integer))
             else tuple(output_size)
+            if isinstance(output_size, (tuple, list))
+            else ()
         )
+        # NOTE: as torch, None keeps an input size only inside a tuple, and only in 2-d
         if len(sizes) != n or not all(
-            s is None or (isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0)
+            (s is None and n > 1)
+            or (isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0)
             for s in sizes
         ):
             raise ValueError(
-                f"output_size must be a positive int or None, or {n} of them, got {output_size!r}"
+                f"output_size must be a positive int or {n} of them"
+                + (" (None keeps that input size)" if n > 1 else "")
+                + f", got {output_size!r}"
             )
         self.output_size = sizes
 
