@@ -1,0 +1,319 @@
+"""Gradient flow through a deep random MLP: the per-layer measurements of the experiment.
+
+One configuration is an MLP of `depth` Linear layers: `depth − 1` hidden layers of
+`width` units with the activation, a last Linear to 10 classes, cross-entropy on random
+labels, inputs x ~ N(0, 1) of dimension `width`. Its δ^(l) = ∂L/∂z^(l) come straight
+from manual_bp.network's backward, δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1), and
+
+    delta_ratio_log10 = log10(‖δ^(1)‖ / ‖δ^(depth−1)‖)         (first over last hidden)
+    chi1_measured     = (‖δ^(1)‖ / ‖δ^(depth−1)‖)^(2/(depth−2))  (mean factor on ‖δ‖²)
+
+next to the mean-field prediction (manual_bp.meanfield) for the same σ_w², σ_b².
+At depth 2 the first and last hidden layer coincide: the ratio is exactly 0 (log of 1,
+the empty product) and chi1_measured is undefined (NaN).
+
+Per layer (layers 1..depth; the last one is the output Linear, whose f′ is 1):
+- `delta_norm` ‖δ^(l)‖_F over the batch; `grad_w_norm`, `grad_b_norm` ‖∂L/∂W‖, ‖∂L/∂b‖;
+- `act_mean`, `act_std` of a^(l) = f(z^(l));
+- `deriv_mean` and the 5/50/95 % quantiles `deriv_p05`, `deriv_p50`, `deriv_p95` of f′(z^(l));
+- `saturated_frac`: the fraction of entries with f′(z) < 0.01 (sigmoid |z| > 4.6,
+  tanh |z| > 3.0, relu z ≤ 0): little gradient passes there;
+- `dead_frac`: the fraction of units with f′(z) = 0 for every example of the batch.
+
+A configuration whose numbers overflow is recorded, not raised: regime `overflow` with
+the counts of NaN and Inf entries over every z, a, δ and gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from manual_bp import meanfield
+from manual_bp.activations import ACTIVATIONS, Activation, get_activation
+from manual_bp.initializers import (
+    EXPERIMENT_INITS,
+    get_initializer,
+    initialize,
+    initialize_bias,
+    mean_field_params,
+)
+from manual_bp.losses import CrossEntropyLoss
+from manual_bp.network import Network, mlp
+
+Array = np.ndarray
+
+CLASSES = 10
+#: the activation names the experiment accepts (every activation of the table but the
+#: parametrised clipping ones, hardtanh and relu6, and identity, which is `linear`).
+FLOW_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu",
+                    "silu", "softplus")  # fmt: skip
+SATURATION = 0.01
+QUANTILES = (0.05, 0.5, 0.95)
+VANISHING, EXPLODING = -2.0, 2.0
+
+SUMMARY_KEYS = ("activation", "init", "depth", "width", "seed", "batch", "bias_init")
+LAYER_KEYS = (*SUMMARY_KEYS, "layer")
+
+
+# --- one configuration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Config:
+    """One network of the sweep; `sigma_b2` None keeps the init's own bias."""
+
+    activation: str
+    init: str
+    depth: int
+    width: int
+    seed: int
+    batch: int
+    sigma_b2: float | None = None
+
+    def __post_init__(self) -> None:
+        check_activation(self.activation)
+        check_init(self.init)
+        for name, low in (("depth", 2), ("width", 1), ("batch", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        if self.sigma_b2 is not None and not (math.isfinite(self.sigma_b2) and self.sigma_b2 >= 0):
+            raise ValueError(f"sigma_b2 must be a finite number ≥ 0, got {self.sigma_b2!r}")
+
+    @property
+    def bias_init(self) -> str:
+        """How the biases are drawn: the init's own rule, or N(0, σ_b²)."""
+        if self.sigma_b2 is not None:
+            return f"normal:{self.sigma_b2:g}"
+        return "torch_default" if self.init == "torch_default" else "zeros"
+
+    def key(self) -> tuple[str, ...]:
+        """The row key in summary.csv, as the strings written there."""
+        values = {**asdict(self), "bias_init": self.bias_init}
+        return tuple(str(values[k]) for k in SUMMARY_KEYS)
+
+
+def check_activation(name: str) -> str:
+    if name not in FLOW_ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {name!r}; valid choices: {', '.join(FLOW_ACTIVATIONS)}"
+        )
+    assert name in ACTIVATIONS
+    return name
+
+
+def check_init(name: str) -> str:
+    if name not in EXPERIMENT_INITS:
+        try:
+            if not name.startswith("sigma2="):
+                raise ValueError
+            get_initializer(name)
+        except ValueError:
+            raise ValueError(
+                f"unknown init {name!r}; valid choices: {', '.join(EXPERIMENT_INITS)}, "
+                "sigma2=X (X > 0)"
+            ) from None
+    return name
+
+
+def _rng(*parts: int | str) -> np.random.Generator:
+    """A generator seeded from the parts; strings through crc32 (stable, unlike hash())."""
+    words = [zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts]
+    return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def shapes(config: Config) -> list[tuple[int, int]]:
+    """Weight shapes (out, in), torch's layout: width → width (depth − 1 times) → 10."""
+    return [(config.width, config.width)] * (config.depth - 1) + [(CLASSES, config.width)]
+
+
+def parameters(config: Config) -> tuple[list[Array], list[Array]]:
+    """Weights and biases of the configuration, seeded by (seed, init, width, depth, bias).
+
+    The activation is not part of the seed: every activation sees the same weights.
+    """
+    rng = _rng(config.seed, config.init, config.width, config.depth, config.bias_init)
+    weights, biases = [], []
+    for shape in shapes(config):
+        weights.append(initialize(config.init, shape, rng))
+        if config.sigma_b2 is None:
+            biases.append(initialize_bias(config.init, shape, rng))
+        else:
+            biases.append(rng.normal(0.0, math.sqrt(config.sigma_b2), size=shape[0]))
+    return weights, biases
+
+
+def batch(config: Config) -> tuple[Array, Array]:
+    """x ~ N(0, 1) of shape (batch, width) and labels uniform on 0..9, seeded by seed."""
+    rng = _rng(config.seed, "data", config.width, config.batch)
+    return rng.normal(size=(config.batch, config.width)), rng.integers(0, CLASSES, config.batch)
+
+
+def network(config: Config) -> Network:
+    weights, biases = parameters(config)
+    return mlp(weights, biases, get_activation(config.activation))
+
+
+def mean_field(config: Config) -> dict[str, float]:
+    """σ_w², σ_b², q^(1), q*, chi1_theory and delta_ratio_log10_theory of the configuration."""
+    sigma_w2, sigma_b2 = mean_field_params(config.init, (config.width, config.width))
+    if config.sigma_b2 is not None:
+        sigma_b2 = config.sigma_b2
+    return dict(_theory(config.activation, sigma_w2, sigma_b2, config.depth))
+
+
+@lru_cache(maxsize=1024)
+def _theory(
+    activation: str, sigma_w2: float, sigma_b2: float, depth: int
+) -> tuple[tuple[str, float], ...]:
+    act = get_activation(activation)
+    q1 = sigma_w2 * 1.0 + sigma_b2  # Var(x) = 1
+    q_star = meanfield.fixed_point(act, sigma_w2, sigma_b2, q1)
+    return (
+        ("sigma_w2", sigma_w2),
+        ("sigma_b2", sigma_b2),
+        ("q1", q1),
+        ("q_star", q_star),
+        ("chi1_theory", meanfield.chi(act, min(q_star, meanfield.Q_MAX), sigma_w2)),
+        ("delta_ratio_log10_theory",
+         meanfield.delta_ratio_log10_theory(act, sigma_w2, sigma_b2, depth)),
+    )  # fmt: skip
+
+
+def _recording(act: Activation) -> tuple[Activation, dict[int, Array]]:
+    """The same activation, whose f′ also keeps each result by id(z): backward's own f′(z)."""
+    seen: dict[int, Array] = {}
+
+    def grad(z: Array) -> Array:
+        seen[id(z)] = out = act.grad(z)
+        return out
+
+    return Activation(act.name, act.f, grad, act.options), seen
+
+
+# --- measuring ------------------------------------------------------------------------
+
+
+def _norm(x: Array) -> float:
+    """‖x‖_F without overflow in the squares: max|x| · ‖x / max|x|‖."""
+    if not np.all(np.isfinite(x)):
+        return math.nan
+    scale = float(np.max(np.abs(x))) if x.size else 0.0
+    if scale == 0.0:
+        return 0.0
+    return scale * float(np.sqrt(np.sum((x / scale) ** 2)))
+
+
+def _log10_ratio(num: float, den: float) -> float:
+    """log10(num / den) as a difference of logs: ±inf where one norm is 0 or inf, NaN if NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.log10(num) - np.log10(den))
+
+
+def regime(delta_ratio_log10: float, n_bad: int) -> str:
+    """overflow (any NaN/Inf), vanishing (< −2 decades), exploding (> +2), else stable."""
+    if n_bad or not math.isfinite(delta_ratio_log10):
+        return "overflow"
+    if delta_ratio_log10 < VANISHING:
+        return "vanishing"
+    if delta_ratio_log10 > EXPLODING:
+        return "exploding"
+    return "stable"
+
+
+@dataclass
+class Measurement:
+    """One configuration's summary row and its per-layer rows (plain dicts, CSV-ready)."""
+
+    summary: dict[str, Any]
+    layers: list[dict[str, Any]]
+
+
+def _bad(x: Array) -> tuple[int, int]:
+    return int(np.isnan(x).sum()), int(np.isinf(x).sum())
+
+
+def measure(
+    config: Config, params: tuple[list[Array], list[Array]] | None = None
+) -> Measurement:
+    """Forward, cross-entropy on random labels, the δ recursion backward, and every statistic.
+
+    `params` may hand in `parameters(config)` already drawn (they do not depend on the
+    activation, so a sweep draws them once for all activations).
+    """
+    weights, biases = parameters(config) if params is None else params
+    act, derivs = _recording(get_activation(config.activation))
+    net = mlp(weights, biases, act)
+    x, target = batch(config)
+    depth = config.depth
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        result = net.loss_and_gradients(x, target, CrossEntropyLoss())
+        tape, deltas, grads = result.tape, result.gradients.deltas, result.gradients.grads
+        n_nan = n_inf = 0
+        layers = []
+        for l in range(1, depth + 1):
+            name = str(l)
+            z, a, delta = tape.z[name], tape.a[name], deltas[name]
+            d_w, d_b = grads[name]["weight"], grads[name]["bias"]
+            for arr in (z, a, delta, d_w, d_b):
+                nan, inf = _bad(arr)
+                n_nan, n_inf = n_nan + nan, n_inf + inf
+            deriv = derivs[id(z)] if l < depth else np.ones_like(z)
+            finite = deriv[np.isfinite(deriv)]
+            quantiles = np.quantile(finite, QUANTILES) if finite.size else [math.nan] * 3
+            layers.append(
+                {
+                    **dict(zip(SUMMARY_KEYS, config.key(), strict=True)),
+                    "layer": l,
+                    "delta_norm": _norm(delta),
+                    "grad_w_norm": _norm(d_w),
+                    "grad_b_norm": _norm(d_b),
+                    "act_mean": float(np.mean(a)),
+                    "act_std": float(np.std(a)),
+                    "deriv_mean": float(np.mean(deriv)),
+                    "deriv_p05": float(quantiles[0]),
+                    "deriv_p50": float(quantiles[1]),
+                    "deriv_p95": float(quantiles[2]),
+                    "saturated_frac": float(np.mean(deriv < SATURATION)),
+                    "dead_frac": float(np.mean(np.all(deriv == 0.0, axis=0))),
+                }
+            )
+        loss = result.loss
+    first, last = layers[0], layers[depth - 2]
+    ratio = _log10_ratio(first["delta_norm"], last["delta_norm"])
+    grad_ratio = _log10_ratio(first["grad_w_norm"], last["grad_w_norm"])
+    with np.errstate(over="ignore"):
+        chi1_measured = float(np.power(10.0, 2.0 * ratio / (depth - 2))) if depth > 2 else math.nan
+    n_bad = n_nan + n_inf + (0 if math.isfinite(loss) else 1)
+    summary = {
+        **dict(zip(SUMMARY_KEYS, config.key(), strict=True)),
+        **mean_field(config),
+        "loss": loss,
+        "delta_ratio_log10": ratio,
+        "grad_ratio_log10": grad_ratio,
+        "chi1_measured": chi1_measured,
+        "regime": regime(ratio, n_bad),
+        "n_nan": n_nan,
+        "n_inf": n_inf,
+    }
+    return Measurement(summary, layers)
+
+
+def measure_all(configs: Iterable[Config]) -> list[Measurement]:
+    """measure() of each configuration, drawing the parameters once per activation-free key."""
+    cache: dict[Config, tuple[list[Array], list[Array]]] = {}
+    out = []
+    for config in configs:
+        key = replace(config, activation="linear")
+        if key not in cache:
+            cache.clear()
+            cache[key] = parameters(config)
+        out.append(measure(config, cache[key]))
+    return out
