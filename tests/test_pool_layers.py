@@ -259,10 +259,11 @@ def pool_cases(draw: st.DrawFn, *, max_size: int = 9) -> PoolCase:
         kernel = [draw(st.integers(1, 4)) for _ in range(dims)]
         dilation = [draw(st.integers(1, 3)) if kind == "Max" else 1 for _ in range(dims)]
         padding = [draw(st.integers(0, k // 2)) for k in kernel]
-        sizes = [
-            draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), max_size))
+        smallest = [  # the kernel fits the padded input
+            max(1, d * (k - 1) + 1 - 2 * p)
             for k, d, p in zip(kernel, dilation, padding, strict=True)
         ]
+        sizes = [draw(st.integers(lo, max(lo, max_size))) for lo in smallest]
         options = {
             "kernel_size": tuple(kernel),
             "stride": tuple(draw(st.integers(1, 4)) for _ in range(dims)),
