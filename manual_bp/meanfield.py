@@ -21,8 +21,8 @@ Gaussian expectations E[g(√q z)]:
 - smooth activations with √q ≤ 4: Gauss–Hermite with 96 nodes;
 - kinked activations (elu, hardtanh, relu6, softplus's threshold), and saturating ones at
   large q whose φ′ is a spike of width ~1 under a Gaussian of width √q: the line split at
-  every kink and at ±2ᵏ (k = −3, −2, …) in u = √q z, each panel by 24-node Gauss–Legendre,
-  over |z| ≤ 12 (the mass beyond is < 10⁻³²).
+  every kink, at ±2ᵏ (the activation's scale) and at ±√q·2⁻ʲ (the Gaussian's) in u = √q z,
+  each panel by 24-node Gauss–Legendre, over |z| ≤ 12 (the mass beyond is < 10⁻³²).
 """
 
 from __future__ import annotations
@@ -60,12 +60,18 @@ def _legendre() -> tuple[Array, Array]:
 
 
 def _panel_nodes(scale: float, kinks: tuple[float, ...]) -> tuple[Array, Array]:
-    """Nodes u and weights for ∫ g(u) N(u; 0, scale²) du, panels split at kinks and ±2ᵏ."""
+    """Nodes u and weights for ∫ g(u) N(u; 0, scale²) du over |u| ≤ 12·scale.
+
+    Panels end at the kinks and at ±2ᵏ (k = −3…6: the activation's own scale) and at
+    ±scale·2⁻ʲ (j = 0…10: the Gaussian's); beyond |u| = 64 every activation here is
+    linear or constant to round-off, so a panel there only has to follow the Gaussian.
+    """
     u_max = _Z_MAX * scale
-    k_max = math.ceil(math.log2(u_max)) if u_max > 1 else 0
-    steps = 2.0 ** np.arange(-3, k_max + 1)
-    cuts = np.concatenate([-steps, [0.0], steps, [k for k in kinks if abs(k) < u_max]])
-    cuts = np.unique(np.clip(cuts, -u_max, u_max))
+    own = 2.0 ** np.arange(-3, 7)
+    gaussian = scale * 2.0 ** -np.arange(0, 11)
+    ends = np.concatenate([own, gaussian, [u_max]])
+    cuts = np.concatenate([-ends, [0.0], ends, [k for k in kinks if abs(k) < u_max]])
+    cuts = np.unique(cuts[np.abs(cuts) <= u_max])
     x, w = _legendre()
     lo, hi = cuts[:-1, None], cuts[1:, None]
     u = (0.5 * (hi - lo) * x + 0.5 * (hi + lo)).ravel()
@@ -74,32 +80,40 @@ def _panel_nodes(scale: float, kinks: tuple[float, ...]) -> tuple[Array, Array]:
     return u, weight * density
 
 
-def gaussian_expectation(
-    g: Callable[[Array], Array], q: float, kinks: tuple[float, ...] = ()
-) -> float:
-    """E[g(√q z)], z ~ N(0, 1): Gauss–Hermite when g is smooth on the scale √q, else panels."""
+def _nodes(q: float, kinks: tuple[float, ...]) -> tuple[Array, Array]:
+    """Nodes u = √q z and weights with E[g(√q z)] ≈ Σ w g(u)."""
     if not q >= 0:
         raise ValueError(f"the variance q must be non-negative, got {q}")
     scale = math.sqrt(min(q, Q_MAX))
     if scale == 0.0:
-        return float(g(np.zeros(1))[0])
+        return np.zeros(1), np.ones(1)
     if not kinks and scale <= _HERMITE_MAX_SCALE:
         z, w = _hermite()
-        return float(w @ g(scale * z))
-    u, w = _panel_nodes(scale, kinks)
+        return scale * z, w
+    return _panel_nodes(scale, kinks)
+
+
+def gaussian_expectation(
+    g: Callable[[Array], Array], q: float, kinks: tuple[float, ...] = ()
+) -> float:
+    """E[g(√q z)], z ~ N(0, 1): Gauss–Hermite when g is smooth on the scale √q, else panels."""
+    u, w = _nodes(q, kinks)
     return float(w @ g(u))
 
 
 # --- the table: per activation, E[φ(√q z)²] and E[φ′(√q z)²] ---------------------------
 
 
+Moments = Callable[[float], tuple[float, float]]
+
+
 def _closed_form(phi2: Callable[[float], float], dphi2: Callable[[float], float]):
-    return lambda act: (phi2, dphi2)
+    return lambda act: lambda q: (phi2(q), dphi2(q))
 
 
-def _leaky(act: Activation) -> tuple[Callable[[float], float], Callable[[float], float]]:
+def _leaky(act: Activation) -> Moments:
     s2 = act.options["negative_slope"] ** 2
-    return (lambda q: 0.5 * (1.0 + s2) * q), (lambda q: 0.5 * (1.0 + s2))
+    return lambda q: (0.5 * (1.0 + s2) * q, 0.5 * (1.0 + s2))
 
 
 def _kinks(act: Activation) -> tuple[float, ...]:
@@ -115,16 +129,18 @@ def _kinks(act: Activation) -> tuple[float, ...]:
     return table.get(act.name, ())
 
 
-def _by_quadrature(act: Activation) -> tuple[Callable[[float], float], Callable[[float], float]]:
+def _by_quadrature(act: Activation) -> Moments:
     kinks = _kinks(act)
-    return (
-        lambda q: gaussian_expectation(lambda u: act.f(u) ** 2, q, kinks),
-        lambda q: gaussian_expectation(lambda u: act.grad(u) ** 2, q, kinks),
-    )
+
+    def both(q: float) -> tuple[float, float]:
+        u, w = _nodes(q, kinks)
+        return float(w @ act.f(u) ** 2), float(w @ act.grad(u) ** 2)
+
+    return both
 
 
-#: name → (E[φ(√q z)²], E[φ′(√q z)²]) as functions of q; the rest by quadrature.
-CLOSED_FORMS = {
+#: name → q ↦ (E[φ(√q z)²], E[φ′(√q z)²]); activations not listed go by quadrature.
+CLOSED_FORMS: dict[str, Callable[[Activation], Moments]] = {
     "identity": _closed_form(lambda q: q, lambda q: 1.0),
     "linear": _closed_form(lambda q: q, lambda q: 1.0),
     "relu": _closed_form(lambda q: 0.5 * q, lambda q: 0.5),
@@ -139,9 +155,8 @@ def _as_activation(activation: str | Activation) -> Activation:
 def moments(activation: str | Activation, q: float) -> tuple[float, float]:
     """(E[φ(√q z)²], E[φ′(√q z)²]) for z ~ N(0, 1)."""
     act = _as_activation(activation)
-    phi2, dphi2 = CLOSED_FORMS.get(act.name, _by_quadrature)(act)
-    q = min(float(q), Q_MAX)
-    return float(phi2(q)), float(dphi2(q))
+    phi2, dphi2 = CLOSED_FORMS.get(act.name, _by_quadrature)(act)(min(float(q), Q_MAX))
+    return float(phi2), float(dphi2)
 
 
 def variance_map(activation: str | Activation, q: float, sigma_w2: float, sigma_b2: float) -> float:
@@ -205,12 +220,12 @@ def fixed_point(
     if gap(q) < 0:  # decreasing towards the largest root below q; gap(0) = σ_b² + σ_w²φ(0)² ≥ 0
         lo, hi = 0.0, q
     else:  # increasing: find a q with gap < 0 above
-        lo, hi = q, 2.0 * q
+        lo, hi = q, max(2.0 * q, 1.0)
         while gap(hi) >= 0:
-            lo, hi = hi, 2.0 * hi
             if hi >= Q_MAX:
                 return math.inf
-    for _ in range(200):
+            lo, hi = hi, min(max(2.0 * hi, hi * hi), Q_MAX)
+    for _ in range(100):  # the bracket shrinks by 2¹⁰⁰ ≈ 10³⁰
         mid = 0.5 * (lo + hi)
         if mid in (lo, hi):
             break
@@ -238,10 +253,13 @@ def delta_ratio_log10_theory(
     if depth < 2:
         raise ValueError(f"depth must be at least 2 (one hidden layer), got {depth}")
     act = _as_activation(activation)
-    q = trajectory(act, sigma_w2, sigma_b2, sigma_w2 * var_x + sigma_b2, depth - 2)
-    with np.errstate(divide="ignore"):
-        return float(0.5 * sum(math.log10(c) if c > 0 else -math.inf
-                               for c in (chi(act, ql, sigma_w2) for ql in q)))  # fmt: skip
+    q, total = min(sigma_w2 * var_x + sigma_b2, Q_MAX), 0.0
+    for _ in range(depth - 2):
+        phi2, dphi2 = moments(act, q)
+        chi_l = sigma_w2 * dphi2
+        total += 0.5 * (math.log10(chi_l) if chi_l > 0 else -math.inf)
+        q = min(sigma_w2 * phi2 + sigma_b2, Q_MAX)
+    return total
 
 
 def critical_sigma_w2(
