@@ -1,0 +1,509 @@
+"""The converter, op by op: one small model per supported module, function and method,
+each compared with torch.autograd in float64 (parameter gradients and δ), and the
+refusals declared as data (what is raised, and what the message must name)."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import torch_ref
+from manual_bp.conv import Conv1d, Conv2d
+from manual_bp.graph_ops import (
+    Add,
+    AddConstant,
+    Cat,
+    Div,
+    Mean,
+    Mul,
+    Permute,
+    Reshape,
+    Scale,
+    Sub,
+    Sum,
+    Transpose,
+)
+from manual_bp.layers import Flatten, Identity, Layer, Linear, LogSoftmax, Softmax
+from manual_bp.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from manual_bp.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
+from torch_ref.convert import convert
+
+TOL = {"rtol": 1e-9, "atol": 1e-12}
+
+
+class Fn(nn.Module):
+    """forward(x) = fn(self, x), with the given submodules: one op, written as users do."""
+
+    def __init__(self, fn: Callable[[Any, torch.Tensor], torch.Tensor], **modules: nn.Module):
+        super().__init__()
+        self.fn = fn
+        for name, m in modules.items():
+            self.add_module(name, m)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self, x)
+
+
+def seq(*modules: nn.Module) -> Callable[[], nn.Module]:
+    return lambda: nn.Sequential(*modules)
+
+
+def fn(f: Callable[[Any, torch.Tensor], torch.Tensor], **modules: nn.Module) -> Callable[[], Fn]:
+    return lambda: Fn(f, **modules)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A model of one op: its input shape, the manual layer it must become, how many δ rows."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    shape: tuple[int, ...]
+    layer: type[Layer]
+    deltas: int = 0
+    modes: tuple[str, ...] = ("eval",)
+
+
+def conv1d(**kw: Any) -> nn.Conv1d:
+    return nn.Conv1d(kw.pop("c_in", 2), kw.pop("c_out", 4), kw.pop("k", 3), **kw)
+
+
+def conv2d(**kw: Any) -> nn.Conv2d:
+    return nn.Conv2d(kw.pop("c_in", 2), kw.pop("c_out", 4), kw.pop("k", 3), **kw)
+
+
+BOTH = ("train", "eval")
+
+MODULE_CASES = [
+    # convolutions: every option, each padding mode, string paddings
+    Case("Conv1d", seq(conv1d()), (3, 2, 9), Conv1d, 1),
+    Case("Conv1d-stride-pad-dil", seq(conv1d(stride=2, padding=2, dilation=2)), (3, 2, 11),
+         Conv1d, 1),
+    Case("Conv1d-groups-nobias", seq(conv1d(groups=2, bias=False)), (3, 2, 8), Conv1d, 1),
+    Case("Conv1d-reflect", seq(conv1d(padding=2, padding_mode="reflect")), (2, 2, 7), Conv1d, 1),
+    Case("Conv1d-same", seq(conv1d(k=4, padding="same", dilation=2)), (2, 2, 9), Conv1d, 1),
+    Case("Conv2d", seq(conv2d()), (2, 2, 6, 7), Conv2d, 1),
+    Case("Conv2d-tuple-options",
+         seq(conv2d(k=(3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2))),
+         (2, 2, 7, 6), Conv2d, 1),
+    Case("Conv2d-groups", seq(conv2d(c_in=4, c_out=6, groups=2)), (2, 4, 5, 5), Conv2d, 1),
+    Case("Conv2d-replicate", seq(conv2d(padding=1, padding_mode="replicate")), (2, 2, 5, 6),
+         Conv2d, 1),
+    Case("Conv2d-circular", seq(conv2d(padding=(2, 1), padding_mode="circular")), (2, 2, 5, 6),
+         Conv2d, 1),
+    Case("Conv2d-reflect-same", seq(conv2d(k=2, padding="same", padding_mode="reflect")),
+         (2, 2, 5, 6), Conv2d, 1),
+    Case("Conv2d-valid-nobias", seq(conv2d(padding="valid", bias=False)), (2, 2, 5, 6), Conv2d, 1),
+    # pooling
+    Case("MaxPool1d", seq(nn.MaxPool1d(3, stride=2, padding=1, dilation=1, ceil_mode=True)),
+         (2, 3, 10), MaxPool1d),
+    Case("MaxPool2d", seq(nn.MaxPool2d(2)), (2, 3, 6, 7), MaxPool2d),
+    Case("MaxPool2d-options", seq(nn.MaxPool2d((3, 2), stride=(2, 1), padding=1, dilation=(1, 2))),
+         (2, 3, 7, 7), MaxPool2d),
+    Case("AvgPool1d", seq(nn.AvgPool1d(3, stride=2, padding=1, count_include_pad=False)),
+         (2, 3, 9), AvgPool1d),
+    Case("AvgPool2d", seq(nn.AvgPool2d(2)), (2, 3, 6, 6), AvgPool2d),
+    Case("AvgPool2d-options", seq(nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True,
+                                               divisor_override=5)), (2, 3, 8, 7), AvgPool2d),
+    Case("AdaptiveAvgPool1d", seq(nn.AdaptiveAvgPool1d(3)), (2, 3, 7), AdaptiveAvgPool1d),
+    Case("AdaptiveAvgPool2d", seq(nn.AdaptiveAvgPool2d((3, None))), (2, 3, 7, 5),
+         AdaptiveAvgPool2d),
+    Case("AdaptiveMaxPool1d", seq(nn.AdaptiveMaxPool1d(4)), (2, 3, 7), AdaptiveMaxPool1d),
+    Case("AdaptiveMaxPool2d", seq(nn.AdaptiveMaxPool2d(2)), (2, 3, 5, 7), AdaptiveMaxPool2d),
+    # normalisation: eval (running statistics) and train (batch statistics)
+    Case("BatchNorm1d-2d-input",
+         seq(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3)),
+         (6, 4), BatchNorm1d, 2, BOTH),
+    Case("BatchNorm1d-3d-input", seq(nn.BatchNorm1d(3)), (4, 3, 5), BatchNorm1d, 0, BOTH),
+    Case("BatchNorm1d-no-affine", seq(nn.BatchNorm1d(4, affine=False), nn.Linear(4, 2)),
+         (5, 4), BatchNorm1d, 1, BOTH),
+    Case("BatchNorm1d-no-running-stats", seq(nn.BatchNorm1d(4, track_running_stats=False)),
+         (5, 4), BatchNorm1d, 0, BOTH),
+    Case("BatchNorm2d", seq(conv2d(padding=1), nn.BatchNorm2d(4, eps=1e-3), nn.ReLU()),
+         (3, 2, 4, 5), BatchNorm2d, 1, BOTH),
+    Case("BatchNorm2d-momentum-None", seq(nn.BatchNorm2d(2, momentum=None)), (3, 2, 3, 3),
+         BatchNorm2d, 0, BOTH),
+    Case("BatchNorm2d-no-affine-no-stats",
+         seq(nn.BatchNorm2d(2, affine=False, track_running_stats=False)), (3, 2, 3, 3),
+         BatchNorm2d, 0, BOTH),
+    Case("LayerNorm", seq(nn.Linear(3, 6), nn.LayerNorm(6), nn.GELU(), nn.Linear(6, 2)),
+         (4, 3), LayerNorm, 2),
+    Case("LayerNorm-trailing-2", seq(nn.LayerNorm((3, 4), eps=1e-3)), (2, 5, 3, 4), LayerNorm),
+    Case("LayerNorm-no-affine", seq(nn.LayerNorm(4, elementwise_affine=False)), (3, 4), LayerNorm),
+    Case("LayerNorm-no-bias", seq(nn.LayerNorm(4, bias=False)), (3, 2, 4), LayerNorm),
+    # shape, identity and along-a-dim modules
+    Case("Flatten", seq(conv1d(), nn.Flatten(), nn.Linear(28, 2)), (2, 2, 9), Flatten, 2),
+    Case("Dropout-eval", seq(nn.Linear(3, 4), nn.Dropout(0.5), nn.Dropout1d(0.3)), (2, 3),
+         Identity, 1),
+    Case("Dropout2d-eval", seq(conv2d(), nn.Dropout2d(0.5)), (2, 2, 4, 4), Identity, 1),
+    Case("Identity", seq(nn.Identity(), nn.Linear(3, 2)), (2, 3), Identity, 1),
+    Case("LogSoftmax", seq(nn.Linear(3, 4), nn.LogSoftmax(dim=1)), (2, 3), LogSoftmax, 1),
+    Case("Softmax", seq(nn.Linear(3, 4), nn.Softmax(dim=-1)), (2, 3), Softmax, 1),
+]  # fmt: skip
+
+FUNCTIONAL_CASES = [
+    # layers in functional form: weights are the model's own parameters (get_attr)
+    Case("F.linear", fn(lambda m, x: F.linear(x, m.fc.weight, m.fc.bias), fc=nn.Linear(3, 4)),
+         (2, 3), Linear, 1),
+    Case("F.conv1d", fn(lambda m, x: F.conv1d(x, m.c.weight, m.c.bias, stride=2, padding=1),
+                        c=conv1d()), (2, 2, 9), Conv1d, 1),
+    Case("F.conv2d", fn(lambda m, x: F.conv2d(x, m.c.weight, None, 1, "same", 2, 2),
+                        c=conv2d(c_in=4, groups=2, bias=False)), (2, 4, 6, 6), Conv2d, 1),
+    Case("F.max_pool1d", fn(lambda m, x: F.max_pool1d(x, 3, 2, ceil_mode=True)), (2, 2, 8),
+         MaxPool1d),
+    Case("F.max_pool2d", fn(lambda m, x: F.max_pool2d(x, 2)), (2, 2, 6, 5), MaxPool2d),
+    Case("F.max_pool2d-options", fn(lambda m, x: F.max_pool2d(x, (2, 3), stride=1, padding=1,
+                                                              dilation=(2, 1))),
+         (2, 2, 5, 6), MaxPool2d),
+    Case("F.avg_pool1d", fn(lambda m, x: F.avg_pool1d(x, 2, padding=1, count_include_pad=False)),
+         (2, 2, 7), AvgPool1d),
+    Case("F.avg_pool2d", fn(lambda m, x: F.avg_pool2d(x, 2, 2)), (2, 3, 6, 6), AvgPool2d),
+    Case("F.avg_pool2d-options", fn(lambda m, x: F.avg_pool2d(x, 3, 2, 1, True, False, 4)),
+         (2, 3, 7, 6), AvgPool2d),
+    Case("F.adaptive_avg_pool2d", fn(lambda m, x: F.adaptive_avg_pool2d(x, (1, 3))),
+         (2, 3, 5, 7), AdaptiveAvgPool2d),
+    Case("F.adaptive_max_pool2d", fn(lambda m, x: F.adaptive_max_pool2d(x, 2)), (2, 3, 5, 5),
+         AdaptiveMaxPool2d),
+    Case("F.layer_norm", fn(lambda m, x: F.layer_norm(x, (4,), m.ln.weight, m.ln.bias, 1e-6),
+                            ln=nn.LayerNorm(4)), (3, 4), LayerNorm),
+    Case("F.layer_norm-no-affine", fn(lambda m, x: F.layer_norm(x, x.shape[-2:])), (3, 2, 4),
+         LayerNorm),
+    Case("F.dropout-training-off", fn(lambda m, x: F.dropout(m.fc(x), 0.5, training=m.training),
+                                      fc=nn.Linear(3, 3)), (2, 3), Identity, 1),
+    Case("F.dropout2d-training-off", fn(lambda m, x: F.dropout2d(x, training=False)), (2, 2, 3, 3),
+         Identity),
+    Case("F.log_softmax", fn(lambda m, x: F.log_softmax(m.fc(x), dim=1), fc=nn.Linear(3, 4)),
+         (2, 3), LogSoftmax, 1),
+    Case("F.softmax", fn(lambda m, x: F.softmax(x, -1)), (2, 3, 4), Softmax),
+    Case("torch.flatten", fn(lambda m, x: m.fc(torch.flatten(x, 1)), fc=nn.Linear(6, 2)),
+         (2, 2, 3), Flatten, 1),
+    # elementwise activations in functional and method form (fused into their producer)
+    Case("F.relu", fn(lambda m, x: F.relu(m.fc(x)), fc=nn.Linear(3, 4)), (5, 3), Linear, 1),
+    Case("torch.tanh", fn(lambda m, x: torch.tanh(m.fc(x)), fc=nn.Linear(3, 4)), (5, 3), Linear, 1),
+    Case("Tensor.sigmoid", fn(lambda m, x: m.fc(x).sigmoid(), fc=nn.Linear(3, 4)), (5, 3),
+         Linear, 1),
+    Case("F.leaky_relu", fn(lambda m, x: F.leaky_relu(m.fc(x), 0.2), fc=nn.Linear(3, 4)),
+         (5, 3), Linear, 1),
+    Case("F.elu-gelu-silu", fn(lambda m, x: F.silu(F.gelu(F.elu(m.fc(x), alpha=0.5),
+                                                          approximate="tanh")),
+                               fc=nn.Linear(3, 4)), (5, 3), Identity, 1),
+    Case("F.softplus-hardtanh", fn(lambda m, x: F.hardtanh(F.softplus(x, beta=2), -0.5, 0.5)),
+         (5, 3), Identity),
+]  # fmt: skip
+
+GRAPH_CASES = [
+    # arithmetic: residual adds, constants on either side, tensor × tensor
+    Case("operator.add-residual", fn(lambda m, x: m.fc(x) + x, fc=nn.Linear(3, 3)), (4, 3), Add, 1),
+    Case("operator.add-broadcast", fn(lambda m, x: m.a(x) + m.b(x).mean(1, keepdim=True),
+                                      a=nn.Linear(3, 4), b=nn.Linear(3, 4)), (4, 3), Add, 2),
+    Case("torch.add-alpha", fn(lambda m, x: torch.add(m.fc(x), x, alpha=-0.5), fc=nn.Linear(3, 3)),
+         (4, 3), Scale, 1),
+    Case("Tensor.add", fn(lambda m, x: m.fc(x).add(x), fc=nn.Linear(3, 3)), (4, 3), Add, 1),
+    Case("x + c", fn(lambda m, x: x + 1.5), (4, 3), AddConstant),
+    Case("c + x", fn(lambda m, x: 2 + m.fc(x), fc=nn.Linear(3, 2)), (4, 3), AddConstant, 1),
+    Case("x - y", fn(lambda m, x: m.fc(x) - x, fc=nn.Linear(3, 3)), (4, 3), Sub, 1),
+    Case("torch.sub-alpha", fn(lambda m, x: torch.sub(x, m.fc(x), alpha=3), fc=nn.Linear(3, 3)),
+         (4, 3), Sub, 1),
+    Case("c - x", fn(lambda m, x: 1 - x), (4, 3), Scale),
+    Case("x - c", fn(lambda m, x: x - 0.25), (4, 3), AddConstant),
+    Case("x * y", fn(lambda m, x: m.a(x) * torch.sigmoid(m.b(x)),
+                     a=nn.Linear(3, 4), b=nn.Linear(3, 4)), (4, 3), Mul, 2),
+    Case("x * c", fn(lambda m, x: m.fc(x) * 0.5, fc=nn.Linear(3, 2)), (4, 3), Scale, 1),
+    Case("c * x", fn(lambda m, x: 3 * x), (4, 3), Scale),
+    Case("torch.mul", fn(lambda m, x: torch.mul(x, x)), (4, 3), Mul),
+    Case("x / c", fn(lambda m, x: m.fc(x) / 4, fc=nn.Linear(3, 2)), (4, 3), Div, 1),
+    Case("x / size", fn(lambda m, x: x / x.size(1)), (4, 3), Div),
+    Case("torch.div", fn(lambda m, x: torch.div(x, -8.0)), (4, 3), Div),
+    Case("-x", fn(lambda m, x: -m.fc(x), fc=nn.Linear(3, 2)), (4, 3), Scale, 1),
+    # joining and reducing
+    Case("torch.cat-dim1", fn(lambda m, x: torch.cat([m.a(x), m.b(x)], 1),
+                              a=nn.Linear(3, 2), b=nn.Linear(3, 4)), (4, 3), Cat, 2),
+    Case("torch.cat-three-dim-neg", fn(lambda m, x: torch.cat((x, 2 * x, x), dim=-1)), (2, 3, 4),
+         Cat),
+    Case("torch.cat-dim0", fn(lambda m, x: torch.cat([x, m.fc(x)]).view(x.size(0), -1),
+                                 fc=nn.Linear(3, 3)),
+         (2, 3), Cat, 1),
+    Case("Tensor.mean-dims", fn(lambda m, x: m.fc(m.c(x).mean((2, 3))), c=conv2d(),
+                                fc=nn.Linear(4, 2)), (2, 2, 5, 5), Mean, 2),
+    Case("torch.mean-keepdim", fn(lambda m, x: torch.mean(x, dim=1, keepdim=True)), (2, 3, 4),
+         Mean),
+    Case("Tensor.mean-all", fn(lambda m, x: x.mean() * x), (2, 3), Mean),
+    Case("Tensor.sum", fn(lambda m, x: x.sum(-1)), (2, 3, 4), Sum),
+    Case("torch.sum-batch", fn(lambda m, x: x * torch.sum(x, (0, 2), keepdim=True)), (2, 3, 4),
+         Sum),
+    # shapes: sizes read off the tracked shapes
+    Case("view-size", fn(lambda m, x: m.fc(m.c(x).view(x.size(0), -1)), c=conv2d(),
+                         fc=nn.Linear(36, 2)), (2, 2, 5, 5), Reshape, 2),
+    Case("view-shape", fn(lambda m, x: x.view(x.shape[0], x.shape[1] // 2, -1)), (2, 4, 3),
+         Reshape),
+    Case("view-tuple", fn(lambda m, x: x.view((-1, 6))), (2, 3, 2), Reshape),
+    Case("view-size-tuple", fn(lambda m, x: x.flatten(1).view(x.size())), (2, 3, 2), Reshape),
+    Case("reshape", fn(lambda m, x: x.reshape(-1, x.size(-1) * x.ndim)), (2, 3, 2), Reshape),
+    Case("torch.reshape", fn(lambda m, x: torch.reshape(x, (-1, x.dim() * 2))), (2, 3, 2), Reshape),
+    Case("Tensor.flatten", fn(lambda m, x: x.flatten(1, 2)), (2, 3, 2, 2), Flatten),
+    Case("unsqueeze-squeeze", fn(lambda m, x: x.unsqueeze(1).squeeze(-1).unsqueeze(-1)),
+         (2, 3, 1), Reshape),
+    Case("torch.squeeze-dims", fn(lambda m, x: torch.squeeze(x, (1, 3))), (2, 1, 3, 1), Reshape),
+    Case("permute", fn(lambda m, x: m.fc(x.permute(0, 2, 1).contiguous()), fc=nn.Linear(3, 2)),
+         (2, 3, 4), Permute, 1),
+    Case("torch.permute", fn(lambda m, x: torch.permute(x, (0, 2, 1))), (2, 3, 4), Permute),
+    Case("transpose", fn(lambda m, x: m.fc(x.transpose(1, 2)), fc=nn.Linear(3, 2)), (2, 3, 4),
+         Transpose, 1),
+    Case("torch.transpose", fn(lambda m, x: torch.transpose(x, -1, 1).clone()), (2, 3, 4),
+         Transpose),
+]  # fmt: skip
+
+CASES = MODULE_CASES + FUNCTIONAL_CASES + GRAPH_CASES
+PAIRS = [pytest.param(c, mode, id=f"{c.name}-{mode}") for c in CASES for mode in c.modes]
+
+
+class Stemmed(nn.Module):
+    """op(stem(x)), stem a Linear on the last axis: the op's backward then shows in the
+    stem's gradients and δ (and a model of a parameter-free op still has parameters)."""
+
+    def __init__(self, op: nn.Module, width: int) -> None:
+        super().__init__()
+        self.stem = nn.Linear(width, width)
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(self.stem(x))
+
+
+def build(case: Case, mode: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = Stemmed(case.build(), case.shape[-1]).double().train(mode == "train")
+    for m in model.modules():  # running statistics away from (0, 1), so eval mode shows
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(case.shape, dtype=torch.float64)
+    with torch.no_grad():
+        target = torch.randn_like(copy.deepcopy(model)(x))
+    return model, x, target
+
+
+def test_case_names_are_unique():
+    names = [c.name for c in CASES]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+@pytest.mark.parametrize(("case", "mode"), PAIRS)
+def test_op_matches_autograd(case: Case, mode: str):
+    model, x, target = build(case, mode)
+    report = torch_ref.compare_gradients(model, nn.MSELoss(), x, target, **TOL)
+    assert report.ok, f"{case.name} ({mode})\n{report}"
+    params = {r.name for r in report.rows if r.kind == "param"}
+    assert params == {n for n, p in model.named_parameters() if p.requires_grad}, case.name
+    deltas = [r.name for r in report.rows if r.kind == "delta"]
+    assert deltas[0] == "stem" and len(deltas) == 1 + case.deltas, f"{case.name}: δ rows {deltas}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_op_becomes_its_layer(case: Case):
+    """The op is converted to the manual layer that computes it (not silently dropped)."""
+    model, x, _ = build(case, case.modes[0])
+    layers = [type(n.layer) for n in convert(model, tuple(x.shape)).network.nodes]
+    assert case.layer in layers, f"{case.name}: {[c.__name__ for c in layers]}"
+
+
+# --- properties the table does not show --------------------------------------------
+
+
+class SharedLinear(nn.Module):
+    """One nn.Linear called twice: its gradient is the sum over both uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.fc(torch.relu(self.fc(x)))))
+
+
+def test_module_used_twice_sums_its_gradients():
+    torch.manual_seed(0)
+    model = SharedLinear().double()
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    report = torch_ref.compare_gradients(model, nn.MSELoss(), x, t, **TOL)
+    assert report.ok, str(report)
+    assert {r.name for r in report.rows if r.kind == "delta"} == {"fc", "fc#1", "out"}
+    trace = torch_ref.manual_trace(model, nn.MSELoss(), x, t)
+    assert set(trace.deltas) == {"fc", "fc#1", "out"}
+    # ∂L/∂W of the shared layer = δ_1ᵀ x + δ_2ᵀ relu(z_1), one term per use
+    z1 = model.fc(x).detach()
+    by_use = trace.deltas["fc"].T @ x + trace.deltas["fc#1"].T @ torch.relu(z1)
+    torch.testing.assert_close(trace.grads["fc.weight"], by_use, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_train_mode_batch_norm_leaves_the_callers_buffers_alone(momentum):
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3, momentum=momentum), nn.ReLU(), nn.Flatten(),
+              nn.Linear(27, 4), nn.BatchNorm1d(4)]  # fmt: skip
+    model = nn.Sequential(*layers).double().train()
+    x, t = torch.randn(5, 2, 5, 5, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = torch_ref.compare_gradients(model, nn.CrossEntropyLoss(), x, t, **TOL)
+    torch_ref.manual_trace(model, nn.CrossEntropyLoss(), x, t)
+    assert report.ok, str(report)
+    after = model.state_dict()
+    assert "1.num_batches_tracked" in after
+    for k, v in before.items():
+        assert torch.equal(after[k], v), f"{k} changed: {v} → {after[k]}"
+    assert model.training and all(m.training for m in model.modules())
+
+
+# --- refusals, declared as data ----------------------------------------------------
+
+
+class Exp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+
+class WithLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(3, 3), nn.LSTM(3, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.fc(x)
+        return x
+
+
+class TwoInputs(nn.Module):
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y
+
+
+class BufferOperand(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
+class Mismatch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+class CatMismatch(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x.flatten()], dim=1)
+
+
+def line_of(cls: type, text: str) -> str:
+    """'line N' of the first line of cls's source holding `text`."""
+    lines, start = inspect.getsourcelines(cls)
+    k = next(i for i, line in enumerate(lines) if text in line)
+    return f"line {start + k}"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    name: str
+    build: Callable[[], nn.Module]
+    shape: tuple[int, ...]
+    error: type[Exception]
+    #: fragments the message must hold (plain text, not regexes)
+    says: tuple[str, ...] = field(default_factory=tuple)
+    training: bool = False
+
+
+REFUSALS = [
+    Refusal("unsupported function", Exp, (2, 3), torch_ref.UnsupportedModuleError,
+            ("'exp'", "call_function", "torch.exp", "test_convert.py", line_of(Exp, "torch.exp"),
+             "return torch.exp(x)", "supported functions", "F.conv2d")),
+    Refusal("unsupported module", WithLSTM, (2, 3), torch_ref.UnsupportedModuleError,
+            ("'block.1'", "LSTM", "supported modules", "nn.Linear", "nn.Conv2d", "nn.BatchNorm2d",
+             line_of(WithLSTM, "self.block(x)"))),
+    Refusal("data-dependent control flow", DataDependent, (2, 3), torch_ref.UnsupportedModuleError,
+            ("DataDependent", "cannot be traced", "control flow")),
+    Refusal("two inputs", TwoInputs, (2, 3), torch_ref.UnsupportedModuleError,
+            ("TwoInputs", "2 inputs", "exactly one")),
+    Refusal("buffer as operand", BufferOperand, (2, 3), torch_ref.UnsupportedModuleError,
+            ("'add'", "buffer", "(3,)", line_of(BufferOperand, "self.shift"))),
+    Refusal("tensor slicing", fn(lambda m, x: x[:, :2]), (2, 3), torch_ref.UnsupportedModuleError,
+            ("getitem", "slicing a tensor")),
+    Refusal("division by a tensor", fn(lambda m, x: x / x.sum()), (2, 3),
+            torch_ref.UnsupportedModuleError, ("truediv", "division by a tensor")),
+    Refusal("max pool indices", fn(lambda m, x: F.max_pool1d(x, 2, return_indices=True)[0]),
+            (2, 2, 4), torch_ref.UnsupportedModuleError, ("F.max_pool1d_with_indices",)),
+    Refusal("max pool indices module", seq(nn.MaxPool2d(2, return_indices=True)), (2, 2, 4, 4),
+            torch_ref.UnsupportedModuleError, ("'0'", "MaxPool2d", "return_indices")),
+    Refusal("in-place method", fn(lambda m, x: x.add_(1)), (2, 3), torch_ref.UnsupportedModuleError,
+            ("Tensor.add_", "Tensor methods")),
+    Refusal("shape mismatch", Mismatch, (2, 4), ValueError,
+            ("'fc'", "Linear(5 → 3", "(2, 4)", line_of(Mismatch, "self.fc(x)"))),
+    Refusal("cat shape mismatch", CatMismatch, (2, 3), ValueError,
+            ("'cat'", "(2, 3)", "(6,)", line_of(CatMismatch, "torch.cat"))),
+    Refusal("size dim out of range", fn(lambda m, x: x.view(x.size(2), -1)), (2, 3),
+            ValueError, ("'size'", "dim 2", "(2, 3)")),
+    Refusal("divide by zero", fn(lambda m, x: x / 0), (2, 3), ValueError, ("'truediv'", "nonzero")),
+    Refusal("dropout in training", seq(nn.Linear(3, 3), nn.Dropout(0.2)), (2, 3), ValueError,
+            ("Dropout", "'1'", "training mode", "model.eval()"), training=True),
+    Refusal("F.dropout in training", fn(lambda m, x: F.dropout(x, 0.3)), (2, 3), ValueError,
+            ("'dropout'", "training=True", "training=False")),
+    Refusal("batch norm, one value per channel", seq(nn.BatchNorm1d(3)), (1, 3), ValueError,
+            ("'0'", "more than 1 value per channel"), training=True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=[r.name for r in REFUSALS])
+def test_refusal_names_what_and_where(case: Refusal):
+    torch.manual_seed(0)
+    model = case.build().double().train(case.training)
+    x = torch.randn(case.shape, dtype=torch.float64)
+    with pytest.raises(case.error) as info:
+        torch_ref.manual_gradients(model, nn.MSELoss(), x, torch.zeros(case.shape[0]))
+    message = str(info.value)
+    missing = [s for s in case.says if s not in message]
+    assert not missing, f"{case.name}: the message lacks {missing}:\n{message}"
+
+
+def test_refusals_fail_before_touching_anything():
+    """A refused model leaves the caller's state as it was (no partial conversion leaks)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.LSTM(3, 2)).double().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(torch_ref.UnsupportedModuleError, match=re.escape("'2' (LSTM)")):
+        torch_ref.compare_gradients(model, nn.MSELoss(), torch.randn(4, 3).double(),
+                                    torch.zeros(4, 2).double())  # fmt: skip
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
