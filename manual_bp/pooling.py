@@ -18,7 +18,7 @@ window along that axis, −1 where the window is on padding.
 
 Average pooling is then a product of (out, L) window-indicator matrices, one per axis,
 z = (1_H x 1_Wᵀ) / divisor, whose transpose is its backward. Max pooling gathers every
-window with these tables and scatters δ back to the winners' flat positions.
+X
 """
 
 from __future__ import annotations
@@ -45,10 +45,9 @@ def pooling_output_size(L: int, k: int, s: int, p: int, d: int, ceil_mode: bool)
     return size
 
 
-def fixed_windows(L: int, k: int, s: int, p: int, d: int, out: int) -> Array:
-    """(out, k): input position s·o − p + d·j of tap j of window o, −1 on padding."""
-    pos = s * np.arange(out)[:, None] - p + d * np.arange(k)
-    return np.where((pos >= 0) & (pos < L), pos, -1)
+def fixed_windows(k: int, s: int, p: int, d: int, out: int) -> Array:
+    """(out, k): the input position s·o − p + d·j of tap j of window o (outside [0, L): padding)."""
+    return s * np.arange(out)[:, None] - p + d * np.arange(k)
 
 
 def adaptive_bounds(L: int, out: int) -> tuple[Array, Array]:
@@ -58,17 +57,18 @@ def adaptive_bounds(L: int, out: int) -> tuple[Array, Array]:
 
 
 def adaptive_windows(L: int, out: int) -> Array:
-    """(out, k_max): the input positions of each adaptive window, −1 past its end."""
+    """(out, k_max): the input positions of each adaptive window, L (padding) past its end."""
     start, end = adaptive_bounds(L, out)
     pos = start[:, None] + np.arange((end - start).max())
-    return np.where(pos < end[:, None], pos, -1)
+    return np.where(pos < end[:, None], pos, L)
 
 
 def indicator(windows: Array, L: int) -> Array:
     """(out, L): 1 where input position l is in window o (taps on padding dropped)."""
+    on_input = (windows >= 0) & (windows < L)
     rows = np.broadcast_to(np.arange(windows.shape[0])[:, None], windows.shape)
     M = np.zeros((windows.shape[0], L))
-    M[rows[windows >= 0], windows[windows >= 0]] = 1.0
+    M[rows[on_input], windows[on_input]] = 1.0
     return M
 
 
@@ -89,34 +89,42 @@ def outer(factors: Sequence[Array]) -> Array:
     return result
 
 
-def gather_windows(x: Array, tables: Sequence[Array]) -> Array:
-    """(..., *out, K): every window's values in row-major tap order, −∞ on padding."""
-    n = len(tables)
-    index, on_input = [], np.ones((1,) * 2 * n, dtype=bool)
-    for a, t in enumerate(tables):
-        shape = [1] * 2 * n
-        shape[a], shape[n + a] = t.shape
-        index.append(np.maximum(t, 0).reshape(shape))
-        on_input = on_input & (t >= 0).reshape(shape)
-    values = np.where(on_input, x[(..., *index)], -np.inf)  # (..., *out, *k)
-    return values.reshape(*values.shape[: x.ndim], -1)
+def _pick(x: Array, axis: int, positions: Array) -> Array:
+    """x at `positions` along `axis`: a strided view where they are evenly spaced."""
+    step = int(positions[1] - positions[0]) if len(positions) > 1 else 1
+    if step > 0 and np.array_equal(positions, positions[0] + step * np.arange(len(positions))):
+        start, stop = int(positions[0]), int(positions[-1]) + 1
+        return x[(slice(None),) * axis + (slice(start, stop, step),)]
+    return np.take(x, positions, axis=axis)
 
 
 def max_pool(x: Array, tables: Sequence[Array]) -> tuple[Array, Array]:
     """z = max over each window, and the winner's flat position in its input plane (..., *out).
 
-    The winner is the first maximum in the window's row-major order, as torch picks it.
+    Scans the taps in the window's row-major order and keeps the first maximum, as torch
+    does (`if val > maxval`); taps on padding read −∞ and never win over a finite input.
     """
-    n = len(tables)
-    values = gather_windows(x, tables)  # (..., *out, K)
-    tap = values.argmax(axis=-1)  # first maximum; −∞ padding never wins over a finite input
-    z = np.take_along_axis(values, tap[..., None], axis=-1)[..., 0]
-    taps = np.unravel_index(tap, tuple(t.shape[1] for t in tables))
-    where = []
-    for a, (t, j) in enumerate(zip(tables, taps, strict=True)):
-        o = np.arange(t.shape[0]).reshape([-1 if b == a else 1 for b in range(n)])
-        where.append(t[o, j])  # the winner's input position along axis a
-    winner = np.ravel_multi_index(tuple(where), x.shape[-n:])
+    n, lead = len(tables), x.ndim - len(tables)
+    spatial = x.shape[lead:]
+    # −∞ padding wide enough for every tap outside the input
+    pads = [
+        (max(0, -int(t.min())), max(0, int(t.max()) - L + 1))
+        for t, L in zip(tables, spatial, strict=True)
+    ]
+    x_pad = np.pad(x, ((0, 0),) * lead + tuple(pads), constant_values=-np.inf)
+    z = np.full((*x.shape[:lead], *(t.shape[0] for t in tables)), -np.inf)
+    winner = np.zeros(z.shape, dtype=np.intp)
+    for taps in np.ndindex(*(t.shape[1] for t in tables)):  # one kernel offset at a time
+        at = [t[:, j] for t, j in zip(tables, taps, strict=True)]  # (out_a,) input positions
+        value = x_pad
+        for axis, (a, (lo, _)) in enumerate(zip(at, pads, strict=True)):
+            value = _pick(value, lead + axis, a + lo)  # (..., *out) once every axis is picked
+        better = value > z  # strict: a tie keeps the earlier tap
+        np.copyto(z, value, where=better)
+        grid = tuple(
+            a.reshape([-1 if b == axis else 1 for b in range(n)]) for axis, a in enumerate(at)
+        )
+        np.copyto(winner, np.ravel_multi_index(grid, spatial, mode="clip"), where=better)
     return z, winner
 
 
@@ -198,19 +206,10 @@ class _FixedPoolNd(_PoolNd):
             out.append(size)
         return tuple(out)
 
-    def _tables(self, spatial: Shape, out: Shape) -> list[Array]:
-        return [
-            fixed_windows(L, k, s, p, d, o)
-            for L, k, s, p, d, o in zip(
-                spatial,
-                self.kernel_size,
-                self.stride,
-                self.padding,
-                self.dilation,
-                out,
-                strict=True,
-            )
-        ]
+    def _tables(self, out: Shape) -> list[Array]:
+        """Per spatial axis, the (out, k) input positions of every window's taps."""
+        options = zip(self.kernel_size, self.stride, self.padding, self.dilation, out, strict=True)
+        return [fixed_windows(k, s, p, d, o) for k, s, p, d, o in options]
 
 
 # --- max pooling -----------------------------------------------------------------------
@@ -234,8 +233,9 @@ class _MaxPoolNd(_FixedPoolNd):
         out = self._out(in_shape)
         # NOTE: torch returns −∞ for a window that sees only padding and its backward
         # writes δ outside the input; we refuse it.
-        for axis, t in enumerate(self._tables(self._spatial(in_shape), out)):
-            empty = np.flatnonzero((t < 0).all(axis=1))
+        spatial = self._spatial(in_shape)
+        for axis, (t, L) in enumerate(zip(self._tables(out), spatial, strict=True)):
+            empty = np.flatnonzero(((t < 0) | (t >= L)).all(axis=1))
             if empty.size:
                 raise ValueError(
                     f"window {empty[0]} along spatial dim {axis} covers only padding "
@@ -245,8 +245,7 @@ class _MaxPoolNd(_FixedPoolNd):
         return (*in_shape[: -self.n_spatial], *out)
 
     def forward(self, x: Array) -> tuple[Array, Any]:
-        n = self.n_spatial
-        tables = self._tables(x.shape[-n:], self._out(x.shape))
+        tables = self._tables(self._out(x.shape))
         z, winner = max_pool(x, tables)
         return z, (winner, x.shape)
 
@@ -324,7 +323,7 @@ class _AvgPoolNd(_FixedPoolNd):
         n = self.n_spatial
         spatial = x.shape[-n:]
         out = self._out(x.shape)
-        mats = [indicator(t, L) for t, L in zip(self._tables(spatial, out), spatial, strict=True)]
+        mats = [indicator(t, L) for t, L in zip(self._tables(out), spatial, strict=True)]
         divisor = self._divisor(spatial, out)
         return along_axes(x, mats) / divisor, (mats, divisor)
 
