@@ -304,7 +304,8 @@ class _ConvNd(Layer):
         W, G = self.params["weight"], self.groups
         delta = delta if batched else delta[None]
         N, C_out = delta.shape[:2]
-        delta_cols = delta.reshape(N, G, C_out // G, -1)  # (N, G, C_out/G, P)
+        P = int(np.prod(delta.shape[2:]))
+        delta_cols = delta.reshape(N, G, C_out // G, P)  # (N, G, C_out/G, P)
         # ∂L/∂W = Σₙ δ colsᵀ, per group: Linear's δᵀ a with the columns as a
         dW = np.matmul(delta_cols, cols.swapaxes(-1, -2)).sum(axis=0)  # (G, C_out/G, C_in/G·K)
         grads = {"weight": dW.reshape(W.shape)}

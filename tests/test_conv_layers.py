@@ -151,6 +151,7 @@ CASES = [
     _c2("2d-depthwise-multiplier2", X2, 8, 3, groups=4, stride=2, dilation=2, padding=2),
     _c2("2d-batch1", (1, 3, 5, 5), 2, 3),
     _c2("2d-unbatched", (4, 7, 8), 5, 3, padding=1, stride=2),
+    _c2("2d-empty-batch", (0, 4, 7, 8), 5, 3, padding=1),
     # padding strings
     _c2("2d-valid", X2, 5, 3, padding="valid"),
     _c2("2d-same-odd-kernel", X2, 5, 3, padding="same"),

@@ -122,6 +122,7 @@ CASES = [
              {"kernel_size": 2, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}),
     PoolCase("max2d-unbatched", "MaxPool2d", {"kernel_size": 3, "stride": 2, "padding": 1},
              in_shape=(3, 7, 8)),
+    PoolCase("max2d-empty-batch", "MaxPool2d", {"kernel_size": 2}, in_shape=(0, 3, 7, 8)),
     PoolCase("max1d-k2", "MaxPool1d", {"kernel_size": 2}, in_shape=X1),
     PoolCase("max1d-k3-s2-p1-ceil", "MaxPool1d",
              {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, in_shape=X1),
