@@ -1,0 +1,237 @@
+"""The pytest plugin (entry point `pytest11`, name `torch_ref`): the `gradient_oracle` fixture.
+
+    def test_my_model(gradient_oracle):
+        report = gradient_oracle.assert_close(model, loss_fn, inputs, target)
+
+    def test_my_kernel(gradient_oracle):
+        gradient_oracle.check_grads(model, loss_fn, inputs, target, my_grads)
+
+A failure raises AssertionError whose message is the comparison table; the plugin's own
+frames are hidden, so the traceback ends at the line of the user's test. The fixture is
+session-scoped and holds no state, so `@hypothesis.given` tests may use it.
+
+Tolerances: a keyword given to the call wins; else `--gradient-oracle-rtol/-atol` (or the
+ini keys `gradient_oracle_rtol/_atol`); else the defaults: those of
+`torch_ref.compare_gradients` for `assert_close`, and `GRAD_TOLERANCES[dtype]` of the
+user's gradient for `check_grads`. Disable the plugin with `-p no:torch_ref`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+
+# NOTE: pytest imports every installed plugin at start-up, in every project; torch, NumPy
+# and pandas are imported where they are first needed, so an unused plugin costs nothing.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+    from torch_ref.oracle import LossFn, Trace
+    from torch_ref.report import GradientReport, Row
+
+#: default (rtol, atol) of `check_grads`, keyed by the dtype of the user's gradient; the
+#: oracle's value is float64, the user's carries the rounding of its own dtype
+GRAD_TOLERANCES: dict[str, tuple[float, float]] = {
+    "float64": (1e-7, 1e-10),
+    "float32": (1e-4, 1e-6),
+    "float16": (1e-2, 1e-4),
+    "bfloat16": (5e-2, 1e-3),
+}
+
+#: the defaults of `assert_close`: those of `torch_ref.compare_gradients` (both sides float64)
+COMPARE_TOLERANCES = (1e-7, 1e-10)
+
+OPTIONS = {
+    "rtol": "relative tolerance of the gradient_oracle fixture (default: per call)",
+    "atol": "absolute tolerance of the gradient_oracle fixture (default: per call)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("torch_ref", "gradient oracle (torch_ref)")
+    for name, help_text in OPTIONS.items():
+        group.addoption(f"--gradient-oracle-{name}", type=float, default=None,
+                        dest=f"gradient_oracle_{name}", help=help_text)
+        parser.addini(f"gradient_oracle_{name}", help_text, default=None)
+
+
+def _configured(config: pytest.Config, name: str) -> float | None:
+    """The tolerance set on the command line, else in the ini file, else None."""
+    value = config.getoption(f"gradient_oracle_{name}")
+    if value is None:
+        value = config.getini(f"gradient_oracle_{name}")
+    if value is None or value == "":
+        return None
+    try:
+        value = float(value)
+    except ValueError:
+        raise pytest.UsageError(
+            f"gradient_oracle_{name} must be a number, got {value!r}"
+        ) from None
+    if not value >= 0:
+        raise pytest.UsageError(f"gradient_oracle_{name} must be ≥ 0, got {value!r}")
+    return value
+
+
+@dataclass
+class GradCheck:
+    """A user's gradients against the oracle's, tensor by tensor.
+
+    In each `Row`, `manual` is the user's value and `autograd` the oracle's at the worst
+    entry; a tensor is ok when max|yours − oracle| ≤ atol + rtol · max|oracle|.
+    """
+
+    rows: list[Row] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    rtol: float = 1e-7
+    atol: float = 1e-10
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.unexpected and all(r.ok for r in self.rows)
+
+    def failures(self) -> list[Row]:
+        """The failing rows, worst relative error first."""
+        return sorted((r for r in self.rows if not r.ok), key=lambda r: -r.max_rel_err)
+
+    def __str__(self) -> str:
+        import pandas as pd
+
+        verdict = "OK" if self.ok else "MISMATCH"
+        lines = [f"GradCheck: {verdict} ({len(self.rows)} tensors, rtol={self.rtol:g}, "
+                 f"atol={self.atol:g}); yours against the oracle's ∂L/∂θ"]
+        if self.missing:
+            lines.append(f"missing from your gradients: {', '.join(self.missing)}")
+        if self.unexpected:
+            lines.append(f"not parameters that require grad: {', '.join(self.unexpected)}")
+        if self.failures():
+            lines.append("worst: " + "; ".join(
+                f"{r.name}{list(r.index)} yours {r.manual:.9g} vs oracle {r.autograd:.9g}"
+                for r in self.failures()[:3]))
+        frame = pd.DataFrame({
+            "name": [r.name for r in self.rows],
+            "shape": [str(tuple(r.shape)) for r in self.rows],
+            "max_abs_err": [f"{r.max_abs_err:.2e}" for r in self.rows],
+            "max_rel_err": [f"{r.max_rel_err:.2e}" for r in self.rows],
+            "ok": ["ok" if r.ok else "FAIL" for r in self.rows],
+            "worst": ["" if r.ok else f"{list(r.index)}: yours {r.manual:.9g}, oracle "
+                      f"{r.autograd:.9g}" for r in self.rows],
+        })
+        if self.ok:
+            frame = frame.drop(columns="worst")
+        if len(frame):
+            lines.append(frame.to_string(index=False))
+        return "\n".join(lines)
+
+
+def _user_grad(name: str, g: object, shape: tuple[int, ...]) -> np.ndarray:
+    import torch
+
+    if not isinstance(g, torch.Tensor):
+        raise TypeError(f"your gradient {name!r} must be a torch.Tensor, got {type(g).__name__}")
+    if tuple(g.shape) != shape:
+        raise ValueError(f"your gradient {name!r} has shape {tuple(g.shape)}, "
+                         f"but the parameter has shape {shape}")
+    return g.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+
+class GradientOracle:
+    """What the `gradient_oracle` fixture returns; see the module docstring."""
+
+    def __init__(self, rtol: float | None = None, atol: float | None = None) -> None:
+        self.rtol, self.atol = rtol, atol
+
+    def _tolerances(self, rtol: float | None, atol: float | None,
+                    default: tuple[float, float]) -> tuple[float, float]:
+        rtol = rtol if rtol is not None else self.rtol if self.rtol is not None else default[0]
+        atol = atol if atol is not None else self.atol if self.atol is not None else default[1]
+        return rtol, atol
+
+    def gradients(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                  target: torch.Tensor, *, l2: float = 0.0) -> dict[str, torch.Tensor]:
+        """`torch_ref.manual_gradients`: ∂L/∂θ by explicit backprop."""
+        from torch_ref.oracle import manual_gradients
+
+        return manual_gradients(model, loss_fn, inputs, target, l2=l2)
+
+    def trace(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+              target: torch.Tensor, *, l2: float = 0.0) -> Trace:
+        """`torch_ref.manual_trace`: loss, ∂L/∂θ, δ and outputs of every layer."""
+        from torch_ref.oracle import manual_trace
+
+        return manual_trace(model, loss_fn, inputs, target, l2=l2)
+
+    def compare(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                target: torch.Tensor, *, l2: float = 0.0, rtol: float | None = None,
+                atol: float | None = None) -> GradientReport:
+        """`torch_ref.compare_gradients` with the fixture's tolerances; never fails."""
+        from torch_ref.oracle import compare_gradients
+
+        rtol, atol = self._tolerances(rtol, atol, COMPARE_TOLERANCES)
+        return compare_gradients(model, loss_fn, inputs, target, l2=l2, rtol=rtol, atol=atol)
+
+    def assert_close(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                     target: torch.Tensor, *, l2: float = 0.0, rtol: float | None = None,
+                     atol: float | None = None) -> GradientReport:
+        """Manual backprop against torch.autograd (∂L/∂θ and every δ); the report if they
+        agree, else AssertionError with the table."""
+        __tracebackhide__ = True
+        report = self.compare(model, loss_fn, inputs, target, l2=l2, rtol=rtol, atol=atol)
+        if not report.ok:
+            raise AssertionError("manual gradients differ from torch.autograd\n" + str(report))
+        return report
+
+    def check_grads(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
+                    target: torch.Tensor, grads: Mapping[str, torch.Tensor], *,
+                    l2: float = 0.0, rtol: float | None = None,
+                    atol: float | None = None) -> GradCheck:
+        """Your ∂L/∂θ (keyed like named_parameters()) against the oracle's; the check if
+        they agree, else AssertionError with the table naming the worst entries.
+
+        Default tolerances follow the dtype of your gradients (`GRAD_TOLERANCES`)."""
+        __tracebackhide__ = True
+        import torch
+
+        from torch_ref.report import compare
+
+        if not isinstance(grads, Mapping):
+            raise TypeError("grads must map parameter names to tensors, "
+                            f"got {type(grads).__name__}")
+        oracle = self.trace(model, loss_fn, inputs, target, l2=l2).grads
+        # the least precise dtype among your gradients sets the default tolerances
+        per_dtype = [GRAD_TOLERANCES.get(str(g.dtype).removeprefix("torch."),
+                                         GRAD_TOLERANCES["float32"])
+                     for g in grads.values() if isinstance(g, torch.Tensor)]
+        rtol, atol = self._tolerances(rtol, atol, max(per_dtype, default=COMPARE_TOLERANCES))
+        check = GradCheck(
+            missing=[n for n in oracle if n not in grads],
+            unexpected=sorted(n for n in grads if n not in oracle),
+            rtol=rtol, atol=atol,
+        )
+        for name, ref in oracle.items():
+            if name in grads:
+                yours = _user_grad(name, grads[name], tuple(ref.shape))
+                check.rows.append(compare("param", name, yours, ref.numpy(), rtol, atol))
+        if not check.ok:
+            raise AssertionError("your gradients differ from the oracle's\n" + str(check))
+        return check
+
+
+_TOLERANCES = pytest.StashKey[tuple[float | None, float | None]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_TOLERANCES] = (_configured(config, "rtol"), _configured(config, "atol"))
+
+
+@pytest.fixture(scope="session")
+def gradient_oracle(pytestconfig: pytest.Config) -> GradientOracle:
+    """The gradient oracle of torch_ref: `assert_close`, `check_grads`, `compare`,
+    `gradients`, `trace`."""
+    return GradientOracle(*pytestconfig.stash[_TOLERANCES])

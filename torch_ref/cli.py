@@ -1,0 +1,336 @@
+"""The command line: `python -m torch_ref check FILE.py:ClassName --input-shape 8,1,28,28 ...`.
+
+`check` imports the user's class, builds it under a fixed seed, draws a seeded random batch
+and a target that fits the loss, runs `torch_ref.compare_gradients` and prints the report
+table. Exit status: 0 when manual backprop and torch.autograd agree, 1 on a mismatch, 2 on
+a usage, import or unsupported-model error (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from torch_ref.oracle import compare_gradients
+
+PROG = "python -m torch_ref"
+
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+
+
+class CheckError(Exception):
+    """A problem with what the user asked to check; printed as one line, exit status 2."""
+
+
+# --- losses: the torch module and the target drawn for it ----------------------------
+
+
+def _normal_target(shape: tuple[int, ...], classes: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randn(shape, generator=g, dtype=torch.float64)
+
+
+def _class_target(shape: tuple[int, ...], classes: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, classes, (shape[0], *shape[2:]), generator=g)  # (N, d1, ...)
+
+
+def _probability_target(shape: tuple[int, ...], classes: int, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(shape, generator=g, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class LossChoice:
+    module: Callable[[], nn.Module]
+    target: Callable[[tuple[int, ...], int, torch.Generator], torch.Tensor]
+    help: str
+
+
+LOSSES: dict[str, LossChoice] = {
+    "mse": LossChoice(nn.MSELoss, _normal_target, "N(0, 1), the output's shape"),
+    "l1": LossChoice(nn.L1Loss, _normal_target, "N(0, 1), the output's shape"),
+    "smooth_l1": LossChoice(nn.SmoothL1Loss, _normal_target, "N(0, 1), the output's shape"),
+    "huber": LossChoice(nn.HuberLoss, _normal_target, "N(0, 1), the output's shape"),
+    "cross_entropy": LossChoice(nn.CrossEntropyLoss, _class_target,
+                                "class indices in [0, C), shape (N, d1, ...)"),
+    "nll": LossChoice(nn.NLLLoss, _class_target,
+                      "class indices in [0, C); the model must output log-probabilities"),
+    "bce": LossChoice(nn.BCELoss, _probability_target,
+                      "U(0, 1), the output's shape; the model must output probabilities"),
+    "bce_with_logits": LossChoice(nn.BCEWithLogitsLoss, _probability_target,
+                                  "U(0, 1), the output's shape"),
+}
+CLASS_LOSSES = {name for name, c in LOSSES.items() if c.target is _class_target}
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+# --- argument types ------------------------------------------------------------------
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers separated by commas, such as 8,1,28,28; got {text!r}"
+        )
+    return shape
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _init_args(text: str) -> tuple[list[Any], dict[str, Any]]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from None
+    if isinstance(value, dict):
+        return [], value
+    if isinstance(value, list):
+        return value, {}
+    raise argparse.ArgumentTypeError(
+        f"expected a JSON object (keyword arguments) or array (positional), got {text!r}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="The gradient oracle of manual-bp on the command line.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser(
+        "check",
+        help="compare manual backprop with torch.autograd on your model",
+        description=(
+            "Import a torch.nn.Module class from a Python file, build it under --seed, draw a\n"
+            "seeded random batch and a target that fits --loss, and compare the explicit-δ\n"
+            "backprop of manual-bp with torch.autograd, both in float64: every parameter's\n"
+            "gradient and every Linear/Conv layer's δ. Prints the report table. Torch's global\n"
+            "random state is left as it was."
+        ),
+        epilog="\n".join([
+            "the target drawn for each loss (C: the model's output size along dim 1):",
+            *(f"  {name:<16} {choice.help}" for name, choice in LOSSES.items()),
+            "",
+            "example:",
+            "  python -m torch_ref check models/lenet.py:LeNet --input-shape 8,1,28,28 \\",
+            "      --loss cross_entropy --classes 10",
+            "",
+            "exit status: 0 the gradients agree, 1 they differ, 2 a usage, import or",
+            "unsupported-model error (one line on stderr)",
+        ]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument(
+        "model", metavar="FILE.py:ClassName",
+        help="the model: a Python file (imported with its directory on sys.path) or a dotted "
+             "module, then ':' and the name of a torch.nn.Module class or of a function "
+             "returning one",
+    )
+    check.add_argument(
+        "--input-shape", type=_shape, required=True, metavar="N,D1,...",
+        help="shape of the random input batch, batch size first (8,1,28,28 for 8 MNIST images)",
+    )
+    check.add_argument(
+        "--loss", choices=LOSSES, default="mse",
+        help="the loss; the target drawn for each is listed below (default: %(default)s)",
+    )
+    check.add_argument(
+        "--classes", type=_positive_int, metavar="C",
+        help="number of classes C, for cross_entropy and nll; the model's output must have C "
+             "entries along dim 1 (default: read from the model's output)",
+    )
+    check.add_argument("--seed", type=int, default=0,
+                       help="seed of the model's initialisation, the batch and the target "
+                            "(default: %(default)s)")
+    check.add_argument("--dtype", choices=DTYPES, default="float64",
+                       help="dtype of the model and the inputs; the comparison itself always "
+                            "runs in float64 (default: %(default)s)")
+    check.add_argument("--train", action="store_true",
+                       help="keep the model in training mode (default: model.eval(), so that "
+                            "BatchNorm uses its running statistics and Dropout is off)")
+    check.add_argument("--l2", type=_non_negative, default=0.0,
+                       help="L2 penalty (l2/2)·Σ‖W‖² on Linear and Conv weights "
+                            "(default: %(default)s)")
+    check.add_argument("--rtol", type=_non_negative, default=1e-7,
+                       help="relative tolerance: a tensor is ok when max|manual − autograd| ≤ "
+                            "atol + rtol·max|autograd| (default: %(default)s)")
+    check.add_argument("--atol", type=_non_negative, default=1e-10,
+                       help="absolute tolerance (default: %(default)s)")
+    check.add_argument("--init-args", type=_init_args, default=([], {}), metavar="JSON",
+                       help='constructor arguments as JSON: an object for keywords '
+                            '(\'{"hidden": 32}\') or an array for positional ones '
+                            "(default: none)")
+    return parser
+
+
+# --- loading the user's model --------------------------------------------------------
+
+
+def _import_file(path: Path) -> Any:
+    """The module at `path`, imported with its directory first on sys.path (as python does)."""
+    if not path.is_file():
+        raise CheckError(f"no such file: {path}")
+    name = path.stem
+    if not name.isidentifier() or name in sys.modules:
+        name = "_torch_ref_check_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CheckError(f"cannot import {path}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise CheckError(f"importing {path} failed: {type(err).__name__}: {err}") from None
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def _import_module(dotted: str) -> Any:
+    try:
+        return importlib.import_module(dotted)
+    except Exception as err:
+        raise CheckError(f"importing module {dotted!r} failed: {type(err).__name__}: {err}") \
+            from None
+
+
+def load_model_factory(spec: str) -> tuple[str, Callable[..., Any]]:
+    """The class (or function) that `FILE.py:Name` or `package.module:Name` names."""
+    where, sep, attr = spec.rpartition(":")
+    if not sep or not where or not attr:
+        raise CheckError(f"expected FILE.py:ClassName or package.module:ClassName, got {spec!r}")
+    path = Path(where).expanduser()
+    is_file = where.endswith(".py") or path.exists() or "/" in where or "\\" in where
+    module = _import_file(path.resolve()) if is_file else _import_module(where)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            classes = sorted(
+                n for n, v in vars(module).items() if inspect.isclass(v)
+                and issubclass(v, nn.Module) and v.__module__ == module.__name__
+            )
+            raise CheckError(
+                f"{where} has no attribute {attr!r}; the nn.Module classes it defines: "
+                f"{', '.join(classes) or 'none'}"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise CheckError(f"{spec} is a {type(obj).__name__}, not a class or function")
+    return attr, obj
+
+
+def build_model(name: str, factory: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
+                seed: int) -> nn.Module:
+    """factory(*args, **kwargs), its random initialisation drawn under `seed`."""
+    call = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model = factory(*args, **kwargs)
+        except Exception as err:
+            raise CheckError(f"{call} failed: {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise CheckError(f"{call} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def output_shape(model: nn.Module, inputs: torch.Tensor, seed: int) -> tuple[int, ...]:
+    """The shape of model(inputs), from a float64 copy, without gradients."""
+    twin = copy.deepcopy(model).to(torch.float64)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # a model in training mode may draw dropout masks
+        try:
+            out = twin(inputs.to(torch.float64))
+        except Exception as err:
+            raise CheckError(
+                f"the model's forward failed on inputs of shape {tuple(inputs.shape)}: "
+                f"{type(err).__name__}: {err}"
+            ) from None
+    if not isinstance(out, torch.Tensor):
+        raise CheckError(f"the model's forward returned a {type(out).__name__}, not one tensor")
+    return tuple(out.shape)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+# --- the check -------------------------------------------------------------------------
+
+
+def check(args: argparse.Namespace) -> int:
+    name, factory = load_model_factory(args.model)
+    init_args, init_kwargs = args.init_args
+    model = build_model(name, factory, init_args, init_kwargs, args.seed)
+    dtype = DTYPES[args.dtype]
+    model = model.to(dtype).train(args.train)
+    g = torch.Generator().manual_seed(args.seed)
+    inputs = torch.randn(args.input_shape, generator=g, dtype=torch.float64).to(dtype)
+    out = output_shape(model, inputs, args.seed)
+    loss = LOSSES[args.loss]
+    classes = out[1] if len(out) > 1 else 0
+    if args.loss in CLASS_LOSSES:
+        if len(out) < 2:
+            raise CheckError(f"{args.loss} needs an output of shape (N, C, ...), the model "
+                             f"returns {out}")
+        if args.classes is not None and args.classes != classes:
+            raise CheckError(f"--classes {args.classes}, but the model's output {out} has "
+                             f"{classes} entries along dim 1")
+    target = loss.target(out, classes, g)
+    if target.is_floating_point():
+        target = target.to(dtype)
+    try:
+        report = compare_gradients(model, loss.module(), inputs, target, l2=args.l2,
+                                   rtol=args.rtol, atol=args.atol)
+    except (NotImplementedError, ValueError, TypeError) as err:
+        raise CheckError(f"{type(err).__name__}: {_one_line(err)}") from None
+    mode = "train" if args.train else "eval"
+    print(f"{args.model}: inputs {tuple(inputs.shape)} {args.dtype}, output {out}, "
+          f"{args.loss} target {tuple(target.shape)}, seed {args.seed}, {mode} mode")
+    print(report)
+    return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (argparse exits itself on usage errors)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CheckError as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
