@@ -462,6 +462,8 @@ REFUSALS = [
             ("'add'", "buffer", "(3,)", line_of(BufferOperand, "self.shift"))),
     Refusal("tensor slicing", fn(lambda m, x: x[:, :2]), (2, 3), torch_ref.UnsupportedModuleError,
             ("getitem", "slicing a tensor")),
+    Refusal("derived weight", fn(lambda m, x: F.linear(x, m.fc.weight.T), fc=nn.Linear(3, 3)),
+            (2, 3), torch_ref.UnsupportedModuleError, ("getattr", ".T is not supported")),
     Refusal("division by a tensor", fn(lambda m, x: x / x.sum()), (2, 3),
             torch_ref.UnsupportedModuleError, ("truediv", "division by a tensor")),
     Refusal("max pool indices", fn(lambda m, x: F.max_pool1d(x, 2, return_indices=True)[0]),

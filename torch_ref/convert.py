@@ -587,8 +587,14 @@ def _size(x: Ref, dim: int | None = None) -> torch.Size | int:
 
 
 def _getattr(obj: Any, attr: str) -> Any:
-    """x.shape and x.ndim of a tensor; other attributes of tensors are refused."""
-    if not isinstance(obj, Ref):
+    """x.shape and x.ndim of a tensor; other attributes of tensors are refused.
+
+    NOTE: a parameter's derived tensors (self.weight.T) are refused too: a weight that is
+    not the parameter itself would not key back to named_parameters().
+    """
+    if isinstance(obj, torch.Tensor) and attr in ("shape", "ndim"):
+        return getattr(obj, attr)
+    if not isinstance(obj, (Ref, torch.Tensor)):
         return getattr(obj, attr)
     if attr == "shape":
         return torch.Size(obj.shape)
