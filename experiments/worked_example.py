@@ -1,6 +1,6 @@
 """Seed 003's worked example, every factor of the chain rule computed by manual_bp.
 
-    python -m experiments.worked_example [--out reports/worked_example.md]
+python -m experiments.worked_example [--out reports/worked_example.md]
 """
 
 from __future__ import annotations
@@ -139,8 +139,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("reports/worked_example.md"),
-                        help="where to write the Markdown (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/worked_example.md"),
+        help="where to write the Markdown (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     with np.errstate(all="raise"):
         text = render()

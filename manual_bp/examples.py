@@ -24,8 +24,9 @@ LEARNING_RATE = 0.5
 
 def seed_network() -> Network:
     """The seed's network, layers named "1" (hidden h1, h2) and "2" (output o1, o2)."""
-    return mlp([W1.copy(), W2.copy()], [B1.copy(), B2.copy()], "sigmoid",
-               output_activation="sigmoid")
+    return mlp(
+        [W1.copy(), W2.copy()], [B1.copy(), B2.copy()], "sigmoid", output_activation="sigmoid"
+    )
 
 
 def seed_loss() -> HalfSquaredError:

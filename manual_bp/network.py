@@ -218,7 +218,11 @@ def mlp(
     """An MLP named "1".."L": Linear layers with `activation` after every hidden one."""
     if len(weights) != len(biases):
         raise ValueError(f"{len(weights)} weights but {len(biases)} biases")
-    act = activation if isinstance(activation, Activation) else get_activation(activation, **act_options)
+    act = (
+        activation
+        if isinstance(activation, Activation)
+        else get_activation(activation, **act_options)
+    )
     last = output_activation
     if isinstance(last, str):
         last = get_activation(last)

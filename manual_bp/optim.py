@@ -24,5 +24,7 @@ class SGD:
         for name, g in grads.items():
             theta = params[name]
             if g.shape != theta.shape:
-                raise ValueError(f"gradient of {name!r} has shape {g.shape}, expected {theta.shape}")
+                raise ValueError(
+                    f"gradient of {name!r} has shape {g.shape}, expected {theta.shape}"
+                )
             theta -= self.lr * g

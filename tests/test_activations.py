@@ -37,11 +37,13 @@ CASES = [
 ]
 IDS = [f"{n}{o}" if o else n for n, o, _ in CASES]
 
-GRID = np.concatenate([
-    np.linspace(-1e3, 1e3, 4001),
-    np.linspace(-12.0, 12.0, 4801),
-    [0.0, -0.0, 1.0, -1.0, 6.0, 2.0, -0.5, 2.5, 10.0, 20.0, -20.0],
-])
+GRID = np.concatenate(
+    [
+        np.linspace(-1e3, 1e3, 4001),
+        np.linspace(-12.0, 12.0, 4801),
+        [0.0, -0.0, 1.0, -1.0, 6.0, 2.0, -0.5, 2.5, 10.0, 20.0, -20.0],
+    ]
+)
 
 
 def torch_f_and_grad(module: nn.Module, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +84,9 @@ KINKS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "options", "z", "expected"), KINKS,
-                         ids=[f"{k[0]}@{k[2]}" for k in KINKS])
+@pytest.mark.parametrize(
+    ("name", "options", "z", "expected"), KINKS, ids=[f"{k[0]}@{k[2]}" for k in KINKS]
+)
 def test_kink_convention(name, options, z, expected):
     got = float(get_activation(name, **options).grad(np.array([z]))[0])
     module = {n: m for n, o, m in CASES if o == options and n == name}[name]

@@ -78,8 +78,9 @@ def test_cuda_model_gets_cuda_grads():
 
 def test_trace_has_every_delta_and_output():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Sequential(nn.Linear(3, 3), nn.Sigmoid()),
-                          nn.Linear(3, 2))
+    model = nn.Sequential(
+        nn.Linear(4, 3), nn.ReLU(), nn.Sequential(nn.Linear(3, 3), nn.Sigmoid()), nn.Linear(3, 2)
+    )
     x, t = torch.randn(5, 4), torch.randn(5, 2)
     trace = torch_ref.manual_trace(model, nn.MSELoss(), x, t)
     assert set(trace.deltas) == {"0", "2.0", "3"}

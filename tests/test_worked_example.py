@@ -64,10 +64,18 @@ def test_torch_ref_reproduces_the_seed():
     x, t = torch.from_numpy(examples.INPUTS), torch.from_numpy(examples.TARGETS)
     trace = torch_ref.manual_trace(model, nn.MSELoss(reduction="sum"), x, t)
     assert trace.loss / 2 == pytest.approx(GOLDEN["E_total"], abs=SEED_ROUNDING)
-    assert float(trace.grads["2.weight"][0, 0]) / 2 == pytest.approx(GOLDEN["dE/dw5"], abs=SEED_ROUNDING)
-    assert float(trace.grads["0.weight"][0, 0]) / 2 == pytest.approx(GOLDEN["dE/dw1"], abs=SEED_ROUNDING)
-    assert float(trace.deltas["2"][0, 0]) / 2 == pytest.approx(GOLDEN["delta_o1"], abs=SEED_ROUNDING)
-    assert float(trace.deltas["2"][0, 1]) / 2 == pytest.approx(GOLDEN["delta_o2"], abs=SEED_ROUNDING)
+    assert float(trace.grads["2.weight"][0, 0]) / 2 == pytest.approx(
+        GOLDEN["dE/dw5"], abs=SEED_ROUNDING
+    )
+    assert float(trace.grads["0.weight"][0, 0]) / 2 == pytest.approx(
+        GOLDEN["dE/dw1"], abs=SEED_ROUNDING
+    )
+    assert float(trace.deltas["2"][0, 0]) / 2 == pytest.approx(
+        GOLDEN["delta_o1"], abs=SEED_ROUNDING
+    )
+    assert float(trace.deltas["2"][0, 1]) / 2 == pytest.approx(
+        GOLDEN["delta_o2"], abs=SEED_ROUNDING
+    )
     report = torch_ref.compare_gradients(model, nn.MSELoss(reduction="sum"), x, t, rtol=1e-12)
     assert report.ok, str(report)
 
@@ -78,7 +86,15 @@ def test_the_report_shows_the_seed_numbers(tmp_path):
     out = tmp_path / "worked.md"
     worked_example.main(["--out", str(out)])
     text = out.read_text()
-    for number in ("0.298371109", "0.082167041", "0.138498562", "0.000438568", "0.358916480",
-                   "0.149780716", "0.055399425", "0.036350306"):
+    for number in (
+        "0.298371109",
+        "0.082167041",
+        "0.138498562",
+        "0.000438568",
+        "0.358916480",
+        "0.149780716",
+        "0.055399425",
+        "0.036350306",
+    ):
         assert number in text, f"{number} missing from the worked example report"
     assert np.isfinite(manual_numbers()["E_total"])

@@ -4,25 +4,39 @@
     trace  = torch_ref.manual_trace(model, loss_fn, inputs, target, l2=0.0)
     report = torch_ref.compare_gradients(model, loss_fn, inputs, target, rtol=1e-7, atol=1e-10)
     torch_ref.assert_gradients_close(model, loss_fn, inputs, target)
+
+The names load on first use (PEP 562), so that pytest, which imports this package for its
+plugin, does not import torch in test runs that never use the oracle.
 """
 
-from torch_ref.errors import UnsupportedModuleError
-from torch_ref.oracle import (
-    Trace,
-    assert_gradients_close,
-    compare_gradients,
-    manual_gradients,
-    manual_trace,
-)
-from torch_ref.report import GradientReport, Row
+from __future__ import annotations
 
-__all__ = [
-    "GradientReport",
-    "Row",
-    "Trace",
-    "UnsupportedModuleError",
-    "assert_gradients_close",
-    "compare_gradients",
-    "manual_gradients",
-    "manual_trace",
-]
+import importlib
+from typing import Any
+
+from torch_ref.errors import UnsupportedModuleError
+
+_LAZY = {
+    "Trace": "torch_ref.oracle",
+    "assert_gradients_close": "torch_ref.oracle",
+    "compare_gradients": "torch_ref.oracle",
+    "manual_gradients": "torch_ref.oracle",
+    "manual_trace": "torch_ref.oracle",
+    "GradientReport": "torch_ref.report",
+    "Row": "torch_ref.report",
+    "convert_loss": "torch_ref.losses",
+}
+
+__all__ = ["UnsupportedModuleError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'torch_ref' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

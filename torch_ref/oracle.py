@@ -146,14 +146,21 @@ def _param_grads(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
 
 
 def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for k, v in arrays.items()}
+    return {
+        k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for k, v in arrays.items()
+    }
 
 
 # --- the public functions ------------------------------------------------------------
 
 
 def manual_gradients(
-    model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, target: torch.Tensor, *, l2: float = 0.0
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    l2: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """∂L/∂θ by explicit backprop, keyed like named_parameters(), each in its parameter's
     shape, dtype and device (arithmetic in float64 NumPy)."""
@@ -166,14 +173,21 @@ def manual_gradients(
 
 
 def manual_trace(
-    model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, target: torch.Tensor, *, l2: float = 0.0
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    l2: float = 0.0,
 ) -> Trace:
     """The whole manual pass: loss, ∂L/∂θ, δ of every Linear/Conv layer, every output."""
     problem = _prepare(model, loss_fn, inputs, target, l2)
     result = _run(problem)
     tape = result.tape
-    outputs = {m: (tape.z if which == "z" else tape.a)[node]
-               for m, (which, node) in problem.converted.module_outputs.items()}
+    outputs = {
+        m: (tape.z if which == "z" else tape.a)[node]
+        for m, (which, node) in problem.converted.module_outputs.items()
+    }
     return Trace(
         loss=result.loss,
         grads=_as_tensors(_param_grads(problem, result)),
@@ -217,8 +231,9 @@ def _float64_loss(loss_fn: LossFn) -> LossFn:
     return loss_fn
 
 
-def _autograd(problem: _Problem, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-              target: torch.Tensor) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _autograd(
+    problem: _Problem, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, target: torch.Tensor
+) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Loss, ∂L/∂θ and δ by torch.autograd on a float64 deep copy of the model."""
     twin = copy.deepcopy(model).to(torch.float64)
     for m in twin.modules():
@@ -246,9 +261,10 @@ def _autograd(problem: _Problem, model: nn.Module, loss_fn: LossFn, inputs: torc
             names = [n for n, p in model.named_parameters() if id(p) in decayed]
             loss = loss + 0.5 * problem.l2 * sum((twin_params[n] ** 2).sum() for n in names)
         wrt_names = [n for n in problem.params]
-        wrt = [twin_params[n] for n in wrt_names] + [capture.values[fx_of[n]]
-                                                     for n in problem.converted.delta_nodes]
-        grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+        wrt = [twin_params[n] for n in wrt_names] + [
+            capture.values[fx_of[n]] for n in problem.converted.delta_nodes
+        ]
+        grads = torch.autograd.grad(loss, wrt, allow_unused=True) if wrt else ()
     as_np = [
         np.zeros(tuple(t.shape)) if g is None else g.detach().cpu().numpy()
         for t, g in zip(wrt, grads, strict=True)

@@ -47,8 +47,15 @@ def compare(
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else np.inf)
     ok = bool(max_abs <= atol + rtol * scale)
     return Row(
-        kind, name, manual.shape, max_abs, max_rel, ok, index,
-        float(manual.flat[flat]), float(autograd.flat[flat]),
+        kind,
+        name,
+        manual.shape,
+        max_abs,
+        max_rel,
+        ok,
+        index,
+        float(manual.flat[flat]),
+        float(autograd.flat[flat]),
     )
 
 
@@ -65,7 +72,8 @@ class GradientReport:
     @property
     def loss_ok(self) -> bool:
         return bool(
-            abs(self.loss_manual - self.loss_autograd) <= self.atol + self.rtol * abs(self.loss_autograd)
+            abs(self.loss_manual - self.loss_autograd)
+            <= self.atol + self.rtol * abs(self.loss_autograd)
         )
 
     @property
@@ -97,7 +105,9 @@ class GradientReport:
                 "max_rel_err": [f"{r.max_rel_err:.2e}" for r in self.rows],
                 "ok": ["ok" if r.ok else "FAIL" for r in self.rows],
                 "worst": [
-                    "" if r.ok else f"{list(r.index)}: manual {r.manual:.9g}, autograd {r.autograd:.9g}"
+                    ""
+                    if r.ok
+                    else f"{list(r.index)}: manual {r.manual:.9g}, autograd {r.autograd:.9g}"
                     for r in self.rows
                 ],
             }
