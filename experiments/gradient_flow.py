@@ -148,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scan-depth", type=int, default=None)
     p.add_argument("--no-scan", action="store_true", help="skip the σ_w² scan")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-report", action="store_true", help="write the CSVs only")
     return p
 
 
@@ -603,7 +604,7 @@ def plot_all(
     if len(scan):
         act = s["scan_activation"]
         critical = _critical(act)
-        grid_s2 = np.linspace(min(scan["sigma2"]), max(scan["sigma2"]), 81)
+        grid_s2 = np.linspace(min(scan["sigma2"]), max(scan["sigma2"]), 41)
         theory_ratio = [
             meanfield.delta_ratio_log10_theory(act, x, 0.0, s["scan_depth"]) for x in grid_s2
         ]
@@ -1019,7 +1020,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_csv(summary_path, summary)
 
     checks = check_autograd(configs, args.check_autograd) if args.check_autograd else []
-    files = write_report(out, numeric(summary), numeric(layers), s, argv, checks)
+    files = (
+        []
+        if args.no_report
+        else write_report(out, numeric(summary), numeric(layers), s, argv, checks)
+    )
     print(f"{len(todo)} configurations measured ({len(configs) - len(todo)} resumed); wrote")
     for path in [summary_path, layers_path, *files]:
         print(f"  {path}")

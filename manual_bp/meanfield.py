@@ -279,7 +279,7 @@ def critical_sigma_w2(
             f"χ1 − 1 does not change sign on σ_w² ∈ [{lo}, {hi}] for {act!r} "
             f"(log χ1 = {f_lo:.3g}, {f_hi:.3g})"
         )
-    for _ in range(60):
+    for _ in range(45):  # (hi − lo)/2⁴⁵ < 1e-12
         mid = 0.5 * (lo + hi)
         if log_chi1(mid) < 0:
             lo = mid
