@@ -125,7 +125,6 @@ class Case:
     error: type[Exception]
     match: str
     l2: Any = 0.0
-    xfail: str | None = None  # a known bug, reported to the lead; removed once fixed
 
 
 def _ce(model: Any = None, inputs: Any = None, target: Any = None, **options: Any):
@@ -143,16 +142,6 @@ def _ce(model: Any = None, inputs: Any = None, target: Any = None, **options: An
 def _regression(loss: Callable[[], Any], target: Callable[[], Any], tail=(), inputs=None):
     return lambda: (_mlp(*tail), loss(), _x() if inputs is None else inputs(), target())
 
-
-_DTYPE_BUG = (
-    "oracle._target_to_numpy takes any integer/bool dtype; torch's loss then raises a bare "
-    "RuntimeError in compare_gradients while manual_gradients answers a call torch refuses"
-)
-_L2_BUG = "oracle._prepare calls np.isfinite(l2) first: bare NumPy TypeError for a non-number"
-_COMPLEX_BUG = (
-    "oracle._target_to_numpy casts a complex target to float64, dropping the imaginary part "
-    "(ComplexWarning); compare_gradients then fails inside torch"
-)
 
 CASES: list[Case] = [
     # -- shapes that do not fit a layer: the layer's qualified name, expected and given
@@ -236,9 +225,8 @@ CASES: list[Case] = [
     Case("l2_negative", _ce(), ValueError, r"l2 must be a finite number ≥ 0, got -0\.5", l2=-0.5),
     Case("l2_nan", _ce(), ValueError, r"l2 must be a finite number ≥ 0, got nan", l2=float("nan")),
     Case("l2_inf", _ce(), ValueError, r"l2 must be a finite number ≥ 0, got inf", l2=float("inf")),
-    Case("l2_a_string", _ce(), TypeError, r"l2 must be a .*number.*got '0\.1'", l2="0.1",
-         xfail=_L2_BUG),
-    Case("l2_none", _ce(), TypeError, r"l2 must be a .*number.*got None", l2=None, xfail=_L2_BUG),
+    Case("l2_a_string", _ce(), TypeError, r"l2 must be a .*number.*got '0\.1'", l2="0.1"),
+    Case("l2_none", _ce(), TypeError, r"l2 must be a .*number.*got None", l2=None),
     # -- dtypes
     Case("integer_inputs", _ce(inputs=lambda: torch.ones(N, F_IN, dtype=torch.int64)),
          ValueError, r"inputs must be a floating-point tensor, got dtype torch\.int64"),
@@ -247,18 +235,17 @@ CASES: list[Case] = [
     Case("complex_inputs", _ce(inputs=lambda: torch.ones(N, F_IN, dtype=torch.complex128)),
          ValueError, r"inputs must be a floating-point tensor, got dtype torch\.complex128"),
     Case("complex_target", _regression(nn.MSELoss, lambda: _y().to(torch.complex128)),
-         ValueError, r"(?i)expected a real .*target.*got dtype .*complex128",
-         xfail=_COMPLEX_BUG),
+         ValueError, r"(?i)expected a real .*target.*got dtype .*complex128"),
     Case("class_target_int32", _ce(target=lambda: _labels().int()), ValueError,
-         r"target.*(int64|Long).*got .*int32", xfail=_DTYPE_BUG),
+         r"target.*(int64|Long).*got .*int32"),
     Case("class_target_bool", _ce(target=lambda: _labels().bool()), ValueError,
-         r"target.*(int64|Long).*got .*bool", xfail=_DTYPE_BUG),
+         r"target.*(int64|Long).*got .*bool"),
     Case("bce_target_bool",
          _regression(nn.BCELoss, lambda: torch.ones(N, C, dtype=torch.bool), (nn.Sigmoid(),)),
-         ValueError, r"BCELoss.*(float|floating).*target.*got .*bool", xfail=_DTYPE_BUG),
+         ValueError, r"BCELoss.*(float|floating).*target.*got .*bool"),
     Case("huber_target_int64",
          _regression(nn.HuberLoss, lambda: torch.ones(N, C, dtype=torch.int64)),
-         ValueError, r"HuberLoss.*(float|floating).*target.*got .*int64", xfail=_DTYPE_BUG),
+         ValueError, r"HuberLoss.*(float|floating).*target.*got .*int64"),
     # -- what the oracle has no backward for: qualified name, class, what is supported
     Case("lstm_in_sequential",
          lambda: (nn.Sequential(nn.Linear(F_IN, F_IN), nn.LSTM(F_IN, C)), nn.MSELoss(),
@@ -280,12 +267,7 @@ CASES: list[Case] = [
 
 
 def _params() -> list:
-    out = []
-    for case in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-        for fn in FUNCTIONS:
-            out.append(pytest.param(case, fn, id=f"{case.name}-{fn}", marks=marks))
-    return out
+    return [pytest.param(case, fn, id=f"{case.name}-{fn}") for case in CASES for fn in FUNCTIONS]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # torch's own broadcast warnings
@@ -472,7 +454,6 @@ WRONG_TARGET_DTYPES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=_DTYPE_BUG)
 @pytest.mark.parametrize(("loss", "dtype"), WRONG_TARGET_DTYPES)
 def test_target_of_a_dtype_torch_refuses_is_refused_by_the_oracle(loss, dtype):
     """Everything fits but the target's dtype, which torch's loss refuses: so do we."""

@@ -269,20 +269,9 @@ def _assert_close(where: str, got: torch.Tensor, want: torch.Tensor) -> None:
         )
 
 
-_TIED_L2_BUG = (
-    "the manual L2 penalty counts a tied weight once per use (Network.l2_penalty runs over "
-    "nodes), autograd once per parameter: loss and grad differ by (l2/2)‖W‖² and l2·W"
-)
-
-
 @pytest.mark.parametrize(
     "row",
-    [
-        pytest.param(r, id=r.name, marks=[pytest.mark.xfail(strict=True, reason=_TIED_L2_BUG)])
-        if r.name == "tied_weight"
-        else pytest.param(r, id=r.name)
-        for r in MODELS
-    ],
+    [pytest.param(r, id=r.name) for r in MODELS],
 )
 def test_grads_have_the_keys_shapes_dtypes_devices_of_the_parameters(row: Row):
     problem = _problem(row)
@@ -350,7 +339,6 @@ def test_tied_weight_appears_once_with_the_sum_over_both_uses():
     _assert_close("tied_weight: grad of 0.weight vs the sum over uses", grads["0.weight"], both)
 
 
-@pytest.mark.xfail(strict=True, reason=_TIED_L2_BUG)
 def test_tied_weight_is_decayed_once():
     """L2 runs over parameters, as named_parameters() lists them: a tied W counts once."""
     l2 = 0.3

@@ -23,7 +23,8 @@ import torch.nn as nn
 
 from manual_bp.network import Network, Result
 from torch_ref.convert import Converted, convert
-from torch_ref.losses import convert_loss
+import manual_bp.losses as L
+from torch_ref.losses import convert_loss, target_to_numpy
 from torch_ref.report import GradientReport, compare
 
 LossFn = Callable[..., torch.Tensor]
@@ -65,13 +66,28 @@ def _inputs_to_numpy(inputs: Any) -> np.ndarray:
     return inputs.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
 
 
-def _target_to_numpy(target: Any) -> np.ndarray:
+def _check_target(loss: Any, target: Any) -> None:
+    """The target's type and dtype as torch's loss takes it: class indices int64 or uint8,
+    probabilities and regression targets floating (we refuse the integer targets torch
+    would promote for MSE and friends, as we refuse the shapes it would broadcast)."""
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    t = target.detach().cpu()
-    if t.is_floating_point() or t.is_complex():
-        return t.to(torch.float64).numpy().copy()
-    return t.to(torch.int64).numpy().copy()
+    name = type(loss).__name__
+    if target.is_complex():
+        raise ValueError(f"{name}: expected a real target, got dtype {target.dtype}")
+    indices = "a target of class indices (int64 or uint8)"
+    if isinstance(loss, L.NLLLoss):
+        wanted = indices
+    elif isinstance(loss, L.CrossEntropyLoss):
+        wanted = f"{indices} or of probabilities (floating)"
+    else:
+        wanted = "a floating-point target"
+    integer_ok = isinstance(loss, (L.CrossEntropyLoss, L.NLLLoss))
+    if target.dtype in (torch.int64, torch.uint8) if integer_ok else target.is_floating_point():
+        return
+    if isinstance(loss, L.CrossEntropyLoss) and target.is_floating_point():
+        return
+    raise ValueError(f"{name}: expected {wanted}, got dtype {target.dtype}")
 
 
 @dataclass
@@ -89,6 +105,8 @@ class _Problem:
 def _prepare(model: nn.Module, loss_fn: LossFn, inputs: Any, target: Any, l2: float) -> _Problem:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
+        raise TypeError(f"l2 must be a finite number ≥ 0, got {l2!r}")
     if not np.isfinite(l2) or l2 < 0:
         raise ValueError(f"l2 must be a finite number ≥ 0, got {l2!r}")
     for name, p in model.named_parameters():
@@ -96,13 +114,14 @@ def _prepare(model: nn.Module, loss_fn: LossFn, inputs: Any, target: Any, l2: fl
     for name, buf in model.named_buffers():
         _check_finite(name, buf, "buffer")
     x = _inputs_to_numpy(inputs)
-    y = _target_to_numpy(target)
+    loss = convert_loss(loss_fn)
+    _check_target(loss, target)
+    y = target_to_numpy(loss, target)
     if y.ndim > 0 and x.ndim > 1 and y.shape[0] != x.shape[0]:
         raise ValueError(
             f"inputs hold a batch of {x.shape[0]} but target a batch of {y.shape[0]} "
             f"(inputs {tuple(x.shape)}, target {tuple(y.shape)})"
         )
-    loss = convert_loss(loss_fn)
     converted = convert(model, x.shape)
     out_shape = converted.shapes[converted.network.output]
     loss.check(out_shape, y)
@@ -110,18 +129,52 @@ def _prepare(model: nn.Module, loss_fn: LossFn, inputs: Any, target: Any, l2: fl
     return _Problem(converted, loss, x, y, float(l2), params)
 
 
-def _run(problem: _Problem) -> Result:
+@dataclass
+class _Pass:
+    """One manual pass: the loss with its L2 term, ∂L/∂θ by parameter name, the raw result."""
+
+    loss: float
+    grads: dict[str, np.ndarray]
+    result: Result
+
+
+def _run(problem: _Problem) -> _Pass:
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         result = problem.converted.network.loss_and_gradients(
-            problem.x, problem.target, problem.loss, l2=problem.l2
+            problem.x, problem.target, problem.loss
         )
-    broken = [name for name, g in result.grads.items() if not np.all(np.isfinite(g))]
-    if not np.isfinite(result.loss) or broken:
+    grads = _param_grads(problem, result)
+    penalty = _l2_penalty(problem, grads)
+    broken = [name for name, g in grads.items() if not np.all(np.isfinite(g))]
+    if not np.isfinite(result.loss + penalty) or broken:
         raise ValueError(
             f"the loss ({result.loss}) or the gradients of {broken or 'no parameter'} are not "
             "finite in float64: the inputs or parameters are too large for a meaningful gradient"
         )
-    return result
+    return _Pass(result.loss + penalty, grads, result)
+
+
+def _l2_penalty(problem: _Problem, grads: dict[str, np.ndarray]) -> float:
+    """(l2/2) Σ‖W‖² over the weights of Linear and Conv layers, adding l2·W to their grads.
+
+    Counted once per parameter tensor: a weight shared by two layers is one term, as it is
+    one parameter (the network's own `l2_penalty` would count each layer)."""
+    if not problem.l2:
+        return 0.0
+    by_tensor = {id(p): name for name, p in problem.params.items()}
+    value, seen = 0.0, set()
+    for node in problem.converted.network.nodes:
+        for p in node.layer.decayed:
+            tensor = problem.converted.origins[(node.name, p)]
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            W = node.layer.params[p]
+            value += 0.5 * problem.l2 * float(np.sum(W * W))
+            if id(tensor) in by_tensor:
+                name = by_tensor[id(tensor)]
+                grads[name] = grads[name] + problem.l2 * W
+    return value
 
 
 def _deltas(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
@@ -165,7 +218,7 @@ def manual_gradients(
     """∂L/∂θ by explicit backprop, keyed like named_parameters(), each in its parameter's
     shape, dtype and device (arithmetic in float64 NumPy)."""
     problem = _prepare(model, loss_fn, inputs, target, l2)
-    grads = _param_grads(problem, _run(problem))
+    grads = _run(problem).grads
     return {
         name: torch.from_numpy(grads[name]).to(device=p.device, dtype=p.dtype)
         for name, p in problem.params.items()
@@ -182,15 +235,16 @@ def manual_trace(
 ) -> Trace:
     """The whole manual pass: loss, ∂L/∂θ, δ of every Linear/Conv layer, every output."""
     problem = _prepare(model, loss_fn, inputs, target, l2)
-    result = _run(problem)
+    manual = _run(problem)
+    result = manual.result
     tape = result.tape
     outputs = {
         m: (tape.z if which == "z" else tape.a)[node]
         for m, (which, node) in problem.converted.module_outputs.items()
     }
     return Trace(
-        loss=result.loss,
-        grads=_as_tensors(_param_grads(problem, result)),
+        loss=manual.loss,
+        grads=_as_tensors(manual.grads),
         deltas=_as_tensors(_deltas(problem, result)),
         outputs=_as_tensors(outputs),
         network=problem.converted.network,
@@ -289,13 +343,12 @@ def compare_gradients(
 ) -> GradientReport:
     """Manual ∂L/∂θ and δ against torch.autograd on a float64 copy, tensor by tensor."""
     problem = _prepare(model, loss_fn, inputs, target, l2)
-    result = _run(problem)
-    manual_grads = _param_grads(problem, result)
+    manual = _run(problem)
     loss_ag, ag_grads, ag_deltas = _autograd(problem, model, loss_fn, inputs, target)
-    report = GradientReport(result.loss, loss_ag, rtol=rtol, atol=atol)
+    report = GradientReport(manual.loss, loss_ag, rtol=rtol, atol=atol)
     for name in problem.params:
-        report.rows.append(compare("param", name, manual_grads[name], ag_grads[name], rtol, atol))
-    for name, delta in _deltas(problem, result).items():
+        report.rows.append(compare("param", name, manual.grads[name], ag_grads[name], rtol, atol))
+    for name, delta in _deltas(problem, manual.result).items():
         report.rows.append(compare("delta", name, delta, ag_deltas[name], rtol, atol))
     return report
 
