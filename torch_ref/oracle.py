@@ -21,9 +21,9 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+import manual_bp.losses as L
 from manual_bp.network import Network, Result
 from torch_ref.convert import Converted, convert
-import manual_bp.losses as L
 from torch_ref.losses import convert_loss, target_to_numpy
 from torch_ref.report import GradientReport, compare
 
