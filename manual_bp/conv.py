@@ -300,7 +300,17 @@ class _ConvNd(Layer):
         return (z if batched else z[0]), (cols, x_pad.shape, batched)
 
     def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
-        cols, padded, batched = cache
+        _, padded, batched = cache
+        grads = self.param_grads(delta, cache)
+        delta = delta if batched else delta[None]
+        # δ_prev: the full convolution of δ with the kernel rotated by 180° (seed 001)
+        dx_pad = full_conv_rot180(delta, self.params["weight"], self.stride, self.dilation,
+                                  self.groups, padded)
+        dx = fold_pad(dx_pad, self.pads, self.padding_mode)
+        return (dx if batched else dx[0]), grads
+
+    def param_grads(self, delta: Array, cache: Any) -> dict[str, Array]:
+        cols, _, batched = cache
         W, G = self.params["weight"], self.groups
         delta = delta if batched else delta[None]
         N, C_out = delta.shape[:2]
@@ -311,9 +321,7 @@ class _ConvNd(Layer):
         grads = {"weight": dW.reshape(W.shape)}
         if "bias" in self.params:
             grads["bias"] = delta_cols.sum(axis=(0, 3)).reshape(C_out)
-        dx_pad = full_conv_rot180(delta, W, self.stride, self.dilation, G, padded)
-        dx = fold_pad(dx_pad, self.pads, self.padding_mode)
-        return (dx if batched else dx[0]), grads
+        return grads
 
 
 class Conv1d(_ConvNd):

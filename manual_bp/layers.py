@@ -47,6 +47,11 @@ class Layer:
     def backward(self, delta: Array, cache: Any) -> tuple[Any, dict[str, Array]]:
         raise NotImplementedError
 
+    def param_grads(self, delta: Array, cache: Any) -> dict[str, Array]:
+        """∂L/∂θ alone, for a layer whose input needs no gradient (the network's input):
+        autograd skips that product too. Layers with a cheaper way override this."""
+        return self.backward(delta, cache)[1]
+
     def __repr__(self) -> str:
         return type(self).__name__
 
@@ -90,12 +95,15 @@ class Linear(Layer):
         return z, a
 
     def backward(self, delta: Array, a: Array) -> tuple[Array, dict[str, Array]]:
+        return delta @ self.params["weight"], self.param_grads(delta, a)
+
+    def param_grads(self, delta: Array, a: Array) -> dict[str, Array]:
         W = self.params["weight"]
         delta_rows = delta.reshape(-1, W.shape[0])  # (N·…, out): any leading dims are a batch
         grads = {"weight": delta_rows.T @ a.reshape(-1, W.shape[1])}
         if "bias" in self.params:
             grads["bias"] = delta_rows.sum(axis=0)
-        return delta @ W, grads
+        return grads
 
 
 # --- shape-only layers ---------------------------------------------------------------

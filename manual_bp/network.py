@@ -163,8 +163,12 @@ class Network:
             tape.a[node.name] = z if node.act is IDENTITY else node.act(z)
         return tape.a[self.output], tape
 
-    def backward(self, tape: Tape, dL_doutput: Array) -> Gradients:
-        """The δ recursion, from ∂L/∂(output) back to the input."""
+    def backward(self, tape: Tape, dL_doutput: Array, *, input_grad: bool = True) -> Gradients:
+        """The δ recursion, from ∂L/∂(output) back to the input.
+
+        With input_grad=False, ∂L/∂x of the network's input is not formed (as autograd skips
+        it for an input that does not require grad): layers fed by the input only give ∂L/∂θ.
+        """
         dL_da: dict[str, Array] = {self.output: dL_doutput}
         deltas: dict[str, Array] = {}
         grads: dict[str, dict[str, Array]] = {}
@@ -176,6 +180,9 @@ class Network:
             if node.act is not IDENTITY:
                 delta = node.act.grad(tape.z[node.name]) * delta
             deltas[node.name] = delta
+            if not input_grad and all(src == INPUT for src in node.inputs):
+                grads[node.name] = node.layer.param_grads(delta, tape.cache[node.name])
+                continue
             # ∂L/∂a^(l-1) = (W^(l))ᵀ δ^(l) (or the layer's own transpose), ∂L/∂θ^(l)
             dL_dprev, grads[node.name] = node.layer.backward(delta, tape.cache[node.name])
             if node.layer.n_inputs == 1:
@@ -192,11 +199,12 @@ class Network:
         loss: Callable[[Array, Array], tuple[float, Array]],
         *,
         l2: float = 0.0,
+        input_grad: bool = True,
     ) -> Result:
         """L = loss(network(x), target) + (λ/2) Σ‖W‖², and ∂L/∂θ for every parameter."""
         output, tape = self.forward(x)
         value, dL_doutput = loss(output, target)
-        gradients = self.backward(tape, dL_doutput)
+        gradients = self.backward(tape, dL_doutput, input_grad=input_grad)
         if l2:
             penalty, penalty_grads = self.l2_penalty(l2)
             value += penalty

@@ -141,7 +141,7 @@ class _Pass:
 def _run(problem: _Problem) -> _Pass:
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         result = problem.converted.network.loss_and_gradients(
-            problem.x, problem.target, problem.loss
+            problem.x, problem.target, problem.loss, input_grad=False
         )
     grads = _param_grads(problem, result)
     penalty = _l2_penalty(problem, grads)
@@ -189,13 +189,16 @@ def _deltas(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
 def _param_grads(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
     """∂L/∂θ keyed like named_parameters(); a parameter used twice gets the sum."""
     by_tensor = {id(p): name for name, p in problem.params.items()}
-    grads = {name: np.zeros(tuple(p.shape)) for name, p in problem.params.items()}
+    grads: dict[str, np.ndarray] = {}
     for (node, p), tensor in problem.converted.origins.items():
         name = by_tensor.get(id(tensor))
         g = result.gradients.grads.get(node, {}).get(p)
         if name is not None and g is not None:
-            grads[name] = grads[name] + g
-    return grads
+            grads[name] = grads[name] + g if name in grads else g
+    return {
+        name: grads[name] if name in grads else np.zeros(tuple(p.shape))
+        for name, p in problem.params.items()
+    }
 
 
 def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
