@@ -178,7 +178,7 @@ class Network:
             # δ^(l) = f′(z^(l)) ⊙ ∂L/∂a^(l)
             delta = dL_da.pop(node.name)
             if node.act is not IDENTITY:
-                delta = node.act.grad(tape.z[node.name]) * delta
+                delta = node.act.derivative(tape.z[node.name], tape.a[node.name]) * delta
             deltas[node.name] = delta
             if not input_grad and all(src == INPUT for src in node.inputs):
                 grads[node.name] = node.layer.param_grads(delta, tape.cache[node.name])

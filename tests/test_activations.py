@@ -139,3 +139,15 @@ def test_erf_matches_the_standard_library():
     bound = np.maximum(1e-14, 4 * tail**2 * np.finfo(float).eps)
     worst = int(np.argmax(rel / bound))
     assert rel[worst] <= bound[worst], f"erfc({tail[worst]}) relative error {rel[worst]:.2e}"
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_derivative_from_the_output_is_the_derivative(name):
+    """Backward takes f′ from a = f(z) where it can (tanh′ = 1 − a², σ′ = a(1 − a))."""
+    act = get_activation(name)
+    got = act.derivative(GRID, act.f(GRID))
+    want = act.grad(GRID)
+    i = int(np.argmax(np.abs(got - want)))
+    assert np.array_equal(got, want), (
+        f"{name}: at z={GRID[i]} from output {got[i]}, f'(z) {want[i]}"
+    )

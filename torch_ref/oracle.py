@@ -50,8 +50,13 @@ class Trace:
 
 
 def _check_finite(name: str, t: torch.Tensor, what: str) -> None:
-    if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all()):
-        bad = int((~torch.isfinite(t.detach())).sum())
+    if not t.is_floating_point():
+        return
+    t = t.detach()
+    if bool(torch.isfinite(t.sum())):  # a NaN or Inf anywhere makes the sum NaN or Inf
+        return
+    if not bool(torch.isfinite(t).all()):  # (a finite sum can also overflow: look closer)
+        bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{what} {name!r} holds {bad} NaN/Inf value(s); expected finite values")
 
 
