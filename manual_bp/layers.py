@@ -91,7 +91,7 @@ class Linear(Layer):
     def forward(self, a: Array) -> tuple[Array, Array]:
         z = a @ self.params["weight"].T
         if "bias" in self.params:
-            z = z + self.params["bias"]
+            z += self.params["bias"]  # z is fresh from the matmul: add in place
         return z, a
 
     def backward(self, delta: Array, a: Array) -> tuple[Array, dict[str, Array]]:

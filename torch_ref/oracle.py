@@ -150,7 +150,8 @@ def _run(problem: _Problem) -> _Pass:
         )
     grads = _param_grads(problem, result)
     penalty = _l2_penalty(problem, grads)
-    broken = [name for name, g in grads.items() if not np.all(np.isfinite(g))]
+    # NaN/Inf make the sum non-finite; only then look at every entry (the sum may overflow)
+    broken = [n for n, g in grads.items() if not np.isfinite(g.sum()) and not np.isfinite(g).all()]
     if not np.isfinite(result.loss + penalty) or broken:
         raise ValueError(
             f"the loss ({result.loss}) or the gradients of {broken or 'no parameter'} are not "
