@@ -2,8 +2,10 @@
 
     python -m experiments.benchmark [--out reports/benchmark] [--runs 20] [--quick]
 
-In one process, float64, torch on the same threads as NumPy's BLAS, after warm-up,
-median of `--runs` timings taken in alternation (manual, autograd, manual, ...):
+In one process, float64, torch and NumPy's BLAS on the same number of threads (`--threads`,
+default 1: two thread pools that spin-wait — OpenBLAS's and torch's OpenMP — alternating in
+one process on a 2-core machine measure their contention, not the arithmetic), after
+warm-up, median of `--runs` timings taken in alternation (manual, autograd, manual, ...):
 
 - (a) an MLP 784-512-512-10 (tanh), batch 128;
 - (b) a CNN for 3×32×32 inputs, batch 32: Conv(3→16, 3, p1)-ReLU-MaxPool(2)-Conv(16→32, 3, p1)
@@ -21,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
+from threadpoolctl import threadpool_limits
 
 import torch_ref
 
@@ -173,26 +176,56 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def _peak_worker(case_name: str, side: str) -> None:
-    """Runs one side once in this (fresh) process; prints the resident-set growth in MB."""
+    """Runs one side in this fresh process and prints its peak resident-set growth in MB.
+
+    A first run warms up (lazy imports, caches); then the kernel's high-water mark is reset
+    to the current RSS (/proc/self/clear_refs, 5) and the second run's peak is read."""
     case = next(c for c in all_cases(quick=False) if c.name == case_name)
     model, loss_fn, x, t = case.problem()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if side == "manual":
-        torch_ref.manual_gradients(model, loss_fn, x, t)
-    else:
-        _autograd_step(model, loss_fn, x, t)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mb": (after - before) / 1024.0}))
+
+    def once() -> None:
+        if side == "manual":
+            torch_ref.manual_gradients(model, loss_fn, x, t)
+        else:
+            _autograd_step(model, loss_fn, x, t)
+            model.zero_grad(set_to_none=True)
+
+    once()
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kb("VmRSS")
+    once()
+    print(json.dumps({"peak_mb": (_status_kb("VmHWM") - before) / 1024.0}))
 
 
 def peak_mb(case: Case, side: str) -> float:
+    """Peak memory of one side, in a fresh process whose malloc returns freed memory to the
+    system at once (so that the measured run grows the resident set again)."""
+    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="0", MALLOC_MMAP_THRESHOLD_="65536")
     out = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark", "--peak-worker", case.name, side],
+        [
+            sys.executable,
+            "-m",
+            "experiments.benchmark",
+            "--threads",
+            str(torch.get_num_threads()),
+            "--peak-worker",
+            case.name,
+            side,
+        ],
         capture_output=True,
         text=True,
         check=True,
         cwd=Path(__file__).resolve().parents[1],
+        env=env,
     )
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"])
 
@@ -261,9 +294,9 @@ def all_cases(quick: bool) -> list[Case]:
         Case("mlp-20-32-32-5", "gradcheck", lambda: mlp((20, 32, 32, 5)), (16, 20), 5),
         Case("cnn-1x8x8", "gradcheck", tiny_cnn, (4, 1, 8, 8), 3),
     ]
-    batches = (16, 64, 256) if quick else (16, 32, 64, 128, 256, 512)
-    widths = (64, 256) if quick else (64, 128, 256, 512, 1024)
-    depths = (2, 4) if quick else (2, 4, 8, 16)
+    batches = (8, 16) if quick else (16, 32, 64, 128, 256, 512)
+    widths = (16, 32) if quick else (64, 128, 256, 512, 1024)
+    depths = (2, 3) if quick else (2, 4, 8, 16)
     for b in batches:
         cases.append(
             Case(f"mlp-batch-{b}", "batch", lambda: mlp((256, 256, 256, 10)), (b, 256), 10)
@@ -379,9 +412,21 @@ def readme(frame: pd.DataFrame, gemm: float, threads: int, runs: int) -> str:
         f"{_fmt(r.gradcheck_fd_max_rel_err, '.1e')} |"
         for r in head.itertuples()
     )
-    labels = ["model", "params", "batch", "manual ms", "autograd ms", "ratio", "gradcheck ms",
-              "manual MB", "autograd MB", "manual GEMM %", "autograd GEMM %", "manual rel. err",
-              "finite-diff. rel. err"]
+    labels = [
+        "model",
+        "params",
+        "batch",
+        "manual ms",
+        "autograd ms",
+        "ratio",
+        "gradcheck ms",
+        "manual MB",
+        "autograd MB",
+        "manual GEMM %",
+        "autograd GEMM %",
+        "manual rel. err",
+        "finite-diff. rel. err",
+    ]
     header = "| " + " | ".join(labels) + " |\n|" + "---|" * len(labels)
     speedups = "\n".join(
         f"- {r.model}: manual_gradients is {r.gradcheck_ms / r.manual_ms:,.0f}× faster than "
@@ -392,10 +437,12 @@ def readme(frame: pd.DataFrame, gemm: float, threads: int, runs: int) -> str:
     return f"""# Benchmark: manual backprop against torch.autograd
 
 Generated by `python -m experiments.benchmark` (`make bench`; part of `make report`).
-float64 on both sides, {threads} torch thread(s), median of {runs} runs after warm-up, the two
-sides timed in alternation. This machine's float64 GEMM rate (NumPy, 1024²): {gemm:.1f} GFLOP/s;
-"GEMM %" is each model's FLOPs per second as a fraction of it. Peak memory is the growth
-of the resident set while one side runs alone in a fresh process.
+float64 on both sides, {threads} thread(s) for torch and for NumPy's BLAS alike, median of
+{runs} runs after warm-up, the two sides timed in alternation. This machine's float64 GEMM
+rate (NumPy, 1024², same threads): {gemm:.1f} GFLOP/s; "GEMM %" is each model's FLOPs per
+second as a fraction of it. Peak memory is the growth
+of the resident set while one side runs alone in a fresh process (after a warm-up run,
+with the kernel's high-water mark reset, and malloc returning freed memory at once).
 
 {header}
 {rows}
@@ -420,28 +467,45 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--runs", type=int, default=20, help="timed runs per side (default: 20)")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for torch and for NumPy's BLAS alike (default: 1)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="fewer runs and sizes, no memory subprocesses (for tests)",
     )
     parser.add_argument("--peak-worker", nargs=2, metavar=("CASE", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.peak_worker:
-        _peak_worker(*args.peak_worker)
-        return
-    if args.runs < 1:
-        parser.error(f"--runs must be ≥ 1, got {args.runs}")
+    if args.runs < 1 or args.threads < 1:
+        parser.error(f"--runs and --threads must be ≥ 1, got {args.runs} and {args.threads}")
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        if args.peak_worker:
+            _peak_worker(*args.peak_worker)
+        else:
+            run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """The whole benchmark, written to args.out."""
     runs = 3 if args.quick else args.runs
     cases = all_cases(args.quick)
-    if args.quick:
-        cases = [c for c in cases if c.sweep != "headline" or c.name.startswith("mlp")]
+    if args.quick:  # one model of each kind, small: the benchmark's own test
+        cases = [
+            c
+            for c in cases
+            if c.name in ("mlp-20-32-32-5", "cnn-1x8x8") or c.sweep in ("batch", "width", "depth")
+        ]
     gemm = gemm_gflops()
     rows = [measure(c, runs, gemm, with_peaks=not args.quick) for c in cases]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     args.out.mkdir(parents=True, exist_ok=True)
     _write_atomic(args.out / "benchmark.csv", frame.to_csv(index=False, float_format="%.6g"))
     plot(frame, args.out / "scaling.png")
-    _write_atomic(args.out / "README.md", readme(frame, gemm, torch.get_num_threads(), runs))
+    _write_atomic(args.out / "README.md", readme(frame, gemm, args.threads, runs))
     print(
         frame[["model", "manual_ms", "autograd_ms", "ratio", "gradcheck_ms"]].to_string(index=False)
     )
