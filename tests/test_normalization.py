@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import _compare
 import numpy as np
 import pytest
 import torch
@@ -20,17 +21,7 @@ BN_CLASSES = {"1d": (BatchNorm1d, torch.nn.BatchNorm1d), "2d": (BatchNorm2d, tor
 
 def assert_close(check: str, where: str, got: np.ndarray, want: np.ndarray) -> None:
     """Fail naming the check, the case, the worst index and both values there."""
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, f"{check} [{where}]: shape {got.shape}, torch {want.shape}"
-    if got.size == 0:
-        return
-    err = np.abs(got - want)
-    bound = TOL["atol"] + TOL["rtol"] * np.abs(want).max()
-    i = np.unravel_index(np.argmax(err), err.shape)
-    assert err[i] <= bound, (
-        f"{check} [{where}] at index {i}: manual {got[i]!r}, torch {want[i]!r}, "
-        f"|diff| {err[i]:.3e} > {bound:.3e}"
-    )
+    _compare.assert_close(check, where, got, want, **TOL)
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
