@@ -6,7 +6,7 @@ padded input into columns, one column per output pixel holding the window it see
 cross-correlation; s stride, d dilation, k a kernel offset, p an output pixel):
 
     z[n, o, p]  = b[o] + Σ_{c, k} W[o, c, k] · x_pad[n, c, s·p + d·k]
-    ∂L/∂W       = Σ_{n, p} δ[n, :, p] · cols[n, :, p]ᵀ        (Linear's δᵀ a, over the columns)
+    ∂L/∂W[…, k] = Σ_{n, p} δ[n, :, p] · x_pad[n, :, s·p + d·k]ᵀ       (Linear's δᵀ a, per k)
     ∂L/∂b       = Σ_{n, p} δ[n, :, p]
     δ_prev      = fold_pad(full_conv(dilate_s(δ), rot180(W)ᵀ))                      (seed 001)
 
@@ -17,6 +17,10 @@ output pixel p sits at s·p; "full" pads it by the kernel's reach d·(k − 1) o
 that border pixels collect from the windows that only partly cover them; the kernel's
 channel axes are swapped within each group (o ↔ c). `adjoint_inner_products` checks that
 this is the transpose of the forward map: ⟨z − b, δ⟩ = ⟨x, δ_prev⟩.
+
+All three are computed as sums over the kernel offsets k, each one matmul over channels
+against a strided view of x_pad (z, ∂L/∂W) or added into one of ∂L/∂x_pad (δ_prev), so the
+columns, (N, C·K, P), are never built: the forward keeps x_pad alone for ∂L/∂W.
 
 Padding. torch pads with zeros inside the convolution, and for the other modes pads first
 (F.pad) and convolves unpadded; both are z = conv(pad(x)). The backward of a pad folds the
@@ -30,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from manual_bp.layers import Array, Layer, Shape
 
@@ -129,53 +132,58 @@ def fold_pad(g: Array, pads: Pads, mode: str) -> Array:
 # --- the convolution proper -------------------------------------------------------------
 
 
-def im2col(x_pad: Array, kernel: Shape, stride: Shape, dilation: Shape) -> Array:
-    """cols[n, c, k, p] = x_pad[n, c, s·p + d·k]: every window, (N, C, *kernel, *out), a view."""
-    n = len(kernel)
-    reach = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
-    windows = sliding_window_view(x_pad, reach, axis=tuple(range(2, 2 + n)))
-    # (N, C, *(L_pad − reach + 1), *reach) → keep every s-th window, every d-th tap
-    windows = windows[
-        (..., *(slice(None, None, s) for s in stride), *(slice(None, None, d) for d in dilation))
-    ]  # (N, C, *out, *kernel)
-    return np.moveaxis(windows, tuple(range(2 + n, 2 + 2 * n)), tuple(range(2, 2 + n)))
+def shifted(a: Array, k: Shape, out: Shape, stride: Shape, dilation: Shape) -> Array:
+    """a[n, c, s·p + d·k] for every output pixel p: the pixels kernel offset k sees, a view."""
+    steps = zip(k, out, stride, dilation, strict=True)
+    return a[(..., *(slice(d * j, d * j + s * (o - 1) + 1, s) for j, o, s, d in steps))]
 
 
-def correlate(
-    x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int
-) -> tuple[Array, Array]:
-    """z = W ⋆ x_pad (no bias), and the columns it read, (N, G, C_in/G·K, P)."""
-    N, C = x_pad.shape[:2]
+def correlate(x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int) -> Array:
+    """z = W ⋆ x_pad (no bias) = Σ_k W[:, :, k] · shifted_k(x_pad), per group: (N, C_out, *out)."""
+    N = x_pad.shape[0]
     C_out, C_g, *kernel = W.shape
-    cols = im2col(x_pad, tuple(kernel), stride, dilation)  # (N, C, *kernel, *out)
-    out = cols.shape[2 + len(kernel) :]
-    cols = cols.reshape(N, groups, C_g * int(np.prod(kernel)), int(np.prod(out)))  # a copy
-    W_g = W.reshape(groups, C_out // groups, -1)  # (G, C_out/G, C_in/G·K)
-    z = np.matmul(W_g, cols)  # (N, G, C_out/G, P)
-    return z.reshape(N, C_out, *out), cols
+    out = tuple(
+        (L - d * (k - 1) - 1) // s + 1
+        for L, k, s, d in zip(x_pad.shape[2:], kernel, stride, dilation, strict=True)
+    )
+    P = int(np.prod(out))
+    W_g = W.reshape(groups, C_out // groups, C_g, -1)  # (G, C_out/G, C_in/G, K)
+    z = np.empty((N, groups, C_out // groups, P))
+    z_k = np.empty_like(z)
+    # one matmul over channels per kernel offset; the shifted view is copied, (N, C_in, P) at most
+    for i, k in enumerate(np.ndindex(*kernel)):
+        x_k = shifted(x_pad, k, out, stride, dilation).reshape(N, groups, C_g, P)
+        if i == 0:
+            np.matmul(W_g[..., 0], x_k, out=z)  # (N, G, C_out/G, P)
+        else:
+            z += np.matmul(W_g[..., i], x_k, out=z_k)
+    return z.reshape(N, C_out, *out)
 
 
 def full_conv_rot180(
     delta: Array, W: Array, stride: Shape, dilation: Shape, groups: int, padded: Shape
 ) -> Array:
-    """∂L/∂x_pad = full_conv(dilate_s(δ), rot180(W)ᵀ): seed 001's rotated-kernel convolution."""
-    n = W.ndim - 2
+    """∂L/∂x_pad = full_conv(dilate_s(δ), rot180(W)ᵀ): seed 001's rotated-kernel convolution.
+
+    At input pixel q the full convolution is Σ_k rot180(W)[:, :, k]ᵀ · δ̃[q + d·k], with δ̃
+    the stride-dilated δ padded by the reach r = d·(K − 1): δ̃[r + s·p] = δ[p], zeros between.
+    Its nonzero terms have q + d·k = r + s·p, and rot180 maps offset k to K − 1 − k, so it is
+    the same sum read from the output side: for each offset k, W[:, :, k]ᵀ δ[p] lands on the
+    input pixel s·p + d·k that the window of p read there. That is how it is computed, one
+    channel matmul per offset on δ itself: no δ̃ is built and no zero of it is multiplied.
+    """
     N, C_out, *out = delta.shape
-    C_g, kernel = W.shape[1], W.shape[2:]
-    # dilate δ by the stride: output pixel p sits at s·p, with s − 1 zeros in between
-    spread = np.zeros((N, C_out, *((o - 1) * s + 1 for o, s in zip(out, stride, strict=True))))
-    spread[(..., *(slice(None, None, s) for s in stride))] = delta
-    # full: pad by the kernel's reach d·(k − 1), so partly covered border pixels collect too
-    reach = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
-    spread = np.pad(spread, ((0, 0), (0, 0), *((r, r) for r in reach)))
-    # the kernel rotated by 180°, its channel axes swapped within each group: (C_in, C_out/G, *k)
-    W_rot = np.flip(W, axis=tuple(range(2, 2 + n)))
-    W_rot = W_rot.reshape(groups, C_out // groups, C_g, *kernel).swapaxes(1, 2)
-    W_rot = W_rot.reshape(groups * C_g, C_out // groups, *kernel)
-    dx_pad, _ = correlate(spread, W_rot, (1,) * n, dilation, groups)  # (N, C_in, *((o−1)s + reach))
-    # cells of x_pad past the last window (when (L_pad − reach) % s ≠ 0) got no δ
-    tail = [(0, P - D) for P, D in zip(padded[2:], dx_pad.shape[2:], strict=True)]
-    return np.pad(dx_pad, ((0, 0), (0, 0), *tail))
+    C_g = W.shape[1]
+    P = int(np.prod(out))
+    delta_g = delta.reshape(N, groups, C_out // groups, P)  # (N, G, C_out/G, P)
+    # the kernel's channel axes swapped within each group: (G, C_in/G, C_out/G, K)
+    W_T = W.reshape(groups, C_out // groups, C_g, -1).swapaxes(1, 2)
+    dx_pad = np.zeros(padded)  # cells past the last window (L_pad − reach) % s ≠ 0 get no δ
+    dx_k = np.empty((N, groups, C_g, P))
+    for i, k in enumerate(np.ndindex(*W.shape[2:])):
+        np.matmul(W_T[..., i], delta_g, out=dx_k)  # (N, G, C_in/G, P)
+        shifted(dx_pad, k, out, stride, dilation)[...] += dx_k.reshape(N, groups * C_g, *out)
+    return dx_pad
 
 
 def same_padding(kernel: Shape, dilation: Shape) -> Pads:
@@ -185,7 +193,7 @@ def same_padding(kernel: Shape, dilation: Shape) -> Pads:
 
 
 class _ConvNd(Layer):
-    """z = W ⋆ pad(x) + b;  ∂L/∂W = Σ δ colsᵀ,  ∂L/∂b = Σ δ,  δ_prev = fold(full(δ) ⋆ rot180(W)ᵀ)"""
+    """z = W ⋆ pad(x) + b; ∂L/∂W_k = Σ δ x_kᵀ, ∂L/∂b = Σ δ, δ_prev = fold(full(δ) ⋆ rot180(W)ᵀ)"""
 
     decayed = ("weight",)
     reports_delta = True
@@ -294,33 +302,38 @@ class _ConvNd(Layer):
     def forward(self, x: Array) -> tuple[Array, Any]:
         batched = x.ndim == self.n_spatial + 2
         x_pad = pad(x if batched else x[None], self.pads, self.padding_mode)
-        z, cols = correlate(x_pad, self.params["weight"], self.stride, self.dilation, self.groups)
+        z = correlate(x_pad, self.params["weight"], self.stride, self.dilation, self.groups)
         if "bias" in self.params:
             z += self.params["bias"].reshape(-1, *(1,) * self.n_spatial)
-        return (z if batched else z[0]), (cols, x_pad.shape, batched)
+        return (z if batched else z[0]), (x_pad, batched)  # x_pad: all that ∂L/∂W needs
 
     def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
-        _, padded, batched = cache
+        x_pad, batched = cache
         grads = self.param_grads(delta, cache)
         delta = delta if batched else delta[None]
         # δ_prev: the full convolution of δ with the kernel rotated by 180° (seed 001)
-        dx_pad = full_conv_rot180(delta, self.params["weight"], self.stride, self.dilation,
-                                  self.groups, padded)
+        dx_pad = full_conv_rot180(
+            delta, self.params["weight"], self.stride, self.dilation, self.groups, x_pad.shape
+        )
         dx = fold_pad(dx_pad, self.pads, self.padding_mode)
         return (dx if batched else dx[0]), grads
 
     def param_grads(self, delta: Array, cache: Any) -> dict[str, Array]:
-        cols, _, batched = cache
+        x_pad, batched = cache
         W, G = self.params["weight"], self.groups
         delta = delta if batched else delta[None]
-        N, C_out = delta.shape[:2]
-        P = int(np.prod(delta.shape[2:]))
-        delta_cols = delta.reshape(N, G, C_out // G, P)  # (N, G, C_out/G, P)
-        # ∂L/∂W = Σₙ δ colsᵀ, per group: Linear's δᵀ a with the columns as a
-        dW = np.matmul(delta_cols, cols.swapaxes(-1, -2)).sum(axis=0)  # (G, C_out/G, C_in/G·K)
-        grads = {"weight": dW.reshape(W.shape)}
+        N, C_out, *out = delta.shape
+        C_g, P = W.shape[1], int(np.prod(out))
+        delta_g = delta.reshape(N, G, C_out // G, P)  # (N, G, C_out/G, P)
+        # ∂L/∂W[:, :, k] = Σ_{n, p} δ ⊗ shifted_k(x_pad), per group: Linear's δᵀ a at each offset
+        dW_T = np.empty((G, C_g, C_out // G, int(np.prod(self.kernel))))  # (G, C_in/G, C_out/G, K)
+        for i, k in enumerate(np.ndindex(*self.kernel)):
+            x_k = shifted(x_pad, k, out, self.stride, self.dilation).reshape(N, G, C_g, P)
+            # NOTE: x_k δᵀ, the transpose of δ x_kᵀ, as it runs faster in OpenBLAS
+            dW_T[..., i] = np.matmul(x_k, delta_g.swapaxes(-1, -2)).sum(axis=0)
+        grads = {"weight": dW_T.swapaxes(1, 2).reshape(W.shape)}
         if "bias" in self.params:
-            grads["bias"] = delta_cols.sum(axis=(0, 3)).reshape(C_out)
+            grads["bias"] = delta_g.sum(axis=(0, 3)).reshape(C_out)
         return grads
 
 
