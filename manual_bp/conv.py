@@ -19,8 +19,8 @@ channel axes are swapped within each group (o ↔ c). `adjoint_inner_products` c
 this is the transpose of the forward map: ⟨z − b, δ⟩ = ⟨x, δ_prev⟩.
 
 All three are computed as sums over the kernel offsets k, each one matmul over channels
-against a strided view of x_pad (z, ∂L/∂W) or added into one of ∂L/∂x_pad (δ_prev), so the
-columns, (N, C·K, P), are never built: the forward keeps x_pad alone for ∂L/∂W.
+on a strided view of x_pad (or of the spread δ), so the columns, (N, C·K, P), are never
+built: the forward keeps x_pad alone for ∂L/∂W, and a layer costs about its input in memory.
 
 Padding. torch pads with zeros inside the convolution, and for the other modes pads first
 (F.pad) and convolves unpadded; both are z = conv(pad(x)). The backward of a pad folds the
@@ -165,25 +165,27 @@ def full_conv_rot180(
 ) -> Array:
     """∂L/∂x_pad = full_conv(dilate_s(δ), rot180(W)ᵀ): seed 001's rotated-kernel convolution.
 
-    At input pixel q the full convolution is Σ_k rot180(W)[:, :, k]ᵀ · δ̃[q + d·k], with δ̃
-    the stride-dilated δ padded by the reach r = d·(K − 1): δ̃[r + s·p] = δ[p], zeros between.
-    Its nonzero terms have q + d·k = r + s·p, and rot180 maps offset k to K − 1 − k, so it is
-    the same sum read from the output side: for each offset k, W[:, :, k]ᵀ δ[p] lands on the
-    input pixel s·p + d·k that the window of p read there. That is how it is computed, one
-    channel matmul per offset on δ itself: no δ̃ is built and no zero of it is multiplied.
+    Written like the forward, as a sum over kernel offsets of one channel matmul each:
+    ∂L/∂x_pad[n, c, q] = Σ_k Σ_o rot180(W)[o, c, k] · δ̃[n, o, q + d·k], δ̃ = full(dilate_s(δ)).
     """
+    n = W.ndim - 2
     N, C_out, *out = delta.shape
-    C_g = W.shape[1]
-    P = int(np.prod(out))
-    delta_g = delta.reshape(N, groups, C_out // groups, P)  # (N, G, C_out/G, P)
-    # the kernel's channel axes swapped within each group: (G, C_in/G, C_out/G, K)
-    W_T = W.reshape(groups, C_out // groups, C_g, -1).swapaxes(1, 2)
-    dx_pad = np.zeros(padded)  # cells past the last window (L_pad − reach) % s ≠ 0 get no δ
-    dx_k = np.empty((N, groups, C_g, P))
-    for i, k in enumerate(np.ndindex(*W.shape[2:])):
-        np.matmul(W_T[..., i], delta_g, out=dx_k)  # (N, G, C_in/G, P)
-        shifted(dx_pad, k, out, stride, dilation)[...] += dx_k.reshape(N, groups * C_g, *out)
-    return dx_pad
+    C_g, kernel = W.shape[1], W.shape[2:]
+    # dilate δ by the stride: output pixel p sits at s·p, with s − 1 zeros in between;
+    # full: pad by the kernel's reach d·(k − 1), so partly covered border pixels collect too
+    reach = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    spread = np.zeros(
+        (N, C_out, *((o - 1) * s + 1 + 2 * r for o, s, r in zip(out, stride, reach, strict=True)))
+    )
+    spread[(..., *(slice(r, -r or None, s) for r, s in zip(reach, stride, strict=True)))] = delta
+    # the kernel rotated by 180°, its channel axes swapped within each group: (C_in, C_out/G, *k)
+    W_rot = np.flip(W, axis=tuple(range(2, 2 + n)))
+    W_rot = W_rot.reshape(groups, C_out // groups, C_g, *kernel).swapaxes(1, 2)
+    W_rot = W_rot.reshape(groups * C_g, C_out // groups, *kernel)
+    dx_pad = correlate(spread, W_rot, (1,) * n, dilation, groups)  # (N, C_in, *((o−1)s + reach))
+    # cells of x_pad past the last window (when (L_pad − reach) % s ≠ 0) got no δ
+    tail = [(0, P - D) for P, D in zip(padded[2:], dx_pad.shape[2:], strict=True)]
+    return np.pad(dx_pad, ((0, 0), (0, 0), *tail)) if any(t for _, t in tail) else dx_pad
 
 
 def same_padding(kernel: Shape, dilation: Shape) -> Pads:
