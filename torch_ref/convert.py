@@ -762,18 +762,21 @@ def _what(node: fx.Node) -> str:
 class _Tracer(fx.Tracer):
     """torch.nn modules stay whole (supported or not); the user's own modules are traced."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stack_traces: bool) -> None:
         super().__init__()
-        self.record_stack_traces = True
+        self.record_stack_traces = stack_traces
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return type(m) in MODULE_CONVERTERS or super().is_leaf_module(m, module_qualified_name)
 
 
-def trace(model: nn.Module) -> fx.Graph:
-    """The fx graph of `model`, or UnsupportedModuleError saying why it cannot be traced."""
+def trace(model: nn.Module, *, stack_traces: bool = False) -> fx.Graph:
+    """The fx graph of `model`, or UnsupportedModuleError saying why it cannot be traced.
+
+    With stack_traces, every node records the user's line of code (a third of the cost of
+    tracing: `convert` asks for it only to word an error)."""
     try:
-        return _Tracer().trace(model)
+        return _Tracer(stack_traces=stack_traces).trace(model)
     except Exception as err:  # fx raises TraceError, TypeError, RuntimeError, ...
         raise UnsupportedModuleError(
             f"{type(model).__name__} cannot be traced by torch.fx ({type(err).__name__}: {err}); "
@@ -843,9 +846,17 @@ def convert(model: nn.Module, input_shape: Shape) -> Converted:
     """The manual twin of `model` for inputs of `input_shape`.
 
     Raises UnsupportedModuleError for a module, function or method with no converter,
-    and ValueError for a shape that does not fit a layer, naming the layer.
+    and ValueError for a shape that does not fit a layer, naming the layer and the line of
+    the user's code (traced a second time, with stack traces, to find it).
     """
-    graph = trace(model)
+    try:
+        return _convert(model, input_shape, trace(model))
+    except (UnsupportedModuleError, ValueError):
+        _convert(model, input_shape, trace(model, stack_traces=True))  # raises, with the line
+        raise
+
+
+def _convert(model: nn.Module, input_shape: Shape, graph: fx.Graph) -> Converted:
     modules = dict(model.named_modules())
     b = _Builder(input_shape)
     env: dict[fx.Node, Any] = {}
