@@ -52,6 +52,9 @@ def test_quick_run_writes_the_csv_plot_and_readme(tmp_path):
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
     text = (tmp_path / "README.md").read_text()
     assert "| model | params |" in text and "faster than gradcheck" in text
+    assert "NumPy forward + backward" in text
+    parts = pd.read_csv(tmp_path / "breakdown.csv")
+    assert (parts[["fx_capture_ms", "numpy_forward_backward_ms"]] > 0).all().all()
 
 
 def test_bad_arguments_are_refused(capsys):
