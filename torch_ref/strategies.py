@@ -63,7 +63,14 @@ ACTIVATION_MODULES: dict[str, ActivationRow] = {
 
 #: losses a model with C outputs can feed, with the options each may draw
 LOSSES = (
-    "mse", "l1", "smooth_l1", "huber", "cross_entropy", "cross_entropy_probs", "nll", "bce",
+    "mse",
+    "l1",
+    "smooth_l1",
+    "huber",
+    "cross_entropy",
+    "cross_entropy_probs",
+    "nll",
+    "bce",
     "bce_with_logits",
 )
 
@@ -112,15 +119,22 @@ def build_loss(name: str, options: dict[str, Any], classes: int) -> nn.Module:
     if name == "bce" and o.get("weight") == "per_class":
         o["weight"] = torch.linspace(0.5, 1.5, classes, dtype=torch.float64)
     modules: dict[str, Callable[..., nn.Module]] = {
-        "mse": nn.MSELoss, "l1": nn.L1Loss, "smooth_l1": nn.SmoothL1Loss, "huber": nn.HuberLoss,
-        "cross_entropy": nn.CrossEntropyLoss, "cross_entropy_probs": nn.CrossEntropyLoss,
-        "nll": nn.NLLLoss, "bce": nn.BCELoss, "bce_with_logits": nn.BCEWithLogitsLoss,
+        "mse": nn.MSELoss,
+        "l1": nn.L1Loss,
+        "smooth_l1": nn.SmoothL1Loss,
+        "huber": nn.HuberLoss,
+        "cross_entropy": nn.CrossEntropyLoss,
+        "cross_entropy_probs": nn.CrossEntropyLoss,
+        "nll": nn.NLLLoss,
+        "bce": nn.BCELoss,
+        "bce_with_logits": nn.BCEWithLogitsLoss,
     }
     return modules[name](**o)
 
 
-def build_target(name: str, options: dict[str, Any], shape: tuple[int, ...],
-                 g: torch.Generator) -> torch.Tensor:
+def build_target(
+    name: str, options: dict[str, Any], shape: tuple[int, ...], g: torch.Generator
+) -> torch.Tensor:
     """A target that fits `name` for model outputs of `shape` (N, C)."""
     n, c = shape[0], shape[1]
     if name in ("cross_entropy", "nll"):
@@ -143,14 +157,44 @@ class Problem(tuple):
 
     spec: Any
 
-    def __new__(cls, spec: Any, model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor,
-                target: torch.Tensor) -> Problem:
+    def __new__(
+        cls,
+        spec: Any,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+    ) -> Problem:
         self = super().__new__(cls, (model, loss_fn, inputs, target))
         self.spec = spec
         return self
 
     def __repr__(self) -> str:
         return f"{self.spec!r}.build()"
+
+
+def _problem(
+    spec: Any, layers: list[nn.Module], input_shape: tuple[int, ...], g: torch.Generator
+) -> Problem:
+    """The tail every spec's build shares: the head its loss needs (LogSoftmax for NLL,
+    Sigmoid for BCE), then the inputs, the target and the loss module, drawn from `g`."""
+    dtype, classes = getattr(torch, spec.dtype), spec.widths[-1]
+    if spec.loss == "nll":
+        layers.append(nn.LogSoftmax(dim=1))
+    elif spec.loss == "bce":
+        layers.append(nn.Sigmoid())
+    if spec.integer_valued:
+        inputs = torch.randint(-2, 3, input_shape, generator=g).to(dtype)
+    else:
+        inputs = torch.randn(input_shape, generator=g, dtype=torch.float64).to(dtype)
+    options = dict(spec.loss_options)
+    target = build_target(spec.loss, options, (spec.batch, classes), g)
+    if target.is_floating_point():
+        target = target.to(dtype)
+    loss_fn = build_loss(spec.loss, options, classes)
+    if dtype != torch.float64:
+        loss_fn = loss_fn.to(dtype)
+    return Problem(spec, nn.Sequential(*layers), loss_fn, inputs, target)
 
 
 # --- MLPs -----------------------------------------------------------------------------
@@ -190,24 +234,7 @@ class MLPSpec:
             layers.append(linear)
             if i < len(self.widths) - 2:
                 layers.append(make_act(**dict(self.act_options)))
-        if self.loss == "nll":
-            layers.append(nn.LogSoftmax(dim=1))
-        elif self.loss == "bce":
-            layers.append(nn.Sigmoid())
-        model = nn.Sequential(*layers)
-        shape = (self.batch, self.widths[0])
-        if self.integer_valued:
-            inputs = torch.randint(-2, 3, shape, generator=g).to(dtype)
-        else:
-            inputs = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
-        options = dict(self.loss_options)
-        target = build_target(self.loss, options, (self.batch, self.widths[-1]), g)
-        if target.is_floating_point():
-            target = target.to(dtype)
-        loss_fn = build_loss(self.loss, options, self.widths[-1])
-        if dtype != torch.float64:
-            loss_fn = loss_fn.to(dtype)
-        return Problem(self, model, loss_fn, inputs, target)
+        return _problem(self, layers, (self.batch, self.widths[0]), g)
 
 
 @st.composite
@@ -272,21 +299,28 @@ EXACT_POOLS = ("none", "max", "adaptive_max")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 _POOL_MODULES: dict[tuple[str, int], Callable[..., nn.Module]] = {
-    ("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d,
-    ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d,
-    ("adaptive_avg", 1): nn.AdaptiveAvgPool1d, ("adaptive_avg", 2): nn.AdaptiveAvgPool2d,
-    ("adaptive_max", 1): nn.AdaptiveMaxPool1d, ("adaptive_max", 2): nn.AdaptiveMaxPool2d,
+    ("max", 1): nn.MaxPool1d,
+    ("max", 2): nn.MaxPool2d,
+    ("avg", 1): nn.AvgPool1d,
+    ("avg", 2): nn.AvgPool2d,
+    ("adaptive_avg", 1): nn.AdaptiveAvgPool1d,
+    ("adaptive_avg", 2): nn.AdaptiveAvgPool2d,
+    ("adaptive_max", 1): nn.AdaptiveMaxPool1d,
+    ("adaptive_max", 2): nn.AdaptiveMaxPool2d,
 }
 _CONV_MODULES: dict[int, Callable[..., nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
 _DROPOUT_MODULES: dict[str, Callable[..., nn.Module]] = {
-    "dropout": nn.Dropout, "dropout1d": nn.Dropout1d, "dropout2d": nn.Dropout2d,
+    "dropout": nn.Dropout,
+    "dropout1d": nn.Dropout1d,
+    "dropout2d": nn.Dropout2d,
 }
 
 
 def _max_pad(mode: str, L: int, cap: int) -> int:
     """torch's widest padding on one side of size L: reflect < L, circular ≤ L."""
-    return {"zeros": cap, "replicate": cap, "reflect": min(cap, L - 1),
-            "circular": min(cap, L)}[mode]
+    return {"zeros": cap, "replicate": cap, "reflect": min(cap, L - 1), "circular": min(cap, L)}[
+        mode
+    ]
 
 
 def pool_output_size(L: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -363,9 +397,16 @@ class CNNSpec:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed + i)
                 conv = _CONV_MODULES[self.dims](
-                    channels, block.out_channels, block.kernel_size, stride=block.stride,
-                    padding=block.padding, dilation=block.dilation, groups=block.groups,
-                    bias=block.bias, padding_mode=block.padding_mode, dtype=dtype,
+                    channels,
+                    block.out_channels,
+                    block.kernel_size,
+                    stride=block.stride,
+                    padding=block.padding,
+                    dilation=block.dilation,
+                    groups=block.groups,
+                    bias=block.bias,
+                    padding_mode=block.padding_mode,
+                    dtype=dtype,
                 )
             layers.append(conv)
             affine.append(conv)
@@ -385,34 +426,20 @@ class CNNSpec:
             affine.append(linear)
             if i < len(self.widths) - 2:
                 layers.append(make_act(**dict(self.act_options)))
-        if self.loss == "nll":
-            layers.append(nn.LogSoftmax(dim=1))
-        elif self.loss == "bce":
-            layers.append(nn.Sigmoid())
         if self.integer_valued:  # exact zeros and ties: kinks and max-pool ties
             with torch.no_grad():
                 for m in affine:
                     for p in m.parameters():
                         p.copy_(torch.randint(-2, 3, p.shape, generator=g))
-        model = nn.Sequential(*layers).eval()  # eval: dropout is the identity
-        shape = (self.batch, self.in_channels, *self.in_size)
-        if self.integer_valued:
-            inputs = torch.randint(-2, 3, shape, generator=g).to(dtype)
-        else:
-            inputs = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
-        options = dict(self.loss_options)
-        target = build_target(self.loss, options, (self.batch, self.widths[-1]), g)
-        if target.is_floating_point():
-            target = target.to(dtype)
-        loss_fn = build_loss(self.loss, options, self.widths[-1])
-        if dtype != torch.float64:
-            loss_fn = loss_fn.to(dtype)
-        return Problem(self, model, loss_fn, inputs, target)
+        problem = _problem(self, layers, (self.batch, self.in_channels, *self.in_size), g)
+        problem[0].eval()  # eval: dropout is the identity
+        return problem
 
 
 @st.composite
-def _conv_axis(draw: st.DrawFn, L: int, padding: str, mode: str,
-               stride: int) -> tuple[int, int | None, int, int]:
+def _conv_axis(
+    draw: st.DrawFn, L: int, padding: str, mode: str, stride: int
+) -> tuple[int, int | None, int, int]:
     """(kernel, padding or None for a string padding, dilation, output size) on one axis."""
     dilation = draw(st.integers(1, 3))
     if padding == "same":  # total d(k − 1), the larger half after
@@ -427,9 +454,17 @@ def _conv_axis(draw: st.DrawFn, L: int, padding: str, mode: str,
 
 
 @st.composite
-def _conv_block(draw: st.DrawFn, channels: int, size: tuple[int, ...], *, max_channels: int,
-                activations: tuple[str, ...], pools: tuple[str, ...], dims: int,
-                distinct: bool) -> tuple[ConvBlockSpec, int, tuple[int, ...]]:
+def _conv_block(
+    draw: st.DrawFn,
+    channels: int,
+    size: tuple[int, ...],
+    *,
+    max_channels: int,
+    activations: tuple[str, ...],
+    pools: tuple[str, ...],
+    dims: int,
+    distinct: bool,
+) -> tuple[ConvBlockSpec, int, tuple[int, ...]]:
     """A block that fits (channels, *size), with the channels and size it hands on.
     `distinct`: no two input values are equal unless they are exactly equal in any
     summation order (else no max pool: see cnn_specs)."""
@@ -437,8 +472,8 @@ def _conv_block(draw: st.DrawFn, channels: int, size: tuple[int, ...], *, max_ch
     out_channels = groups * draw(st.integers(1, max(1, max_channels // groups)))
     mode = draw(st.sampled_from(PADDING_MODES))
     padding = draw(st.sampled_from(["ints", "ints", "same", "valid"]))
-    stride = (1,) * dims if padding == "same" else tuple(
-        draw(st.integers(1, 3)) for _ in range(dims)
+    stride = (
+        (1,) * dims if padding == "same" else tuple(draw(st.integers(1, 3)) for _ in range(dims))
     )
     axes = [draw(_conv_axis(L, padding, mode, s)) for L, s in zip(size, stride, strict=True)]
     kernel, pads, dilation, out = (tuple(a) for a in zip(*axes, strict=True))
@@ -483,8 +518,9 @@ def _window_options(L: int, max_pool: bool, ceil_mode: bool) -> list[tuple[int, 
 
 
 @st.composite
-def _pool(draw: st.DrawFn, size: tuple[int, ...], kind: str,
-          dims: int) -> tuple[PoolSpec | None, tuple[int, ...]]:
+def _pool(
+    draw: st.DrawFn, size: tuple[int, ...], kind: str, dims: int
+) -> tuple[PoolSpec | None, tuple[int, ...]]:
     """A pool of `kind` that fits `size`, and the size it hands on."""
     if kind == "none":
         return None, size
@@ -505,9 +541,7 @@ def _pool(draw: st.DrawFn, size: tuple[int, ...], kind: str,
         options["count_include_pad"] = draw(st.booleans())
         if dims == 2:
             options["divisor_override"] = draw(st.one_of(st.none(), st.integers(1, 5)))
-    out = tuple(
-        pool_output_size(L, *axis, ceil_mode) for L, axis in zip(size, axes, strict=True)
-    )
+    out = tuple(pool_output_size(L, *axis, ceil_mode) for L, axis in zip(size, axes, strict=True))
     return PoolSpec(kind, tuple(sorted(options.items()))), out
 
 
@@ -548,10 +582,17 @@ def cnn_specs(
     in_size = tuple(draw(st.integers(1, max_hw)) for _ in range(dims))
     channels, size, blocks = in_channels, in_size, []
     for i in range(draw(st.integers(1, max_blocks))):
-        block, channels, size = draw(_conv_block(
-            channels, size, max_channels=max_channels, activations=activations, pools=pools,
-            dims=dims, distinct=integer or i == 0,
-        ))
+        block, channels, size = draw(
+            _conv_block(
+                channels,
+                size,
+                max_channels=max_channels,
+                activations=activations,
+                pools=pools,
+                dims=dims,
+                distinct=integer or i == 0,
+            )
+        )
         blocks.append(block)
     features = channels * math.prod(size)
     loss = draw(st.sampled_from(losses or LOSSES))
