@@ -509,3 +509,24 @@ def test_refusals_fail_before_touching_anything():
         torch_ref.compare_gradients(model, nn.MSELoss(), torch.randn(4, 3).double(),
                                     torch.zeros(4, 2).double())  # fmt: skip
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "register",
+    [
+        lambda m: m.register_forward_hook(lambda mod, args, out: out * 2),
+        lambda m: m.register_forward_pre_hook(lambda mod, args: (args[0] * 2,)),
+        lambda m: m.register_full_backward_hook(lambda mod, gin, gout: None),
+    ],
+    ids=["forward_hook", "forward_pre_hook", "backward_hook"],
+)
+def test_a_module_with_hooks_is_refused_by_name(register):
+    """fx capture skips hooks, so a hooked model would be answered for another function."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    handle = register(model[2])
+    x, t = torch.randn(5, 3), torch.randn(5, 2)
+    refused = r"module '2' \(Linear\) has .*hooks"
+    with pytest.raises(torch_ref.UnsupportedModuleError, match=refused):
+        torch_ref.manual_gradients(model, nn.MSELoss(), x, t)
+    handle.remove()
+    assert torch_ref.compare_gradients(model, nn.MSELoss(), x, t).ok

@@ -849,11 +849,36 @@ def convert(model: nn.Module, input_shape: Shape) -> Converted:
     and ValueError for a shape that does not fit a layer, naming the layer and the line of
     the user's code (traced a second time, with stack traces, to find it).
     """
+    _refuse_hooks(model)
     try:
         return _convert(model, input_shape, trace(model))
     except (UnsupportedModuleError, ValueError):
         _convert(model, input_shape, trace(model, stack_traces=True))  # raises, with the line
         raise
+
+
+_HOOKS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+
+
+def _refuse_hooks(model: nn.Module) -> None:
+    """A hook can change what a module computes or what its backward returns, and torch.fx
+    capture does not run hooks: the oracle would answer for another function. Refuse."""
+    import torch.nn.modules.module as module_globals
+
+    for kind in _HOOKS:
+        if getattr(module_globals, f"_global{kind}"):
+            raise UnsupportedModuleError(
+                f"a global module hook is registered ({kind.strip('_').replace('_', ' ')}); "
+                "the oracle cannot see what hooks do: remove it for the check"
+            )
+    for name, m in model.named_modules():
+        for kind in _HOOKS:
+            if getattr(m, kind, None):
+                raise UnsupportedModuleError(
+                    f"module {name or type(model).__name__!r} ({type(m).__name__}) has "
+                    f"{kind.strip('_').replace('_', ' ')}; the oracle cannot see what hooks do: "
+                    "remove them for the check"
+                )
 
 
 def _convert(model: nn.Module, input_shape: Shape, graph: fx.Graph) -> Converted:
