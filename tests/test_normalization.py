@@ -31,6 +31,25 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 # --- the layer vs torch, for one spec ---------------------------------------------------
 
 
+def check_against_torch(
+    layer: BatchNorm | LayerNorm, m: torch.nn.Module, x: torch.Tensor, up: torch.Tensor, where: str
+) -> None:
+    """The layer beside torch's module on the same x and upstream δ: shape, z, δ_prev, ∂L/∂θ."""
+    x.requires_grad_(True)
+    out = m(x)
+    out.backward(up)
+
+    assert layer.shape(tuple(x.shape)) == tuple(out.shape), where
+    z, cache = layer.forward(_np(x))
+    delta_prev, grads = layer.backward(_np(up), cache)
+    assert_close("forward z", where, z, _np(out))
+    assert_close("δ_prev", where, delta_prev, _np(x.grad))
+    torch_grads = {n: _np(p.grad) for n, p in m.named_parameters()}
+    assert set(grads) == set(torch_grads), f"param names [{where}]: {set(grads)} vs torch"
+    for name, g in torch_grads.items():
+        assert_close(f"∂L/∂{name}", where, grads[name], g)
+
+
 @dataclass(frozen=True)
 class BNCase:
     id: str
@@ -66,19 +85,7 @@ def check_batchnorm(case: BNCase) -> None:
     )
     x = 3.0 + 2.0 * torch.randn(case.shape, generator=gen, dtype=torch.float64)
     up = torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    x.requires_grad_(True)
-    out = m(x)
-    out.backward(up)
-
-    assert layer.shape(tuple(case.shape)) == tuple(out.shape), case.id
-    z, cache = layer.forward(_np(x))
-    delta_prev, grads = layer.backward(_np(up), cache)
-    assert_close("forward z", case.id, z, _np(out))
-    assert_close("δ_prev", case.id, delta_prev, _np(x.grad))
-    torch_grads = {n: _np(p.grad) for n, p in m.named_parameters()}
-    assert set(grads) == set(torch_grads), f"param names [{case.id}]: {set(grads)} vs torch"
-    for name, g in torch_grads.items():
-        assert_close(f"∂L/∂{name}", case.id, grads[name], g)
+    check_against_torch(layer, m, x, up, case.id)
 
 
 @dataclass(frozen=True)
@@ -105,19 +112,7 @@ def check_layernorm(case: LNCase) -> None:
     layer = LayerNorm(case.normalized_shape, weight=_np(m.weight), bias=_np(m.bias), eps=case.eps)
     x = 1.0 + 3.0 * torch.randn(case.shape, generator=gen, dtype=torch.float64)
     up = torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    x.requires_grad_(True)
-    out = m(x)
-    out.backward(up)
-
-    assert layer.shape(tuple(case.shape)) == tuple(out.shape), case.id
-    z, cache = layer.forward(_np(x))
-    delta_prev, grads = layer.backward(_np(up), cache)
-    assert_close("forward z", case.id, z, _np(out))
-    assert_close("δ_prev", case.id, delta_prev, _np(x.grad))
-    torch_grads = {n: _np(p.grad) for n, p in m.named_parameters()}
-    assert set(grads) == set(torch_grads), f"param names [{case.id}]: {set(grads)} vs torch"
-    for name, g in torch_grads.items():
-        assert_close(f"∂L/∂{name}", case.id, grads[name], g)
+    check_against_torch(layer, m, x, up, case.id)
 
 
 # --- tables of named cases --------------------------------------------------------------
