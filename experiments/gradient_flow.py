@@ -7,8 +7,8 @@
 
 Writes into --out (default reports/gradient_flow/): summary.csv (one row per
 configuration and seed), layers.csv (one row per configuration, seed and layer), the
-plots and README.md. Every number comes from manual_bp.flow (the explicit δ recursion)
-and manual_bp.meanfield; torch only appears under --check-autograd.
+plots and README.md. Every number comes from manual_bp.lab.flow (the explicit δ recursion)
+and manual_bp.lab.meanfield; torch only appears under --check-autograd.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from manual_bp import flow, meanfield
+from manual_bp.lab import flow, meanfield
 
 DEFAULT = {
     "depths": [2, 4, 8, 16, 32, 64],
@@ -948,7 +948,7 @@ def write_report(
         + (f", here N(0, {s['sigma_b2']:g}) for all" if s["sigma_b2"] is not None else "")
         + ".",
         "- δ^(l) = ∂L/∂z^(l) from manual_bp's explicit recursion "
-        "δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1); theory from `manual_bp.meanfield`.",
+        "δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1); theory from `manual_bp.lab.meanfield`.",
         "- `delta_ratio_log10` = log10(‖δ^(1)‖/‖δ^(depth−1)‖); `chi1_measured` = "
         "(‖δ^(1)‖/‖δ^(depth−1)‖)^(2/(depth−2)); `delta_ratio_log10_theory` = ½ Σ log10 χ_l "
         "along the mean-field trajectory from q^(1) = σ_w² + σ_b²; `chi1_theory` at the fixed "

@@ -9,10 +9,10 @@ models), `network` (the δ recursion, written once), `losses`, `initializers`, `
 `meanfield` (the theory of gradient flow) and `flow` (its measurement). NumPy only.
 """
 
-from manual_bp.activations import ACTIVATIONS, Activation, get_activation
-from manual_bp.layers import Flatten, Identity, Layer, Linear, LogSoftmax, Softmax
 from manual_bp.losses import LOSSES, get_loss
 from manual_bp.network import Gradients, Network, Node, Result, Tape, mlp
+from manual_bp.ops import Flatten, Identity, Layer, Linear, LogSoftmax, Softmax
+from manual_bp.ops.activations import ACTIVATIONS, Activation, get_activation
 from manual_bp.optim import SGD
 
 __all__ = [

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from manual_bp.activations import sigmoid as _sigmoid_activation
+from manual_bp.ops.activations import sigmoid as _sigmoid_activation
 
 Array = np.ndarray
 Shape = tuple[int, ...]

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from manual_bp.activations import IDENTITY, Activation, get_activation
-from manual_bp.layers import Layer, Linear, Shape
+from manual_bp.ops import Layer, Linear, Shape
+from manual_bp.ops.activations import IDENTITY, Activation, get_activation
 
 Array = np.ndarray
 

@@ -11,8 +11,8 @@ import torch.nn as nn
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manual_bp.activations import ACTIVATIONS, get_activation
-from manual_bp.special import erf, erfc
+from manual_bp.ops.activations import ACTIVATIONS, get_activation
+from manual_bp.ops.special import erf, erfc
 
 TOL = {"f": 1e-14, "grad": 1e-13}  # relative to 1 + |value|
 

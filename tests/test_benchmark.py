@@ -20,8 +20,9 @@ def test_flops_counts_linear_and_conv_multiply_adds():
 
 
 def test_central_differences_agree_with_autograd():
-    model, loss_fn, x, t = benchmark.Case("tiny", "gradcheck", benchmark.tiny_cnn,
-                                          (2, 1, 8, 8), 3).problem()
+    model, loss_fn, x, t = benchmark.Case(
+        "tiny", "gradcheck", benchmark.tiny_cnn, (2, 1, 8, 8), 3
+    ).problem()
     fd = benchmark.central_differences(model, loss_fn, x, t)
     exact = torch.autograd.grad(loss_fn(model(x), t), list(model.parameters()))
     for (name, _), d, g in zip(model.named_parameters(), fd, exact, strict=True):

@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from manual_bp.activations import ACTIVATIONS, Activation
+from manual_bp.ops.activations import ACTIVATIONS, Activation
 from torch_ref import cli
 
-BLOCKS = '''
+BLOCKS = """
 import torch.nn as nn
 
 
 def conv_block(c_in, c_out):
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-'''
+"""
 
-MODELS = '''
+MODELS = """
 import torch.nn as nn
 
 from blocks import conv_block  # a sibling module: the user's file has its own imports
@@ -77,7 +77,7 @@ class Recurrent(nn.Module):
 
 class NotAModule:
     pass
-'''
+"""
 
 BROKEN = "import not_a_module_anyone_has  # noqa\n"
 
@@ -101,8 +101,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             del sys.modules[name]
 
 
-def run_main(project: Path, argv: list[str], capsys: pytest.CaptureFixture,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+def run_main(
+    project: Path, argv: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
     monkeypatch.chdir(project)
     rc = cli.main(["check", *argv])
     out, err = capsys.readouterr()
@@ -110,8 +111,13 @@ def run_main(project: Path, argv: list[str], capsys: pytest.CaptureFixture,
 
 
 def run_subprocess(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "torch_ref", *argv], cwd=project,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "torch_ref", *argv],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 # --- through a real subprocess, in a directory outside the repository -------------------
@@ -119,15 +125,30 @@ def run_subprocess(project: Path, *argv: str) -> subprocess.CompletedProcess[str
 
 def test_subprocess_ok_prints_the_table_and_exits_0(project: Path) -> None:
     assert not project.resolve().is_relative_to(Path(__file__).resolve().parents[1])
-    result = run_subprocess(project, "check", "models.py:SmallCNN", "--input-shape", "2,1,8,8",
-                            "--loss", "cross_entropy", "--classes", "10")
+    result = run_subprocess(
+        project,
+        "check",
+        "models.py:SmallCNN",
+        "--input-shape",
+        "2,1,8,8",
+        "--loss",
+        "cross_entropy",
+        "--classes",
+        "10",
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == ("models.py:SmallCNN: inputs (2, 1, 8, 8) float64, output (2, 10), "
-                        "cross_entropy target (2,), seed 0, eval mode")
+    assert lines[0] == (
+        "models.py:SmallCNN: inputs (2, 1, 8, 8) float64, output (2, 10), "
+        "cross_entropy target (2,), seed 0, eval mode"
+    )
     assert lines[1].startswith("GradientReport: OK (6 tensors, rtol=1e-07, atol=1e-10)")
-    for name, shape in [("features.0.weight", "(4, 1, 3, 3)"), ("head.1.bias", "(10,)"),
-                        ("features.0", "(2, 4, 8, 8)"), ("head.1", "(2, 10)")]:
+    for name, shape in [
+        ("features.0.weight", "(4, 1, 3, 3)"),
+        ("head.1.bias", "(10,)"),
+        ("features.0", "(2, 4, 8, 8)"),
+        ("head.1", "(2, 10)"),
+    ]:
         assert any(name in line and shape in line and line.endswith("ok") for line in lines), name
 
 
@@ -137,7 +158,8 @@ def test_subprocess_unsupported_module_exits_2_with_one_line(project: Path) -> N
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(
-        ERROR_PREFIX + "UnsupportedModuleError: module 'rnn' (GRU) at File")
+        ERROR_PREFIX + "UnsupportedModuleError: module 'rnn' (GRU) at File"
+    )
     assert "supported modules: " in result.stderr and "nn.Linear" in result.stderr
 
 
@@ -146,11 +168,22 @@ def test_help_explains_every_flag(capsys: pytest.CaptureFixture) -> None:
         cli.main(["check", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    check = next(a for a in cli.build_parser()._actions
-                 if isinstance(a, cli.argparse._SubParsersAction)).choices["check"]
+    check = next(
+        a for a in cli.build_parser()._actions if isinstance(a, cli.argparse._SubParsersAction)
+    ).choices["check"]
     flags = [s for a in check._actions for s in a.option_strings]
-    assert {"--input-shape", "--loss", "--classes", "--seed", "--dtype", "--train", "--l2",
-            "--rtol", "--atol", "--init-args"} <= set(flags)
+    assert {
+        "--input-shape",
+        "--loss",
+        "--classes",
+        "--seed",
+        "--dtype",
+        "--train",
+        "--l2",
+        "--rtol",
+        "--atol",
+        "--init-args",
+    } <= set(flags)
     for action in check._actions:
         assert action.help, action.dest
         for flag in action.option_strings:
@@ -167,18 +200,50 @@ OK_CASES = {
     "l1": ["models.py:MLP", "--input-shape", "3,4", "--loss", "l1"],
     "smooth_l1": ["models.py:MLP", "--input-shape", "3,4", "--loss", "smooth_l1"],
     "huber": ["models.py:MLP", "--input-shape", "3,4", "--loss", "huber"],
-    "cross_entropy, classes from the output": ["models.py:MLP", "--input-shape", "3,4",
-                                               "--loss", "cross_entropy"],
-    "nll on log-probabilities": ["models.py:MLP", "--input-shape", "3,4", "--loss", "nll",
-                                 "--classes", "3", "--init-args", '{"head": "log_softmax"}'],
-    "bce on probabilities": ["models.py:MLP", "--input-shape", "3,4", "--loss", "bce",
-                             "--init-args", '{"head": "sigmoid"}'],
+    "cross_entropy, classes from the output": [
+        "models.py:MLP",
+        "--input-shape",
+        "3,4",
+        "--loss",
+        "cross_entropy",
+    ],
+    "nll on log-probabilities": [
+        "models.py:MLP",
+        "--input-shape",
+        "3,4",
+        "--loss",
+        "nll",
+        "--classes",
+        "3",
+        "--init-args",
+        '{"head": "log_softmax"}',
+    ],
+    "bce on probabilities": [
+        "models.py:MLP",
+        "--input-shape",
+        "3,4",
+        "--loss",
+        "bce",
+        "--init-args",
+        '{"head": "sigmoid"}',
+    ],
     "bce_with_logits": ["models.py:MLP", "--input-shape", "3,4", "--loss", "bce_with_logits"],
     "positional init args": ["models.py:MLP", "--input-shape", "3,6", "--init-args", "[6, 5]"],
     "a factory function": ["models.py:make_mlp", "--input-shape", "3,4"],
     "a dotted module": ["pkg.nets:Layer", "--input-shape", "3,4", "--init-args", "[4, 2]"],
-    "float32, l2, tolerances": ["models.py:MLP", "--input-shape", "3,4", "--dtype", "float32",
-                                "--l2", "0.5", "--rtol", "1e-9", "--atol", "0"],
+    "float32, l2, tolerances": [
+        "models.py:MLP",
+        "--input-shape",
+        "3,4",
+        "--dtype",
+        "float32",
+        "--l2",
+        "0.5",
+        "--rtol",
+        "1e-9",
+        "--atol",
+        "0",
+    ],
     "dropout is off in eval mode": ["models.py:WithDropout", "--input-shape", "3,4"],
     "train mode": ["models.py:MLP", "--input-shape", "3,4", "--train"],
 }
@@ -197,42 +262,67 @@ def test_check_ok(project, argv, capsys, monkeypatch) -> None:
 
 
 def test_init_args_reach_the_constructor(project, capsys, monkeypatch) -> None:
-    rc, out, _ = run_main(project, ["models.py:MLP", "--input-shape", "3,4", "--init-args",
-                                    '{"hidden": 5, "n_out": 2}'], capsys, monkeypatch)
+    rc, out, _ = run_main(
+        project,
+        ["models.py:MLP", "--input-shape", "3,4", "--init-args", '{"hidden": 5, "n_out": 2}'],
+        capsys,
+        monkeypatch,
+    )
     assert rc == 0
     assert any("net.0.weight" in line and "(5, 4)" in line for line in out.splitlines())
     assert "output (3, 2)" in out.splitlines()[0]
 
 
 ERROR_CASES = {
-    "unsupported module": (["models.py:Recurrent", "--input-shape", "2,5,4"],
-                           "UnsupportedModuleError: module 'rnn' (GRU) at File *; "
-                           "supported modules: *"),
-    "missing file": (["no_such_models.py:MLP", "--input-shape", "3,4"],
-                     "no such file: */no_such_models.py"),
-    "missing class": (["models.py:Nope", "--input-shape", "3,4"],
-                      "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
-                      "MLP, Recurrent, SmallCNN, WithDropout"),
-    "the file fails to import": (["broken.py:Net", "--input-shape", "3,4"],
-                                 "importing */broken.py failed: ModuleNotFoundError: *"),
-    "a dotted module that does not exist": (["no_such_pkg.nets:Net", "--input-shape", "3,4"],
-                                            "importing module 'no_such_pkg.nets' failed: *"),
-    "no class named": (["models.py", "--input-shape", "3,4"],
-                       "expected FILE.py:ClassName or package.module:ClassName, got 'models.py'"),
-    "not a module": (["models.py:NotAModule", "--input-shape", "3,4"],
-                     "NotAModule() returned a NotAModule, not a torch.nn.Module"),
-    "the constructor fails": (["models.py:MLP", "--input-shape", "3,4", "--init-args",
-                               '{"widht": 3}'], "MLP(widht=3) failed: TypeError: *widht*"),
-    "the forward fails on the shape": (["models.py:MLP", "--input-shape", "3,5"],
-                                       "the model's forward failed on inputs of shape (3, 5): "
-                                       "RuntimeError: *"),
+    "unsupported module": (
+        ["models.py:Recurrent", "--input-shape", "2,5,4"],
+        "UnsupportedModuleError: module 'rnn' (GRU) at File *; supported modules: *",
+    ),
+    "missing file": (
+        ["no_such_models.py:MLP", "--input-shape", "3,4"],
+        "no such file: */no_such_models.py",
+    ),
+    "missing class": (
+        ["models.py:Nope", "--input-shape", "3,4"],
+        "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
+        "MLP, Recurrent, SmallCNN, WithDropout",
+    ),
+    "the file fails to import": (
+        ["broken.py:Net", "--input-shape", "3,4"],
+        "importing */broken.py failed: ModuleNotFoundError: *",
+    ),
+    "a dotted module that does not exist": (
+        ["no_such_pkg.nets:Net", "--input-shape", "3,4"],
+        "importing module 'no_such_pkg.nets' failed: *",
+    ),
+    "no class named": (
+        ["models.py", "--input-shape", "3,4"],
+        "expected FILE.py:ClassName or package.module:ClassName, got 'models.py'",
+    ),
+    "not a module": (
+        ["models.py:NotAModule", "--input-shape", "3,4"],
+        "NotAModule() returned a NotAModule, not a torch.nn.Module",
+    ),
+    "the constructor fails": (
+        ["models.py:MLP", "--input-shape", "3,4", "--init-args", '{"widht": 3}'],
+        "MLP(widht=3) failed: TypeError: *widht*",
+    ),
+    "the forward fails on the shape": (
+        ["models.py:MLP", "--input-shape", "3,5"],
+        "the model's forward failed on inputs of shape (3, 5): RuntimeError: *",
+    ),
     "--classes disagrees with the output": (
         ["models.py:MLP", "--input-shape", "3,4", "--loss", "cross_entropy", "--classes", "10"],
-        "--classes 10, but the model's output (3, 3) has 3 entries along dim 1"),
-    "dropout in training mode": (["models.py:WithDropout", "--input-shape", "3,4", "--train"],
-                                 "ValueError: Dropout 'net.1' is in training mode*"),
-    "bce on logits": (["models.py:MLP", "--input-shape", "3,4", "--loss", "bce"],
-                      "ValueError: BCELoss: expected inputs in [[]0, 1]*"),
+        "--classes 10, but the model's output (3, 3) has 3 entries along dim 1",
+    ),
+    "dropout in training mode": (
+        ["models.py:WithDropout", "--input-shape", "3,4", "--train"],
+        "ValueError: Dropout 'net.1' is in training mode*",
+    ),
+    "bce on logits": (
+        ["models.py:MLP", "--input-shape", "3,4", "--loss", "bce"],
+        "ValueError: BCELoss: expected inputs in [[]0, 1]*",
+    ),
 }
 
 
@@ -246,20 +336,33 @@ def test_check_errors_exit_2_with_one_line(project, argv, message, capsys, monke
 
 
 USAGE_CASES = {
-    "shape with a letter": (["--input-shape", "8,x"], "argument --input-shape: expected positive "
-                            "integers separated by commas, such as 8,1,28,28; got '8,x'"),
+    "shape with a letter": (
+        ["--input-shape", "8,x"],
+        "argument --input-shape: expected positive "
+        "integers separated by commas, such as 8,1,28,28; got '8,x'",
+    ),
     "shape with a zero": (["--input-shape", "0,4"], "argument --input-shape: *got '0,4'"),
     "no shape": ([], "the following arguments are required: --input-shape"),
-    "negative tolerance": (["--input-shape", "3,4", "--rtol", "-1"],
-                           "argument --rtol: expected a finite number ≥ 0, got '-1'"),
-    "bad JSON": (["--input-shape", "3,4", "--init-args", "{hidden: 3}"],
-                 "argument --init-args: not valid JSON*"),
-    "JSON neither object nor array": (["--input-shape", "3,4", "--init-args", "3"],
-                                      "argument --init-args: expected a JSON object*"),
-    "unknown loss": (["--input-shape", "3,4", "--loss", "hinge"],
-                     "argument --loss: invalid choice: 'hinge'*"),
-    "classes not a positive integer": (["--input-shape", "3,4", "--classes", "0"],
-                                       "argument --classes: expected a positive integer, got '0'"),
+    "negative tolerance": (
+        ["--input-shape", "3,4", "--rtol", "-1"],
+        "argument --rtol: expected a finite number ≥ 0, got '-1'",
+    ),
+    "bad JSON": (
+        ["--input-shape", "3,4", "--init-args", "{hidden: 3}"],
+        "argument --init-args: not valid JSON*",
+    ),
+    "JSON neither object nor array": (
+        ["--input-shape", "3,4", "--init-args", "3"],
+        "argument --init-args: expected a JSON object*",
+    ),
+    "unknown loss": (
+        ["--input-shape", "3,4", "--loss", "hinge"],
+        "argument --loss: invalid choice: 'hinge'*",
+    ),
+    "classes not a positive integer": (
+        ["--input-shape", "3,4", "--classes", "0"],
+        "argument --classes: expected a positive integer, got '0'",
+    ),
 }
 
 
@@ -276,15 +379,15 @@ def test_mismatch_exits_1_with_the_table(project, capsys, monkeypatch) -> None:
     """A bug in the reference (tanh′ = 1 − z² instead of 1 − tanh²z) is a mismatch."""
     broken = Activation("tanh", np.tanh, lambda z: 1 - z**2)
     monkeypatch.setitem(ACTIVATIONS, "tanh", lambda: broken)
-    rc, out, err = run_main(project, ["models.py:MLP", "--input-shape", "3,4"], capsys,
-                            monkeypatch)
+    rc, out, err = run_main(project, ["models.py:MLP", "--input-shape", "3,4"], capsys, monkeypatch)
     assert (rc, err) == (1, "")
     lines = out.splitlines()
     assert lines[1].startswith("GradientReport: MISMATCH")
     assert lines[3].startswith("worst: ")
     assert any(line.startswith("param net.0.weight") and " FAIL " in line for line in lines)
-    assert any(line.startswith("param net.2.weight") and line.rstrip().endswith("ok")
-               for line in lines)
+    assert any(
+        line.startswith("param net.2.weight") and line.rstrip().endswith("ok") for line in lines
+    )
 
 
 def test_seeded_and_leaves_the_global_rng_alone(project, capsys, monkeypatch) -> None:
@@ -297,4 +400,3 @@ def test_seeded_and_leaves_the_global_rng_alone(project, capsys, monkeypatch) ->
     assert first == again
     assert first[1].splitlines()[2] != other[1].splitlines()[2]  # the loss line
     assert "seed 1" in other[1].splitlines()[0]
-

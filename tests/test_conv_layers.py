@@ -20,7 +20,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manual_bp.conv import Conv1d, Conv2d, adjoint_inner_products
+from manual_bp.ops.conv import Conv1d, Conv2d, adjoint_inner_products
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
 TOL = {"rtol": 1e-10, "atol": 1e-12}

@@ -29,9 +29,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from manual_bp import losses as L
-from manual_bp.activations import get_activation
-from manual_bp.layers import Linear, LogSoftmax
 from manual_bp.network import Network
+from manual_bp.ops import Linear, LogSoftmax
+from manual_bp.ops.activations import get_activation
 
 EPS = 1e-6
 RTOL, ATOL = 1e-6, 1e-7
@@ -89,35 +89,88 @@ CASES = [
     Case("sigmoid_ce", "sigmoid", _ce(), "labels", l2=0.1),
     Case("tanh_ce_label_smoothing", "tanh", _ce(label_smoothing=0.2), "labels", l2=0.05),
     Case("relu_mse", "relu", lambda c: L.MSELoss(reduction="sum"), "regression", seed=1),
-    Case("leaky_relu_ce_weighted", "leaky_relu",
-         lambda c: L.CrossEntropyLoss(weight=_class_weight(c), label_smoothing=0.1), "labels",
-         act_options={"negative_slope": 0.2}, l2=0.1),
-    Case("elu_bce_with_logits", "elu", lambda c: L.BCEWithLogitsLoss(), "unit",
-         act_options={"alpha": 0.7}),
+    Case(
+        "leaky_relu_ce_weighted",
+        "leaky_relu",
+        lambda c: L.CrossEntropyLoss(weight=_class_weight(c), label_smoothing=0.1),
+        "labels",
+        act_options={"negative_slope": 0.2},
+        l2=0.1,
+    ),
+    Case(
+        "elu_bce_with_logits",
+        "elu",
+        lambda c: L.BCEWithLogitsLoss(),
+        "unit",
+        act_options={"alpha": 0.7},
+    ),
     Case("gelu_ce_probabilities", "gelu", _ce(label_smoothing=0.1), "probabilities", l2=0.2),
-    Case("gelu_tanh_huber", "gelu", lambda c: L.HuberLoss(delta=0.5), "regression",
-         act_options={"approximate": "tanh"}),
-    Case("silu_bce_with_logits_pos_weight", "silu",
-         lambda c: L.BCEWithLogitsLoss(pos_weight=np.linspace(0.5, 3.0, c), reduction="sum"),
-         "unit", l2=0.1),
-    Case("softplus_threshold_nll", "softplus",
-         lambda c: L.NLLLoss(weight=_class_weight(c)), "labels", output="log_softmax",
-         act_options={"beta": 2.0, "threshold": 1.0}),
-    Case("hardtanh_smooth_l1", "hardtanh", lambda c: L.SmoothL1Loss(beta=0.3), "regression",
-         act_options={"min_val": -0.5, "max_val": 0.8}, seed=2, scale=2.0),
-    Case("relu6_bce", "relu6", lambda c: L.BCELoss(weight=np.linspace(0.5, 1.5, c)), "unit",
-         output="sigmoid", scale=4.0, seed=6),
+    Case(
+        "gelu_tanh_huber",
+        "gelu",
+        lambda c: L.HuberLoss(delta=0.5),
+        "regression",
+        act_options={"approximate": "tanh"},
+    ),
+    Case(
+        "silu_bce_with_logits_pos_weight",
+        "silu",
+        lambda c: L.BCEWithLogitsLoss(pos_weight=np.linspace(0.5, 3.0, c), reduction="sum"),
+        "unit",
+        l2=0.1,
+    ),
+    Case(
+        "softplus_threshold_nll",
+        "softplus",
+        lambda c: L.NLLLoss(weight=_class_weight(c)),
+        "labels",
+        output="log_softmax",
+        act_options={"beta": 2.0, "threshold": 1.0},
+    ),
+    Case(
+        "hardtanh_smooth_l1",
+        "hardtanh",
+        lambda c: L.SmoothL1Loss(beta=0.3),
+        "regression",
+        act_options={"min_val": -0.5, "max_val": 0.8},
+        seed=2,
+        scale=2.0,
+    ),
+    Case(
+        "relu6_bce",
+        "relu6",
+        lambda c: L.BCELoss(weight=np.linspace(0.5, 1.5, c)),
+        "unit",
+        output="sigmoid",
+        scale=4.0,
+        seed=6,
+    ),
     # several losses on one smooth activation, l2 on
-    Case("tanh_huber_sum", "tanh", lambda c: L.HuberLoss(delta=0.3, reduction="sum"),
-         "regression", l2=0.3),
+    Case(
+        "tanh_huber_sum",
+        "tanh",
+        lambda c: L.HuberLoss(delta=0.3, reduction="sum"),
+        "regression",
+        l2=0.3,
+    ),
     Case("tanh_l1", "tanh", lambda c: L.L1Loss(), "regression", l2=0.1),
     Case("tanh_half_squared_error", "tanh", lambda c: L.HalfSquaredError(), "regression"),
-    Case("sigmoid_ce_ignore_index", "sigmoid", _ce(ignore_index=1, label_smoothing=0.3),
-         "labels", l2=0.1),
+    Case(
+        "sigmoid_ce_ignore_index",
+        "sigmoid",
+        _ce(ignore_index=1, label_smoothing=0.3),
+        "labels",
+        l2=0.1,
+    ),
     Case("tanh_deep_narrow", "tanh", _ce(), "labels", widths=(3, 2, 2, 2, 2, 2, 4), l2=0.1),
-    Case("softplus_wide_bce_with_logits", "softplus",
-         lambda c: L.BCEWithLogitsLoss(weight=np.linspace(0.2, 1.0, c)), "unit",
-         widths=(7, 12, 2), batch=9),
+    Case(
+        "softplus_wide_bce_with_logits",
+        "softplus",
+        lambda c: L.BCEWithLogitsLoss(weight=np.linspace(0.2, 1.0, c)),
+        "unit",
+        widths=(7, 12, 2),
+        batch=9,
+    ),
 ]
 
 
@@ -131,8 +184,9 @@ def _network(case: Case, params: dict[str, np.ndarray]) -> Network:
     for l in range(1, depth + 1):
         last = l == depth
         out_act = get_activation("sigmoid") if last and case.output == "sigmoid" else None
-        layers.append((str(l), Linear(params[f"{l}.weight"], params[f"{l}.bias"]),
-                       out_act if last else act))
+        layers.append(
+            (str(l), Linear(params[f"{l}.weight"], params[f"{l}.bias"]), out_act if last else act)
+        )
     if case.output == "log_softmax":
         layers.append(("log_softmax", LogSoftmax(dim=1), None))
     return Network.sequential(layers)
@@ -155,8 +209,9 @@ def _problem(case: Case) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray,
     return params, x, target, case.loss(classes)
 
 
-def _loss(case: Case, params: dict[str, np.ndarray], x: np.ndarray, target: np.ndarray,
-          loss: L.Loss) -> float:
+def _loss(
+    case: Case, params: dict[str, np.ndarray], x: np.ndarray, target: np.ndarray, loss: L.Loss
+) -> float:
     return _network(case, params).loss_and_gradients(x, target, loss, l2=case.l2).loss
 
 
@@ -202,8 +257,9 @@ def check_parameters(case: Case, directions: int = 3) -> None:
         dot = sum(float(np.sum(grads[n] * v[n])) for n in params)
         plus = _loss(case, {n: p + EPS * v[n] for n, p in params.items()}, x, target, loss)
         minus = _loss(case, {n: p - EPS * v[n] for n, p in params.items()}, x, target, loss)
-        _assert_directional(f"{case.name}, parameters, direction {k}", dot,
-                            (plus - minus) / (2 * EPS), result.loss)
+        _assert_directional(
+            f"{case.name}, parameters, direction {k}", dot, (plus - minus) / (2 * EPS), result.loss
+        )
 
 
 def check_input(case: Case, directions: int = 2) -> None:
@@ -219,8 +275,9 @@ def check_input(case: Case, directions: int = 2) -> None:
         dot = float(np.sum(dL_dx * u))
         plus = _loss(case, params, x + EPS * u, target, loss)
         minus = _loss(case, params, x - EPS * u, target, loss)
-        _assert_directional(f"{case.name}, input, direction {k}", dot,
-                            (plus - minus) / (2 * EPS), result.loss)
+        _assert_directional(
+            f"{case.name}, input, direction {k}", dot, (plus - minus) / (2 * EPS), result.loss
+        )
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from experiments import gradient_flow as gf
-from manual_bp import flow
-from manual_bp.flow import Config
+from manual_bp.lab import flow
+from manual_bp.lab.flow import Config
 
 CONTRACT_SUMMARY = ["activation", "init", "depth", "width", "seed", "batch", "loss",
                     "delta_ratio_log10", "delta_ratio_log10_theory", "grad_ratio_log10",

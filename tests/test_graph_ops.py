@@ -16,12 +16,14 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manual_bp.activations import get_activation
-from manual_bp.graph_ops import (
+from manual_bp.network import INPUT, Network, Node
+from manual_bp.ops import (
     Add,
     AddConstant,
     Cat,
     Div,
+    Layer,
+    Linear,
     Mean,
     Mul,
     Permute,
@@ -32,9 +34,8 @@ from manual_bp.graph_ops import (
     Transpose,
     unbroadcast,
 )
-from manual_bp.layers import Layer, Linear
-from manual_bp.network import INPUT, Network, Node
-from manual_bp.normalization import LayerNorm
+from manual_bp.ops.activations import get_activation
+from manual_bp.ops.normalization import LayerNorm
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
 TOL = {"rtol": 1e-12, "atol": 1e-14}

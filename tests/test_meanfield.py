@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manual_bp import meanfield as mf
-from manual_bp.activations import get_activation
-from manual_bp.special import normal_cdf
+from manual_bp.lab import meanfield as mf
+from manual_bp.ops.activations import get_activation
+from manual_bp.ops.special import normal_cdf
 
 # --- named values from the issue ------------------------------------------------------------
 

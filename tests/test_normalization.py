@@ -11,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manual_bp.normalization import BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm
+from manual_bp.ops.normalization import BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
 TOL = {"rtol": 1e-10, "atol": 1e-12}

@@ -28,8 +28,14 @@ TOL = {"rtol": 1e-9, "atol": 1e-12}
 AFFINE = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 
-def check_model(where: str, model: nn.Module, loss_fn: nn.Module, inputs: torch.Tensor,
-                target: torch.Tensor, l2: float = 0.0) -> None:
+def check_model(
+    where: str,
+    model: nn.Module,
+    loss_fn: nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    l2: float = 0.0,
+) -> None:
     """Every parameter gradient and every Conv/Linear δ equals autograd's."""
     report = torch_ref.compare_gradients(model, loss_fn, inputs, target, l2=l2, **TOL)
     assert report.ok, f"{where}: manual gradients differ from autograd\n{report}"
@@ -101,8 +107,9 @@ CASES = [
     Case("conv2d-same-odd", lambda: [conv2(k=3, padding="same")], X2),
     Case("conv2d-same-even", lambda: [conv2(k=(4, 2), padding="same")], X2),
     Case("conv2d-same-dilated", lambda: [conv2(k=3, padding="same", dilation=(2, 3))], X2),
-    Case("conv2d-same-reflect",
-         lambda: [conv2(k=(4, 3), padding="same", padding_mode="reflect")], X2),
+    Case(
+        "conv2d-same-reflect", lambda: [conv2(k=(4, 3), padding="same", padding_mode="reflect")], X2
+    ),
     Case("conv2d-valid", lambda: [conv2(padding="valid")], X2),
     Case("conv2d-stride", lambda: [conv2(stride=(2, 3), padding=1)], X2),
     Case("conv2d-stride-leftover", lambda: [conv2(k=2, stride=3)], X2),
@@ -124,25 +131,41 @@ CASES = [
     Case("maxpool2d-stride-padding", lambda: [nn.MaxPool2d(3, stride=(1, 2), padding=1)], X2),
     Case("maxpool2d-dilation", lambda: [nn.MaxPool2d(2, stride=1, dilation=(3, 2))], X2),
     Case("maxpool2d-ceil", lambda: [nn.MaxPool2d((3, 2), stride=2, ceil_mode=True)], X2),
-    Case("maxpool2d-ceil-padding",
-         lambda: [nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)], X2),
+    Case(
+        "maxpool2d-ceil-padding", lambda: [nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)], X2
+    ),
     Case("maxpool2d-ties", lambda: [nn.MaxPool2d(3, stride=1, padding=1)], X2, integer=True),
     Case("maxpool1d", lambda: [nn.MaxPool1d(3, stride=2, padding=1, dilation=2)], X1),
     Case("maxpool1d-ceil-ties", lambda: [nn.MaxPool1d(2, ceil_mode=True)], X1, integer=True),
     # average pooling
     Case("avgpool2d", lambda: [nn.AvgPool2d(2)], X2),
     Case("avgpool2d-padding-count-pad", lambda: [nn.AvgPool2d(3, stride=2, padding=1)], X2),
-    Case("avgpool2d-padding-no-count-pad",
-         lambda: [nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)], X2),
-    Case("avgpool2d-ceil",
-         lambda: [nn.AvgPool2d((2, 4), stride=(3, 3), padding=(1, 2), ceil_mode=True)], X2),
-    Case("avgpool2d-ceil-no-count-pad", lambda: [nn.AvgPool2d(
-        3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)], X2),
-    Case("avgpool2d-divisor-override",
-         lambda: [nn.AvgPool2d(3, stride=2, padding=1, divisor_override=2)], X2),
+    Case(
+        "avgpool2d-padding-no-count-pad",
+        lambda: [nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)],
+        X2,
+    ),
+    Case(
+        "avgpool2d-ceil",
+        lambda: [nn.AvgPool2d((2, 4), stride=(3, 3), padding=(1, 2), ceil_mode=True)],
+        X2,
+    ),
+    Case(
+        "avgpool2d-ceil-no-count-pad",
+        lambda: [nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)],
+        X2,
+    ),
+    Case(
+        "avgpool2d-divisor-override",
+        lambda: [nn.AvgPool2d(3, stride=2, padding=1, divisor_override=2)],
+        X2,
+    ),
     Case("avgpool1d", lambda: [nn.AvgPool1d(4, stride=3, padding=2, ceil_mode=True)], X1),
-    Case("avgpool1d-no-count-pad",
-         lambda: [nn.AvgPool1d(3, stride=2, padding=1, count_include_pad=False)], X1),
+    Case(
+        "avgpool1d-no-count-pad",
+        lambda: [nn.AvgPool1d(3, stride=2, padding=1, count_include_pad=False)],
+        X1,
+    ),
     # adaptive pooling
     Case("adaptive-avg2d-int", lambda: [nn.AdaptiveAvgPool2d(3)], X2),
     Case("adaptive-avg2d-none", lambda: [nn.AdaptiveAvgPool2d((None, 4))], X2),
@@ -156,16 +179,27 @@ CASES = [
     Case("dropout2d-eval", lambda: [nn.Dropout2d(0.5), conv2(k=2)], X2),
     Case("dropout1d-eval", lambda: [nn.Dropout1d(0.5), conv1(k=2)], X1),
     Case("dropout-eval", lambda: [nn.Dropout(0.3), conv2(k=2)], X2),
-    Case("flatten-default", lambda: [nn.Flatten(), nn.Linear(3 * 7 * 6, 5, dtype=torch.float64)],
-         X2),
-    Case("flatten-2-3-into-conv1d",
-         lambda: [nn.Flatten(2, 3), conv1(k=5, stride=2), nn.Flatten(),
-                  nn.Linear(4 * 19, 3, dtype=torch.float64)], X2),
-    Case("flatten-1-2-linear-on-last",
-         lambda: [nn.Flatten(1, 2), nn.Linear(6, 4, dtype=torch.float64), nn.Flatten(-2, -1)],
-         X2),
-    Case("flatten-negative", lambda: [nn.Flatten(-3, -2), nn.Linear(6, 2, dtype=torch.float64)],
-         X2),
+    Case(
+        "flatten-default", lambda: [nn.Flatten(), nn.Linear(3 * 7 * 6, 5, dtype=torch.float64)], X2
+    ),
+    Case(
+        "flatten-2-3-into-conv1d",
+        lambda: [
+            nn.Flatten(2, 3),
+            conv1(k=5, stride=2),
+            nn.Flatten(),
+            nn.Linear(4 * 19, 3, dtype=torch.float64),
+        ],
+        X2,
+    ),
+    Case(
+        "flatten-1-2-linear-on-last",
+        lambda: [nn.Flatten(1, 2), nn.Linear(6, 4, dtype=torch.float64), nn.Flatten(-2, -1)],
+        X2,
+    ),
+    Case(
+        "flatten-negative", lambda: [nn.Flatten(-3, -2), nn.Linear(6, 2, dtype=torch.float64)], X2
+    ),
 ]
 
 
@@ -209,9 +243,12 @@ def test_trace_conv_delta_is_dL_dz() -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = nn.Sequential(
-            conv2(3, 4, padding=1), nn.Tanh(), nn.MaxPool2d(2),
+            conv2(3, 4, padding=1),
+            nn.Tanh(),
+            nn.MaxPool2d(2),
             nn.Sequential(conv2(4, 5, k=2, padding_mode="reflect", padding=1), nn.ReLU()),
-            nn.Flatten(), nn.Linear(5 * 4 * 4, 3, dtype=torch.float64),
+            nn.Flatten(),
+            nn.Linear(5 * 4 * 4, 3, dtype=torch.float64),
         )
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
@@ -248,32 +285,59 @@ class Refusal:
 
 
 REFUSALS = [
-    Refusal("kernel-larger-than-padded-input", lambda: [conv2(2, 3, k=5, padding=1)],
-            (1, 2, 2, 4),
-            r"layer '0' \(Conv2d.*kernel of reach 5 .*larger than the padded input 4 .*"
-            r"\(1, 2, 2, 4\)"),
-    Refusal("dilated-kernel-output-zero", lambda: [conv1(2, 3, k=3, dilation=3)], (2, 2, 6),
-            r"layer '0' \(Conv1d.*reach 7 .*padded input 6 .*\(2, 2, 6\).*output size would be 0"),
-    Refusal("pool-output-zero", lambda: [conv2(2, 2, k=1), nn.AvgPool2d(3)], (1, 2, 2, 5),
-            r"layer '1' \(AvgPool2d.*\(1, 2, 2, 5\) is too small.*output size would be 0"),
-    Refusal("reflect-padding-not-below-input",
-            lambda: [conv2(2, 2, k=1), conv2(2, 3, padding=2, padding_mode="reflect")],
-            (1, 2, 2, 3),
-            r"layer '1' \(Conv2d.*reflect padding \(2, 2\) must be smaller than the input "
-            r"size 2 .*\(1, 2, 2, 3\)"),
-    Refusal("circular-padding-wraps-twice",
-            lambda: [conv1(2, 3, k=1, padding=3, padding_mode="circular")], (1, 2, 2),
-            r"layer '0' \(Conv1d.*circular padding \(3, 3\) must be at most the input size 2"),
-    Refusal("max-pool-window-on-padding-only",
-            lambda: [conv2(2, 2, k=1), nn.MaxPool2d(2, stride=1, padding=1, dilation=2)],
-            (1, 2, 1, 1), r"layer '1' \(MaxPool2d.*covers only padding.*\(1, 2, 1, 1\)", "-inf"),
-    Refusal("wrong-channel-count", lambda: [conv2(3, 4)], (2, 2, 5, 5),
-            r"layer '0' \(Conv2d.*expected input with 3 channels.*got 2 channels in shape "
-            r"\(2, 2, 5, 5\)"),
-    Refusal("wrong-channel-count-deeper", lambda: [conv1(2, 4), nn.ReLU(), conv1(3, 1)],
-            (2, 2, 8),
-            r"layer '2' \(Conv1d.*expected input with 3 channels.*got 4 channels in shape "
-            r"\(2, 4, 6\)"),
+    Refusal(
+        "kernel-larger-than-padded-input",
+        lambda: [conv2(2, 3, k=5, padding=1)],
+        (1, 2, 2, 4),
+        r"layer '0' \(Conv2d.*kernel of reach 5 .*larger than the padded input 4 .*"
+        r"\(1, 2, 2, 4\)",
+    ),
+    Refusal(
+        "dilated-kernel-output-zero",
+        lambda: [conv1(2, 3, k=3, dilation=3)],
+        (2, 2, 6),
+        r"layer '0' \(Conv1d.*reach 7 .*padded input 6 .*\(2, 2, 6\).*output size would be 0",
+    ),
+    Refusal(
+        "pool-output-zero",
+        lambda: [conv2(2, 2, k=1), nn.AvgPool2d(3)],
+        (1, 2, 2, 5),
+        r"layer '1' \(AvgPool2d.*\(1, 2, 2, 5\) is too small.*output size would be 0",
+    ),
+    Refusal(
+        "reflect-padding-not-below-input",
+        lambda: [conv2(2, 2, k=1), conv2(2, 3, padding=2, padding_mode="reflect")],
+        (1, 2, 2, 3),
+        r"layer '1' \(Conv2d.*reflect padding \(2, 2\) must be smaller than the input "
+        r"size 2 .*\(1, 2, 2, 3\)",
+    ),
+    Refusal(
+        "circular-padding-wraps-twice",
+        lambda: [conv1(2, 3, k=1, padding=3, padding_mode="circular")],
+        (1, 2, 2),
+        r"layer '0' \(Conv1d.*circular padding \(3, 3\) must be at most the input size 2",
+    ),
+    Refusal(
+        "max-pool-window-on-padding-only",
+        lambda: [conv2(2, 2, k=1), nn.MaxPool2d(2, stride=1, padding=1, dilation=2)],
+        (1, 2, 1, 1),
+        r"layer '1' \(MaxPool2d.*covers only padding.*\(1, 2, 1, 1\)",
+        "-inf",
+    ),
+    Refusal(
+        "wrong-channel-count",
+        lambda: [conv2(3, 4)],
+        (2, 2, 5, 5),
+        r"layer '0' \(Conv2d.*expected input with 3 channels.*got 2 channels in shape "
+        r"\(2, 2, 5, 5\)",
+    ),
+    Refusal(
+        "wrong-channel-count-deeper",
+        lambda: [conv1(2, 4), nn.ReLU(), conv1(3, 1)],
+        (2, 2, 8),
+        r"layer '2' \(Conv1d.*expected input with 3 channels.*got 4 channels in shape "
+        r"\(2, 4, 6\)",
+    ),
 ]
 
 

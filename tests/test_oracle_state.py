@@ -49,9 +49,7 @@ def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
 
 
 def _mlp_dropout_eval() -> nn.Module:
-    return nn.Sequential(
-        nn.Linear(F_IN, 6), nn.ReLU(), nn.Dropout(0.3), nn.Linear(6, C)
-    ).eval()
+    return nn.Sequential(nn.Linear(F_IN, 6), nn.ReLU(), nn.Dropout(0.3), nn.Linear(6, C)).eval()
 
 
 def _mixed_training_flags() -> nn.Module:
@@ -85,8 +83,9 @@ def _frozen() -> nn.Module:
 
 
 def _tied() -> nn.Module:
-    model = nn.Sequential(nn.Linear(F_IN, F_IN), nn.Tanh(), nn.Linear(F_IN, F_IN), nn.Tanh(),
-                          nn.Linear(F_IN, C))
+    model = nn.Sequential(
+        nn.Linear(F_IN, F_IN), nn.Tanh(), nn.Linear(F_IN, F_IN), nn.Tanh(), nn.Linear(F_IN, C)
+    )
     model[2].weight = model[0].weight
     return model
 
@@ -218,11 +217,14 @@ def test_nothing_the_caller_owns_changes(row: Row, fn: str):
 def test_snapshot_sees_each_kind_of_change():
     """The comparison bites: each promise, broken on purpose, is reported by name."""
     breakers: dict[str, Callable[[Problem], None]] = {
-        "parameter 0.weight": lambda p: p.model[0].weight.data.view(-1)[:1].copy_(
-            torch.nextafter(p.model[0].weight.data.view(-1)[:1], torch.tensor(9.0).double())
+        "parameter 0.weight": lambda p: (
+            p.model[0]
+            .weight.data.view(-1)[:1]
+            .copy_(torch.nextafter(p.model[0].weight.data.view(-1)[:1], torch.tensor(9.0).double()))
         ),
-        "parameter 0.bias .grad": lambda p: setattr(p.model[0].bias, "grad", torch.zeros(6).double()
-                                                    ),
+        "parameter 0.bias .grad": lambda p: setattr(
+            p.model[0].bias, "grad", torch.zeros(6).double()
+        ),
         "parameter 0.weight .grad": lambda p: p.model[0].weight.grad.mul_(1.0 + 2**-40),
         "parameter 3.bias requires_grad": lambda p: p.model[3].bias.requires_grad_(False),
         "buffer 1.running_mean": lambda p: p.model[1].running_mean.add_(1.0),
@@ -277,10 +279,12 @@ def test_grads_have_the_keys_shapes_dtypes_devices_of_the_parameters(row: Row):
     problem = _problem(row)
     if not _converts(problem):
         pytest.skip(f"{row.name}: the oracle does not support this model yet")
-    grads = torch_ref.manual_gradients(problem.model, problem.loss_fn, problem.inputs,
-                                       problem.target, l2=0.1)
-    trace = torch_ref.manual_trace(problem.model, problem.loss_fn, problem.inputs,
-                                   problem.target, l2=0.1)
+    grads = torch_ref.manual_gradients(
+        problem.model, problem.loss_fn, problem.inputs, problem.target, l2=0.1
+    )
+    trace = torch_ref.manual_trace(
+        problem.model, problem.loss_fn, problem.inputs, problem.target, l2=0.1
+    )
     params = {n: p for n, p in problem.model.named_parameters() if p.requires_grad}
     assert list(grads) == list(params), f"{row.name}: keys {list(grads)} vs {list(params)}"
     assert list(trace.grads) == list(params), f"{row.name}: trace keys {list(trace.grads)}"
@@ -347,8 +351,9 @@ def test_tied_weight_is_decayed_once():
     W = problem.model[0].weight.detach()
     decayed_once = undecayed["0.weight"] + l2 * W
     _assert_close("tied_weight: grad of 0.weight", grads["0.weight"], decayed_once)
-    trace = torch_ref.manual_trace(problem.model, problem.loss_fn, problem.inputs, problem.target,
-                                   l2=l2)
+    trace = torch_ref.manual_trace(
+        problem.model, problem.loss_fn, problem.inputs, problem.target, l2=l2
+    )
     plain = torch_ref.manual_trace(problem.model, problem.loss_fn, problem.inputs, problem.target)
     penalty = 0.5 * l2 * float((W.double() ** 2).sum()) + 0.5 * l2 * float(
         (problem.model[4].weight.detach().double() ** 2).sum()

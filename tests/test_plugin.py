@@ -14,7 +14,7 @@ pytest_plugins = ["pytester"]
 
 # A user's model and a hand-written backward for it, as in a course or a custom kernel:
 # Linear(3, 4) → tanh → Linear(4, 2), mean squared error.
-USER_CODE = '''
+USER_CODE = """
 import torch
 import torch.nn as nn
 
@@ -38,9 +38,9 @@ def my_backward(model, x, t, buggy=False):
     dz1 = (dy @ W2) * ((1 - z1**2) if buggy else (1 - a1**2))  # the bug: tanh' = 1 - z²
     return {"0.weight": dz1.T @ x, "0.bias": dz1.sum(0),
             "2.weight": dy.T @ a1, "2.bias": dy.sum(0)}
-'''
+"""
 
-PASSING = '''
+PASSING = """
 from user_code import my_backward, problem
 
 
@@ -61,9 +61,9 @@ def test_passthroughs(gradient_oracle):
     assert set(grads) == set(trace.grads) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert set(trace.deltas) == {"0", "2"}
     assert gradient_oracle.compare(model, loss_fn, x, t).ok
-'''
+"""
 
-BUGGY_BACKWARD = '''
+BUGGY_BACKWARD = """
 from user_code import my_backward, problem
 
 
@@ -71,9 +71,9 @@ def test_my_backward_matches_the_oracle(gradient_oracle):
     model, loss_fn, x, t = problem()
     mine = my_backward(model, x, t, buggy=True)
     gradient_oracle.check_grads(model, loss_fn, x, t, mine)
-'''
+"""
 
-MISSING_GRADIENT = '''
+MISSING_GRADIENT = """
 from user_code import my_backward, problem
 
 
@@ -83,12 +83,12 @@ def test_my_backward_matches_the_oracle(gradient_oracle):
     del mine["2.bias"]
     mine["2.scale"] = mine["0.bias"]
     gradient_oracle.check_grads(model, loss_fn, x, t, mine)
-'''
+"""
 
 # A bug in the reference itself (tanh′ replaced by 1 − z²): assert_close must catch it.
-BROKEN_REFERENCE = '''
+BROKEN_REFERENCE = """
 import numpy as np
-from manual_bp.activations import ACTIVATIONS, Activation
+from manual_bp.ops.activations import ACTIVATIONS, Activation
 from user_code import problem
 
 
@@ -96,9 +96,9 @@ def test_oracle_against_autograd(gradient_oracle, monkeypatch):
     broken = lambda: Activation("tanh", np.tanh, lambda z: 1 - z**2)
     monkeypatch.setitem(ACTIVATIONS, "tanh", broken)
     gradient_oracle.assert_close(*problem())
-'''
+"""
 
-PROPERTY = '''
+PROPERTY = """
 from hypothesis import given, settings
 from torch_ref.strategies import mlp_models
 
@@ -108,9 +108,9 @@ from torch_ref.strategies import mlp_models
 def test_random_mlps(gradient_oracle, problem):
     model, loss_fn, inputs, target = problem
     gradient_oracle.assert_close(model, loss_fn, inputs, target, l2=problem.spec.l2)
-'''
+"""
 
-TOLERANCES = '''
+TOLERANCES = """
 from user_code import problem
 
 
@@ -118,7 +118,7 @@ def test_tolerances(gradient_oracle):
     report = gradient_oracle.assert_close(*problem())
     assert (report.rtol, report.atol) == (1e-3, 1e-5)
     assert gradient_oracle.assert_close(*problem(), atol=0.5).atol == 0.5
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -154,8 +154,10 @@ CASES = {
     "a missing or unknown user gradient is named": Case(
         MISSING_GRADIENT,
         outcomes=(("failed", 1),),
-        lines=("E*missing from your gradients: 2.bias",
-               "E*not parameters that require grad: 2.scale"),
+        lines=(
+            "E*missing from your gradients: 2.bias",
+            "E*not parameters that require grad: 2.scale",
+        ),
     ),
     "a broken reference fails assert_close with the table": Case(
         BROKEN_REFERENCE,
@@ -178,7 +180,8 @@ CASES = {
         TOLERANCES, ini="[pytest]\ngradient_oracle_rtol = 1e-3\ngradient_oracle_atol = 1e-5\n"
     ),
     "the command line wins over the ini file": Case(
-        TOLERANCES, args=("--gradient-oracle-rtol=1e-3",),
+        TOLERANCES,
+        args=("--gradient-oracle-rtol=1e-3",),
         ini="[pytest]\ngradient_oracle_rtol = 0.1\ngradient_oracle_atol = 1e-5\n",
     ),
     "-p no:torch_ref disables the plugin": Case(

@@ -20,7 +20,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import manual_bp.pooling as pooling
+import manual_bp.ops.pooling as pooling
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
 TOL = {"rtol": 1e-10, "atol": 1e-12}
@@ -46,7 +46,7 @@ class PoolCase:
     """A printable spec: the layer by its torch name, its options, the input it sees."""
 
     id: str
-    name: str  # "MaxPool2d", "AdaptiveAvgPool1d", ... the same in manual_bp.pooling and torch.nn
+    name: str  # "MaxPool2d", "AdaptiveAvgPool1d", ...: the same in ops.pooling and torch.nn
     options: dict[str, Any] = field(default_factory=dict)
     in_shape: tuple[int, ...] = (2, 3, 7, 8)
     ints: bool = False  # small-integer x and δ: ties everywhere, and exact sums

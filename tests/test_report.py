@@ -53,5 +53,6 @@ def test_a_loss_mismatch_alone_fails_the_report():
 def test_the_layer_tests_helper_fails_with_the_index_and_both_values():
     message = r"dW \[case\] at index \(1,\): manual 3\.0, torch 2\.0"
     with pytest.raises(AssertionError, match=message):
-        _compare.assert_close("dW", "case", np.array([1.0, 3.0]), np.array([1.0, 2.0]),
-                              rtol=1e-10, atol=1e-12)
+        _compare.assert_close(
+            "dW", "case", np.array([1.0, 3.0]), np.array([1.0, 2.0]), rtol=1e-10, atol=1e-12
+        )

@@ -1,4 +1,4 @@
-"""manual_bp.special against the standard library (math.erf, math.erfc) and, for Φ's tails,
+"""manual_bp.ops.special against the standard library (math.erf, math.erfc) and, for Φ's tails,
 mpmath: dense grids, every range boundary ± 1 ulp, tiny and huge arguments, ±0, ±inf, NaN,
 the symmetries, blocks larger than one block, and a hypothesis property over all floats."""
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manual_bp import special
-from manual_bp.special import erf, erfc, normal_cdf
+from manual_bp.ops import special
+from manual_bp.ops.special import erf, erfc, normal_cdf
 
 EPS = np.finfo(float).eps
 TINY = 5e-324  # the smallest subnormal

@@ -1,4 +1,4 @@
-"""The SGD loop of manual_bp.train and the training experiment's files.
+"""The SGD loop of manual_bp.lab.train and the training experiment's files.
 
 Checks: one SGD step is θ − α·∇θL exactly; the loop lowers the loss on a tiny problem;
 measuring changes nothing; `--quick` writes the files with their columns; the same
@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 
 from experiments import training
-from manual_bp.losses import CrossEntropyLoss
-from manual_bp.optim import SGD
-from manual_bp.train import (
+from manual_bp.lab.train import (
     Dataset,
     init_mlp,
     layer_norms,
@@ -25,6 +23,8 @@ from manual_bp.train import (
     standardize,
     train,
 )
+from manual_bp.losses import CrossEntropyLoss
+from manual_bp.optim import SGD
 
 
 def blobs(n: int = 90, n_classes: int = 3, dim: int = 4, seed: int = 0) -> Dataset:

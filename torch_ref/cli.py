@@ -61,14 +61,22 @@ LOSSES: dict[str, LossChoice] = {
     "l1": LossChoice(nn.L1Loss, _normal_target, "N(0, 1), the output's shape"),
     "smooth_l1": LossChoice(nn.SmoothL1Loss, _normal_target, "N(0, 1), the output's shape"),
     "huber": LossChoice(nn.HuberLoss, _normal_target, "N(0, 1), the output's shape"),
-    "cross_entropy": LossChoice(nn.CrossEntropyLoss, _class_target,
-                                "class indices in [0, C), shape (N, d1, ...)"),
-    "nll": LossChoice(nn.NLLLoss, _class_target,
-                      "class indices in [0, C); the model must output log-probabilities"),
-    "bce": LossChoice(nn.BCELoss, _probability_target,
-                      "U(0, 1), the output's shape; the model must output probabilities"),
-    "bce_with_logits": LossChoice(nn.BCEWithLogitsLoss, _probability_target,
-                                  "U(0, 1), the output's shape"),
+    "cross_entropy": LossChoice(
+        nn.CrossEntropyLoss, _class_target, "class indices in [0, C), shape (N, d1, ...)"
+    ),
+    "nll": LossChoice(
+        nn.NLLLoss,
+        _class_target,
+        "class indices in [0, C); the model must output log-probabilities",
+    ),
+    "bce": LossChoice(
+        nn.BCELoss,
+        _probability_target,
+        "U(0, 1), the output's shape; the model must output probabilities",
+    ),
+    "bce_with_logits": LossChoice(
+        nn.BCEWithLogitsLoss, _probability_target, "U(0, 1), the output's shape"
+    ),
 }
 CLASS_LOSSES = {name for name, c in LOSSES.items() if c.target is _class_target}
 
@@ -136,59 +144,95 @@ def build_parser() -> argparse.ArgumentParser:
             "gradient and every Linear/Conv layer's δ. Prints the report table. Torch's global\n"
             "random state is left as it was."
         ),
-        epilog="\n".join([
-            "the target drawn for each loss (C: the model's output size along dim 1):",
-            *(f"  {name:<16} {choice.help}" for name, choice in LOSSES.items()),
-            "",
-            "example:",
-            "  python -m torch_ref check models/lenet.py:LeNet --input-shape 8,1,28,28 \\",
-            "      --loss cross_entropy --classes 10",
-            "",
-            "exit status: 0 the gradients agree, 1 they differ, 2 a usage, import or",
-            "unsupported-model error (one line on stderr)",
-        ]),
+        epilog="\n".join(
+            [
+                "the target drawn for each loss (C: the model's output size along dim 1):",
+                *(f"  {name:<16} {choice.help}" for name, choice in LOSSES.items()),
+                "",
+                "example:",
+                "  python -m torch_ref check models/lenet.py:LeNet --input-shape 8,1,28,28 \\",
+                "      --loss cross_entropy --classes 10",
+                "",
+                "exit status: 0 the gradients agree, 1 they differ, 2 a usage, import or",
+                "unsupported-model error (one line on stderr)",
+            ]
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument(
-        "model", metavar="FILE.py:ClassName",
+        "model",
+        metavar="FILE.py:ClassName",
         help="the model: a Python file (imported with its directory on sys.path) or a dotted "
-             "module, then ':' and the name of a torch.nn.Module class or of a function "
-             "returning one",
+        "module, then ':' and the name of a torch.nn.Module class or of a function "
+        "returning one",
     )
     check.add_argument(
-        "--input-shape", type=_shape, required=True, metavar="N,D1,...",
+        "--input-shape",
+        type=_shape,
+        required=True,
+        metavar="N,D1,...",
         help="shape of the random input batch, batch size first (8,1,28,28 for 8 MNIST images)",
     )
     check.add_argument(
-        "--loss", choices=LOSSES, default="mse",
+        "--loss",
+        choices=LOSSES,
+        default="mse",
         help="the loss; the target drawn for each is listed below (default: %(default)s)",
     )
     check.add_argument(
-        "--classes", type=_positive_int, metavar="C",
+        "--classes",
+        type=_positive_int,
+        metavar="C",
         help="number of classes C, for cross_entropy and nll; the model's output must have C "
-             "entries along dim 1 (default: read from the model's output)",
+        "entries along dim 1 (default: read from the model's output)",
     )
-    check.add_argument("--seed", type=int, default=0,
-                       help="seed of the model's initialisation, the batch and the target "
-                            "(default: %(default)s)")
-    check.add_argument("--dtype", choices=DTYPES, default="float64",
-                       help="dtype of the model and the inputs; the comparison itself always "
-                            "runs in float64 (default: %(default)s)")
-    check.add_argument("--train", action="store_true",
-                       help="keep the model in training mode (default: model.eval(), so that "
-                            "BatchNorm uses its running statistics and Dropout is off)")
-    check.add_argument("--l2", type=_non_negative, default=0.0,
-                       help="L2 penalty (l2/2)·Σ‖W‖² on Linear and Conv weights "
-                            "(default: %(default)s)")
-    check.add_argument("--rtol", type=_non_negative, default=1e-7,
-                       help="relative tolerance: a tensor is ok when max|manual − autograd| ≤ "
-                            "atol + rtol·max|autograd| (default: %(default)s)")
-    check.add_argument("--atol", type=_non_negative, default=1e-10,
-                       help="absolute tolerance (default: %(default)s)")
-    check.add_argument("--init-args", type=_init_args, default=([], {}), metavar="JSON",
-                       help='constructor arguments as JSON: an object for keywords '
-                            '(\'{"hidden": 32}\') or an array for positional ones '
-                            "(default: none)")
+    check.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the model's initialisation, the batch and the target (default: %(default)s)",
+    )
+    check.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float64",
+        help="dtype of the model and the inputs; the comparison itself always "
+        "runs in float64 (default: %(default)s)",
+    )
+    check.add_argument(
+        "--train",
+        action="store_true",
+        help="keep the model in training mode (default: model.eval(), so that "
+        "BatchNorm uses its running statistics and Dropout is off)",
+    )
+    check.add_argument(
+        "--l2",
+        type=_non_negative,
+        default=0.0,
+        help="L2 penalty (l2/2)·Σ‖W‖² on Linear and Conv weights (default: %(default)s)",
+    )
+    check.add_argument(
+        "--rtol",
+        type=_non_negative,
+        default=1e-7,
+        help="relative tolerance: a tensor is ok when max|manual − autograd| ≤ "
+        "atol + rtol·max|autograd| (default: %(default)s)",
+    )
+    check.add_argument(
+        "--atol",
+        type=_non_negative,
+        default=1e-10,
+        help="absolute tolerance (default: %(default)s)",
+    )
+    check.add_argument(
+        "--init-args",
+        type=_init_args,
+        default=([], {}),
+        metavar="JSON",
+        help="constructor arguments as JSON: an object for keywords "
+        "('{\"hidden\": 32}') or an array for positional ones "
+        "(default: none)",
+    )
     return parser
 
 
@@ -222,8 +266,9 @@ def _import_module(dotted: str) -> Any:
     try:
         return importlib.import_module(dotted)
     except Exception as err:
-        raise CheckError(f"importing module {dotted!r} failed: {type(err).__name__}: {err}") \
-            from None
+        raise CheckError(
+            f"importing module {dotted!r} failed: {type(err).__name__}: {err}"
+        ) from None
 
 
 def load_model_factory(spec: str) -> tuple[str, Callable[..., Any]]:
@@ -238,8 +283,11 @@ def load_model_factory(spec: str) -> tuple[str, Callable[..., Any]]:
     for part in attr.split("."):
         if not hasattr(obj, part):
             classes = sorted(
-                n for n, v in vars(module).items() if inspect.isclass(v)
-                and issubclass(v, nn.Module) and v.__module__ == module.__name__
+                n
+                for n, v in vars(module).items()
+                if inspect.isclass(v)
+                and issubclass(v, nn.Module)
+                and v.__module__ == module.__name__
             )
             raise CheckError(
                 f"{where} has no attribute {attr!r}; the nn.Module classes it defines: "
@@ -251,8 +299,9 @@ def load_model_factory(spec: str) -> tuple[str, Callable[..., Any]]:
     return attr, obj
 
 
-def build_model(name: str, factory: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
-                seed: int) -> nn.Module:
+def build_model(
+    name: str, factory: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], seed: int
+) -> nn.Module:
     """factory(*args, **kwargs), its random initialisation drawn under `seed`."""
     call = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
     with torch.random.fork_rng(devices=[]):
@@ -303,22 +352,28 @@ def check(args: argparse.Namespace) -> int:
     classes = out[1] if len(out) > 1 else 0
     if args.loss in CLASS_LOSSES:
         if len(out) < 2:
-            raise CheckError(f"{args.loss} needs an output of shape (N, C, ...), the model "
-                             f"returns {out}")
+            raise CheckError(
+                f"{args.loss} needs an output of shape (N, C, ...), the model returns {out}"
+            )
         if args.classes is not None and args.classes != classes:
-            raise CheckError(f"--classes {args.classes}, but the model's output {out} has "
-                             f"{classes} entries along dim 1")
+            raise CheckError(
+                f"--classes {args.classes}, but the model's output {out} has "
+                f"{classes} entries along dim 1"
+            )
     target = loss.target(out, classes, g)
     if target.is_floating_point():
         target = target.to(dtype)
     try:
-        report = compare_gradients(model, loss.module(), inputs, target, l2=args.l2,
-                                   rtol=args.rtol, atol=args.atol)
+        report = compare_gradients(
+            model, loss.module(), inputs, target, l2=args.l2, rtol=args.rtol, atol=args.atol
+        )
     except (NotImplementedError, ValueError, TypeError) as err:
         raise CheckError(f"{type(err).__name__}: {_one_line(err)}") from None
     mode = "train" if args.train else "eval"
-    print(f"{args.model}: inputs {tuple(inputs.shape)} {args.dtype}, output {out}, "
-          f"{args.loss} target {tuple(target.shape)}, seed {args.seed}, {mode} mode")
+    print(
+        f"{args.model}: inputs {tuple(inputs.shape)} {args.dtype}, output {out}, "
+        f"{args.loss} target {tuple(target.shape)}, seed {args.seed}, {mode} mode"
+    )
     print(report)
     return EXIT_OK if report.ok else EXIT_MISMATCH
 

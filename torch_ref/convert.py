@@ -34,26 +34,31 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from manual_bp.activations import Activation, get_activation
-from manual_bp.conv import Conv1d, Conv2d
-from manual_bp.graph_ops import (
+from manual_bp.network import INPUT, Network, Node
+from manual_bp.ops import (
     Add,
     AddConstant,
     Cat,
     Div,
+    Flatten,
+    Identity,
+    Layer,
+    Linear,
+    LogSoftmax,
     Mean,
     Mul,
     Permute,
     Reshape,
     Scale,
+    Softmax,
     Sub,
     Sum,
     Transpose,
 )
-from manual_bp.layers import Flatten, Identity, Layer, Linear, LogSoftmax, Softmax
-from manual_bp.network import INPUT, Network, Node
-from manual_bp.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
-from manual_bp.pooling import (
+from manual_bp.ops.activations import Activation, get_activation
+from manual_bp.ops.conv import Conv1d, Conv2d
+from manual_bp.ops.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from manual_bp.ops.pooling import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
     AdaptiveMaxPool1d,

@@ -55,8 +55,13 @@ OPTIONS = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("torch_ref", "gradient oracle (torch_ref)")
     for name, help_text in OPTIONS.items():
-        group.addoption(f"--gradient-oracle-{name}", type=float, default=None,
-                        dest=f"gradient_oracle_{name}", help=help_text)
+        group.addoption(
+            f"--gradient-oracle-{name}",
+            type=float,
+            default=None,
+            dest=f"gradient_oracle_{name}",
+            help=help_text,
+        )
         parser.addini(f"gradient_oracle_{name}", help_text, default=None)
 
 
@@ -70,9 +75,7 @@ def _configured(config: pytest.Config, name: str) -> float | None:
     try:
         value = float(value)
     except ValueError:
-        raise pytest.UsageError(
-            f"gradient_oracle_{name} must be a number, got {value!r}"
-        ) from None
+        raise pytest.UsageError(f"gradient_oracle_{name} must be a number, got {value!r}") from None
     if not value >= 0:
         raise pytest.UsageError(f"gradient_oracle_{name} must be ≥ 0, got {value!r}")
     return value
@@ -104,25 +107,37 @@ class GradCheck:
         import pandas as pd
 
         verdict = "OK" if self.ok else "MISMATCH"
-        lines = [f"GradCheck: {verdict} ({len(self.rows)} tensors, rtol={self.rtol:g}, "
-                 f"atol={self.atol:g}); yours against the oracle's ∂L/∂θ"]
+        lines = [
+            f"GradCheck: {verdict} ({len(self.rows)} tensors, rtol={self.rtol:g}, "
+            f"atol={self.atol:g}); yours against the oracle's ∂L/∂θ"
+        ]
         if self.missing:
             lines.append(f"missing from your gradients: {', '.join(self.missing)}")
         if self.unexpected:
             lines.append(f"not parameters that require grad: {', '.join(self.unexpected)}")
         if self.failures():
-            lines.append("worst: " + "; ".join(
-                f"{r.name}{list(r.index)} yours {r.manual:.9g} vs oracle {r.autograd:.9g}"
-                for r in self.failures()[:3]))
-        frame = pd.DataFrame({
-            "name": [r.name for r in self.rows],
-            "shape": [str(tuple(r.shape)) for r in self.rows],
-            "max_abs_err": [f"{r.max_abs_err:.2e}" for r in self.rows],
-            "max_rel_err": [f"{r.max_rel_err:.2e}" for r in self.rows],
-            "ok": ["ok" if r.ok else "FAIL" for r in self.rows],
-            "worst": ["" if r.ok else f"{list(r.index)}: yours {r.manual:.9g}, oracle "
-                      f"{r.autograd:.9g}" for r in self.rows],
-        })
+            lines.append(
+                "worst: "
+                + "; ".join(
+                    f"{r.name}{list(r.index)} yours {r.manual:.9g} vs oracle {r.autograd:.9g}"
+                    for r in self.failures()[:3]
+                )
+            )
+        frame = pd.DataFrame(
+            {
+                "name": [r.name for r in self.rows],
+                "shape": [str(tuple(r.shape)) for r in self.rows],
+                "max_abs_err": [f"{r.max_abs_err:.2e}" for r in self.rows],
+                "max_rel_err": [f"{r.max_rel_err:.2e}" for r in self.rows],
+                "ok": ["ok" if r.ok else "FAIL" for r in self.rows],
+                "worst": [
+                    ""
+                    if r.ok
+                    else f"{list(r.index)}: yours {r.manual:.9g}, oracle {r.autograd:.9g}"
+                    for r in self.rows
+                ],
+            }
+        )
         if self.ok:
             frame = frame.drop(columns="worst")
         if len(frame):
@@ -136,8 +151,10 @@ def _user_grad(name: str, g: object, shape: tuple[int, ...]) -> np.ndarray:
     if not isinstance(g, torch.Tensor):
         raise TypeError(f"your gradient {name!r} must be a torch.Tensor, got {type(g).__name__}")
     if tuple(g.shape) != shape:
-        raise ValueError(f"your gradient {name!r} has shape {tuple(g.shape)}, "
-                         f"but the parameter has shape {shape}")
+        raise ValueError(
+            f"your gradient {name!r} has shape {tuple(g.shape)}, "
+            f"but the parameter has shape {shape}"
+        )
     return g.detach().to(device="cpu", dtype=torch.float64).numpy()
 
 
@@ -147,38 +164,69 @@ class GradientOracle:
     def __init__(self, rtol: float | None = None, atol: float | None = None) -> None:
         self.rtol, self.atol = rtol, atol
 
-    def _tolerances(self, rtol: float | None, atol: float | None,
-                    default: tuple[float, float]) -> tuple[float, float]:
+    def _tolerances(
+        self, rtol: float | None, atol: float | None, default: tuple[float, float]
+    ) -> tuple[float, float]:
         rtol = rtol if rtol is not None else self.rtol if self.rtol is not None else default[0]
         atol = atol if atol is not None else self.atol if self.atol is not None else default[1]
         return rtol, atol
 
-    def gradients(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                  target: torch.Tensor, *, l2: float = 0.0) -> dict[str, torch.Tensor]:
+    def gradients(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        l2: float = 0.0,
+    ) -> dict[str, torch.Tensor]:
         """`torch_ref.manual_gradients`: ∂L/∂θ by explicit backprop."""
         from torch_ref.oracle import manual_gradients
 
         return manual_gradients(model, loss_fn, inputs, target, l2=l2)
 
-    def trace(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-              target: torch.Tensor, *, l2: float = 0.0) -> Trace:
+    def trace(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        l2: float = 0.0,
+    ) -> Trace:
         """`torch_ref.manual_trace`: loss, ∂L/∂θ, δ and outputs of every layer."""
         from torch_ref.oracle import manual_trace
 
         return manual_trace(model, loss_fn, inputs, target, l2=l2)
 
-    def compare(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                target: torch.Tensor, *, l2: float = 0.0, rtol: float | None = None,
-                atol: float | None = None) -> GradientReport:
+    def compare(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        l2: float = 0.0,
+        rtol: float | None = None,
+        atol: float | None = None,
+    ) -> GradientReport:
         """`torch_ref.compare_gradients` with the fixture's tolerances; never fails."""
         from torch_ref.oracle import compare_gradients
 
         rtol, atol = self._tolerances(rtol, atol, COMPARE_TOLERANCES)
         return compare_gradients(model, loss_fn, inputs, target, l2=l2, rtol=rtol, atol=atol)
 
-    def assert_close(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                     target: torch.Tensor, *, l2: float = 0.0, rtol: float | None = None,
-                     atol: float | None = None) -> GradientReport:
+    def assert_close(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        l2: float = 0.0,
+        rtol: float | None = None,
+        atol: float | None = None,
+    ) -> GradientReport:
         """Manual backprop against torch.autograd (∂L/∂θ and every δ); the report if they
         agree, else AssertionError with the table."""
         __tracebackhide__ = True
@@ -187,10 +235,18 @@ class GradientOracle:
             raise AssertionError("manual gradients differ from torch.autograd\n" + str(report))
         return report
 
-    def check_grads(self, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor,
-                    target: torch.Tensor, grads: Mapping[str, torch.Tensor], *,
-                    l2: float = 0.0, rtol: float | None = None,
-                    atol: float | None = None) -> GradCheck:
+    def check_grads(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        inputs: torch.Tensor,
+        target: torch.Tensor,
+        grads: Mapping[str, torch.Tensor],
+        *,
+        l2: float = 0.0,
+        rtol: float | None = None,
+        atol: float | None = None,
+    ) -> GradCheck:
         """Your ∂L/∂θ (keyed like named_parameters()) against the oracle's; the check if
         they agree, else AssertionError with the table naming the worst entries.
 
@@ -201,18 +257,22 @@ class GradientOracle:
         from torch_ref.report import compare
 
         if not isinstance(grads, Mapping):
-            raise TypeError("grads must map parameter names to tensors, "
-                            f"got {type(grads).__name__}")
+            raise TypeError(
+                f"grads must map parameter names to tensors, got {type(grads).__name__}"
+            )
         oracle = self.trace(model, loss_fn, inputs, target, l2=l2).grads
         # the least precise dtype among your gradients sets the default tolerances
-        per_dtype = [GRAD_TOLERANCES.get(str(g.dtype).removeprefix("torch."),
-                                         GRAD_TOLERANCES["float32"])
-                     for g in grads.values() if isinstance(g, torch.Tensor)]
+        per_dtype = [
+            GRAD_TOLERANCES.get(str(g.dtype).removeprefix("torch."), GRAD_TOLERANCES["float32"])
+            for g in grads.values()
+            if isinstance(g, torch.Tensor)
+        ]
         rtol, atol = self._tolerances(rtol, atol, max(per_dtype, default=COMPARE_TOLERANCES))
         check = GradCheck(
             missing=[n for n in oracle if n not in grads],
             unexpected=sorted(n for n in grads if n not in oracle),
-            rtol=rtol, atol=atol,
+            rtol=rtol,
+            atol=atol,
         )
         for name, ref in oracle.items():
             if name in grads:

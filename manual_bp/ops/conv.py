@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from manual_bp.layers import Array, Layer, Shape
+from manual_bp.ops.base import Array, Layer, Shape
 
 Pads = tuple[tuple[int, int], ...]  # (before, after) for each spatial axis
 

@@ -8,7 +8,7 @@ from manual_bp.network's backward, δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1
     delta_ratio_log10 = log10(‖δ^(1)‖ / ‖δ^(depth−1)‖)         (first over last hidden)
     chi1_measured     = (‖δ^(1)‖ / ‖δ^(depth−1)‖)^(2/(depth−2))  (mean factor on ‖δ‖²)
 
-next to the mean-field prediction (manual_bp.meanfield) for the same σ_w², σ_b².
+next to the mean-field prediction (manual_bp.lab.meanfield) for the same σ_w², σ_b².
 At depth 2 the first and last hidden layer coincide: the ratio is exactly 0 (log of 1,
 the empty product) and chi1_measured is undefined (NaN).
 
@@ -35,9 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from manual_bp import meanfield
-from manual_bp.activations import ACTIVATIONS, Activation, get_activation
-from manual_bp.initializers import (
+from manual_bp.lab import meanfield
+from manual_bp.lab.initializers import (
     EXPERIMENT_INITS,
     get_initializer,
     initialize,
@@ -46,6 +45,7 @@ from manual_bp.initializers import (
 )
 from manual_bp.losses import CrossEntropyLoss
 from manual_bp.network import Network, mlp
+from manual_bp.ops.activations import ACTIVATIONS, Activation, get_activation
 
 Array = np.ndarray
 
@@ -240,9 +240,7 @@ def _bad(x: Array) -> tuple[int, int]:
     return int(np.isnan(x).sum()), int(np.isinf(x).sum())
 
 
-def measure(
-    config: Config, params: tuple[list[Array], list[Array]] | None = None
-) -> Measurement:
+def measure(config: Config, params: tuple[list[Array], list[Array]] | None = None) -> Measurement:
     """Forward, cross-entropy on random labels, the δ recursion backward, and every statistic.
 
     `params` may hand in `parameters(config)` already drawn (they do not depend on the

@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from manual_bp.conv import ntuple
-from manual_bp.layers import Array, Layer, Shape
+from manual_bp.ops.base import Array, Layer, Shape
+from manual_bp.ops.conv import ntuple
 
 Size = int | Sequence[int]
 

@@ -156,9 +156,7 @@ def _torch_default_bound(shape: Shape) -> float:
 
 
 INITIALIZERS: dict[str, Initializer] = {
-    "normal": Initializer(
-        "normal", _normal, lambda shape, mean=0.0, std=1.0: std**2 + mean**2
-    ),
+    "normal": Initializer("normal", _normal, lambda shape, mean=0.0, std=1.0: std**2 + mean**2),
     "uniform": Initializer(
         "uniform", _uniform, lambda shape, a=0.0, b=1.0: (a * a + a * b + b * b) / 3.0
     ),
@@ -220,9 +218,7 @@ def _sigma2_entry(name: str) -> Initializer:
         raise ValueError(f"{name!r}: expected sigma2=X with X a positive number, got {text!r}")
     return Initializer(
         name,
-        lambda shape, rng: rng.normal(
-            0.0, math.sqrt(sigma2 / _fan(shape, "fan_in")), size=shape
-        ),
+        lambda shape, rng: rng.normal(0.0, math.sqrt(sigma2 / _fan(shape, "fan_in")), size=shape),
         lambda shape: sigma2 / _fan(shape, "fan_in"),
     )
 

@@ -35,7 +35,7 @@ from functools import cache
 
 import numpy as np
 
-from manual_bp.activations import Activation, get_activation
+from manual_bp.ops.activations import Activation, get_activation
 
 Array = np.ndarray
 

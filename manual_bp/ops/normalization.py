@@ -29,7 +29,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from manual_bp.layers import Array, Layer, Shape
+from manual_bp.ops.base import Array, Layer, Shape
 
 
 def _as_float64(a: Array | None) -> Array | None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from manual_bp.special import normal_cdf, normal_pdf
+from manual_bp.ops.special import normal_cdf, normal_pdf
 
 Array = np.ndarray
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from manual_bp.initializers import initialize, initialize_bias
+from manual_bp.lab.initializers import initialize, initialize_bias
 from manual_bp.network import Network, mlp
 from manual_bp.optim import SGD
 
@@ -70,9 +70,7 @@ def standardize(data: Dataset) -> Dataset:
 # --- the model ---------------------------------------------------------------------------
 
 
-def init_mlp(
-    sizes: Sequence[int], activation: str, init: str, rng: np.random.Generator
-) -> Network:
+def init_mlp(sizes: Sequence[int], activation: str, init: str, rng: np.random.Generator) -> Network:
     """An MLP with layers sizes[0] → sizes[1] → … → sizes[-1], weights drawn from `init`.
 
     len(sizes) − 1 Linear layers named "1".."L", `activation` after every hidden one, the
