@@ -45,6 +45,9 @@ class Activation:
     #: f′ written from the output a = f(z) where the formula allows (σ′ = a(1 − a),
     #: tanh′ = 1 − a²): one transcendental fewer in backward, as torch's backward does.
     grad_from_output: Callable[[Array], Array] | None = None
+    #: the entries of z within rounding distance of a kink of f (where f′ jumps), as a
+    #: boolean mask (see manual_bp.ops.base.near); None for a smooth f.
+    kink: Callable[[Array], Array] | None = None
 
     def __call__(self, z: Array) -> Array:
         return self.f(z)

@@ -12,6 +12,18 @@ f and f′ around each layer (see manual_bp.network), which is where the δ recu
 
 Every layer also has `shape(*in_shapes) -> out_shape`, the check run over the whole
 network before any arithmetic; it raises ValueError with what was expected and given.
+
+Layers with several outputs (an LSTM's out, h_n, c_n; chunk) set `n_outputs` = k > 1:
+forward returns a tuple of k arrays, shape a tuple of k shapes, and backward receives a
+tuple of k δ, None for an output the loss does not depend on (a zero δ).
+
+Kinks and ties. Where a layer's backward takes a branch decided by its forward values (max
+pooling's winner, a clamp's bounds, relu's sign), float64 rounding can decide the branch
+when a value sits on the kink: torch and NumPy then take valid but different subgradients.
+`ties(*a_prev)` names those entries: for each input, a boolean mask of the entries within
+TIE_RTOL (relative to the magnitude of the values involved) of a kink or tie, or None. The
+oracle replays only those entries with torch's forward values (see torch_ref.oracle); every
+other entry is never touched.
 """
 
 from __future__ import annotations
@@ -22,6 +34,25 @@ import numpy as np
 
 Array = np.ndarray
 Shape = tuple[int, ...]
+
+#: How close to a kink or a tie an entry must be for rounding to decide its branch: within
+#: TIE_RTOL · scale, scale the largest magnitude among the values involved (the op's input
+#: over the whole tensor, or the kink's own position). Float64 rounding leaves ~1e-16 per
+#: operation; normalising a constant channel amplifies it by 1/√eps ≈ 300. 1e-9 keeps three
+#: orders of magnitude above both and far below any value a formula bug could produce.
+TIE_RTOL = 1e-9
+
+
+def near(x: Array, points: tuple[float, ...], scale: float | None = None) -> Array:
+    """Entries of x within TIE_RTOL · scale of any of `points` (the kinks of an elementwise
+    f); scale defaults to max(max|x|, max|points|)."""
+    if scale is None:
+        scale = max(float(np.max(np.abs(x), initial=0.0)), *(abs(p) for p in points))
+    tol = TIE_RTOL * scale
+    mask = np.zeros(x.shape, dtype=bool)
+    for p in points:
+        mask |= np.abs(x - p) <= tol
+    return mask
 
 
 class Layer:
@@ -34,6 +65,8 @@ class Layer:
     reports_delta: ClassVar[bool] = False
     #: how many tensors forward takes (variadic layers such as Add and Cat set it per instance)
     n_inputs: int = 1
+    #: how many tensors forward returns: 1 (an array) or k > 1 (a tuple of k arrays)
+    n_outputs: int = 1
 
     def __init__(self) -> None:
         self.params = {}
@@ -46,6 +79,11 @@ class Layer:
 
     def backward(self, delta: Array, cache: Any) -> tuple[Any, dict[str, Array]]:
         raise NotImplementedError
+
+    def ties(self, *a_prev: Array) -> tuple[Array | None, ...] | None:
+        """For each input, the entries within rounding distance of a kink or tie of this
+        layer's forward (a boolean mask), or None where there is none. None: no kinks."""
+        return None
 
     def param_grads(self, delta: Array, cache: Any) -> dict[str, Array]:
         """∂L/∂θ alone, for a layer whose input needs no gradient (the network's input):
