@@ -33,6 +33,18 @@ Array = np.ndarray
 INPUT = "input"
 
 
+def _accumulate(old: Any, new: Any) -> Any:
+    """Where a value feeds several consumers, its gradient is the sum of theirs. A tuple (the
+    δ of a layer with several outputs) sums entry by entry; None is a zero."""
+    if old is None:
+        return new
+    if new is None:
+        return old
+    if isinstance(old, tuple):
+        return tuple(_accumulate(o, n) for o, n in zip(old, new, strict=True))
+    return old + new
+
+
 @dataclass(frozen=True)
 class Node:
     """One step of the network: a^(name) = act(layer(a^(inputs)))."""
@@ -57,11 +69,17 @@ class Tape:
 
 @dataclass
 class Gradients:
-    """Backward's result: δ = ∂L/∂z of every node, ∂L/∂θ by node and parameter name."""
+    """Backward's result: δ = ∂L/∂z of every node, ∂L/∂θ by node and parameter name, and
+    ∂L/∂x of each network input that the loss depends on (when asked for)."""
 
     deltas: dict[str, Array]
     grads: dict[str, dict[str, Array]]
-    dL_dinput: Array | None = None
+    dL_dinputs: dict[str, Array] = field(default_factory=dict)
+
+    @property
+    def dL_dinput(self) -> Array | None:
+        """∂L/∂x of the network's input (the first one, for a network with several)."""
+        return next(iter(self.dL_dinputs.values()), None)
 
     def flat(self) -> dict[str, Array]:
         """Gradients keyed like torch's named_parameters(): "<node>.<param>"."""
@@ -87,16 +105,28 @@ class Result:
 
 
 class Network:
-    """A directed acyclic graph of nodes; an nn.Sequential is the chain case."""
+    """A directed acyclic graph of nodes; an nn.Sequential is the chain case.
 
-    def __init__(self, nodes: Sequence[Node], output: str | None = None) -> None:
+    `inputs` names the network's inputs (one, "input", by default); a node with no inputs is
+    a leaf (a model tensor used as an operand, see manual_bp.ops.graph)."""
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        output: str | None = None,
+        inputs: Sequence[str] = (INPUT,),
+    ) -> None:
         self.nodes = list(nodes)
+        self.inputs = tuple(inputs)
         if not self.nodes:
             raise ValueError("a network needs at least one node")
         names = [n.name for n in self.nodes]
-        if len(set(names)) != len(names) or INPUT in names:
-            raise ValueError(f"node names must be unique and not {INPUT!r}: {names}")
-        known = {INPUT}
+        clash = set(names) & set(self.inputs)
+        if len(set(names)) != len(names) or clash or len(set(self.inputs)) != len(self.inputs):
+            raise ValueError(
+                f"node and input names must be unique: nodes {names}, inputs {self.inputs}"
+            )
+        known = set(self.inputs)
         for node in self.nodes:
             missing = [i for i in node.inputs if i not in known]
             if missing or len(node.inputs) != node.layer.n_inputs:
@@ -140,12 +170,15 @@ class Network:
 
     # --- the pass -------------------------------------------------------------------
 
-    def shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        """Every node's output shape, checked before any arithmetic.
+    def shapes(self, *input_shapes: Shape) -> dict[str, Shape]:
+        """Every node's output shape (a tuple of shapes for a layer with several outputs),
+        checked before any arithmetic.
 
         Raises ValueError naming the first layer whose input does not fit it.
         """
-        shapes: dict[str, Shape] = {INPUT: tuple(input_shape)}
+        if len(input_shapes) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} input shape(s), got {input_shapes}")
+        shapes: dict[str, Shape] = {k: tuple(s) for k, s in zip(self.inputs, input_shapes)}
         for node in self.nodes:
             try:
                 shapes[node.name] = tuple(node.layer.shape(*(shapes[i] for i in node.inputs)))
@@ -153,10 +186,12 @@ class Network:
                 raise ValueError(f"layer {node.name!r} ({node.layer!r}): {err}") from None
         return shapes
 
-    def forward(self, x: Array) -> tuple[Array, Tape]:
+    def forward(self, *xs: Array) -> tuple[Array, Tape]:
         """z^(l) = layer(a^(inputs)), a^(l) = f(z^(l)) for every node; returns the output."""
+        if len(xs) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} input(s), got {len(xs)}")
         tape = Tape()
-        tape.a[INPUT] = x
+        tape.a.update(zip(self.inputs, xs))
         for node in self.nodes:
             z, tape.cache[node.name] = node.layer.forward(*(tape.a[i] for i in node.inputs))
             tape.z[node.name] = z
@@ -164,12 +199,13 @@ class Network:
         return tape.a[self.output], tape
 
     def backward(self, tape: Tape, dL_doutput: Array, *, input_grad: bool = True) -> Gradients:
-        """The δ recursion, from ∂L/∂(output) back to the input.
+        """The δ recursion, from ∂L/∂(output) back to the inputs.
 
-        With input_grad=False, ∂L/∂x of the network's input is not formed (as autograd skips
-        it for an input that does not require grad): layers fed by the input only give ∂L/∂θ.
+        With input_grad=False, ∂L/∂x of the network's inputs is not formed (as autograd skips
+        it for an input that does not require grad): layers fed by inputs only give ∂L/∂θ.
+        A layer that sends no gradient to an input (integer token ids) returns None for it.
         """
-        dL_da: dict[str, Array] = {self.output: dL_doutput}
+        dL_da: dict[str, Any] = {self.output: dL_doutput}
         deltas: dict[str, Array] = {}
         grads: dict[str, dict[str, Array]] = {}
         for node in reversed(self.nodes):
@@ -180,7 +216,7 @@ class Network:
             if node.act is not IDENTITY:
                 delta = node.act.derivative(tape.z[node.name], tape.a[node.name]) * delta
             deltas[node.name] = delta
-            if not input_grad and all(src == INPUT for src in node.inputs):
+            if node.inputs and not input_grad and all(s in self.inputs for s in node.inputs):
                 grads[node.name] = node.layer.param_grads(delta, tape.cache[node.name])
                 continue
             # ∂L/∂a^(l-1) = (W^(l))ᵀ δ^(l) (or the layer's own transpose), ∂L/∂θ^(l)
@@ -188,21 +224,24 @@ class Network:
             if node.layer.n_inputs == 1:
                 dL_dprev = (dL_dprev,)
             for src, g in zip(node.inputs, dL_dprev, strict=True):
-                # where a value feeds several consumers, its gradient is the sum of theirs
-                dL_da[src] = dL_da[src] + g if src in dL_da else g
-        return Gradients(deltas, grads, dL_da.get(INPUT))
+                if g is not None:
+                    dL_da[src] = _accumulate(dL_da.get(src), g)
+        inputs = {k: dL_da[k] for k in self.inputs if dL_da.get(k) is not None}
+        return Gradients(deltas, grads, inputs)
 
     def loss_and_gradients(
         self,
-        x: Array,
+        x: Array | tuple[Array, ...],
         target: Array,
         loss: Callable[[Array, Array], tuple[float, Array]],
         *,
         l2: float = 0.0,
         input_grad: bool = True,
     ) -> Result:
-        """L = loss(network(x), target) + (λ/2) Σ‖W‖², and ∂L/∂θ for every parameter."""
-        output, tape = self.forward(x)
+        """L = loss(network(x), target) + (λ/2) Σ‖W‖², and ∂L/∂θ for every parameter.
+
+        x: the input, or a tuple of inputs for a network with several."""
+        output, tape = self.forward(*(x if isinstance(x, tuple) else (x,)))
         value, dL_doutput = loss(output, target)
         gradients = self.backward(tape, dL_doutput, input_grad=input_grad)
         if l2:
