@@ -178,7 +178,9 @@ class Network:
         """
         if len(input_shapes) != len(self.inputs):
             raise ValueError(f"expected {len(self.inputs)} input shape(s), got {input_shapes}")
-        shapes: dict[str, Shape] = {k: tuple(s) for k, s in zip(self.inputs, input_shapes)}
+        shapes: dict[str, Shape] = {
+            k: tuple(s) for k, s in zip(self.inputs, input_shapes, strict=True)
+        }
         for node in self.nodes:
             try:
                 shapes[node.name] = tuple(node.layer.shape(*(shapes[i] for i in node.inputs)))
@@ -191,7 +193,7 @@ class Network:
         if len(xs) != len(self.inputs):
             raise ValueError(f"expected {len(self.inputs)} input(s), got {len(xs)}")
         tape = Tape()
-        tape.a.update(zip(self.inputs, xs))
+        tape.a.update(zip(self.inputs, xs, strict=True))
         for node in self.nodes:
             z, tape.cache[node.name] = node.layer.forward(*(tape.a[i] for i in node.inputs))
             tape.z[node.name] = z

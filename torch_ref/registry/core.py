@@ -1,0 +1,240 @@
+"""The registry's vocabulary: the values a rule sees, the Op it returns, and one row per op.
+
+A rule is an op's functional form written against the manual network under construction,
+with torch's own signature: `conv2d(x, weight, bias=None, stride=1, padding=0, ...)`. Its
+arguments arrive as
+
+- `Ref`: a tensor computed from the model's inputs (a value of the manual network);
+- `Param`: a tensor of the model itself, a parameter or buffer, by its qualified name;
+- plain Python values: ints, floats, tuples, sizes read off a Ref (`x.size(0)`), None.
+
+and it returns an `Op` (a manual_bp layer or activation with its inputs), a plain value
+(`x.size(1) // 2`), a Ref (an op that changes nothing, such as `x.contiguous()`), or a
+structure of Refs (chunk's tuple). A module is the same rule called with the module's
+attributes (`OpEntry.module_args`), so each op is written once.
+
+A row (`OpEntry`) names the rule, the torch names that reach it (functions, Tensor methods,
+module types), how module attributes map onto the rule's arguments, and the samples and
+refusals the generic tests run over every row (tests/test_registry.py), in the spirit of
+torch's OpInfo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from manual_bp.ops.activations import Activation
+from manual_bp.ops.base import Layer
+from torch_ref.errors import UnsupportedModuleError
+
+Shape = tuple[int, ...]
+
+
+# --- values --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A tensor computed from the inputs: the manual network's value `name`, of `shape`.
+
+    `dtype` is "float" for values that carry gradient, "int" or "bool" for token ids, indices
+    and masks computed from integer inputs (they carry none)."""
+
+    name: str
+    shape: Shape
+    dtype: str = "float"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Param:
+    """A tensor of the model: a parameter or buffer by its qualified name, as
+    named_parameters() / named_buffers() spell it (the first name of a tied tensor), or a
+    constant tensor attribute. `trainable`: a parameter that requires grad."""
+
+    name: str
+    tensor: torch.Tensor
+    trainable: bool
+
+    @property
+    def shape(self) -> Shape:
+        return tuple(self.tensor.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.tensor.ndim
+
+    def array(self) -> np.ndarray:
+        """A float64 (or integer/bool, as stored) NumPy copy: the caller's tensor is never
+        touched."""
+        t = self.tensor.detach().to("cpu")
+        if t.is_floating_point():
+            t = t.to(torch.float64)
+        return np.array(t.numpy(), copy=True)
+
+    def __repr__(self) -> str:
+        return f"Param({self.name!r}, shape={self.shape})"
+
+
+@dataclass
+class Op:
+    """What a rule returns: a manual layer (or activation) and its inputs.
+
+    An input may be a Ref, a Param (a model tensor used as an operand: it becomes a leaf of
+    the network, and its gradient is the δ that reaches it) or another Op, built first. The
+    same Op object used twice is built once. `params` maps the layer's parameter names onto
+    the model's qualified names (`{"weight": "features.0.weight"}`): the layer holds a
+    float64 copy, and its gradient is that parameter's. `outputs` arranges the Refs of a
+    layer with several outputs as torch returns them (an LSTM's `(out, (h, c))`)."""
+
+    layer: Layer | Activation
+    inputs: tuple[Ref | Param | Op, ...]
+    params: dict[str, str] = field(default_factory=dict)
+    outputs: Callable[[tuple[Ref, ...]], Any] | None = None
+
+
+# --- argument helpers for rules -----------------------------------------------------
+
+
+def tensor(x: Any, what: str) -> Ref | Param:
+    """x as a tensor operand: a computed Ref, or a model tensor used as an operand."""
+    if isinstance(x, (Ref, Param)):
+        return x
+    if isinstance(x, torch.Tensor):
+        raise UnsupportedModuleError(
+            f"{what}: a tensor created inside forward() (shape {tuple(x.shape)}) is not "
+            "supported as an operand; register it as a buffer (self.register_buffer) or "
+            "compute it from the input"
+        )
+    raise UnsupportedModuleError(f"{what}: expected a tensor, got {x!r}")
+
+
+def computed(x: Any, what: str) -> Ref:
+    """x as a tensor computed from the input (an op that needs no model tensor there)."""
+    x = tensor(x, what)
+    if isinstance(x, Param):
+        raise UnsupportedModuleError(
+            f"{what}: expected a tensor computed from the input, got the model tensor {x.name!r}"
+        )
+    return x
+
+
+def number(c: Any, what: str) -> float:
+    """c as a finite Python number (a tensor is refused, naming it)."""
+    if isinstance(c, (bool, np.bool_)):
+        return c
+    if isinstance(c, (int, float, np.integer, np.floating)) and np.isfinite(c):
+        return c
+    if isinstance(c, (Ref, Param, torch.Tensor)):
+        raise UnsupportedModuleError(f"{what}: expected a Python number, got a tensor")
+    raise UnsupportedModuleError(f"{what}: expected a finite Python number, got {c!r}")
+
+
+def weight(w: Any, what: str, name: str, *, optional: bool = False) -> Param | None:
+    """A weight handed to a layer rule: a tensor of the model (self.weight), fused into the
+    layer as a float64 copy."""
+    if w is None and optional:
+        return None
+    if isinstance(w, Param):
+        return w
+    got = "a tensor computed in forward()" if isinstance(w, Ref) else repr(w)
+    raise UnsupportedModuleError(
+        f"{what}: the {name} must be a parameter or buffer of the model (self.<name>), got {got}"
+    )
+
+
+def fused(**params: Param | None) -> dict[str, str]:
+    """`Op.params` for a layer holding copies of these model tensors (None: absent)."""
+    return {k: p.name for k, p in params.items() if p is not None}
+
+
+def array(p: Param | None) -> np.ndarray | None:
+    return None if p is None else p.array()
+
+
+def is_plain(*values: Any) -> bool:
+    """No tensor among the values: sizes and numbers, computed here (x.size(1) // 2)."""
+    return not any(isinstance(v, (Ref, Param, torch.Tensor)) for v in values)
+
+
+# --- the row -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One call of an op for the generic tests: `fn(*inputs, **params)` on float64 tensors.
+
+    `params` become nn.Parameters of a small wrapper module (so a weight is a model tensor,
+    as users write it); `inputs` are the model's inputs (floating ones get ∂L/∂x). For a
+    module row, `module` is called on the inputs instead of fn."""
+
+    name: str
+    inputs: tuple[torch.Tensor, ...]
+    fn: Callable[..., Any] | None = None
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+    module: nn.Module | None = None
+    #: compare in training mode too (BatchNorm's batch statistics)
+    train: bool = False
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A call the oracle must refuse, with the error type and a regex of its message."""
+
+    name: str
+    inputs: tuple[torch.Tensor, ...]
+    error: type[Exception]
+    match: str
+    fn: Callable[..., Any] | None = None
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+    module: nn.Module | None = None
+
+
+@dataclass(frozen=True)
+class OpEntry:
+    """One op: its rule, the torch names that reach it, and the cases every row is tested on.
+
+    - `rule(*args, **kwargs)` has the functional form's signature and returns an Op, a plain
+      value, a Ref or a structure of Refs;
+    - `functions` (F.relu, torch.relu, operator.add), `methods` (Tensor method names) and
+      `modules` (module types, matched exactly) all reach the same rule;
+    - `module_args` maps a module onto the rule's keyword arguments: attribute names taken
+      as they are (`("negative_slope",)`), or a function of the module;
+    - `linear`: the op is linear in its inputs, so the generic tests check the adjoint
+      identity ⟨J v, u⟩ = ⟨v, Jᵀ u⟩ of its backward;
+    - `samples()` / `refusals()`: the generic tests' cases.
+    """
+
+    name: str
+    family: str
+    rule: Callable[..., Any]
+    functions: tuple[Any, ...] = ()
+    methods: tuple[str, ...] = ()
+    modules: tuple[type, ...] = ()
+    module_args: tuple[str, ...] | Callable[[nn.Module], dict[str, Any]] = ()
+    note: str = ""
+    linear: bool = False
+    samples: Callable[[], Iterable[Sample]] = field(default=lambda: ())
+    refusals: Callable[[], Iterable[Refusal]] = field(default=lambda: ())
+
+    def module_kwargs(self, module: nn.Module) -> dict[str, Any]:
+        if callable(self.module_args):
+            return self.module_args(module)
+        return {a: getattr(module, a) for a in self.module_args}
+
+
+def rows(*entries: OpEntry | Sequence[OpEntry]) -> list[OpEntry]:
+    """A family's rows, flattened."""
+    out: list[OpEntry] = []
+    for e in entries:
+        out.extend(e if isinstance(e, (list, tuple)) else [e])
+    return out
