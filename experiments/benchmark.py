@@ -42,7 +42,7 @@ import torch.nn as nn
 from threadpoolctl import threadpool_limits
 
 import torch_ref
-from torch_ref import convert, oracle
+from torch_ref import capture, oracle
 
 COLUMNS = [
     "model",
@@ -360,14 +360,14 @@ def breakdown(case: Case, runs: int) -> dict[str, object]:
     """Where manual_gradients' time goes, each stage timed alone (median ms)."""
     model, loss_fn, x, t = case.problem()
     problem = oracle._prepare(model, loss_fn, x, t, 0.0)
-    net = problem.converted.network
+    net = problem.captured.network
     ms = median_ms(
         {
             "total": lambda: torch_ref.manual_gradients(model, loss_fn, x, t),
-            "fx_capture": lambda: convert.trace(model),
+            "fx_capture": lambda: capture.capture(model, [(tuple(x.shape), "float")]),
             "prepare": lambda: oracle._prepare(model, loss_fn, x, t, 0.0),
             "numpy_pass": lambda: net.loss_and_gradients(
-                problem.x, problem.target, problem.loss, input_grad=False
+                problem.xs, problem.y, problem.loss, input_grad=False
             ),
             "autograd": lambda: _autograd_step(model, loss_fn, x, t),
         },

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from manual_bp import losses as L
@@ -230,6 +230,17 @@ def _assert_away_from_kinks(case: Case, params, x, target, loss) -> None:
         assert gap > MARGIN, f"precondition {case.name}: a residual is {gap:.1e} from {k}"
 
 
+def _well_conditioned(case: Case) -> bool:
+    """BCE on a probability p within 1e-8 of 0 or 1: 1 − p carries a relative rounding error
+    of ~1e-16/(1 − p), so a central difference of log(1 − p) is noise there (the analytic
+    gradient is fine). Such draws say nothing about the gradient: skip them."""
+    params, x, target, loss = _problem(case)
+    if not isinstance(loss, L.BCELoss):
+        return True
+    p = _network(case, params).forward(x)[0]
+    return bool(np.min(p * (1 - p)) > 1e-8)
+
+
 def _assert_directional(where: str, dot: float, fd: float, value: float) -> None:
     bound = RTOL * abs(dot) + ATOL * max(1.0, abs(value))
     assert abs(fd - dot) <= bound, (
@@ -354,5 +365,6 @@ def smooth_cases(draw: st.DrawFn, *, max_depth: int = 4, max_width: int = 6) -> 
 @settings(max_examples=150)
 @given(smooth_cases())
 def test_random_smooth_mlps_match_finite_differences(case: Case):
+    assume(_well_conditioned(case))
     check_parameters(case, directions=1)
     check_input(case, directions=1)

@@ -26,7 +26,7 @@ import torch.nn as nn
 
 import torch_ref
 from torch_ref import UnsupportedModuleError
-from torch_ref.convert import convert
+from torch_ref.capture import capture
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "manual_gradients": torch_ref.manual_gradients,
@@ -188,7 +188,7 @@ def _assert_unchanged(where: str, before: dict[str, Any], after: dict[str, Any])
 def _converts(problem: Problem) -> bool:
     """Whether the oracle supports every module of the model (BatchNorm rows may not be)."""
     try:
-        convert(problem.model, tuple(problem.inputs.shape))
+        capture(problem.model, [(tuple(problem.inputs.shape), "float")])
     except UnsupportedModuleError:
         return False
     return True
@@ -201,7 +201,7 @@ def test_nothing_the_caller_owns_changes(row: Row, fn: str):
     np.random.seed(1234)  # a known legacy state, which the call must leave as it is
     before = _snapshot(problem)
     supported = _converts(problem)
-    _assert_unchanged(f"{row.name}: torch_ref.convert.convert", before, _snapshot(problem))
+    _assert_unchanged(f"{row.name}: torch_ref.capture.capture", before, _snapshot(problem))
     args = (problem.model, problem.loss_fn, problem.inputs, problem.target)
     if supported:
         try:

@@ -1,49 +1,61 @@
 """The gradient oracle: manual backprop on a torch model, and its comparison with autograd.
 
-    L = loss_fn(model(inputs), target) + (l2/2) Σ ‖W‖²   (W: weights of Linear and Conv)
+    L = loss_fn(model(*inputs), target) + (l2/2) Σ ‖W‖²   (W: weights of Linear and Conv)
 
 `manual_gradients` and `manual_trace` run the explicit-δ backprop of manual_bp in float64
-NumPy; `compare_gradients` runs torch.autograd on a float64 copy of the model and sets the
-two side by side. None of them changes anything the caller owns: parameters, `.grad`,
-`requires_grad`, `training`, buffers, or torch's and NumPy's random state.
+NumPy on the model captured by torch_ref.capture. `compare_gradients` runs torch.autograd on
+the user's own model (a float64 deep copy, its real forward: custom autograd Functions and
+all) and sets the two side by side; δ is taken on the real modules by forward hooks (and
+on functional layers by a torch-function mode), which change nothing that runs.
+
+Where a tensor differs, the comparison looks for kinks and ties that rounding decided
+(torch_ref.ties) before calling it a failure. None of these functions changes anything the
+caller owns: parameters, `.grad`, `requires_grad`, `training`, buffers, or torch's and
+NumPy's random state.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.fx as fx
 import torch.nn as nn
+from torch.overrides import TorchFunctionMode
 
 import manual_bp.losses as L
 from manual_bp.network import Network, Result
-from torch_ref.convert import Converted, convert
+from torch_ref.capture import Captured, capture
 from torch_ref.losses import convert_loss, target_to_numpy
+from torch_ref.registry import lookup_module
 from torch_ref.report import GradientReport, compare
 
 LossFn = Callable[..., torch.Tensor]
+Inputs = torch.Tensor | Sequence[torch.Tensor]
 
 
 @dataclass
 class Trace:
     """Everything the manual pass computed, as float64 CPU tensors.
 
-    `deltas`: δ = ∂L/∂z of every Linear and Conv layer by qualified name; `outputs`: each
-    leaf module's forward output; `grads`: ∂L/∂θ keyed like named_parameters().
+    `deltas`: δ = ∂L/∂z of every weighted layer (Linear, Conv, ...) by qualified name;
+    `outputs`: each leaf module's forward output; `grads`: ∂L/∂θ keyed like
+    named_parameters(); `input_grads`: ∂L/∂x for each floating input (a tensor, or a tuple
+    matching `inputs`) when asked for with `input_grads=True`, else None.
     """
 
     loss: float
     grads: dict[str, torch.Tensor]
     deltas: dict[str, torch.Tensor]
     outputs: dict[str, torch.Tensor]
-    network: Network = field(repr=False)
-    result: Result = field(repr=False)
+    input_grads: torch.Tensor | tuple[torch.Tensor | None, ...] | None = None
+    network: Network = field(default=None, repr=False)  # type: ignore[assignment]
+    result: Result = field(default=None, repr=False)  # type: ignore[assignment]
 
 
 # --- input checks ------------------------------------------------------------------
@@ -60,15 +72,50 @@ def _check_finite(name: str, t: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} {name!r} holds {bad} NaN/Inf value(s); expected finite values")
 
 
-def _inputs_to_numpy(inputs: Any) -> np.ndarray:
-    if not isinstance(inputs, torch.Tensor):
-        raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
-    if not inputs.is_floating_point():
-        raise ValueError(f"inputs must be a floating-point tensor, got dtype {inputs.dtype}")
-    if inputs.ndim == 0 or inputs.shape[0] == 0 or inputs.numel() == 0:
-        raise ValueError(f"inputs must hold a non-empty batch, got shape {tuple(inputs.shape)}")
-    _check_finite("inputs", inputs, "the input tensor")
-    return inputs.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+def _check_layout(name: str, t: torch.Tensor) -> None:
+    """Sparse, meta and quantised tensors hold no plain values to read."""
+    if t.layout != torch.strided:
+        raise ValueError(f"{name} is a {t.layout} tensor; expected a dense (strided) tensor")
+    if t.is_meta:
+        raise ValueError(f"{name} is a meta tensor (it has no values); expected real values")
+    if t.is_quantized:
+        raise ValueError(f"{name} is quantized ({t.dtype}); expected a float or integer tensor")
+
+
+def _as_inputs(inputs: Any) -> tuple[torch.Tensor, ...]:
+    """The model's inputs as a tuple, each checked: dense, floating (or integer/bool token ids
+    and indices), a non-empty batch, finite values."""
+    xs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    if not xs:
+        raise ValueError("inputs is an empty tuple; expected a tensor or a tuple of tensors")
+    for k, x in enumerate(xs):
+        name = "inputs" if len(xs) == 1 else f"inputs[{k}]"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor (or a tuple of them), got {type(x).__name__}"
+            )
+        _check_layout(name, x)
+        if x.is_complex():
+            raise ValueError(
+                f"{name} of shape {tuple(x.shape)} is complex ({x.dtype}); expected real values"
+            )
+        if x.ndim == 0 or x.numel() == 0:
+            raise ValueError(f"{name} must hold a non-empty batch, got shape {tuple(x.shape)}")
+        _check_finite(name, x, "the input tensor")
+    return xs
+
+
+def _kind(t: torch.Tensor) -> str:
+    if t.is_floating_point():
+        return "float"
+    return "bool" if t.dtype == torch.bool else "int"
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A float64 (or int64/bool) NumPy copy on the CPU."""
+    t = t.detach().to("cpu")
+    t = t.to(torch.float64) if t.is_floating_point() else t if t.dtype == torch.bool else t.long()
+    return t.numpy().copy()
 
 
 def _check_target(loss: Any, target: Any) -> None:
@@ -77,6 +124,7 @@ def _check_target(loss: Any, target: Any) -> None:
     would promote for MSE and friends, as we refuse the shapes it would broadcast)."""
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    _check_layout("target", target)
     name = type(loss).__name__
     if target.is_complex():
         raise ValueError(f"{name}: expected a real target, got dtype {target.dtype}")
@@ -95,43 +143,100 @@ def _check_target(loss: Any, target: Any) -> None:
     raise ValueError(f"{name}: expected {wanted}, got dtype {target.dtype}")
 
 
-@dataclass
-class _Problem:
-    """A model, loss and batch, converted and checked, ready for the manual pass."""
+def _loss_tensors(loss_fn: Any) -> dict[str, torch.Tensor]:
+    """The tensors a loss carries (a class weight, pos_weight), module or partial."""
+    if isinstance(loss_fn, nn.Module):
+        return {n: t for n, t in vars(loss_fn).get("_buffers", {}).items() if t is not None} | {
+            n: t for n, t in vars(loss_fn).items() if isinstance(t, torch.Tensor)
+        }
+    if isinstance(loss_fn, functools.partial):
+        named = {f"argument {k}": a for k, a in enumerate(loss_fn.args)}
+        return {n: t for n, t in (named | loss_fn.keywords).items() if isinstance(t, torch.Tensor)}
+    return {}
 
-    converted: Converted
-    loss: Any
-    x: np.ndarray
-    target: np.ndarray
-    l2: float
-    params: dict[str, nn.Parameter]  # named_parameters() that require grad
 
-
-def _prepare(model: nn.Module, loss_fn: LossFn, inputs: Any, target: Any, l2: float) -> _Problem:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+def _check_l2(l2: Any) -> float:
     if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
         raise TypeError(f"l2 must be a finite number ≥ 0, got {l2!r}")
     if not np.isfinite(l2) or l2 < 0:
         raise ValueError(f"l2 must be a finite number ≥ 0, got {l2!r}")
+    return float(l2)
+
+
+def _check_tolerance(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    return float(value)
+
+
+@dataclass
+class _Problem:
+    """A model, loss and batch, captured and checked, ready for the manual pass."""
+
+    model: nn.Module
+    loss_fn: LossFn
+    inputs: tuple[torch.Tensor, ...]
+    target: torch.Tensor
+    captured: Captured
+    loss: Any
+    xs: tuple[np.ndarray, ...]
+    y: np.ndarray
+    l2: float
+    params: dict[str, nn.Parameter]  # named_parameters() that require grad
+    input_grads: bool
+
+    @property
+    def decayed(self) -> list[str]:
+        """Qualified names of the weights in the L2 penalty, each once (a tied weight is one
+        parameter, one term)."""
+        names = (
+            self.captured.params.get((node.name, p))
+            for node in self.captured.network.nodes
+            for p in node.layer.decayed
+        )
+        return list(dict.fromkeys(n for n in names if n is not None))
+
+
+def _prepare(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Any,
+    target: Any,
+    l2: Any,
+    *,
+    input_grads: bool = False,
+) -> _Problem:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    l2 = _check_l2(l2)
     for name, p in model.named_parameters():
+        _check_layout(f"parameter {name!r}", p)
         _check_finite(name, p, "parameter")
     for name, buf in model.named_buffers():
+        _check_layout(f"buffer {name!r}", buf)
         _check_finite(name, buf, "buffer")
-    x = _inputs_to_numpy(inputs)
+    xs = _as_inputs(inputs)
     loss = convert_loss(loss_fn)
+    for name, t in _loss_tensors(loss_fn).items():
+        if t.requires_grad:
+            raise ValueError(
+                f"the loss's {name} requires grad; the oracle differentiates the model's "
+                "parameters only: pass a tensor that does not require grad (weight.detach())"
+            )
     _check_target(loss, target)
     y = target_to_numpy(loss, target)
-    if y.ndim > 0 and x.ndim > 1 and y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"inputs hold a batch of {x.shape[0]} but target a batch of {y.shape[0]} "
-            f"(inputs {tuple(x.shape)}, target {tuple(y.shape)})"
-        )
-    converted = convert(model, x.shape)
-    out_shape = converted.shapes[converted.network.output]
-    loss.check(out_shape, y)
+    captured = capture(model, [(tuple(x.shape), _kind(x)) for x in xs])
+    loss.check(captured.shapes[captured.network.output], y)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    return _Problem(converted, loss, x, y, float(l2), params)
+    arrays = tuple(_to_numpy(x) for x in xs)
+    return _Problem(
+        model, loss_fn, xs, target, captured, loss, arrays, y, l2, params, bool(input_grads)
+    )
+
+
+# --- the manual pass ----------------------------------------------------------------
 
 
 @dataclass
@@ -143,11 +248,13 @@ class _Pass:
     result: Result
 
 
-def _run(problem: _Problem) -> _Pass:
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        result = problem.converted.network.loss_and_gradients(
-            problem.x, problem.target, problem.loss, input_grad=False
-        )
+def _run(problem: _Problem, result: Result | None = None) -> _Pass:
+    """The manual pass (or, given a result replayed from an earlier one, its gradients)."""
+    if result is None:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = problem.captured.network.loss_and_gradients(
+                problem.xs, problem.y, problem.loss, input_grad=problem.input_grads
+            )
     grads = _param_grads(problem, result)
     penalty = _l2_penalty(problem, grads)
     # NaN/Inf make the sum non-finite; only then look at every entry (the sum may overflow)
@@ -160,46 +267,12 @@ def _run(problem: _Problem) -> _Pass:
     return _Pass(result.loss + penalty, grads, result)
 
 
-def _l2_penalty(problem: _Problem, grads: dict[str, np.ndarray]) -> float:
-    """(l2/2) Σ‖W‖² over the weights of Linear and Conv layers, adding l2·W to their grads.
-
-    Counted once per parameter tensor: a weight shared by two layers is one term, as it is
-    one parameter (the network's own `l2_penalty` would count each layer)."""
-    if not problem.l2:
-        return 0.0
-    by_tensor = {id(p): name for name, p in problem.params.items()}
-    value, seen = 0.0, set()
-    for node in problem.converted.network.nodes:
-        for p in node.layer.decayed:
-            tensor = problem.converted.origins[(node.name, p)]
-            if id(tensor) in seen:
-                continue
-            seen.add(id(tensor))
-            W = node.layer.params[p]
-            value += 0.5 * problem.l2 * float(np.sum(W * W))
-            if id(tensor) in by_tensor:
-                name = by_tensor[id(tensor)]
-                grads[name] = grads[name] + problem.l2 * W
-    return value
-
-
-def _deltas(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
-    """δ of every Linear/Conv layer; zero for a layer the loss does not depend on."""
-    shapes = problem.converted.shapes
-    return {
-        n: result.deltas[n] if n in result.deltas else np.zeros(shapes[n])
-        for n in problem.converted.delta_nodes
-    }
-
-
 def _param_grads(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
-    """∂L/∂θ keyed like named_parameters(); a parameter used twice gets the sum."""
-    by_tensor = {id(p): name for name, p in problem.params.items()}
+    """∂L/∂θ keyed like named_parameters(); a parameter used in several places gets the sum."""
     grads: dict[str, np.ndarray] = {}
-    for (node, p), tensor in problem.converted.origins.items():
-        name = by_tensor.get(id(tensor))
+    for (node, p), name in problem.captured.params.items():
         g = result.gradients.grads.get(node, {}).get(p)
-        if name is not None and g is not None:
+        if name in problem.params and g is not None:
             grads[name] = grads[name] + g if name in grads else g
     return {
         name: grads[name] if name in grads else np.zeros(tuple(p.shape))
@@ -207,10 +280,51 @@ def _param_grads(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
     }
 
 
-def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def _l2_penalty(problem: _Problem, grads: dict[str, np.ndarray]) -> float:
+    """(l2/2) Σ‖W‖² over the weights of Linear and Conv layers, adding l2·W to their grads."""
+    if not problem.l2:
+        return 0.0
+    value = 0.0
+    for name in problem.decayed:
+        W = _to_numpy(_named_tensor(problem.model, name))
+        value += 0.5 * problem.l2 * float(np.sum(W * W))
+        if name in grads:
+            grads[name] = grads[name] + problem.l2 * W
+    return value
+
+
+def _named_tensor(model: nn.Module, name: str) -> torch.Tensor:
+    params = dict(model.named_parameters())
+    return params[name] if name in params else dict(model.named_buffers())[name]
+
+
+def _deltas(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
+    """δ of every weighted layer; zero for a layer the loss does not depend on."""
+    shapes = problem.captured.shapes
     return {
-        k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for k, v in arrays.items()
+        n: result.deltas[n] if n in result.deltas else np.zeros(shapes[n])
+        for n in problem.captured.delta_nodes
     }
+
+
+def _input_grads(problem: _Problem, result: Result) -> list[np.ndarray | None]:
+    """∂L/∂x of each input (None for integer ones; zeros where the loss does not reach)."""
+    by_name = result.gradients.dL_dinputs
+    out: list[np.ndarray | None] = []
+    for name, x in zip(problem.captured.network.inputs, problem.xs, strict=True):
+        if not np.issubdtype(x.dtype, np.floating):
+            out.append(None)
+        else:
+            out.append(by_name[name] if name in by_name else np.zeros(x.shape))
+    return out
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: _tensor(v) for k, v in arrays.items()}
 
 
 # --- the public functions ------------------------------------------------------------
@@ -219,7 +333,7 @@ def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 def manual_gradients(
     model: nn.Module,
     loss_fn: LossFn,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     target: torch.Tensor,
     *,
     l2: float = 0.0,
@@ -237,42 +351,35 @@ def manual_gradients(
 def manual_trace(
     model: nn.Module,
     loss_fn: LossFn,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     target: torch.Tensor,
     *,
     l2: float = 0.0,
+    input_grads: bool = False,
 ) -> Trace:
-    """The whole manual pass: loss, ∂L/∂θ, δ of every Linear/Conv layer, every output."""
-    problem = _prepare(model, loss_fn, inputs, target, l2)
+    """The whole manual pass: loss, ∂L/∂θ, δ of every weighted layer, every module output,
+    and ∂L/∂x of the floating inputs with `input_grads=True`."""
+    problem = _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads)
     manual = _run(problem)
     result = manual.result
-    tape = result.tape
-    outputs = {
-        m: (tape.z if which == "z" else tape.a)[node]
-        for m, (which, node) in problem.converted.module_outputs.items()
-    }
+    outputs = {m: result.tape.a[node] for m, node in problem.captured.module_outputs.items()}
+    dx = None
+    if input_grads:
+        arrays = _input_grads(problem, result)
+        as_t = tuple(None if a is None else _tensor(a) for a in arrays)
+        dx = as_t if isinstance(inputs, (tuple, list)) else as_t[0]
     return Trace(
         loss=manual.loss,
         grads=_as_tensors(manual.grads),
         deltas=_as_tensors(_deltas(problem, result)),
-        outputs=_as_tensors(outputs),
-        network=problem.converted.network,
+        outputs={m: _tensor(np.asarray(v)) for m, v in outputs.items()},
+        input_grads=dx,
+        network=problem.captured.network,
         result=result,
     )
 
 
-class _Capture(fx.Interpreter):
-    """Runs the traced graph on the float64 twin and keeps the values δ is taken of."""
-
-    def __init__(self, gm: fx.GraphModule, names: set[str]) -> None:
-        super().__init__(gm)
-        self.names, self.values = names, {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        out = super().run_node(n)
-        if n.name in self.names:
-            self.values[n.name] = out
-        return out
+# --- the reference: torch.autograd on the user's own model -----------------------------
 
 
 def _float64(obj: Any) -> Any:
@@ -294,86 +401,210 @@ def _float64_loss(loss_fn: LossFn) -> LossFn:
     return loss_fn
 
 
-def _autograd(
-    problem: _Problem, model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, target: torch.Tensor
-) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Loss, ∂L/∂θ and δ by torch.autograd on a float64 deep copy of the model."""
-    twin = copy.deepcopy(model).to(torch.float64)
-    for m in twin.modules():
-        if getattr(m, "inplace", False):
-            m.inplace = False  # an in-place op would overwrite the z we take δ of
-    graph = copy.deepcopy(problem.converted.graph)
-    for n in graph.nodes:
-        if n.kwargs.get("inplace"):
-            n.kwargs = {**n.kwargs, "inplace": False}
-    gm = fx.GraphModule(twin, graph)
-    fx_of = problem.converted.fx_names
-    delta_fx = {fx_of[n] for n in problem.converted.delta_nodes}
-    device = inputs.device
+class _FunctionProbes(TorchFunctionMode):
+    """Keeps the outputs of chosen calls of torch functions (F.linear, F.conv2d, ...) in the
+    user's forward: call k of function f. Returns a copy to the forward, so that an in-place
+    op after it cannot overwrite the value δ is taken of."""
+
+    def __init__(self, wanted: dict[tuple[Any, int], list[str]]) -> None:
+        super().__init__()
+        self.wanted = wanted
+        self.counts: dict[Any, int] = {}
+        self.values: dict[tuple[Any, int], Any] = {}
+        #: > 0 inside a module the capture keeps whole (its inner calls are not the user's)
+        self.depth = 0
+
+    def enter(self, *args: Any) -> None:
+        self.depth += 1
+
+    def leave(self, *args: Any) -> None:
+        self.depth -= 1
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.depth == 0 and any(f is func for f, _ in self.wanted):
+            k = self.counts.get(func, 0)
+            self.counts[func] = k + 1
+            if (func, k) in self.wanted:
+                self.values[(func, k)] = out
+                return _handed_on(out)
+        return out
+
+
+def _handed_on(out: Any) -> Any:
+    """What a probe hands on to the forward: a copy, in the autograd graph."""
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, tuple):
+        return tuple(_handed_on(o) for o in out)
+    return out
+
+
+def _pick(value: Any, index: int | None) -> Any:
+    return value if index is None else value[index]
+
+
+@dataclass
+class _Reference:
+    loss: float
+    grads: dict[str, np.ndarray]
+    deltas: dict[str, np.ndarray]
+    input_grads: list[np.ndarray | None]
+    output: torch.Tensor
+
+
+def _autograd(problem: _Problem) -> _Reference:
+    """Loss, ∂L/∂θ, δ and ∂L/∂x by torch.autograd on a float64 deep copy of the user's model,
+    run as they run it."""
+    if torch.is_inference_mode_enabled():
+        raise ValueError(
+            "compare_gradients is called inside torch.inference_mode(), where autograd cannot "
+            "run; call it outside (manual_gradients and manual_trace work inside)"
+        )
+    captured = problem.captured
+    twin = copy.deepcopy(problem.model).to(torch.float64)
+    modules = dict(twin.named_modules())
+    by_module: dict[str, list[tuple[int, int | None, str]]] = {}
+    by_function: dict[tuple[Any, int], list[str]] = {}
+    for node in captured.delta_nodes:
+        probe = captured.probes.get(node)
+        if probe is None:
+            continue
+        if probe.kind == "module":
+            by_module.setdefault(probe.target, []).append((probe.call, probe.index, node))
+        else:
+            by_function.setdefault((probe.target, probe.call), []).append(node)
+    seen: dict[str, Any] = {}
+    handles = []
+    for target, wanted in by_module.items():
+        handles.append(modules[target].register_forward_hook(_module_probe(target, wanted, seen)))
+    device = next((p.device for p in problem.model.parameters()), problem.inputs[0].device)
+    inputs = tuple(
+        x.detach().to(device=device, dtype=torch.float64).clone().requires_grad_(True)
+        if x.is_floating_point()
+        else x.detach().to(device)
+        for x in problem.inputs
+    )
+    mode = _FunctionProbes(by_function)
+    if by_function:  # calls inside modules kept whole are not counted (the trace sees none)
+        for m in twin.modules():
+            if lookup_module(type(m)) is not None:
+                handles.append(m.register_forward_pre_hook(mode.enter))
+                handles.append(m.register_forward_hook(mode.leave))
+    try:
+        with torch.enable_grad():
+            if by_function:
+                with mode:
+                    out = twin(*inputs)
+            else:
+                out = twin(*inputs)
+            loss = _float64_loss(problem.loss_fn)(out, _float64(problem.target.detach().to(device)))
+            twin_params = dict(twin.named_parameters())
+            if problem.l2:
+                loss = loss + 0.5 * problem.l2 * sum(
+                    (twin_params[n] ** 2).sum() for n in problem.decayed if n in twin_params
+                )
+    finally:
+        for h in handles:
+            h.remove()
+    for (fn, k), nodes in by_function.items():
+        for node in nodes:
+            if (fn, k) in mode.values:
+                seen[node] = _pick(mode.values[(fn, k)], captured.probes[node].index)
+    names = list(problem.params)
+    deltas = [n for n in captured.delta_nodes if n in seen and seen[n].requires_grad]
+    floats = [x for x in inputs if x.is_floating_point()] if problem.input_grads else []
+    wrt = [twin_params[n] for n in names] + [seen[n] for n in deltas] + floats
     with torch.enable_grad():
-        capture = _Capture(gm, delta_fx)
-        out = capture.run(inputs.detach().to(device=device, dtype=torch.float64))
-        loss = _float64_loss(loss_fn)(out, _float64(target.detach().to(device)))
-        twin_params = dict(twin.named_parameters())
-        if problem.l2:
-            decayed = {
-                id(problem.converted.origins[(node.name, p)])
-                for node in problem.converted.network.nodes
-                for p in node.layer.decayed
-            }
-            names = [n for n, p in model.named_parameters() if id(p) in decayed]
-            loss = loss + 0.5 * problem.l2 * sum((twin_params[n] ** 2).sum() for n in names)
-        wrt_names = [n for n in problem.params]
-        wrt = [twin_params[n] for n in wrt_names] + [
-            capture.values[fx_of[n]] for n in problem.converted.delta_nodes
-        ]
         grads = torch.autograd.grad(loss, wrt, allow_unused=True) if wrt else ()
     as_np = [
-        np.zeros(tuple(t.shape)) if g is None else g.detach().cpu().numpy()
+        np.zeros(tuple(t.shape)) if g is None else g.detach().cpu().double().numpy()
         for t, g in zip(wrt, grads, strict=True)
     ]
-    k = len(wrt_names)
-    return (
+    k, d = len(names), len(deltas)
+    delta_grads = dict(zip(deltas, as_np[k : k + d], strict=True))
+    float_grads = iter(as_np[k + d :])
+    input_grads = [
+        (next(float_grads) if problem.input_grads else None) if x.is_floating_point() else None
+        for x in inputs
+    ]
+    return _Reference(
         float(loss.detach()),
-        dict(zip(wrt_names, as_np[:k], strict=True)),
-        dict(zip(problem.converted.delta_nodes, as_np[k:], strict=True)),
+        dict(zip(names, as_np[:k], strict=True)),
+        {n: delta_grads.get(n, np.zeros(captured.shapes[n])) for n in seen if n in delta_grads},
+        input_grads,
+        out.detach(),
     )
+
+
+def _module_probe(
+    target: str, wanted: list[tuple[int, int | None, str]], seen: dict[str, Any]
+) -> Callable[..., Any]:
+    """A forward hook keeping output `index` of call k of the module for node `name`; hands a
+    copy on (an in-place op after the module must not overwrite the value δ is taken of)."""
+    calls = [0]
+
+    def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        k = calls[0]
+        calls[0] += 1
+        hit = [(index, name) for call, index, name in wanted if call == k]
+        if not hit:
+            return None
+        for index, name in hit:
+            seen[name] = _pick(output, index)
+        return _handed_on(output)
+
+    return hook
 
 
 def compare_gradients(
     model: nn.Module,
     loss_fn: LossFn,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     target: torch.Tensor,
     *,
     l2: float = 0.0,
     rtol: float = 1e-7,
     atol: float = 1e-10,
+    input_grads: bool = False,
 ) -> GradientReport:
-    """Manual ∂L/∂θ and δ against torch.autograd on a float64 copy, tensor by tensor."""
-    problem = _prepare(model, loss_fn, inputs, target, l2)
+    """Manual ∂L/∂θ and δ (and ∂L/∂x with `input_grads=True`) against torch.autograd on a
+    float64 copy of the user's own model, tensor by tensor."""
+    rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
+    problem = _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads)
     manual = _run(problem)
-    loss_ag, ag_grads, ag_deltas = _autograd(problem, model, loss_fn, inputs, target)
-    report = GradientReport(manual.loss, loss_ag, rtol=rtol, atol=atol)
+    ref = _autograd(problem)
+    report = GradientReport(manual.loss, ref.loss, rtol=rtol, atol=atol)
     for name in problem.params:
-        report.rows.append(compare("param", name, manual.grads[name], ag_grads[name], rtol, atol))
+        report.rows.append(compare("param", name, manual.grads[name], ref.grads[name], rtol, atol))
     for name, delta in _deltas(problem, manual.result).items():
-        report.rows.append(compare("delta", name, delta, ag_deltas[name], rtol, atol))
+        if name in ref.deltas:
+            report.rows.append(compare("delta", name, delta, ref.deltas[name], rtol, atol))
+    if input_grads:
+        names = problem.captured.network.inputs
+        for name, m, a in zip(
+            names, _input_grads(problem, manual.result), ref.input_grads, strict=True
+        ):
+            if m is not None and a is not None:
+                report.rows.append(compare("input", name, m, a, rtol, atol))
     return report
 
 
 def assert_gradients_close(
     model: nn.Module,
     loss_fn: LossFn,
-    inputs: torch.Tensor,
+    inputs: Inputs,
     target: torch.Tensor,
     *,
     l2: float = 0.0,
     rtol: float = 1e-7,
     atol: float = 1e-10,
+    input_grads: bool = False,
 ) -> GradientReport:
     """compare_gradients, raising AssertionError with the report table on any mismatch."""
-    report = compare_gradients(model, loss_fn, inputs, target, l2=l2, rtol=rtol, atol=atol)
+    report = compare_gradients(
+        model, loss_fn, inputs, target, l2=l2, rtol=rtol, atol=atol, input_grads=input_grads
+    )
     if not report.ok:
         raise AssertionError("manual gradients differ from torch.autograd\n" + str(report))
     return report

@@ -67,6 +67,9 @@ class Layer:
     n_inputs: int = 1
     #: how many tensors forward returns: 1 (an array) or k > 1 (a tuple of k arrays)
     n_outputs: int = 1
+    #: takes integer or bool inputs: indices and token ids (Embedding), or values it only
+    #: moves (reshape, cat); other layers need floating inputs, as torch's do
+    integer_inputs: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.params = {}

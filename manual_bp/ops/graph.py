@@ -65,6 +65,8 @@ class Constant(Layer):
 class Select(Layer):
     """z = a[k], output k of a layer with several outputs;  δ_prev = δ at k, None elsewhere."""
 
+    integer_inputs = True
+
     def __init__(self, k: int) -> None:
         super().__init__()
         self.k = int(k)

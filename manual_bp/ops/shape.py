@@ -15,6 +15,8 @@ from manual_bp.ops.base import Array, Layer, Shape, _axis, _dim, _one_or_tuple
 class Identity(Layer):
     """z = a, δ_prev = δ. Also Dropout in eval mode, and the layer under a lone activation."""
 
+    integer_inputs = True
+
     def shape(self, in_shape: Shape) -> Shape:
         return tuple(in_shape)
 
@@ -27,6 +29,8 @@ class Identity(Layer):
 
 class Flatten(Layer):
     """z = a reshaped with dims start..end merged, δ_prev = δ reshaped back."""
+
+    integer_inputs = True
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
@@ -60,6 +64,8 @@ class Flatten(Layer):
 
 class Cat(Layer):
     """z = torch.cat(a, dim);  δ_prev_i = the slice of δ along dim where aᵢ was placed."""
+
+    integer_inputs = True
 
     def __init__(self, dim: int = 0, n_inputs: int = 2) -> None:
         super().__init__()
@@ -106,6 +112,8 @@ class Reshape(Layer):
     Also view(); torch's view can refuse a non-contiguous input, which values cannot be.
     """
 
+    integer_inputs = True
+
     def __init__(self, shape: Sequence[int]) -> None:
         super().__init__()
         self.target = tuple(int(n) for n in shape)
@@ -145,6 +153,8 @@ class Reshape(Layer):
 class Permute(Layer):
     """z = a.permute(dims);  δ_prev = δ.permute(dims⁻¹)."""
 
+    integer_inputs = True
+
     def __init__(self, dims: Sequence[int]) -> None:
         super().__init__()
         self.dims = tuple(int(d) for d in dims)
@@ -177,6 +187,8 @@ class Permute(Layer):
 
 class Transpose(Layer):
     """z = a.transpose(dim0, dim1);  δ_prev = δ.transpose(dim0, dim1)."""
+
+    integer_inputs = True
 
     def __init__(self, dim0: int, dim1: int) -> None:
         super().__init__()

@@ -139,7 +139,7 @@ def number(c: Any, what: str) -> float:
     raise UnsupportedModuleError(f"{what}: expected a finite Python number, got {c!r}")
 
 
-def weight(w: Any, what: str, name: str, *, optional: bool = False) -> Param | None:
+def param_arg(w: Any, what: str, name: str, *, optional: bool = False) -> Param | None:
     """A weight handed to a layer rule: a tensor of the model (self.weight), fused into the
     layer as a float64 copy."""
     if w is None and optional:
@@ -211,6 +211,7 @@ class OpEntry:
       as they are (`("negative_slope",)`), or a function of the module;
     - `linear`: the op is linear in its inputs, so the generic tests check the adjoint
       identity ⟨J v, u⟩ = ⟨v, Jᵀ u⟩ of its backward;
+    - `view`: torch returns a view of the input (in-place ops on aliases are refused);
     - `samples()` / `refusals()`: the generic tests' cases.
     """
 
@@ -223,6 +224,9 @@ class OpEntry:
     module_args: tuple[str, ...] | Callable[[nn.Module], dict[str, Any]] = ()
     note: str = ""
     linear: bool = False
+    #: the op returns a view of its input, as torch's does (reshape, transpose, slicing):
+    #: an in-place op on either is refused, since the manual values do not alias
+    view: bool = False
     samples: Callable[[], Iterable[Sample]] = field(default=lambda: ())
     refusals: Callable[[], Iterable[Refusal]] = field(default=lambda: ())
 
