@@ -765,7 +765,9 @@ def capture(
         out_node = next(n for n in graph.nodes if n.op == "output")
         output = fx.node.map_arg(out_node.args[0], lambda n: tracer.values.get(n))
         regions = tracer.fn_regions
-    if not isinstance(output, Ref) or output.name in names:
+    if isinstance(output, Ref) and output.name in names:  # the input itself (eval dropout)
+        output = b.add("output", Identity(), (output,))
+    if not isinstance(output, Ref):
         raise UnsupportedModuleError(
             f"{type(model).__name__}.forward must return one tensor computed from its input, "
             f"got {type(output).__name__}"
