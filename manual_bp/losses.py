@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from manual_bp.ops.activations import sigmoid as _sigmoid_activation
+from manual_bp.ops.base import TIE_RTOL
 
 Array = np.ndarray
 Shape = tuple[int, ...]
@@ -135,6 +136,11 @@ class Loss:
     def __call__(self, y: Array, target: Array) -> tuple[float, Array]:
         raise NotImplementedError
 
+    def ties(self, y: Array, target: Array) -> Array | None:
+        """Entries of y within rounding distance of a kink of ℓ′ (see manual_bp.ops.base),
+        or None for a loss whose derivative is continuous."""
+        return None
+
     def _check_nonempty(self, y_shape: Shape) -> None:
         if self.reduction == "mean" and int(np.prod(y_shape, dtype=np.int64)) == 0:
             raise ValueError(
@@ -184,6 +190,13 @@ class MSELoss(_Elementwise):
         return self._reduce(d * d), 2.0 * d * self._scale(d.size)
 
 
+def _residual_kink(y: Array, target: Array) -> Array:
+    """Entries where y − t is within rounding distance of 0 (relative to |y| and |t|)."""
+    y, t = np.asarray(y, np.float64), np.asarray(target, np.float64)
+    scale = max(float(np.max(np.abs(y), initial=0.0)), float(np.max(np.abs(t), initial=0.0)))
+    return np.abs(y - t) <= TIE_RTOL * scale
+
+
 class L1Loss(_Elementwise):
     """L = mean |y − t|,  ∂L/∂y = sign(y − t) / n."""
 
@@ -194,6 +207,10 @@ class L1Loss(_Elementwise):
         d = y - t
         # NOTE: L1′(0) = sign(0) = 0, as torch's sgn.
         return self._reduce(np.abs(d)), np.sign(d) * self._scale(d.size)
+
+    def ties(self, y: Array, target: Array) -> Array:
+        """ℓ′ jumps at y = t."""
+        return _residual_kink(y, target)
 
 
 class SmoothL1Loss(_Elementwise):
@@ -219,6 +236,10 @@ class SmoothL1Loss(_Elementwise):
         terms = np.where(inside, 0.5 * d * d / self.beta, np.abs(d) - 0.5 * self.beta)
         grad = np.where(inside, d / self.beta, np.sign(d))
         return self._reduce(terms), grad * self._scale(d.size)
+
+    def ties(self, y: Array, target: Array) -> Array | None:
+        """ℓ′ is continuous at |d| = β (d/β = sign d there); with β = 0 it is L1's jump."""
+        return _residual_kink(y, target) if self.beta == 0.0 else None
 
 
 class HuberLoss(_Elementwise):

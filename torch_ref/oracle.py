@@ -30,10 +30,11 @@ from torch.overrides import TorchFunctionMode
 
 import manual_bp.losses as L
 from manual_bp.network import Network, Result
+from torch_ref import ties
 from torch_ref.capture import Captured, capture
 from torch_ref.losses import convert_loss, target_to_numpy
 from torch_ref.registry import lookup_module
-from torch_ref.report import GradientReport, compare
+from torch_ref.report import GradientReport, Row, as_tie, compare, magnitude
 
 LossFn = Callable[..., torch.Tensor]
 Inputs = torch.Tensor | Sequence[torch.Tensor]
@@ -557,6 +558,42 @@ def _module_probe(
     return hook
 
 
+def _layer_scales(problem: _Problem, grads: dict[str, np.ndarray]) -> dict[str, float]:
+    """Parameter name → the largest |gradient| among the parameters of the layer(s) it
+    belongs to: what a mathematically zero gradient's rounding noise is measured against."""
+    by_node: dict[str, list[str]] = {}
+    for (node, _), name in problem.captured.params.items():
+        if name in grads:
+            by_node.setdefault(node, []).append(name)
+    scales = {name: magnitude(g) for name, g in grads.items()}
+    for names in by_node.values():
+        top = max(magnitude(grads[n]) for n in names)
+        for n in names:
+            scales[n] = max(scales[n], top)
+    return scales
+
+
+def _rows(problem: _Problem, manual: _Pass, ref: _Reference, rtol: float, atol: float) -> list[Row]:
+    """One row per parameter, per δ the reference could take, per floating input (if asked)."""
+    scales = _layer_scales(problem, ref.grads)
+    rows = [
+        compare("param", n, manual.grads[n], ref.grads[n], rtol, atol, scale=scales[n])
+        for n in problem.params
+    ]
+    for name, delta in _deltas(problem, manual.result).items():
+        if name in ref.deltas:
+            rows.append(compare("delta", name, delta, ref.deltas[name], rtol, atol))
+    if problem.input_grads:
+        names = problem.captured.network.inputs
+        pairs = zip(names, _input_grads(problem, manual.result), ref.input_grads, strict=True)
+        rows.extend(
+            compare("input", n, m, a, rtol, atol)
+            for n, m, a in pairs
+            if m is not None and a is not None
+        )
+    return rows
+
+
 def compare_gradients(
     model: nn.Module,
     loss_fn: LossFn,
@@ -569,25 +606,26 @@ def compare_gradients(
     input_grads: bool = False,
 ) -> GradientReport:
     """Manual ∂L/∂θ and δ (and ∂L/∂x with `input_grads=True`) against torch.autograd on a
-    float64 copy of the user's own model, tensor by tensor."""
+    float64 copy of the user's own model, tensor by tensor.
+
+    A tensor that differs is replayed with torch's branch decisions at the entries the manual
+    forward found within rounding distance of a kink or tie (torch_ref.ties); if the replay
+    matches, its row says "tie" (ok), else "fail"."""
     rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
     problem = _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads)
     manual = _run(problem)
     ref = _autograd(problem)
-    report = GradientReport(manual.loss, ref.loss, rtol=rtol, atol=atol)
-    for name in problem.params:
-        report.rows.append(compare("param", name, manual.grads[name], ref.grads[name], rtol, atol))
-    for name, delta in _deltas(problem, manual.result).items():
-        if name in ref.deltas:
-            report.rows.append(compare("delta", name, delta, ref.deltas[name], rtol, atol))
-    if input_grads:
-        names = problem.captured.network.inputs
-        for name, m, a in zip(
-            names, _input_grads(problem, manual.result), ref.input_grads, strict=True
-        ):
-            if m is not None and a is not None:
-                report.rows.append(compare("input", name, m, a, rtol, atol))
-    return report
+    rows = _rows(problem, manual, ref, rtol, atol)
+    if not all(r.ok for r in rows):
+        replayed = ties.replay(problem, manual.result)
+        if replayed is not None and replayed.changed:
+            again = _rows(problem, _run(problem, replayed.result), ref, rtol, atol)
+            layers = sorted(replayed.changed)
+            rows = [
+                as_tie(r, replayed.entries, layers) if not r.ok and r2.ok else r
+                for r, r2 in zip(rows, again, strict=True)
+            ]
+    return GradientReport(manual.loss, ref.loss, rows, rtol=rtol, atol=atol)
 
 
 def assert_gradients_close(

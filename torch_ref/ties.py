@@ -1,0 +1,183 @@
+"""Kinks and ties that rounding decided: the replay that tells them from real differences.
+
+A backward that branches on forward values (relu′ on the sign of z, max pooling on which
+entry won, L1′ on the sign of y − t) takes a valid subgradient on either side of a kink. When
+a value sits on the kink, float64 rounding decides the branch, and torch and NumPy, whose
+roundings differ in the last bits, can take different ones: GELU of −20 is −0.0 in torch and
+−5.5e-88 here, so a max pool after it sees a tie in torch and a clear winner here.
+
+The manual forward names those entries: every op with a kink reports the entries of its
+input within TIE_RTOL of one (manual_bp.ops.base). Where a tensor differs from autograd,
+the comparison replays the manual backward with torch's forward values at those entries
+only — the branch torch took — and every other entry as it was. If the replay matches, the
+difference was rounding at a kink (status "tie"); if not, it stays a failure. Entries far
+from any kink are never replayed, so a wrong formula cannot hide behind a replay.
+
+torch's forward values come from running the traced graph on a float64 copy of the model: the
+same torch ops, in the same order, on the same data as the user's forward, so the same bits.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from manual_bp.network import Result, Tape
+from manual_bp.ops.shape import Identity
+
+
+@dataclass
+class Replay:
+    """The manual result replayed with torch's branch decisions, and where they differed."""
+
+    result: Result
+    #: node (or "loss") → how many entries took torch's branch instead of ours
+    changed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def entries(self) -> int:
+        return sum(self.changed.values())
+
+
+class _Recorder(fx.Interpreter):
+    """Runs the graph and keeps a copy of the values asked for (an in-place op later in the
+    graph must not change what was recorded)."""
+
+    def __init__(self, gm: fx.GraphModule, wanted: set[str]) -> None:
+        super().__init__(gm)
+        self.wanted = wanted
+        self.values: dict[str, np.ndarray] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if n.name in self.wanted and isinstance(out, torch.Tensor):
+            self.values[n.name] = out.detach().to("cpu", torch.float64).numpy().copy()
+        return out
+
+
+def torch_values(problem: Any, wanted: Iterable[str]) -> dict[str, np.ndarray]:
+    """fx node name → the value torch computes for it, in float64, for the `wanted` nodes."""
+    captured = problem.captured
+    twin = copy.deepcopy(problem.model).to(torch.float64)
+    root: dict[str, Any] = {}
+    for node in captured.graph.nodes:
+        if node.op == "get_attr":
+            if node.target in captured.constants:
+                t = captured.constants[node.target]
+                root[node.target] = t.to(torch.float64) if t.is_floating_point() else t
+            else:
+                obj: Any = twin
+                for part in node.target.split("."):
+                    obj = getattr(obj, part)
+                root[node.target] = obj
+        elif node.op == "call_module":
+            root[node.target] = twin.get_submodule(node.target)
+    gm = fx.GraphModule(root, captured.graph)
+    device = next((p.device for p in problem.model.parameters()), problem.inputs[0].device)
+    inputs = [
+        x.detach().to(device, torch.float64) if x.is_floating_point() else x.detach().to(device)
+        for x in problem.inputs
+    ]
+    recorder = _Recorder(gm, set(wanted))
+    with torch.no_grad():
+        recorder.run(*inputs)
+    return recorder.values
+
+
+def _z_source(node: Any, captured: Any) -> str | None:
+    """The fx node holding torch's value of z, the input of a node's activation."""
+    if node.act_name is not None:  # fused: z is the layer's own output
+        return captured.z_fx.get(node.name)
+    if isinstance(node.layer, Identity) and len(node.inputs) == 1:  # a lone activation
+        return captured.value_fx.get(node.inputs[0])
+    return None
+
+
+def _needed(problem: Any, result: Result) -> tuple[dict[str, Any], set[str]]:
+    """The masks of every kink and tie in the manual pass, and the fx values they need."""
+    captured, tape = problem.captured, result.tape
+    plan: dict[str, Any] = {}
+    wanted: set[str] = set()
+    for node in captured.network.nodes:
+        if node.act.kink is not None:
+            mask = node.act.kink(tape.z[node.name])
+            source = _z_source(node, captured)
+            if mask.any() and source is not None:
+                plan[("act", node.name)] = (mask, source)
+                wanted.add(source)
+        masks = node.layer.ties(*(tape.a[i] for i in node.inputs)) if node.inputs else None
+        if masks:
+            sources = []
+            for i, m in zip(node.inputs, masks, strict=True):
+                source = captured.value_fx.get(i) if m is not None and m.any() else None
+                sources.append((m, source))
+                if source is not None:
+                    wanted.add(source)
+            if any(s is not None for _, s in sources):
+                plan[("layer", node.name)] = sources
+    mask = problem.loss.ties(result.output, problem.y)
+    source = captured.value_fx.get(captured.network.output)
+    if mask is not None and mask.any() and source is not None:
+        plan[("loss", "loss")] = (mask, source)
+        wanted.add(source)
+    return plan, wanted
+
+
+def replay(problem: Any, result: Result) -> Replay | None:
+    """The manual backward again, with torch's values at the entries near kinks and ties;
+    None when the manual pass has no such entry (nothing to replay)."""
+    plan, wanted = _needed(problem, result)
+    if not plan:
+        return None
+    values = torch_values(problem, wanted)
+    net = problem.captured.network
+    old = result.tape
+    tape = Tape(dict(old.z), dict(old.a), dict(old.cache))
+    changed: dict[str, int] = {}
+    output = result.output
+    for node in net.nodes:
+        step = plan.get(("act", node.name))
+        if step is not None:
+            mask, source = step
+            z, theirs = tape.z[node.name], values.get(source)
+            if theirs is not None and theirs.shape == z.shape:
+                n = int(np.count_nonzero(mask & (theirs != z)))
+                if n:
+                    z = np.where(mask, theirs, z)
+                    tape.z[node.name], tape.a[node.name] = z, node.act(z)
+                    changed[node.name] = changed.get(node.name, 0) + n
+        sources = plan.get(("layer", node.name))
+        if sources is not None:
+            hybrid, n = [], 0
+            for i, (mask, source) in zip(node.inputs, sources, strict=True):
+                a, theirs = tape.a[i], values.get(source) if source else None
+                if theirs is None or theirs.shape != np.shape(a):
+                    hybrid.append(a)
+                    continue
+                n += int(np.count_nonzero(mask & (theirs != a)))
+                hybrid.append(np.where(mask, theirs, a))
+            if n:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    _, tape.cache[node.name] = node.layer.forward(*hybrid)
+                changed[node.name] = changed.get(node.name, 0) + n
+    step = plan.get(("loss", "loss"))
+    if step is not None:
+        mask, source = step
+        theirs = values.get(source)
+        if theirs is not None and theirs.shape == np.shape(output):
+            n = int(np.count_nonzero(mask & (theirs != output)))
+            if n:
+                output = np.where(mask, theirs, output)
+                changed["loss"] = n
+    if not changed:
+        return Replay(result, {})
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loss, dL_doutput = problem.loss(output, problem.y)
+        gradients = net.backward(tape, dL_doutput, input_grad=problem.input_grads)
+    return Replay(Result(result.loss, result.output, tape, gradients), changed)
