@@ -473,12 +473,12 @@ PLANTED = {
     ),
     "lstm: tanh′(c_t) left out of the output route": (
         "LSTM", lambda: _lstm(backward=mutated(
-            recurrent.lstm_backward, "o[t] * (1.0 - tanh_c[t] ** 2)", "o[t]")),
+            recurrent.lstm_backward, "dm_dc = o * (1.0 - tanh_c**2)", "dm_dc = o")),
     ),
     "lstm: gates read in the order i, g, f, o": (
         "LSTM", lambda: _lstm(forward=mutated(
-            recurrent.lstm_forward, "i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H : 2 * H])",
-            "i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, 2 * H : 3 * H])")),
+            recurrent.lstm_forward, "i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))",
+            "i, g, f, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))")),
     ),
     "lstm: ∂L/∂c0 without the forget gate": (
         "LSTM", lambda: _lstm(backward=mutated(
@@ -486,12 +486,13 @@ PLANTED = {
     ),
     "gru: b_hn outside the reset product": (
         "GRU", lambda: _gru(forward=mutated(
-            recurrent.gru_forward, "gh_n[t] = gh[:, 2 * H :]",
-            "gh_n[t] = gh[:, 2 * H :] - _bias(p, 'bias_hh')[2 * H :] / r[t]")),
+            recurrent.gru_forward, "np.tanh(gx[t, :, 2 * H :] + r[t] * gh_n[t])",
+            "np.tanh(gx[t, :, 2 * H :] + r[t] * (gh_n[t] - _bias(p, 'bias_hh')[2 * H :])"
+            " + _bias(p, 'bias_hh')[2 * H :])")),
     ),
     "gru: δ_hh's n block not multiplied by r": (
         "GRU", lambda: _gru(backward=mutated(
-            recurrent.gru_backward, "r[t] * delta_n], axis=-1)", "delta_n], axis=-1)")),
+            recurrent.gru_backward, "= r[t] * delta_n", "= delta_n")),
     ),
     "gru: the direct route h_{t−1} → h_t left out": (
         "GRU", lambda: _gru(backward=mutated(

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.special import expit as _sigmoid  # σ(a) = 1/(1 + e^{−a}), no overflow
 
 from manual_bp.ops.activations import Activation, get_activation
 from manual_bp.ops.base import Array, Layer, Shape, _one_or_tuple
@@ -54,14 +55,13 @@ from manual_bp.ops.base import Array, Layer, Shape, _one_or_tuple
 State = tuple[Array, ...]  # (h,) or (h, c), each (N, ·)
 
 
-def _sigmoid(a: Array) -> Array:
-    """σ(a) = 1/(1 + e^{−a}), from e^{−|a|} so that no exponent overflows."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
 def _bias(p: Mapping[str, Array], name: str) -> Array | float:
     return p[name] if name in p else 0.0
+
+
+def _affine(a: Array, W: Array, b: Array | float = 0.0) -> Array:
+    """a W + b over the last axis of a (T, N, ·) array, as one 2-d product (not T small ones)."""
+    return (a.reshape(-1, a.shape[-1]) @ W + b).reshape(*a.shape[:-1], W.shape[-1])
 
 
 def _zeros_if_none(x: Array | None, like: Array) -> Array:
@@ -145,10 +145,10 @@ def lstm_forward(gx: Array, state0: State, p: Mapping[str, Array]) -> tuple[Arra
     m = None if W_hr is None else np.empty((T, *c0.shape))
     c[0], h[0] = c0, h0
     for t in range(T):
-        a = gx[t] + h[t] @ W_hh.T + b_hh  # (N, 4H)
-        i, f = _sigmoid(a[:, :H]), _sigmoid(a[:, H : 2 * H])
-        g, o = np.tanh(a[:, 2 * H : 3 * H]), _sigmoid(a[:, 3 * H :])
-        gates[t] = np.concatenate([i, f, g, o], axis=-1)
+        a = gx[t] + h[t] @ W_hh.T + b_hh  # (N, 4H) pre-activations
+        gates[t] = _sigmoid(a)  # i, f, o: σ (and g's block, overwritten next)
+        gates[t, :, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])  # g: tanh
+        i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
         c[t + 1] = f * c[t] + i * g
         tanh_c[t] = np.tanh(c[t + 1])
         if W_hr is None:
@@ -167,6 +167,12 @@ def lstm_backward(
     gates, c, tanh_c, h = tape.gates, tape.c, tape.tanh_c, tape.h
     T, H = len(gates), c.shape[-1]
     i, f, g, o = (gates[..., k * H : (k + 1) * H] for k in range(4))  # each (T, N, H)
+    # the local derivatives, for every t at once (σ′ = σ(1 − σ), tanh′ = 1 − tanh²)
+    dc_di = g * i * (1.0 - i)  # ∂c_t/∂(pre-i): ∂c_t/∂i = g
+    dc_df = c[:-1] * f * (1.0 - f)  # ∂c_t/∂(pre-f): ∂c_t/∂f = c_{t−1}
+    dc_dg = i * (1.0 - g**2)  # ∂c_t/∂(pre-g): ∂c_t/∂g = i
+    dm_do = tanh_c * o * (1.0 - o)  # ∂m_t/∂(pre-o): ∂m_t/∂o = tanh(c_t)
+    dm_dc = o * (1.0 - tanh_c**2)  # ∂m_t/∂c_t = o_t ⊙ tanh′(c_t)
     delta = np.empty_like(gates)
     dL_dh, dL_dc = np.empty_like(h[1:]), np.empty_like(c[1:])
     from_next = _zeros_if_none(dL_dfinal[0], h[0])  # W_hhᵀ δ_{t+1}; at t = T: ∂L/∂h_n
@@ -176,11 +182,11 @@ def lstm_backward(
         dL_dm = dL_dh[t] if W_hr is None else dL_dh[t] @ W_hr  # h_t = m_t W_hrᵀ
         # the constant error carousel: the cell state's own route back in time
         dL_dc_next = dL_dc[t + 1] * f[t + 1] if t + 1 < T else dL_dc_n
-        dL_dc[t] = dL_dc_next + dL_dm * o[t] * (1.0 - tanh_c[t] ** 2)
-        delta[t, :, :H] = dL_dc[t] * g[t] * i[t] * (1.0 - i[t])  # ∂c_t/∂i = g, σ′ = σ(1 − σ)
-        delta[t, :, H : 2 * H] = dL_dc[t] * c[t] * f[t] * (1.0 - f[t])  # ∂c_t/∂f = c_{t−1}
-        delta[t, :, 2 * H : 3 * H] = dL_dc[t] * i[t] * (1.0 - g[t] ** 2)  # ∂c_t/∂g = i
-        delta[t, :, 3 * H :] = dL_dm * tanh_c[t] * o[t] * (1.0 - o[t])  # ∂m_t/∂o = tanh(c_t)
+        dL_dc[t] = dL_dc_next + dL_dm * dm_dc[t]
+        delta[t, :, :H] = dL_dc[t] * dc_di[t]
+        delta[t, :, H : 2 * H] = dL_dc[t] * dc_df[t]
+        delta[t, :, 2 * H : 3 * H] = dL_dc[t] * dc_dg[t]
+        delta[t, :, 3 * H :] = dL_dm * dm_do[t]
         from_next = delta[t] @ W_hh
     dL_dc0 = dL_dc[0] * f[0]  # the carousel's last step, into c0
     P = h.shape[-1]
@@ -212,8 +218,8 @@ def gru_forward(gx: Array, state0: State, p: Mapping[str, Array]) -> tuple[Array
     h[0] = h0
     for t in range(T):
         gh = h[t] @ W_hh.T + b_hh  # (N, 3H): the hidden side of r, z, n
-        r[t] = _sigmoid(gx[t, :, :H] + gh[:, :H])
-        z[t] = _sigmoid(gx[t, :, H : 2 * H] + gh[:, H : 2 * H])
+        rz = _sigmoid(gx[t, :, : 2 * H] + gh[:, : 2 * H])  # (N, 2H)
+        r[t], z[t] = rz[:, :H], rz[:, H:]
         gh_n[t] = gh[:, 2 * H :]
         n[t] = np.tanh(gx[t, :, 2 * H :] + r[t] * gh_n[t])  # NOTE: b_hn inside r ⊙ (·), as torch
         h[t + 1] = (1.0 - z[t]) * n[t] + z[t] * h[t]
@@ -227,17 +233,22 @@ def gru_backward(
     W_hh = p["weight_hh"]
     r, z, n, gh_n, h = tape.r, tape.z, tape.n, tape.gh_n, tape.h
     T, H = len(r), r.shape[-1]
+    # the local derivatives, for every t at once (σ′ = σ(1 − σ), tanh′ = 1 − tanh²)
+    dh_dn = (1.0 - z) * (1.0 - n**2)  # ∂h_t/∂(pre-n): ∂h_t/∂n = 1 − z
+    dh_dz = (h[:-1] - n) * z * (1.0 - z)  # ∂h_t/∂(pre-z): ∂h_t/∂z = h_{t−1} − n
+    dn_dr = gh_n * r * (1.0 - r)  # ∂(pre-n)/∂(pre-r): ∂(pre-n)/∂r = h_{t−1} W_hnᵀ + b_hn
     delta = np.empty((T, *r.shape[1:-1], 3 * H))  # ∂L/∂(x W_ihᵀ + b_ih): r, z, n
     delta_hh = np.empty_like(delta)  # ∂L/∂(h W_hhᵀ + b_hh)
     dL_dh = np.empty_like(r)
     from_next = _zeros_if_none(dL_dfinal[0], h[0])
     for t in reversed(range(T)):
         dL_dh[t] = dL_dh_out[t] + from_next
-        delta_n = dL_dh[t] * (1.0 - z[t]) * (1.0 - n[t] ** 2)  # ∂h_t/∂n = 1 − z
-        delta_z = dL_dh[t] * (h[t] - n[t]) * z[t] * (1.0 - z[t])  # ∂h_t/∂z = h_{t−1} − n
-        delta_r = delta_n * gh_n[t] * r[t] * (1.0 - r[t])  # ∂(pre-n)/∂r = h W_hnᵀ + b_hn
-        delta[t] = np.concatenate([delta_r, delta_z, delta_n], axis=-1)
-        delta_hh[t] = np.concatenate([delta_r, delta_z, r[t] * delta_n], axis=-1)
+        delta_n = dL_dh[t] * dh_dn[t]
+        delta[t, :, :H] = delta_n * dn_dr[t]  # δ_r
+        delta[t, :, H : 2 * H] = dL_dh[t] * dh_dz[t]  # δ_z
+        delta[t, :, 2 * H :] = delta_n
+        delta_hh[t, :, : 2 * H] = delta[t, :, : 2 * H]
+        delta_hh[t, :, 2 * H :] = r[t] * delta_n  # the reset gate multiplies the hidden side
         from_next = dL_dh[t] * z[t] + delta_hh[t] @ W_hh
     grads = {"weight_hh": delta_hh.reshape(-1, 3 * H).T @ h[:-1].reshape(-1, H)}
     if "bias_hh" in p:
@@ -542,7 +553,7 @@ class RNNBase(Layer):
             for d in range(D):
                 s = self.suffixes()[k * D + d]
                 p = self._direction_params(s)
-                gx = layer_in @ p["weight_ih"].T + _bias(p, "bias_ih")  # (T, N, G·H)
+                gx = _affine(layer_in, p["weight_ih"].T, _bias(p, "bias_ih"))  # (T, N, G·H)
                 if d == 1:
                     gx = gx[::-1]  # the reverse direction reads t = T−1 … 0
                 state0 = tuple(s0[k * D + d] for s0 in states0)
@@ -614,7 +625,7 @@ class RNNBase(Layer):
                 for j, v in enumerate(d_state0):
                     d_states0[j].append(v)
                 if k > 0 or input_grad:
-                    g = delta_k @ p["weight_ih"]  # (T, N, in_k): Σ over directions
+                    g = _affine(delta_k, p["weight_ih"])  # (T, N, in_k): Σ over directions
                     d_x_k = g if d_x_k is None else d_x_k + g
             d_layer = d_x_k  # NOTE: eval-mode dropout between layers passes δ unchanged
         grads = {name: grads[name] for name in self.params}  # torch's order
