@@ -47,12 +47,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import expit as _sigmoid  # σ(a) = 1/(1 + e^{−a}), no overflow
 
 from manual_bp.ops.activations import Activation, get_activation
+from manual_bp.ops.activations import sigmoid as _sigmoid_activation
 from manual_bp.ops.base import Array, Layer, Shape, _one_or_tuple
 
 State = tuple[Array, ...]  # (h,) or (h, c), each (N, ·)
+_sigmoid = _sigmoid_activation().f  # σ(a) = 1/(1 + e^{−a}), no exponent overflows
 
 
 def _bias(p: Mapping[str, Array], name: str) -> Array | float:
