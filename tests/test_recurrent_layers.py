@@ -477,8 +477,8 @@ PLANTED = {
     ),
     "lstm: gates read in the order i, g, f, o": (
         "LSTM", lambda: _lstm(forward=mutated(
-            recurrent.lstm_forward, "i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))",
-            "i, g, f, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))")),
+            recurrent.lstm_forward, "i, f, g, o = (gates[t, :, k * H",
+            "i, g, f, o = (gates[t, :, k * H")),
     ),
     "lstm: ∂L/∂c0 without the forget gate": (
         "LSTM", lambda: _lstm(backward=mutated(

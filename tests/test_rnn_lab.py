@@ -51,7 +51,7 @@ def _torch_dL_dh(config: lab.FlowConfig, T: int, hidden: int, batch: int, input_
     x = rng_data.normal(size=(T, batch, input_size))
     u = rng_data.normal(size=hidden)
     u /= np.linalg.norm(u)
-    layer = lab._flow_layer(config, input_size, hidden, rng_params)
+    layer = lab.flow_layer(config, input_size, hidden, rng_params)
     cls = {"LSTM": torch.nn.LSTMCell, "GRU": torch.nn.GRUCell}.get(config.cell, torch.nn.RNNCell)
     kw = {"nonlinearity": config.cell} if cls is torch.nn.RNNCell else {}
     cell = cls(input_size, hidden, **kw).double()

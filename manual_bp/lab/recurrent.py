@@ -36,7 +36,7 @@ import numpy as np
 from manual_bp.losses import MSELoss
 from manual_bp.ops.activations import get_activation
 from manual_bp.ops.linear import Linear
-from manual_bp.ops.recurrent import GRU, LSTM, RNN, RNNBase, rnn_backward, rnn_forward
+from manual_bp.ops.recurrent import GRU, LSTM, RNN, RNNBase
 from manual_bp.optim import Adam, clip_grad_norm
 
 Array = np.ndarray
@@ -114,36 +114,25 @@ class FlowResult:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def _flow_layer(config: FlowConfig, input_size: int, hidden: int, rng: np.random.Generator):
-    kind = {"LSTM": "LSTM", "GRU": "GRU"}.get(config.cell, "RNN")
+#: the plain RNNs' f, by FlowConfig.cell (max|f′| = 1 for all three)
+RNN_CELLS = {"tanh": "RNN_TANH", "relu": "RNN_RELU", "linear": "RNN_IDENTITY"}
+
+
+def flow_layer(
+    config: FlowConfig, input_size: int, hidden: int, rng: np.random.Generator
+) -> RNNBase:
+    """The config's one-layer net: torch's U(±1/√H) init, then the config's changes."""
+    kind = config.cell if config.cell in ("LSTM", "GRU") else "RNN"
     params = torch_default_params(kind, input_size, hidden, rng)
     if kind == "RNN":
-        params["weight_hh_l0"] = (
-            np.eye(hidden) if config.cell == "relu" else scaled_orthogonal(hidden, config.rho, rng)
-        )
-        params["bias_ih_l0"][:] = 0.0
-        params["bias_hh_l0"][:] = 0.0
+        identity = config.cell == "relu"  # Le et al.: W_hh = I
+        W_hh = np.eye(hidden) if identity else scaled_orthogonal(hidden, config.rho, rng)
+        params |= {"weight_hh_l0": W_hh, "bias_ih_l0": np.zeros(hidden),
+                   "bias_hh_l0": np.zeros(hidden)}  # fmt: skip
+        return RNNBase(RNN_CELLS[config.cell], input_size, hidden, params=params)
     if config.gate_bias_one:
-        params = gate_bias_one(params, 1, hidden)  # LSTM: i f g o; GRU: r z n
-    if kind == "LSTM":
-        return LSTM(input_size, hidden, params=params)
-    if kind == "GRU":
-        return GRU(input_size, hidden, params=params)
-    if config.cell == "linear":
-        return params
-    return RNN(input_size, hidden, nonlinearity=config.cell, params=params)
-
-
-def _linear_rnn(params: dict[str, Array], x: Array, u_over_n: Array):
-    """The linear RNN h_t = W_ih x_t + W_hh h_{t−1}: the RNN kernels with f = identity."""
-    identity = get_activation("identity")
-    p = {"weight_hh": params["weight_hh_l0"]}
-    gx = x @ params["weight_ih_l0"].T
-    h, _, tape = rnn_forward(gx, (np.zeros(gx.shape[1:]),), p, identity)
-    d_out = np.zeros_like(h)
-    d_out[-1] = u_over_n
-    _, _, _, trace = rnn_backward(d_out, (None,), tape, p, identity)
-    return trace["dL_dh"], tape.z
+        params = gate_bias_one(params, 1, hidden)  # block 1: LSTM's f (i f g o), GRU's z (r z n)
+    return (LSTM if kind == "LSTM" else GRU)(input_size, hidden, params=params)
 
 
 def measure_flow(
@@ -156,40 +145,32 @@ def measure_flow(
     x = rng_data.normal(size=(T, batch, input_size))
     u = rng_data.normal(size=hidden)
     u /= np.linalg.norm(u)
-    u_over_n = np.broadcast_to(u / batch, (batch, hidden))
-    layer = _flow_layer(config, input_size, hidden, rng_params)
-    grad_c, gate_rate, deriv_mean = None, math.nan, math.nan
-    rate_bound = rate_bound_path = rate_exact = math.nan
-    if isinstance(layer, dict):  # the linear RNN
-        dL_dh, _ = _linear_rnn(layer, x, u_over_n)
-        rate_exact = rate_bound = rate_bound_path = math.log10(config.rho)
-        deriv_mean = 1.0
-    else:
-        outs, cache = layer.forward(x)
-        d_out = np.zeros_like(outs[0])
-        d_out[-1] = u_over_n
-        layer.param_grads((d_out, *([None] * (layer.n_outputs - 1))), cache)
-        dL_dh = cache.bptt.dL_dh["l0"]
-        tape = cache.tapes["l0"]
-        if isinstance(layer, LSTM):
-            grad_c = np.sqrt(np.sum(cache.bptt.dL_dc["l0"] ** 2, axis=(1, 2)))
-            f_gate = tape.gates[..., hidden : 2 * hidden]
-            gate_rate = float(np.mean(np.log10(f_gate.mean(axis=(1, 2)))))
-        elif isinstance(layer, GRU):
-            gate_rate = float(np.mean(np.log10(tape.z.mean(axis=(1, 2)))))
-        else:
-            act = get_activation(config.cell)
-            f_prime = act.derivative(tape.z, tape.h[1:])  # (T, N, H)
-            deriv_mean = float(f_prime.mean())
-            rho = config.rho
-            rate_bound = math.log10(rho * 1.0)  # γ = max|f′| = 1 for tanh and relu
-            # ∂h_{t+1}/∂h_t uses f′(z_{t+1}): the T − 1 factors between h_1 and h_T
-            max_f = f_prime[1:].max(axis=(1, 2))
-            with np.errstate(divide="ignore"):
-                rate_bound_path = float(np.mean(np.log10(rho * max_f)))
+    layer = flow_layer(config, input_size, hidden, rng_params)
+    outs, cache = layer.forward(x)
+    d_out = np.zeros_like(outs[0])
+    d_out[-1] = u / batch  # ∂L/∂h_T for L = (1/N) Σ_n u·h_T^(n)
+    layer.param_grads((d_out, *([None] * (layer.n_outputs - 1))), cache)
+    dL_dh, tape = cache.bptt.dL_dh["l0"], cache.tapes["l0"]
     grad_h = np.sqrt(np.sum(dL_dh**2, axis=(1, 2)))  # (T,)
-    with np.errstate(divide="ignore"):
-        rate = float(np.log10(grad_h[0] / grad_h[-1]) / (T - 1))
+    rate = float(np.log10(grad_h[0] / grad_h[-1]) / (T - 1))
+    grad_c = None
+    gate_rate = deriv_mean = rate_bound = rate_bound_path = rate_exact = math.nan
+    if config.cell == "LSTM":
+        grad_c = np.sqrt(np.sum(cache.bptt.dL_dc["l0"] ** 2, axis=(1, 2)))
+        f_gate = tape.gates[..., hidden : 2 * hidden]
+        gate_rate = float(np.mean(np.log10(f_gate.mean(axis=(1, 2)))))
+    elif config.cell == "GRU":
+        gate_rate = float(np.mean(np.log10(tape.z.mean(axis=(1, 2)))))
+    else:
+        act = get_activation("identity" if config.cell == "linear" else config.cell)
+        f_prime = act.derivative(tape.z, tape.h[1:])  # (T, N, H)
+        deriv_mean = float(f_prime.mean())
+        rate_bound = math.log10(config.rho * 1.0)  # ‖W_hh‖₂ = ρ, γ = max|f′| = 1
+        # ∂h_{t+1}/∂h_t carries f′(z_{t+1}): the T − 1 factors between h_1 and h_T
+        with np.errstate(divide="ignore"):
+            rate_bound_path = float(np.mean(np.log10(config.rho * f_prime[1:].max(axis=(1, 2)))))
+        if config.cell == "linear":
+            rate_exact = math.log10(config.rho)
     return FlowResult(config, grad_h, grad_c, rate, rate_bound, rate_bound_path, rate_exact,
                       gate_rate, deriv_mean)  # fmt: skip
 

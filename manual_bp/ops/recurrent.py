@@ -285,7 +285,17 @@ CELLS: dict[str, Cell] = {
     "RNN_RELU": _rnn_cell("relu"),
     "LSTM": Cell("LSTM", 4, 2, lstm_forward, lstm_backward),
     "GRU": Cell("GRU", 3, 1, gru_forward, gru_backward),
+    # NOTE: no torch module has it; the lab's linear RNN, RNNBase("RNN_IDENTITY", …)
+    "RNN_IDENTITY": _rnn_cell("identity"),
 }
+
+
+def _cell(mode: str) -> Cell:
+    if mode not in CELLS:
+        raise ValueError(f"unknown recurrent cell {mode!r}; known: {', '.join(CELLS)}")
+    return CELLS[mode]
+
+
 #: nn.RNN's `nonlinearity` → the cell.
 RNN_NONLINEARITIES = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
 
@@ -394,10 +404,14 @@ class RNNBase(Layer):
 
     `params` maps torch's names (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0,
     weight_hr_l0 with proj_size, `_reverse` for the second direction) to arrays in torch's
-    layouts; the other arguments are the torch module's attributes of the same names, so a
-    converted module is `Layer(**{a: getattr(m, a) for a in Layer.OPTIONS},
-    params=dict(m.named_parameters()), initial_state=…)`. `initial_state`: forward takes h0
-    (LSTM: h0 and c0) after x, as torch's hx; otherwise the state starts at zero.
+    layouts (copied as float64 when given in another dtype); the other arguments are the
+    torch module's attributes of the same names, so converting a module m is
+
+        LSTM(**{a: getattr(m, a) for a in LSTM.OPTIONS}, initial_state=…,
+             params={n: p.detach().numpy() for n, p in m.named_parameters()})
+
+    `initial_state`: forward takes h0 (LSTM: h0 and c0) after x, as torch's hx; otherwise the
+    state starts at zero. `mode` (RNNBase only) is a key of CELLS.
     """
 
     reports_delta = True
@@ -423,7 +437,7 @@ class RNNBase(Layer):
         initial_state: bool = False,
     ) -> None:
         super().__init__()
-        self.cell = CELLS[mode]
+        self.cell = _cell(mode)
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.num_layers = _positive_int("num_layers", num_layers)
@@ -760,7 +774,7 @@ class CellBase(Layer):
         initial_state: bool = False,
     ) -> None:
         super().__init__()
-        self.cell = CELLS[mode]
+        self.cell = _cell(mode)
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.bias, self.initial_state = bool(bias), bool(initial_state)
