@@ -431,9 +431,17 @@ def test_cell_matches_autograd(name):
     assert list(grads) == list(params)
     for (pname, got), w in zip(grads.items(), want[len(xs) :], strict=True):
         assert_close(f"∂L/∂{pname}", name, got, w.numpy(), **TOL)
-    _, _, bptt = layer.backward_trace(weights if spec.mode == "LSTM" else weights[0], cache)
+    bptt = cache.bptt
     G = {"LSTM": 4, "GRU": 3}.get(spec.mode, 1)
-    assert bptt.delta[""].shape == (spec.N if spec.N is not None else 1, G * spec.hidden_size)
+    N = spec.N if spec.N is not None else 1
+    assert bptt.delta[""].shape == (N, G * spec.hidden_size)
+    assert bptt.dL_dh[""].shape == (N, spec.hidden_size)
+    # δ of the cell is ∂L/∂(x W_ihᵀ + b_ih): its column sums are ∂L/∂b_ih
+    if spec.bias:
+        assert_close("Σ_n δ = ∂L/∂b_ih", name, bptt.delta[""].sum(axis=0), grads["bias_ih"],
+                     **TOL)  # fmt: skip
+    assert_close("δᵀ x = ∂L/∂W_ih", name, bptt.delta[""].T @ arrays[0].reshape(N, -1),
+                 grads["weight_ih"], **TOL)  # fmt: skip
 
 
 # --- planted bugs: each mutation of a kernel must make the comparison fail ----------------------

@@ -750,6 +750,17 @@ class GRU(RNNBase):
 # --- the cells: one step, the kernels above with T = 1 ------------------------------------
 
 
+@dataclass
+class CellCache:
+    """Forward's tape for one step: the kernel's tape (T = 1) and the input x (N, I)."""
+
+    tape: Any
+    x: Array
+    batched: bool
+    #: filled by backward: δ (N, G·H) and ∂L/∂h′ (N, H) under key "" (see BPTT)
+    bptt: BPTT | None = None
+
+
 class CellBase(Layer):
     """nn.RNNCell / nn.LSTMCell / nn.GRUCell: one step of the kernels above.
 
@@ -806,7 +817,7 @@ class CellBase(Layer):
             _check_state(name, got, h_shape)
         return h_shape if self.n_outputs == 1 else (h_shape, h_shape)
 
-    def forward(self, *a_prev: Array) -> tuple[Any, tuple[Any, Array, bool]]:
+    def forward(self, *a_prev: Array) -> tuple[Any, CellCache]:
         a_prev = tuple(np.asarray(a, dtype=np.float64) for a in a_prev)
         self.shape(*(a.shape for a in a_prev))
         batched = a_prev[0].ndim == 2
@@ -818,13 +829,13 @@ class CellBase(Layer):
         gx = (x @ p["weight_ih"].T + _bias(p, "bias_ih"))[None]  # (1, N, G·H)
         h, final, tape = self.cell.forward(gx, tuple(states), p)
         outs = [v if batched else v[0] for v in final]  # h′ (, c′), each (N, H)
-        return _one_or_tuple(outs), (tape, x, batched)
+        return _one_or_tuple(outs), CellCache(tape, x, batched)
 
     def backward_trace(
-        self, delta: Any, cache: tuple[Any, Array, bool], *, input_grad: bool = True
+        self, delta: Any, cache: CellCache, *, input_grad: bool = True
     ) -> tuple[Any, dict[str, Array], BPTT]:
         """One step of the layer's BPTT: ∂L/∂x = δ W_ih, ∂L/∂W_ih = δᵀ x, plus the kernel's."""
-        tape, x, batched = cache
+        tape, x, batched = cache.tape, cache.x, cache.batched
         deltas = (delta,) if self.n_outputs == 1 else delta
         if not isinstance(deltas, tuple) or len(deltas) != self.n_outputs:
             raise ValueError(
@@ -853,10 +864,14 @@ class CellBase(Layer):
             return unbatch(d_x), grads, bptt
         return tuple(unbatch(a) for a in (d_x, *d_state0)), grads, bptt
 
-    def backward(self, delta: Any, cache: tuple[Any, Array, bool]) -> tuple[Any, dict[str, Array]]:
-        """(∂L/∂x [, ∂L/∂h, ∂L/∂c]), ∂L/∂θ; the trace is not kept (use backward_trace)."""
-        d_prev, grads, _ = self.backward_trace(delta, cache)
+    def backward(self, delta: Any, cache: CellCache) -> tuple[Any, dict[str, Array]]:
+        """(∂L/∂x [, ∂L/∂h, ∂L/∂c]), ∂L/∂θ; leaves the step's trace in cache.bptt."""
+        d_prev, grads, cache.bptt = self.backward_trace(delta, cache)
         return d_prev, grads
+
+    def param_grads(self, delta: Any, cache: CellCache) -> dict[str, Array]:
+        _, grads, cache.bptt = self.backward_trace(delta, cache, input_grad=False)
+        return grads
 
 
 class RNNCell(CellBase):
