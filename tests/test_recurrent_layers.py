@@ -623,3 +623,51 @@ def test_params_follow_torch_order_and_shapes():
     assert layer.decayed == () and layer.reports_delta
     assert replace(spec, initial_state=True) != spec
     assert manual_layer(module, replace(spec, initial_state=True)).n_inputs == 3
+
+
+# --- inside a manual_bp Network: several inputs, Select, a tuple δ with None -------------------
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_inside_a_network(input_grad):
+    """x, h0, c0 → LSTM → h_n + c_n (two Selects, an Add) → Linear → MSE, against autograd; the
+    δ the network hands the LSTM is (None, δ_h, δ_c) and its trace lands in the tape's cache."""
+    from manual_bp.losses import MSELoss
+    from manual_bp.network import Network, Node
+    from manual_bp.ops import Add, Linear
+    from manual_bp.ops.graph import Select
+
+    spec = Spec("LSTM", num_layers=2, bidirectional=True, initial_state=True, hidden_size=4)
+    module = torch_module(spec)
+    head = torch.nn.Linear(4, 1).double()
+    x, h0, c0 = inputs(spec)
+    target = np.random.default_rng(9).normal(size=(4, 2, 1))
+    net = Network(
+        [
+            Node("lstm", manual_layer(module, spec), ("x", "h0", "c0")),
+            Node("h_n", Select(1), ("lstm",)),
+            Node("c_n", Select(2), ("lstm",)),
+            Node("sum", Add(2), ("h_n", "c_n")),
+            Node(
+                "head", Linear(head.weight.detach().numpy(), head.bias.detach().numpy()), ("sum",)
+            ),  # fmt: skip
+        ],
+        inputs=("x", "h0", "c0"),
+    )
+    result = net.loss_and_gradients((x, h0, c0), target, MSELoss(), input_grad=input_grad)
+    xs = [torch.from_numpy(a).requires_grad_(True) for a in (x, h0, c0)]
+    _, (h_n, c_n) = module(xs[0], (xs[1], xs[2]))
+    loss = torch.nn.functional.mse_loss(head(h_n + c_n), torch.from_numpy(target))
+    loss.backward()
+    assert result.loss == pytest.approx(float(loss.detach()), rel=1e-12)
+    for name, p in [*(("lstm." + n, p) for n, p in module.named_parameters()),
+                    *(("head." + n, p) for n, p in head.named_parameters())]:  # fmt: skip
+        assert_close(f"∂L/∂{name}", "network", result.grads[name], p.grad.numpy(), **TOL)
+    delta = result.deltas["lstm"]
+    assert isinstance(delta, tuple) and delta[0] is None
+    bptt = result.tape.cache["lstm"].bptt
+    assert list(bptt.delta) == ["l0", "l0_reverse", "l1", "l1_reverse"]
+    if input_grad:
+        for name, t in zip(("x", "h0", "c0"), xs, strict=True):
+            assert_close(f"∂L/∂{name}", "network", result.gradients.dL_dinputs[name],
+                         t.grad.numpy(), **TOL)  # fmt: skip
