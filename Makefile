@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 report: $(STAMP)
 	$(PY) -m experiments.worked_example
+	$(PY) -m experiments.worked_example_rnn
 	$(PY) -m experiments.gradient_flow
 	$(PY) -m experiments.training
+	$(PY) -m experiments.rnn_gradient_flow
 	$(PY) -m experiments.benchmark
 
 test: $(STAMP)

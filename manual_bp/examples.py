@@ -32,3 +32,29 @@ def seed_network() -> Network:
 def seed_loss() -> HalfSquaredError:
     """E_total = Σ ½ (target − out)²."""
     return HalfSquaredError()
+
+
+# --- the RNN worked example: a 2-step, 2-unit tanh RNN -------------------------------------
+#
+#     z_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh,   h_t = tanh(z_t),   h_0 = 0
+#     E = Σ_t ½ ‖h_t − y_t‖²        (a loss at both steps: two routes into h_1)
+#
+# Layouts are torch's nn.RNN(1, 2): x (T, N, I) = (2, 1, 1), out (2, 1, 2). W_hh is 0.559 × a
+# rotation, so both its singular values are √(0.5² + 0.25²) = 0.559017.
+
+from manual_bp.ops.recurrent import RNN  # noqa: E402  (this section was appended)
+
+RNN_X = np.array([[[1.0]], [[0.5]]])  # x_1, x_2
+RNN_TARGETS = np.array([[[0.5, -0.5]], [[1.0, 0.0]]])  # y_1, y_2
+RNN_W_IH = np.array([[0.5], [-0.25]])
+RNN_W_HH = np.array([[0.5, -0.25], [0.25, 0.5]])
+RNN_B_IH = np.array([0.1, 0.0])
+RNN_B_HH = np.array([0.0, 0.0])
+
+
+def rnn_example(*, initial_state: bool = False) -> RNN:
+    """The worked example's nn.RNN(1, 2) (tanh, one layer) as a manual_bp layer; with
+    initial_state it takes h_0 (give zeros) and returns ∂E/∂h_0 too."""
+    params = {"weight_ih_l0": RNN_W_IH, "weight_hh_l0": RNN_W_HH, "bias_ih_l0": RNN_B_IH,
+              "bias_hh_l0": RNN_B_HH}  # fmt: skip
+    return RNN(1, 2, params={k: v.copy() for k, v in params.items()}, initial_state=initial_state)
