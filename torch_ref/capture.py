@@ -320,6 +320,14 @@ def _mutated(kind: str, target: Any, args: tuple, kwargs: dict, module: Any) -> 
     return None
 
 
+def _first_ref(value: Any) -> Ref | None:
+    if isinstance(value, Ref):
+        return value
+    if isinstance(value, (tuple, list)):
+        return next((r for r in map(_first_ref, value) if r is not None), None)
+    return None
+
+
 def _has_tensor(value: Any) -> bool:
     if isinstance(value, (Ref, Param, Op)):
         return True
@@ -636,8 +644,9 @@ class _Tracer(fx.Tracer):
         key, k = target, 1
         while key in outputs:
             key, k = f"{target}#{k}", k + 1
-        if isinstance(result, Ref):
-            outputs[key] = result.name
+        first = _first_ref(result)  # a module returning a tuple: its first output
+        if first is not None:
+            outputs[key] = first.name
 
     def _bind(self, proxy: fx.Proxy, result: Any) -> Any:
         """The proxy for a Ref; for a structure of Refs, a structure of proxies (one getitem

@@ -44,7 +44,9 @@ Inputs = torch.Tensor | Sequence[torch.Tensor]
 class Trace:
     """Everything the manual pass computed, as float64 CPU tensors.
 
-    `deltas`: δ = ∂L/∂z of every weighted layer (Linear, Conv, ...) by qualified name;
+    `deltas`: δ = ∂L/∂z of every weighted layer (Linear, Conv, ...) by qualified name; for a
+    recurrent layer, δ of every time step, (layers × directions, T, N, gates · H), time-major
+    whatever batch_first says (a cell: (N, gates · H));
     `outputs`: each leaf module's forward output; `grads`: ∂L/∂θ keyed like
     named_parameters(); `input_grads`: ∂L/∂x for each floating input (a tensor, or a tuple
     matching `inputs`) when asked for with `input_grads=True`, else None.
@@ -55,6 +57,9 @@ class Trace:
     deltas: dict[str, torch.Tensor]
     outputs: dict[str, torch.Tensor]
     input_grads: torch.Tensor | tuple[torch.Tensor | None, ...] | None = None
+    #: recurrent layers: ∂L/∂h_t of every step, (layers × directions, T, N, H) by layer name
+    #: (an LSTM's ∂L/∂c_t under "<name>.c"); their δ of every step is in `deltas`
+    hidden_grads: dict[str, torch.Tensor] = field(default_factory=dict)
     network: Network = field(default=None, repr=False)  # type: ignore[assignment]
     result: Result = field(default=None, repr=False)  # type: ignore[assignment]
 
@@ -300,12 +305,53 @@ def _named_tensor(model: nn.Module, name: str) -> torch.Tensor:
 
 
 def _deltas(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
-    """δ of every weighted layer; zero for a layer the loss does not depend on."""
-    shapes = problem.captured.shapes
-    return {
-        n: result.deltas[n] if n in result.deltas else np.zeros(shapes[n])
-        for n in problem.captured.delta_nodes
-    }
+    """δ of every weighted layer; zero for a layer the loss does not depend on. A recurrent
+    layer's δ is that of every time step (see `_steps`)."""
+    shapes, nodes = problem.captured.shapes, _nodes(problem)
+    out = {}
+    for n in problem.captured.delta_nodes:
+        steps = _steps(nodes[n].layer, result.tape.cache.get(n), "delta")
+        if steps is not None:
+            out[n] = steps
+        elif n in result.deltas and isinstance(result.deltas[n], np.ndarray):
+            out[n] = result.deltas[n]
+        elif not _is_multi(shapes[n]):
+            out[n] = np.zeros(shapes[n])
+    return out
+
+
+def _nodes(problem: _Problem) -> dict[str, Any]:
+    return {node.name: node for node in problem.captured.network.nodes}
+
+
+def _is_multi(shape: Any) -> bool:
+    return bool(shape) and all(isinstance(s, tuple) for s in shape)
+
+
+def _steps(layer: Any, cache: Any, what: str) -> np.ndarray | None:
+    """A recurrent layer's record of backprop through time, stacked like torch's h_n: (layers ×
+    directions, T, N, ·) for RNN/LSTM/GRU, (N, ·) for a cell. `what`: "delta" (∂L/∂ of the
+    gate pre-activations), "dL_dh" (∂L/∂h_t) or "dL_dc" (LSTM's ∂L/∂c_t)."""
+    record = getattr(cache, "bptt", None)
+    if record is None:
+        return None
+    by_key = getattr(record, what)
+    if not by_key:
+        return None
+    arrays = list(by_key.values())
+    return arrays[0] if list(by_key) == [""] else np.stack(arrays)
+
+
+def _hidden_grads(problem: _Problem, result: Result) -> dict[str, np.ndarray]:
+    """∂L/∂h_t of every recurrent layer (and ∂L/∂c_t of an LSTM, as "<name>.c")."""
+    nodes, out = _nodes(problem), {}
+    for n in problem.captured.delta_nodes:
+        cache = result.tape.cache.get(n)
+        for what, key in (("dL_dh", n), ("dL_dc", f"{n}.c")):
+            steps = _steps(nodes[n].layer, cache, what)
+            if steps is not None:
+                out[key] = steps
+    return out
 
 
 def _input_grads(problem: _Problem, result: Result) -> list[np.ndarray | None]:
@@ -375,6 +421,7 @@ def manual_trace(
         deltas=_as_tensors(_deltas(problem, result)),
         outputs={m: _tensor(np.asarray(v)) for m, v in outputs.items()},
         input_grads=dx,
+        hidden_grads=_as_tensors(_hidden_grads(problem, result)),
         network=problem.captured.network,
         result=result,
     )
@@ -513,7 +560,11 @@ def _autograd(problem: _Problem) -> _Reference:
             if (fn, k) in mode.values:
                 seen[node] = _pick(mode.values[(fn, k)], captured.probes[node].index)
     names = list(problem.params)
-    deltas = [n for n in captured.delta_nodes if n in seen and seen[n].requires_grad]
+    deltas = [
+        n
+        for n in captured.delta_nodes
+        if isinstance(seen.get(n), torch.Tensor) and seen[n].requires_grad
+    ]
     floats = [x for x in inputs if x.is_floating_point()] if problem.input_grads else []
     wrt = [twin_params[n] for n in names] + [seen[n] for n in deltas] + floats
     with torch.enable_grad():
@@ -581,7 +632,7 @@ def _rows(problem: _Problem, manual: _Pass, ref: _Reference, rtol: float, atol: 
         for n in problem.params
     ]
     for name, delta in _deltas(problem, manual.result).items():
-        if name in ref.deltas:
+        if name in ref.deltas and np.shape(ref.deltas[name]) == np.shape(delta):
             rows.append(compare("delta", name, delta, ref.deltas[name], rtol, atol))
     if problem.input_grads:
         names = problem.captured.network.inputs
