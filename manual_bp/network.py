@@ -19,7 +19,7 @@ layers (a residual connection, a concatenation), its gradient is the sum of thei
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,8 @@ class Gradients:
     deltas: dict[str, Array]
     grads: dict[str, dict[str, Array]]
     dL_dinputs: dict[str, Array] = field(default_factory=dict)
+    #: ∂L/∂a of the values a caller asked to keep (Network.backprop)
+    kept: dict[str, Array] = field(default_factory=dict)
 
     @property
     def dL_dinput(self) -> Array | None:
@@ -207,14 +209,31 @@ class Network:
         it for an input that does not require grad): layers fed by inputs only give ∂L/∂θ.
         A layer that sends no gradient to an input (integer token ids) returns None for it.
         """
-        dL_da: dict[str, Any] = {self.output: dL_doutput}
+        return self.backprop(tape, {self.output: dL_doutput}, input_grad=input_grad)
+
+    def backprop(
+        self,
+        tape: Tape,
+        seeds: dict[str, Any],
+        *,
+        input_grad: bool = True,
+        keep: Collection[str] = (),
+    ) -> Gradients:
+        """The δ recursion started from ∂L/∂a at chosen values (`seeds`, by node or input
+        name): the backward pass is the case seeds = {output: ∂L/∂output}. ∂L/∂a of the
+        values named in `keep` is kept in `Gradients.kept` (a vector–Jacobian product of the
+        part of the network between them and the seeds)."""
+        dL_da: dict[str, Any] = dict(seeds)
         deltas: dict[str, Array] = {}
         grads: dict[str, dict[str, Array]] = {}
+        kept: dict[str, Any] = {}
         for node in reversed(self.nodes):
             if node.name not in dL_da:  # feeds nothing the loss depends on
                 continue
             # δ^(l) = f′(z^(l)) ⊙ ∂L/∂a^(l)
             delta = dL_da.pop(node.name)
+            if node.name in keep:
+                kept[node.name] = delta
             if node.act is not IDENTITY:
                 delta = node.act.derivative(tape.z[node.name], tape.a[node.name]) * delta
             deltas[node.name] = delta
@@ -229,7 +248,8 @@ class Network:
                 if g is not None:
                     dL_da[src] = _accumulate(dL_da.get(src), g)
         inputs = {k: dL_da[k] for k in self.inputs if dL_da.get(k) is not None}
-        return Gradients(deltas, grads, inputs)
+        kept.update({k: v for k, v in inputs.items() if k in keep})
+        return Gradients(deltas, grads, inputs, kept)
 
     def loss_and_gradients(
         self,

@@ -85,8 +85,8 @@ class Captured:
     #: tensors created in forward(), by the get_attr target the graph uses for them
     constants: dict[str, torch.Tensor]
     shapes: dict[str, Any]
-    #: custom autograd.Function calls: (Function class name, input names, output names)
-    functions: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+    #: the custom autograd.Function calls, in call order (with `tag_functions` only)
+    functions: list[Any] = field(default_factory=list)
 
 
 # --- where in the user's code --------------------------------------------------------
@@ -482,7 +482,7 @@ class _Tracer(fx.Tracer):
         self.float_dtype = torch.float32
         self.concrete: dict[str, Any] = {}
         self.tag_functions = tag_functions
-        self.fn_regions: dict[int, tuple[str, list[fx.Node]]] = {}
+        self.fn_regions: dict[int, tuple[str, list[str | None], list[str]]] = {}
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return lookup_module(type(m)) is not None
@@ -669,16 +669,46 @@ class _Tracer(fx.Tracer):
         return result
 
     def _tag(self, node: fx.Node, before: int) -> None:
-        """Record the nodes built inside a custom autograd.Function's forward."""
+        """Record the nodes built inside a custom autograd.Function's forward, and (at its
+        first op) the values it was called with."""
         f = sys._getframe(2)
         while f is not None:
             ctx = f.f_locals.get("ctx") if f.f_code.co_name == "forward" else None
             cls = getattr(type(ctx), "_forward_cls", None) if ctx is not None else None
             if cls is not None:
-                region = self.fn_regions.setdefault(id(ctx), (cls.__name__, []))
-                region[1].extend(self.conv.b.nodes[before:])
+                if id(ctx) not in self.fn_regions:
+                    self.fn_regions[id(ctx)] = (cls.__name__, self._arguments(f), [])
+                self.fn_regions[id(ctx)][2].extend(n.name for n in self.conv.b.nodes[before:])
                 return
             f = f.f_back
+
+    def _arguments(self, frame: FrameType) -> list[str | None]:
+        """The value names a Function's forward(ctx, *args) was called with (None for an
+        argument that is not a tensor)."""
+        code = frame.f_code
+        names = list(code.co_varnames[1 : code.co_argcount])
+        values = [frame.f_locals.get(n) for n in names]
+        if code.co_flags & inspect.CO_VARARGS:
+            values.extend(frame.f_locals.get(code.co_varnames[code.co_argcount], ()))
+        out: list[str | None] = []
+        for v in values:
+            value = self.values.get(v.node) if isinstance(v, fx.Proxy) else None
+            if isinstance(value, Param):
+                value = self.conv.b.leaf(value)
+            out.append(value.name if isinstance(value, Ref) else None)
+        return out
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A call of a custom autograd.Function in the forward: its class, the values it was
+    called with (None for a non-tensor argument), the nodes its forward built, and the
+    values it returned (those nodes' values read outside it, or the network's output)."""
+
+    cls: str
+    inputs: tuple[str | None, ...]
+    nodes: tuple[str, ...]
+    outputs: tuple[str, ...]
 
 
 # --- entry points --------------------------------------------------------------------
@@ -756,7 +786,7 @@ def capture(
     conv = _Converter(model, b)
     refs = [Ref(n, tuple(s), kind) for n, (s, kind) in zip(names, inputs, strict=True)]
     children = None if tag_functions else _sequential_children(model)
-    regions: dict[int, tuple[str, list[fx.Node]]] = {}
+    regions: dict[int, tuple[str, list[str | None], list[str]]] = {}
     if children is not None:
         graph, output = _capture_sequential(conv, children, refs[0])
     else:
@@ -781,7 +811,10 @@ def capture(
             f"{type(model).__name__}.forward must return one tensor computed from its input, "
             f"got {type(output).__name__}"
         )
-    nodes, renamed, fused = b.fuse(output.name)
+    if tag_functions:  # keep every node as built: a Function's nodes stay its own
+        nodes, renamed, fused = list(b.nodes), {}, {}
+    else:
+        nodes, renamed, fused = b.fuse(output.name)
     network = Network(nodes, output=renamed.get(output.name, output.name), inputs=names)
     module_outputs = {m: renamed.get(n, n) for m, n in b.module_outputs.items()}
     value_fx = {renamed.get(n, n): f for n, f in b.value_fx.items() if n not in fused}
@@ -793,7 +826,10 @@ def capture(
     for n, p in b.probes.items():  # a fused node keeps its layer's probe (its z)
         probes.setdefault(renamed.get(n, n), p)
     delta_nodes = [n.name for n in network.nodes if n.layer.reports_delta]
-    functions = [(cls, *_region_io(nodes_, network)) for cls, nodes_ in regions.values()]
+    functions = [
+        FunctionCall(cls, tuple(ins), tuple(region), _region_outputs(region, network))
+        for cls, ins, region in regions.values()
+    ]
     return Captured(
         network,
         b.params,
@@ -831,14 +867,11 @@ def _traced_error(model: nn.Module, refs: list[Ref], err: Exception) -> Exceptio
     )
 
 
-def _region_io(region: list[Node], network: Network) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A custom Function's inputs (values it reads from outside) and outputs (its values
-    read outside it, or the network's output)."""
-    inside = {n.name for n in region}
-    ins = tuple(dict.fromkeys(i for n in region for i in n.inputs if i not in inside))
+def _region_outputs(region: list[str], network: Network) -> tuple[str, ...]:
+    """A Function's outputs: its values read outside it, or the network's output."""
+    inside = set(region)
     used_outside = {i for n in network.nodes if n.name not in inside for i in n.inputs}
-    outs = tuple(n.name for n in region if n.name in used_outside or n.name == network.output)
-    return ins, outs
+    return tuple(n for n in region if n in used_outside or n == network.output)
 
 
 def _capture_sequential(

@@ -30,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 
 import manual_bp.losses as L
 from manual_bp.network import Network, Result
-from torch_ref import ties
+from torch_ref import custom, ties
 from torch_ref.capture import Captured, capture
 from torch_ref.losses import convert_loss, target_to_numpy
 from torch_ref.registry import lookup_module
@@ -676,7 +676,11 @@ def compare_gradients(
                 as_tie(r, replayed.entries, layers) if not r.ok and r2.ok else r
                 for r, r2 in zip(rows, again, strict=True)
             ]
-    return GradientReport(manual.loss, ref.loss, rows, rtol=rtol, atol=atol)
+    notes: list[str] = []
+    if not all(r.ok for r in rows):  # name any custom autograd.Function that is responsible
+        fn_rows, notes = custom.explain(problem, rtol, atol)
+        rows.extend(fn_rows)
+    return GradientReport(manual.loss, ref.loss, rows, rtol=rtol, atol=atol, notes=notes)
 
 
 def assert_gradients_close(
