@@ -411,6 +411,16 @@ class AvgPool3d(_AvgPoolNd):
 
     n_spatial = 3
 
+    def shape(self, in_shape: Shape) -> Shape:
+        spatial = self._spatial(in_shape)
+        # NOTE: unlike 1-d and 2-d, torch's avg_pool3d wants the unpadded input ≥ the kernel
+        if any(L < k for L, k in zip(spatial, self.kernel_size, strict=True)):
+            raise ValueError(
+                f"input shape {tuple(in_shape)} is smaller than kernel_size {self.kernel_size} "
+                "(AvgPool3d does not count its padding here, as torch)"
+            )
+        return super().shape(in_shape)
+
 
 # --- adaptive pooling ------------------------------------------------------------------
 
