@@ -427,6 +427,12 @@ class GroupNorm(Layer):
                 f"expected the number of channels to be divisible by num_groups "
                 f"{self.num_groups}, got shape {in_shape}"
             )
+        # NOTE: torch's F.group_norm checks N · C/G · spatial (the batch too) for more than 1
+        if in_shape[0] * (C // self.num_groups) * int(np.prod(in_shape[2:], dtype=np.int64)) == 1:
+            raise ValueError(
+                f"expected more than 1 value per group (torch counts the batch too), got input "
+                f"shape {in_shape} with num_groups {self.num_groups}"
+            )
         return in_shape
 
     def forward(self, x: Array) -> tuple[Array, Any]:
