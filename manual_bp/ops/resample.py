@@ -2,7 +2,8 @@
 
 Interpolation is separable: along each spatial axis, output position o reads a few input
 positions with fixed weights, an (L_out, L_in) sparse matrix M (one row per output
-position). The N-d map is the product of the axes' maps, applied one axis at a time,
+position, stored by its 1, 2 or 4 taps: `AxisMap`). The N-d map is the product of the
+axes' maps, applied one axis at a time,
 
     z = x ×_D M_D ×_H M_H ×_W M_W           δ_prev = δ ×_D M_Dᵀ ×_H M_Hᵀ ×_W M_Wᵀ
 
@@ -37,10 +38,10 @@ permutation, and each one's backward is the other.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from manual_bp.ops.base import Array, Layer, Shape
 from manual_bp.ops.pooling import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d
@@ -109,24 +110,58 @@ def nearest_source_in_backward(L_in: int, L_out: int, scale: float | None, exact
     return np.minimum(np.floor(o.astype(np.float32) * s).astype(np.int64), L_in - 1)
 
 
-def nearest_rows(
-    L_in: int, L_out: int, scale: float | None, exact: bool
-) -> tuple[Array, Array, Array]:
-    """(rows, cols, weights) of nearest / nearest-exact: one source per output position."""
-    return np.arange(L_out), nearest_source(L_in, L_out, scale, exact), np.ones(L_out)
+@dataclass(frozen=True)
+class AxisMap:
+    """One axis's (L_out, L_in) interpolation matrix M, stored by its taps: output position
+    o = Σ_j weight[j, o] · x[index[j, o]] (1 tap for nearest, 2 linear, 4 cubic). Taps
+    clamped onto one border cell stay separate terms, as torch sums them."""
+
+    index: Array  # (taps, L_out) input positions
+    weight: Array  # (taps, L_out)
+    L_in: int
+
+    def apply(self, x: Array, axis: int) -> Array:
+        """x ×_axis M: the axis of size L_in replaced by L_out."""
+        xf = np.moveaxis(x, axis, 0)  # (L_in, ...)
+        shape = (-1,) + (1,) * (xf.ndim - 1)
+        y = self.weight[0].reshape(shape) * xf[self.index[0]]
+        for i, w in zip(self.index[1:], self.weight[1:], strict=True):
+            y = y + w.reshape(shape) * xf[i]  # (L_out, ...)
+        return np.moveaxis(y, 0, axis)
+
+    def apply_transpose(self, g: Array, axis: int) -> Array:
+        """g ×_axis Mᵀ: each input position collects what read it, with its weight."""
+        gf = np.moveaxis(g, axis, 0)  # (L_out, ...)
+        shape = (-1,) + (1,) * (gf.ndim - 1)
+        dx = np.zeros((self.L_in, *gf.shape[1:]))
+        for i, w in zip(self.index, self.weight, strict=True):
+            np.add.at(dx, i, w.reshape(shape) * gf)  # (L_in, ...)
+        return np.moveaxis(dx, 0, axis)
+
+    def dense(self) -> Array:
+        """M itself, (L_out, L_in)."""
+        M = np.zeros((self.index.shape[1], self.L_in))
+        rows = np.arange(self.index.shape[1])
+        for i, w in zip(self.index, self.weight, strict=True):
+            np.add.at(M, (rows, i), w)
+        return M
 
 
-def linear_rows(
-    L_in: int, L_out: int, align_corners: bool, scale: float | None
-) -> tuple[Array, Array, Array]:
-    """(rows, cols, weights) of linear interpolation: (1 − λ) x[i₀] + λ x[i₁]."""
+def nearest_map(L_in: int, L_out: int, scale: float | None, exact: bool) -> AxisMap:
+    """nearest / nearest-exact: one source per output position, weight 1."""
+    src = nearest_source(L_in, L_out, scale, exact)
+    return AxisMap(src[None], np.ones((1, L_out)), L_in)
+
+
+def linear_map(L_in: int, L_out: int, align_corners: bool, scale: float | None) -> AxisMap:
+    """linear: (1 − λ) x[i₀] + λ x[i₁], i₁ = i₀ + 1 but on the last cell."""
     o = np.arange(L_out)
     if L_out == L_in:  # NOTE: torch copies, whatever the scale factor
-        return o, o, np.ones(L_out)
+        return AxisMap(np.stack([o, o]), np.stack([np.ones(L_out), np.zeros(L_out)]), L_in)
     r = _source(_ratio(L_in, L_out, align_corners, scale), o, align_corners, cubic=False)
     i0, lam = _guard(r, L_in)
     i1 = i0 + (i0 < L_in - 1)
-    return np.concatenate([o, o]), np.concatenate([i0, i1]), np.concatenate([1.0 - lam, lam])
+    return AxisMap(np.stack([i0, i1]), np.stack([1.0 - lam, lam]), L_in)
 
 
 def cubic_coefficients(t: Array, A: float = -0.75) -> list[Array]:
@@ -141,36 +176,22 @@ def cubic_coefficients(t: Array, A: float = -0.75) -> list[Array]:
     return [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
 
 
-def cubic_rows(
-    L_in: int, L_out: int, align_corners: bool, scale: float | None
-) -> tuple[Array, Array, Array]:
-    """(rows, cols, weights) of bicubic interpolation along one axis, borders clamped."""
+def cubic_map(L_in: int, L_out: int, align_corners: bool, scale: float | None) -> AxisMap:
+    """bicubic along one axis: four taps around i₀, indices clamped to the input."""
     o = np.arange(L_out)
     r = _source(_ratio(L_in, L_out, align_corners, scale), o, align_corners, cubic=True)
     i0, t = _guard(r, L_in)
-    cols = [np.clip(i0 - 1 + j, 0, L_in - 1) for j in range(4)]
-    return np.tile(o, 4), np.concatenate(cols), np.concatenate(cubic_coefficients(t))
+    index = np.stack([np.clip(i0 - 1 + j, 0, L_in - 1) for j in range(4)])
+    return AxisMap(index, np.stack(cubic_coefficients(t)), L_in)
 
 
-def interpolation_matrix(
-    mode: str, L_in: int, L_out: int, align_corners: bool, scale: float | None
-) -> sp.csr_matrix:
-    """M (L_out, L_in): output position o = Σ_i M[o, i] · input position i, as torch's kernel."""
+def axis_map(mode: str, L_in: int, L_out: int, align_corners: bool, scale: float | None) -> AxisMap:
+    """M (L_out, L_in) of one axis: output position o = Σ_i M[o, i] · input position i."""
     if mode in ("nearest", "nearest-exact"):
-        rows, cols, w = nearest_rows(L_in, L_out, scale, exact=mode == "nearest-exact")
-    elif mode == "bicubic":
-        rows, cols, w = cubic_rows(L_in, L_out, align_corners, scale)
-    else:
-        rows, cols, w = linear_rows(L_in, L_out, align_corners, scale)
-    # duplicates (both taps clamped onto one border cell) are summed
-    return sp.csr_matrix((w, (rows, cols)), shape=(L_out, L_in))
-
-
-def along(x: Array, M: sp.spmatrix, axis: int) -> Array:
-    """x ×_axis M: the axis of size L_in replaced by M's L_out rows."""
-    moved = np.moveaxis(x, axis, 0)
-    y = M @ moved.reshape(moved.shape[0], -1)  # (L_out, everything else)
-    return np.moveaxis(np.asarray(y).reshape(M.shape[0], *moved.shape[1:]), 0, axis)
+        return nearest_map(L_in, L_out, scale, exact=mode == "nearest-exact")
+    if mode == "bicubic":
+        return cubic_map(L_in, L_out, align_corners, scale)
+    return linear_map(L_in, L_out, align_corners, scale)
 
 
 # --- F.interpolate ---------------------------------------------------------------------
@@ -323,14 +344,14 @@ class Interpolate(Layer):
             pool = _AREA[len(out)](out)
             z, cache = pool.forward(x)
             return z, (pool, cache)
-        mats = [
-            interpolation_matrix(self.mode, L, o, bool(self.align_corners), s)
+        maps = [
+            axis_map(self.mode, L, o, bool(self.align_corners), s)
             for L, o, s in zip(x.shape[2:], out, scales, strict=True)
         ]
         z = x
-        for axis in reversed(range(len(mats))):  # W first, as torch's kernels sum
-            z = along(z, mats[axis], 2 + axis)
-        return z, mats
+        for axis in reversed(range(len(maps))):  # W first, as torch's kernels sum
+            z = maps[axis].apply(z, 2 + axis)
+        return z, maps
 
     def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
         if self.mode == "area":
@@ -338,7 +359,7 @@ class Interpolate(Layer):
             return pool.backward(delta, pool_cache)
         dx = delta
         for axis, M in enumerate(cache):
-            dx = along(dx, M.T.tocsr(), 2 + axis)  # Mᵀ: each input collects what read it
+            dx = M.apply_transpose(dx, 2 + axis)  # Mᵀ: each input collects what read it
         return dx, {}
 
 
