@@ -1,11 +1,16 @@
-"""Max, average and adaptive pooling against torch.autograd in float64: z and δ_prev.
+"""Max, average, adaptive and power-average pooling against torch.autograd in float64.
 
 A table of named cases covers every option (stride, padding, dilation, ceil_mode,
-count_include_pad, divisor_override, adaptive sizes with None and non-divisible ones, 1-d
-and 2-d, unbatched). Max pooling is also checked on integer inputs full of ties, where δ
-must go exactly where torch sends it (the first maximum in the window's row-major order),
-overlapping windows included. A hypothesis property draws random configurations; a table
-of refusals checks every ValueError.
+count_include_pad, divisor_override, adaptive sizes with None and non-divisible ones,
+LPPool's norm types, 1-d, 2-d and 3-d, unbatched). Max pooling is also checked on integer
+inputs full of ties, where δ must go exactly where torch sends it (the first maximum in the
+window's row-major order), overlapping windows included. A hypothesis property draws random
+configurations; a table of refusals checks every ValueError.
+
+Ties (`ties()`): the mask equals a brute-force reading of the rule (per window, the entries
+within TIE_RTOL · max|x| of its max, where at least two are), contains every entry whose
+δ changes under a perturbation below that tolerance, and is empty on generic inputs; a
+planted tie rule (the last maximum) and a planted zero tolerance must fail.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class PoolCase:
     in_shape: tuple[int, ...] = (2, 3, 7, 8)
     ints: bool = False  # small-integer x and δ: ties everywhere, and exact sums
     seed: int = 0
+    positive: bool = False  # |x|: LPPool with a fractional or odd norm_type needs x ≥ 0
 
 
 def run_both(case: PoolCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -60,6 +66,8 @@ def run_both(case: PoolCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         x = rng.integers(-1, 2, case.in_shape).astype(np.float64)
     else:
         x = rng.standard_normal(case.in_shape)
+    if case.positive:
+        x = np.abs(x)
     layer = getattr(pooling, case.name)(**case.options)
     out_shape = layer.shape(case.in_shape)
     z, cache = layer.forward(x)
@@ -81,7 +89,9 @@ def run_both(case: PoolCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def check_against_torch(case: PoolCase) -> None:
-    compare = assert_equal if case.ints else assert_close
+    # integer inputs: max pooling only copies and sums integers, so equality is exact
+    # (LPPool's roots are not: compared at the tolerance, zero-sum windows included)
+    compare = assert_equal if case.ints and not case.name.startswith("LP") else assert_close
     for check, (got, want) in run_both(case).items():
         compare(check, case.id, got, want)
 
@@ -172,6 +182,46 @@ CASES = [
              in_shape=(3, 7, 8)),
     PoolCase("adaptive-max1d-non-divisible", "AdaptiveMaxPool1d", {"output_size": 4}, in_shape=X1),
 ]
+X3 = (2, 2, 5, 6, 4)
+CASES += [
+    PoolCase("max3d-k2", "MaxPool3d", {"kernel_size": 2}, in_shape=X3),
+    PoolCase("max3d-rect-stride-pad-dilation-ceil", "MaxPool3d",
+             {"kernel_size": (2, 3, 2), "stride": (1, 2, 2), "padding": (1, 1, 0),
+              "dilation": (2, 1, 1), "ceil_mode": True}, in_shape=X3),
+    PoolCase("max3d-unbatched", "MaxPool3d", {"kernel_size": 3, "stride": 2, "padding": 1},
+             in_shape=X3[1:]),
+    PoolCase("avg3d-k2", "AvgPool3d", {"kernel_size": 2}, in_shape=X3),
+    PoolCase("avg3d-pad-exclude-ceil", "AvgPool3d",
+             {"kernel_size": (3, 2, 3), "stride": 2, "padding": (1, 1, 1), "ceil_mode": True,
+              "count_include_pad": False}, in_shape=X3),
+    PoolCase("avg3d-divisor-override", "AvgPool3d",
+             {"kernel_size": 3, "stride": 1, "padding": 1, "divisor_override": 7}, in_shape=X3),
+    PoolCase("avg3d-unbatched", "AvgPool3d", {"kernel_size": 2, "stride": 1}, in_shape=X3[1:]),
+    PoolCase("adaptive-avg3d", "AdaptiveAvgPool3d", {"output_size": (3, 4, 3)}, in_shape=X3),
+    PoolCase("adaptive-avg3d-none", "AdaptiveAvgPool3d", {"output_size": (None, 2, None)},
+             in_shape=X3),
+    PoolCase("adaptive-max3d", "AdaptiveMaxPool3d", {"output_size": (2, 4, 3)}, in_shape=X3),
+    PoolCase("adaptive-max3d-larger", "AdaptiveMaxPool3d", {"output_size": (6, 7, 5)},
+             in_shape=X3[1:]),
+    # power-average pooling: (K · avg(x^p))^(1/p)
+    PoolCase("lp1d-p2", "LPPool1d", {"norm_type": 2, "kernel_size": 3}, in_shape=X1),
+    PoolCase("lp1d-p1-signed", "LPPool1d", {"norm_type": 1, "kernel_size": 2, "stride": 1},
+             in_shape=X1),
+    PoolCase("lp1d-p3-ceil-overhang-scaled-by-K", "LPPool1d",
+             {"norm_type": 3, "kernel_size": 4, "stride": 3, "ceil_mode": True}, in_shape=X1,
+             positive=True),
+    PoolCase("lp2d-p2", "LPPool2d", {"norm_type": 2, "kernel_size": 2}),
+    PoolCase("lp2d-p1.5-rect-stride", "LPPool2d",
+             {"norm_type": 1.5, "kernel_size": (2, 3), "stride": (1, 2)}, positive=True),
+    PoolCase("lp2d-p4-ceil", "LPPool2d", {"norm_type": 4, "kernel_size": 3, "stride": 2,
+                                          "ceil_mode": True}),
+    PoolCase("lp2d-inf", "LPPool2d", {"norm_type": float("inf"), "kernel_size": 2}),
+    PoolCase("lp2d-unbatched", "LPPool2d", {"norm_type": 2, "kernel_size": 2},
+             in_shape=(3, 7, 8)),
+    PoolCase("lp3d-p2", "LPPool3d", {"norm_type": 2, "kernel_size": 2}, in_shape=X3),
+    PoolCase("lp3d-inf-ceil", "LPPool3d", {"norm_type": float("inf"), "kernel_size": 3,
+                                           "stride": 2, "ceil_mode": True}, in_shape=X3),
+]
 
 # Ties: integer-valued x in {−1, 0, 1} (and all zeros) through every max pool, most with
 # overlapping windows: z and δ_prev must equal torch's exactly.
@@ -195,6 +245,19 @@ TIES = [
 for seed in (1, 2):
     TIES += [PoolCase(f"ties-max2d-overlap-seed{seed}", "MaxPool2d",
                       {"kernel_size": 3, "stride": 1, "padding": 1}, ints=True, seed=seed)]
+TIES += [
+    PoolCase("ties-max3d-overlap", "MaxPool3d", {"kernel_size": 2, "stride": 1, "padding": 1},
+             in_shape=X3, ints=True),
+    PoolCase("ties-adaptive-max3d-overlap", "AdaptiveMaxPool3d", {"output_size": (4, 5, 3)},
+             in_shape=X3, ints=True),
+    # LPPool: zero sums (p = 1: a window of +1 and −1; p = 2: all zeros) get torch's 0
+    PoolCase("ties-lp1d-p1-zero-sums", "LPPool1d", {"norm_type": 1, "kernel_size": 2,
+                                                    "stride": 1}, in_shape=X1, ints=True),
+    PoolCase("ties-lp2d-p2-zero-windows", "LPPool2d", {"norm_type": 2, "kernel_size": 2,
+                                                       "stride": 1}, ints=True),
+    PoolCase("ties-lp2d-inf", "LPPool2d", {"norm_type": float("inf"), "kernel_size": 3,
+                                           "stride": 1}, ints=True),
+]
 # fmt: on
 
 
@@ -235,11 +298,14 @@ def test_all_equal_input_sends_delta_to_each_windows_first_cell(name: str, optio
 
 
 @st.composite
-def pool_cases(draw: st.DrawFn, *, max_size: int = 9) -> PoolCase:
+def pool_cases(draw: st.DrawFn, *, max_size: int = 9, kinds: tuple[str, ...] = ()) -> PoolCase:
     """A pooling configuration torch accepts (padding ≤ k/2, output ≥ 1), as a PoolCase."""
-    kind = draw(st.sampled_from(["Max", "Avg", "AdaptiveMax", "AdaptiveAvg"]))
-    dims = draw(st.sampled_from([1, 2]))
+    kind = draw(st.sampled_from(kinds or ("Max", "Avg", "AdaptiveMax", "AdaptiveAvg", "LP")))
+    dims = draw(st.sampled_from([1, 2, 3]))
+    if dims == 3:
+        max_size = min(max_size, 5)
     name = f"{kind}Pool{dims}d"
+    positive = False
     if kind.startswith("Adaptive"):
         sizes = [draw(st.integers(1, max_size)) for _ in range(dims)]
         out = [draw(st.integers(1, L + 3)) for L in sizes]
@@ -248,30 +314,36 @@ def pool_cases(draw: st.DrawFn, *, max_size: int = 9) -> PoolCase:
         else:  # None keeps that input size
             options = {"output_size": tuple(draw(st.sampled_from([o, None])) for o in out)}
     else:
-        kernel = [draw(st.integers(1, 4)) for _ in range(dims)]
+        kernel = [draw(st.integers(1, 4 if dims < 3 else 3)) for _ in range(dims)]
         dilation = [draw(st.integers(1, 3)) if kind == "Max" else 1 for _ in range(dims)]
-        padding = [draw(st.integers(0, k // 2)) for k in kernel]
-        smallest = [  # the kernel fits the padded input
-            max(1, d * (k - 1) + 1 - 2 * p)
+        padding = [draw(st.integers(0, k // 2)) if kind != "LP" else 0 for k in kernel]
+        smallest = [  # the kernel fits the padded input (avg_pool3d: the unpadded one)
+            max(1, d * (k - 1) + 1 - 2 * p, k if name == "AvgPool3d" else 1)
             for k, d, p in zip(kernel, dilation, padding, strict=True)
         ]
         sizes = [draw(st.integers(lo, max(lo, max_size))) for lo in smallest]
         options = {
             "kernel_size": tuple(kernel),
             "stride": tuple(draw(st.integers(1, 4)) for _ in range(dims)),
-            "padding": tuple(padding),
             "ceil_mode": draw(st.booleans()),
         }
+        if kind == "LP":
+            options["norm_type"] = draw(st.sampled_from([1, 2, 3, 1.5, float("inf")]))
+            positive = options["norm_type"] in (3, 1.5)
+            if dims == 1:  # NOTE: torch's lp_pool1d multiplies by kernel_size: an int only
+                options["kernel_size"], options["stride"] = kernel[0], options["stride"][0]
+        else:
+            options["padding"] = tuple(padding)
         if kind == "Max":
             options["dilation"] = tuple(dilation)
-        else:
+        elif kind == "Avg":
             options["count_include_pad"] = draw(st.booleans())
-            if dims == 2:
+            if dims > 1:
                 options["divisor_override"] = draw(st.one_of(st.none(), st.integers(1, 7)))
     batch = draw(st.sampled_from([(), (1,), (2,)]))
-    ints = kind.endswith("Max") and draw(st.booleans())
+    ints = (kind.endswith("Max") or kind == "LP") and draw(st.booleans())
     return PoolCase(
-        "hypothesis", name, options, (*batch, 2, *sizes), ints, draw(st.integers(0, 99))
+        "hypothesis", name, options, (*batch, 2, *sizes), ints, draw(st.integers(0, 99)), positive
     )
 
 
@@ -353,6 +425,17 @@ REFUSALS = [
             r"kernel_size must be an int ≥ 1"),
     Refusal("max-negative-padding", "MaxPool1d", {"kernel_size": 2, "padding": -1}, (1, 1, 4),
             r"padding must be an int ≥ 0"),
+    Refusal("avg3d-input-smaller-than-kernel-despite-padding", "AvgPool3d",
+            {"kernel_size": (1, 2, 1), "stride": 1, "padding": (0, 1, 0)}, (1, 2, 1, 1, 1),
+            r"smaller than kernel_size \(1, 2, 1\)"),
+    Refusal("max3d-wrong-ndim", "MaxPool3d", {"kernel_size": 2}, (2, 4, 4),
+            r"expected input \(N, C, D, H, W\) or unbatched \(C, D, H, W\)"),
+    Refusal("lp-norm-below-one", "LPPool2d", {"norm_type": 0.5, "kernel_size": 2}, (1, 1, 4, 4),
+            r"norm_type must be ≥ 1 \(or inf\), got 0.5", torch_refuses=False),
+    Refusal("lp-norm-minus-inf", "LPPool1d", {"norm_type": float("-inf"), "kernel_size": 2},
+            (1, 1, 4), r"norm_type must be ≥ 1", torch_refuses=False),
+    Refusal("lp-output-size-zero", "LPPool1d", {"norm_type": 2, "kernel_size": 5}, (1, 1, 4),
+            r"output size would be 0"),
 ]
 # fmt: on
 
@@ -384,3 +467,214 @@ def test_pooling_layers_have_no_parameters() -> None:
     for name in ("MaxPool2d", "AvgPool2d", "MaxPool1d", "AvgPool1d"):
         layer = getattr(pooling, name)(2)
         assert layer.params == {} and layer.decayed == () and not layer.reports_delta, name
+
+
+# --- ties: which entries rounding could hand to another winner ------------------------------
+
+MAX_POOLS = [
+    ("MaxPool1d", {"kernel_size": 3, "stride": 1, "padding": 1}, (2, 2, 7)),
+    ("MaxPool2d", {"kernel_size": 2}, (2, 2, 4, 6)),
+    ("MaxPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 1}, (1, 2, 5, 6)),
+    ("MaxPool2d", {"kernel_size": (2, 3), "stride": 1, "dilation": (2, 1), "ceil_mode": True},
+     (2, 1, 5, 5)),
+    ("MaxPool3d", {"kernel_size": 2, "stride": 1}, (1, 2, 3, 4, 3)),
+    ("AdaptiveMaxPool1d", {"output_size": 4}, (2, 2, 7)),
+    ("AdaptiveMaxPool2d", {"output_size": (3, 4)}, (1, 2, 5, 6)),
+    ("AdaptiveMaxPool3d", {"output_size": (2, 3, 2)}, (1, 1, 3, 4, 3)),
+]  # fmt: skip
+
+
+def _windows(name: str, options: dict, in_shape: tuple[int, ...]) -> list[list[list[int]]]:
+    """Per spatial axis, each output position's input positions, written out from torch's
+    definitions (not from ops.pooling), with torch's output sizes."""
+    out = getattr(torch.nn, name)(**options)(torch.zeros(in_shape)).shape
+    n = int(name[-2])
+    axes = []
+    for a in range(n):
+        L, o_size = in_shape[-n + a], out[-n + a]
+        if name.startswith("Adaptive"):
+            axes.append(
+                [list(range(o * L // o_size, -(-(o + 1) * L // o_size))) for o in range(o_size)]
+            )
+            continue
+
+        def pick(v: Any, a: int = a) -> int:
+            return v if isinstance(v, int) else v[a]
+
+        k, p = pick(options["kernel_size"]), pick(options.get("padding", 0))
+        s = pick(options.get("stride") or options["kernel_size"])
+        d = pick(options.get("dilation", 1))
+        axes.append([[s * o - p + d * j for j in range(k) if 0 <= s * o - p + d * j < L]
+                     for o in range(o_size)])  # fmt: skip
+    return axes
+
+
+def brute_force_ties(name: str, options: dict, x: np.ndarray) -> np.ndarray:
+    """The tie rule read literally: in each window, the entries within TIE_RTOL · max|x| of
+    its max, where there are at least two."""
+    from itertools import product
+
+    from manual_bp.ops.base import TIE_RTOL
+
+    tol = TIE_RTOL * np.abs(x).max()
+    n = int(name[-2])
+    mask = np.zeros(x.shape, dtype=bool)
+    axes = _windows(name, options, x.shape)
+    for lead in np.ndindex(*x.shape[:-n]):
+        for window in product(*axes):
+            cells = [lead + c for c in product(*window)]
+            values = np.array([x[c] for c in cells])
+            near_max = values >= values.max() - tol
+            if near_max.sum() >= 2:
+                for c, hit in zip(cells, near_max, strict=True):
+                    mask[c] |= hit
+    return mask
+
+
+def _near_tie_input(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Integers in {−1, 0, 1} (ties everywhere) moved by rounding-sized noise (≤ 1e-12)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-1, 2, shape).astype(np.float64)
+    return x + 1e-12 * rng.uniform(-1, 1, shape) * rng.integers(0, 2, shape)
+
+
+def _delta_prev(layer: Any, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    z, cache = layer.forward(x)
+    return layer.backward(delta, cache)[0]
+
+
+@pytest.mark.parametrize("name, options, in_shape", MAX_POOLS, ids=lambda v: str(v))
+@pytest.mark.parametrize("seed", range(3))
+def test_ties_are_the_rule_read_literally(
+    name: str, options: dict, in_shape: tuple, seed: int
+) -> None:
+    x = _near_tie_input(in_shape, seed)
+    (mask,) = getattr(pooling, name)(**options).ties(x)
+    want = brute_force_ties(name, options, x)
+    assert np.array_equal(mask, want), (
+        f"ties [{name} {options}]: {np.argwhere(mask != want)[:5].tolist()} differ "
+        f"(manual {mask[tuple(np.argwhere(mask != want)[0])]})"
+    )
+    assert mask.any(), "integer inputs full of ties mark some entries"
+
+
+def check_ties_cover_rounding(name: str, options: dict, in_shape: tuple, seed: int) -> None:
+    """Moving x by less than the tolerance changes δ_prev (by more than a smooth function's
+    O(1e-12), as a branch flip does) only at entries ties(x) marks."""
+    layer = getattr(pooling, name)(**options)
+    x = _near_tie_input(in_shape, seed)
+    (mask,) = layer.ties(x)
+    rng = np.random.default_rng(100 + seed)
+    delta = rng.integers(1, 5, layer.shape(in_shape)).astype(np.float64)
+    base = _delta_prev(layer, x, delta)
+    for _ in range(5):
+        moved = x + 3e-12 * rng.uniform(-1, 1, x.shape)
+        changed = np.abs(_delta_prev(layer, moved, delta) - base) > 1e-6 * np.abs(base).max()
+        outside = changed & ~mask
+        assert not outside.any(), (
+            f"[{name} {options} seed {seed}] δ_prev moved at unmarked entries "
+            f"{np.argwhere(outside)[:5].tolist()}"
+        )
+
+
+@pytest.mark.parametrize("name, options, in_shape", MAX_POOLS, ids=lambda v: str(v))
+@pytest.mark.parametrize("seed", range(3))
+def test_ties_cover_every_entry_rounding_could_reroute(
+    name: str, options: dict, in_shape: tuple, seed: int
+) -> None:
+    check_ties_cover_rounding(name, options, in_shape, seed)
+
+
+@pytest.mark.parametrize("name, options, in_shape", MAX_POOLS, ids=lambda v: str(v))
+def test_no_ties_on_generic_inputs(name: str, options: dict, in_shape: tuple) -> None:
+    """Nothing far from a tie: distinct Gaussian values mark nothing."""
+    x = np.random.default_rng(5).standard_normal(in_shape)
+    (mask,) = getattr(pooling, name)(**options).ties(x)
+    assert not mask.any(), f"[{name}] marked {np.argwhere(mask)[:5].tolist()} on generic input"
+
+
+def test_ties_mark_only_the_tied_entries() -> None:
+    """A window holding 1, 1 + 1e-12, 0, 0: the two near-maxima, not the zeros; a window of
+    exact zeros: all four; a window with a clear winner: none."""
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 0, :2] = [1.0, 1.0 + 1e-12]
+    x[0, 0, 2:, 2:] = [[5.0, 1.0], [2.0, 3.0]]
+    (mask,) = pooling.MaxPool2d(2).ties(x)
+    want = np.array([[1, 1, 1, 1], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]], dtype=bool)
+    assert np.array_equal(mask[0, 0], want), mask[0, 0].astype(int)
+
+
+def test_ties_tolerance_is_relative_to_the_input() -> None:
+    """1e-6 apart is a tie at scale 1e4 (1e-9 · 1e4 = 1e-5) and not at scale 1."""
+    x = np.array([[[1.0, 1.0 + 1e-6, 0.0, 0.5]]])
+    assert not pooling.MaxPool1d(2).ties(x)[0].any()
+    x[0, 0, 3] = 1e4
+    assert pooling.MaxPool1d(2).ties(x)[0][0, 0].tolist() == [True, True, False, False]
+
+
+def test_planted_zero_tolerance_misses_rounding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With exact equality as the tie rule, a rounding-sized move reroutes δ unmarked."""
+    monkeypatch.setattr(pooling, "TIE_RTOL", 0.0)
+    with pytest.raises(AssertionError, match="unmarked entries"):
+        for name, options, in_shape in MAX_POOLS:
+            for seed in range(3):
+                check_ties_cover_rounding(name, options, in_shape, seed)
+
+
+def test_planted_last_maximum_tie_rule_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch keeps the first maximum; keeping the last must fail the exact-tie cases."""
+
+    def last_max(x: np.ndarray, tables: Any) -> tuple[np.ndarray, np.ndarray]:
+        out = (*x.shape[: x.ndim - len(tables)], *(t.shape[0] for t in tables))
+        z, winner = np.full(out, -np.inf), np.zeros(out, dtype=np.intp)
+        for value, position in pooling._taps(x, tables):
+            better = value >= z  # planted: a tie moves to the later tap
+            np.copyto(z, value, where=better)
+            np.copyto(winner, position, where=better)
+        return z, winner
+
+    monkeypatch.setattr(pooling, "max_pool", last_max)
+    with pytest.raises(AssertionError, match="delta_prev .ties-max2d-k2."):
+        check_against_torch(next(c for c in TIES if c.id == "ties-max2d-k2"))
+
+
+# --- LPPool: the kink at a zero power sum, and the inputs torch turns into NaN ------------------
+
+
+@pytest.mark.parametrize(
+    "norm_type, x, marked",
+    [
+        pytest.param(1, [1.0, -1.0, 2.0, 3.0], [1, 1, 0, 0], id="p1-window-cancels"),
+        pytest.param(1, [1.0, -1.0 + 1e-13, 2.0, 3.0], [1, 1, 0, 0], id="p1-nearly-cancels"),
+        pytest.param(2, [0.0, 0.0, 2.0, 3.0], [1, 1, 0, 0], id="p2-zero-window"),
+        pytest.param(2, [1e-12, 0.0, 2.0, 3.0], [1, 1, 0, 0], id="p2-nearly-zero-window"),
+        pytest.param(2, [1e-3, 0.0, 2.0, 3.0], [0, 0, 0, 0], id="p2-small-is-not-zero"),
+        pytest.param(3, [2.0, -2.0, 1.0, 1.0], [1, 1, 0, 0], id="p3-cancels"),
+        pytest.param(float("inf"), [2.0, 2.0, 0.0, 1.0], [1, 1, 1, 0], id="inf-tie-and-abs-kink"),
+    ],
+)
+def test_lppool_ties(norm_type: float, x: list, marked: list) -> None:
+    (mask,) = pooling.LPPool1d(norm_type, 2).ties(np.array([[x]]))
+    assert mask[0, 0].astype(int).tolist() == marked
+
+
+@pytest.mark.parametrize("norm_type", [1, 2, float("inf")])
+@pytest.mark.parametrize("seed", range(3))
+def test_lppool_ties_cover_rounding(norm_type: float, seed: int) -> None:
+    check_ties_cover_rounding(
+        "LPPool2d", {"norm_type": norm_type, "kernel_size": 2, "stride": 1}, (2, 2, 4, 5), seed
+    )
+
+
+@pytest.mark.parametrize(
+    "norm_type, x, match",
+    [
+        pytest.param(1.5, [1.0, -1.0, 2.0, 3.0], r"norm_type 1.5 on a negative input", id="frac"),
+        pytest.param(3, [1.0, -2.0, 2.0, 3.0], r"sum of x\^3 is negative \(-7\)", id="odd-neg"),
+    ],
+)
+def test_lppool_refuses_what_torch_turns_into_nan(norm_type: float, x: list, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        pooling.LPPool1d(norm_type, 2).forward(np.array([[x]]))
+    z = torch.nn.LPPool1d(norm_type, 2)(torch.tensor([[x]], dtype=torch.float64))
+    assert torch.isnan(z).any(), f"torch no longer returns NaN here: {z}"

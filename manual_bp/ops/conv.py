@@ -1,22 +1,24 @@
-"""Convolutions: Conv1d and Conv2d as one N-d layer, forward and backward side by side.
+"""Convolutions: Conv1d/2d/3d as one N-d layer and its transpose, forward beside backward.
 
-A convolution is a locally connected, weight-shared Linear layer (seed 001). Unfold the
-padded input into columns, one column per output pixel holding the window it sees
-(im2col), and the layer is Linear on the columns, group by group (torch's
-cross-correlation; s stride, d dilation, k a kernel offset, p an output pixel):
+A convolution is a locally connected, weight-shared Linear layer. Unfold the padded input
+into columns, one column per output pixel holding the window it sees (im2col), and the
+layer is Linear on the columns, group by group (torch's cross-correlation; s stride,
+d dilation, k a kernel offset, p an output pixel):
 
     z[n, o, p]  = b[o] + Σ_{c, k} W[o, c, k] · x_pad[n, c, s·p + d·k]
     ∂L/∂W[…, k] = Σ_{n, p} δ[n, :, p] · x_pad[n, :, s·p + d·k]ᵀ       (Linear's δᵀ a, per k)
     ∂L/∂b       = Σ_{n, p} δ[n, :, p]
-    δ_prev      = fold_pad(full_conv(dilate_s(δ), rot180(W)ᵀ))                      (seed 001)
+    δ_prev      = fold_pad(full_conv(dilate_s(δ), rot180(W)ᵀ))
 
-The last line is seed 001's "δ convolved with the kernel rotated by 180°": each input pixel
-collects δ from every output pixel whose window saw it, weighted by the kernel entry that
-joined them. With stride s, δ is first spread out (s − 1 zeros between entries) so that
-output pixel p sits at s·p; "full" pads it by the kernel's reach d·(k − 1) on each side so
-that border pixels collect from the windows that only partly cover them; the kernel's
-channel axes are swapped within each group (o ↔ c). `adjoint_inner_products` checks that
-this is the transpose of the forward map: ⟨z − b, δ⟩ = ⟨x, δ_prev⟩.
+The last line is "δ convolved with the kernel rotated by 180°" (LeCun et al. 1998,
+"Gradient-based learning applied to document recognition"; Dumoulin & Visin 2016, "A guide
+to convolution arithmetic for deep learning", §4): each input pixel collects δ from every
+output pixel whose window saw it, weighted by the kernel entry that joined them. With
+stride s, δ is first spread out (s − 1 zeros between entries) so that output pixel p sits
+at s·p; "full" pads it by the kernel's reach d·(k − 1) on each side so that border pixels
+collect from the windows that only partly cover them; the kernel's channel axes are swapped
+within each group (o ↔ c). `adjoint_inner_products` checks that this is the transpose of
+the forward map: ⟨z − b, δ⟩ = ⟨x, δ_prev⟩.
 
 All three are computed as sums over the kernel offsets k, each one matmul over channels
 on a strided view of x_pad (or of the spread δ), so the columns, (N, C·K, P), are never
@@ -24,20 +26,30 @@ built: the forward keeps x_pad alone for ∂L/∂W, and a layer costs about its 
 
 Padding. torch pads with zeros inside the convolution, and for the other modes pads first
 (F.pad) and convolves unpadded; both are z = conv(pad(x)). The backward of a pad folds the
-gradient of each padded cell back onto the input cell it copies; each mode has its fold.
+gradient of each padded cell back onto the input cell it copies (manual_bp.ops.padding).
+
+The transposed convolution (ConvTranspose1d/2d/3d) is the same pair read the other way.
+Write C(W) for the convolution y ↦ W ⋆ pad_p(y) (stride s, dilation d, groups g) from
+C_out to C_in channels, whose weight has torch's transposed layout (C_in, C_out/g, *k). Then
+
+    ConvTranspose(W) x     = C(W)ᵀ x + b    (the forward is C's backward-data)
+    δ_prev                 = C(W) δ         (the backward-data is C's forward)
+    ∂L/∂W                  = C's weight gradient with input pad_p(δ) and output gradient x
+
+so both directions run the kernels above, and ⟨C(W) y, x⟩ = ⟨y, C(W)ᵀ x⟩ is the adjoint
+identity that ties them (`transpose_inner_products`). output_padding adds cells after the
+last window, which only the backward's zeros reach.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from manual_bp.ops.base import Array, Layer, Shape
-
-Pads = tuple[tuple[int, int], ...]  # (before, after) for each spatial axis
+from manual_bp.ops.padding import PADDING_MODES, Pads, fold_pad, pad
 
 # --- arguments -----------------------------------------------------------------------
 
@@ -57,77 +69,8 @@ def _spatial_names(n: int) -> str:
     return {1: "L", 2: "H, W", 3: "D, H, W"}[n]
 
 
-# --- padding: the pad and its fold (the pad's transpose), per mode and axis ----------
-
-
-def _along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
-    """Index of positions start..stop−1 along `axis`."""
-    return (slice(None),) * axis + (slice(start, stop),)
-
-
-def _fold_zeros(g: Array, axis: int, lo: int, hi: int) -> Array:
-    """Zeros are constants: the gradient of the padded cells is dropped."""
-    return g[_along(axis, lo, g.shape[axis] - hi)]
-
-
-def _fold_reflect(g: Array, axis: int, lo: int, hi: int) -> Array:
-    """x_pad[lo − j] = x[j], x_pad[lo + L − 1 + j] = x[L − 1 − j] (j ≥ 1): mirror it back."""
-    L = g.shape[axis] - lo - hi
-    dx = g[_along(axis, lo, lo + L)].copy()
-    dx[_along(axis, 1, lo + 1)] += np.flip(g[_along(axis, 0, lo)], axis)
-    dx[_along(axis, L - 1 - hi, L - 1)] += np.flip(g[_along(axis, lo + L, lo + L + hi)], axis)
-    return dx
-
-
-def _fold_replicate(g: Array, axis: int, lo: int, hi: int) -> Array:
-    """x_pad = x[0] left of the input, x[L − 1] right of it: the edges collect the sums."""
-    L = g.shape[axis] - lo - hi
-    dx = g[_along(axis, lo, lo + L)].copy()
-    dx[_along(axis, 0, 1)] += g[_along(axis, 0, lo)].sum(axis, keepdims=True)
-    dx[_along(axis, L - 1, L)] += g[_along(axis, lo + L, lo + L + hi)].sum(axis, keepdims=True)
-    return dx
-
-
-def _fold_circular(g: Array, axis: int, lo: int, hi: int) -> Array:
-    """x_pad[j] = x[(j − lo) mod L]: the left pad copies the input's end, the right its start."""
-    L = g.shape[axis] - lo - hi
-    dx = g[_along(axis, lo, lo + L)].copy()
-    dx[_along(axis, L - lo, L)] += g[_along(axis, 0, lo)]
-    dx[_along(axis, 0, hi)] += g[_along(axis, lo + L, lo + L + hi)]
-    return dx
-
-
-@dataclass(frozen=True)
-class PaddingMode:
-    """How a mode pads (NumPy's np.pad name), how its gradient folds, how wide it may be."""
-
-    numpy_mode: str
-    fold: Callable[[Array, int, int, int], Array]
-    #: the widest padding torch allows on a side of an input of size L, and its rule in words
-    max_pad: Callable[[int], float]
-    rule: str
-
-
-PADDING_MODES: dict[str, PaddingMode] = {
-    "zeros": PaddingMode("constant", _fold_zeros, lambda L: np.inf, ""),
-    "reflect": PaddingMode("reflect", _fold_reflect, lambda L: L - 1, "smaller than"),
-    "replicate": PaddingMode("edge", _fold_replicate, lambda L: np.inf, ""),
-    "circular": PaddingMode("wrap", _fold_circular, lambda L: L, "at most"),
-}
-
-
-def pad(x: Array, pads: Pads, mode: str) -> Array:
-    """x_pad: x (N, C, *L) padded on its spatial axes as torch's F.pad(x, ·, mode)."""
-    return np.pad(x, ((0, 0), (0, 0), *pads), mode=PADDING_MODES[mode].numpy_mode)
-
-
-def fold_pad(g: Array, pads: Pads, mode: str) -> Array:
-    """∂L/∂x from ∂L/∂x_pad: the transpose of `pad`, one spatial axis at a time."""
-    fold = PADDING_MODES[mode].fold
-    for axis, (lo, hi) in enumerate(pads, start=2):
-        g = fold(g, axis, lo, hi)
-    return g
-
+#: torch's Conv padding_mode values (F.pad's "constant" is "zeros" here)
+CONV_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # --- the convolution proper -------------------------------------------------------------
 
@@ -163,7 +106,7 @@ def correlate(x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: in
 def full_conv_rot180(
     delta: Array, W: Array, stride: Shape, dilation: Shape, groups: int, padded: Shape
 ) -> Array:
-    """∂L/∂x_pad = full_conv(dilate_s(δ), rot180(W)ᵀ): seed 001's rotated-kernel convolution.
+    """∂L/∂x_pad = full_conv(dilate_s(δ), rot180(W)ᵀ): the rotated-kernel convolution.
 
     Written like the forward, as a sum over kernel offsets of one channel matmul each:
     ∂L/∂x_pad[n, c, q] = Σ_k Σ_o rot180(W)[o, c, k] · δ̃[n, o, q + d·k], δ̃ = full(dilate_s(δ)).
@@ -234,9 +177,9 @@ class _ConvNd(Layer):
                 f"(weight shape {W.shape}), got groups={groups!r}"
             )
         self.groups = int(groups)
-        if padding_mode not in PADDING_MODES:
+        if padding_mode not in CONV_PADDING_MODES:
             raise ValueError(
-                f"unknown padding_mode {padding_mode!r}; known: {sorted(PADDING_MODES)}"
+                f"unknown padding_mode {padding_mode!r}; known: {sorted(CONV_PADDING_MODES)}"
             )
         self.padding_mode = padding_mode
         self.padding: tuple[int, ...] | str
@@ -313,7 +256,7 @@ class _ConvNd(Layer):
         x_pad, batched = cache
         grads = self.param_grads(delta, cache)
         delta = delta if batched else delta[None]
-        # δ_prev: the full convolution of δ with the kernel rotated by 180° (seed 001)
+        # δ_prev: the full convolution of δ with the kernel rotated by 180°
         dx_pad = full_conv_rot180(
             delta, self.params["weight"], self.stride, self.dilation, self.groups, x_pad.shape
         )
@@ -351,6 +294,208 @@ class Conv2d(_ConvNd):
     n_spatial = 2
 
 
+class Conv3d(_ConvNd):
+    """torch.nn.Conv3d on (N, C_in, D, H, W): weight (C_out, C_in/groups, kD, kH, kW)."""
+
+    n_spatial = 3
+
+
+# --- the transposed convolution: the convolution's backward-data as a forward -----------
+
+
+def transposed_output_size(L: int, k: int, s: int, p: int, d: int, output_padding: int) -> int:
+    """torch's ConvTranspose output size: (L − 1)·s − 2p + d·(k − 1) + output_padding + 1."""
+    return (L - 1) * s - 2 * p + d * (k - 1) + output_padding + 1
+
+
+class _ConvTransposeNd(Layer):
+    """z = C(W)ᵀ x + b;  δ_prev = C(W) δ;  ∂L/∂W = C's ∂L/∂W at input pad(δ), δ_out x;  ∂L/∂b = Σ δ
+
+    C(W) is the convolution y ↦ W ⋆ pad_p(y) (stride, dilation, groups as given) that maps
+    C_out channels to C_in; the weight has torch's transposed layout (C_in, C_out/groups, *k),
+    which is C's own (out, in/groups, *k) layout. Its kernels are the convolution's own.
+    """
+
+    decayed = ("weight",)
+    reports_delta = True
+    n_spatial: ClassVar[int]
+    conv: ClassVar[type[_ConvNd]]
+
+    def __init__(
+        self,
+        weight: Array,
+        bias: Array | None = None,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        output_padding: int | Sequence[int] = 0,
+        groups: int = 1,
+        dilation: int | Sequence[int] = 1,
+    ) -> None:
+        super().__init__()
+        n = self.n_spatial
+        W = np.asarray(weight, dtype=np.float64)
+        if W.ndim != n + 2 or 0 in W.shape:
+            raise ValueError(
+                f"expected a weight (C_in, C_out/groups, {_spatial_names(n)}) with no empty "
+                f"dim, got shape {W.shape}"
+            )
+        if isinstance(padding, str):
+            raise ValueError(f"padding of a transposed convolution must be ints, got {padding!r}")
+        if not isinstance(groups, (int, np.integer)) or groups < 1 or W.shape[0] % groups:
+            raise ValueError(
+                f"groups must be a positive int dividing in_channels {W.shape[0]} "
+                f"(weight shape {W.shape}), got groups={groups!r}"
+            )
+        # C(W): the convolution whose backward-data this layer's forward is (no bias)
+        self.adjoint = self.conv(W, None, stride, padding, dilation, groups)
+        self.params["weight"] = self.adjoint.params["weight"]
+        if bias is not None:
+            b = np.asarray(bias, dtype=np.float64)
+            if b.shape != (W.shape[1] * groups,):
+                raise ValueError(
+                    f"expected a bias of shape ({W.shape[1] * groups},) (C_out = "
+                    f"{W.shape[1]} · groups {groups}), got {b.shape}"
+                )
+            self.params["bias"] = b
+        self.kernel, self.groups = self.adjoint.kernel, self.adjoint.groups
+        self.stride, self.dilation = self.adjoint.stride, self.adjoint.dilation
+        self.padding, self.pads = self.adjoint.padding, self.adjoint.pads
+        self.output_padding = ntuple(output_padding, n, "output_padding", minimum=0)
+        for op, s, d in zip(self.output_padding, self.stride, self.dilation, strict=True):
+            if op >= max(s, d):
+                raise ValueError(
+                    f"output_padding must be smaller than either stride or dilation, got "
+                    f"output_padding {self.output_padding}, stride {self.stride}, "
+                    f"dilation {self.dilation}"
+                )
+
+    def __repr__(self) -> str:
+        C_in, C_g = self.params["weight"].shape[:2]
+        return (
+            f"{type(self).__name__}({C_in} → {C_g * self.groups}, kernel={self.kernel}, "
+            f"stride={self.stride}, padding={self.padding}, "
+            f"output_padding={self.output_padding}, groups={self.groups}, "
+            f"dilation={self.dilation}, bias={'bias' in self.params})"
+        )
+
+    def shape(self, in_shape: Shape) -> Shape:
+        n, W = self.n_spatial, self.params["weight"]
+        in_shape = tuple(in_shape)
+        if len(in_shape) not in (n + 1, n + 2):
+            raise ValueError(
+                f"expected input (N, C_in, {_spatial_names(n)}) or unbatched "
+                f"(C_in, {_spatial_names(n)}), got shape {in_shape}"
+            )
+        if in_shape[-n - 1] != W.shape[0]:
+            raise ValueError(
+                f"expected input with {W.shape[0]} channels (weight {W.shape}, transposed "
+                f"layout (C_in, C_out/groups, ...)), got {in_shape[-n - 1]} channels in shape "
+                f"{in_shape}"
+            )
+        out = []
+        options = zip(
+            in_shape[-n:], self.kernel, self.stride, self.padding, self.dilation,
+            self.output_padding, strict=True,
+        )  # fmt: skip
+        for axis, (L, k, s, p, d, op) in enumerate(options):
+            size = transposed_output_size(L, k, s, p, d, op)
+            if L < 1 or size < 1:
+                raise ValueError(
+                    f"input size {L} along spatial dim {axis} of input shape {in_shape} gives "
+                    f"output size (L − 1)·{s} − 2·{p} + {d}·({k} − 1) + {op} + 1 = {size}; "
+                    "expected both ≥ 1"
+                )
+            out.append(size)
+        return (*in_shape[: -n - 1], W.shape[1] * self.groups, *out)
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        n, W = self.n_spatial, self.params["weight"]
+        batched = x.ndim == n + 2
+        x = x if batched else x[None]
+        out = self.shape(x.shape)[2:]
+        padded = (
+            x.shape[0],
+            W.shape[1] * self.groups,
+            *(o + lo + hi for o, (lo, hi) in zip(out, self.pads, strict=True)),
+        )
+        # C(W)ᵀ x: the convolution's δ_prev with x as its δ, then its zero padding folded off
+        z_pad = full_conv_rot180(x, W, self.stride, self.dilation, self.groups, padded)
+        z = fold_pad(z_pad, self.pads, "zeros")  # (N, C_out, *out)
+        if "bias" in self.params:
+            z += self.params["bias"].reshape(-1, *(1,) * n)
+        return (z if batched else z[0]), (x, batched)  # x: all that ∂L/∂W needs
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        x, batched = cache
+        delta = delta if batched else delta[None]
+        delta_pad = pad(delta, self.pads, "zeros")
+        grads = self._grads(x, delta, delta_pad)
+        # δ_prev = C(W) δ: the convolution's forward. Where output_padding ≥ stride (it may,
+        # when dilation > stride) C's output runs past x: those cells are no input's.
+        dx = correlate(delta_pad, self.params["weight"], self.stride, self.dilation, self.groups)
+        dx = dx[(..., *(slice(0, L) for L in x.shape[2:]))]
+        return (dx if batched else dx[0]), grads
+
+    def param_grads(self, delta: Array, cache: Any) -> dict[str, Array]:
+        x, batched = cache
+        delta = delta if batched else delta[None]
+        return self._grads(x, delta, pad(delta, self.pads, "zeros"))
+
+    def _grads(self, x: Array, delta: Array, delta_pad: Array) -> dict[str, Array]:
+        # ∂L/∂W: C's weight gradient, its input pad(δ) and its output gradient x
+        self.adjoint.params["weight"] = self.params["weight"]
+        grads = self.adjoint.param_grads(x, (delta_pad, True))
+        if "bias" in self.params:
+            grads["bias"] = delta.sum(axis=(0, *range(2, delta.ndim)))
+        return grads
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """torch.nn.ConvTranspose1d on (N, C_in, L): weight (C_in, C_out/groups, k)."""
+
+    n_spatial, conv = 1, Conv1d
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """torch.nn.ConvTranspose2d on (N, C_in, H, W): weight (C_in, C_out/groups, kH, kW)."""
+
+    n_spatial, conv = 2, Conv2d
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """torch.nn.ConvTranspose3d on (N, C_in, D, H, W): weight (C_in, C_out/groups, kD, kH, kW)."""
+
+    n_spatial, conv = 3, Conv3d
+
+
+def output_padding_for(
+    in_spatial: Sequence[int],
+    output_size: Sequence[int],
+    kernel: Shape,
+    stride: Shape,
+    padding: Shape,
+    dilation: Shape,
+) -> tuple[int, ...]:
+    """torch's ConvTranspose._output_padding: the output_padding that gives `output_size`
+    (the module call's m(x, output_size=...)), which must lie in [min, min + stride − 1]."""
+    if len(output_size) != len(in_spatial):
+        raise ValueError(
+            f"expected output_size with {len(in_spatial)} spatial sizes, got {tuple(output_size)}"
+        )
+    result = []
+    for L, size, k, s, p, d in zip(
+        in_spatial, output_size, kernel, stride, padding, dilation, strict=True
+    ):
+        smallest = transposed_output_size(L, k, s, p, d, 0)
+        if not smallest <= size <= smallest + s - 1:
+            raise ValueError(
+                f"requested an output size of {tuple(output_size)}, but valid sizes range from "
+                f"{smallest} to {smallest + s - 1} along a spatial dim of input size {L}"
+            )
+        result.append(size - smallest)
+    return tuple(result)
+
+
 def adjoint_inner_products(layer: _ConvNd, x: Array, delta: Array) -> tuple[float, float]:
     """⟨z − b, δ⟩ and ⟨x, δ_prev(δ)⟩: equal when δ_prev is the transpose of x ↦ W ⋆ pad(x)."""
     layer.shape(x.shape)
@@ -359,3 +504,14 @@ def adjoint_inner_products(layer: _ConvNd, x: Array, delta: Array) -> tuple[floa
         z = z - layer.params["bias"].reshape(-1, *(1,) * layer.n_spatial)
     dx, _ = layer.backward(delta, cache)
     return float(np.vdot(z, delta)), float(np.vdot(x, dx))
+
+
+def transpose_inner_products(layer: _ConvTransposeNd, x: Array, y: Array) -> tuple[float, float]:
+    """⟨C(W)ᵀ x, y⟩ and ⟨x, C(W) y⟩: the transposed layer's forward (less its bias) against
+    its backward-data, which is the convolution C(W)'s forward."""
+    layer.shape(x.shape)
+    z, cache = layer.forward(x)
+    if "bias" in layer.params:
+        z = z - layer.params["bias"].reshape(-1, *(1,) * layer.n_spatial)
+    dx, _ = layer.backward(y, cache)
+    return float(np.vdot(z, y)), float(np.vdot(x, dx))

@@ -1,21 +1,24 @@
-"""Normalisation layers: BatchNorm (1d, 2d) and LayerNorm, each forward beside its backward.
+"""Normalisation layers: BatchNorm, InstanceNorm, GroupNorm and LayerNorm, forward beside backward.
 
-Both normalise x to x̂ = (x − μ)/σ, σ = √(v + eps), then scale and shift, z = γ x̂ + β.
+All normalise x to x̂ = (x − μ)/σ, σ = √(v + eps), then scale and shift, z = γ x̂ + β.
 They differ in which axes μ and v are taken over:
 
-| layer     | statistics over                       | γ, β shaped like        |
-|-----------|---------------------------------------|-------------------------|
-| BatchNorm | every axis but the channel axis 1     | (C,)                    |
-| LayerNorm | the trailing `normalized_shape` axes  | normalized_shape        |
+| layer        | statistics over, for each sample                   | γ, β shaped like |
+|--------------|----------------------------------------------------|------------------|
+| BatchNorm    | every axis but the channel axis 1 (and the batch)  | (C,)             |
+| InstanceNorm | the spatial axes, per channel                      | (C,)             |
+| GroupNorm    | the spatial axes and a group's C/G channels        | (C,)             |
+| LayerNorm    | the trailing `normalized_shape` axes               | normalized_shape |
 
-Where μ and v are statistics of the batch itself (BatchNorm in training mode, LayerNorm
-always), backward runs through them too. With g = δ ⊙ γ and means over the normalised
+Where μ and v are statistics of the input itself (BatchNorm and InstanceNorm in training
+mode or without running statistics, GroupNorm and LayerNorm always), backward runs
+through them too. With g = δ ⊙ γ and means over the normalised
 axes (count m):
 
     δ_prev = (1/σ) (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂))
 
 the two subtracted terms being the routes through μ and through v. Where μ and v are
-constants (BatchNorm in eval mode with running statistics) only the direct route is left,
+constants (running statistics in eval mode) only the direct route is left,
 δ_prev = g/σ. In both cases ∂L/∂γ = Σ δ ⊙ x̂ and ∂L/∂β = Σ δ over the non-parameter axes.
 
 As in torch, v is the biased variance (divided by m, not m − 1). These layers never update
@@ -25,7 +28,7 @@ running statistics: a gradient oracle must not change the caller's buffers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -42,6 +45,16 @@ class _NormCache:
     x_hat: Array  # x̂, the input's shape
     inv_std: Array  # 1/σ, broadcastable to the input
     stat_axes: tuple[int, ...] | None  # axes μ and v were taken over; None: constants
+
+
+def _check_running_var(layer: str, running_var: Array | None) -> None:
+    """A variance is ≥ 0: torch's √(running_var + eps) of a negative one is NaN."""
+    if running_var is not None and not (running_var >= 0).all():
+        bad = int(np.flatnonzero(~(running_var >= 0))[0])
+        raise ValueError(
+            f"{layer}: running_var must be ≥ 0 (it is a variance) where it is used (eval mode "
+            f"with running statistics), got running_var[{bad}] = {running_var[bad]!r}"
+        )
 
 
 def _normalised_backward(g: Array, cache: _NormCache) -> Array:
@@ -111,6 +124,8 @@ class BatchNorm(Layer):
                 f"expected weight, bias and running stats all of shape (C,), got {sizes}"
             )
         self.num_features = next(iter(sizes.values()))[0] if sizes else None
+        if not self.uses_batch_stats:
+            _check_running_var(type(self).__name__, self.running_var)
 
     def __repr__(self) -> str:
         return (
@@ -192,6 +207,264 @@ class BatchNorm3d(BatchNorm):
     """torch.nn.BatchNorm3d: inputs (N, C, D, H, W)."""
 
     NDIMS = (5,)
+
+
+# --- instance norm ---------------------------------------------------------------------
+
+
+class InstanceNorm(Layer):
+    """z = γ (x − μ)/√(v + eps) + β, μ and v over the spatial axes of each sample and channel.
+
+    use_input_stats (torch's F.instance_norm; the modules pass training or not
+    track_running_stats): μ, v are the input's, and δ_prev = (γ/σ)(δ − mean(δ) − x̂ mean(δ ⊙ x̂))
+    with means over the spatial axes. Otherwise the running statistics (C,) are constants
+    and δ_prev = δ γ/√(running_var + eps). ∂L/∂γ = Σ δ ⊙ x̂, ∂L/∂β = Σ δ (every axis but 1).
+
+    The presets take unbatched input (C, *spatial) as torch's modules do; the functional
+    form (this class) takes (N, C, *spatial).
+    """
+
+    #: input ranks for batched input; a preset accepts one less (unbatched) too
+    n_spatial: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        weight: Array | None = None,
+        bias: Array | None = None,
+        running_mean: Array | None = None,
+        running_var: Array | None = None,
+        eps: float = 1e-5,
+        use_input_stats: bool = True,
+    ) -> None:
+        super().__init__()
+        if (running_mean is None) != (running_var is None):
+            raise ValueError(
+                "expected both running_mean and running_var, or neither; got running_mean "
+                f"{'None' if running_mean is None else 'given'} and running_var "
+                f"{'None' if running_var is None else 'given'}"
+            )
+        if not use_input_stats and running_mean is None:
+            raise ValueError(
+                "expected running_mean and running_var when use_input_stats=False (eval mode "
+                "with track_running_stats=True)"
+            )
+        if not eps > 0:
+            raise ValueError(f"expected eps > 0, got {eps}")
+        for name, value in (("weight", weight), ("bias", bias)):
+            if value is not None:
+                self.params[name] = _as_float64(value)
+        self.running_mean = _as_float64(running_mean)
+        self.running_var = _as_float64(running_var)
+        self.eps = float(eps)
+        self.use_input_stats = bool(use_input_stats)
+        vectors = {
+            **self.params,
+            "running_mean": self.running_mean,
+            "running_var": self.running_var,
+        }
+        sizes = {name: v.shape for name, v in vectors.items() if v is not None}
+        if any(len(s) != 1 for s in sizes.values()) or len(set(sizes.values())) > 1:
+            raise ValueError(
+                f"expected weight, bias and running stats all of shape (C,), got {sizes}"
+            )
+        self.num_features = next(iter(sizes.values()))[0] if sizes else None
+        if not self.use_input_stats:
+            _check_running_var(type(self).__name__, self.running_var)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.num_features}, eps={self.eps}, "
+            f"affine={'weight' in self.params}, use_input_stats={self.use_input_stats})"
+        )
+
+    def _batched(self, in_shape: Shape) -> bool:
+        n = self.n_spatial
+        in_shape = tuple(in_shape)
+        ranks = (n + 1, n + 2) if n is not None else None
+        if (ranks is not None and len(in_shape) not in ranks) or (
+            ranks is None and len(in_shape) < 3
+        ):
+            want = (
+                f"{n + 1}D (unbatched) or {n + 2}D input (N, C, ...)"
+                if n is not None
+                else "input (N, C, *spatial) with at least one spatial dim"
+            )
+            raise ValueError(f"expected {want}, got shape {in_shape}")
+        return ranks is None or len(in_shape) == n + 2
+
+    def shape(self, in_shape: Shape) -> Shape:
+        in_shape = tuple(in_shape)
+        batched = self._batched(in_shape)
+        C = in_shape[1 if batched else 0]
+        if self.num_features is not None and C != self.num_features:
+            raise ValueError(
+                f"expected {self.num_features} channels (weight, bias or running stats of that "
+                f"size), got shape {in_shape}"
+            )
+        spatial = int(np.prod(in_shape[2 if batched else 1 :], dtype=np.int64))
+        if self.use_input_stats and spatial <= 1:
+            raise ValueError(
+                "expected more than 1 spatial element when using the input's statistics "
+                f"(training, or track_running_stats=False), got input shape {in_shape}"
+            )
+        return in_shape
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        batched = self._batched(x.shape)
+        self.shape(x.shape)
+        x = x if batched else x[None]
+        per_channel = (1, -1) + (1,) * (x.ndim - 2)
+        if self.use_input_stats:
+            axes = tuple(range(2, x.ndim))  # the spatial axes, per (n, c)
+            mu = x.mean(axis=axes, keepdims=True)
+            var = x.var(axis=axes, keepdims=True)  # biased
+            stat_axes: tuple[int, ...] | None = axes
+        else:
+            mu = self.running_mean.reshape(per_channel)
+            var = self.running_var.reshape(per_channel)
+            stat_axes = None
+        inv_std = 1.0 / np.sqrt(var + self.eps)  # (N, C, 1, …) or (1, C, 1, …)
+        x_hat = (x - mu) * inv_std
+        z = x_hat
+        if "weight" in self.params:
+            z = z * self.params["weight"].reshape(per_channel)
+        if "bias" in self.params:
+            z = z + self.params["bias"].reshape(per_channel)
+        return (z if batched else z[0]), (_NormCache(x_hat, inv_std, stat_axes), batched)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        norm, batched = cache
+        delta = delta if batched else delta[None]
+        axes = (0, *range(2, delta.ndim))
+        per_channel = (1, -1) + (1,) * (delta.ndim - 2)
+        grads = {}
+        if "weight" in self.params:
+            grads["weight"] = (delta * norm.x_hat).sum(axis=axes)  # (C,)
+        if "bias" in self.params:
+            grads["bias"] = delta.sum(axis=axes)  # (C,)
+        g = delta * self.params["weight"].reshape(per_channel) if "weight" in self.params else delta
+        dx = _normalised_backward(g, norm)
+        return (dx if batched else dx[0]), grads
+
+
+class InstanceNorm1d(InstanceNorm):
+    """torch.nn.InstanceNorm1d: inputs (N, C, L) or unbatched (C, L)."""
+
+    n_spatial = 1
+
+
+class InstanceNorm2d(InstanceNorm):
+    """torch.nn.InstanceNorm2d: inputs (N, C, H, W) or unbatched (C, H, W)."""
+
+    n_spatial = 2
+
+
+class InstanceNorm3d(InstanceNorm):
+    """torch.nn.InstanceNorm3d: inputs (N, C, D, H, W) or unbatched (C, D, H, W)."""
+
+    n_spatial = 3
+
+
+# --- group norm ------------------------------------------------------------------------
+
+
+class GroupNorm(Layer):
+    """z = γ (x − μ)/√(v + eps) + β per channel, μ and v over each sample's group of C/G
+    channels and every spatial axis.
+
+    With the input viewed as (N, G, m), m = C/G · spatial, it is LayerNorm over the last
+    axis: δ_prev = (1/σ)(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)), g = δ ⊙ γ, means over m.
+    ∂L/∂γ = Σ δ ⊙ x̂, ∂L/∂β = Σ δ (every axis but 1).
+    """
+
+    def __init__(
+        self,
+        num_groups: int,
+        weight: Array | None = None,
+        bias: Array | None = None,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
+            raise ValueError(f"expected num_groups as an int, got {num_groups!r}")
+        if num_groups < 1:
+            raise ValueError(f"expected num_groups ≥ 1, got {num_groups}")
+        if not eps > 0:
+            raise ValueError(f"expected eps > 0, got {eps}")
+        self.num_groups = int(num_groups)
+        self.eps = float(eps)
+        for name, value in (("weight", weight), ("bias", bias)):
+            if value is not None:
+                self.params[name] = _as_float64(value)
+        sizes = {name: v.shape for name, v in self.params.items()}
+        if any(len(s) != 1 for s in sizes.values()) or len(set(sizes.values())) > 1:
+            raise ValueError(f"expected weight and bias both of shape (C,), got {sizes}")
+        self.num_channels = next(iter(sizes.values()))[0] if sizes else None
+        if self.num_channels is not None and self.num_channels % self.num_groups:
+            raise ValueError(
+                f"num_channels {self.num_channels} must be divisible by num_groups "
+                f"{self.num_groups}"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps}, "
+            f"affine={'weight' in self.params})"
+        )
+
+    def shape(self, in_shape: Shape) -> Shape:
+        in_shape = tuple(in_shape)
+        if len(in_shape) < 2:
+            raise ValueError(f"expected input (N, C, *) with at least 2 dims, got {in_shape}")
+        C = in_shape[1]
+        if self.num_channels is not None and C != self.num_channels:
+            raise ValueError(
+                f"expected {self.num_channels} channels on axis 1 (weight and bias), got shape "
+                f"{in_shape}"
+            )
+        if C % self.num_groups:
+            raise ValueError(
+                f"expected the number of channels to be divisible by num_groups "
+                f"{self.num_groups}, got shape {in_shape}"
+            )
+        # NOTE: torch's F.group_norm checks N · C/G · spatial (the batch too) for more than 1
+        if in_shape[0] * (C // self.num_groups) * int(np.prod(in_shape[2:], dtype=np.int64)) == 1:
+            raise ValueError(
+                f"expected more than 1 value per group (torch counts the batch too), got input "
+                f"shape {in_shape} with num_groups {self.num_groups}"
+            )
+        return in_shape
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        self.shape(x.shape)
+        N, C, G = x.shape[0], x.shape[1], self.num_groups
+        m = C // G * int(np.prod(x.shape[2:], dtype=np.int64))
+        per_channel = (1, -1) + (1,) * (x.ndim - 2)
+        xg = x.reshape(N, G, m)  # each sample's groups as rows
+        mu = xg.mean(axis=2, keepdims=True)
+        var = xg.var(axis=2, keepdims=True)  # biased
+        inv_std = 1.0 / np.sqrt(var + self.eps)  # (N, G, 1)
+        x_hat_g = (xg - mu) * inv_std
+        x_hat = x_hat_g.reshape(x.shape)
+        z = x_hat
+        if "weight" in self.params:
+            z = z * self.params["weight"].reshape(per_channel)
+        if "bias" in self.params:
+            z = z + self.params["bias"].reshape(per_channel)
+        return z, _NormCache(x_hat_g, inv_std, (2,))
+
+    def backward(self, delta: Array, cache: _NormCache) -> tuple[Array, dict[str, Array]]:
+        axes = (0, *range(2, delta.ndim))
+        per_channel = (1, -1) + (1,) * (delta.ndim - 2)
+        x_hat = cache.x_hat.reshape(delta.shape)
+        grads = {}
+        if "weight" in self.params:
+            grads["weight"] = (delta * x_hat).sum(axis=axes)  # (C,)
+        if "bias" in self.params:
+            grads["bias"] = delta.sum(axis=axes)  # (C,)
+        g = delta * self.params["weight"].reshape(per_channel) if "weight" in self.params else delta
+        dx = _normalised_backward(g.reshape(cache.x_hat.shape), cache)  # (N, G, m)
+        return dx.reshape(delta.shape), grads
 
 
 # --- layer norm ------------------------------------------------------------------------

@@ -1,34 +1,42 @@
 """Pooling: max and average over fixed and adaptive windows, forward and backward side by side.
 
 A pooling layer has no parameters: each output pixel p looks at a window of its own input
-plane. Seed 001 reads it as a layer with fixed weights, which says where δ goes:
+plane. Read as a layer with fixed weights, it says where δ goes:
 
     max      z[p] = x[w(p)], w(p) the window's first maximum     δ_prev[w(p)] += δ[p]
     average  z[p] = Σ_{q ∈ window(p)} x[q] / divisor(p)           δ_prev[q] += δ[p] / divisor(p)
+    power    z[p] = (K · avg_p(x^P))^(1/P)    (torch's LPPool; K the kernel's size)
+             δ_prev = avg_pᵀ(δ z^(1−P) / divisor) · x^(P−1)          (0 where the sum is 0)
 
 Max routes δ to the input that won (weight 1 there, 0 elsewhere); average spreads it evenly
 over the window. Where windows overlap (stride < kernel) an input collects the δ of every
 window it sits in.
 
 Windows are separable: one table per spatial axis gives the input positions of output o's
-window along that axis, −1 where the window is on padding.
+window along that axis (outside [0, L) where the window is on padding).
 
     fixed     s·o − p + d·j,  j = 0..k−1   (torch's max_pool / avg_pool)
     adaptive  ⌊o·L/out⌋ .. ⌈(o+1)·L/out⌉ − 1   (torch's adaptive pools; windows vary in size)
 
 Average pooling is then a product of (out, L) window-indicator matrices, one per axis,
-z = (1_H x 1_Wᵀ) / divisor, whose transpose is its backward. Max pooling gathers every
-X
+z = (1_H x 1_Wᵀ) / divisor, whose transpose is its backward. Max pooling visits the
+window's taps one kernel offset at a time, in torch's row-major order, and keeps the first
+strict maximum, as torch's kernels do.
+
+Ties. Where two entries of a window are (nearly) equal maxima, rounding upstream decides
+which one wins, and torch and NumPy may route δ to different cells. `ties(x)` marks, in
+every window whose maximum and runner-up lie within TIE_RTOL · max|x| of each other, the
+entries within that distance of the maximum (see manual_bp.ops.base).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from manual_bp.ops.base import Array, Layer, Shape
+from manual_bp.ops.base import TIE_RTOL, Array, Layer, Shape, near
 from manual_bp.ops.conv import ntuple
 
 Size = int | Sequence[int]
@@ -98,12 +106,9 @@ def _pick(x: Array, axis: int, positions: Array) -> Array:
     return np.take(x, positions, axis=axis)
 
 
-def max_pool(x: Array, tables: Sequence[Array]) -> tuple[Array, Array]:
-    """z = max over each window, and the winner's flat position in its input plane (..., *out).
-
-    Scans the taps in the window's row-major order and keeps the first maximum, as torch
-    does (`if val > maxval`); taps on padding read −∞ and never win over a finite input.
-    """
+def _taps(x: Array, tables: Sequence[Array]) -> Iterator[tuple[Array, Array]]:
+    """For each kernel offset, in the window's row-major order: the value each window sees
+    there (..., *out), −∞ on padding, and its flat position in the input plane (clipped)."""
     n, lead = len(tables), x.ndim - len(tables)
     spatial = x.shape[lead:]
     # −∞ padding wide enough for every tap outside the input
@@ -112,20 +117,58 @@ def max_pool(x: Array, tables: Sequence[Array]) -> tuple[Array, Array]:
         for t, L in zip(tables, spatial, strict=True)
     ]
     x_pad = np.pad(x, ((0, 0),) * lead + tuple(pads), constant_values=-np.inf)
-    z = np.full((*x.shape[:lead], *(t.shape[0] for t in tables)), -np.inf)
-    winner = np.zeros(z.shape, dtype=np.intp)
     for taps in np.ndindex(*(t.shape[1] for t in tables)):  # one kernel offset at a time
         at = [t[:, j] for t, j in zip(tables, taps, strict=True)]  # (out_a,) input positions
         value = x_pad
         for axis, (a, (lo, _)) in enumerate(zip(at, pads, strict=True)):
             value = _pick(value, lead + axis, a + lo)  # (..., *out) once every axis is picked
-        better = value > z  # strict: a tie keeps the earlier tap
-        np.copyto(z, value, where=better)
         grid = tuple(
             a.reshape([-1 if b == axis else 1 for b in range(n)]) for axis, a in enumerate(at)
         )
-        np.copyto(winner, np.ravel_multi_index(grid, spatial, mode="clip"), where=better)
+        yield value, np.ravel_multi_index(grid, spatial, mode="clip")
+
+
+def max_pool(x: Array, tables: Sequence[Array]) -> tuple[Array, Array]:
+    """z = max over each window, and the winner's flat position in its input plane (..., *out).
+
+    Scans the taps in the window's row-major order and keeps the first maximum, as torch
+    does (`if val > maxval`); taps on padding read −∞ and never win over a finite input.
+    """
+    out = (*x.shape[: x.ndim - len(tables)], *(t.shape[0] for t in tables))
+    z = np.full(out, -np.inf)
+    winner = np.zeros(out, dtype=np.intp)
+    for value, position in _taps(x, tables):
+        better = value > z  # strict: a tie keeps the earlier tap
+        np.copyto(z, value, where=better)
+        np.copyto(winner, position, where=better)
     return z, winner
+
+
+def max_pool_ties(x: Array, tables: Sequence[Array]) -> Array:
+    """The entries of x tied for a window's maximum: within TIE_RTOL · max|x| of it, in a
+    window where at least two taps on the input are (the max and its runner-up)."""
+    n = len(tables)
+    finite = np.abs(x[np.isfinite(x)])
+    tol = TIE_RTOL * float(finite.max(initial=0.0))
+    z, _ = max_pool(x, tables)
+    # taps on the input (not on padding): a window's count of entries within tol of its max
+    on_input = [(t >= 0) & (t < L) for t, L in zip(tables, x.shape[-n:], strict=True)]
+    valid = [
+        outer([ok[:, j] for ok, j in zip(on_input, taps, strict=True)]).astype(bool)
+        for taps in np.ndindex(*(t.shape[1] for t in tables))
+    ]
+    count = np.zeros(z.shape, dtype=np.intp)
+    for (value, _), ok in zip(_taps(x, tables), valid, strict=True):
+        count += (value >= z - tol) & ok
+    # mark the tied taps of every tied window, each input plane at its own offset
+    planes = int(np.prod(x.shape[:-n]))
+    plane = int(np.prod(x.shape[-n:]))
+    offset = (np.arange(planes) * plane).reshape(*x.shape[:-n], *(1,) * n)
+    mask = np.zeros(x.size, dtype=bool)
+    for (value, position), ok in zip(_taps(x, tables), valid, strict=True):
+        tied = (count >= 2) & (value >= z - tol) & ok
+        mask[(position + offset)[tied]] = True
+    return mask.reshape(x.shape)
 
 
 def route_to_winner(delta: Array, winner: Array, in_shape: Shape, n: int) -> Array:
@@ -147,7 +190,7 @@ class _PoolNd(Layer):
 
     def _spatial(self, in_shape: Shape) -> tuple[int, ...]:
         n = self.n_spatial
-        names = {1: "L", 2: "H, W"}[n]
+        names = {1: "L", 2: "H, W", 3: "D, H, W"}[n]
         if len(in_shape) not in (n + 1, n + 2) or 0 in in_shape[-n - 1 :]:
             raise ValueError(
                 f"expected input (N, C, {names}) or unbatched (C, {names}) with C and "
@@ -253,6 +296,9 @@ class _MaxPoolNd(_FixedPoolNd):
         winner, in_shape = cache
         return route_to_winner(delta, winner, in_shape, self.n_spatial), {}
 
+    def ties(self, x: Array) -> tuple[Array]:
+        return (max_pool_ties(x, self._tables(self._out(x.shape))),)
+
 
 class MaxPool1d(_MaxPoolNd):
     """torch.nn.MaxPool1d on (N, C, L) or (C, L)."""
@@ -264,6 +310,12 @@ class MaxPool2d(_MaxPoolNd):
     """torch.nn.MaxPool2d on (N, C, H, W) or (C, H, W)."""
 
     n_spatial = 2
+
+
+class MaxPool3d(_MaxPoolNd):
+    """torch.nn.MaxPool3d on (N, C, D, H, W) or (C, D, H, W)."""
+
+    n_spatial = 3
 
 
 # --- average pooling -------------------------------------------------------------------
@@ -354,6 +406,22 @@ class AvgPool2d(_AvgPoolNd):
     n_spatial = 2
 
 
+class AvgPool3d(_AvgPoolNd):
+    """torch.nn.AvgPool3d on (N, C, D, H, W) or (C, D, H, W)."""
+
+    n_spatial = 3
+
+    def shape(self, in_shape: Shape) -> Shape:
+        spatial = self._spatial(in_shape)
+        # NOTE: unlike 1-d and 2-d, torch's avg_pool3d wants the unpadded input ≥ the kernel
+        if any(L < k for L, k in zip(spatial, self.kernel_size, strict=True)):
+            raise ValueError(
+                f"input shape {tuple(in_shape)} is smaller than kernel_size {self.kernel_size} "
+                "(AvgPool3d does not count its padding here, as torch)"
+            )
+        return super().shape(in_shape)
+
+
 # --- adaptive pooling ------------------------------------------------------------------
 
 
@@ -370,7 +438,7 @@ class _AdaptivePoolNd(_PoolNd):
             if isinstance(output_size, (tuple, list))
             else ()
         )
-        # NOTE: as torch, None keeps an input size only inside a tuple, and only in 2-d
+        # NOTE: as torch, None keeps an input size only inside a tuple, and not in 1-d
         if len(sizes) != n or not all(
             (s is None and n > 1)
             or (isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0)
@@ -414,16 +482,20 @@ class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
 class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
     """z[p] = max over adaptive window p;  δ_prev[w(p)] += δ[p] at its first maximum."""
 
+    def _tables(self, in_shape: Shape) -> list[Array]:
+        spatial, out = in_shape[-self.n_spatial :], self._out(in_shape)
+        return [adaptive_windows(L, o) for L, o in zip(spatial, out, strict=True)]
+
     def forward(self, x: Array) -> tuple[Array, Any]:
-        n = self.n_spatial
-        spatial, out = x.shape[-n:], self._out(x.shape)
-        tables = [adaptive_windows(L, o) for L, o in zip(spatial, out, strict=True)]
-        z, winner = max_pool(x, tables)
+        z, winner = max_pool(x, self._tables(x.shape))
         return z, (winner, x.shape)
 
     def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
         winner, in_shape = cache
         return route_to_winner(delta, winner, in_shape, self.n_spatial), {}
+
+    def ties(self, x: Array) -> tuple[Array]:
+        return (max_pool_ties(x, self._tables(x.shape)),)
 
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
@@ -448,3 +520,134 @@ class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
     """torch.nn.AdaptiveMaxPool2d on (N, C, H, W) or (C, H, W)."""
 
     n_spatial = 2
+
+
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
+    """torch.nn.AdaptiveAvgPool3d on (N, C, D, H, W) or (C, D, H, W)."""
+
+    n_spatial = 3
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
+    """torch.nn.AdaptiveMaxPool3d on (N, C, D, H, W) or (C, D, H, W)."""
+
+    n_spatial = 3
+
+
+# --- power-average pooling -------------------------------------------------------------
+
+_AVG = {1: AvgPool1d, 2: AvgPool2d, 3: AvgPool3d}
+_MAX = {1: MaxPool1d, 2: MaxPool2d, 3: MaxPool3d}
+
+
+class _LPPoolNd(_PoolNd):
+    """z = (K · avg(x^P))^(1/P);  δ_prev = avgᵀ(K δ s^(1/P − 1)/P) · P x^(P−1), s = K · avg(x^P).
+
+    As torch's lp_pool: an average pool without padding of x^P times the kernel's size K
+    (so a ceil_mode window hanging over the edge is scaled by K over the cells it holds),
+    to the power 1/P; where s = 0 the gradient is 0. P = ∞ is max_pool(|x|), δ routed to
+    the winner times sign(x).
+    """
+
+    def __init__(
+        self,
+        norm_type: float,
+        kernel_size: Size,
+        stride: Size | None = None,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(norm_type, bool) or not isinstance(
+            norm_type, (int, float, np.integer, np.floating)
+        ):
+            raise ValueError(f"norm_type must be a number, got {norm_type!r}")
+        if not norm_type >= 1:
+            # NOTE: below 1, P x^(P−1) is infinite at x = 0 and torch's gradient with it
+            raise ValueError(f"norm_type must be ≥ 1 (or inf), got {norm_type!r}")
+        self.norm_type = float(norm_type)
+        self.avg = _AVG[self.n_spatial](kernel_size, stride, 0, ceil_mode)
+        self.max = _MAX[self.n_spatial](kernel_size, stride, 0, 1, ceil_mode)
+        self.K = float(np.prod(self.avg.kernel_size))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(norm_type={self.norm_type}, kernel_size="
+            f"{self.avg.kernel_size}, stride={self.avg.stride}, ceil_mode={self.avg.ceil_mode})"
+        )
+
+    def shape(self, in_shape: Shape) -> Shape:
+        return self.avg.shape(in_shape)
+
+    def _power_sum(self, x: Array) -> tuple[Array, Any]:
+        """s = K · avg(x^P), refusing where torch's value or gradient is NaN."""
+        P = self.norm_type
+        if P != int(P) and (x < 0).any():
+            raise ValueError(
+                f"{type(self).__name__} with norm_type {P:g} on a negative input: x^{P:g} is "
+                "NaN in torch"
+            )
+        u, cache = self.avg.forward(x**P)
+        s = self.K * u
+        if P != 1 and (s < 0).any():
+            raise ValueError(
+                f"{type(self).__name__} with norm_type {P:g}: a window's sum of x^{P:g} is "
+                f"negative ({float(s.min()):.6g}); its 1/{P:g}-th power is NaN in torch"
+            )
+        return s, cache
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        P = self.norm_type
+        if P == np.inf:
+            z, cache = self.max.forward(np.abs(x))
+            return z, (x, cache)
+        s, cache = self._power_sum(x)
+        z = s if P == 1 else np.where(s > 0, np.abs(s) ** (1 / P), 0.0)
+        return z, (x, s, cache)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        P = self.norm_type
+        if P == np.inf:
+            x, max_cache = cache
+            return self.max.backward(delta, max_cache)[0] * np.sign(x), {}
+        x, s, avg_cache = cache
+        # NOTE: torch's gradient is 0 where s = 0 (sign(s)·relu(|s|) has slope 0 there)
+        nonzero = s != 0
+        safe = np.where(nonzero, np.abs(s), 1.0)
+        delta_s = np.where(nonzero, delta * safe ** (1 / P - 1) / P, 0.0)  # ∂L/∂s
+        delta_xP, _ = self.avg.backward(self.K * delta_s, avg_cache)  # ∂L/∂(x^P)
+        return delta_xP * P * x ** (P - 1), {}
+
+    def ties(self, x: Array) -> tuple[Array]:
+        """Entries of the windows whose s sits within rounding of the kink s = 0: every entry
+        near 0 (relative to max|x|), or x^P cancelling (|s| ≤ TIE_RTOL · Σ|x|^P)."""
+        P = self.norm_type
+        if P == np.inf:
+            return (
+                max_pool_ties(np.abs(x), self.max._tables(self.max._out(x.shape)))
+                | near(x, (0.0,)),
+            )
+        small = near(x, (0.0,), float(np.max(np.abs(x), initial=0.0)))
+        all_small, cache = self.avg.forward(small.astype(np.float64))
+        s, _ = self.avg.forward(x**P)
+        S, _ = self.avg.forward(np.abs(x) ** P)
+        tied = (all_small >= 1.0) | (np.abs(s) <= TIE_RTOL * S)
+        members, _ = self.avg.backward(tied.astype(np.float64), cache)
+        return (members > 0,)
+
+
+class LPPool1d(_LPPoolNd):
+    """torch.nn.LPPool1d on (N, C, L) or (C, L)."""
+
+    n_spatial = 1
+
+
+class LPPool2d(_LPPoolNd):
+    """torch.nn.LPPool2d on (N, C, H, W) or (C, H, W)."""
+
+    n_spatial = 2
+
+
+class LPPool3d(_LPPoolNd):
+    """torch.nn.LPPool3d on (N, C, D, H, W) or (C, D, H, W)."""
+
+    n_spatial = 3

@@ -9,8 +9,30 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from manual_bp.ops.normalization import BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm
-from torch_ref.registry.core import Op, OpEntry, Sample, array, computed, fused, param_arg
+from manual_bp.ops.normalization import (
+    BatchNorm,
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    GroupNorm,
+    InstanceNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+)
+from torch_ref.registry.core import (
+    Op,
+    OpEntry,
+    Refusal,
+    Sample,
+    array,
+    computed,
+    fused,
+    param_arg,
+)
+
+_BN = {nn.BatchNorm1d: BatchNorm1d, nn.BatchNorm2d: BatchNorm2d, nn.BatchNorm3d: BatchNorm3d}
 
 
 def batch_norm(
@@ -26,7 +48,8 @@ def batch_norm(
     ndims: tuple[int, ...] | None = None,
 ) -> Op:
     """F.batch_norm: batch statistics when training (or without running ones), else the
-    running ones, read and never updated. A module passes the input ranks it accepts."""
+    running ones, read and never updated. A module passes the input ranks it accepts; the
+    function takes (N, C, *) of any rank."""
     params = {
         name: param_arg(t, "batch_norm", name, optional=True)
         for name, t in (
@@ -36,7 +59,10 @@ def batch_norm(
             ("running_var", running_var),
         )
     }
-    cls = {BatchNorm1d.NDIMS: BatchNorm1d, BatchNorm2d.NDIMS: BatchNorm2d}.get(ndims, BatchNorm)
+    x = computed(input, "batch_norm")
+    cls = {c.NDIMS: c for c in _BN.values()}.get(ndims, BatchNorm)
+    if ndims is None and x.ndim >= 2:
+        ndims = (x.ndim,)  # F.batch_norm: any rank
     layer = cls(
         weight=array(params["weight"]),
         bias=array(params["bias"]),
@@ -46,9 +72,7 @@ def batch_norm(
         training=training,
         ndims=ndims,
     )
-    return Op(
-        layer, (computed(input, "batch_norm"),), fused(weight=params["weight"], bias=params["bias"])
-    )
+    return Op(layer, (x,), fused(weight=params["weight"], bias=params["bias"]))
 
 
 def _batch_norm_args(m: nn.modules.batchnorm._BatchNorm) -> dict[str, Any]:
@@ -62,8 +86,74 @@ def _batch_norm_args(m: nn.modules.batchnorm._BatchNorm) -> dict[str, Any]:
         "bias": m.bias,
         "training": m.training or (m.running_mean is None and m.running_var is None),
         "eps": m.eps,
-        "ndims": {nn.BatchNorm1d: BatchNorm1d, nn.BatchNorm2d: BatchNorm2d}[type(m)].NDIMS,
+        "ndims": _BN[type(m)].NDIMS,
     }
+
+
+_IN = {nn.InstanceNorm1d: InstanceNorm1d, nn.InstanceNorm2d: InstanceNorm2d,
+       nn.InstanceNorm3d: InstanceNorm3d}  # fmt: skip
+
+
+def instance_norm(
+    input: Any,
+    running_mean: Any = None,
+    running_var: Any = None,
+    weight: Any = None,
+    bias: Any = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    layer: type[InstanceNorm] = InstanceNorm,
+) -> Op:
+    """F.instance_norm: each sample's and channel's own statistics over the spatial axes when
+    use_input_stats, else the running ones (read, never updated). A module passes its preset,
+    which takes unbatched input too."""
+    params = {
+        name: param_arg(t, "instance_norm", name, optional=True)
+        for name, t in (
+            ("weight", weight),
+            ("bias", bias),
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+        )
+    }
+    norm = layer(
+        weight=array(params["weight"]),
+        bias=array(params["bias"]),
+        running_mean=array(params["running_mean"]),
+        running_var=array(params["running_var"]),
+        eps=eps,
+        use_input_stats=use_input_stats,
+    )
+    return Op(
+        norm,
+        (computed(input, "instance_norm"),),
+        fused(weight=params["weight"], bias=params["bias"]),
+    )
+
+
+def _instance_norm_args(m: nn.modules.instancenorm._InstanceNorm) -> dict[str, Any]:
+    """What nn.InstanceNorm*d.forward passes to F.instance_norm."""
+    return {
+        "running_mean": m.running_mean,
+        "running_var": m.running_var,
+        "weight": m.weight,
+        "bias": m.bias,
+        "use_input_stats": m.training or not m.track_running_stats,
+        "eps": m.eps,
+        "layer": _IN[type(m)],
+    }
+
+
+def group_norm(
+    input: Any, num_groups: int, weight: Any = None, bias: Any = None, eps: float = 1e-5
+) -> Op:
+    """F.group_norm: statistics over each sample's group of C/G channels and its spatial axes."""
+    w = param_arg(weight, "group_norm", "weight", optional=True)
+    b = param_arg(bias, "group_norm", "bias", optional=True)
+    layer = GroupNorm(num_groups, array(w), array(b), eps=eps)
+    return Op(layer, (computed(input, "group_norm"),), fused(weight=w, bias=b))
 
 
 def layer_norm(
@@ -92,6 +182,101 @@ def _bn_samples() -> list[Sample]:
             (x4,),
             module=nn.BatchNorm2d(3, affine=False, track_running_stats=False).double(),
         ),
+        Sample(
+            "BatchNorm3d",
+            (torch.randn(2, 3, 2, 3, 2, generator=g, dtype=torch.float64),),
+            module=nn.BatchNorm3d(3).double(),
+            train=True,
+        ),
+        Sample(
+            "function, rank 6, training",
+            (torch.randn(2, 3, 2, 1, 2, 2, generator=g, dtype=torch.float64),),
+            fn=lambda x: F.batch_norm(x, None, None, training=True),
+        ),
+    ]
+
+
+def _bn_refusals() -> list[Refusal]:
+    x = torch.ones(4, 3, dtype=torch.float64)
+    bn = nn.BatchNorm1d(3).double().eval()
+    with torch.no_grad():
+        bn.running_var[1] = -1.0
+    return [Refusal("negative running_var in eval mode", (x,), ValueError, "running_var must "
+                    "be ≥ 0 .* running_var\\[1\\]", module=bn)]  # fmt: skip
+
+
+class _InstanceNormWithStats(nn.Module):
+    """F.instance_norm with running statistics held as buffers, in eval mode."""
+
+    def __init__(self, running_mean: torch.Tensor, running_var: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("running_mean", running_mean)
+        self.register_buffer("running_var", running_var)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x, self.running_mean, self.running_var, use_input_stats=False)
+
+
+def _in_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(1)
+    x3 = 1 + torch.randn(2, 3, 6, generator=g, dtype=torch.float64)
+    x4 = 1 + torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    x5 = 1 + torch.randn(2, 3, 2, 3, 4, generator=g, dtype=torch.float64)
+    tracked = nn.InstanceNorm2d(3, affine=True, track_running_stats=True).double()
+    with torch.no_grad():
+        tracked.running_mean.uniform_(-1, 1, generator=g)
+        tracked.running_var.uniform_(0.5, 2, generator=g)
+        tracked.weight.uniform_(0.5, 2, generator=g)
+    rm = torch.randn(3, generator=g, dtype=torch.float64)
+    rv = 0.5 + torch.rand(3, generator=g, dtype=torch.float64)
+    return [
+        Sample("InstanceNorm1d", (x3,), module=nn.InstanceNorm1d(3).double()),
+        Sample("InstanceNorm1d unbatched", (x3[0],), module=nn.InstanceNorm1d(3).double()),
+        Sample("InstanceNorm2d affine, running stats", (x4,), module=tracked, train=True),
+        Sample("InstanceNorm3d affine", (x5,), module=nn.InstanceNorm3d(3, affine=True).double()),
+        Sample("function with running statistics", (x4,), module=_InstanceNormWithStats(rm, rv)),
+    ]
+
+
+def _in_refusals() -> list[Refusal]:
+    x = torch.ones(2, 3, 1, dtype=torch.float64)
+    return [
+        Refusal(
+            "one spatial element",
+            (x,),
+            ValueError,
+            "more than 1 spatial element",
+            module=nn.InstanceNorm1d(3).double(),
+        )
+    ]
+
+
+def _gn_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(2)
+    x = 1 + torch.randn(2, 6, 4, 5, generator=g, dtype=torch.float64)
+    gn = nn.GroupNorm(3, 6).double()
+    with torch.no_grad():
+        gn.weight.uniform_(0.5, 2, generator=g)
+        gn.bias.uniform_(-1, 1, generator=g)
+    w = 1 + torch.rand(6, generator=g, dtype=torch.float64)
+    return [
+        Sample("module", (x,), module=gn),
+        Sample("module, 1-d, no affine", (x[..., 0],), module=nn.GroupNorm(2, 6, affine=False)),
+        Sample("module, one group per channel", (x,), module=nn.GroupNorm(6, 6).double()),
+        Sample("function", (x,), fn=lambda x, w: F.group_norm(x, 2, w), params={"w": w}),
+    ]
+
+
+def _gn_refusals() -> list[Refusal]:
+    x = torch.ones(2, 6, 3, dtype=torch.float64)
+    return [
+        Refusal(
+            "channels not divisible by num_groups",
+            (x,),
+            ValueError,
+            "divisible by num_groups 4",
+            fn=lambda x: F.group_norm(x, 4),
+        )
     ]
 
 
@@ -112,12 +297,36 @@ ROWS = [
         "normalization",
         batch_norm,
         functions=(F.batch_norm,),
-        modules=(nn.BatchNorm1d, nn.BatchNorm2d),
+        modules=tuple(_BN),
         module_args=_batch_norm_args,
         note="eval (running statistics) and training (batch statistics, the full backward "
         "through mean and variance; your running statistics are never updated), affine "
         "on/off, track_running_stats=False",
         samples=_bn_samples,
+        refusals=_bn_refusals,
+    ),
+    OpEntry(
+        "instance_norm",
+        "normalization",
+        instance_norm,
+        functions=(F.instance_norm,),
+        modules=tuple(_IN),
+        module_args=_instance_norm_args,
+        note="affine, track_running_stats (running statistics in eval mode, never updated), "
+        "unbatched input",
+        samples=_in_samples,
+        refusals=_in_refusals,
+    ),
+    OpEntry(
+        "group_norm",
+        "normalization",
+        group_norm,
+        functions=(F.group_norm,),
+        modules=(nn.GroupNorm,),
+        module_args=("num_groups", "weight", "bias", "eps"),
+        note="affine on/off, any rank (N, C, *)",
+        samples=_gn_samples,
+        refusals=_gn_refusals,
     ),
     OpEntry(
         "layer_norm",
