@@ -48,6 +48,7 @@ def check_layer(
     tol: dict[str, float] = TOL,
     seed: int = 0,
     unused: Sequence[int] = (),
+    integer_delta: bool = False,
 ) -> None:
     """Fail naming the check, the case, the worst index and both values there."""
     params = params or {}
@@ -64,10 +65,13 @@ def check_layer(
         f"[{case_id}] torch gives {len(outs)} outputs, the layer declares {layer.n_outputs}"
     )
     gen = torch.Generator().manual_seed(seed)
-    ups = [
-        None if k in unused else torch.randn(o.shape, generator=gen, dtype=torch.float64)
-        for k, o in enumerate(outs)
-    ]
+
+    def upstream(shape: torch.Size) -> torch.Tensor:
+        if integer_delta:  # with integer inputs: every product and sum exact
+            return torch.randint(-3, 4, shape, generator=gen).to(torch.float64)
+        return torch.randn(shape, generator=gen, dtype=torch.float64)
+
+    ups = [None if k in unused else upstream(o.shape) for k, o in enumerate(outs)]
     pairs = [(o, u) for o, u in zip(outs, ups, strict=True) if u is not None and o.requires_grad]
     if pairs:
         torch.autograd.backward([o for o, _ in pairs], [u for _, u in pairs])
@@ -106,12 +110,17 @@ def adjoint(
     seed: int = 0,
 ) -> None:
     """⟨J v, u⟩ = ⟨v, Jᵀ u⟩ where J is the layer's forward as a linear map of the inputs in
-    `vary` (all by default; the others held at their given values)."""
+    `vary` (all by default; the others held at their given values). An affine forward
+    (addmm in its input) is fine: J v = f(v) − f(0)."""
     rng = np.random.default_rng(seed)
     vary = range(len(inputs)) if vary is None else vary
     v = [rng.standard_normal(np.shape(x)) if i in vary else x for i, x in enumerate(inputs)]
     z, cache = layer.forward(*v)
-    zs = _outputs(z, layer.n_outputs)
+    z0, _ = layer.forward(*(np.zeros_like(x) if i in vary else x for i, x in enumerate(v)))
+    zs = [
+        zk - z0k
+        for zk, z0k in zip(_outputs(z, layer.n_outputs), _outputs(z0, layer.n_outputs), strict=True)
+    ]
     u = [rng.standard_normal(np.shape(zk)) for zk in zs]
     d, _ = layer.backward(u[0] if layer.n_outputs == 1 else tuple(u), cache)
     d = (d,) if layer.n_inputs == 1 else d
