@@ -1,0 +1,267 @@
+"""Scaled dot-product attention against torch.autograd in float64: named cases over every
+option (masks bool and float and broadcast, is_causal with L ≠ S, scale, enable_gqa, batch
+broadcasting, fully masked rows, the weights as a second output), a hypothesis property over
+shapes and options, refusals as data, and planted bugs that must fail."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from _layer_check import check_layer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from manual_bp.ops import attention
+from manual_bp.ops.attention import ScaledDotProductAttention
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    q: tuple[int, ...]
+    k: tuple[int, ...]
+    v: tuple[int, ...]
+    mask: str | None = None  # "bool", "float", "float_inf" (some −∞), "bool_empty_row"
+    mask_shape: tuple[int, ...] | None = None
+    is_causal: bool = False
+    scale: float | None = None
+    enable_gqa: bool = False
+    need_weights: bool = False
+    unused: tuple[int, ...] = ()
+
+
+def _mask(kind: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    if kind.startswith("bool"):
+        m = rng.random(shape) < 0.6
+        m[..., 0] = True  # every row sees a key ...
+        if kind == "bool_empty_row":
+            m[..., 1, :] = False  # ... but row 1, which sees none
+        return m
+    m = rng.standard_normal(shape)
+    if kind == "float_inf":
+        m[rng.random(shape) < 0.3] = -np.inf
+        m[..., 0] = 0.0
+        m[..., -1, :] = -np.inf  # a row of −∞ only: torch ≥ 2.5 gives it zeros
+    return m
+
+
+def _inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal(s) for s in (case.q, case.k, case.v)]
+    if case.mask is not None:
+        xs.append(_mask(case.mask, case.mask_shape, rng))
+    return xs
+
+
+def _layer(case: Case) -> ScaledDotProductAttention:
+    return ScaledDotProductAttention(
+        has_mask=case.mask is not None,
+        is_causal=case.is_causal,
+        scale=case.scale,
+        enable_gqa=case.enable_gqa,
+        need_weights=case.need_weights,
+    )
+
+
+def _torch_fn(case: Case):
+    def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *mask: torch.Tensor) -> Any:
+        m = mask[0] if mask else None
+        if not case.need_weights:
+            return F.scaled_dot_product_attention(
+                q, k, v, m, is_causal=case.is_causal, scale=case.scale, enable_gqa=case.enable_gqa
+            )
+        # the weights too: softmax(scale·QKᵀ + M), as MultiheadAttention forms them
+        scale = 1 / math.sqrt(q.shape[-1]) if case.scale is None else case.scale
+        if case.enable_gqa:
+            k = k.repeat_interleave(q.shape[-3] // k.shape[-3], -3)
+            v = v.repeat_interleave(q.shape[-3] // v.shape[-3], -3)
+        s = scale * q @ k.transpose(-1, -2)
+        if case.is_causal:
+            m = torch.ones(s.shape[-2:], dtype=torch.bool).tril()
+        if m is not None:
+            s = s.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else s + m
+        p = torch.softmax(s, -1)
+        return p @ v, p
+
+    return sdpa
+
+
+CASES = [
+    Case("basic_4d", (2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 7)),
+    Case("3d", (2, 4, 5), (2, 6, 5), (2, 6, 3)),
+    Case("2d", (4, 5), (6, 5), (6, 2)),
+    Case("one_query", (2, 1, 5), (2, 6, 5), (2, 6, 5)),
+    Case("one_key", (2, 4, 5), (2, 1, 5), (2, 1, 3)),
+    Case("bool_mask_LS", (2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 7), "bool", (4, 6)),
+    Case("bool_key_padding", (2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 7), "bool", (2, 1, 1, 6)),
+    Case("bool_full", (2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 7), "bool", (2, 3, 4, 6)),
+    Case("float_mask_grad", (2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 7), "float", (3, 4, 6)),
+    Case("float_mask_batch", (2, 4, 5), (2, 6, 5), (2, 6, 3), "float", (2, 4, 6)),
+    Case("float_mask_row_bias", (2, 4, 5), (2, 6, 5), (2, 6, 3), "float", (1, 6)),
+    Case("float_mask_with_inf", (2, 4, 5), (2, 6, 5), (2, 6, 3), "float_inf", (2, 4, 6)),
+    Case("bool_fully_masked_row", (2, 4, 5), (2, 6, 5), (2, 6, 3), "bool_empty_row", (4, 6)),
+    Case("causal_square", (2, 3, 5, 4), (2, 3, 5, 4), (2, 3, 5, 4), is_causal=True),
+    Case("causal_L_lt_S_top_left", (2, 3, 4), (2, 6, 4), (2, 6, 2), is_causal=True),
+    Case("causal_L_gt_S", (2, 6, 4), (2, 3, 4), (2, 3, 2), is_causal=True),
+    Case("scale", (2, 4, 5), (2, 6, 5), (2, 6, 3), scale=0.3),
+    Case("scale_zero_uniform", (2, 4, 5), (2, 6, 5), (2, 6, 3), scale=0.0),
+    Case("gqa", (2, 6, 4, 5), (2, 2, 3, 5), (2, 2, 3, 4), enable_gqa=True),
+    Case("gqa_causal", (1, 4, 5, 3), (1, 1, 5, 3), (1, 1, 5, 2), is_causal=True, enable_gqa=True),
+    Case("gqa_equal_heads", (2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 7), enable_gqa=True),
+    Case("batch_broadcast_kv", (2, 3, 4, 5), (1, 3, 6, 5), (3, 6, 7)),
+    Case("batch_broadcast_q", (4, 5), (2, 3, 6, 5), (2, 3, 6, 7)),
+    Case("empty_keys", (2, 4, 5), (2, 0, 5), (2, 0, 3)),
+    Case("weights", (2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 7), need_weights=True),
+    Case("weights_masked", (2, 4, 5), (2, 6, 5), (2, 6, 3), "bool", (2, 4, 6), need_weights=True),
+    Case("weights_only", (2, 4, 5), (2, 6, 5), (2, 6, 3), need_weights=True, unused=(0,)),
+    Case("output_only", (2, 4, 5), (2, 6, 5), (2, 6, 3), need_weights=True, unused=(1,)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_sdpa_matches_torch(case: Case) -> None:
+    check_layer(case.id, _layer(case), _inputs(case), _torch_fn(case), unused=case.unused)
+
+
+def test_fully_masked_rows_are_zero_as_torch() -> None:
+    """torch ≥ 2.5 gives a row with every key masked P = 0: O = 0 there, and no gradient."""
+    case = next(c for c in CASES if c.id == "bool_fully_masked_row")
+    q, k, v, m = _inputs(case)
+    out = F.scaled_dot_product_attention(*(torch.tensor(x) for x in (q, k, v, m)))
+    assert torch.all(out[:, 1] == 0), "this torch does not zero fully masked rows"
+    z, _ = _layer(case).forward(q, k, v, m)
+    assert np.all(z[:, 1] == 0)
+    with pytest.raises(ValueError, match="every key masked"):
+        ScaledDotProductAttention(has_mask=True, empty_rows="refuse").forward(q, k, v, m)
+
+
+# --- a property over shapes and options ---------------------------------------------------
+
+
+@st.composite
+def sdpa_cases(draw: st.DrawFn) -> Case:
+    L, S, E, Ev = (draw(st.integers(1, 4)) for _ in range(4))
+    gqa = draw(st.booleans())
+    hk = draw(st.integers(1, 2))
+    hq = hk * draw(st.integers(1, 3)) if gqa else hk
+    n = draw(st.integers(1, 2))
+    q, k, v = (n, hq, L, E), (n, hk, S, E), (n, hk, S, Ev)
+    mask = draw(st.sampled_from([None, "bool", "float", "causal"]))
+    mask_shape = None
+    if mask in ("bool", "float"):
+        full = (n, hq, L, S)
+        mask_shape = tuple(1 if draw(st.booleans()) else s for s in full)[draw(st.integers(0, 2)) :]
+    scale = draw(st.none() | st.floats(0.05, 2.0))
+    return Case(
+        f"L{L} S{S} gqa{gqa} {mask} {mask_shape} scale={scale}",
+        q,
+        k,
+        v,
+        mask if mask != "causal" else None,
+        mask_shape,
+        is_causal=mask == "causal",
+        scale=scale,
+        enable_gqa=gqa,
+        need_weights=draw(st.booleans()),
+    )
+
+
+@given(case=sdpa_cases(), seed=st.integers(0, 2**16))
+def test_sdpa_property(case: Case, seed: int) -> None:
+    check_layer(case.id, _layer(case), _inputs(case, seed), _torch_fn(case), seed=seed)
+
+
+# --- refusals --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    id: str
+    options: dict[str, Any]
+    shapes: tuple[tuple[int, ...], ...] | None  # None: the constructor raises
+    match: str
+    torch_refuses: bool = True
+
+
+REFUSALS = [
+    Refusal("dropout", {"dropout_p": 0.1}, None, "dropout whatever the module's mode", False),
+    Refusal("mask_and_causal", {"has_mask": True, "is_causal": True}, None, "not both"),
+    Refusal("nan_scale", {"scale": float("nan")}, None, "finite scale", False),
+    Refusal("rank_1", {}, ((5,), (6, 5), (6, 2)), "at least 2 dims"),
+    Refusal("E_differs", {}, ((4, 5), (6, 4), (6, 2)), r"key \(…, S, E\)"),
+    Refusal("S_differs", {}, ((4, 5), (6, 5), (5, 2)), r"value \(…, S, Ev\)"),
+    Refusal("heads_without_gqa", {}, ((1, 4, 3, 2), (1, 2, 3, 2), (1, 2, 3, 2)), "broadcast"),
+    Refusal(
+        "gqa_not_multiple",
+        {"enable_gqa": True},
+        ((1, 3, 3, 2), (1, 2, 3, 2), (1, 2, 3, 2)),
+        "multiple of the key",
+    ),
+    Refusal(
+        "mask_shape", {"has_mask": True}, ((4, 5), (6, 5), (6, 2), (4, 5)), "broadcasts to the"
+    ),
+]
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=lambda c: c.id)
+def test_refusals(case: Refusal) -> None:
+    if case.torch_refuses:
+        shapes = case.shapes or ((4, 5), (6, 5), (6, 2), (4, 6))
+        xs = [torch.zeros(s) for s in shapes]
+        opts = {k: v for k, v in case.options.items() if k != "has_mask"}
+        if case.options.get("has_mask") and len(xs) < 4:
+            xs.append(torch.zeros(4, 6, dtype=torch.bool))
+        with pytest.raises((RuntimeError, ValueError)):
+            F.scaled_dot_product_attention(*xs[:3], *xs[3:], **opts)
+    if case.shapes is None:
+        with pytest.raises(ValueError, match=case.match):
+            ScaledDotProductAttention(**case.options)
+        return
+    layer = ScaledDotProductAttention(**case.options)
+    with pytest.raises(ValueError, match=case.match):
+        layer.shape(*case.shapes)
+    with pytest.raises(ValueError, match=case.match):  # forward checks before arithmetic
+        layer.forward(*(np.zeros(s) for s in case.shapes))
+
+
+def test_integer_mask_refused() -> None:
+    layer = ScaledDotProductAttention(has_mask=True)
+    with pytest.raises(ValueError, match="bool or float attn_mask"):
+        layer.forward(np.zeros((4, 5)), np.zeros((6, 5)), np.zeros((6, 2)), np.zeros((4, 6), int))
+
+
+# --- planted bugs -----------------------------------------------------------------------
+
+
+def _no_rowsum(P: np.ndarray, dP: np.ndarray) -> np.ndarray:
+    return P * dP  # BUG: softmax's Jacobian without its rank-one term
+
+
+def _bottom_right_causal(L: int, S: int) -> np.ndarray:  # BUG: the other alignment
+    return np.tril(np.ones((L, S), dtype=bool), S - L)
+
+
+def _tile_heads(d: np.ndarray, group: int) -> np.ndarray:  # BUG: heads grouped as tile, not repeat
+    return d.reshape(*d.shape[:-3], group, d.shape[-3] // group, *d.shape[-2:]).sum(axis=-4)
+
+
+@pytest.mark.parametrize(
+    "case_id, name, bug",
+    [
+        ("causal_L_lt_S_top_left", "_causal", _bottom_right_causal),
+        ("gqa", "_sum_groups", _tile_heads),
+        ("3d", "_softmax_backward", _no_rowsum),
+        ("float_mask_grad", "_softmax_backward", _no_rowsum),
+    ],
+)
+def test_planted_bug_fails(case_id: str, name: str, bug: Any, monkeypatch) -> None:
+    monkeypatch.setattr(attention, name, bug)
+    case = next(c for c in CASES if c.id == case_id)
+    with pytest.raises(AssertionError):
+        check_layer(case.id, _layer(case), _inputs(case), _torch_fn(case))
