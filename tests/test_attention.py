@@ -9,16 +9,21 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import _compare
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _layer_check import check_layer
+from _layer_check import TOL, check_layer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from manual_bp.network import INPUT, Network, Node
 from manual_bp.ops import attention
 from manual_bp.ops.attention import ScaledDotProductAttention
+from manual_bp.ops.graph import Select
+from manual_bp.ops.linear import Linear
+from manual_bp.ops.shape import Flatten, Split, Transpose, Unflatten
 
 
 @dataclass(frozen=True)
@@ -265,3 +270,59 @@ def test_planted_bug_fails(case_id: str, name: str, bug: Any, monkeypatch) -> No
     case = next(c for c in CASES if c.id == case_id)
     with pytest.raises(AssertionError):
         check_layer(case.id, _layer(case), _inputs(case), _torch_fn(case))
+
+
+# --- wired into a Network: nn.MultiheadAttention from these layers ---------------------------
+
+
+def _mha_network(mha: torch.nn.MultiheadAttention, causal: bool) -> Network:
+    """x (N, L, E) → packed in-projection → Split q, k, v (one layer, three outputs) → heads →
+    attention → heads merged → out_proj: nn.MultiheadAttention's fast path, batch_first."""
+    E, H = mha.embed_dim, mha.num_heads
+    p = {k: v.detach().numpy().copy() for k, v in mha.named_parameters()}
+    nodes = [
+        Node("in_proj", Linear(p["in_proj_weight"], p["in_proj_bias"]), (INPUT,)),
+        Node("qkv", Split((E, E, E), -1), ("in_proj",)),
+    ]
+    for k, name in enumerate("qkv"):
+        nodes += [
+            Node(name, Select(k), ("qkv",)),
+            Node(f"{name}_heads", Unflatten(-1, (H, E // H)), (name,)),
+            Node(f"{name}_t", Transpose(1, 2), (f"{name}_heads",)),  # (N, H, L, hd)
+        ]
+    nodes += [
+        Node("attn", ScaledDotProductAttention(is_causal=causal), ("q_t", "k_t", "v_t")),
+        Node("merge_t", Transpose(1, 2), ("attn",)),
+        Node("merge", Flatten(2), ("merge_t",)),
+        Node("out_proj", Linear(p["out_proj.weight"], p["out_proj.bias"]), ("merge",)),
+    ]
+    return Network(nodes)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_multihead_attention_as_a_network(causal: bool) -> None:
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(6, 2, batch_first=True, dtype=torch.float64).eval()
+    with torch.no_grad():
+        mha.in_proj_bias.normal_()
+        mha.out_proj.bias.normal_()
+    x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.ones(5, 5, dtype=torch.bool).triu(1) if causal else None
+    out, _ = mha(x, x, x, need_weights=False, attn_mask=mask, is_causal=causal)
+    up = torch.randn(out.shape, dtype=torch.float64)
+    out.backward(up)
+
+    net = _mha_network(mha, causal)
+    z, tape = net.forward(x.detach().numpy())
+    _compare.assert_close("output", "mha", z, out.detach().numpy(), **TOL)
+    g = net.backward(tape, up.numpy())
+    _compare.assert_close("∂L/∂x", "mha", g.dL_dinput, x.grad.numpy(), **TOL)
+    grads = g.flat()
+    for ours, theirs in [
+        ("in_proj.weight", "in_proj_weight"),
+        ("in_proj.bias", "in_proj_bias"),
+        ("out_proj.weight", "out_proj.weight"),
+        ("out_proj.bias", "out_proj.bias"),
+    ]:
+        want = dict(mha.named_parameters())[theirs].grad.numpy()
+        _compare.assert_close(f"∂L/∂{theirs}", "mha", grads[ours], want, **TOL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import _compare
 import numpy as np
 import pytest
 import torch
@@ -17,8 +18,14 @@ from _layer_check import TOL, check_layer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from manual_bp.network import INPUT, Network, Node
 from manual_bp.ops import embedding
+from manual_bp.ops.arithmetic import Add
+from manual_bp.ops.attention import ScaledDotProductAttention
 from manual_bp.ops.embedding import Embedding, EmbeddingBag
+from manual_bp.ops.graph import Parameter
+from manual_bp.ops.linear import Linear
+from manual_bp.ops.shape import Index
 
 NUM, DIM = 6, 3
 
@@ -399,3 +406,46 @@ def test_planted_bug_fails(case_id: str, target: Any, name: str, bug: Any, monke
         check_layer(
             case.id, layer, inputs, torch_fn, params=params, tol=TOL, integer_delta=case.integers
         )
+
+
+# --- wired into a Network: token and position embeddings under causal attention ---------------
+
+
+def test_gpt_style_block_as_a_network() -> None:
+    """ids → wte(ids) + wpe[:T] (a model tensor, sliced) → causal attention → head: the integer
+    input gets no δ, the embedding table and the sliced parameter get theirs."""
+    rng = np.random.default_rng(0)
+    V, T_max, D, T = 7, 8, 4, 5
+    wte, wpe = rng.standard_normal((V, D)), rng.standard_normal((T_max, D))
+    head_w, head_b = rng.standard_normal((V, D)), rng.standard_normal(V)
+    ids = rng.integers(0, V, (2, T))
+    nodes = [
+        Node("wte", Embedding(wte), (INPUT,)),
+        Node("wpe", Parameter(wpe), ()),
+        Node("pos", Index(slice(0, T)), ("wpe",)),
+        Node("x", Add(), ("wte", "pos")),
+        Node("attn", ScaledDotProductAttention(is_causal=True), ("x", "x", "x")),
+        Node("head", Linear(head_w, head_b), ("attn",)),
+    ]
+    net = Network(nodes)
+    up = rng.standard_normal((2, T, V))
+    z, tape = net.forward(ids)
+    g = net.backward(tape, up)
+
+    p = {
+        k: torch.tensor(v, requires_grad=True)
+        for k, v in dict(wte=wte, wpe=wpe, w=head_w, b=head_b).items()
+    }
+    x = F.embedding(torch.tensor(ids), p["wte"]) + p["wpe"][:T]
+    out = F.linear(F.scaled_dot_product_attention(x, x, x, is_causal=True), p["w"], p["b"])
+    out.backward(torch.tensor(up))
+    _compare.assert_close("output", "gpt", z, out.detach().numpy(), **TOL)
+    assert g.dL_dinputs == {}, "integer token ids carry no gradient"
+    grads = g.flat()
+    for ours, theirs in [
+        ("wte.weight", "wte"),
+        ("wpe.value", "wpe"),
+        ("head.weight", "w"),
+        ("head.bias", "b"),
+    ]:
+        _compare.assert_close(f"∂L/∂{theirs}", "gpt", grads[ours], p[theirs].grad.numpy(), **TOL)
