@@ -302,42 +302,37 @@ def test_chunk_sizes_as_torch(n: int, chunks: int) -> None:
 
 
 @st.composite
+def index_item(draw: st.DrawFn, n: int) -> Any:
+    """One item indexing a dim of size n: an int, a slice (any bounds, steps 1..3), an integer
+    array (negative entries, repeats) or a bool mask."""
+    kind = draw(st.sampled_from(["int", "slice", "array", "mask"]))
+    if kind == "int":
+        return draw(st.integers(-n, n - 1))
+    if kind == "slice":
+        bound = st.none() | st.integers(-n - 2, n + 2)
+        return slice(draw(bound), draw(bound), draw(st.none() | st.integers(1, 3)))
+    if kind == "array":
+        entries = draw(st.lists(st.integers(-n, n - 1), max_size=3))
+        return np.array(entries, dtype=np.int64)
+    return np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+
+
+@st.composite
 def index_cases(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[Any, ...]]:
-    """A shape and an index into it: ints, slices (any bounds, steps 1..3), None, at most one
-    Ellipsis, integer arrays (negative entries, repeats) and bool masks."""
+    """A shape and an index into it: items for a leading run of dims, optionally '...' and
+    items for a trailing run, None sprinkled between them."""
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
+    ndim = len(shape)
+    head = draw(st.integers(0, ndim))
+    dims: list[int | None] = list(range(head))
+    if draw(st.booleans()):  # '...', then the last `tail` dims
+        tail = draw(st.integers(0, ndim - head))
+        dims += [None, *range(ndim - tail, ndim)]
     items: list[Any] = []
-    d = 0
-    ellipsis = False
-    for _ in range(draw(st.integers(1, len(shape) + 1))):
-        if d >= len(shape):
-            break
-        n = shape[d]
-        kind = draw(st.sampled_from(["int", "slice", "none", "ellipsis", "array", "mask"]))
-        if kind == "int":
-            items.append(draw(st.integers(-n, n - 1)))
-        elif kind == "slice":
-            bound = st.none() | st.integers(-n - 2, n + 2)
-            items.append(slice(draw(bound), draw(bound), draw(st.none() | st.integers(1, 3))))
-        elif kind == "none":
+    for d in dims:
+        if draw(st.integers(0, 4)) == 0:
             items.append(None)
-            continue
-        elif kind == "ellipsis" and not ellipsis:
-            ellipsis = True
-            items.append(Ellipsis)
-            d = len(shape) - draw(st.integers(0, len(shape) - d))  # what the rest will index
-            continue
-        elif kind == "array":
-            size = draw(st.integers(0, 3))
-            items.append(
-                np.array(
-                    draw(st.lists(st.integers(-n, n - 1), min_size=size, max_size=size)),
-                    dtype=np.int64,
-                )
-            )
-        else:
-            items.append(np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n))))
-        d += 1
+        items.append(Ellipsis if d is None else draw(index_item(shape[d])))
     arrays = [i for i in items if isinstance(i, np.ndarray) and i.dtype != bool]
     masks = [i for i in items if isinstance(i, np.ndarray) and i.dtype == bool]
     lengths = {len(a) for a in arrays} | {int(m.sum()) for m in masks}
