@@ -42,6 +42,8 @@ class ScaledDotProductAttention(Layer):
     them before averaging), whose δ adds to δP.
     """
 
+    integer_inputs = True  # a bool mask (q, k and v are checked to be floating)
+
     def __init__(
         self,
         *,
@@ -129,6 +131,10 @@ class ScaledDotProductAttention(Layer):
 
     def forward(self, q: Array, k: Array, v: Array, *mask: Array) -> tuple[Any, Any]:
         scores_shape, _, group = self._shapes(q.shape, k.shape, v.shape, *(m.shape for m in mask))
+        if not all(np.issubdtype(x.dtype, np.floating) for x in (q, k, v)):
+            raise ValueError(
+                f"expected floating query, key and value, got {q.dtype}, {k.dtype}, {v.dtype}"
+            )
         m = mask[0] if mask else None
         if m is not None and not (m.dtype == bool or np.issubdtype(m.dtype, np.floating)):
             raise ValueError(f"expected a bool or float attn_mask, got dtype {m.dtype}")

@@ -64,6 +64,7 @@ class Embedding(Layer):
     scale_grad_by_freq; 0 for padding_idx);  the ids get no δ."""
 
     reports_delta = True
+    integer_inputs = True  # the ids
 
     def __init__(
         self,
@@ -135,6 +136,7 @@ class EmbeddingBag(Layer):
     """
 
     reports_delta = True
+    integer_inputs = True  # the ids and offsets
 
     def __init__(
         self,

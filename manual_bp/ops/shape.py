@@ -280,6 +280,8 @@ class Index(Layer):
     (len idx, n1) there and (n1, len idx) in torch.)
     """
 
+    integer_inputs = True  # moves values: token ids and indices too
+
     def __init__(self, index: Any) -> None:
         super().__init__()
         items = index if isinstance(index, tuple) else (index,)
@@ -507,6 +509,8 @@ class Expand(Layer):
     """z = a.expand(sizes): size-1 dims stretched, new dims in front (−1 keeps a dim);
     δ_prev = unbroadcast(δ), the sum over what was stretched. Also expand_as, broadcast_to."""
 
+    integer_inputs = True  # moves values: token ids and indices too
+
     def __init__(self, sizes: Sequence[int]) -> None:
         super().__init__()
         self.sizes = tuple(int(n) for n in sizes)
@@ -547,6 +551,8 @@ class Expand(Layer):
 class Repeat(Layer):
     """z = a.repeat(reps): a tiled reps[i] times along dim i (reps may add leading dims);
     δ_prev = Σ over the copies: δ viewed as (r₀, n₀, r₁, n₁, …) summed over the r axes."""
+
+    integer_inputs = True  # moves values: token ids and indices too
 
     def __init__(self, reps: Sequence[int]) -> None:
         super().__init__()
@@ -603,6 +609,8 @@ class Roll(Layer):
     """z = torch.roll(a, shifts, dims) (dims None or (): roll the flattened a);
     δ_prev = δ rolled back by −shifts."""
 
+    integer_inputs = True  # moves values: token ids and indices too
+
     def __init__(
         self, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None
     ) -> None:
@@ -639,6 +647,8 @@ class Roll(Layer):
 
 class Flip(Layer):
     """z = torch.flip(a, dims);  δ_prev = δ flipped along the same dims."""
+
+    integer_inputs = True  # moves values: token ids and indices too
 
     def __init__(self, dims: int | Sequence[int]) -> None:
         super().__init__()
@@ -704,6 +714,8 @@ class Unflatten(Layer):
     """z = a.unflatten(dim, sizes): dim split into sizes (one −1 at most);
     δ_prev = δ reshaped back."""
 
+    integer_inputs = True  # moves values: token ids and indices too
+
     def __init__(self, dim: int, sizes: Sequence[int]) -> None:
         super().__init__()
         self.dim, self.sizes = int(dim), tuple(int(n) for n in sizes)
@@ -735,6 +747,8 @@ class Triangle(Layer):
     """z = tril(a, diagonal) (or triu) over the last two dims: entries off the triangle set to
     0;  δ_prev = δ with the same entries set to 0."""
 
+    integer_inputs = True  # moves values: token ids and indices too
+
     def __init__(self, upper: bool, diagonal: int = 0) -> None:
         super().__init__()
         self.upper, self.diagonal = bool(upper), int(diagonal)
@@ -757,7 +771,7 @@ class Triangle(Layer):
     def forward(self, a: Array) -> tuple[Array, Array]:
         self.shape(a.shape)
         keep = self._keep(a.shape)  # (n, m): where the triangle is
-        return np.where(keep, a, 0.0), keep
+        return np.where(keep, a, np.zeros((), a.dtype)), keep  # keeps integer ids integer
 
     def backward(self, delta: Array, keep: Array) -> tuple[Array, dict[str, Array]]:
         return np.where(keep, delta, 0.0), {}
@@ -768,6 +782,8 @@ class Triangle(Layer):
 
 class Stack(Layer):
     """z = torch.stack(a, dim), inputs of one shape;  δ_prev_i = δ at position i along dim."""
+
+    integer_inputs = True  # moves values: token ids and indices too
 
     def __init__(self, dim: int = 0, n_inputs: int = 2) -> None:
         super().__init__()
@@ -812,6 +828,8 @@ class Split(Layer):
 
     One layer with k outputs (n_outputs = k; for k = 1 the piece itself, as the protocol
     has it). split with one size and chunk become sizes through split_sizes / chunk_sizes."""
+
+    integer_inputs = True  # moves values: token ids and indices too
 
     def __init__(self, sizes: Sequence[int], dim: int = 0) -> None:
         super().__init__()
@@ -885,6 +903,8 @@ class Unbind(Layer):
     δ_prev = the slices' δ stacked back along dim (zeros for an unused slice).
 
     n (the size of dim) is given up front: it is the layer's n_outputs."""
+
+    integer_inputs = True  # moves values: token ids and indices too
 
     def __init__(self, dim: int, n: int) -> None:
         super().__init__()
