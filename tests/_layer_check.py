@@ -110,10 +110,11 @@ def adjoint(
     seed: int = 0,
 ) -> None:
     """⟨J v, u⟩ = ⟨v, Jᵀ u⟩ where J is the layer's forward as a linear map of the inputs in
-    `vary` (all by default; the others held at their given values). An affine forward
+    `vary` (the floating ones by default; the others held at their given values). An affine forward
     (addmm in its input) is fine: J v = f(v) − f(0)."""
     rng = np.random.default_rng(seed)
-    vary = range(len(inputs)) if vary is None else vary
+    if vary is None:  # every floating input (integer ones are indices: J is linear in the rest)
+        vary = [i for i, x in enumerate(inputs) if _is_float(x)]
     v = [rng.standard_normal(np.shape(x)) if i in vary else x for i, x in enumerate(inputs)]
     z, cache = layer.forward(*v)
     z0, _ = layer.forward(*(np.zeros_like(x) if i in vary else x for i, x in enumerate(v)))

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from manual_bp.ops.base import Layer
 from manual_bp.ops.shape import (
+    FROM_INPUT,
     Expand,
     Flip,
     Gather,
@@ -57,6 +58,7 @@ class Case:
     in_shapes: tuple[tuple[int, ...], ...]
     torch_fn: Callable[..., Any]
     unused: tuple[int, ...] = field(default=())
+    index_inputs: tuple[np.ndarray, ...] = ()  # integer inputs after the floating ones
 
 
 def t(x: np.ndarray) -> torch.Tensor:
@@ -144,6 +146,49 @@ CASES = [
         lambda table: table[t(REL_POS)],
     ),
     Case("zero_d_input_none", lambda: Index(None), ((),), lambda x: x[None]),
+    # --- index arrays that are inputs (computed in forward(), token ids): no δ for them ---
+    Case(
+        "index_input",
+        lambda: Index(FROM_INPUT),
+        ((5, 3),),
+        lambda x, i: x[i],
+        index_inputs=(REPEATS,),
+    ),
+    Case(
+        "index_input_after_slice",
+        lambda: Index((slice(1, None), FROM_INPUT)),
+        ((3, 5),),
+        lambda x, i: x[1:, i],
+        index_inputs=(IDX,),
+    ),
+    Case(
+        "two_index_inputs_apart",
+        lambda: Index((FROM_INPUT, slice(None), FROM_INPUT)),
+        ((2, 3, 4),),
+        lambda x, i, j: x[i, :, j],
+        index_inputs=(np.array([[0], [1]]), np.array([3, 0, 3])),
+    ),
+    Case(
+        "swin_computed_index",
+        lambda: Index(FROM_INPUT),
+        ((9, 2),),
+        lambda table, i: table[i],
+        index_inputs=(REL_POS,),
+    ),
+    Case(
+        "index_select_input",
+        lambda: IndexSelect(-1, FROM_INPUT),
+        ((2, 5),),
+        lambda x, i: x.index_select(-1, i),
+        index_inputs=(REPEATS,),
+    ),
+    Case(
+        "gather_input",
+        lambda: Gather(1, FROM_INPUT),
+        ((3, 4),),
+        lambda x, i: x.gather(1, i),
+        index_inputs=(GATHER_IDX,),
+    ),
     # --- narrow, select, index_select, gather ---
     Case("narrow", lambda: Narrow(1, 1, 2), ((2, 4),), lambda x: x.narrow(1, 1, 2)),
     Case(
@@ -261,7 +306,7 @@ CASES = [
 
 def _inputs(case: Case, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(s) for s in case.in_shapes]
+    return [rng.standard_normal(s) for s in case.in_shapes] + list(case.index_inputs)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -544,6 +589,23 @@ REFUSALS = [
 ]
 
 
+def test_index_inputs_refused_as_torch_refuses() -> None:
+    """An index input out of range, of floats, or a bool mask (its shape depends on values)."""
+    x = np.zeros((3, 2))
+    with pytest.raises(IndexError):
+        torch.zeros(3, 2)[torch.tensor([3])]
+    with pytest.raises(ValueError, match="index 3 is out of bounds"):
+        Index(FROM_INPUT).forward(x, np.array([3]))
+    with pytest.raises(ValueError, match="integer index input"):
+        Index(FROM_INPUT).forward(x, np.array([0.0]))
+    with pytest.raises(ValueError, match="depends on its values"):
+        Index(FROM_INPUT).forward(x, np.array([True, False, True]))
+    with pytest.raises(ValueError, match="1 index input"):
+        Index(FROM_INPUT).shape((3, 2))
+    with pytest.raises(ValueError, match="rank 2"):
+        Gather(0, FROM_INPUT).shape((3, 2), (4,))
+
+
 @pytest.mark.parametrize("case", REFUSALS, ids=lambda c: c.id)
 def test_refusals(case: Refusal) -> None:
     if case.torch_fn is not None:
@@ -601,7 +663,7 @@ def _split_reversed(self: Split, delta: Any, cache: Any) -> Any:
     return np.concatenate(pieces[::-1], axis=d), {}  # BUG: pieces put back in the wrong order
 
 
-def _numpy_int_rule(self: Index, in_shape: Any) -> Any:
+def _numpy_int_rule(self: Index, in_shape: Any, arrays: Any = ()) -> Any:
     return self.index, None  # BUG: NumPy's own rule for ints among arrays (see Index)
 
 
