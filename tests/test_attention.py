@@ -326,3 +326,130 @@ def test_multihead_attention_as_a_network(causal: bool) -> None:
     ]:
         want = dict(mha.named_parameters())[theirs].grad.numpy()
         _compare.assert_close(f"∂L/∂{theirs}", "mha", grads[ours], want, **TOL)
+
+
+# --- the pieces of nn.MultiheadAttention: weights, in-projections, merged masks -------------
+
+
+@pytest.mark.parametrize(
+    "case_id, options, mask",
+    [
+        ("plain", {}, None),
+        ("scale", {"scale": 0.7}, None),
+        ("causal", {"is_causal": True}, None),
+        ("bool_mask", {"has_mask": True}, "bool"),
+        ("float_mask_grad", {"has_mask": True}, "float"),
+    ],
+)
+def test_attention_weights_match_torch(case_id: str, options: dict, mask: str | None) -> None:
+    rng = np.random.default_rng(0)
+    q, k = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 6, 5))
+    inputs = [q, k] + ([_mask(mask, (2, 1, 4, 6), rng)] if mask else [])
+
+    def torch_fn(q: torch.Tensor, k: torch.Tensor, *m: torch.Tensor) -> torch.Tensor:
+        scale = options.get("scale", 1 / math.sqrt(q.shape[-1]))
+        s = scale * q @ k.transpose(-1, -2)
+        if options.get("is_causal"):
+            s = s.masked_fill(~torch.ones(4, 6, dtype=torch.bool).tril(), float("-inf"))
+        if m:
+            s = s.masked_fill(~m[0], float("-inf")) if m[0].dtype == torch.bool else s + m[0]
+        return torch.softmax(s, -1)
+
+    check_layer(case_id, attention.AttentionWeights(**options), inputs, torch_fn)
+
+
+def test_attention_weights_refuse_a_fully_masked_row() -> None:
+    q, k = np.zeros((2, 3)), np.zeros((4, 3))
+    m = np.ones((2, 4), dtype=bool)
+    m[1] = False
+    s = torch.zeros(2, 4).masked_fill(~torch.tensor(m), float("-inf"))
+    assert torch.isnan(torch.softmax(s, -1)[1]).all(), "torch's softmax gives NaN there"
+    with pytest.raises(ValueError, match="every key masked"):
+        attention.AttentionWeights(has_mask=True).forward(q, k, m)
+
+
+@pytest.mark.parametrize(
+    "case_id, weight_rows, bias_rows, w_shape, b_shape",
+    [
+        ("packed_q", (0, 4), (0, 4), (12, 4), (12,)),
+        ("packed_v", (8, 12), (8, 12), (12, 4), (12,)),
+        ("separate_k_proj", None, (4, 8), (4, 3), (12,)),
+        ("no_bias", (4, 8), None, (12, 4), None),
+    ],
+)
+def test_in_projection_matches_torch(case_id, weight_rows, bias_rows, w_shape, b_shape) -> None:
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal(w_shape)
+    b = rng.standard_normal(b_shape) if b_shape else None
+    x = rng.standard_normal((5, 2, w_shape[1]))
+    params = {"weight": torch.tensor(W)} | ({"bias": torch.tensor(b)} if b is not None else {})
+    w_sl = slice(*weight_rows) if weight_rows else slice(None)
+    b_sl = slice(*bias_rows) if bias_rows else slice(None)
+
+    def torch_fn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        return F.linear(x, weight[w_sl], None if bias is None else bias[b_sl])
+
+    layer = attention.InProjection(W, b, weight_rows, bias_rows)
+    check_layer(case_id, layer, [x], torch_fn, params=params)
+    with pytest.raises(ValueError, match="features"):
+        layer.shape((5, w_shape[1] + 1))
+
+
+def _torch_merged_mask(N: int, H: int, attn, kpm, pad: int) -> torch.Tensor:
+    """nn.MultiheadAttention's own steps: _canonical_mask, kpm view/expand/reshape, the sum,
+    F.pad for bias_kv / zero_attn, as (N, H, L, S)."""
+
+    def canonical(m: torch.Tensor) -> torch.Tensor:
+        if m.dtype == torch.bool:
+            return torch.zeros_like(m, dtype=torch.float64).masked_fill_(m, float("-inf"))
+        return m
+
+    a = None if attn is None else canonical(attn)
+    k = None if kpm is None else canonical(kpm)
+    if a is not None and a.dim() == 2:
+        a = a.unsqueeze(0)
+    if a is not None:
+        a = F.pad(a, (0, pad))
+    if k is not None:
+        k = F.pad(k, (0, pad))
+        S = k.shape[-1]
+        k = k.view(N, 1, 1, S).expand(-1, H, -1, -1).reshape(N * H, 1, S)
+        a = k if a is None else a + k
+    a = a.expand(N * H, -1, -1)  # a 2-d attn_mask alone: one for every batch and head
+    return a.reshape(N, H, -1, a.shape[-1])
+
+
+@pytest.mark.parametrize(
+    "case_id, attn, kpm, pad",
+    [
+        ("bool_2d", "bool2", None, 0),
+        ("float_3d_grad", "float3", None, 0),
+        ("kpm_bool", None, "bool", 0),
+        ("kpm_float_grad", None, "float", 1),
+        ("both_bool", "bool2", "bool", 0),
+        ("float_2d_and_kpm_bool_pad2", "float2", "bool", 2),
+        ("bool_3d_and_kpm_float", "bool3", "float", 1),
+    ],
+)
+def test_attention_mask_matches_torch(case_id: str, attn, kpm, pad: int) -> None:
+    rng = np.random.default_rng(2)
+    N, H, L, S = 2, 3, 4, 5
+    shapes = {"2": (L, S), "3": (N * H, L, S)}
+    inputs = []
+    if attn:
+        shape = shapes[attn[-1]]
+        inputs.append(
+            rng.random(shape) < 0.3 if attn.startswith("bool") else rng.standard_normal(shape)
+        )
+    if kpm:
+        inputs.append(rng.random((N, S)) < 0.3 if kpm == "bool" else rng.standard_normal((N, S)))
+
+    def torch_fn(*masks: torch.Tensor) -> torch.Tensor:
+        a = masks[0] if attn else None
+        k = masks[-1] if kpm else None
+        return _torch_merged_mask(N, H, a, k, pad)
+
+    layer = attention.AttentionMask(
+        N, H, has_attn_mask=bool(attn), has_key_padding_mask=bool(kpm), pad=pad
+    )
+    check_layer(case_id, layer, inputs, torch_fn)
