@@ -40,6 +40,8 @@ from manual_bp.ops.shape import (
     chunk_sizes,
     split_sizes,
 )
+from torch_ref.registry.core import Op, Ref
+from torch_ref.registry.shape import matrix_transpose, reverse_dims
 
 IDX = np.array([0, 2, 1, 4])  # a buffer of indices
 REPEATS = np.array([0, 2, 0, 0, 1])  # with repeats: their gradients add up
@@ -687,3 +689,27 @@ def test_planted_bug_fails(
         check_layer(
             case.id, case.layer(), _inputs(case), case.torch_fn, tol=TOL_EXACT, unused=case.unused
         )
+
+
+# --- x.T and x.mT: the rules wait for the tracer to hand tensor attributes to the registry ---
+
+
+@pytest.mark.filterwarnings("ignore:.*(deprecated|dimension other than 2)")
+@pytest.mark.parametrize("shape", [(2, 3, 4), (3, 4), (4,), ()], ids=str)
+@pytest.mark.parametrize("attr", ["T", "mT"])
+def test_attribute_transposes_as_torch(attr: str, shape: tuple[int, ...]) -> None:
+    """registry.shape's x.T (every dim reversed) and x.mT (the last two swapped) rules."""
+    rule = reverse_dims if attr == "T" else matrix_transpose
+    x = np.random.default_rng(0).standard_normal(shape)
+    if attr == "mT" and len(shape) == 1:
+        with pytest.raises(RuntimeError):
+            _ = torch.zeros(shape).mT
+        with pytest.raises(ValueError, match="at least 2 dims"):
+            rule(Ref("x", shape))
+        return
+    op = rule(Ref("x", shape))
+    if not isinstance(op, Op):  # x.T of a 0-d or 1-d tensor, x.mT of a 0-d one: x itself
+        t = torch.as_tensor(x)
+        assert op == Ref("x", shape) and torch.equal(getattr(t, attr), t)
+        return
+    check_layer(f"x.{attr} of {shape}", op.layer, [x], lambda t: getattr(t, attr), tol=TOL_EXACT)

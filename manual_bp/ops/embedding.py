@@ -133,6 +133,9 @@ class EmbeddingBag(Layer):
 
     Inputs: ids (B, N) (each row a bag), or 1-d ids and their bags' offsets; then the
     per-sample weights when has_per_sample_weights. Ids and offsets get no δ.
+
+    No ties(): the max compares the weight's own entries, copied exactly from torch's, so
+    no rounding can decide which entry wins (an exact tie goes to the first, as torch).
     """
 
     reports_delta = True

@@ -221,12 +221,12 @@ def reverse_dims(input: Any) -> Any:
     return Op(Permute(tuple(range(x.ndim))[::-1]), (x,)) if x.ndim > 1 else x
 
 
-def matrix_transpose(input: Any) -> Op:
-    """x.mT (and x.mH of a real tensor): the last two dims swapped."""
+def matrix_transpose(input: Any) -> Any:
+    """x.mT (and x.mH of a real tensor): the last two dims swapped (a 0-d tensor as it is)."""
     x = tensor(input, "mT")
-    if x.ndim < 2:
+    if x.ndim == 1:
         raise ValueError(f"mT expects a tensor of at least 2 dims, got shape {x.shape}")
-    return Op(Transpose(-2, -1), (x,))
+    return Op(Transpose(-2, -1), (x,)) if x.ndim else x
 
 
 def view_as(input: Any, other: Any) -> Op:
