@@ -1,0 +1,247 @@
+"""Embedding lookups (manual_bp.ops.embedding): nn.Embedding / F.embedding and
+nn.EmbeddingBag / F.embedding_bag, with integer ids as inputs (they carry no gradient).
+
+sparse=True gives the dense gradient (torch's sparse COO gradient holds the same values);
+max_norm is refused (torch renormalises the weight's rows in place, changing your model), and
+so is EmbeddingBag's scale_grad_by_freq (torch's counts are not the ids' frequencies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from manual_bp.ops.embedding import Embedding, EmbeddingBag
+from torch_ref.registry.core import (
+    Op,
+    OpEntry,
+    Ref,
+    Refusal,
+    Sample,
+    array,
+    fused,
+    param_arg,
+    tensor,
+)
+
+
+def _ids(x: Any, what: str) -> Any:
+    ids = tensor(x, what)
+    floating = ids.dtype == "float" if isinstance(ids, Ref) else ids.tensor.is_floating_point()
+    if floating:
+        raise ValueError(f"{what}: expected integer ids (Long or Int), got a floating tensor")
+    return ids
+
+
+def embedding(
+    input: Any,
+    weight: Any,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Op:
+    """F.embedding / nn.Embedding: an Embedding layer holding a copy of the weight."""
+    w = param_arg(weight, "embedding", "weight")
+    layer = Embedding(array(w), padding_idx, max_norm, scale_grad_by_freq, sparse)
+    return Op(layer, (_ids(input, "embedding"),), fused(weight=w))
+
+
+def embedding_bag(
+    input: Any,
+    weight: Any,
+    offsets: Any = None,
+    max_norm: float | None = None,
+    norm_type: float = 2,
+    scale_grad_by_freq: bool = False,
+    mode: str = "mean",
+    sparse: bool = False,
+    per_sample_weights: Any = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+) -> Op:
+    """F.embedding_bag: an EmbeddingBag layer holding a copy of the weight; its inputs are
+    the ids, the offsets (if any) and the per-sample weights (if any)."""
+    w = param_arg(weight, "embedding_bag", "weight")
+    layer = EmbeddingBag(
+        array(w),
+        mode,
+        has_offsets=offsets is not None,
+        has_per_sample_weights=per_sample_weights is not None,
+        include_last_offset=include_last_offset,
+        padding_idx=padding_idx,
+        max_norm=max_norm,
+        scale_grad_by_freq=scale_grad_by_freq,
+        sparse=sparse,
+    )
+    inputs = [_ids(input, "embedding_bag")]
+    if offsets is not None:
+        inputs.append(_ids(offsets, "embedding_bag (offsets)"))
+    if per_sample_weights is not None:
+        inputs.append(tensor(per_sample_weights, "embedding_bag (per_sample_weights)"))
+    return Op(layer, tuple(inputs), fused(weight=w))
+
+
+def embedding_bag_module(
+    input: Any, offsets: Any = None, per_sample_weights: Any = None, **module: Any
+) -> Op:
+    """nn.EmbeddingBag's forward(input, offsets, per_sample_weights) with its attributes."""
+    return embedding_bag(input, offsets=offsets, per_sample_weights=per_sample_weights, **module)
+
+
+# --- samples --------------------------------------------------------------------------------
+
+
+def _embedding_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.tensor([[0, 2, 5, 2], [1, 1, 3, 0]])
+    return [
+        Sample("module", (ids,), module=nn.Embedding(6, 3).double()),
+        Sample(
+            "padding_idx, scale_grad_by_freq",
+            (ids,),
+            module=nn.Embedding(6, 3, padding_idx=2, scale_grad_by_freq=True).double(),
+        ),
+        Sample(
+            "function",
+            (ids,),
+            fn=lambda ids, w: F.embedding(ids, w, padding_idx=-1),
+            params={"w": torch.randn(6, 3, generator=g, dtype=torch.float64)},
+        ),
+    ]
+
+
+def _embedding_refusals() -> list[Refusal]:
+    ids = torch.tensor([[0, 2]])
+    return [
+        Refusal(
+            "max_norm",
+            (ids,),
+            ValueError,
+            "in place",
+            module=nn.Embedding(6, 3, max_norm=1.0).double(),
+        ),
+        Refusal(
+            "float ids",
+            (ids.double(),),
+            ValueError,
+            "integer ids",
+            module=nn.Embedding(6, 3).double(),
+        ),
+    ]
+
+
+def _bag_function_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    ids = torch.tensor([0, 2, 5, 2, 1, 1, 3])
+    psw = torch.rand(7, generator=g, dtype=torch.float64)
+    bag = F.embedding_bag
+    return [
+        Sample("2-d ids, mean", (ids[:6].view(3, 2),), fn=lambda i, w: bag(i, w), params={"w": w}),
+        Sample(
+            "offsets, max",
+            (ids, torch.tensor([0, 2, 2, 5])),
+            fn=lambda i, o, w: bag(i, w, o, mode="max"),
+            params={"w": w},
+        ),
+        Sample(
+            "per-sample weights (their gradient too)",
+            (ids, torch.tensor([0, 4]), psw),
+            fn=lambda i, o, p, w: bag(i, w, o, mode="sum", per_sample_weights=p),
+            params={"w": w},
+        ),
+    ]
+
+
+def _bag_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.tensor([0, 2, 5, 2, 1, 1, 3])
+    offsets = torch.tensor([0, 3, 3])
+    psw = torch.rand(7, generator=g, dtype=torch.float64)
+    return [
+        Sample("2-d, mean", (ids[:6].view(2, 3),), module=nn.EmbeddingBag(6, 3).double()),
+        Sample("offsets, sum", (ids, offsets), module=nn.EmbeddingBag(6, 3, mode="sum").double()),
+        Sample("offsets, max", (ids, offsets), module=nn.EmbeddingBag(6, 3, mode="max").double()),
+        Sample(
+            "per-sample weights, padding_idx",
+            (ids, offsets, psw),
+            module=nn.EmbeddingBag(6, 3, mode="sum", padding_idx=1).double(),
+        ),
+        Sample(
+            "function, include_last_offset",
+            (ids, torch.tensor([0, 3, 3, 7])),
+            fn=lambda ids, off, w: F.embedding_bag(
+                ids, w, off, mode="sum", include_last_offset=True
+            ),
+            params={"w": torch.randn(6, 3, generator=g, dtype=torch.float64)},
+        ),
+    ]
+
+
+def _bag_refusals() -> list[Refusal]:
+    ids = torch.tensor([[0, 2]])
+    return [
+        Refusal(
+            "scale_grad_by_freq",
+            (ids,),
+            ValueError,
+            "frequencies",
+            module=nn.EmbeddingBag(6, 3, scale_grad_by_freq=True).double(),
+        ),
+    ]
+
+
+ROWS = [
+    OpEntry(
+        "embedding",
+        "embedding",
+        embedding,
+        functions=(F.embedding,),
+        modules=(nn.Embedding,),
+        module_args=(
+            "weight",
+            "padding_idx",
+            "max_norm",
+            "norm_type",
+            "scale_grad_by_freq",
+            "sparse",
+        ),
+        note="integer ids of any shape, padding_idx, scale_grad_by_freq; sparse=True gives the "
+        "dense gradient; max_norm refused (it renormalises your weight in place)",
+        samples=_embedding_samples,
+        refusals=_embedding_refusals,
+    ),
+    OpEntry(
+        "embedding_bag",
+        "embedding",
+        embedding_bag,
+        functions=(F.embedding_bag,),
+        note="sum, mean, max (first index wins a tie), offsets, include_last_offset, "
+        "per_sample_weights, padding_idx; max_norm and scale_grad_by_freq refused",
+        samples=_bag_function_samples,
+    ),
+    OpEntry(
+        "EmbeddingBag",
+        "embedding",
+        embedding_bag_module,
+        modules=(nn.EmbeddingBag,),
+        module_args=(
+            "weight",
+            "max_norm",
+            "norm_type",
+            "scale_grad_by_freq",
+            "mode",
+            "sparse",
+            "include_last_offset",
+            "padding_idx",
+        ),
+        note="as embedding_bag",
+        samples=_bag_samples,
+        refusals=_bag_refusals,
+    ),
+]
