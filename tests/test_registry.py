@@ -24,7 +24,10 @@ from torch_ref.registry.core import OpEntry, Refusal, Sample
 
 TOL = {"rtol": 1e-9, "atol": 1e-12}
 #: rows whose values are plain sizes (no tensor to differentiate)
-NO_SAMPLES = {"getitem", "floordiv", "size", "dim", "numel", "getattr"}
+NO_SAMPLES = {
+    "getitem", "floordiv", "size", "dim", "numel", "getattr", "is_floating_point",
+    "_none_or_dtype", "_canonical_mask",
+}  # fmt: skip
 
 ROWS = registry()
 

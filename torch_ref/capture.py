@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.fx import _symbolic_trace
 
 import manual_bp
@@ -45,7 +46,7 @@ from manual_bp.ops.activations import IDENTITY, Activation
 from manual_bp.ops.graph import Constant, Parameter, Select
 from manual_bp.ops.shape import Identity
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry import lookup_function, lookup_method, lookup_module
+from torch_ref.registry import lookup_function, lookup_method, lookup_module, registry
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Shape
 from torch_ref.registry.sizes import PLAIN_ATTRIBUTES, attribute
 
@@ -189,6 +190,8 @@ class _Builder:
     ) -> Ref:
         """A node; its value is floating unless every input is integer and it has no
         parameters (indexing or reshaping token ids keeps them integer)."""
+        if dtype is None and getattr(layer, "output_dtype", None):
+            dtype = layer.output_dtype
         if dtype is None:
             floating = layer.params or not inputs or any(r.dtype == "float" for r in inputs)
             dtype = "float" if floating or act is not IDENTITY else inputs[0].dtype
@@ -222,16 +225,27 @@ class _Builder:
             self.leaves[p.name] = ref
         return self.leaves[p.name]
 
-    def emit(self, op: Op, name: str, built: dict[int, Any] | None = None) -> Any:
-        """The Op as nodes (its Op inputs first, as "<name>.<k>"); a Ref, or for a layer with
-        several outputs the structure `op.outputs` makes of one Select node per output."""
+    def emit(
+        self,
+        op: Op,
+        name: str,
+        built: dict[int, Any] | None = None,
+        scope: str = "",
+        probe: Any = None,
+    ) -> Any:
+        """The Op as nodes (its Op inputs first, as "<name>.<k>", or "<scope>.<op.name>" for
+        a named one); a Ref, or for a layer with several outputs the structure `op.outputs`
+        makes of one Select node per output. An Op whose `probe` is k gets the call's probe
+        for output k (its value is that output, up to a reshape)."""
         built = {} if built is None else built
         if id(op) in built:
             return built[id(op)]
+        if op.name is not None:
+            name = f"{scope}.{op.name}" if scope else op.name
         inputs = []
         for k, i in enumerate(op.inputs):
             if isinstance(i, Op):
-                i = self.emit(i, f"{name}.{k}", built)
+                i = self.emit(i, f"{name}.{k}", built, scope, probe)
             elif isinstance(i, Param):
                 i = self.leaf(i)
             if not isinstance(i, Ref):
@@ -249,6 +263,8 @@ class _Builder:
                     self.add(f"{result.name}[{k}]", Select(k), (result,)) for k in range(k_out)
                 )
                 result = op.outputs(outs) if op.outputs else outs
+        if probe is not None and op.probe is not None and isinstance(result, Ref):
+            self.probes[result.name] = dataclasses.replace(probe, index=op.probe)
         built[id(op)] = result
         return result
 
@@ -328,6 +344,12 @@ def _first_ref(value: Any) -> Ref | None:
     return None
 
 
+def _has_op(value: Any) -> bool:
+    if isinstance(value, Op):
+        return True
+    return isinstance(value, (tuple, list)) and any(_has_op(v) for v in value)
+
+
 def _has_tensor(value: Any) -> bool:
     if isinstance(value, (Ref, Param, Op)):
         return True
@@ -389,8 +411,10 @@ class _Converter:
         kwargs: dict,
         module: nn.Module | None = None,
         probe: Probe | None = None,
+        scope: str = "",
     ) -> Any:
-        """Run `entry`'s rule on the call and build its nodes; errors name the call and line."""
+        """Run `entry`'s rule on the call and build its nodes; errors name the call and line.
+        `scope`: the module the call sits in (named nodes of a composite go under it)."""
         if entry is None:
             raise _ours(
                 UnsupportedModuleError(
@@ -408,7 +432,7 @@ class _Converter:
                 result = entry.rule(*args, **kwargs, **extra)
             else:
                 result = entry.rule(*args, **kwargs)
-            return self.build(result, name, probe)
+            return self.build(result, name, probe, scope)
         except UnsupportedModuleError as err:
             raise _ours(UnsupportedModuleError(f"{what}{where()}: {err}")) from None
         except TypeError as err:  # an option the rule does not take
@@ -418,18 +442,36 @@ class _Converter:
         except ValueError as err:
             raise _ours(ValueError(f"{what}{where()}: {err}")) from None
 
-    def build(self, result: Any, name: str, probe: Probe | None) -> Any:
-        """Nodes for an Op (and for Ops inside a structure); Refs, Params, plain values as is."""
+    def build(
+        self,
+        result: Any,
+        name: str,
+        probe: Probe | None,
+        scope: str = "",
+        built: dict[int, Any] | None = None,
+    ) -> Any:
+        """Nodes for an Op (and for Ops inside a structure, sharing what they share); Refs,
+        Params and plain values as they are. A named Op inside a rule's composite is named
+        "<scope>.<op name>" (nn.MultiheadAttention's "attn.out_proj")."""
+        built = {} if built is None else built
         if isinstance(result, Op):
-            ref = self.b.emit(result, name)
+            ref = self.b.emit(result, name, built, scope, probe)
             if probe is not None:
                 self._probe(ref, probe)
             return ref
-        if isinstance(result, (tuple, list)) and any(isinstance(r, Op) for r in result):
-            return type(result)(
-                self.build(r, f"{name}.{k}", None) if isinstance(r, Op) else r
-                for k, r in enumerate(result)
-            )
+        if isinstance(result, (tuple, list)) and _has_op(result):
+            out = []
+            for k, r in enumerate(result):
+                if isinstance(r, Op):
+                    ref = self.b.emit(r, f"{name}.{k}", built, scope, probe)
+                    if probe is not None:
+                        self._probe(ref, dataclasses.replace(probe, index=k))
+                    out.append(ref)
+                else:
+                    out.append(
+                        self.build(r, f"{name}.{k}", None, scope, built) if _has_op(r) else r
+                    )
+            return type(result)(out)
         return result
 
     def _probe(self, value: Any, probe: Probe, index: int | None = None) -> None:
@@ -587,7 +629,10 @@ class _Tracer(fx.Tracer):
         mutated = _mutated(kind, target, args, kwargs, module)
         if mutated is not None:
             self._check_mutation(mutated, what)
-        result = self.conv.call(entry, what, _user_line, node_name, vargs, vkwargs, module, probe)
+        scope = target if kind == "call_module" else self.scope.module_path
+        result = self.conv.call(
+            entry, what, _user_line, node_name, vargs, vkwargs, module, probe, scope
+        )
         if not _has_tensor(result):
             self.graph.erase_node(node)
             return result
@@ -798,7 +843,8 @@ def capture(
             (p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32
         )
         try:
-            graph = tracer.trace(model, concrete_args=tracer.concrete or None)
+            with _recorded_whole(tracer):
+                graph = tracer.trace(model, concrete_args=tracer.concrete or None)
         except Exception as err:
             raise _traced_error(model, refs, err) from None
         out_node = next(n for n in graph.nodes if n.op == "output")
@@ -843,6 +889,36 @@ def capture(
         b.shapes,
         functions,
     )
+
+
+#: torch's private helpers that nn.MultiheadAttention's forward calls on its masks: recorded
+#: as one call each while tracing (traced into, they would test a Proxy's type)
+_WHOLE = ((F, "_canonical_mask"), (F, "_none_or_dtype"))
+
+
+@contextlib.contextmanager
+def _recorded_whole(tracer: fx.Tracer) -> Any:
+    """While tracing, the _WHOLE functions called on traced values become one call each."""
+    registry()  # (loaded first: its rows must hold the functions themselves)
+    originals = [(module, name, getattr(module, name)) for module, name in _WHOLE]
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            found: list[bool] = []
+            fx.node.map_aggregate((args, kwargs), lambda a: found.append(isinstance(a, fx.Proxy)))
+            if any(found):
+                return tracer.create_proxy("call_function", fn, args, kwargs)
+            return fn(*args, **kwargs)
+
+        return recorded
+
+    for module, name, fn in originals:
+        setattr(module, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for module, name, fn in originals:
+            setattr(module, name, fn)
 
 
 def _traced_error(model: nn.Module, refs: list[Ref], err: Exception) -> Exception:

@@ -70,6 +70,8 @@ class Layer:
     #: takes integer or bool inputs: indices and token ids (Embedding), or values it only
     #: moves (reshape, cat); other layers need floating inputs, as torch's do
     integer_inputs: ClassVar[bool] = False
+    #: the dtype kind of the output when it is not the inputs' ("bool" for a comparison)
+    output_dtype: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.params = {}

@@ -176,16 +176,17 @@ def multi_head_attention_forward(
     projected = []
     if not use_separate_proj_weight:
         W = param_arg(in_proj_weight, what, "in_proj_weight")
-        for x, rows in zip((q, k, v), blocks, strict=True):
+        for x, rows, proj in zip((q, k, v), blocks, _PROJECTIONS, strict=True):
             layer = InProjection(array(W), array(b), rows, rows)
-            projected.append(Op(layer, (x,), fused(weight=W, bias=b)))
+            projected.append(Op(layer, (x,), fused(weight=W, bias=b), name=proj))
     else:
-        for x, w, rows in zip(
-            (q, k, v), (q_proj_weight, k_proj_weight, v_proj_weight), blocks, strict=True
-        ):
+        for x, w, rows, proj in zip(
+            (q, k, v), (q_proj_weight, k_proj_weight, v_proj_weight), blocks, _PROJECTIONS,
+            strict=True,
+        ):  # fmt: skip
             Wx = param_arg(w, what, "q/k/v_proj_weight")
             layer = InProjection(array(Wx), array(b), None, rows)
-            projected.append(Op(layer, (x,), fused(weight=Wx, bias=b)))
+            projected.append(Op(layer, (x,), fused(weight=Wx, bias=b), name=proj))
     qp, kp, vp = projected
 
     # masks, as given (checked as torch checks them)
@@ -260,9 +261,19 @@ def multi_head_attention_forward(
     merged_heads = Op(Reshape((L * N, E)), (Op(Permute((2, 0, 1, 3)), (attn,)),))
     Wo = param_arg(out_proj_weight, what, "out_proj.weight")
     bo = param_arg(out_proj_bias, what, "out_proj.bias", optional=True)
-    out = Op(Linear(array(Wo), array(bo)), (merged_heads,), fused(weight=Wo, bias=bo))
+    out = Op(
+        Linear(array(Wo), array(bo)),
+        (merged_heads,),
+        fused(weight=Wo, bias=bo),
+        name="out_proj",
+        probe=0,
+    )
     out = Op(Reshape((L, N, E) if batched else (L, E)), (out,))
     return out, weights
+
+
+#: the δ names of the three in-projections, under the attention module's name
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj")
 
 
 # --- samples --------------------------------------------------------------------------------
@@ -421,3 +432,27 @@ ROWS = [
         refusals=_mha_refusals,
     ),
 ]
+
+
+def canonical_mask(
+    mask: Any,
+    mask_name: str = "",
+    other_type: Any = None,
+    other_name: str = "",
+    target_type: Any = None,
+    check_other: bool = True,
+) -> Any:
+    """F._canonical_mask: the mask as given (None stays None); the attention layers read a
+    bool mask (True: masked out) as −∞ and add a float one, as torch's canonical form does."""
+    return None if mask is None else tensor(mask, "_canonical_mask")
+
+
+ROWS.append(
+    OpEntry(
+        "_canonical_mask",
+        "attention",
+        canonical_mask,
+        functions=(F._canonical_mask,),
+        note="key_padding_mask and attn_mask given as model inputs",
+    )
+)

@@ -94,12 +94,19 @@ class Op:
     same Op object used twice is built once. `params` maps the layer's parameter names onto
     the model's qualified names (`{"weight": "features.0.weight"}`): the layer holds a
     float64 copy, and its gradient is that parameter's. `outputs` arranges the Refs of a
-    layer with several outputs as torch returns them (an LSTM's `(out, (h, c))`)."""
+    layer with several outputs as torch returns them (an LSTM's `(out, (h, c))`). Inside a
+    composite (nn.MultiheadAttention), `name` and `probe` mark the weighted nodes a trace
+    reports δ for."""
 
     layer: Layer | Activation
     inputs: tuple[Ref | Param | Op, ...]
     params: dict[str, str] = field(default_factory=dict)
     outputs: Callable[[tuple[Ref, ...]], Any] | None = None
+    #: inside a composite: the node's name under the module the call sits in ("out_proj")
+    name: str | None = None
+    #: inside a composite: this op's value is output k of the call, up to a reshape (the
+    #: autograd side can take its δ there)
+    probe: int | None = None
 
 
 # --- argument helpers for rules -----------------------------------------------------

@@ -9,10 +9,11 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import OpEntry, Param, Ref, tensor
-from torch_ref.registry.shape import wrap_dim
+from torch_ref.registry.shape import matrix_transpose, reverse_dims, wrap_dim
 
 #: attributes of a tensor that are plain values here (float64 on the CPU, as the manual pass)
 PLAIN_ATTRIBUTES = ("shape", "ndim", "dtype", "device", "is_cuda", "requires_grad", "is_nested")
@@ -49,10 +50,30 @@ def attribute(x: Ref | Param, name: str) -> Any:
 
 
 def get_attribute(obj: Any, name: str) -> Any:
-    """getattr(x, name) as fx records it."""
+    """getattr(x, name) as fx records it: x.T and x.mT are transposes, x.shape and friends
+    plain values."""
     if isinstance(obj, (Ref, Param)):
+        if name in TRANSPOSES:
+            return TRANSPOSES[name](obj)
         return attribute(obj, name)
     return builtins.getattr(obj, name)
+
+
+#: the transposing attributes, real tensors' .H and .mH being their .T and .mT
+TRANSPOSES = {"T": reverse_dims, "H": reverse_dims, "mT": matrix_transpose, "mH": matrix_transpose}
+
+
+def is_floating_point(input: Any) -> bool:
+    return (
+        tensor(input, "is_floating_point").dtype == "float"
+        if isinstance(input, Ref)
+        else (tensor(input, "is_floating_point").tensor.is_floating_point())
+    )
+
+
+def none_or_dtype(input: Any) -> Any:
+    """torch.nn.functional._none_or_dtype: a mask's dtype, or None."""
+    return None if input is None else attribute(tensor(input, "_none_or_dtype"), "dtype")
 
 
 def size(input: Any, dim: int | None = None) -> torch.Size | int:
@@ -75,6 +96,14 @@ ROWS = [
         "sizes",
         get_attribute,
         functions=(builtins.getattr,),
-        note="x.shape, x.ndim, x.dtype, x.device",
+        note="x.shape, x.ndim, x.dtype, x.device; x.T, x.mT",
     ),
+    OpEntry(
+        "is_floating_point",
+        "sizes",
+        is_floating_point,
+        functions=(torch.is_floating_point,),
+        methods=("is_floating_point",),
+    ),
+    OpEntry("_none_or_dtype", "sizes", none_or_dtype, functions=(F._none_or_dtype,)),
 ]
