@@ -33,7 +33,7 @@ threshold_backward, leaky_relu_backward, rrelu_with_noise_backward, …):
 | hardtanh     | min, max              | 0              | z ≤ min or z ≥ max ? 0 : 1          |
 | relu6        | 0, 6                  | 0              | hardtanh(0, 6)                      |
 | clamp        | min, max              | 1              | clamp_backward: min ≤ z ≤ max       |
-| hardsigmoid  | −3, 3                 | 0              | −3 < z < 3 ? 1/6 : 0                |
+| hardsigmoid  | −3, 3                 | 0              | −3 < z < 3 ? 1/6 (float32) : 0      |
 | hardswish    | −3, 3                 | 0 (−3), 1 (3)  | z ≤ −3 ? 0 : (z < 3 ? z/3 + ½ : 1)  |
 | softshrink   | ±λ                    | 0              | z > λ or z < −λ ? 1 : 0             |
 | hardshrink   | ±λ (f jumps)          | 0              | −λ ≤ z ≤ λ ? 0 : 1                  |
@@ -355,12 +355,18 @@ def relu6() -> Activation:
     return Activation("relu6", act.f, act.grad, kink=act.kink)
 
 
+#: 1/6 as torch's hardsigmoid_backward holds it: a float32 constant (1.0f / 6.0f) in every
+#: dtype, 3e-8 above 1/6. Matched, so that a model with Hardsigmoid agrees at rtol 1e-9.
+_TORCH_ONE_SIXTH = float(np.float32(1.0) / np.float32(6.0))
+
+
 def hardsigmoid() -> Activation:
     """f = relu6(z + 3)/6, f′ = 1/6 on (−3, 3), 0 elsewhere (Howard 2019, MobileNetV3)."""
+    # NOTE: f′ is torch's float32 1/6 (see _TORCH_ONE_SIXTH), f divides by 6 exactly.
     return Activation(
         "hardsigmoid",
         lambda z: np.minimum(np.maximum(z + 3.0, 0.0), 6.0) / 6.0,
-        lambda z: np.where((z > -3.0) & (z < 3.0), 1.0 / 6.0, 0.0),
+        lambda z: np.where((z > -3.0) & (z < 3.0), _TORCH_ONE_SIXTH, 0.0),
         kink=_kinks(-3.0, 3.0),
     )
 
@@ -479,6 +485,24 @@ def square() -> Activation:
     return Activation("square", _quiet(lambda z: z * z), lambda z: 2.0 * z)
 
 
+#: the exponents torch's pow kernel computes by another function (which decides the sign of
+#: an infinity at z = −0: √−0 = −0, 1/√−0 = −inf, where the C pow gives +0 and +inf)
+_TORCH_POW: dict[float, Callable[[Array], Array]] = {
+    0.5: np.sqrt,
+    -0.5: lambda z: 1.0 / np.sqrt(z),
+    2.0: lambda z: z * z,
+    3.0: lambda z: z * z * z,
+    -1.0: lambda z: 1.0 / z,
+    -2.0: lambda z: 1.0 / (z * z),
+}
+
+
+def _pow(z: Array, e: float) -> Array:
+    """z^e as torch's pow_tensor_scalar kernel forms it."""
+    special_form = _TORCH_POW.get(e)
+    return np.power(z, e) if special_form is None else special_form(z)
+
+
 def pow_(exponent: float) -> Activation:
     """f = z^e, f′ = e z^{e−1}; f′ = 0 everywhere when e = 0 (pow_backward)."""
     e = _number(exponent, "pow: exponent")
@@ -488,8 +512,8 @@ def pow_(exponent: float) -> Activation:
         )
     return Activation(
         "pow",
-        _quiet(lambda z: np.power(z, e)),
-        _quiet(lambda z: e * np.power(z, e - 1.0)),
+        _quiet(lambda z: _pow(z, e)),
+        _quiet(lambda z: e * _pow(z, e - 1.0)),
         {"exponent": e},
     )
 
