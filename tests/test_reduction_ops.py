@@ -18,7 +18,11 @@ from _layer_check import check_layer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from manual_bp.network import INPUT, Network, Node
+from manual_bp.ops.activations import PReLU, get_activation
+from manual_bp.ops.arithmetic import Mul, Where
 from manual_bp.ops.base import Layer
+from manual_bp.ops.graph import Constant, Select
 from manual_bp.ops.reductions import Amax, Amin, LogSumExp, MaxDim, MinDim, Norm, Std, Var
 from manual_bp.ops.softmax import GLU, Softmin
 
@@ -375,3 +379,37 @@ def test_planted_bug_fails(id, cls, bad, case_id, monkeypatch):
     monkeypatch.setattr(cls, "backward", bad)
     with pytest.raises(AssertionError):
         check_layer(c.id, c.layer(), c.fn, [_input(c)])
+
+
+# --- wired into a Network: several outputs, a constant condition, a learned slope -------
+
+
+def test_new_layers_in_a_network_match_autograd():
+    """x → PReLU → max over dim 1 (values, indices) → values → where(mask, ·, 0) → hardswish
+    → ‖·‖₂ · logsumexp: ∂L/∂x and ∂L/∂w against autograd."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 3, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([0.1, -0.3, 0.25], dtype=torch.float64, requires_grad=True)
+    cond = torch.rand(4, 5, generator=g) < 0.6
+    m = F.prelu(x, w).max(1).values
+    h = F.hardswish(torch.where(cond, m, 0.0))
+    loss = torch.linalg.vector_norm(h) * torch.logsumexp(h, (0, 1))
+    loss.backward()
+
+    net = Network(
+        [
+            Node("prelu", PReLU(w.detach().numpy()), (INPUT,)),
+            Node("max", MaxDim(1), ("prelu",)),
+            Node("values", Select(0), ("max",)),
+            Node("cond", Constant(cond.numpy())),
+            Node("where", Where(y=0.0), ("cond", "values"), get_activation("hardswish")),
+            Node("norm", Norm(2), ("where",)),
+            Node("lse", LogSumExp((0, 1)), ("where",)),
+            Node("loss", Mul(), ("norm", "lse")),
+        ]
+    )
+    out, tape = net.forward(x.detach().numpy())
+    np.testing.assert_allclose(out, loss.item(), rtol=1e-13)
+    grads = net.backward(tape, np.array(1.0), input_grad=True)
+    np.testing.assert_allclose(grads.dL_dinput, x.grad.numpy(), rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(grads.grads["prelu"]["weight"], w.grad.numpy(), rtol=1e-11)
