@@ -355,6 +355,8 @@ class Where(Layer):
     Inputs, in order: the condition, then x and y where they are tensors (a number given
     here as x or y takes that place)."""
 
+    integer_inputs = True  # the condition is bool
+
     def __init__(self, x: float | None = None, y: float | None = None) -> None:
         super().__init__()
         self.x = None if x is None else float(x)
@@ -402,6 +404,7 @@ class MaskedFill(Layer):
     Inputs: x, then the mask (a constant: its δ is None)."""
 
     n_inputs = 2
+    integer_inputs = True  # the mask is bool
 
     def __init__(self, value: float) -> None:
         super().__init__()
