@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from _layer_check import adjoint_gap, check_layer
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,6 +30,7 @@ from manual_bp.ops.arithmetic import (
     Where,
 )
 from manual_bp.ops.base import TIE_RTOL, Layer
+from torch_ref import compare_gradients
 
 Gen = torch.Generator
 
@@ -395,3 +397,83 @@ def test_planted_bug_fails(id, cls, bad, case_id, monkeypatch):
 def test_tie_tolerance_is_the_documented_one():
     """The masks above are built on TIE_RTOL = 1e-9 of the magnitudes involved."""
     assert TIE_RTOL == 1e-9
+
+
+# --- through the oracle: small models as people write them ----------------------------------
+
+
+class SqueezeExcite(torch.nn.Module):
+    """MobileNetV3's block: Hardswish, then a squeeze-excitation gate with Hardsigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.act = torch.nn.Hardswish()
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc1 = torch.nn.Conv2d(4, 2, 1)
+        self.fc2 = torch.nn.Conv2d(2, 4, 1)
+        self.gate = torch.nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv(x))
+        s = self.gate(self.fc2(torch.relu(self.fc1(self.pool(h)))))
+        return (h * s).flatten(1)
+
+
+class Head(torch.nn.Module):
+    """max over a dim (values and indices unpacked), where on a comparison, powers, norms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(5, 6)
+        self.prelu = torch.nn.PReLU(6)
+        self.scale = torch.nn.Parameter(torch.tensor([1.5, 0.5, 2.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.prelu(self.fc(x)).view(-1, 2, 3)
+        v, _ = torch.max(h, dim=1)
+        g = torch.where(v > 0, v, 0.1 * v) / self.scale
+        lse = torch.logsumexp(g, -1, keepdim=True)
+        return g.clamp(-1.0, 1.0) ** 2 + lse * torch.linalg.vector_norm(h, dim=(1, 2)).unsqueeze(1)
+
+
+class Masked(torch.nn.Module):
+    """Scores masked with a causal buffer, softmin, std and amax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.register_buffer("causal", torch.triu(torch.ones(4, 4, dtype=torch.bool), 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.fc(x).masked_fill(self.causal, 1e4)
+        p = F.softmin(s, dim=-1)
+        return p * x.std(-1, keepdim=True) + torch.amax(torch.exp(-x.abs()), -1, keepdim=True)
+
+
+MODELS = [
+    ("squeeze_excite", SqueezeExcite, (2, 3, 5, 5)),
+    ("head", Head, (3, 5)),
+    ("masked", Masked, (4, 4)),
+]
+
+
+@pytest.mark.parametrize(("id", "build", "shape"), MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize("integer_valued", [False, True], ids=["normal", "integer-valued"])
+def test_models_through_the_oracle(id, build, shape, integer_valued):
+    """compare_gradients at rtol 1e-9 (∂L/∂θ, δ, ∂L/∂x); integer-valued weights and inputs
+    put values exactly on the kinks (Hardswish ±3, PReLU 0, clamp ±1) and ties (max)."""
+    torch.manual_seed(0)
+    model = build().double().eval()
+    x = torch.randn(shape, dtype=torch.float64)
+    if integer_valued:
+        x = x.mul(2).round()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.mul(4).round() / 2)
+    out = model(x)
+    target = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    report = compare_gradients(
+        model, torch.nn.MSELoss(), x, target, rtol=1e-9, atol=1e-12, input_grads=True
+    )
+    assert report.ok, str(report)
