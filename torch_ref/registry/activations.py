@@ -185,7 +185,7 @@ def _prelu_samples() -> list[Sample]:
     with torch.no_grad():
         per_channel.weight.copy_(w)
     return [
-        Sample("module, one slope", (x,), module=nn.PReLU()),
+        Sample("module, one slope", (x,), module=nn.PReLU().double()),
         Sample("module, a slope per channel", (x,), module=per_channel),
         Sample("function, integer-valued", (ints,), fn=F.prelu, params={"weight": w}),
     ]

@@ -323,8 +323,17 @@ def _where_samples() -> list[Sample]:
     return [
         Sample("a constant mask, two tensors", (x, y), fn=lambda x, y: torch.where(_MASK, x, y)),
         Sample("a comparison, a number", (x,), fn=lambda x: torch.where(x > 0.5, x, 0.0)),
-        Sample("method form", (x, y), fn=lambda x, y: x.where(_MASK, y) * 2),
         Sample("two numbers times x", (x,), fn=lambda x: x * torch.where(_MASK, 1.0, -2.0)),
+    ]
+
+
+def _where_method_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(4, generator=g, dtype=torch.float64)
+    return [
+        Sample("x.where(mask, y)", (x, y), fn=lambda x, y: x.where(_MASK, y) * 2),
+        Sample("x.where(x > 0, number)", (x,), fn=lambda x: x.where(x > 0, -1.0)),
     ]
 
 
@@ -345,13 +354,6 @@ def _masked_fill_samples() -> list[Sample]:
 def _where_refusals() -> list[Refusal]:
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     return [
-        Refusal(
-            "a float condition",
-            (x,),
-            ValueError,
-            "where: expected a boolean condition, got dtype float64",
-            fn=lambda x: torch.where(x * 1.0, x, 0.0),
-        ),
         Refusal(
             "a float buffer as the condition",
             (x,),
@@ -498,6 +500,7 @@ ROWS = [
         where_method,
         methods=("where",),
         note="x.where(condition, other)",
+        samples=_where_method_samples,
     ),
     OpEntry(
         "masked_fill",
