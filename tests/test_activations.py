@@ -605,5 +605,5 @@ def test_planted_prelu_bug_is_caught(monkeypatch):
         return np.where(a >= 0, d, self._slope(a.ndim) * d), self.param_grads(d, a)
 
     monkeypatch.setattr(PReLU, "backward", wrong_side)
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="δ_prev"):
         _prelu_check(x.shape, 3, x=x)

@@ -27,6 +27,13 @@ from manual_bp.ops.reductions import Amax, Amin, LogSumExp, MaxDim, MinDim, Norm
 from manual_bp.ops.softmax import GLU, Softmin
 
 Gen = torch.Generator
+
+
+def _np(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """The shared layer check (tests/_layer_check.py) takes NumPy inputs."""
+    return [t.numpy().copy() for t in tensors]
+
+
 INF = math.inf
 
 
@@ -178,7 +185,7 @@ def _input(c: Case) -> torch.Tensor:
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
 def test_op_matches_torch(c: Case) -> None:
-    check_layer(c.id, c.layer(), c.fn, [_input(c)], seed=c.seed)
+    check_layer(c.id, c.layer(), _np([_input(c)]), c.fn, seed=c.seed)
 
 
 def test_max_dim_unused_values_send_no_gradient():
@@ -332,7 +339,7 @@ def test_reductions_over_random_shapes(case, seed, integer_valued):
     name, layer, fn, shape = case
     g = torch.Generator().manual_seed(seed)
     x = integers(-1, 1, *shape)(g) if integer_valued else randn(*shape)(g)
-    check_layer(f"{name} {layer!r} {tuple(shape)}", layer, fn, [x])
+    check_layer(f"{name} {layer!r} {tuple(shape)}", layer, _np([x]), fn)
 
 
 # --- planted bugs: the checks above must catch them ----------------------------------------
@@ -377,8 +384,8 @@ PLANTED = [
 def test_planted_bug_fails(id, cls, bad, case_id, monkeypatch):
     c = next(c for c in CASES if c.id == case_id)
     monkeypatch.setattr(cls, "backward", bad)
-    with pytest.raises(AssertionError):
-        check_layer(c.id, c.layer(), c.fn, [_input(c)])
+    with pytest.raises(AssertionError, match="δ_prev of input"):
+        check_layer(c.id, c.layer(), _np([_input(c)]), c.fn)
 
 
 # --- wired into a Network: several outputs, a constant condition, a learned slope -------
