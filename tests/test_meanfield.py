@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.special import ndtr as normal_cdf
 
 from manual_bp.lab import meanfield as mf
 from manual_bp.ops.activations import get_activation
-from manual_bp.ops.special import normal_cdf
 
 # --- named values from the issue ------------------------------------------------------------
 

@@ -1,13 +1,18 @@
-"""Elementwise activations: one row each, f and f′ in manual_bp.ops.activations.
+"""Elementwise functions: one row each, f and f′ in manual_bp.ops.activations.
 
 Every form reaches the same rule: `nn.LeakyReLU(0.2)(x)`, `F.leaky_relu(x, 0.2)`,
 `torch.nn.functional.leaky_relu(x, negative_slope=0.2, inplace=True)`. The rule's options
 are the functional form's keyword arguments, in torch's positional order, with torch's
 defaults; a module passes its attributes of the same names.
+
+The activations (family "activation") come first, then PReLU (a learned slope), then torch's
+elementwise math (family "elementwise": exp, log, sqrt, clamp, abs, round, ...). x ** c is in
+the arithmetic family, with the other powers.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -15,14 +20,30 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from manual_bp.ops.activations import get_activation
+from manual_bp.ops.activations import PReLU, get_activation
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry.core import Op, OpEntry, Sample, tensor
+from torch_ref.registry.core import (
+    Op,
+    OpEntry,
+    Param,
+    Ref,
+    Refusal,
+    Sample,
+    array,
+    fused,
+    number,
+    param_arg,
+    tensor,
+)
+
+#: an option torch requires (no default): F.threshold(input, threshold, value)
+REQUIRED: Any = object()
 
 
 def activation_rule(act: str, **defaults: Any) -> Callable[..., Op]:
     """f(x, *options, inplace=False) as the activation `act` of manual_bp, options in torch's
-    positional order (`defaults` gives names, order and torch's default values)."""
+    positional order (`defaults` gives names, order and torch's default values; REQUIRED for
+    an option without one)."""
     names = [*defaults, "inplace"]
 
     def rule(input: Any, *args: Any, **kwargs: Any) -> Op:
@@ -35,16 +56,35 @@ def activation_rule(act: str, **defaults: Any) -> Callable[..., Op]:
             raise UnsupportedModuleError(f"{act}: unsupported option(s) {sorted(unknown)}")
         options.update(kwargs)
         options.pop("inplace", None)  # in-place or not, the value is the same (see capture)
+        missing = [k for k, v in options.items() if v is REQUIRED]
+        if missing:
+            raise UnsupportedModuleError(f"{act}: missing option(s) {missing}")
+        for k, v in options.items():
+            if isinstance(v, (Ref, Param, torch.Tensor)):
+                raise UnsupportedModuleError(
+                    f"{act}: expected a number as {k}, got a tensor (only numbers are supported)"
+                )
         return Op(get_activation(act, **options), (tensor(input, act),))
 
     return rule
 
 
-def _samples(fn: Callable[..., Any], module: nn.Module | None) -> Callable[[], list[Sample]]:
+def _samples(
+    fn: Callable[..., Any], module: nn.Module | None, domain: str = "real"
+) -> Callable[[], list[Sample]]:
+    """The function and the module on 3·N(0, 1) inputs, and on integer-valued inputs from −7
+    to 7 that sit on the kinks (0, ±1, ±3, 6, ...): torch's branch is taken there without any
+    replay. domain "positive": inputs in [0.25, 4.25) (log, sqrt, ...)."""
+
     def samples() -> list[Sample]:
         g = torch.Generator().manual_seed(0)
-        x = 3 * torch.randn(4, 7, generator=g, dtype=torch.float64)
-        cases = [Sample("function", (x,), fn=fn)]
+        if domain == "positive":
+            x = 0.25 + 4 * torch.rand(4, 7, generator=g, dtype=torch.float64)
+            ints = torch.randint(1, 6, (3, 5), generator=g).double()
+        else:
+            x = 3 * torch.randn(4, 7, generator=g, dtype=torch.float64)
+            ints = torch.randint(-7, 8, (3, 5), generator=g).double()
+        cases = [Sample("function", (x,), fn=fn), Sample("integer-valued", (ints,), fn=fn)]
         if module is not None:
             cases.append(Sample("module", (x,), module=module))
         return cases
@@ -59,20 +99,119 @@ def activation(
     module: type[nn.Module] | None = None,
     sample: Callable[..., Any] | None = None,
     note: str = "",
+    *,
+    family: str = "activation",
+    domain: str = "real",
+    module_instance: nn.Module | None = None,
+    module_args: Any = None,
+    rule: Callable[..., Any] | None = None,
+    refusals: Callable[[], list[Refusal]] | None = None,
     **defaults: Any,
 ) -> OpEntry:
     """The row of activation `name` (its manual_bp table name) with torch's option defaults."""
+    instance = module_instance or (module() if module else None)
     return OpEntry(
         name=name,
-        family="activation",
-        rule=activation_rule(name, **defaults),
+        family=family,
+        rule=rule or activation_rule(name, **defaults),
         functions=functions,
         methods=methods,
         modules=(module,) if module else (),
-        module_args=tuple(defaults),
+        module_args=module_args if module_args is not None else tuple(defaults),
         note=note,
-        samples=_samples(sample or functions[0], module() if module else None),
+        samples=_samples(sample or functions[0], instance, domain),
+        refusals=refusals or (lambda: []),
     )
+
+
+def math(
+    name: str, functions: tuple[Any, ...], methods: tuple[str, ...], note: str = "", **kw: Any
+) -> OpEntry:
+    """A row of torch's elementwise math: torch.<name>, Tensor.<name> and <name>_."""
+    return activation(name, functions, methods, family="elementwise", note=note, **kw)
+
+
+# --- rules with more than options --------------------------------------------------------
+
+
+def rrelu(
+    input: Any,
+    lower: float = 1.0 / 8.0,
+    upper: float = 1.0 / 3.0,
+    training: bool = False,
+    inplace: bool = False,
+) -> Op:
+    """F.rrelu in evaluation mode: leaky_relu with slope (lower + upper)/2."""
+    if training:
+        raise ValueError(
+            "rrelu is in training mode: its slopes are random, so no reference gradient "
+            "exists; expected model.eval() (or training=False)"
+        )
+    return Op(get_activation("rrelu", lower=lower, upper=upper), (tensor(input, "rrelu"),))
+
+
+def prelu(input: Any, weight: Any) -> Op:
+    """F.prelu(x, weight): a PReLU layer holding a copy of the model's slopes (C,) or (1,)."""
+    w = param_arg(weight, "prelu", "weight")
+    return Op(PReLU(array(w)), (tensor(input, "prelu"),), fused(weight=w))
+
+
+def clamp(input: Any, min: Any = None, max: Any = None) -> Op:  # noqa: A002  (torch's names)
+    """torch.clamp / clip with numbers as bounds (at least one)."""
+    bounds = {}
+    for k, v in (("min", min), ("max", max)):
+        if isinstance(v, (Ref, Param, torch.Tensor)):
+            raise UnsupportedModuleError(
+                f"clamp: a tensor as {k} is not supported; only numbers (clamp(x, min=0.0))"
+            )
+        bounds[k] = None if v is None else number(v, f"clamp ({k})")
+    return Op(get_activation("clamp", **bounds), (tensor(input, "clamp"),))
+
+
+def clamp_min(input: Any, min: Any) -> Op:  # noqa: A002
+    return clamp(input, min=min)
+
+
+def clamp_max(input: Any, max: Any) -> Op:  # noqa: A002
+    return clamp(input, max=max)
+
+
+def _prelu_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    ints = torch.randint(-2, 3, (4, 3), generator=g).double()
+    w = torch.tensor([0.25, -0.1, 0.5], dtype=torch.float64)
+    per_channel = nn.PReLU(3).double()
+    with torch.no_grad():
+        per_channel.weight.copy_(w)
+    return [
+        Sample("module, one slope", (x,), module=nn.PReLU().double()),
+        Sample("module, a slope per channel", (x,), module=per_channel),
+        Sample("function, integer-valued", (ints,), fn=F.prelu, params={"weight": w}),
+    ]
+
+
+def _refusals(name: str, fn: Callable[..., Any], match: str) -> Callable[[], list[Refusal]]:
+    def refusals() -> list[Refusal]:
+        x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        return [Refusal(name, (x,), ValueError, match, fn=fn)]
+
+    return refusals
+
+
+def _clamp_refusals() -> list[Refusal]:
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lo = torch.zeros(4, dtype=torch.float64)
+    return [
+        Refusal(
+            "a tensor as min",
+            (x,),
+            UnsupportedModuleError,
+            "a tensor as min is not supported",
+            fn=lambda x, lo: torch.clamp(x, lo),
+            params={"lo": lo},
+        ),
+    ]
 
 
 ROWS = [
@@ -86,7 +225,26 @@ ROWS = [
         sample=lambda x: F.leaky_relu(x, 0.2),
         negative_slope=0.01,
     ),
+    activation(
+        "rrelu",
+        (F.rrelu, F.rrelu_, torch.rrelu, torch.rrelu_),
+        module=nn.RReLU,
+        module_instance=nn.RReLU(0.1, 0.3).eval(),
+        module_args=lambda m: {"lower": m.lower, "upper": m.upper, "training": m.training},
+        rule=rrelu,
+        note="evaluation mode: slope (lower + upper)/2",
+        refusals=_refusals("training mode", lambda x: F.rrelu(x, training=True), "random"),
+    ),
     activation("elu", (F.elu, F.elu_), module=nn.ELU, alpha=1.0),
+    activation("selu", (F.selu, torch.selu, F.selu_, torch.selu_), module=nn.SELU),
+    activation(
+        "celu",
+        (F.celu, torch.celu, F.celu_, torch.celu_),
+        module=nn.CELU,
+        sample=lambda x: F.celu(x, 0.5),
+        refusals=_refusals("alpha 0", lambda x: F.celu(x, 0.0), "alpha must be nonzero"),
+        alpha=1.0,
+    ),
     activation(
         "gelu",
         (F.gelu,),
@@ -95,9 +253,99 @@ ROWS = [
         approximate="none",
     ),
     activation("silu", (F.silu,), module=nn.SiLU),
+    activation("mish", (F.mish,), module=nn.Mish),
     activation("softplus", (F.softplus,), module=nn.Softplus, beta=1.0, threshold=20.0),
+    activation("logsigmoid", (F.logsigmoid,), module=nn.LogSigmoid),
+    activation("softsign", (F.softsign,), module=nn.Softsign),
+    activation("tanhshrink", (F.tanhshrink,), module=nn.Tanhshrink),
     activation(
         "hardtanh", (F.hardtanh, F.hardtanh_), module=nn.Hardtanh, min_val=-1.0, max_val=1.0
     ),
     activation("relu6", (F.relu6,), module=nn.ReLU6),
+    activation("hardsigmoid", (F.hardsigmoid,), module=nn.Hardsigmoid),
+    activation("hardswish", (F.hardswish,), module=nn.Hardswish),
+    activation(
+        "softshrink",
+        (F.softshrink,),
+        module=nn.Softshrink,
+        sample=lambda x: F.softshrink(x, 1.0),
+        lambd=0.5,
+    ),
+    activation(
+        "hardshrink",
+        (F.hardshrink, torch.hardshrink),
+        ("hardshrink",),
+        module=nn.Hardshrink,
+        sample=lambda x: F.hardshrink(x, 1.0),
+        lambd=0.5,
+    ),
+    activation(
+        "threshold",
+        (F.threshold, F.threshold_, torch.threshold, torch.threshold_),
+        module=nn.Threshold,
+        module_instance=nn.Threshold(1.0, -2.0),
+        sample=lambda x: F.threshold(x, 0.0, 3.0),
+        threshold=REQUIRED,
+        value=REQUIRED,
+    ),
+    OpEntry(
+        "prelu",
+        "activation",
+        prelu,
+        functions=(F.prelu, torch.prelu),
+        methods=("prelu",),
+        modules=(nn.PReLU,),
+        module_args=("weight",),
+        note="one slope, or one per channel (dim 1)",
+        samples=_prelu_samples,
+    ),
+    # elementwise math
+    math("exp", (torch.exp,), ("exp", "exp_")),
+    math("expm1", (torch.expm1, torch.special.expm1), ("expm1", "expm1_")),
+    math("log", (torch.log,), ("log", "log_"), domain="positive", note="inf/NaN for x ≤ 0 refused"),
+    math("log1p", (torch.log1p, torch.special.log1p), ("log1p", "log1p_"), domain="positive"),
+    math("log2", (torch.log2,), ("log2", "log2_"), domain="positive"),
+    math("log10", (torch.log10,), ("log10", "log10_"), domain="positive"),
+    math("sqrt", (torch.sqrt,), ("sqrt", "sqrt_"), domain="positive", note="inf at 0 refused"),
+    math("rsqrt", (torch.rsqrt,), ("rsqrt", "rsqrt_"), domain="positive"),
+    math("reciprocal", (torch.reciprocal,), ("reciprocal", "reciprocal_"), domain="positive"),
+    math("square", (torch.square,), ("square", "square_")),
+    math(
+        "abs",
+        (torch.abs, torch.absolute, operator.abs),
+        ("abs", "abs_", "absolute", "absolute_", "__abs__"),
+        note="abs′(0) = 0",
+    ),
+    math("sin", (torch.sin,), ("sin", "sin_")),
+    math("cos", (torch.cos,), ("cos", "cos_")),
+    math(
+        "clamp",
+        (torch.clamp, torch.clip),
+        ("clamp", "clamp_", "clip", "clip_"),
+        rule=clamp,
+        sample=lambda x: torch.clamp(x, -1.0, 2.0),
+        note="numbers as min and/or max; clamp′ = 1 on the bounds",
+        refusals=_clamp_refusals,
+    ),
+    math(
+        "clamp_min",
+        (torch.clamp_min,),
+        ("clamp_min", "clamp_min_"),
+        rule=clamp_min,
+        sample=lambda x: torch.clamp_min(x, 0.0),
+    ),
+    math(
+        "clamp_max",
+        (torch.clamp_max,),
+        ("clamp_max", "clamp_max_"),
+        rule=clamp_max,
+        sample=lambda x: x.clamp_max(1.0),
+    ),
+    math("sign", (torch.sign, torch.sgn), ("sign", "sign_", "sgn", "sgn_"), note="zero gradient"),
+    math("round", (torch.round,), ("round", "round_"), note="decimals too; zero gradient"),
+    math("floor", (torch.floor,), ("floor", "floor_"), note="zero gradient"),
+    math("ceil", (torch.ceil,), ("ceil", "ceil_"), note="zero gradient"),
+    math(
+        "trunc", (torch.trunc, torch.fix), ("trunc", "trunc_", "fix", "fix_"), note="zero gradient"
+    ),
 ]

@@ -1,4 +1,4 @@
-"""Softmax and log-softmax along a dim (manual_bp.ops.softmax)."""
+"""Softmax, log-softmax, softmin and the gated linear unit along a dim (manual_bp.ops.softmax)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from manual_bp.ops.softmax import LogSoftmax, Softmax
+from manual_bp.ops.softmax import GLU, LogSoftmax, Softmax, Softmin
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry.core import Op, OpEntry, Sample, tensor
+from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, tensor
 
 
-def along_dim_rule(cls: type[Softmax | LogSoftmax]) -> Callable[..., Op]:
+def along_dim_rule(cls: type[Softmax | LogSoftmax | Softmin]) -> Callable[..., Op]:
     """F.softmax(input, dim=None, _stacklevel=3, dtype=None); torch's implicit dim for None."""
     what = cls.__name__.lower()
 
@@ -35,6 +35,25 @@ def _samples(fn: Callable[..., Any], module: nn.Module) -> Callable[[], list[Sam
         ]
 
     return samples
+
+
+def glu(input: Any, dim: int = -1) -> Op:
+    """F.glu(input, dim=-1): a ⊙ σ(b), (a, b) the halves of input along dim."""
+    return Op(GLU(dim), (tensor(input, "glu"),))
+
+
+def _glu_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 6, generator=g, dtype=torch.float64)
+    return [
+        Sample("module, last dim", (x,), module=nn.GLU()),
+        Sample("function, dim 1", (x,), fn=lambda x: F.glu(x, 1)),
+    ]
+
+
+def _glu_refusals() -> list[Refusal]:
+    x = torch.randn(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return [Refusal("an odd size", (x,), ValueError, "expected an even size", fn=F.glu)]
 
 
 ROWS = [
@@ -59,5 +78,26 @@ ROWS = [
         module_args=("dim",),
         note="any dim, torch's implicit dim",
         samples=_samples(F.log_softmax, nn.LogSoftmax(dim=1)),
+    ),
+    OpEntry(
+        "softmin",
+        "softmax",
+        along_dim_rule(Softmin),
+        functions=(F.softmin,),
+        modules=(nn.Softmin,),
+        module_args=("dim",),
+        note="softmax(−x), any dim, torch's implicit dim",
+        samples=_samples(F.softmin, nn.Softmin(dim=1)),
+    ),
+    OpEntry(
+        "glu",
+        "softmax",
+        glu,
+        functions=(F.glu,),
+        modules=(nn.GLU,),
+        module_args=("dim",),
+        note="a ⊙ σ(b) of the two halves along a dim",
+        samples=_glu_samples,
+        refusals=_glu_refusals,
     ),
 ]
