@@ -259,8 +259,10 @@ class _Builder:
                 self.params[(result.name, p)] = qualified
             k_out = getattr(op.layer, "n_outputs", 1)
             if k_out > 1:
+                kinds = getattr(op.layer, "output_dtypes", None) or (None,) * k_out
                 outs = tuple(
-                    self.add(f"{result.name}[{k}]", Select(k), (result,)) for k in range(k_out)
+                    self.add(f"{result.name}[{k}]", Select(k), (result,), dtype=kinds[k])
+                    for k in range(k_out)
                 )
                 result = op.outputs(outs) if op.outputs else outs
         if probe is not None and op.probe is not None and isinstance(result, Ref):

@@ -8,8 +8,8 @@ roundings differ in the last bits, can take different ones: GELU of −20 is −
 
 The manual forward names those entries: every op with a kink reports the entries of its
 input within TIE_RTOL of one (manual_bp.ops.base). Where a tensor differs from autograd,
-the comparison replays the manual backward with torch's forward values at those entries
-only — the branch torch took — and every other entry as it was. If the replay matches, the
+the comparison replays the manual pass with torch's forward values at those entries only —
+the branch torch took — and everything else computed as before from them. If the replay matches, the
 difference was rounding at a kink (status "tie"); if not, it stays a failure. Entries far
 from any kink are never replayed, so a wrong formula cannot hide behind a replay.
 
@@ -29,6 +29,7 @@ import torch
 import torch.fx as fx
 
 from manual_bp.network import Result, Tape
+from manual_bp.ops.activations import IDENTITY
 from manual_bp.ops.shape import Identity
 
 
@@ -130,54 +131,46 @@ def _needed(problem: Any, result: Result) -> tuple[dict[str, Any], set[str]]:
 
 
 def replay(problem: Any, result: Result) -> Replay | None:
-    """The manual backward again, with torch's values at the entries near kinks and ties;
-    None when the manual pass has no such entry (nothing to replay)."""
+    """The manual pass again, with torch's values at the entries near kinks and ties (and
+    every value downstream following from them, so that a jump of f itself, a threshold or
+    a round, carries on as it does in torch); None when the manual pass has no such entry."""
     plan, wanted = _needed(problem, result)
     if not plan:
         return None
     values = torch_values(problem, wanted)
     net = problem.captured.network
-    old = result.tape
-    tape = Tape(dict(old.z), dict(old.a), dict(old.cache))
+    tape = Tape()
+    tape.a.update(zip(net.inputs, problem.xs, strict=True))
     changed: dict[str, int] = {}
-    output = result.output
-    for node in net.nodes:
-        step = plan.get(("act", node.name))
-        if step is not None:
-            mask, source = step
-            z, theirs = tape.z[node.name], values.get(source)
-            if theirs is not None and theirs.shape == z.shape:
-                n = int(np.count_nonzero(mask & (theirs != z)))
-                if n:
-                    z = np.where(mask, theirs, z)
-                    tape.z[node.name], tape.a[node.name] = z, node.act(z)
-                    changed[node.name] = changed.get(node.name, 0) + n
-        sources = plan.get(("layer", node.name))
-        if sources is not None:
-            hybrid, n = [], 0
-            for i, (mask, source) in zip(node.inputs, sources, strict=True):
-                a, theirs = tape.a[i], values.get(source) if source else None
-                if theirs is None or theirs.shape != np.shape(a):
-                    hybrid.append(a)
-                    continue
-                n += int(np.count_nonzero(mask & (theirs != a)))
-                hybrid.append(np.where(mask, theirs, a))
-            if n:
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    _, tape.cache[node.name] = node.layer.forward(*hybrid)
-                changed[node.name] = changed.get(node.name, 0) + n
-    step = plan.get(("loss", "loss"))
-    if step is not None:
-        mask, source = step
-        theirs = values.get(source)
-        if theirs is not None and theirs.shape == np.shape(output):
-            n = int(np.count_nonzero(mask & (theirs != output)))
-            if n:
-                output = np.where(mask, theirs, output)
-                changed["loss"] = n
-    if not changed:
-        return Replay(result, {})
+
+    def take(name: str, mask: Any, ours: Any, source: str | None) -> Any:
+        """ours with torch's values at the masked entries, counting those that differ."""
+        theirs = values.get(source) if source is not None else None
+        if theirs is None or theirs.shape != np.shape(ours):
+            return ours
+        n = int(np.count_nonzero(mask & (theirs != ours)))
+        if n:
+            changed[name] = changed.get(name, 0) + n
+        return np.where(mask, theirs, ours)
+
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for node in net.nodes:
+            inputs = [tape.a[i] for i in node.inputs]
+            for k, (mask, source) in enumerate(plan.get(("layer", node.name), ())):
+                if mask is not None and source is not None:
+                    inputs[k] = take(node.name, mask, inputs[k], source)
+            z, tape.cache[node.name] = node.layer.forward(*inputs)
+            step = plan.get(("act", node.name))
+            if step is not None:
+                z = take(node.name, step[0], z, step[1])
+            tape.z[node.name] = z
+            tape.a[node.name] = z if node.act is IDENTITY else node.act(z)
+        output = tape.a[net.output]
+        step = plan.get(("loss", "loss"))
+        if step is not None:
+            output = take("loss", step[0], output, step[1])
+        if not changed:
+            return Replay(result, {})
         loss, dL_doutput = problem.loss(output, problem.y)
         gradients = net.backward(tape, dL_doutput, input_grad=problem.input_grads)
-    return Replay(Result(result.loss, result.output, tape, gradients), changed)
+    return Replay(Result(float(loss), output, tape, gradients), changed)

@@ -70,8 +70,10 @@ class Layer:
     #: takes integer or bool inputs: indices and token ids (Embedding), or values it only
     #: moves (reshape, cat); other layers need floating inputs, as torch's do
     integer_inputs: ClassVar[bool] = False
-    #: the dtype kind of the output when it is not the inputs' ("bool" for a comparison)
+    #: the dtype kind of the output when it is not the inputs' ("bool" for a comparison);
+    #: for a layer with several outputs, `output_dtypes` gives one per output
     output_dtype: ClassVar[str | None] = None
+    output_dtypes: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self) -> None:
         self.params = {}

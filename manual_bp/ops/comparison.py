@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from manual_bp.ops.base import Array, Layer, Shape
+from manual_bp.ops.base import TIE_RTOL, Array, Layer, Shape, near
 
 COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "lt": operator.lt,
@@ -51,5 +51,25 @@ class Compare(Layer):
             return np.asarray(fn(c, x) if self.reflected else fn(x, c)), 1
         return np.asarray(fn(a[0], a[1])), 2
 
+    def ties(self, *a: Array) -> tuple[Array | None, ...]:
+        """Where a and b (or a and the constant) are within rounding distance of each other,
+        the mask's value, and every branch taken on it downstream, is rounding's choice."""
+        if self.n_inputs == 1:
+            return (near(a[0], (self.constant,)),)
+        x, y = np.broadcast_arrays(a[0], a[1])
+        scale = max(float(np.max(np.abs(x), initial=0.0)), float(np.max(np.abs(y), initial=0.0)))
+        close = np.abs(x - y) <= TIE_RTOL * scale
+        return tuple(_reduce_to(close, np.shape(v)) for v in a)
+
     def backward(self, delta: Array, n: int) -> tuple[Any, dict[str, Array]]:
         return (None if n == 1 else (None, None)), {}
+
+
+def _reduce_to(mask: Array, shape: Shape) -> Array:
+    """A broadcast mask brought back to an operand's shape: an entry is marked when any of
+    its broadcast copies is."""
+    lead = mask.ndim - len(shape)
+    if lead:
+        mask = mask.any(axis=tuple(range(lead)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and mask.shape[i] != 1)
+    return mask.any(axis=axes, keepdims=True) if axes else mask
