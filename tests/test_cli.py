@@ -382,15 +382,15 @@ ERROR_CASES = {
     ),
     "an Embedding given floating inputs": (
         ["models.py:Tokens", "--input-shape", "3,5"],
-        "the model's forward failed on inputs of shape (3, 5): RuntimeError: *; its Embedding "
-        "'embedding' takes integer token ids in [[]0, 10), but the inputs are float64: pass "
-        "--input-dtype int64 --input-range 0,10",
+        "the model's Embedding 'embedding' takes integer token ids in [[]0, 10), not float64 "
+        "inputs: pass --input-dtype int64 --input-range 0,10 (the forward failed with "
+        "RuntimeError: *)",
     ),
     "token ids beyond the vocabulary": (
         ["models.py:Tokens", "--input-shape", "3,5", "--input-dtype", "int64"]
         + ["--input-range", "0,1000"],
-        "the model's forward failed on inputs of shape (3, 5): IndexError: *; its Embedding "
-        "'embedding' takes integer token ids in [[]0, 10); the inputs drawn run from * to *",
+        "the model's Embedding 'embedding' takes integer token ids in [[]0, 10); the inputs "
+        "drawn run from * to * (the forward failed with IndexError: *)",
     ),
     "integer inputs without a range": (
         ["models.py:Tokens", "--input-shape", "3,5", "--input-dtype", "int32"],

@@ -400,23 +400,29 @@ def _index_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, INDEX_MODULES)]
 
 
-def _index_hint(model: nn.Module, inputs: torch.Tensor) -> str:
-    """Why a model holding an Embedding may have failed on these inputs; "" if it holds none."""
+def _forward_failed(model: nn.Module, inputs: torch.Tensor, err: Exception) -> CheckError:
+    """The one-line error for a forward that failed, leading with the likely cause when the
+    model holds an Embedding (which takes integer token ids)."""
+    failed = f"{type(err).__name__}: {_one_line(err)}"
     found = _index_modules(model)
     if not found:
-        return ""
+        return CheckError(
+            f"the model's forward failed on inputs of shape {tuple(inputs.shape)}: {failed}"
+        )
     name, module = found[0]
-    where = (
-        f"; its {type(module).__name__} {name!r} takes integer token ids in "
+    takes = (
+        f"the model's {type(module).__name__} {name!r} takes integer token ids in "
         f"[0, {module.num_embeddings})"
     )
     if inputs.is_floating_point():
-        return (
-            f"{where}, but the inputs are {dtype_name(inputs.dtype)}: pass --input-dtype int64 "
-            f"--input-range 0,{module.num_embeddings}"
+        return CheckError(
+            f"{takes}, not {dtype_name(inputs.dtype)} inputs: pass --input-dtype int64 "
+            f"--input-range 0,{module.num_embeddings} (the forward failed with {failed})"
         )
     low, high = int(inputs.min()), int(inputs.max())
-    return f"{where}; the inputs drawn run from {low} to {high}"
+    return CheckError(
+        f"{takes}; the inputs drawn run from {low} to {high} (the forward failed with {failed})"
+    )
 
 
 def draw_inputs(
@@ -472,10 +478,7 @@ def output_shape(model: nn.Module, inputs: torch.Tensor, seed: int) -> tuple[int
         try:
             out = twin(inputs)
         except Exception as err:
-            raise CheckError(
-                f"the model's forward failed on inputs of shape {tuple(inputs.shape)}: "
-                f"{type(err).__name__}: {_one_line(err)}{_index_hint(model, inputs)}"
-            ) from None
+            raise _forward_failed(model, inputs, err) from None
     if not isinstance(out, torch.Tensor):
         raise CheckError(f"the model's forward returned a {type(out).__name__}, not one tensor")
     return tuple(out.shape)
