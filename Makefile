@@ -53,7 +53,7 @@ report: $(STAMP)
 	$(PY) -m experiments.benchmark
 
 test: $(STAMP)
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n auto -q $(ARGS)
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n auto --dist loadgroup -q $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m experiments.benchmark $(ARGS)
