@@ -193,10 +193,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="compare manual backprop with torch.autograd on your model",
         description=(
             "Import a torch.nn.Module class from a Python file, build it under --seed, draw a\n"
-            "seeded random batch and a target that fits --loss, and compare the explicit-δ\n"
-            "backprop of manual-bp with torch.autograd, both in float64: every parameter's\n"
-            "gradient and every Linear/Conv layer's δ. Prints the report table. Torch's global\n"
-            "random state is left as it was."
+            "seeded random batch (floating, or integer token ids with --input-dtype) and a\n"
+            "target that fits --loss, and compare the explicit-δ backprop of manual-bp with\n"
+            "torch.autograd, both in float64: every parameter's gradient and every\n"
+            "Linear/Conv layer's δ. Prints the report table. Torch's global random state is\n"
+            "left as it was."
         ),
         epilog="\n".join(
             [
@@ -206,8 +207,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                 "examples:",
                 f"  {prog} check examples/lenet.py:LeNet --input-shape 8,1,28,28 \\",
                 "      --loss cross_entropy --classes 10",
-                f"  {prog} check my_lm.py:TinyLM --input-shape 4,16 --input-dtype int64 \\",
-                "      --input-range 0,1000 --loss cross_entropy   # token ids in [0, 1000)",
+                f"  {prog} check examples/token_classifier.py:TokenClassifier \\",
+                "      --input-shape 4,12 --input-dtype int64 --input-range 0,100 --loss cross_entropy",
                 "",
                 "exit status: 0 the gradients agree, 1 they differ, 2 a usage, import or",
                 "unsupported-model error (one line on stderr)",
