@@ -13,8 +13,9 @@ The fenced blocks of README.md, by kind:
   and a colon ("A complete test file, `examples/test_my_backward.py`:") is that file, verbatim;
 - every other ```python block must compile.
 
-In an expected output, `...` stands for any text (doctest's ELLIPSIS): an absolute path, a
-timing, or a long list the README shortens.
+In an expected output, `...` stands for any text (doctest's ELLIPSIS): a timing, or a long
+list the README shortens. The repository's absolute path prints as `...` (so a path reads
+`.../examples/lenet.py` whichever folder the clone is in).
 
 When the code's output changes on purpose, rewrite the README's expected outputs from what
 the code prints now and review the diff:
@@ -127,7 +128,12 @@ def run_python(code: str) -> str:
     assert result.returncode == 0 and result.stderr == "", (
         f"exit status {result.returncode}\n{result.stderr}"
     )
-    return result.stdout
+    return _no_root(result.stdout)
+
+
+def _no_root(text: str) -> str:
+    """The output with the repository's absolute path written `...`."""
+    return text.replace(str(ROOT), "...")
 
 
 def commands(console: str) -> list[tuple[str, str]]:
@@ -151,7 +157,7 @@ def run_console(console: str) -> list[str]:
     result = subprocess.run(
         ["bash", "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True
     )
-    outputs = result.stdout.split(MARK)
+    outputs = _no_root(result.stdout).split(MARK)
     assert len(outputs) == len(cmds) + 1 and outputs[-1] == "", result.stdout
     return outputs[:-1]
 
