@@ -1,12 +1,39 @@
-# The two commands a new user runs: `make report` (the main job) and `make test`.
-# Each creates .venv when missing; re-running skips what is already installed.
+# `make` alone prints the targets. Every target but help creates .venv when it is missing
+# (python3 -m venv, then torch, then this package with all its extras); later runs skip
+# what is already installed.
 PYTHON ?= python3
 TORCH  ?= torch==2.13.0
+ARGS   ?=
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: report test bench lint clean-venv
+.DEFAULT_GOAL := help
+.PHONY: help report test bench lint readme clean-venv
+
+define HELP
+manual-bp: explicit backprop in NumPy, a gradient oracle for torch models, a gradient-flow lab
+
+  make report       run every experiment and write reports/ (the main job; a few minutes)
+  make test         the test suite: pytest + hypothesis against torch.autograd, on every
+                    core (-n auto), with the derandomised `ci` hypothesis profile
+                    ARGS="..." is passed on to pytest: make test ARGS="tests/test_cli.py -x"
+  make bench        the speed benchmark alone (experiments.benchmark, writes reports/benchmark/)
+                    ARGS="..." is passed on to it: make bench ARGS="--help"
+  make lint         ruff check and ruff format --check over the repository
+  make readme       rewrite README.md's printed outputs from what the code prints now
+                    (review with git diff README.md; the test suite fails while they differ)
+  make clean-venv   delete .venv
+
+Every target but help and clean-venv first creates .venv when it is missing: python3 -m venv
+(PYTHON=... picks the interpreter), then $(TORCH) (TORCH=... picks another build; an
+unpinned torch may pull gigabytes of CUDA libraries), then pip install -e ".[dev]": the
+package with its extras lab, hypothesis and cluster, and pytest, pytest-xdist and ruff.
+endef
+export HELP
+
+help:
+	@echo "$$HELP"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +41,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev,cluster]"
+	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 report: $(STAMP)
@@ -26,13 +53,17 @@ report: $(STAMP)
 	$(PY) -m experiments.benchmark
 
 test: $(STAMP)
-	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n auto -q
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n auto --dist loadgroup -q $(ARGS)
 
 bench: $(STAMP)
-	$(PY) -m experiments.benchmark
+	$(PY) -m experiments.benchmark $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+readme: $(STAMP)
+	$(PY) tests/test_readme.py --update
 
 clean-venv:
 	rm -rf $(VENV)

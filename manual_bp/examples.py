@@ -1,5 +1,6 @@
-"""The worked example of seed 003 (after Matt Mazur's "A Step by Step Backpropagation
-Example"): a 2-2-2 network with sigmoid on both layers and E_total = Σ ½(target − out)².
+"""The 2-2-2 network of Matt Mazur, "A Step by Step Backpropagation Example" (2015,
+https://mattmazur.com/2015/03/17/a-step-by-step-backpropagation-example/): sigmoid on both
+layers and E_total = Σ ½(target − out)², with the post's inputs, weights and targets.
 
     net_h = W1 · i + b1,  out_h = σ(net_h),  net_o = W2 · out_h + b2,  out_o = σ(net_o)
 
@@ -22,14 +23,14 @@ B2 = np.array([0.60, 0.60])
 LEARNING_RATE = 0.5
 
 
-def seed_network() -> Network:
-    """The seed's network, layers named "1" (hidden h1, h2) and "2" (output o1, o2)."""
+def mazur_network() -> Network:
+    """The post's network, layers named "1" (hidden h1, h2) and "2" (output o1, o2)."""
     return mlp(
         [W1.copy(), W2.copy()], [B1.copy(), B2.copy()], "sigmoid", output_activation="sigmoid"
     )
 
 
-def seed_loss() -> HalfSquaredError:
+def mazur_loss() -> HalfSquaredError:
     """E_total = Σ ½ (target − out)²."""
     return HalfSquaredError()
 

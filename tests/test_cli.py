@@ -1,11 +1,14 @@
 """`python -m torch_ref check FILE.py:ClassName`: a user's model file outside the repository.
 
-Two runs go through a real subprocess (`python -m torch_ref` in a temporary directory);
+A few runs go through a real subprocess (`python -m torch_ref` in a temporary directory);
 the tables of cases call `torch_ref.cli.main` in-process, which is the same code."""
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.metadata
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +76,18 @@ class Recurrent(nn.Module):
 
     def forward(self, x):
         return self.rnn(x)[0][:, -1]
+
+
+class Tokens(nn.Module):
+    # a bag of words: integer token ids in [0, vocabulary)
+
+    def __init__(self, vocabulary=10):
+        super().__init__()
+        self.embedding = nn.Embedding(vocabulary, 3)
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.embedding(x).mean(1))
 
 
 class NotAModule:
@@ -152,6 +167,27 @@ def test_subprocess_ok_prints_the_table_and_exits_0(project: Path) -> None:
         assert any(name in line and shape in line and line.endswith("ok") for line in lines), name
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--input-shape", "3,4", "--seed", str(2**64)],
+            "argument --seed: expected an integer from 0 to 2**64 - 1*",
+        ),
+        (
+            ["--input-shape", "10000000000,10000000000,4"],
+            "inputs of shape (10000000000, 10000000000, 4) (4e+20 entries, * GiB) do not fit*",
+        ),
+    ],
+    ids=["seed beyond 2**64", "input shape too large to allocate"],
+)
+def test_subprocess_issue_13_errors_are_one_line(project: Path, argv, message) -> None:
+    result = run_subprocess(project, "check", "models.py:MLP", *argv)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert fnmatch.fnmatchcase(result.stderr.strip(), ERROR_PREFIX + message), result.stderr
+
+
 def test_subprocess_unsupported_module_exits_2_with_one_line(project: Path) -> None:
     result = run_subprocess(project, "check", "models.py:Recurrent", "--input-shape", "2,5,4")
     assert result.returncode == 2
@@ -183,6 +219,8 @@ def test_help_explains_every_flag(capsys: pytest.CaptureFixture) -> None:
         "--rtol",
         "--atol",
         "--init-args",
+        "--input-dtype",
+        "--input-range",
     } <= set(flags)
     for action in check._actions:
         assert action.help, action.dest
@@ -191,6 +229,23 @@ def test_help_explains_every_flag(capsys: pytest.CaptureFixture) -> None:
     for loss in cli.LOSSES:
         assert f"\n  {loss} " in text, loss
     assert "exit status: 0" in text
+    assert "(default: 0)" in text and "(default: --dtype)" in text
+
+
+def test_version(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == (
+        f"manual-bp {importlib.metadata.version('manual-bp')} (torch {torch.__version__}, "
+        f"numpy {np.__version__}, Python {platform.python_version()})\n"
+    )
+
+
+def test_the_console_script_names_itself(project, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    assert cli.main(["check", "nothing.py:Net", "--input-shape", "3,4"], prog="torch-ref") == 2
+    assert capsys.readouterr().err.startswith("torch-ref check: error: no such file: ")
 
 
 # --- the same code in-process: tables of cases ----------------------------------------------
@@ -246,6 +301,8 @@ OK_CASES = {
     ],
     "dropout is off in eval mode": ["models.py:WithDropout", "--input-shape", "3,4"],
     "train mode": ["models.py:MLP", "--input-shape", "3,4", "--train"],
+    "the largest seed": ["models.py:MLP", "--input-shape", "3,4", "--seed", str(2**64 - 1)],
+    "floating inputs from a range": ["models.py:MLP", "--input-shape", "3,4", "--input-range=-1,1"],
 }
 
 
@@ -285,7 +342,7 @@ ERROR_CASES = {
     "missing class": (
         ["models.py:Nope", "--input-shape", "3,4"],
         "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
-        "MLP, Recurrent, SmallCNN, WithDropout",
+        "MLP, Recurrent, SmallCNN, Tokens, WithDropout",
     ),
     "the file fails to import": (
         ["broken.py:Net", "--input-shape", "3,4"],
@@ -322,6 +379,38 @@ ERROR_CASES = {
     "bce on logits": (
         ["models.py:MLP", "--input-shape", "3,4", "--loss", "bce"],
         "ValueError: BCELoss: expected inputs in [[]0, 1]*",
+    ),
+    "an Embedding given floating inputs": (
+        ["models.py:Tokens", "--input-shape", "3,5"],
+        "the model's Embedding 'embedding' takes integer token ids in [[]0, 10), not float64 "
+        "inputs: pass --input-dtype int64 --input-range 0,10 (the forward failed with "
+        "RuntimeError: *)",
+    ),
+    "token ids beyond the vocabulary": (
+        ["models.py:Tokens", "--input-shape", "3,5", "--input-dtype", "int64"]
+        + ["--input-range", "0,1000"],
+        "the model's Embedding 'embedding' takes integer token ids in [[]0, 10); the inputs "
+        "drawn run from * to * (the forward failed with IndexError: *)",
+    ),
+    "integer inputs without a range": (
+        ["models.py:Tokens", "--input-shape", "3,5", "--input-dtype", "int32"],
+        "--input-dtype int32 needs --input-range LOW,HIGH, the integers to draw from *",
+    ),
+    "a fractional range for integer inputs": (
+        ["models.py:Tokens", "--input-shape", "3,5", "--input-dtype", "int32"]
+        + ["--input-range", "0.5,3"],
+        "--input-range [[]0.5, 3) for int32 inputs: expected integers from -2147483648 to "
+        "2147483648",
+    ),
+    "inputs larger than the machine's memory": (
+        ["models.py:MLP", "--input-shape", "100000000,100000000,4"],
+        "inputs of shape (100000000, 100000000, 4) (4e+16 entries, 2.98e+08 GiB) do not fit "
+        "in memory: this machine has * GiB",
+    ),
+    "more input entries than an int64 counts": (
+        ["models.py:MLP", "--input-shape", "10000000000,10000000000,4"],
+        "inputs of shape (10000000000, 10000000000, 4) (4e+20 entries, 2.98e+12 GiB) do not "
+        "fit in memory*",
     ),
 }
 
@@ -363,16 +452,86 @@ USAGE_CASES = {
         ["--input-shape", "3,4", "--classes", "0"],
         "argument --classes: expected a positive integer, got '0'",
     ),
+    "seed beyond 2**64": (
+        ["--input-shape", "3,4", "--seed", str(2**64)],
+        "argument --seed: expected an integer from 0 to 2**64 - 1 (torch's range of seeds), "
+        "got '18446744073709551616'",
+    ),
+    "negative seed": (["--input-shape", "3,4", "--seed=-1"], "argument --seed: *got '-1'"),
+    "seed not an integer": (["--input-shape", "3,4", "--seed", "1.5"], "argument --seed: *'1.5'"),
+    "input range reversed": (
+        ["--input-shape", "3,4", "--input-range", "5,1"],
+        "argument --input-range: expected two finite numbers LOW,HIGH with LOW < HIGH, such as "
+        "0,100; got '5,1'",
+    ),
+    "input range of one number": (
+        ["--input-shape", "3,4", "--input-range", "5"],
+        "argument --input-range: *got '5'",
+    ),
+    "unknown input dtype": (
+        ["--input-shape", "3,4", "--input-dtype", "int8"],
+        "argument --input-dtype: invalid choice: 'int8'*",
+    ),
 }
 
 
 @pytest.mark.parametrize("argv, message", USAGE_CASES.values(), ids=USAGE_CASES.keys())
-def test_usage_errors_exit_2(project, argv, message, capsys, monkeypatch) -> None:
+def test_usage_errors_exit_2_with_one_line(project, argv, message, capsys, monkeypatch) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run_main(project, ["models.py:MLP", *argv], capsys, monkeypatch)
     assert exit_info.value.code == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert fnmatch.fnmatchcase(last, ERROR_PREFIX + message), last
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    help_hint = " (see python -m torch_ref check --help)"
+    assert fnmatch.fnmatchcase(err.strip(), ERROR_PREFIX + message + help_hint), err
+
+
+def test_allocation_failure_is_one_line(project, capsys, monkeypatch) -> None:
+    """Where the machine's memory is unknown, torch's refusal to allocate is the message."""
+
+    def unknown(name: str) -> int:
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", unknown)
+    rc, out, err = run_main(
+        project, ["models.py:MLP", "--input-shape", "100000000,100000000,4"], capsys, monkeypatch
+    )
+    assert (rc, out) == (2, "")
+    assert err.count("\n") == 1, err
+    assert fnmatch.fnmatchcase(
+        err.strip(),
+        ERROR_PREFIX + "cannot allocate inputs of shape (100000000, 100000000, 4) (4e+16 "
+        "entries, 2.98e+08 GiB): *can't allocate memory*",
+    ), err
+
+
+@pytest.mark.parametrize(
+    "dtype, value_range, low, high",
+    [("int64", "0,10", 0, 10), ("int32", "3,5", 3, 5), ("int64", "5,7", 5, 7)],
+)
+def test_integer_inputs_reach_the_oracle(
+    project, capsys, monkeypatch, dtype, value_range, low, high
+) -> None:
+    """The oracle receives the drawn token ids unchanged (whatever it makes of them)."""
+    seen = {}
+
+    def fake_compare(model, loss_fn, inputs, target, **kwargs):
+        seen["inputs"], seen["target"] = inputs, target
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "compare_gradients", fake_compare)
+    argv = ["models.py:Tokens", "--input-shape", "64,7", "--input-dtype", dtype]
+    rc, _, err = run_main(
+        project,
+        [*argv, f"--input-range={value_range}", "--loss", "cross_entropy"],
+        capsys,
+        monkeypatch,
+    )
+    assert (rc, err) == (2, ERROR_PREFIX + "ValueError: stop here\n")
+    inputs = seen["inputs"]
+    assert inputs.dtype == getattr(torch, dtype) and inputs.shape == (64, 7)
+    assert int(inputs.min()) == low and int(inputs.max()) == high - 1  # [low, high), all drawn
+    assert seen["target"].dtype == torch.int64 and seen["target"].shape == (64,)
 
 
 def test_mismatch_exits_1_with_the_table(project, capsys, monkeypatch) -> None:
@@ -400,3 +559,21 @@ def test_seeded_and_leaves_the_global_rng_alone(project, capsys, monkeypatch) ->
     assert first == again
     assert first[1].splitlines()[2] != other[1].splitlines()[2]  # the loss line
     assert "seed 1" in other[1].splitlines()[0]
+
+
+def test_the_header_names_the_input_range(project, capsys, monkeypatch) -> None:
+    argv = ["models.py:MLP", "--input-shape", "3,4", "--input-range=-1,2"]
+    rc, out, _ = run_main(project, argv, capsys, monkeypatch)
+    assert rc == 0
+    assert out.splitlines()[0] == (
+        "models.py:MLP: inputs (3, 4) float64 in [-1, 2), output (3, 3), mse target (3, 3), "
+        "seed 0, eval mode"
+    )
+
+
+def test_tables_have_no_trailing_spaces(project, capsys, monkeypatch) -> None:
+    broken = Activation("tanh", np.tanh, lambda z: 1 - z**2)
+    monkeypatch.setitem(ACTIVATIONS, "tanh", lambda: broken)
+    _, out, _ = run_main(project, ["models.py:MLP", "--input-shape", "3,4"], capsys, monkeypatch)
+    assert " FAIL " in out
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []

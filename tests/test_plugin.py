@@ -6,9 +6,15 @@ output must (and must not) hold."""
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
+import torch
+import torch.nn as nn
+
+from torch_ref.pytest_plugin import GRAD_TOLERANCES, GradientOracle
 
 pytest_plugins = ["pytester"]
 
@@ -70,6 +76,25 @@ from user_code import my_backward, problem
 def test_my_backward_matches_the_oracle(gradient_oracle):
     model, loss_fn, x, t = problem()
     mine = my_backward(model, x, t, buggy=True)
+    gradient_oracle.check_grads(model, loss_fn, x, t, mine)
+"""
+
+NUMPY_GRADIENTS = """
+import numpy as np
+from user_code import my_backward, problem
+
+
+def test_float64_arrays(gradient_oracle):
+    model, loss_fn, x, t = problem()
+    model, x, t = model.double(), x.double(), t.double()
+    mine = {k: v.numpy() for k, v in my_backward(model, x, t).items()}
+    check = gradient_oracle.check_grads(model, loss_fn, x, t, mine)
+    assert (check.rtol, check.atol) == (1e-7, 1e-10)
+
+
+def test_buggy_float32_arrays(gradient_oracle):
+    model, loss_fn, x, t = problem()
+    mine = {k: v.numpy() for k, v in my_backward(model, x, t, buggy=True).items()}
     gradient_oracle.check_grads(model, loss_fn, x, t, mine)
 """
 
@@ -143,13 +168,33 @@ CASES = {
         lines=(
             "*gradient_oracle.check_grads(model, loss_fn, x, t, mine)",
             "E*your gradients differ from the oracle's",
-            "E*GradCheck: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06)*",
+            "E*GradCheck: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06: the defaults for "
+            "float32 gradients); yours against the oracle's*",
             "E*worst: 0.*yours * vs oracle *",
             "E*name*shape*max_abs_err*max_rel_err*ok*worst*",
             "E*0.weight*(4, 3)*FAIL*yours*oracle*",
             "E*2.weight*(2, 4)*ok*",
         ),
         absent=("*pytest_plugin.py*", "*report.py*"),
+    ),
+    "NumPy arrays are gradients too": Case(
+        NUMPY_GRADIENTS,
+        outcomes=(("passed", 1), ("failed", 1)),
+        lines=(
+            "E*GradCheck: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06: the defaults for "
+            "float32 gradients)*",
+            "E*0.weight*(4, 3)*FAIL*yours*oracle*",
+        ),
+        absent=("*must be a torch.Tensor*",),
+    ),
+    "the command line's tolerance is named as such": Case(
+        BUGGY_BACKWARD,
+        args=("--gradient-oracle-rtol=0.001",),
+        outcomes=(("failed", 1),),
+        lines=(
+            "E*GradCheck: MISMATCH (4 tensors, rtol=0.001, atol=1e-06: rtol set in the pytest "
+            "configuration, atol the default for float32 gradients)*",
+        ),
     ),
     "a missing or unknown user gradient is named": Case(
         MISSING_GRADIENT,
@@ -218,6 +263,163 @@ def test_plugin_in_a_fresh_project(pytester: pytest.Pytester, case: Case) -> Non
         result.stdout.fnmatch_lines(list(case.lines))
     for pattern in case.absent:
         result.stdout.no_fnmatch_line(pattern)
+
+
+def test_help_shows_the_default_tolerances(pytester: pytest.Pytester) -> None:
+    text = " ".join(pytester.runpytest("--help").stdout.str().split())
+    for name, i in (("rtol", 0), ("atol", 1)):
+        option = text[text.index(f"--gradient-oracle-{name}") :]
+        per_dtype = ", ".join(
+            f"{dtype} {tol[i]:.0e}".replace("e-0", "e-") for dtype, tol in GRAD_TOLERANCES.items()
+        )
+        default = "1e-7" if name == "rtol" else "1e-10"
+        assert option.startswith(
+            f"--gradient-oracle-{name}={name.upper()} "
+            f"{'relative' if name == 'rtol' else 'absolute'} tolerance of the gradient_oracle "
+            f"fixture; a keyword in the call wins (default: {default} for assert_close and "
+            f"compare; for check_grads, by the dtype of your gradients: {per_dtype})"
+        ), option[:400]
+        assert f"gradient_oracle_{name} (string):" in text  # the ini key, with the same help
+    assert "float32 1e-4, float16 1e-2, bfloat16 5e-2" in text
+    assert "per call" not in text
+
+
+def test_failure_tables_have_no_trailing_spaces(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(user_code=USER_CODE, test_user=BUGGY_BACKWARD)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    table = [line for line in result.outlines if line.startswith("E ")]
+    assert any(" FAIL " in line for line in table) and any(line.endswith(" ok") for line in table)
+    assert [line for line in table if line != line.rstrip()] == []
+
+
+# --- check_grads in-process: what it accepts, and how it says what it used ---------------
+
+
+def tiny_problem(bias: bool = True) -> tuple[nn.Module, nn.Module, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    model = nn.Linear(3, 2, bias=bias).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    return model, nn.MSELoss(), x, torch.randn(4, 2, generator=g, dtype=torch.float64)
+
+
+def autograd_grads(model: nn.Module, loss_fn, x, t) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    loss_fn(model(x), t).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+ACCEPTED = {
+    "float64 tensors": (lambda g: g, "the defaults for float64 gradients", 1e-7, 1e-10),
+    "float32 tensors": (lambda g: g.float(), "the defaults for float32 gradients", 1e-4, 1e-6),
+    "bfloat16 tensors": (
+        lambda g: g.bfloat16(),
+        "the defaults for bfloat16 gradients",
+        5e-2,
+        1e-3,
+    ),
+    "float64 arrays": (lambda g: g.numpy(), "the defaults for float64 gradients", 1e-7, 1e-10),
+    "float32 arrays": (
+        lambda g: g.float().numpy(),
+        "the defaults for float32 gradients",
+        1e-4,
+        1e-6,
+    ),
+    "float16 arrays": (
+        lambda g: g.numpy().astype(np.float16),
+        "the defaults for float16 gradients",
+        1e-2,
+        1e-4,
+    ),
+}
+
+
+@pytest.mark.parametrize("convert, words, rtol, atol", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_check_grads_accepts_tensors_and_arrays(convert, words, rtol, atol) -> None:
+    model, loss_fn, x, t = tiny_problem()
+    grads = {n: convert(g) for n, g in autograd_grads(model, loss_fn, x, t).items()}
+    check = GradientOracle().check_grads(model, loss_fn, x, t, grads)
+    assert check.ok and (check.rtol, check.atol) == (rtol, atol)
+    assert str(check).splitlines()[0] == (
+        f"GradCheck: OK (2 tensors, rtol={rtol:g}, atol={atol:g}: {words}); "
+        "yours against the oracle's ∂L/∂θ"
+    )
+
+
+def test_check_grads_a_planted_error_in_an_array_fails() -> None:
+    model, loss_fn, x, t = tiny_problem()
+    grads = {n: g.numpy() for n, g in autograd_grads(model, loss_fn, x, t).items()}
+    grads["weight"][1, 2] *= 1.001
+    with pytest.raises(AssertionError) as info:
+        GradientOracle().check_grads(model, loss_fn, x, t, grads)
+    assert "weight (2, 3)" in str(info.value) and "[1, 2]: yours" in str(info.value)
+
+
+def test_the_least_precise_dtype_sets_the_defaults() -> None:
+    model, loss_fn, x, t = tiny_problem()
+    grads = autograd_grads(model, loss_fn, x, t)
+    grads["bias"] = grads["bias"].half().numpy()
+    check = GradientOracle().check_grads(model, loss_fn, x, t, grads)
+    assert (check.rtol, check.atol) == GRAD_TOLERANCES["float16"]
+
+
+def test_one_tensor_is_singular() -> None:
+    model, loss_fn, x, t = tiny_problem(bias=False)
+    check = GradientOracle().check_grads(
+        model, loss_fn, x, t, autograd_grads(model, loss_fn, x, t), rtol=1e-9, atol=0.0
+    )
+    assert str(check).startswith(
+        "GradCheck: OK (1 tensor, rtol=1e-09, atol=0: given to the call); "
+    )
+
+
+REFUSED = {
+    "a list": (
+        {"bias": [0.0, 0.0]},
+        TypeError,
+        "your gradient 'bias' must be a torch.Tensor or a numpy.ndarray, got list",
+    ),
+    "an integer array": (
+        {"bias": np.zeros(2, dtype=np.int64)},
+        TypeError,
+        "your gradient 'bias' has dtype int64; expected a floating-point dtype (float64, "
+        "float32, float16, bfloat16)",
+    ),
+    "a complex tensor": (
+        {"bias": torch.zeros(2, dtype=torch.complex128)},
+        TypeError,
+        "your gradient 'bias' has dtype complex128; expected a floating-point dtype*",
+    ),
+    "a wrong shape": (
+        {"bias": np.zeros(3)},
+        ValueError,
+        "your gradient 'bias' has shape (3,), but the parameter has shape (2,)",
+    ),
+    "a dtype without default tolerances": (
+        {"bias": torch.zeros(2, dtype=torch.float8_e4m3fn)},
+        TypeError,
+        "no default tolerances for float8_e4m3fn gradients (known: float64, float32, float16, "
+        "bfloat16); pass rtol= and atol=",
+    ),
+    "not a mapping": (
+        [np.zeros(2)],
+        TypeError,
+        "grads must map parameter names to tensors or arrays, got list",
+    ),
+}
+
+
+@pytest.mark.parametrize("grads, error, message", REFUSED.values(), ids=REFUSED.keys())
+def test_check_grads_refuses_before_any_arithmetic(grads, error, message, monkeypatch) -> None:
+    model, loss_fn, x, t = tiny_problem()
+    oracle = GradientOracle()
+    monkeypatch.setattr(oracle, "trace", lambda *a, **k: pytest.fail("the oracle ran"))
+    with pytest.raises(error) as info:
+        oracle.check_grads(model, loss_fn, x, t, grads)
+    assert fnmatch.fnmatchcase(str(info.value), message), str(info.value)
 
 
 @pytest.mark.parametrize("value", ["-1", "tight"])

@@ -1,6 +1,10 @@
-"""Golden numbers of seed 003's worked example, through manual_bp and through torch_ref.
+"""Golden numbers of the worked example of Matt Mazur, "A Step by Step Backpropagation
+Example" (2015), through manual_bp and through torch_ref, and the report that prints them.
 
-The seed rounds intermediate values to 9 digits, so agreement is to 3e-9."""
+The post rounds intermediate values to 9 digits, so agreement is to 3e-9."""
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,11 +12,13 @@ import torch
 import torch.nn as nn
 
 import torch_ref
+from experiments import worked_example
 from manual_bp import examples
 from manual_bp.optim import SGD
 
-SEED_ROUNDING = 3e-9
-GOLDEN = {  # the seed's printed numbers
+REPORT = Path(__file__).resolve().parents[1] / "reports" / "worked_example.md"
+POST_ROUNDING = 3e-9
+GOLDEN = {  # the post's printed numbers
     "E_total": 0.298371109,
     "dE/dw5": 0.082167041,
     "delta_o1": 0.138498562,
@@ -24,8 +30,8 @@ GOLDEN = {  # the seed's printed numbers
 
 
 def manual_numbers() -> dict[str, float]:
-    net = examples.seed_network()
-    r = net.loss_and_gradients(examples.INPUTS, examples.TARGETS, examples.seed_loss())
+    net = examples.mazur_network()
+    r = net.loss_and_gradients(examples.INPUTS, examples.TARGETS, examples.mazur_loss())
     numbers = {
         "E_total": r.loss,
         "dE/dw5": r.grads["2.weight"][0, 0],
@@ -41,14 +47,14 @@ def manual_numbers() -> dict[str, float]:
 
 
 @pytest.mark.parametrize("quantity", list(GOLDEN))
-def test_manual_bp_reproduces_the_seed(quantity):
+def test_manual_bp_reproduces_the_post(quantity):
     got = manual_numbers()[quantity]
-    assert got == pytest.approx(GOLDEN[quantity], abs=SEED_ROUNDING), (
-        f"{quantity}: manual_bp {got:.12f}, seed {GOLDEN[quantity]}"
+    assert got == pytest.approx(GOLDEN[quantity], abs=POST_ROUNDING), (
+        f"{quantity}: manual_bp {got:.12f}, the post {GOLDEN[quantity]}"
     )
 
 
-def seed_torch_model() -> nn.Sequential:
+def mazur_torch_model() -> nn.Sequential:
     model = nn.Sequential(nn.Linear(2, 2), nn.Sigmoid(), nn.Linear(2, 2), nn.Sigmoid()).double()
     with torch.no_grad():
         model[0].weight.copy_(torch.from_numpy(examples.W1))
@@ -58,31 +64,29 @@ def seed_torch_model() -> nn.Sequential:
     return model
 
 
-def test_torch_ref_reproduces_the_seed():
-    """Through the oracle: MSELoss(sum) is 2·E_total, so its gradients are twice the seed's."""
-    model = seed_torch_model()
+def test_torch_ref_reproduces_the_post():
+    """Through the oracle: MSELoss(sum) is 2·E_total, so its gradients are twice the post's."""
+    model = mazur_torch_model()
     x, t = torch.from_numpy(examples.INPUTS), torch.from_numpy(examples.TARGETS)
     trace = torch_ref.manual_trace(model, nn.MSELoss(reduction="sum"), x, t)
-    assert trace.loss / 2 == pytest.approx(GOLDEN["E_total"], abs=SEED_ROUNDING)
+    assert trace.loss / 2 == pytest.approx(GOLDEN["E_total"], abs=POST_ROUNDING)
     assert float(trace.grads["2.weight"][0, 0]) / 2 == pytest.approx(
-        GOLDEN["dE/dw5"], abs=SEED_ROUNDING
+        GOLDEN["dE/dw5"], abs=POST_ROUNDING
     )
     assert float(trace.grads["0.weight"][0, 0]) / 2 == pytest.approx(
-        GOLDEN["dE/dw1"], abs=SEED_ROUNDING
+        GOLDEN["dE/dw1"], abs=POST_ROUNDING
     )
     assert float(trace.deltas["2"][0, 0]) / 2 == pytest.approx(
-        GOLDEN["delta_o1"], abs=SEED_ROUNDING
+        GOLDEN["delta_o1"], abs=POST_ROUNDING
     )
     assert float(trace.deltas["2"][0, 1]) / 2 == pytest.approx(
-        GOLDEN["delta_o2"], abs=SEED_ROUNDING
+        GOLDEN["delta_o2"], abs=POST_ROUNDING
     )
     report = torch_ref.compare_gradients(model, nn.MSELoss(reduction="sum"), x, t, rtol=1e-12)
     assert report.ok, str(report)
 
 
-def test_the_report_shows_the_seed_numbers(tmp_path):
-    from experiments import worked_example
-
+def test_the_report_shows_the_posts_numbers(tmp_path):
     out = tmp_path / "worked.md"
     worked_example.main(["--out", str(out)])
     text = out.read_text()
@@ -98,3 +102,29 @@ def test_the_report_shows_the_seed_numbers(tmp_path):
     ):
         assert number in text, f"{number} missing from the worked example report"
     assert np.isfinite(manual_numbers()["E_total"])
+
+
+def test_error_after_the_step_with_the_posts_weights():
+    """The post keeps the biases fixed; its own updated weights (as printed, 9 digits) give
+    E_total = 0.291027774, the number the report prints (the post itself prints 0.291027924)."""
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    w1 = np.array([[0.149780716, 0.19956143], [0.24975114, 0.29950229]])
+    w2 = np.array([[0.35891648, 0.408666186], [0.511301270, 0.561370121]])
+    out = sigmoid(w2 @ sigmoid(w1 @ examples.INPUTS[0] + examples.B1) + examples.B2)
+    e_total = 0.5 * np.sum((examples.TARGETS[0] - out) ** 2)
+    assert e_total == pytest.approx(0.291027774, abs=POST_ROUNDING)
+    assert "with them fixed E_total falls to 0.291027774." in worked_example.render()
+
+
+def test_the_committed_report_is_what_the_experiment_writes():
+    assert REPORT.read_text() == worked_example.render(), (
+        "reports/worked_example.md is stale: python -m experiments.worked_example"
+    )
+
+
+def test_the_report_cites_public_sources_only():
+    text = worked_example.render()
+    assert 'Matt Mazur, ["A Step by Step\nBackpropagation Example"][mazur] (2015)' in text
+    assert f"[mazur]: {worked_example.MAZUR_URL}" in text
+    assert "Rumelhart" in text
+    assert not re.search(r"seed \d|seeds/|shared/", text, re.IGNORECASE)

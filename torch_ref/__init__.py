@@ -4,6 +4,7 @@
     trace  = torch_ref.manual_trace(model, loss_fn, inputs, target, l2=0.0)
     report = torch_ref.compare_gradients(model, loss_fn, inputs, target, rtol=1e-7, atol=1e-10)
     torch_ref.assert_gradients_close(model, loss_fn, inputs, target)
+    torch_ref.__version__   # the installed manual-bp distribution's version
 
 The names load on first use (PEP 562), so that pytest, which imports this package for its
 plugin, does not import torch in test runs that never use the oracle.
@@ -12,9 +13,15 @@ plugin, does not import torch in test runs that never use the oracle.
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from torch_ref.errors import UnsupportedModuleError
+
+try:
+    __version__: str = version("manual-bp")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _LAZY = {
     "Trace": "torch_ref.oracle",
@@ -27,7 +34,7 @@ _LAZY = {
     "convert_loss": "torch_ref.losses",
 }
 
-__all__ = ["UnsupportedModuleError", *_LAZY]
+__all__ = ["UnsupportedModuleError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

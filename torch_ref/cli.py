@@ -1,9 +1,11 @@
-"""The command line: `python -m torch_ref check FILE.py:ClassName --input-shape 8,1,28,28 ...`.
+"""The command line: `torch-ref check FILE.py:ClassName --input-shape 8,1,28,28 ...`
+(the same as `python -m torch_ref check ...`).
 
 `check` imports the user's class, builds it under a fixed seed, draws a seeded random batch
-and a target that fits the loss, runs `torch_ref.compare_gradients` and prints the report
-table. Exit status: 0 when manual backprop and torch.autograd agree, 1 on a mismatch, 2 on
-a usage, import or unsupported-model error (one line on stderr, no traceback).
+(floating, or integers for token ids and class indices) and a target that fits the loss,
+runs `torch_ref.compare_gradients` and prints the report table. Exit status: 0 when manual
+backprop and torch.autograd agree, 1 on a mismatch, 2 on a usage, import or
+unsupported-model error (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -14,24 +16,37 @@ import importlib
 import importlib.util
 import inspect
 import json
+import math
+import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import numpy as np
 import torch
 import torch.nn as nn
 
+import torch_ref
 from torch_ref.oracle import compare_gradients
 
 PROG = "python -m torch_ref"
+CONSOLE_PROG = "torch-ref"  # the console script that pip installs
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 
 
 class CheckError(Exception):
     """A problem with what the user asked to check; printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit status 2), like every other."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # --- losses: the torch module and the target drawn for it ----------------------------
@@ -81,6 +96,12 @@ LOSSES: dict[str, LossChoice] = {
 CLASS_LOSSES = {name for name, c in LOSSES.items() if c.target is _class_target}
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: dtypes of the input batch: the model's, or integers (token ids, class indices)
+INPUT_DTYPES = {**DTYPES, "int64": torch.int64, "int32": torch.int32}
+#: modules whose input is integer indices, not features
+INDEX_MODULES = (nn.Embedding, nn.EmbeddingBag)
+
+SEED_LIMIT = 2**64  # torch.manual_seed takes 0 ≤ seed < 2**64
 
 
 # --- argument types ------------------------------------------------------------------
@@ -108,6 +129,30 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to 2**64 - 1 (torch's range of seeds), got {text!r}"
+        )
+    return value
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(s) for s in text.split(","))
+    except ValueError:
+        low = high = float("nan")
+    if not -math.inf < low < high < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"expected two finite numbers LOW,HIGH with LOW < HIGH, such as 0,100; got {text!r}"
+        )
+    return low, high
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
@@ -128,30 +173,43 @@ def _init_args(text: str) -> tuple[list[Any], dict[str, Any]]:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
+def version_text() -> str:
+    """What `--version` prints: this package's version and those of what it runs on."""
+    return (
+        f"manual-bp {torch_ref.__version__} (torch {torch.__version__}, numpy {np.__version__}, "
+        f"Python {platform.python_version()})"
+    )
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=prog,
         description="The gradient oracle of manual-bp on the command line.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser(
         "check",
         help="compare manual backprop with torch.autograd on your model",
         description=(
             "Import a torch.nn.Module class from a Python file, build it under --seed, draw a\n"
-            "seeded random batch and a target that fits --loss, and compare the explicit-δ\n"
-            "backprop of manual-bp with torch.autograd, both in float64: every parameter's\n"
-            "gradient and every Linear/Conv layer's δ. Prints the report table. Torch's global\n"
-            "random state is left as it was."
+            "seeded random batch (floating, or integer token ids with --input-dtype) and a\n"
+            "target that fits --loss, and compare the explicit-δ backprop of manual-bp with\n"
+            "torch.autograd, both in float64: every parameter's gradient and every\n"
+            "Linear/Conv layer's δ. Prints the report table. Torch's global random state is\n"
+            "left as it was."
         ),
         epilog="\n".join(
             [
                 "the target drawn for each loss (C: the model's output size along dim 1):",
                 *(f"  {name:<16} {choice.help}" for name, choice in LOSSES.items()),
                 "",
-                "example:",
-                "  python -m torch_ref check models/lenet.py:LeNet --input-shape 8,1,28,28 \\",
+                "examples:",
+                f"  {prog} check examples/lenet.py:LeNet --input-shape 8,1,28,28 \\",
                 "      --loss cross_entropy --classes 10",
+                f"  {prog} check examples/token_classifier.py:TokenClassifier \\",
+                "      --input-shape 4,12 --input-dtype int64 --input-range 0,100 \\",
+                "      --loss cross_entropy",
                 "",
                 "exit status: 0 the gradients agree, 1 they differ, 2 a usage, import or",
                 "unsupported-model error (one line on stderr)",
@@ -187,16 +245,33 @@ def build_parser() -> argparse.ArgumentParser:
         "entries along dim 1 (default: read from the model's output)",
     )
     check.add_argument(
+        "--input-dtype",
+        choices=INPUT_DTYPES,
+        metavar="{float64,float32,int64,int32}",
+        help="dtype of the input batch: an integer dtype for token ids or class indices "
+        "(an nn.Embedding's input), drawn from --input-range (default: --dtype)",
+    )
+    check.add_argument(
+        "--input-range",
+        type=_range,
+        metavar="LOW,HIGH",
+        help="draw the inputs uniformly from [LOW, HIGH): integers for an integer "
+        "--input-dtype (required there; 0,1000 for a vocabulary of 1000 tokens), else "
+        "real numbers; write --input-range=-1,1 when LOW is negative "
+        "(default: floating inputs from N(0, 1))",
+    )
+    check.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         default=0,
-        help="seed of the model's initialisation, the batch and the target (default: %(default)s)",
+        help="seed of the model's initialisation, the batch and the target, "
+        "from 0 to 2**64 - 1 (default: %(default)s)",
     )
     check.add_argument(
         "--dtype",
         choices=DTYPES,
         default="float64",
-        help="dtype of the model and the inputs; the comparison itself always "
+        help="dtype of the model and of floating inputs; the comparison itself always "
         "runs in float64 (default: %(default)s)",
     )
     check.add_argument(
@@ -315,18 +390,97 @@ def build_model(
     return model
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _show_range(value_range: tuple[float, float]) -> str:
+    return f"[{value_range[0]:g}, {value_range[1]:g})"
+
+
+def _index_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, INDEX_MODULES)]
+
+
+def _forward_failed(model: nn.Module, inputs: torch.Tensor, err: Exception) -> CheckError:
+    """The one-line error for a forward that failed, leading with the likely cause when the
+    model holds an Embedding (which takes integer token ids)."""
+    failed = f"{type(err).__name__}: {_one_line(err)}"
+    found = _index_modules(model)
+    if not found:
+        return CheckError(
+            f"the model's forward failed on inputs of shape {tuple(inputs.shape)}: {failed}"
+        )
+    name, module = found[0]
+    takes = (
+        f"the model's {type(module).__name__} {name!r} takes integer token ids in "
+        f"[0, {module.num_embeddings})"
+    )
+    if inputs.is_floating_point():
+        return CheckError(
+            f"{takes}, not {dtype_name(inputs.dtype)} inputs: pass --input-dtype int64 "
+            f"--input-range 0,{module.num_embeddings} (the forward failed with {failed})"
+        )
+    low, high = int(inputs.min()), int(inputs.max())
+    return CheckError(
+        f"{takes}; the inputs drawn run from {low} to {high} (the forward failed with {failed})"
+    )
+
+
+def draw_inputs(
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    value_range: tuple[float, float] | None,
+    g: torch.Generator,
+) -> torch.Tensor:
+    """The seeded input batch: N(0, 1), or uniform over [low, high), integers for an integer
+    dtype; a shape too large for this machine is a CheckError before anything is allocated."""
+    entries = math.prod(shape)
+    size = entries * torch.empty((), dtype=dtype).element_size()
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        memory = None
+    what = f"inputs of shape {shape} ({entries:.3g} entries, {size / 2**30:.3g} GiB)"
+    if entries >= 2**63 or (memory is not None and size > memory):
+        machine = "" if memory is None else f": this machine has {memory / 2**30:.3g} GiB"
+        raise CheckError(f"{what} do not fit in memory{machine}")
+    try:
+        if dtype.is_floating_point:
+            if value_range is None:
+                return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+            low, high = value_range
+            uniform = torch.rand(shape, generator=g, dtype=torch.float64)
+            return (low + (high - low) * uniform).to(dtype)
+        if value_range is None:
+            raise CheckError(
+                f"--input-dtype {dtype_name(dtype)} needs --input-range "
+                "LOW,HIGH, the integers to draw from (0,1000 for token ids of a vocabulary "
+                "of 1000)"
+            )
+        info = torch.iinfo(dtype)
+        if not all(v.is_integer() and info.min <= v <= info.max + 1 for v in value_range):
+            raise CheckError(
+                f"--input-range {_show_range(value_range)} for {dtype_name(dtype)} inputs: "
+                f"expected integers from {info.min} to {info.max + 1}"
+            )
+        low, high = (int(v) for v in value_range)
+        return torch.randint(low, high, shape, generator=g, dtype=dtype)
+    except (RuntimeError, MemoryError) as err:
+        raise CheckError(f"cannot allocate {what}: {_one_line(err)}") from None
+
+
 def output_shape(model: nn.Module, inputs: torch.Tensor, seed: int) -> tuple[int, ...]:
     """The shape of model(inputs), from a float64 copy, without gradients."""
     twin = copy.deepcopy(model).to(torch.float64)
+    if inputs.is_floating_point():
+        inputs = inputs.to(torch.float64)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # a model in training mode may draw dropout masks
         try:
-            out = twin(inputs.to(torch.float64))
+            out = twin(inputs)
         except Exception as err:
-            raise CheckError(
-                f"the model's forward failed on inputs of shape {tuple(inputs.shape)}: "
-                f"{type(err).__name__}: {err}"
-            ) from None
+            raise _forward_failed(model, inputs, err) from None
     if not isinstance(out, torch.Tensor):
         raise CheckError(f"the model's forward returned a {type(out).__name__}, not one tensor")
     return tuple(out.shape)
@@ -345,8 +499,9 @@ def check(args: argparse.Namespace) -> int:
     model = build_model(name, factory, init_args, init_kwargs, args.seed)
     dtype = DTYPES[args.dtype]
     model = model.to(dtype).train(args.train)
+    input_dtype = args.input_dtype or args.dtype
     g = torch.Generator().manual_seed(args.seed)
-    inputs = torch.randn(args.input_shape, generator=g, dtype=torch.float64).to(dtype)
+    inputs = draw_inputs(args.input_shape, INPUT_DTYPES[input_dtype], args.input_range, g)
     out = output_shape(model, inputs, args.seed)
     loss = LOSSES[args.loss]
     classes = out[1] if len(out) > 1 else 0
@@ -369,23 +524,31 @@ def check(args: argparse.Namespace) -> int:
         )
     except (NotImplementedError, ValueError, TypeError) as err:
         raise CheckError(f"{type(err).__name__}: {_one_line(err)}") from None
+    except MemoryError as err:
+        raise CheckError(f"out of memory while comparing: {_one_line(err)}") from None
     mode = "train" if args.train else "eval"
+    drawn = "" if args.input_range is None else " in " + _show_range(args.input_range)
     print(
-        f"{args.model}: inputs {tuple(inputs.shape)} {args.dtype}, output {out}, "
+        f"{args.model}: inputs {tuple(inputs.shape)} {input_dtype}{drawn}, output {out}, "
         f"{args.loss} target {tuple(target.shape)}, seed {args.seed}, {mode} mode"
     )
-    print(report)
+    print("\n".join(line.rstrip() for line in str(report).splitlines()))
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": check}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Run the command line; returns the exit status (argparse exits itself on usage errors)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except CheckError as err:
-        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def console() -> int:
+    """The `torch-ref` console script."""
+    return main(prog=CONSOLE_PROG)

@@ -4,7 +4,7 @@
         report = gradient_oracle.assert_close(model, loss_fn, inputs, target)
 
     def test_my_kernel(gradient_oracle):
-        gradient_oracle.check_grads(model, loss_fn, inputs, target, my_grads)
+        gradient_oracle.check_grads(model, loss_fn, inputs, target, my_grads)  # tensors or arrays
 
 A failure raises AssertionError whose message is the comparison table; the plugin's own
 frames are hidden, so the traceback ends at the line of the user's test. The fixture is
@@ -13,14 +13,16 @@ session-scoped and holds no state, so `@hypothesis.given` tests may use it.
 Tolerances: a keyword given to the call wins; else `--gradient-oracle-rtol/-atol` (or the
 ini keys `gradient_oracle_rtol/_atol`); else the defaults: those of
 `torch_ref.compare_gradients` for `assert_close`, and `GRAD_TOLERANCES[dtype]` of the
-user's gradient for `check_grads`. Disable the plugin with `-p no:torch_ref`.
+user's gradient for `check_grads` (the table's first line says which). Disable the plugin
+with `-p no:torch_ref`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -46,10 +48,22 @@ GRAD_TOLERANCES: dict[str, tuple[float, float]] = {
 #: the defaults of `assert_close`: those of `torch_ref.compare_gradients` (both sides float64)
 COMPARE_TOLERANCES = (1e-7, 1e-10)
 
-OPTIONS = {
-    "rtol": "relative tolerance of the gradient_oracle fixture (default: per call)",
-    "atol": "absolute tolerance of the gradient_oracle fixture (default: per call)",
-}
+
+def _num(x: float) -> str:
+    """1e-07 → "1e-7", 0.05 → "5e-2": tolerances as people write them."""
+    return f"{x:.0e}".replace("e-0", "e-").replace("e+00", "")
+
+
+def _option_help(what: str, i: int) -> str:
+    per_dtype = ", ".join(f"{dtype} {_num(tol[i])}" for dtype, tol in GRAD_TOLERANCES.items())
+    return (
+        f"{what} tolerance of the gradient_oracle fixture; a keyword in the call wins "
+        f"(default: {_num(COMPARE_TOLERANCES[i])} for assert_close and compare; for "
+        f"check_grads, by the dtype of your gradients: {per_dtype})"
+    )
+
+
+OPTIONS = {"rtol": _option_help("relative", 0), "atol": _option_help("absolute", 1)}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             type=float,
             default=None,
             dest=f"gradient_oracle_{name}",
+            metavar=name.upper(),
             help=help_text,
         )
         parser.addini(f"gradient_oracle_{name}", help_text, default=None)
@@ -94,6 +109,8 @@ class GradCheck:
     unexpected: list[str] = field(default_factory=list)
     rtol: float = 1e-7
     atol: float = 1e-10
+    #: where rtol and atol came from, in words ("the defaults for float32 gradients")
+    tolerances: str = ""
 
     @property
     def ok(self) -> bool:
@@ -107,9 +124,11 @@ class GradCheck:
         import pandas as pd
 
         verdict = "OK" if self.ok else "MISMATCH"
+        tensors = f"{len(self.rows)} tensor{'' if len(self.rows) == 1 else 's'}"
+        source = f": {self.tolerances}" if self.tolerances else ""
         lines = [
-            f"GradCheck: {verdict} ({len(self.rows)} tensors, rtol={self.rtol:g}, "
-            f"atol={self.atol:g}); yours against the oracle's ∂L/∂θ"
+            f"GradCheck: {verdict} ({tensors}, rtol={self.rtol:g}, atol={self.atol:g}{source}); "
+            "yours against the oracle's ∂L/∂θ"
         ]
         if self.missing:
             lines.append(f"missing from your gradients: {', '.join(self.missing)}")
@@ -141,21 +160,48 @@ class GradCheck:
         if self.ok:
             frame = frame.drop(columns="worst")
         if len(frame):
-            lines.append(frame.to_string(index=False))
+            lines.extend(line.rstrip() for line in frame.to_string(index=False).splitlines())
         return "\n".join(lines)
 
 
-def _user_grad(name: str, g: object, shape: tuple[int, ...]) -> np.ndarray:
+def _dtype_name(g: Any) -> str:
+    """ "float32" for a torch.float32 tensor or a NumPy float32 array."""
+    return str(g.dtype).removeprefix("torch.")
+
+
+def _check_user_grad(name: str, g: object, shape: tuple[int, ...]) -> None:
+    """TypeError/ValueError unless `g` is a real floating tensor or array of `shape`."""
+    import numpy as np
     import torch
 
-    if not isinstance(g, torch.Tensor):
-        raise TypeError(f"your gradient {name!r} must be a torch.Tensor, got {type(g).__name__}")
+    if isinstance(g, torch.Tensor):
+        floating = g.is_floating_point()
+    elif isinstance(g, np.ndarray):
+        floating = np.issubdtype(g.dtype, np.floating)
+    else:
+        raise TypeError(
+            f"your gradient {name!r} must be a torch.Tensor or a numpy.ndarray, "
+            f"got {type(g).__name__}"
+        )
+    if not floating:
+        raise TypeError(
+            f"your gradient {name!r} has dtype {_dtype_name(g)}; expected a floating-point "
+            f"dtype ({', '.join(GRAD_TOLERANCES)})"
+        )
     if tuple(g.shape) != shape:
         raise ValueError(
             f"your gradient {name!r} has shape {tuple(g.shape)}, "
             f"but the parameter has shape {shape}"
         )
-    return g.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+
+def _as_float64(g: Any) -> np.ndarray:
+    import numpy as np
+    import torch
+
+    if isinstance(g, torch.Tensor):
+        return g.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(g, dtype=np.float64)
 
 
 class GradientOracle:
@@ -170,6 +216,20 @@ class GradientOracle:
         rtol = rtol if rtol is not None else self.rtol if self.rtol is not None else default[0]
         atol = atol if atol is not None else self.atol if self.atol is not None else default[1]
         return rtol, atol
+
+    def _sources(self, rtol: float | None, atol: float | None, default: str) -> str:
+        """Where each tolerance comes from, in words: the call, the configuration, a default."""
+        words = [
+            "given to the call"
+            if given is not None
+            else "set in the pytest configuration"
+            if configured is not None
+            else default
+            for given, configured in ((rtol, self.rtol), (atol, self.atol))
+        ]
+        if words[0] == words[1]:
+            return words[0].replace("the default ", "the defaults ")
+        return f"rtol {words[0]}, atol {words[1]}"
 
     def gradients(
         self,
@@ -241,43 +301,52 @@ class GradientOracle:
         loss_fn: LossFn,
         inputs: torch.Tensor,
         target: torch.Tensor,
-        grads: Mapping[str, torch.Tensor],
+        grads: Mapping[str, torch.Tensor | np.ndarray],
         *,
         l2: float = 0.0,
         rtol: float | None = None,
         atol: float | None = None,
     ) -> GradCheck:
-        """Your ∂L/∂θ (keyed like named_parameters()) against the oracle's; the check if
-        they agree, else AssertionError with the table naming the worst entries.
+        """Your ∂L/∂θ (keyed like named_parameters(); torch tensors or NumPy arrays) against
+        the oracle's; the check if they agree, else AssertionError with the table naming the
+        worst entries.
 
-        Default tolerances follow the dtype of your gradients (`GRAD_TOLERANCES`)."""
+        Default tolerances follow the dtype of your gradients (`GRAD_TOLERANCES`; the least
+        precise dtype among them when they differ); the table's first line says which."""
         __tracebackhide__ = True
-        import torch
-
         from torch_ref.report import compare
 
         if not isinstance(grads, Mapping):
             raise TypeError(
-                f"grads must map parameter names to tensors, got {type(grads).__name__}"
+                f"grads must map parameter names to tensors or arrays, got {type(grads).__name__}"
             )
-        oracle = self.trace(model, loss_fn, inputs, target, l2=l2).grads
+        params = dict(model.named_parameters())
+        for name, g in grads.items():
+            if name in params:
+                _check_user_grad(name, g, tuple(params[name].shape))
+        dtypes = {_dtype_name(g) for n, g in grads.items() if n in params}
+        unknown = sorted(dtypes - set(GRAD_TOLERANCES))
+        if unknown and any(map(math.isnan, self._tolerances(rtol, atol, (math.nan, math.nan)))):
+            raise TypeError(
+                f"no default tolerances for {', '.join(unknown)} gradients (known: "
+                f"{', '.join(GRAD_TOLERANCES)}); pass rtol= and atol="
+            )
         # the least precise dtype among your gradients sets the default tolerances
-        per_dtype = [
-            GRAD_TOLERANCES.get(str(g.dtype).removeprefix("torch."), GRAD_TOLERANCES["float32"])
-            for g in grads.values()
-            if isinstance(g, torch.Tensor)
-        ]
-        rtol, atol = self._tolerances(rtol, atol, max(per_dtype, default=COMPARE_TOLERANCES))
+        known = sorted(dtypes & set(GRAD_TOLERANCES), key=lambda d: GRAD_TOLERANCES[d])
+        coarsest = known[-1] if known else "float64"
+        rtol_, atol_ = self._tolerances(rtol, atol, GRAD_TOLERANCES[coarsest])
         check = GradCheck(
-            missing=[n for n in oracle if n not in grads],
-            unexpected=sorted(n for n in grads if n not in oracle),
-            rtol=rtol,
-            atol=atol,
+            rtol=rtol_,
+            atol=atol_,
+            tolerances=self._sources(rtol, atol, f"the default for {coarsest} gradients"),
         )
+        oracle = self.trace(model, loss_fn, inputs, target, l2=l2).grads
+        check.missing = [n for n in oracle if n not in grads]
+        check.unexpected = sorted(n for n in grads if n not in oracle)
         for name, ref in oracle.items():
             if name in grads:
-                yours = _user_grad(name, grads[name], tuple(ref.shape))
-                check.rows.append(compare("param", name, yours, ref.numpy(), rtol, atol))
+                yours = _as_float64(grads[name])
+                check.rows.append(compare("param", name, yours, ref.numpy(), rtol_, atol_))
         if not check.ok:
             raise AssertionError("your gradients differ from the oracle's\n" + str(check))
         return check

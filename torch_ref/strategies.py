@@ -25,7 +25,15 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from hypothesis import strategies as st
+
+try:
+    from hypothesis import strategies as st
+except ImportError as err:  # hypothesis is an optional dependency of manual-bp
+    raise ImportError(
+        "torch_ref.strategies needs hypothesis, which is not installed; install it with "
+        "the extra: pip install 'manual-bp[hypothesis]'",
+        name="hypothesis",
+    ) from err
 
 # --- activations: torch module and a strategy for its options ------------------------
 
