@@ -113,6 +113,15 @@ class _FunctionalDropout(nn.Module):
         return F.dropout(torch.tanh(self.fc(x)), p=0.25, training=True)
 
 
+def _negative_running_var() -> nn.Module:
+    model = nn.Sequential(
+        nn.Linear(F_IN, C, dtype=torch.float64), nn.BatchNorm1d(C, dtype=torch.float64)
+    ).eval()
+    with torch.no_grad():
+        model[1].running_var[1] = -0.5
+    return model
+
+
 # --- the table -----------------------------------------------------------------------
 
 
@@ -425,6 +434,49 @@ CASES: list[Case] = [
         UnsupportedModuleError,
         r"F\.mse_loss.*reduction='none' is not supported",
     ),
+    # -- tensors that hold no plain values, and a loss weight that wants a gradient
+    Case(
+        "sparse_inputs",
+        _ce(inputs=lambda: _x().to_sparse()),
+        ValueError,
+        r"expected a dense \(strided\) tensor, got inputs of shape \(6, 4\) as torch\.sparse_coo",
+    ),
+    Case(
+        "meta_inputs",
+        _ce(inputs=lambda: torch.empty(N, F_IN, dtype=torch.float64, device="meta")),
+        ValueError,
+        r"expected real values, got inputs of shape \(6, 4\) on the meta device",
+    ),
+    Case(
+        "sparse_target",
+        _regression(nn.MSELoss, lambda: _y().to_sparse()),
+        ValueError,
+        r"expected a dense \(strided\) tensor, got target of shape \(6, 3\) as torch\.sparse_coo",
+    ),
+    Case(
+        "meta_target",
+        _regression(nn.MSELoss, lambda: torch.empty(N, C, dtype=torch.float64, device="meta")),
+        ValueError,
+        r"expected real values, got target of shape \(6, 3\) on the meta device",
+    ),
+    Case(
+        "loss_weight_requires_grad",
+        _ce(weight=torch.ones(C, dtype=torch.float64, requires_grad=True)),
+        ValueError,
+        r"the loss's weight requires grad; .*weight\.detach\(\)",
+    ),
+    Case(
+        "empty_sequential",
+        _ce(model=lambda: nn.Sequential()),
+        ValueError,
+        r"expected a model with at least one layer, got an empty nn\.Sequential\(\)",
+    ),
+    Case(
+        "batch_norm_negative_running_var",
+        _ce(model=lambda: _negative_running_var()),
+        ValueError,
+        r"module '1' \(BatchNorm1d\).*running_var must be ≥ 0.*running_var\[1\] = .*-0\.5",
+    ),
     Case(
         "loss_kl_div",
         _regression(nn.KLDivLoss, lambda: torch.rand(N, C)),
@@ -649,3 +701,37 @@ def test_known_numpy_messages_are_caught_by_the_property():
     except TypeError as err:
         with pytest.raises(AssertionError, match="outside manual_bp and torch_ref|NumPy"):
             _assert_ours("numpy", err)
+
+
+# --- tolerances, and inference mode ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "error", "match"),
+    [
+        ("rtol", "a", TypeError, r"rtol must be a finite number ≥ 0, got 'a'"),
+        ("rtol", -1, ValueError, r"rtol must be a finite number ≥ 0, got -1"),
+        ("atol", float("nan"), ValueError, r"atol must be a finite number ≥ 0, got nan"),
+        ("atol", float("inf"), ValueError, r"atol must be a finite number ≥ 0, got inf"),
+        ("rtol", True, TypeError, r"rtol must be a finite number ≥ 0, got True"),
+    ],
+)
+@pytest.mark.parametrize("fn", ["compare_gradients", "assert_gradients_close"])
+def test_tolerances_are_checked_before_anything_else(keyword, value, error, match, fn):
+    with pytest.raises(error, match=match):
+        FUNCTIONS[fn](_mlp(), nn.CrossEntropyLoss(), _x(), _labels(), **{keyword: value})
+
+
+def test_inference_mode_inputs_are_taken_and_calls_inside_it_are_refused():
+    with torch.inference_mode():
+        x = _x()  # an inference tensor
+    for fn in FUNCTIONS.values():
+        fn(_mlp(), nn.CrossEntropyLoss(), x, _labels())
+    with torch.inference_mode():
+        grads = torch_ref.manual_gradients(_mlp(), nn.CrossEntropyLoss(), _x(), _labels())
+        assert set(grads) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+        for name in ("compare_gradients", "assert_gradients_close"):
+            with pytest.raises(
+                ValueError, match=r"inside torch\.inference_mode\(\), where autograd"
+            ):
+                FUNCTIONS[name](_mlp(), nn.CrossEntropyLoss(), _x(), _labels())

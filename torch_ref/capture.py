@@ -838,7 +838,10 @@ def capture(
         graph, output = _capture_sequential(conv, children, refs[0])
     else:
         if isinstance(model, nn.Sequential) and len(model) == 0:
-            raise ValueError("the model is an empty nn.Sequential: it has no layers to check")
+            raise ValueError(
+                "expected a model with at least one layer, got an empty nn.Sequential() "
+                "(nothing to differentiate)"
+            )
         tracer = _Tracer(conv, refs, tag_functions)
         tracer.concrete = _concrete_args(model, len(refs))
         tracer.float_dtype = next(

@@ -80,12 +80,13 @@ def _check_finite(name: str, t: torch.Tensor, what: str) -> None:
 
 def _check_layout(name: str, t: torch.Tensor) -> None:
     """Sparse, meta and quantised tensors hold no plain values to read."""
+    what = f"{name} of shape {tuple(t.shape)}"
     if t.layout != torch.strided:
-        raise ValueError(f"{name} is a {t.layout} tensor; expected a dense (strided) tensor")
+        raise ValueError(f"expected a dense (strided) tensor, got {what} as {t.layout}")
     if t.is_meta:
-        raise ValueError(f"{name} is a meta tensor (it has no values); expected real values")
+        raise ValueError(f"expected real values, got {what} on the meta device (no values)")
     if t.is_quantized:
-        raise ValueError(f"{name} is quantized ({t.dtype}); expected a float or integer tensor")
+        raise ValueError(f"expected a float or integer tensor, got {what} quantized ({t.dtype})")
 
 
 def _as_inputs(inputs: Any) -> tuple[torch.Tensor, ...]:
