@@ -177,11 +177,13 @@ class SineRNN(nn.Module):
 
     def __init__(self, hidden: int = 16):
         super().__init__()
+        self.hidden_size = hidden
         self.rnn = nn.RNN(input_size=1, hidden_size=hidden, batch_first=True)
         self.fc = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)  # (N, T, H)
+        h0 = torch.zeros(1, x.size(0), self.hidden_size, dtype=x.dtype).to(x.device)
+        out, _ = self.rnn(x, h0)  # (N, T, H)
         return self.fc(out)  # (N, T, 1)
 
 
@@ -538,10 +540,28 @@ def test_batched_rnn_cell_report_is_ok():
 
 
 def test_batched_rnn_cell_gradients_match_autograd():
-    """Until the oracle compares like with like: every parameter and input row matches."""
+    """Until the oracle compares like with like: every parameter and input row matches, and
+    the quantity autograd's probe holds, ∂L/∂h′, is the trace's hidden_grads (not δ)."""
     report = _cell_report()
     checked = [r for r in report.rows if r.kind in ("param", "input")]
     assert len(checked) == 6 and all(r.ok for r in checked), str(report)
+    model, x, h = seeded(CellStep), randn(2, 3, seed=1), randn(2, 4, seed=2)
+    trace = torch_ref.manual_trace(model, nn.MSELoss(), (x, h), randn(2, 4, seed=3))
+    out = model(x, h)
+    (dL_dout,) = torch.autograd.grad(nn.MSELoss()(out, randn(2, 4, seed=3)), out)
+    torch.testing.assert_close(trace.hidden_grads["cell"], dL_dout, rtol=1e-12, atol=0)
+    assert not torch.allclose(trace.deltas["cell"], dL_dout)  # δ = tanh′(z) ⊙ ∂L/∂h′
+
+
+def test_frozen_parameters_get_no_row_and_the_rest_match():
+    model = seeded(Tagger)
+    model.lstm.weight_hh_l0.requires_grad_(False)
+    model.lstm.bias_ih_l1_reverse.requires_grad_(False)
+    report = check(model, nn.MSELoss(), randn(7, 3, 4, seed=1), randn(7, 3, 3, seed=2),
+                   deltas={"fc"})  # fmt: skip
+    names = {r.name for r in report.rows}
+    assert "lstm.weight_hh_l0" not in names and "lstm.bias_ih_l1_reverse" not in names
+    assert "lstm.weight_hh_l0_reverse" in names
 
 
 # --- refusals ------------------------------------------------------------------------------
