@@ -19,39 +19,10 @@ import torch.nn as nn
 from hypothesis import given, settings
 
 import torch_ref
-from torch_ref.capture import capture
-from torch_ref.registry import lookup_module
 from torch_ref.registry import recurrent as rows
 from torch_ref.strategies import RNNSpec, rnn_models
 
 TOL = {"rtol": 1e-9, "atol": 1e-12}
-
-
-def _supported(model: nn.Module, *shapes: tuple[int, ...]) -> bool:
-    """Whether the oracle converts `model` today (an op another change adds may be missing)."""
-    try:
-        capture(model, [(s, "float") for s in shapes])
-    except torch_ref.UnsupportedModuleError:
-        return False
-    return True
-
-
-class _Last(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, -1]
-
-
-#: ops the acceptance models need that other changes add to the registry
-NO_EMBEDDING = pytest.mark.xfail(
-    lookup_module(nn.Embedding) is None,
-    reason="nn.Embedding has no registry row on main yet",
-    strict=True,
-)
-NO_SLICING = pytest.mark.xfail(
-    not _supported(_Last(), (2, 3, 4)),
-    reason="indexing and slicing a tensor (x[:, -1], h[-1]) are refused on main yet",
-    strict=True,
-)
 
 
 def seeded(make, seed: int = 0) -> nn.Module:
@@ -100,7 +71,6 @@ class CharLSTM(nn.Module):
         return logits.view(-1, logits.size(-1))  # cross-entropy over every step
 
 
-@NO_EMBEDDING
 def test_char_lstm_language_model():
     text = "hello world, hello recurrent world"
     vocab = sorted(set(text))
@@ -155,18 +125,16 @@ class GRUClassifierReshaped(nn.Module):
         return self.fc(hidden.view(hidden.size(0), -1))
 
 
-GRU_CLASSIFIERS = [
-    pytest.param(GRUClassifierLastStep, id="last step: out[:, -1]", marks=NO_SLICING),
-    pytest.param(
-        GRUClassifierFinalStates, id="final states: hidden[-2], hidden[-1]", marks=NO_SLICING
-    ),  # fmt: skip
-    pytest.param(GRUClassifierReshaped, id="final states: transpose and view"),
-]
+GRU_CLASSIFIERS = {
+    "last step: out[:, -1]": GRUClassifierLastStep,
+    "final states: hidden[-2], hidden[-1]": GRUClassifierFinalStates,
+    "final states: transpose and view": GRUClassifierReshaped,
+}
 
 
-@pytest.mark.parametrize("make", GRU_CLASSIFIERS)
-def test_bidirectional_gru_sequence_classifier(make):
-    model = seeded(lambda: make(input_size=5, hidden=6, classes=3))
+@pytest.mark.parametrize("name", list(GRU_CLASSIFIERS))
+def test_bidirectional_gru_sequence_classifier(name):
+    model = seeded(lambda: GRU_CLASSIFIERS[name](input_size=5, hidden=6, classes=3))
     x = randn(4, 9, 5, seed=1)  # (N, T, I)
     labels = torch.tensor([0, 2, 1, 2])
     check(model, nn.CrossEntropyLoss(), x, labels, deltas={"fc"})
@@ -509,48 +477,59 @@ def test_the_unplanted_case_passes():
     assert not _fails(BIDIRECTIONAL_LSTM_STATES)
 
 
-# --- cells: a known false alarm in the oracle ------------------------------------------------
+# --- RNNCell: a false alarm in the oracle -----------------------------------------------------
 
 
 class CellStep(nn.Module):
-    def __init__(self):
+    def __init__(self, nonlinearity: str = "tanh"):
         super().__init__()
-        self.cell = nn.RNNCell(3, 4)
+        self.cell = nn.RNNCell(3, 4, nonlinearity=nonlinearity)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return self.cell(x, h)
 
 
-def _cell_report():
-    model = seeded(CellStep)
-    inputs = (randn(2, 3, seed=1), randn(2, 4, seed=2))
-    return torch_ref.compare_gradients(
-        model, nn.MSELoss(), inputs, randn(2, 4, seed=3), input_grads=True, **TOL
-    )
+#: RNNCell calls where f′(z) ≠ 1 somewhere: (nonlinearity, x shape, h shape)
+CELL_CASES = {
+    "tanh, batched": ("tanh", (2, 3), (2, 4)),
+    "tanh, unbatched": ("tanh", (3,), (4,)),
+    "relu, some units off": ("relu", (5, 3), (5, 4)),
+}
+
+
+def _cell_problem(name: str):
+    nonlinearity, x_shape, h_shape = CELL_CASES[name]
+    model = seeded(lambda: CellStep(nonlinearity))
+    inputs = (randn(*x_shape, seed=1), randn(*h_shape, seed=2))
+    return model, nn.MSELoss(), inputs, randn(*h_shape, seed=3)
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="oracle: a batched RNNCell's gate δ = ∂L/∂z (N, H) is set beside autograd's "
-    "∂L/∂h′, the module output's gradient, of the same shape (see the lead's report)",
+    reason="oracle: an RNNCell's gate δ = ∂L/∂z is set beside autograd's ∂L/∂h′, the gradient "
+    "of the module's output, of the same size (see the report to the lead)",
 )
-def test_batched_rnn_cell_report_is_ok():
-    report = _cell_report()
+@pytest.mark.parametrize("name", list(CELL_CASES))
+def test_rnn_cell_report_is_ok(name):
+    model, loss_fn, inputs, target = _cell_problem(name)
+    report = torch_ref.compare_gradients(model, loss_fn, inputs, target, **TOL)
     assert report.ok, str(report)
 
 
-def test_batched_rnn_cell_gradients_match_autograd():
+@pytest.mark.parametrize("name", list(CELL_CASES))
+def test_rnn_cell_gradients_match_autograd(name):
     """Until the oracle compares like with like: every parameter and input row matches, and
-    the quantity autograd's probe holds, ∂L/∂h′, is the trace's hidden_grads (not δ)."""
-    report = _cell_report()
+    what autograd's probe holds, ∂L/∂h′, is the trace's hidden_grads (δ is f′(z) ⊙ ∂L/∂h′)."""
+    model, loss_fn, inputs, target = _cell_problem(name)
+    report = torch_ref.compare_gradients(model, loss_fn, inputs, target, input_grads=True, **TOL)
     checked = [r for r in report.rows if r.kind in ("param", "input")]
     assert len(checked) == 6 and all(r.ok for r in checked), str(report)
-    model, x, h = seeded(CellStep), randn(2, 3, seed=1), randn(2, 4, seed=2)
-    trace = torch_ref.manual_trace(model, nn.MSELoss(), (x, h), randn(2, 4, seed=3))
-    out = model(x, h)
-    (dL_dout,) = torch.autograd.grad(nn.MSELoss()(out, randn(2, 4, seed=3)), out)
-    torch.testing.assert_close(trace.hidden_grads["cell"], dL_dout, rtol=1e-12, atol=0)
-    assert not torch.allclose(trace.deltas["cell"], dL_dout)  # δ = tanh′(z) ⊙ ∂L/∂h′
+    trace = torch_ref.manual_trace(model, loss_fn, inputs, target)
+    out = model(*inputs)
+    (dL_dout,) = torch.autograd.grad(loss_fn(out, target), out)
+    dL_dh = trace.hidden_grads["cell"].reshape(dL_dout.shape)  # the trace keeps N = 1
+    torch.testing.assert_close(dL_dh, dL_dout, rtol=1e-12, atol=0)
+    assert not torch.allclose(trace.deltas["cell"].reshape(dL_dout.shape), dL_dout)
 
 
 def test_frozen_parameters_get_no_row_and_the_rest_match():
@@ -596,8 +575,7 @@ class PackSequence(nn.Module):
     ("model", "match"),
     [
         (lambda: PackedLSTM(enforce_sorted=True), "packed sequences .* are not supported"),
-        # NOTE: the unsorted path reaches index_select first (refused until it has a row)
-        (lambda: PackedLSTM(enforce_sorted=False), "packed sequences|index_select"),
+        (lambda: PackedLSTM(enforce_sorted=False), "packed sequences .* are not supported"),
         (PackSequence, "not supported"),
     ],
     ids=["pack_padded_sequence", "pack_padded_sequence, unsorted", "pack_sequence"],

@@ -646,9 +646,10 @@ RNN_CELLS: dict[str, tuple[Callable[..., nn.Module], dict[str, Any]]] = {
 }
 
 #: what the head reads: "sequence", the output at every step (a prediction per step,
-#: rows N·T); "state", the final states of every layer and direction (h_n, and c_n of an
-#: LSTM), one row per sequence
-RNN_HEADS = ("sequence", "state")
+#: rows N·T); "last", the output at the last step (out[:, -1]; the reverse direction's is
+#: its first step); "state", the final states of every layer and direction (h_n, and c_n of
+#: an LSTM), one row per sequence
+RNN_HEADS = ("sequence", "last", "state")
 
 #: where the initial state comes from: zero (hx=None), model inputs, or learned parameters
 RNN_INITIAL_STATES = ("zero", "input", "learned")
@@ -667,7 +668,7 @@ class RNNModel(nn.Module):
         h_out = rnn.proj_size or rnn.hidden_size
         LD = rnn.num_layers * D
         is_lstm = isinstance(rnn, nn.LSTM)
-        if head == "sequence":
+        if head in ("sequence", "last"):
             features = D * h_out
         else:
             features = LD * (h_out + (rnn.hidden_size if is_lstm else 0))
@@ -688,6 +689,8 @@ class RNNModel(nn.Module):
         out, h_n = self.rnn(x, hx)
         if self.head == "sequence":
             features = out.reshape(-1, out.shape[-1])  # (N·T, D·H_out)
+        elif self.head == "last":
+            features = out[:, -1] if self.rnn.batch_first else out[-1]  # (N, D·H_out)
         else:
             states = h_n if isinstance(h_n, tuple) else (h_n,)  # (h_n, c_n) of an LSTM
             features = torch.cat(

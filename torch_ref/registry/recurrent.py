@@ -205,7 +205,10 @@ def _randn(*shape: int, seed: int) -> torch.Tensor:
 
 
 def _sample(name: str, make: Callable[[], nn.Module], x_shape: tuple[int, ...], *,
-            hx: bool = False, learned: bool = False, train: bool = False) -> Sample:  # fmt: skip
+            hx: bool = False, learned: bool = False, train: bool = False,
+            positive: bool = False) -> Sample:  # fmt: skip
+    """`make()` on random inputs of x_shape (and states with `hx`); `positive`: every
+    weight, input and state drawn positive."""
     seed = zlib.crc32(name.encode())
     module = _built(make, seed)
     x = _randn(*x_shape, seed=seed + 1)
@@ -216,6 +219,11 @@ def _sample(name: str, make: Callable[[], nn.Module], x_shape: tuple[int, ...], 
         if not batched:  # unbatched: no N in the states either
             shapes = [s[:-2] + s[-1:] for s in shapes]
         states = tuple(_randn(*s, seed=k) for k, s in enumerate(shapes))
+    if positive:
+        with torch.no_grad():
+            for p in module.parameters():
+                p.abs_()
+        x, states = x.abs(), tuple(s.abs() for s in states)
     return Sample(name, (x, *states), module=Uses(module, learned), train=train)
 
 
@@ -318,13 +326,28 @@ def _cell_samples(
 
 
 def _rnn_cell_samples() -> list[Sample]:
-    """NOTE: unbatched only. On a batched RNNCell the oracle sets autograd's ∂L/∂h′ (the
-    module's output) beside the manual gate δ = ∂L/∂z, the same shape (N, H) for one gate, and
-    reports a false mismatch; tests/test_rnn_models.py holds the batched case (xfail) until
-    the oracle compares like with like."""
+    """NOTE: relu cells in their linear region only (weights, inputs and state positive, so
+    z > 0 and f′(z) = 1). The oracle sets autograd's ∂L/∂h′ (the gradient of the module's
+    output) beside the manual δ = ∂L/∂z = f′(z) ⊙ ∂L/∂h′, of the same size for one gate, and
+    reports a false mismatch wherever f′ ≠ 1; tests/test_rnn_models.py holds the tanh cases
+    (xfail on the report, their gradients checked) until the oracle compares like with like."""
+
+    def cell() -> nn.Module:
+        return nn.RNNCell(3, 4, nonlinearity="relu")
+
     return [
-        *_cell_samples(nn.RNNCell, batched=False)(),
-        *_cell_samples(nn.RNNCell, batched=False, nonlinearity="relu")(),
+        _sample("relu, linear region, zero state", cell, (3, 3), positive=True),
+        _sample("relu, linear region, state given", cell, (3, 3), hx=True, positive=True),
+        _sample(
+            "relu, linear region, unbatched, state given", cell, (3,), hx=True, positive=True
+        ),  # fmt: skip
+        _sample(
+            "relu, linear region, no bias, state given",
+            lambda: nn.RNNCell(2, 3, bias=False, nonlinearity="relu"),
+            (3, 2),
+            hx=True,
+            positive=True,
+        ),  # fmt: skip
     ]
 
 
