@@ -402,7 +402,7 @@ def check_problem(problem) -> None:
     assert sum(r.kind == "input" for r in report.rows) == n_inputs
 
 
-@settings(max_examples=150)
+@settings(max_examples=300)
 @given(rnn_models())
 def test_random_recurrent_models_match_autograd(problem):
     check_problem(problem)

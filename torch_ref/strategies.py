@@ -793,7 +793,7 @@ def rnn_specs(
     hidden sizes 1..max_hidden, 1..max_layers layers, bidirectional or not, batch_first or
     sequence-first, bias on/off, eval-mode dropout between layers, sequences of
     1..max_seq_len steps, the initial state zero, given as inputs or learned, a Linear head on
-    every step or on the final states, and any loss (with its options)."""
+    every step, on the last step or on the final states, and any loss (with its options)."""
     cell = draw(st.sampled_from(cells or tuple(RNN_CELLS)))
     hidden = draw(st.integers(1, max_hidden))
     layers = draw(st.integers(1, max_layers))

@@ -139,7 +139,7 @@ def module_args(cls: type[R.RNNBase] | type[R.CellBase]) -> Callable[[nn.Module]
         out = {a: getattr(m, a) for a in cls.OPTIONS}
         if isinstance(m, nn.RNNBase):
             out["training"] = m.training
-            names = m._flat_weights_names
+            names = m._flat_weights_names  # torch's own list, in order, tied names included
         else:
             names = ["weight_ih", "weight_hh", *(["bias_ih", "bias_hh"] if m.bias else [])]
         return out | {n: getattr(m, n) for n in names}
@@ -240,7 +240,7 @@ def _rnn_samples() -> list[Sample]:
             "no bias, unbatched (T, I), h0 given", lambda: nn.RNN(2, 3, bias=False), (4, 2), hx=True
         ),  # fmt: skip
         _sample(
-            "2 layers, dropout in eval mode; training mode with dropout=0",
+            "2 layers, dropout=0: training mode too",
             lambda: nn.RNN(3, 2, num_layers=2, dropout=0.0),
             (4, 3, 3),
             train=True,
@@ -289,7 +289,7 @@ def _gru_samples() -> list[Sample]:
             hx=True,
         ),
         _sample(
-            "no bias, dropout=0.5 with 1 layer (no effect), training mode",
+            "no bias, training mode (nothing random in one layer)",
             lambda: nn.GRU(2, 3, bias=False),
             (4, 3, 2),
             train=True,
@@ -298,28 +298,18 @@ def _gru_samples() -> list[Sample]:
     ]
 
 
-def _cell_samples(
-    cls: type[nn.Module], *, batched: bool = True, **options: Any
-) -> Callable[[], list[Sample]]:
+def _cell_samples(cls: type[nn.Module]) -> Callable[[], list[Sample]]:
     def samples() -> list[Sample]:
-        name = " ".join([cls.__name__, *(f"{k}={v}" for k, v in options.items())])
-        unbatched = [
-            _sample(f"{name}, unbatched, state given", lambda: cls(3, 2, **options), (3,), hx=True),
-            _sample(f"{name}, unbatched, zero state", lambda: cls(2, 3, **options), (2,)),
-        ]
-        if not batched:
-            return unbatched
+        name = cls.__name__
         return [
-            _sample(f"{name}, zero state", lambda: cls(3, 4, **options), (3, 3)),
-            _sample(f"{name}, state given", lambda: cls(3, 4, **options), (3, 3), hx=True),
+            _sample(f"{name}, zero state", lambda: cls(3, 4), (3, 3)),
+            _sample(f"{name}, state given", lambda: cls(3, 4), (3, 3), hx=True),
             _sample(
-                f"{name}, no bias, state given",
-                lambda: cls(2, 3, bias=False, **options),
-                (3, 2),
-                hx=True,
-            ),
-            _sample(f"{name}, learned state", lambda: cls(3, 2, **options), (3, 3), learned=True),
-            *unbatched,
+                f"{name}, no bias, state given", lambda: cls(2, 3, bias=False), (3, 2), hx=True
+            ),  # fmt: skip
+            _sample(f"{name}, learned state", lambda: cls(3, 2), (3, 3), learned=True),
+            _sample(f"{name}, unbatched, state given", lambda: cls(3, 2), (3,), hx=True),
+            _sample(f"{name}, unbatched, zero state", lambda: cls(2, 3), (2,)),
         ]
 
     return samples
