@@ -211,6 +211,28 @@ for an orthogonal matrix Q, ‖diag(d) Q‖₂ = max |d|. A factor below 1 at ev
 the gradient geometrically: k steps back, by at most the product of k such factors. The lab
 in `reports/rnn_gradient_flow/` measures this over 100 steps, where the product turns out
 far smaller than the bound.
+
+## The same numbers from a torch model, through the oracle
+
+The oracle converts a torch `nn.RNN` into this layer and leaves the same record of
+backprop through time in its trace:
+
+```python
+class WorkedRNN(nn.Module):        # self.rnn = nn.RNN(1, 2), the weights above
+    def forward(self, x, h0):
+        out, _ = self.rnn(x, h0)   # (T, N, H) = (2, 1, 2)
+        return out
+
+trace = torch_ref.manual_trace(WorkedRNN(), nn.MSELoss(reduction="sum"), (x, h0), y,
+                               input_grads=True)
+```
+
+`MSELoss(reduction="sum")` is 2E, so each derivative is twice the one above:
+`trace.deltas["rnn"][0, t - 1, 0] / 2` is δ_t (the layout is (layers × directions, T, N,
+gates · H)), `trace.hidden_grads["rnn"][0, t - 1, 0] / 2` is ∂E/∂h_t,
+`trace.input_grads[1][0, 0] / 2` is ∂E/∂h_0 and `trace.grads["rnn.weight_hh_l0"] / 2` is
+∂E/∂W_hh. `tests/test_worked_example_rnn.py` checks that these, every other parameter
+gradient, the loss and the outputs h_t (25 numbers) match the tables.
 """
 
 

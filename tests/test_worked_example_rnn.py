@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import torch_ref
 from experiments import worked_example_rnn as we
 from manual_bp import examples as ex
 
@@ -151,3 +152,83 @@ def test_planted_bug_is_caught():
     finally:
         recurrent.CELLS["RNN_TANH"] = original
     assert broken["delta1[1]"] != pytest.approx(TORCH["delta1[1]"], rel=1e-6)
+
+
+# --- through the oracle: torch_ref.manual_trace on the same torch nn.RNN -------------------
+
+
+class WorkedRNN(torch.nn.Module):
+    """The worked example as a torch model: nn.RNN(1, 2) with the example's weights, h_0 an
+    input (so the trace gives ∂E/∂h_0), every step's output to the loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.RNN(1, 2).double()
+        with torch.no_grad():
+            self.rnn.weight_ih_l0.copy_(T(ex.RNN_W_IH))
+            self.rnn.weight_hh_l0.copy_(T(ex.RNN_W_HH))
+            self.rnn.bias_ih_l0.copy_(T(ex.RNN_B_IH))
+            self.rnn.bias_hh_l0.copy_(T(ex.RNN_B_HH))
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x, h0)  # (T, N, H) = (2, 1, 2)
+        return out
+
+
+def oracle_numbers() -> dict[str, float]:
+    """The report's numbers that the oracle's trace holds, under the report's names.
+    MSELoss(reduction="sum") is 2E, so every derivative is halved (exactly: a power of 2)."""
+    x, y, h0 = T(ex.RNN_X), T(ex.RNN_TARGETS), torch.zeros(1, 1, 2, dtype=torch.float64)
+    trace = torch_ref.manual_trace(
+        WorkedRNN(), torch.nn.MSELoss(reduction="sum"), (x, h0), y, input_grads=True
+    )
+    n: dict[str, float] = {"E": trace.loss / 2}
+
+    def put(name: str, values: torch.Tensor) -> None:
+        values = values.numpy()
+        if values.ndim == 1:
+            n.update({f"{name}[{k + 1}]": float(v) for k, v in enumerate(values)})
+        else:
+            n.update({f"{name}[{j + 1},{k + 1}]": float(values[j, k])
+                      for j in range(values.shape[0]) for k in range(values.shape[1])})  # fmt: skip
+
+    for t in (1, 2):
+        put(f"h{t}", trace.outputs["rnn"][t - 1, 0])
+        put(f"dE/dh{t}", trace.hidden_grads["rnn"][0, t - 1, 0] / 2)  # (L·D, T, N, H)
+        put(f"delta{t}", trace.deltas["rnn"][0, t - 1, 0] / 2)  # (L·D, T, N, G·H)
+    put("dE/dh0", trace.input_grads[1][0, 0] / 2)
+    put("dE/dW_hh", trace.grads["rnn.weight_hh_l0"] / 2)
+    put("dE/dW_ih", trace.grads["rnn.weight_ih_l0"][:, 0] / 2)
+    put("dE/db_ih", trace.grads["rnn.bias_ih_l0"] / 2)
+    put("dE/db_hh", trace.grads["rnn.bias_hh_l0"] / 2)
+    return n
+
+
+ORACLE = oracle_numbers()
+
+
+def test_the_oracle_gives_every_backward_number():
+    """δ_t, ∂E/∂h_t, ∂E/∂h_0 and every parameter gradient of the report, from the trace."""
+    wanted = {
+        name for name in MANUAL
+        if name.split("[")[0] in ("E", "h1", "h2", "dE/dh1", "dE/dh2", "dE/dh0", "delta1",
+                                  "delta2", "dE/dW_hh", "dE/dW_ih", "dE/db_ih", "dE/db_hh")
+    }  # fmt: skip
+    assert set(ORACLE) == wanted
+    assert len(ORACLE) == 25
+
+
+@pytest.mark.parametrize("name", list(ORACLE))
+def test_the_oracle_reproduces_the_number(name):
+    assert ORACLE[name] == pytest.approx(MANUAL[name], rel=1e-12, abs=1e-15), (
+        f"{name}: through torch_ref {ORACLE[name]!r}, manual_bp {MANUAL[name]!r}"
+    )
+
+
+def test_the_oracle_agrees_with_autograd_on_the_example():
+    x, y, h0 = T(ex.RNN_X), T(ex.RNN_TARGETS), torch.zeros(1, 1, 2, dtype=torch.float64)
+    report = torch_ref.compare_gradients(
+        WorkedRNN(), torch.nn.MSELoss(reduction="sum"), (x, h0), y, input_grads=True, rtol=1e-12
+    )
+    assert report.ok, str(report)
+    assert sum(r.kind == "input" for r in report.rows) == 2
