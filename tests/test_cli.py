@@ -69,13 +69,13 @@ class WithDropout(nn.Module):
         return self.net(x)
 
 
-class Recurrent(nn.Module):
+class Patches(nn.Module):
     def __init__(self):
         super().__init__()
-        self.rnn = nn.GRU(4, 3, batch_first=True)
+        self.unfold = nn.Unfold(kernel_size=2)
 
     def forward(self, x):
-        return self.rnn(x)[0][:, -1]
+        return self.unfold(x)
 
 
 class Tokens(nn.Module):
@@ -189,12 +189,13 @@ def test_subprocess_issue_13_errors_are_one_line(project: Path, argv, message) -
 
 
 def test_subprocess_unsupported_module_exits_2_with_one_line(project: Path) -> None:
-    result = run_subprocess(project, "check", "models.py:Recurrent", "--input-shape", "2,5,4")
+    result = run_subprocess(project, "check", "models.py:Patches", "--input-shape", "2,1,4,4")
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(
-        ERROR_PREFIX + "UnsupportedModuleError: torch.gru (node 'gru') in module 'rnn' (GRU)"
+        ERROR_PREFIX
+        + "UnsupportedModuleError: F.unfold (node 'unfold') in module 'unfold' (Unfold)"
     )
     assert "is not supported" in result.stderr
 
@@ -332,8 +333,8 @@ def test_init_args_reach_the_constructor(project, capsys, monkeypatch) -> None:
 
 ERROR_CASES = {
     "unsupported module": (
-        ["models.py:Recurrent", "--input-shape", "2,5,4"],
-        "UnsupportedModuleError: torch.gru (node 'gru') in module 'rnn' (GRU) at File *",
+        ["models.py:Patches", "--input-shape", "2,1,4,4"],
+        "UnsupportedModuleError: F.unfold (node 'unfold') in module 'unfold' (Unfold) at File *",
     ),
     "missing file": (
         ["no_such_models.py:MLP", "--input-shape", "3,4"],
@@ -342,7 +343,7 @@ ERROR_CASES = {
     "missing class": (
         ["models.py:Nope", "--input-shape", "3,4"],
         "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
-        "MLP, Recurrent, SmallCNN, Tokens, WithDropout",
+        "MLP, Patches, SmallCNN, Tokens, WithDropout",
     ),
     "the file fails to import": (
         ["broken.py:Net", "--input-shape", "3,4"],

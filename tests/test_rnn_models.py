@@ -504,11 +504,6 @@ def _cell_problem(name: str):
     return model, nn.MSELoss(), inputs, randn(*h_shape, seed=3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="oracle: an RNNCell's gate δ = ∂L/∂z is set beside autograd's ∂L/∂h′, the gradient "
-    "of the module's output, of the same size (see the report to the lead)",
-)
 @pytest.mark.parametrize("name", list(CELL_CASES))
 def test_rnn_cell_report_is_ok(name):
     model, loss_fn, inputs, target = _cell_problem(name)

@@ -316,11 +316,8 @@ def _cell_samples(cls: type[nn.Module]) -> Callable[[], list[Sample]]:
 
 
 def _rnn_cell_samples() -> list[Sample]:
-    """NOTE: relu cells in their linear region only (weights, inputs and state positive, so
-    z > 0 and f′(z) = 1). The oracle sets autograd's ∂L/∂h′ (the gradient of the module's
-    output) beside the manual δ = ∂L/∂z = f′(z) ⊙ ∂L/∂h′, of the same size for one gate, and
-    reports a false mismatch wherever f′ ≠ 1; tests/test_rnn_models.py holds the tanh cases
-    (xfail on the report, their gradients checked) until the oracle compares like with like."""
+    """relu cells in their linear region, and tanh cells (the cell's δ of its gates stays in
+    the trace; the comparison checks the gradients around it)."""
 
     def cell() -> nn.Module:
         return nn.RNNCell(3, 4, nonlinearity="relu")
@@ -338,6 +335,8 @@ def _rnn_cell_samples() -> list[Sample]:
             hx=True,
             positive=True,
         ),  # fmt: skip
+        _sample("tanh, state given", lambda: nn.RNNCell(3, 4), (3, 3), hx=True),
+        _sample("tanh, unbatched, zero state", lambda: nn.RNNCell(2, 3), (2,)),
     ]
 
 
