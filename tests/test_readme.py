@@ -43,6 +43,8 @@ from pathlib import Path
 
 import pytest
 
+from torch_ref.registry import with_supported_table
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARK = "\x1e"  # ASCII's record separator, printed after each command of a console block
@@ -275,7 +277,11 @@ def update(markdown: str) -> tuple[str, list[str]]:
             text += "" if text.endswith("\n") or not text else "\n"
             lines[example.expected.start : example.expected.stop] = [text]
             changed.append(example.id)
-    return "".join(lines), changed[::-1]
+    text = "".join(lines)
+    table = with_supported_table(text)  # the "What is supported" table, from the registry
+    if table != text:
+        changed.append("the table of what is supported")
+    return table, changed[::-1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ and every row that computes on tensors has samples.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,13 @@ import torch.nn as nn
 
 import torch_ref
 from torch_ref.capture import capture
-from torch_ref.registry import lookup_function, lookup_method, lookup_module, registry
+from torch_ref.registry import (
+    lookup_function,
+    lookup_method,
+    lookup_module,
+    registry,
+    with_supported_table,
+)
 from torch_ref.registry.core import OpEntry, Refusal, Sample
 
 TOL = {"rtol": 1e-9, "atol": 1e-12}
@@ -170,3 +177,15 @@ def test_every_row_that_computes_on_tensors_has_samples() -> None:
 def test_row_names_are_unique() -> None:
     names = [r.name for r in ROWS]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_the_readme_table_of_what_is_supported_is_generated_from_the_registry() -> None:
+    """README.md's "What is supported" table is supported_markdown() (`make readme`)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert with_supported_table(readme) == readme, "run `make readme` and review the diff"
+
+
+def test_a_drifted_table_is_caught() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    drifted = readme.replace("| affine | linear |", "| affine | linear (edited by hand) |")
+    assert drifted != readme and with_supported_table(drifted) != drifted

@@ -46,7 +46,13 @@ from manual_bp.ops.activations import IDENTITY, Activation
 from manual_bp.ops.graph import Constant, Parameter, Select
 from manual_bp.ops.shape import Identity
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry import lookup_function, lookup_method, lookup_module, registry
+from torch_ref.registry import (
+    lookup_function,
+    lookup_method,
+    lookup_module,
+    registry,
+    torch_name,
+)
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Shape
 from torch_ref.registry.sizes import PLAIN_ATTRIBUTES, attribute
 
@@ -129,20 +135,7 @@ def _user_line_of(err: BaseException) -> str:
 
 def fn_name(target: Any) -> str:
     """How users write a function: F.relu, torch.cat, operator.add, Tensor.view."""
-    if isinstance(target, str):
-        return f"Tensor.{target}"
-    module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__name__", repr(target))
-    for prefix, full in (
-        ("F", "torch.nn.functional"),
-        ("torch", "torch"),
-        ("operator", "_operator"),
-    ):
-        if module == full or (prefix == "torch" and module.startswith("torch._C")):
-            return f"{prefix}.{name}"
-    if module in ("operator", "builtins"):
-        return f"{module}.{name}" if module == "operator" else name
-    return f"{module}.{name}".lstrip(".")
+    return torch_name(target)
 
 
 @contextlib.contextmanager

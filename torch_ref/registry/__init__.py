@@ -73,3 +73,101 @@ def lookup_method(name: str) -> OpEntry | None:
 
 def lookup_module(cls: type) -> OpEntry | None:
     return _tables(registry())[2].get(cls)
+
+
+# --- the README's table of what is supported ----------------------------------------------
+
+#: families in the order a reader looks for them, with their titles
+FAMILIES = {
+    "affine": "affine",
+    "convolution": "convolution",
+    "pooling": "pooling",
+    "normalization": "normalisation",
+    "recurrent": "recurrent",
+    "attention": "attention",
+    "embedding": "embedding",
+    "activation": "activations",
+    "elementwise": "elementwise math",
+    "arithmetic": "arithmetic",
+    "comparison": "comparison",
+    "reduction": "reductions",
+    "softmax": "softmax",
+    "linalg": "products",
+    "shape": "shape and indexing",
+    "resample": "resampling",
+    "padding": "padding",
+    "dropout": "dropout",
+    "sizes": "sizes (evaluated on known shapes)",
+}
+
+
+@functools.cache
+def _public_names() -> dict[int, str]:
+    """id(function) → how users write it, first namespace wins: F.conv2d over torch.conv2d."""
+    import operator
+
+    import torch
+    import torch.nn.functional as F
+
+    names: dict[int, str] = {}
+    for prefix, namespace in (
+        ("F", F),
+        ("torch", torch),
+        ("torch.linalg", torch.linalg),
+        ("torch.special", torch.special),
+        ("operator", operator),
+    ):
+        for name, obj in vars(namespace).items():
+            if callable(obj) and not (name.startswith("__") and name.endswith("__")):
+                names.setdefault(id(obj), f"{prefix}.{name}")
+    return names
+
+
+def torch_name(target: Any) -> str:
+    """How users write a function, method or module: F.relu, torch.cat, Tensor.view, nn.ReLU."""
+    if isinstance(target, str):
+        return f"Tensor.{target}"
+    if isinstance(target, type):
+        return f"nn.{target.__name__}"
+    known = _public_names().get(id(target))
+    if known is not None:
+        return known
+    module = getattr(target, "__module__", None) or ""
+    return f"{module}.{getattr(target, '__qualname__', repr(target))}".lstrip(".")
+
+
+def supported_markdown() -> str:
+    """The table of every registry row, family by family (the README's "What is supported")."""
+    entries = registry()
+    known = [f for f in FAMILIES if any(e.family == f for e in entries)]
+    others = sorted({e.family for e in entries} - set(FAMILIES))
+    lines = [
+        f"{len(entries)} ops, reached by "
+        f"{sum(len(e.functions) + len(e.methods) + len(e.modules) for e in entries)} torch names.",
+        "",
+        "| family | op | torch | notes |",
+        "|---|---|---|---|",
+    ]
+    for family in known + others:
+        for e in (e for e in entries if e.family == family):
+            names = [torch_name(t) for t in (*e.modules, *e.functions)]
+            names += [torch_name(m) for m in e.methods if not m.startswith("__")]
+            names = list(dict.fromkeys(names))
+            cell = ", ".join(f"`{n}`" for n in names) or "—"
+            note = e.note.replace("|", "\\|")
+            lines.append(f"| {FAMILIES.get(family, family)} | {e.name} | {cell} | {note} |")
+    return "\n".join(lines)
+
+
+SUPPORTED_BEGIN = (
+    "<!-- the table below is generated from the op registry "
+    "(torch_ref.registry.supported_markdown); `make readme` rewrites it -->"
+)
+SUPPORTED_END = "<!-- end of the generated table -->"
+
+
+def with_supported_table(markdown: str) -> str:
+    """`markdown` with the text between the two markers replaced by supported_markdown()."""
+    start = markdown.index(SUPPORTED_BEGIN) + len(SUPPORTED_BEGIN)
+    end = markdown.index(SUPPORTED_END)
+    return markdown[:start] + "\n" + supported_markdown() + "\n" + markdown[end:]
