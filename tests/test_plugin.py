@@ -168,10 +168,10 @@ CASES = {
         lines=(
             "*gradient_oracle.check_grads(model, loss_fn, x, t, mine)",
             "E*your gradients differ from the oracle's",
-            "E*GradCheck: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06: the defaults for "
+            "E*GradientReport: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06: the defaults for "
             "float32 gradients); yours against the oracle's*",
-            "E*worst: 0.*yours * vs oracle *",
-            "E*name*shape*max_abs_err*max_rel_err*ok*worst*",
+            "E*worst: param 0.*yours * vs oracle *",
+            "E*kind*name*shape*max_abs_err*scale*max_rel_err*status*worst*",
             "E*0.weight*(4, 3)*FAIL*yours*oracle*",
             "E*2.weight*(2, 4)*ok*",
         ),
@@ -181,7 +181,7 @@ CASES = {
         NUMPY_GRADIENTS,
         outcomes=(("passed", 1), ("failed", 1)),
         lines=(
-            "E*GradCheck: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06: the defaults for "
+            "E*GradientReport: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06: the defaults for "
             "float32 gradients)*",
             "E*0.weight*(4, 3)*FAIL*yours*oracle*",
         ),
@@ -192,7 +192,7 @@ CASES = {
         args=("--gradient-oracle-rtol=0.001",),
         outcomes=(("failed", 1),),
         lines=(
-            "E*GradCheck: MISMATCH (4 tensors, rtol=0.001, atol=1e-06: rtol set in the pytest "
+            "E*GradientReport: MISMATCH (4 tensors, rtol=0.001, atol=1e-06: rtol set in the pytest "
             "configuration, atol the default for float32 gradients)*",
         ),
     ),
@@ -344,7 +344,7 @@ def test_check_grads_accepts_tensors_and_arrays(convert, words, rtol, atol) -> N
     check = GradientOracle().check_grads(model, loss_fn, x, t, grads)
     assert check.ok and (check.rtol, check.atol) == (rtol, atol)
     assert str(check).splitlines()[0] == (
-        f"GradCheck: OK (2 tensors, rtol={rtol:g}, atol={atol:g}: {words}); "
+        f"GradientReport: OK (2 tensors, rtol={rtol:g}, atol={atol:g}: {words}); "
         "yours against the oracle's ∂L/∂θ"
     )
 
@@ -372,7 +372,7 @@ def test_one_tensor_is_singular() -> None:
         model, loss_fn, x, t, autograd_grads(model, loss_fn, x, t), rtol=1e-9, atol=0.0
     )
     assert str(check).startswith(
-        "GradCheck: OK (1 tensor, rtol=1e-09, atol=0: given to the call); "
+        "GradientReport: OK (1 tensor, rtol=1e-09, atol=0: given to the call); "
     )
 
 

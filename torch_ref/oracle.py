@@ -60,6 +60,8 @@ class Trace:
     #: recurrent layers: ∂L/∂h_t of every step, (layers × directions, T, N, H) by layer name
     #: (an LSTM's ∂L/∂c_t under "<name>.c"); their δ of every step is in `deltas`
     hidden_grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: parameter name → the parameters that share a layer with it (for the report's scale)
+    layers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     network: Network = field(default=None, repr=False)  # type: ignore[assignment]
     result: Result = field(default=None, repr=False)  # type: ignore[assignment]
 
@@ -423,6 +425,7 @@ def manual_trace(
         outputs={m: _tensor(np.asarray(v)) for m, v in outputs.items()},
         input_grads=dx,
         hidden_grads=_as_tensors(_hidden_grads(problem, result)),
+        layers=_layer_groups(problem),
         network=problem.captured.network,
         result=result,
     )
@@ -612,24 +615,34 @@ def _module_probe(
     return hook
 
 
-def _layer_scales(problem: _Problem, grads: dict[str, np.ndarray]) -> dict[str, float]:
-    """Parameter name → the largest |gradient| among the parameters of the layer(s) it
-    belongs to: what a mathematically zero gradient's rounding noise is measured against."""
+def _layer_groups(problem: _Problem) -> dict[str, tuple[str, ...]]:
+    """Parameter name → the parameters that share a layer with it (itself included)."""
     by_node: dict[str, list[str]] = {}
     for (node, _), name in problem.captured.params.items():
-        if name in grads:
+        if name in problem.params:
             by_node.setdefault(node, []).append(name)
-    scales = {name: magnitude(g) for name, g in grads.items()}
+    groups: dict[str, set[str]] = {name: {name} for name in problem.params}
     for names in by_node.values():
-        top = max(magnitude(grads[n]) for n in names)
         for n in names:
-            scales[n] = max(scales[n], top)
-    return scales
+            groups[n].update(names)
+    return {name: tuple(sorted(g)) for name, g in groups.items()}
+
+
+def layer_scales(
+    groups: dict[str, tuple[str, ...]], grads: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Parameter name → the largest |gradient| among the parameters of its layer(s): what a
+    mathematically zero gradient's rounding noise is measured against (torch_ref.report)."""
+    return {
+        name: max(magnitude(grads[n]) for n in group if n in grads)
+        for name, group in groups.items()
+        if name in grads
+    }
 
 
 def _rows(problem: _Problem, manual: _Pass, ref: _Reference, rtol: float, atol: float) -> list[Row]:
     """One row per parameter, per δ the reference could take, per floating input (if asked)."""
-    scales = _layer_scales(problem, ref.grads)
+    scales = layer_scales(_layer_groups(problem), ref.grads)
     rows = [
         compare("param", n, manual.grads[n], ref.grads[n], rtol, atol, scale=scales[n])
         for n in problem.params

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
     from torch_ref.oracle import LossFn, Trace
-    from torch_ref.report import GradientReport, Row
+    from torch_ref.report import GradientReport
 
 #: default (rtol, atol) of `check_grads`, keyed by the dtype of the user's gradient; the
 #: oracle's value is float64, the user's carries the rounding of its own dtype
@@ -94,74 +93,6 @@ def _configured(config: pytest.Config, name: str) -> float | None:
     if not value >= 0:
         raise pytest.UsageError(f"gradient_oracle_{name} must be ≥ 0, got {value!r}")
     return value
-
-
-@dataclass
-class GradCheck:
-    """A user's gradients against the oracle's, tensor by tensor.
-
-    In each `Row`, `manual` is the user's value and `autograd` the oracle's at the worst
-    entry; a tensor is ok when max|yours − oracle| ≤ atol + rtol · max|oracle|.
-    """
-
-    rows: list[Row] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    rtol: float = 1e-7
-    atol: float = 1e-10
-    #: where rtol and atol came from, in words ("the defaults for float32 gradients")
-    tolerances: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.missing and not self.unexpected and all(r.ok for r in self.rows)
-
-    def failures(self) -> list[Row]:
-        """The failing rows, worst relative error first."""
-        return sorted((r for r in self.rows if not r.ok), key=lambda r: -r.max_rel_err)
-
-    def __str__(self) -> str:
-        import pandas as pd
-
-        verdict = "OK" if self.ok else "MISMATCH"
-        tensors = f"{len(self.rows)} tensor{'' if len(self.rows) == 1 else 's'}"
-        source = f": {self.tolerances}" if self.tolerances else ""
-        lines = [
-            f"GradCheck: {verdict} ({tensors}, rtol={self.rtol:g}, atol={self.atol:g}{source}); "
-            "yours against the oracle's ∂L/∂θ"
-        ]
-        if self.missing:
-            lines.append(f"missing from your gradients: {', '.join(self.missing)}")
-        if self.unexpected:
-            lines.append(f"not parameters that require grad: {', '.join(self.unexpected)}")
-        if self.failures():
-            lines.append(
-                "worst: "
-                + "; ".join(
-                    f"{r.name}{list(r.index)} yours {r.manual:.9g} vs oracle {r.autograd:.9g}"
-                    for r in self.failures()[:3]
-                )
-            )
-        frame = pd.DataFrame(
-            {
-                "name": [r.name for r in self.rows],
-                "shape": [str(tuple(r.shape)) for r in self.rows],
-                "max_abs_err": [f"{r.max_abs_err:.2e}" for r in self.rows],
-                "max_rel_err": [f"{r.max_rel_err:.2e}" for r in self.rows],
-                "ok": ["ok" if r.ok else "FAIL" for r in self.rows],
-                "worst": [
-                    ""
-                    if r.ok
-                    else f"{list(r.index)}: yours {r.manual:.9g}, oracle {r.autograd:.9g}"
-                    for r in self.rows
-                ],
-            }
-        )
-        if self.ok:
-            frame = frame.drop(columns="worst")
-        if len(frame):
-            lines.extend(line.rstrip() for line in frame.to_string(index=False).splitlines())
-        return "\n".join(lines)
 
 
 def _dtype_name(g: Any) -> str:
@@ -306,7 +237,7 @@ class GradientOracle:
         l2: float = 0.0,
         rtol: float | None = None,
         atol: float | None = None,
-    ) -> GradCheck:
+    ) -> GradientReport:
         """Your ∂L/∂θ (keyed like named_parameters(); torch tensors or NumPy arrays) against
         the oracle's; the check if they agree, else AssertionError with the table naming the
         worst entries.
@@ -314,7 +245,8 @@ class GradientOracle:
         Default tolerances follow the dtype of your gradients (`GRAD_TOLERANCES`; the least
         precise dtype among them when they differ); the table's first line says which."""
         __tracebackhide__ = True
-        from torch_ref.report import compare
+        from torch_ref.oracle import layer_scales
+        from torch_ref.report import GradientReport, compare
 
         if not isinstance(grads, Mapping):
             raise TypeError(
@@ -335,18 +267,29 @@ class GradientOracle:
         known = sorted(dtypes & set(GRAD_TOLERANCES), key=lambda d: GRAD_TOLERANCES[d])
         coarsest = known[-1] if known else "float64"
         rtol_, atol_ = self._tolerances(rtol, atol, GRAD_TOLERANCES[coarsest])
-        check = GradCheck(
+        check = GradientReport(
+            None,
+            None,
             rtol=rtol_,
             atol=atol_,
+            labels=("yours", "oracle"),
             tolerances=self._sources(rtol, atol, f"the default for {coarsest} gradients"),
         )
-        oracle = self.trace(model, loss_fn, inputs, target, l2=l2).grads
-        check.missing = [n for n in oracle if n not in grads]
-        check.unexpected = sorted(n for n in grads if n not in oracle)
+        trace = self.trace(model, loss_fn, inputs, target, l2=l2)
+        oracle = trace.grads
+        scales = layer_scales(trace.layers, {n: g.numpy() for n, g in oracle.items()})
+        missing = [n for n in oracle if n not in grads]
+        unexpected = sorted(n for n in grads if n not in oracle)
+        if missing:
+            check.errors.append(f"missing from your gradients: {', '.join(missing)}")
+        if unexpected:
+            check.errors.append(f"not parameters that require grad: {', '.join(unexpected)}")
         for name, ref in oracle.items():
             if name in grads:
                 yours = _as_float64(grads[name])
-                check.rows.append(compare("param", name, yours, ref.numpy(), rtol_, atol_))
+                check.rows.append(
+                    compare("param", name, yours, ref.numpy(), rtol_, atol_, scale=scales[name])
+                )
         if not check.ok:
             raise AssertionError("your gradients differ from the oracle's\n" + str(check))
         return check
