@@ -897,7 +897,8 @@ _WHOLE = ((F, "_canonical_mask"), (F, "_none_or_dtype"))
 @contextlib.contextmanager
 def _recorded_whole(tracer: fx.Tracer) -> Any:
     """While tracing, the _WHOLE functions called on traced values become one call each."""
-    registry()  # (loaded first: its rows must hold the functions themselves)
+    registry()  # (loaded first: its rows and names must hold the functions themselves)
+    torch_name(F._canonical_mask)
     originals = [(module, name, getattr(module, name)) for module, name in _WHOLE]
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
