@@ -59,6 +59,8 @@ from torch import Tensor
 import torch_ref
 
 TOL = {"rtol": 1e-9, "atol": 1e-12}
+#: torch's own notice when a pre-norm nn.TransformerEncoder is built as users build it
+pytestmark = pytest.mark.filterwarnings("ignore:enable_nested_tensor is True:UserWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -1686,7 +1688,14 @@ class TransformerClassifier(nn.Module):
     """Token features → Linear embedding + learned positions → nn.TransformerEncoder → mean
     pool → head; an optional key-padding mask (forward(src, src_key_padding_mask=None))."""
 
-    def __init__(self, in_dim: int = 5, d_model: int = 8, num_classes: int = 3, norm_first=False):
+    def __init__(
+        self,
+        in_dim: int = 5,
+        d_model: int = 8,
+        num_classes: int = 3,
+        norm_first: bool = False,
+        enable_nested_tensor: bool = True,
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, d_model)
         self.pos = nn.Parameter(torch.randn(1, 4, d_model) * 0.5)
@@ -1699,7 +1708,9 @@ class TransformerClassifier(nn.Module):
             batch_first=True,
             norm_first=norm_first,
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers=2, enable_nested_tensor=enable_nested_tensor
+        )
         self.head = nn.Linear(d_model, num_classes)
 
     def forward(self, src: Tensor, src_key_padding_mask: Tensor | None = None) -> Tensor:
@@ -1790,7 +1801,15 @@ DROPOUT_ON_VIEW = (
     "_check_mutation before the rule, also for an in-place op whose rule hands back the "
     "mutated value itself"
 )
+NESTED_TENSOR_CHECK = (
+    "nn.TransformerEncoder (enable_nested_tensor=True, the default) called in eval mode with "
+    "a src_key_padding_mask runs its fast-path check torch._nested_tensor_from_mask_left_"
+    "aligned(src, src_key_padding_mask.logical_not()): Tensor.logical_not has no registry "
+    "row, nor has that private check (while tracing, has_torch_function rules the fast path "
+    "out a few lines later anyway; autograd's grad-enabled run never takes it)"
+)
 IMG = (Input((2, 3, 16, 16)),)
+PADDED = (Input((3, 4, 5)), Input((3, 4), padding_mask=True))
 SMALL = (Input((2, 3, 8, 8)),)
 
 MODELS = [
@@ -1841,9 +1860,14 @@ MODELS = [
     Model("transformer-encoder-pre-norm", lambda: TransformerClassifier(norm_first=True),
           (Input((3, 4, 5)),), CE, "classes:3", ("eval",),
           "nn.TransformerEncoder(Layer), norm_first=True"),
-    Model("transformer-encoder-padding-mask", TransformerClassifier,
-          (Input((3, 4, 5)), Input((3, 4), padding_mask=True)), CE, "classes:3", ("eval",),
-          "nn.TransformerEncoder with src_key_padding_mask given as a bool input"),
+    Model("transformer-encoder-padding-mask", TransformerClassifier, PADDED, CE, "classes:3",
+          ("eval",), "nn.TransformerEncoder with src_key_padding_mask (a bool input)",
+          xfail=NESTED_TENSOR_CHECK),
+    Model("transformer-encoder-padding-mask-train", TransformerClassifier, PADDED, CE,
+          "classes:3", ("train",), "the same in train mode (no fast-path check there)"),
+    Model("transformer-encoder-padding-mask-no-nested",
+          lambda: TransformerClassifier(enable_nested_tensor=False), PADDED, CE, "classes:3",
+          ("eval",), "the same with enable_nested_tensor=False"),
     Model("transformer-decoder-post-norm", Seq2SeqDecoder, (Input((2, 4, 8)), Input((2, 5, 8))),
           CE, "classes:7", ("eval", "train"), "nn.TransformerDecoderLayer, norm_first=False"),
     Model("transformer-decoder-pre-norm", lambda: Seq2SeqDecoder(norm_first=True),
@@ -1906,8 +1930,7 @@ def build(spec: Model, mode: str) -> tuple[nn.Module, tuple[Tensor, ...], Tensor
                 model(*(2 * x + 0.5 if x.is_floating_point() else x for x in make_inputs(spec)))
     model.train(mode == "train")
     inputs = make_inputs(spec)
-    with torch.no_grad():
-        out = copy.deepcopy(model)(*inputs)
+    out = copy.deepcopy(model)(*inputs).detach()  # (grad enabled: torch's own path, no fast path)
     if spec.target.startswith("classes:"):
         k = int(spec.target.split(":")[1])
         target = torch.randint(0, k, out.shape[:1] + out.shape[2:])
@@ -1985,8 +2008,7 @@ def weighted_outputs(model: nn.Module, inputs: tuple[Tensor, ...]) -> dict[str, 
     for name, m in twin.named_modules():
         if (isinstance(m, WEIGHTED) and name not in inside_mha) or m in mha:
             handles.append(m.register_forward_hook(record(name), with_kwargs=True))
-    with torch.no_grad():
-        twin(*inputs)
+    twin(*inputs)  # (grad enabled: the Transformer layers' inference fast path skips modules)
     for h in handles:
         h.remove()
     return shapes
@@ -2019,7 +2041,9 @@ def test_trace_reports_delta_of_every_weighted_module(spec: Model) -> None:
 IN_PROJECTIONS = (".q_proj", ".k_proj", ".v_proj")
 
 ATTENTION = [
-    pytest.param(m, id=m.name) for m in MODELS if "vit" in m.name or "transformer" in m.name
+    pytest.param(m, id=m.name, marks=_marks(m))
+    for m in MODELS
+    if "vit" in m.name or "transformer" in m.name
 ]
 
 
@@ -2158,3 +2182,18 @@ def test_tied_embedding_gradient_is_the_sum_of_both_uses() -> None:
     assert torch.allclose(grads["lm.transformer.wte.weight"], both, rtol=1e-12, atol=1e-15)
     assert parts["lm.transformer.wte.weight"].abs().max() > 0
     assert parts["lm.lm_head.weight"].abs().max() > 0
+
+
+# --- size checks in the forward, evaluated on the input shapes ---------------------------
+
+
+def test_size_checks_fail_naming_the_line() -> None:
+    """torchvision's torch._assert(h == self.image_size, ...) and nanoGPT's
+    `assert t <= self.config.block_size` fail on a misfit input as a ValueError naming them."""
+    vit = VisionTransformer().double().eval()
+    with pytest.raises(ValueError, match=r"_process_input.*Wrong image height! Expected 8"):
+        torch_ref.manual_gradients(vit, CE, torch.randn(2, 3, 12, 12), torch.tensor([1, 2]))
+    gpt = LogitsFlat(GPT(GPTConfig())).double().eval()
+    idx, targets = torch.randint(0, 11, (2, 9)), torch.randint(0, 11, (18,))
+    with pytest.raises(ValueError, match=r"Cannot forward sequence of length 9, block size is"):
+        torch_ref.manual_gradients(gpt, CE, idx, targets)
