@@ -185,15 +185,17 @@ def where_method(input: Any, condition: Any, other: Any) -> Op:
 
 
 def masked_fill(input: Any, mask: Any, value: Any) -> Op:
-    """x.masked_fill(mask, value): value a number (or a 0-d tensor of the model)."""
+    """x.masked_fill(mask, value): value a number, ±inf included (float("-inf") before a
+    softmax), or a 0-d tensor of the model."""
     if isinstance(value, Param) and value.ndim == 0 and not value.trainable:
         value = float(value.tensor)
     if isinstance(value, (Ref, Param)):
         raise UnsupportedModuleError(
             "masked_fill: a tensor as the fill value is not supported; only a number"
         )
+    infinite = isinstance(value, (float, np.floating)) and math.isinf(value)
     return Op(
-        MaskedFill(number(value, "masked_fill")),
+        MaskedFill(value if infinite else number(value, "masked_fill")),
         (tensor(input, "masked_fill"), _mask(mask, "masked_fill")),
     )
 
@@ -348,6 +350,11 @@ def _masked_fill_samples() -> list[Sample]:
             fn=lambda s: torch.softmax(s.masked_fill(causal, -1e9), -1),
         ),
         Sample("a comparison", (x,), fn=lambda x: torch.masked_fill(x, x < 0, 0.0)),
+        Sample(
+            "causal mask of -inf before softmax (nanoGPT)",
+            (torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(12), dtype=x.dtype),),
+            fn=lambda s: torch.softmax(s.masked_fill(causal, float("-inf")), -1),
+        ),
     ]
 
 
@@ -374,6 +381,13 @@ def _masked_fill_refusals() -> list[Refusal]:
             "a tensor as the fill value",
             fn=lambda x, v: x.masked_fill(_MASK, v),
             params={"v": torch.tensor(1.0, dtype=torch.float64)},
+        ),
+        Refusal(
+            "a NaN fill value",
+            (x,),
+            UnsupportedModuleError,
+            "masked_fill: expected a finite Python number, got nan",
+            fn=lambda x: x.masked_fill(_MASK, float("nan")),
         ),
     ]
 
