@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         + (["--quick"] if args.quick else [])
     )
     write_csv(out / "history.csv", report.history_frame(histories), "%.6f")
-    write_csv(out / "layers.csv", report.layers_frame(histories), "%.4e")
+    write_csv(out / "layers.csv", report.layers_frame(histories), "%.4g")
     figures = report.write_figures(out, histories)
     text = report.readme(histories, data, epochs, args.seed, argv_text, figures, RUNTIME)
     atomic_write(out / "README.md", text)

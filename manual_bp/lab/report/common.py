@@ -77,6 +77,11 @@ def signed(x: float, digits: int = 2) -> str:
     return text.replace("-", "−")
 
 
+def pow10(x: float, digits: int = 2) -> str:
+    """10^−4.21 with a true minus sign."""
+    return "10^" + f"{x:.{digits}f}".replace("-", "−")
+
+
 def crossing(x: Sequence[float], y: Sequence[float]) -> float | None:
     """The first x where y changes sign, by linear interpolation; None if it never does."""
     x, y = np.asarray(x, float), np.asarray(y, float)

@@ -26,10 +26,13 @@ from manual_bp.lab.report.common import (
     legend_below,
     markdown_table,
     panels,
+    pow10,
     signed,
 )
 from manual_bp.lab.sweep import LAYER_COLUMNS, SUMMARY_COLUMNS, Sweep
 
+#: line styles per init, so that coinciding curves (orthogonal on xavier_normal) stay visible
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
 #: the two ratios, each with its label: weight gradients (what SGD uses) first.
 RATIOS = {
     "grad": ("grad_ratio_log10", "log10(‖∂L/∂W^(1)‖/‖∂L/∂W^(L−1)‖)", "weight gradient ∂L/∂W"),
@@ -60,12 +63,20 @@ def plot_norm_by_layer(layers: pd.DataFrame, sweep: Sweep, column: str) -> Figur
     with np.errstate(divide="ignore"):
         deep["log"] = np.log10(deep[column])
     palette = colors(sweep.inits)
+    styles = {init: LINESTYLES[k % len(LINESTYLES)] for k, init in enumerate(sweep.inits)}
     fig, axes = panels(len(sweep.activations), width=3.6, height=2.9)
     for ax, act in zip(axes, sweep.activations, strict=True):
         for init in sweep.inits:
             rows = deep[(deep["activation"] == act) & (deep["init"] == init)]
             curve = rows.groupby("layer")["log"].mean()
-            ax.plot(curve.index, 10.0**curve.values, color=palette[init], lw=1.4, label=init)
+            ax.plot(
+                curve.index,
+                10.0**curve.values,
+                color=palette[init],
+                lw=1.5,
+                ls=styles[init],
+                label=init,
+            )
         ax.set_yscale("log")
         ax.set_title(act, fontsize=10)
         ax.set_xlabel("layer l (1 = first hidden)")
@@ -218,6 +229,14 @@ def plot_sigma2_scan(scan: pd.DataFrame, sweep: Sweep) -> Figure:
         lw=1.0,
         label="χ1 = σ_w² E[φ′(√q* z)²] at the fixed point",
     )
+    a2.plot(
+        x,
+        [10 ** (2 * t.delta_ratio_log10 / (s.depth - 2)) for t in theory],
+        "-",
+        color="tab:orange",
+        lw=1.0,
+        label=f"mean χ_l along the trajectory, l = 1..{s.depth - 2}",
+    )
     a2.axhline(1.0, color="0.5", lw=0.8)
     a2.set_ylabel("χ1 (factor on ‖δ‖² per layer)")
     for ax in (a1, a2):
@@ -267,13 +286,18 @@ def plot_derivative_distribution(layers: pd.DataFrame, sweep: Sweep) -> Figure |
             )
             ax.plot(rows["layer"], rows["deriv_p50"], label="median f′(z)")
             ax.plot(rows["layer"], rows["deriv_mean"], ":", label="mean f′(z)")
-            ax.plot(
+            twin = ax.twinx()
+            twin.plot(
                 rows["layer"],
-                rows["saturated_frac"] * (0.25 if act == "sigmoid" else 1.0),
+                rows["saturated_frac"],
                 "r--",
                 lw=1,
-                label="saturated fraction (f′ < 0.01), scaled to the axis",
+                label="saturated fraction, f′ < 0.01 (right axis)",
             )
+            twin.set_ylim(-0.02, 1.02)
+            twin.set_ylabel("saturated fraction", color="r", fontsize=8)
+            if r == c == 0:
+                ax.plot([], [], "r--", lw=1, label="saturated fraction, f′ < 0.01 (right axis)")
             ax.set_ylim(0, 0.27 if act == "sigmoid" else 1.05)
             ax.set_title(f"{act}, {init}", fontsize=9)
             ax.set_xlabel("hidden layer l")
@@ -443,6 +467,21 @@ def findings(
             'networks") make about back-propagated gradients and weight gradients. `regime` '
             "is therefore decided on the weight gradients; `delta_regime` keeps the δ verdict."
         )
+        small = layers[
+            (layers["activation"] == "relu")
+            & (layers["init"] == "small_normal")
+            & (layers["depth"] == depth)
+            & (layers["width"] == width)
+        ]
+        if len(small):
+            g = np.log10(small["grad_w_norm"])
+            out.append(
+                "Flat is not healthy, though: the ratio says nothing about the size. With "
+                f"relu + small_normal every ‖∂L/∂W^(l)‖ at depth {depth} lies between "
+                f"{pow10(g.min(), 0)} and {pow10(g.max(), 0)}, because the output has "
+                "collapsed with the forward signal (the training report shows the same "
+                "mechanism, and what it does to SGD, for Xavier's ReLU net at depth 30)."
+            )
     real = [
         (a, i, c)
         for a, i in (
@@ -499,7 +538,8 @@ def findings(
             f"{c['q_star']:g} exactly and χ1 = {c['chi1_theory']:.4f}, so the fixed point alone "
             f"predicts no loss; yet q^(l) ≈ 1/(2l) makes χ_l ≈ 1 − 1/l and δ decays as a power "
             f"law, ‖δ^(1)‖/‖δ^(L−1)‖ ∝ (L − 2)^(−1/2): the fitted exponent over depths "
-            f"{', '.join(map(str, means.index))} is {exponent:.3f} measured, {theory:.3f} by "
+            f"{', '.join(map(str, means.index))} is {signed(exponent, 3)} measured, "
+            f"{signed(theory, 3)} by "
             f"the trajectory theory (the asymptote −½ is approached slowly, with a log "
             f"correction). At depth {depth}: δ {signed(c['delta_ratio_log10'])} decades "
             f"(theory {signed(c['delta_ratio_log10_theory'])}), weight gradient "
@@ -531,22 +571,29 @@ def findings(
             f"{depth} (seeds from {signed(c['seeds_min_delta'])} to "
             f"{signed(c['seeds_max_delta'])}"
             + (", every one above the theory" if sign == 1.0 else "")
-            + "). That is not seed scatter but a finite-width bias: q* = 0 attracts with "
-            "χ1 = σ_w²·gelu′(0)² = ½, and the layers' sample variances at width "
-            f"{width} fluctuate around the mean-field q^(l); the finite-width report "
-            "(`reports/finite_width/`) measures the gap shrinking like 1/width."
+            + "). That is not seed scatter but a finite-width effect: q* = 0 attracts with "
+            "χ1 = σ_w²·gelu′(0)² = ½, but from q^(1) = 2, where gelu looks like relu, the "
+            f"drift of q towards 0 is weak, and at width {width} the layers' sample "
+            "variances wander above the mean-field trajectory, where χ_l is larger; "
+            "`reports/finite_width/` measures the gap against width."
         )
     pairs = [(a, cell(a, "orthogonal"), cell(a, "xavier_normal")) for a in sweep.activations]
     pairs = [(a, o, x) for a, o, x in pairs if o and x]
     if pairs:
         worst = max(abs(o["delta_ratio_log10"] - x["delta_ratio_log10"]) for _, o, x in pairs)
         worst_g = max(abs(o["grad_ratio_log10"] - x["grad_ratio_log10"]) for _, o, x in pairs)
+        worst_act = max(
+            pairs, key=lambda p: abs(p[1]["grad_ratio_log10"] - p[2]["grad_ratio_log10"])
+        )[0]
         out.append(
             "Orthogonal and xavier_normal weights (both σ_w² = 1) agree in every row to "
-            f"{worst:.2f} decades in δ and {worst_g:.2f} in the weight gradient: a Frobenius "
-            "ratio measures the mean squared singular value of the layer-to-layer Jacobian "
-            "only. Their Jacobian spectra differ by orders of magnitude in variance; "
-            "`reports/jacobian_spectrum/` measures that (Pennington, Schoenholz & Ganguli 2017)."
+            f"{worst:.2f} decades in δ: a Frobenius ratio measures the mean squared singular "
+            "value of the layer-to-layer Jacobian only, and that mean is the same. (Their "
+            f"weight-gradient ratios differ by up to {worst_g:.2f} decades, for {worst_act}, "
+            "through the examples' cross terms, below.) Their Jacobian spectra differ by two "
+            "orders of magnitude in variance; `reports/jacobian_spectrum/` measures that "
+            '(Pennington, Schoenholz & Ganguli 2017, "Resurrecting the sigmoid in deep '
+            'learning through dynamical isometry").'
         )
     if len(scan) and sweep.scan is not None:
         s = sweep.scan
@@ -590,6 +637,34 @@ def findings(
                 f"{gap.quantile(0.9):.2f}; the largest, {gap.max():.2f}, is "
                 f"{worst['activation']} + {worst['init']} at depth {int(worst['depth'])}."
             )
+    cross = [
+        (a, i, c)
+        for a, i in (
+            ("relu", "kaiming_normal"),
+            ("sigmoid", "xavier_normal"),
+            ("linear", "xavier_normal"),
+            ("relu", "small_normal"),
+        )
+        if (c := cell(a, i))
+    ]
+    if cross:
+        out.append(
+            "Where the weight-gradient theory is off, its one assumption is: that the "
+            "examples' contributions δ_n a_nᵀ add as uncorrelated terms. `cross_first_log10` "
+            "and `cross_last_log10` measure what their cross terms add at W^(1) and "
+            f"W^(L−1); at depth {depth}: "
+            + "; ".join(
+                f"{a} + {i} {signed(c['cross_first_log10'])} and {signed(c['cross_last_log10'])} "
+                f"(residual {signed(c['grad_ratio_log10'] - c['grad_ratio_log10_theory'])})"
+                for a, i, c in cross
+            )
+            + ". At layer 1 the inputs are independent and the cross terms vanish; deep in "
+            "the net the examples' activations are nearly parallel (the c-map drives "
+            "correlations to c* = 1) or share a mean (sigmoid), and the outputs' mean "
+            "prediction differs from the batch's label frequencies, so their δ share a common "
+            "part that adds coherently. The rest of the residual is the finite-width drift of "
+            "the forward norms (`reports/finite_width/`)."
+        )
     at = grid[grid["depth"] == depth]
     if len(at):
 
@@ -691,7 +766,10 @@ def readme(
         "along the variance trajectory from q^(1) = σ_w² + σ_b². `grad_ratio_log10` = "
         "log10(‖∂L/∂W^(1)‖/‖∂L/∂W^(L−1)‖), theory the same plus ½ log10(Var(x) / "
         "E[φ(√q^(L−2) z)²]): ∂L/∂W^(1) sees the input, ∂L/∂W^(L−1) the activations a^(L−2), "
-        "with the examples' δ taken as uncorrelated. `chi1_theory` at the fixed point q* "
+        "with the examples' δ taken as uncorrelated; `cross_first_log10` and "
+        "`cross_last_log10` measure what the examples' cross terms add to ‖∂L/∂W^(1)‖ and "
+        "‖∂L/∂W^(L−1)‖ (log10 of ‖Σ_n δ_n a_nᵀ‖ over √Σ_n ‖δ_n‖²‖a_n‖²). `chi1_theory` at the "
+        "fixed point q* "
         "(exactly 0 where the iterates fall to 0, inf where they grow without bound).",
         "- `regime` is decided on `grad_ratio_log10`, `delta_regime` on `delta_ratio_log10`: "
         "vanishing below −2 decades, exploding above +2, overflow when any value is NaN or "

@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import MEASURED, figure, legend_below, markdown_table
+from manual_bp.lab.report.common import MEASURED, figure, legend_below, markdown_table, pow10
 from manual_bp.lab.train import Dataset, Snapshot
 
 WIDTH = 64
@@ -325,20 +325,22 @@ def findings(histories: dict[str, list[Snapshot]]) -> list[str]:
     cross_x = float(np.mean(list(xav[0].cross_log10.values())[1:]))
     out.append(
         f"Nothing vanishes from top to bottom in the Xavier ReLU-30 net at initialisation: "
-        f"‖∂L/∂W^(1)‖/‖∂L/∂W^(29)‖ = 10^{g_ratio:.2f}, although ‖δ^(1)‖/‖δ^(29)‖ = "
-        f"10^{d_ratio:.2f} (2^(−28/2) = 10^{-14 * math.log10(2):.2f} predicted): the "
+        f"‖∂L/∂W^(1)‖/‖∂L/∂W^(29)‖ = {pow10(g_ratio)}, although ‖δ^(1)‖/‖δ^(29)‖ = "
+        f"{pow10(d_ratio)} (2^(−28/2) = {pow10(-14 * math.log10(2))} predicted): the "
         f"activations shrink by as much going up, so ∂L/∂W^(l) = Σ_n δ_n a_nᵀ stays flat. "
-        f"Every weight gradient is uniformly tiny instead, because the output collapses: the "
-        f"initial loss is {xav[0].train_loss:.6f}, ln 10 = {CHANCE_LOSS:.6f} to six digits "
-        f"(Kaiming: {kai[0].train_loss:.4f}). A bias-free ReLU net is positively homogeneous "
-        f"and xavier_normal is kaiming_normal with every square layer scaled by 1/√2 and the "
-        f"64→10 output layer by √(64/74), so the logits are 2^−14.5·√(64/74) = 2^−14.6 of "
-        f"Kaiming's. At equal ∂L/∂(logits) that makes each relative step α‖∂L/∂W‖/‖W‖ "
-        f"2^−14.6/½ = 2^−13.6 of Kaiming's; measured on the probe it is "
-        f"2^{math.log2(step_ratio):.1f} (geometric mean over layers), smaller still because "
-        f"Kaiming's outputs start far from uniform and alike for every input, so its "
-        f"examples' contributions δ_n a_nᵀ add coherently: the cross terms add "
-        f"{cross_k:+.2f} decades to ‖∂L/∂W^(l)‖ in the Kaiming net against {cross_x:+.2f} in "
+        f"Every weight gradient is uniformly tiny instead, because the output collapses: "
+        f"the initial loss is {xav[0].train_loss:.6f} against ln 10 = {CHANCE_LOSS:.6f}, "
+        f"chance to six digits (Kaiming: {kai[0].train_loss:.4f}). A bias-free ReLU net is "
+        "positively homogeneous and xavier_normal is kaiming_normal with every square layer "
+        "scaled by 1/√2 and the 64→10 output layer by √(64/74), so the logits are "
+        "2^−14.5·√(64/74) = 2^−14.6 of Kaiming's. At equal ∂L/∂(logits) that makes each "
+        "relative step α‖∂L/∂W‖/‖W‖ 2^−14.6/½ = 2^−13.6 of Kaiming's; measured on the probe "
+        "it is 2^"
+        + f"{math.log2(step_ratio):.1f}".replace("-", "−")
+        + " (geometric mean over layers), smaller still because Kaiming's outputs start far "
+        "from uniform and alike for every input, so its examples' contributions δ_n a_nᵀ add "
+        f"coherently: the cross terms add {cross_k:+.2f} decades to ‖∂L/∂W^(l)‖ in the "
+        f"Kaiming net against {cross_x:+.2f} in "
         f"the Xavier one (mean over layers 2–30)."
     )
     diff = divergence(res, kai)
@@ -389,13 +391,13 @@ def findings(histories: dict[str, list[Snapshot]]) -> list[str]:
     sig, rel = histories["sigmoid10_xavier"], histories["relu10_xavier"]
     out.append(
         f"At depth 10 with xavier_normal, sigmoid's weight gradients truly vanish: "
-        f"‖∂L/∂W^(1)‖/‖∂L/∂W^(9)‖ = 10^{ratio_log10(sig[0], 'grad_w_norm'):.2f} at "
-        f"initialisation (δ: 10^{ratio_log10(sig[0], 'delta_norm'):.2f}; σ′ ≤ ¼, and the "
+        f"‖∂L/∂W^(1)‖/‖∂L/∂W^(9)‖ = {pow10(ratio_log10(sig[0], 'grad_w_norm'))} at "
+        f"initialisation (δ: {pow10(ratio_log10(sig[0], 'delta_norm'))}; σ′ ≤ ¼, and the "
         f"activations' mean ½ keeps the forward signal from shrinking along), still "
-        f"10^{ratio_log10(sig[-1], 'grad_w_norm'):.2f} after {sig[-1].epoch} epochs. ReLU with "
-        f"the same init loses δ too (10^{ratio_log10(rel[0], 'delta_norm'):.2f}, 2^(−8/2) = "
-        f"10^{-4 * math.log10(2):.2f} predicted) but not its weight gradients "
-        f"(10^{ratio_log10(rel[0], 'grad_w_norm'):.2f}). Final training loss and test "
+        f"{pow10(ratio_log10(sig[-1], 'grad_w_norm'))} after {sig[-1].epoch} epochs. ReLU with "
+        f"the same init loses δ too ({pow10(ratio_log10(rel[0], 'delta_norm'))}, 2^(−8/2) = "
+        f"{pow10(-4 * math.log10(2))} predicted) but not its weight gradients "
+        f"({pow10(ratio_log10(rel[0], 'grad_w_norm'))}). Final training loss and test "
         f"accuracy: sigmoid {sig[-1].train_loss:.3f}, {sig[-1].test_acc:.3f}; relu "
         f"{rel[-1].train_loss:.3f}, {rel[-1].test_acc:.3f}."
     )
