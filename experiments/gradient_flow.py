@@ -69,7 +69,10 @@ GRID_FLAGS = ("depths", "widths", "activations", "inits", "seeds", "batch", "sig
 SCAN_FLAGS = ("scan_activation", "scan_depth", "scan_sigma2", "scan_sigma_b2")
 #: measured when the committed report was generated (not per run: the README stays
 #: byte-identical between runs).
-RUNTIME = "the default sweep (873 runs) takes about 50 s with --jobs 2 on a 2-core machine."
+RUNTIME = (
+    "the default sweep (807 runs) takes about 60 s of CPU time, about 35 s with "
+    "--jobs 2 on two idle cores."
+)
 
 
 def _items(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:

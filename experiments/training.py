@@ -45,7 +45,10 @@ QUICK_EPOCHS = 2
 QUICK_SAMPLES = 300  # --quick trains on the first 300 digits only
 #: measured when the committed report was generated (fixed text: the README stays
 #: byte-identical between runs).
-RUNTIME = "about 30 s with --jobs 2 on a 2-core machine (5 runs)."
+RUNTIME = (
+    "about 26 s of CPU time for the 5 runs, about 15 s with --jobs 2 on two idle "
+    "cores (the 150-epoch plateau run is the longest)."
+)
 
 
 def run_one(task: tuple[report.RunSpec, Dataset, int, int]) -> list[Snapshot]:

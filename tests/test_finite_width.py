@@ -41,8 +41,8 @@ def test_log_ratios_match_a_backward_pass_written_out_here():
 
 
 def test_one_relu_layer_follows_the_law():
-    """Depth 2: one backward step through n = 400 units, Var ln r ≈ 5/n, E ln r ≈ −2.5/n."""
-    n = 400
+    """Depth 2: one backward step through n = 200 units, Var ln r ≈ 5/n, E ln r ≈ −2.5/n."""
+    n = 200
     values = np.concatenate(
         [
             fw.log_ratios(flow.Config("relu", "kaiming_normal", 2, n, s, 10))["random"]

@@ -179,8 +179,9 @@ def findings(
         f"(ordered, c* = 1, ξ_c = −1/ln χ1) and {c_hi['xi_c']:.2f} at σ_w² = "
         f"{c_hi['sigma_w2']:g} (chaotic, c* = {c_hi['c_star']:.3f}). ξ_q stays between "
         f"{grid_scales['xi_q'].min():.2f} and {grid_scales['xi_q'].max():.2f} layers: the "
-        "length of a signal's variance converges within a few layers everywhere, its "
-        "correlations only near criticality (Schoenholz et al. 2017)."
+        "length of a signal (its variance q) settles within a few layers everywhere; the "
+        "correlation between two inputs lives on for many layers only near criticality "
+        "(Schoenholz et al. 2017)."
     )
     deepest = deepest_trained(cells)
     a = agreement(cells, xi)

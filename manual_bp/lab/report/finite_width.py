@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from manual_bp.lab.finite_width import HANIN
 from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import MEASURED, figure, legend_below, markdown_table
+from manual_bp.lab.report.common import MEASURED, figure, legend_below, markdown_table, signed
 
 VARIANTS = {
     "ln_ratio_random": ("δ^(L) = v, drawn independently (the law's setting)", "tab:blue"),
@@ -166,9 +166,9 @@ def findings(hanin: pd.DataFrame, residual: pd.DataFrame, layers: pd.DataFrame) 
         "is: the variance of ln(‖δ^(1)‖²/‖δ^(L)‖²) grows with β = Σ 1/n_l. With an output "
         f"direction drawn independently of the weights (the law's setting) it is "
         f"{ratio_r.min():.2f}–{ratio_r.max():.2f} × 5β over the {len(table)} (depth, width) "
-        f"cells and the mean is {mean_r:.2f} × the variance (median; the law says −½): "
+        f"cells and the mean is {signed(mean_r)} × the variance (median; the law says −½): "
         "Hanin's 5 Σ 1/n_l holds. With the cross-entropy's own δ^(L) = p − y it is "
-        f"{ratio_l.min():.2f}–{ratio_l.max():.2f} × 5β, mean {mean_l:.2f} × the variance: "
+        f"{ratio_l.min():.2f}–{ratio_l.max():.2f} × 5β, mean {signed(mean_l)} × the variance: "
         "p was computed by the same W_L that sends δ back, so the first step is not an "
         "independent projection."
     )
@@ -184,7 +184,7 @@ def findings(hanin: pd.DataFrame, residual: pd.DataFrame, layers: pd.DataFrame) 
     r = residual.assign(r=residual["delta_ratio_log10"] - residual["delta_ratio_log10_theory"])
     by = r.groupby("width")["r"].agg(["mean", "min", "max", "count"])
     text = "; ".join(
-        f"width {wd}: {row['mean']:+.2f} (seeds {row['min']:+.2f} to {row['max']:+.2f})"
+        f"width {wd}: {signed(row['mean'])} (seeds {signed(row['min'])} to {signed(row['max'])})"
         for wd, row in by.iterrows()
     )
     widths = by.index.to_numpy()

@@ -7,6 +7,7 @@ numbers say, so a narrow sweep gets a short, true README.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -347,8 +348,9 @@ def plot_tanh_power_law(grid: pd.DataFrame, sweep: Sweep) -> Figure | None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title(
-        f"tanh, σ_w² = 1, σ_b² = 0 (xavier_normal), width {max(sweep.widths)}: fitted exponent "
-        f"{exponent:.3f} (theory {theory_exponent:.3f} over the same depths)",
+        f"tanh, σ_w² = 1, σ_b² = 0 (xavier_normal), width {max(sweep.widths)}\nfitted exponent "
+        f"of the δ ratio: {signed(exponent, 3)} measured, {signed(theory_exponent, 3)} theory "
+        "(same depths)",
         fontsize=9,
     )
     return fig
@@ -388,6 +390,32 @@ def tanh_power_law(grid: pd.DataFrame, sweep: Sweep) -> tuple[pd.DataFrame, floa
     exponent = float(np.polyfit(x, means["delta_ratio_log10"], 1)[0])
     theory = float(np.polyfit(x, means["delta_ratio_log10_theory"], 1)[0])
     return means, exponent, theory
+
+
+def forward_moment_residual(
+    layers: pd.DataFrame,
+    activation: str,
+    init: str,
+    depth: int,
+    width: int,
+    sigma_w2: float,
+    sigma_b2: float,
+) -> float:
+    """½ log10 of the measured E[a^(depth−2)²] over the mean-field E[φ(√q^(depth−2) z)²]
+    (mean over seeds): how far the forward signal the last hidden weight sees has drifted."""
+    rows = layers[
+        (layers["activation"] == activation)
+        & (layers["init"] == init)
+        & (layers["depth"] == depth)
+        & (layers["width"] == width)
+        & (layers["layer"] == depth - 2)
+    ]
+    if rows.empty or depth < 3:
+        return math.nan
+    q = meanfield.trajectory(activation, sigma_w2, sigma_b2, sigma_w2 + sigma_b2, depth - 2)
+    theory = meanfield.moments(activation, q[-1])[0]
+    measured = rows["act_std"] ** 2 + rows["act_mean"] ** 2
+    return float(np.mean(0.5 * np.log10(measured / theory)))
 
 
 def _cell(grid: pd.DataFrame, act: str, init: str, depth: int) -> dict[str, float] | None:
@@ -648,22 +676,29 @@ def findings(
         if (c := cell(a, i))
     ]
     if cross:
-        out.append(
-            "Where the weight-gradient theory is off, its one assumption is: that the "
-            "examples' contributions δ_n a_nᵀ add as uncorrelated terms. `cross_first_log10` "
-            "and `cross_last_log10` measure what their cross terms add at W^(1) and "
-            f"W^(L−1); at depth {depth}: "
-            + "; ".join(
-                f"{a} + {i} {signed(c['cross_first_log10'])} and {signed(c['cross_last_log10'])} "
-                f"(residual {signed(c['grad_ratio_log10'] - c['grad_ratio_log10_theory'])})"
-                for a, i, c in cross
+        parts = []
+        for a, i, c in cross:
+            fwd = forward_moment_residual(layers, a, i, depth, width, c["sigma_w2"], c["sigma_b2"])
+            resid = c["grad_ratio_log10"] - c["grad_ratio_log10_theory"]
+            delta = c["delta_ratio_log10"] - c["delta_ratio_log10_theory"]
+            first, last = c["cross_first_log10"], c["cross_last_log10"]
+            parts.append(
+                f"{a} + {i}: residual {signed(resid)} = δ {signed(delta)} + forward "
+                f"{signed(-fwd)} + cross terms {signed(first - last)} ({signed(first)} at "
+                f"W^(1), {signed(last)} at W^(L−1))"
             )
-            + ". At layer 1 the inputs are independent and the cross terms vanish; deep in "
-            "the net the examples' activations are nearly parallel (the c-map drives "
-            "correlations to c* = 1) or share a mean (sigmoid), and the outputs' mean "
-            "prediction differs from the batch's label frequencies, so their δ share a common "
-            "part that adds coherently. The rest of the residual is the finite-width drift of "
-            "the forward norms (`reports/finite_width/`)."
+        out.append(
+            "Where the weight-gradient theory is off, one of its inputs is: the δ ratio, the "
+            "forward second moment E[a^(L−2)²] (its residual enters with the opposite sign), "
+            "or the assumption that the examples' contributions δ_n a_nᵀ add as uncorrelated "
+            "terms, which `cross_first_log10` and `cross_last_log10` measure. At depth "
+            f"{depth}, in decades (mean over seeds): " + "; ".join(parts) + ". At layer 1 the "
+            "inputs are independent and the cross terms vanish; deep in the net the examples' "
+            "activations are nearly parallel (the c-map drives correlations to c* = 1) or share "
+            "a mean (sigmoid), and the outputs' mean prediction differs from the batch's label "
+            "frequencies, so their δ share a part that adds coherently. The forward residual is "
+            "the finite-width drift of one network's activations (its backward twin is measured "
+            "in `reports/finite_width/`)."
         )
     at = grid[grid["depth"] == depth]
     if len(at):

@@ -230,7 +230,14 @@ def plot_plateau(histories: dict[str, list[Snapshot]]) -> Figure:
     twin.set_ylabel("‖∂L/∂W^(l)‖, probe (log scale)")
     handles = ax.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
-    ax.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="center right")
+    fig.legend(
+        handles[0] + extra[0],
+        handles[1] + extra[1],
+        loc="outside lower center",
+        ncols=3,
+        fontsize=7,
+        frameon=False,
+    )
     ax.set_title("relu, xavier_normal, depth 30: the small-initialisation plateau", fontsize=10)
     return fig
 
