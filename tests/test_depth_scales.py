@@ -54,6 +54,7 @@ def test_agreement_counts_cells_on_either_side_of_six_xi_c():
     assert report.deepest_trained(cells).to_dict() == {1.0: 32}
 
 
+@pytest.mark.filterwarnings("error")  # quiet: any warning fails the run
 def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
     for name in ("a", "b"):
         assert (

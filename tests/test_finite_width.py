@@ -53,6 +53,7 @@ def test_one_relu_layer_follows_the_law():
     assert values.mean() == pytest.approx(-2.5 / n, abs=4 * np.sqrt(5 / n / len(values)) + 1e-3)
 
 
+@pytest.mark.filterwarnings("error")  # quiet: any warning fails the run
 def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
     for name in ("a", "b"):
         assert experiment.main(["--quick", "--out", str(tmp_path / name), "--jobs", "1"]) == 0

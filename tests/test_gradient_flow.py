@@ -180,6 +180,7 @@ def test_q_star_is_exactly_zero_where_the_map_falls_to_zero(first):
         assert (cells == "0").all(), f"{act} + {init}: q_star written as {set(cells)}"
 
 
+@pytest.mark.filterwarnings("error")  # quiet: any warning fails the run
 def test_same_arguments_same_bytes_for_every_file(first, tmp_path):
     """CSV, Markdown and PNG: byte-identical between two runs of the same command."""
     out = tmp_path / "run"  # the same name as `first`'s, so the README's command matches

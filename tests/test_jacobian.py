@@ -104,6 +104,7 @@ def test_bad_configurations_are_refused():
         jm.products(config, (3,))
 
 
+@pytest.mark.filterwarnings("error")  # quiet: any warning fails the run
 def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
     for name in ("a", "b"):
         assert jacobian_spectrum.main(["--quick", "--out", str(tmp_path / name)]) == 0

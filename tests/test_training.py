@@ -178,6 +178,7 @@ def test_quick_writes_every_file_with_its_columns(quick_run: Path) -> None:
         assert f"]({png})" in text, f"README does not show {png}"
 
 
+@pytest.mark.filterwarnings("error")  # quiet: any warning fails the run
 def test_same_command_writes_byte_identical_files(quick_run: Path, tmp_path: Path) -> None:
     """Every file, PNG included, on one process and on two."""
     training.main(["--quick", "--out", str(tmp_path), "--jobs", "1"])

@@ -7,6 +7,7 @@
 - `train`, `trainability`: minibatch SGD, positive homogeneity, trainability cells;
 - `jacobian`: the input–output Jacobian from explicit factors and its free-probability
   spectrum; `finite_width`: per-example fluctuations (Hanin 2018);
+- `recurrent`: the recurrent lab (RNN, LSTM, GRU on the adding problem);
 - `io` (the one atomic writer), `runner` (process pool / Dask, sparse progress lines),
   `report/` (one module per experiment: one function per figure, findings, README).
 """
