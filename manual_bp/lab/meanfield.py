@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from scipy.optimize import brentq
 
 from manual_bp.ops.activations import Activation, get_activation
 
@@ -71,9 +72,6 @@ _RTOL = 4 * np.finfo(float).eps
 
 
 def _brentq(f: Callable[[float], float], lo: float, hi: float) -> float:
-    # NOTE: SciPy is imported where it is used, so that `import manual_bp` stays light.
-    from scipy.optimize import brentq
-
     return float(brentq(f, lo, hi, xtol=1e-300, rtol=_RTOL, maxiter=400))
 
 
