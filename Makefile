@@ -50,6 +50,9 @@ report: $(STAMP)
 	$(PY) -m experiments.gradient_flow
 	$(PY) -m experiments.training
 	$(PY) -m experiments.rnn_gradient_flow
+	$(PY) -m experiments.jacobian_spectrum
+	$(PY) -m experiments.depth_scales
+	$(PY) -m experiments.finite_width
 	$(PY) -m experiments.benchmark
 
 test: $(STAMP)

@@ -1,8 +1,9 @@
 """The SGD loop of manual_bp.lab.train and the training experiment's files.
 
 Checks: one SGD step is θ − α·∇θL exactly; the loop lowers the loss on a tiny problem;
-measuring changes nothing; `--quick` writes the files with their columns; the same
-command writes byte-identical CSV; bad flags fail with one line naming the flag.
+measuring changes nothing; the homogeneity reparametrisation follows the reference run;
+`--quick` writes the files with their columns; the same command writes byte-identical CSV,
+Markdown and PNG; bad flags fail with one line naming the flag.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import numpy as np
 import pytest
 
 from experiments import training
+from manual_bp.lab.report import training as report
 from manual_bp.lab.train import (
     Dataset,
     init_mlp,
     layer_norms,
+    reparametrisation,
+    scaled,
     sgd_epoch,
     split,
     standardize,
@@ -103,7 +107,9 @@ def test_measuring_changes_no_parameter_and_gives_the_norms_of_the_gradients() -
     data = blobs()
     net = small_net()
     before = {k: v.copy() for k, v in net.named_parameters().items()}
-    grad_w_norm, delta_norm = layer_norms(net, data.x_train, data.y_train, CrossEntropyLoss())
+    grad_w_norm, delta_norm, cross = layer_norms(net, data.x_train, data.y_train,
+                                                 CrossEntropyLoss())  # fmt: skip
+    assert list(cross) == ["1", "2", "3"] and all(np.isfinite(list(cross.values())))
     for name, theta in net.named_parameters().items():
         assert np.array_equal(theta, before[name]), f"measuring changed {name}"
     result = net.loss_and_gradients(data.x_train, data.y_train, CrossEntropyLoss())
@@ -146,21 +152,22 @@ def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def test_quick_writes_every_file_with_its_columns(quick_run: Path) -> None:
     names = {p.name for p in quick_run.iterdir()}
-    pngs = {"grad_norms_heatmap.png", "grad_norms_by_layer.png"}
-    pngs |= {f"curves_{c.name}.png" for c in training.COMPARISONS}
+    pngs = {"grad_norms_heatmap.png", "grad_norms_by_layer.png", "homogeneity.png",
+            "plateau.png"}  # fmt: skip
+    pngs |= {f"curves_{name}.png" for name in report.COMPARISONS}
     expected = {"history.csv", "layers.csv", "README.md"} | pngs
     assert names == expected, f"missing {expected - names}, unexpected {names - expected}"
 
     header, rows = _rows(quick_run / "history.csv")
-    assert header == list(training.HISTORY_COLUMNS)
-    epochs = list(range(training.QUICK_EPOCHS + 1))
-    for run in training.RUNS:
+    assert header == list(report.HISTORY_COLUMNS)
+    for run, spec in report.RUNS.items():
+        epochs = list(range(spec.epochs(training.QUICK_EPOCHS) + 1))
         assert [int(r["epoch"]) for r in rows if r["run"] == run] == epochs, run
     assert all(0.0 <= float(r["test_acc"]) <= 1.0 for r in rows)
 
     header, rows = _rows(quick_run / "layers.csv")
-    assert header == list(training.LAYER_COLUMNS)
-    for run, spec in training.RUNS.items():
+    assert header == list(report.LAYER_COLUMNS)
+    for run, spec in report.RUNS.items():
         layers = [int(r["layer"]) for r in rows if r["run"] == run and r["epoch"] == "0"]
         assert layers == list(range(1, spec.depth + 1)), run
     assert all(float(r["grad_w_norm"]) > 0 and float(r["delta_norm"]) > 0 for r in rows)
@@ -171,9 +178,11 @@ def test_quick_writes_every_file_with_its_columns(quick_run: Path) -> None:
         assert f"]({png})" in text, f"README does not show {png}"
 
 
+@pytest.mark.filterwarnings("error")  # quiet: any warning fails the run
 def test_same_command_writes_byte_identical_files(quick_run: Path, tmp_path: Path) -> None:
-    training.main(["--quick", "--out", str(tmp_path)])
-    for name in ("history.csv", "layers.csv", "README.md"):
+    """Every file, PNG included, on one process and on two."""
+    training.main(["--quick", "--out", str(tmp_path), "--jobs", "1"])
+    for name in sorted(p.name for p in quick_run.iterdir()):
         first, again = (quick_run / name).read_bytes(), (tmp_path / name).read_bytes()
         assert first == again, f"{name} differs between two identical runs"
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")], "temp file left"
@@ -182,7 +191,7 @@ def test_same_command_writes_byte_identical_files(quick_run: Path, tmp_path: Pat
 @pytest.mark.parametrize(
     "argv, flag",
     [(["--epochs", "0"], "--epochs"), (["--seed", "-1"], "--seed"),
-     (["--epochs", "many"], "--epochs")],
+     (["--epochs", "many"], "--epochs"), (["--jobs", "0"], "--jobs")],
 )  # fmt: skip
 def test_bad_flags_fail_with_one_line_naming_the_flag(
     argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
@@ -192,3 +201,44 @@ def test_bad_flags_fail_with_one_line_naming_the_flag(
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert flag in err, err
+
+
+# --- positive homogeneity --------------------------------------------------------------------
+
+
+def test_reparametrisation_rates_are_the_layers_scales_squared() -> None:
+    sizes = [64, 64, 64, 10]
+    scale, rates = reparametrisation(sizes, "relu", "xavier_normal", "kaiming_normal")
+    assert rates["1.weight"] == pytest.approx(0.5) and rates["2.weight"] == pytest.approx(0.5)
+    assert rates["3.weight"] == pytest.approx(64 / 74)
+    assert rates["3.bias"] == pytest.approx(0.25 * 64 / 74)
+    assert scale == pytest.approx(1 / np.sqrt(0.25 * 64 / 74))
+    with pytest.raises(ValueError, match="positively homogeneous"):
+        reparametrisation(sizes, "tanh", "xavier_normal", "kaiming_normal")
+    with pytest.raises(ValueError, match="zero initial biases"):
+        reparametrisation(sizes, "relu", "torch_default", "kaiming_normal")
+
+
+def test_a_rescaled_xavier_relu_net_follows_the_kaiming_one() -> None:
+    """Same standard normals, logits × 1/Π c_l, rates α·c_p²: the same SGD in other
+    coordinates, so the losses agree to rounding over the first steps; the unscaled Xavier
+    net starts near chance (ln 3), far closer than the Kaiming one."""
+    data = standardize(blobs(n=120, n_classes=3, dim=8))
+    sizes = [8, 16, 16, 16, 16, 3]
+    runs = {}
+    for init, rescale in (("kaiming_normal", False), ("xavier_normal", True),
+                          ("xavier_normal", False)):  # fmt: skip
+        net = init_mlp(sizes, "relu", init, np.random.default_rng([5, 1]))
+        loss, rates = CrossEntropyLoss(), None
+        if rescale:
+            s, rates = reparametrisation(sizes, "relu", init, "kaiming_normal")
+            loss = scaled(loss, s)
+        runs[(init, rescale)] = train(net, data, loss, lr=0.05, epochs=3, batch_size=16,
+                                      rng=np.random.default_rng(0), lr_scale=rates)  # fmt: skip
+    kai, res = runs[("kaiming_normal", False)], runs[("xavier_normal", True)]
+    for a, b in zip(kai, res, strict=True):
+        assert b.test_loss == pytest.approx(a.test_loss, rel=1e-10), (a.epoch, b.test_loss)
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-10)
+    assert kai[-1].train_loss < 0.9 * kai[0].train_loss, "the reference run did not learn"
+    xav = runs[("xavier_normal", False)]  # its logits are 2^−2·√(16/19) of Kaiming's
+    assert abs(xav[0].train_loss - np.log(3)) < 0.2 * abs(kai[0].train_loss - np.log(3))

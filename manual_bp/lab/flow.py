@@ -6,11 +6,20 @@ labels, inputs x ~ N(0, 1) of dimension `width`. Its δ^(l) = ∂L/∂z^(l) come
 from manual_bp.network's backward, δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1), and
 
     delta_ratio_log10 = log10(‖δ^(1)‖ / ‖δ^(depth−1)‖)         (first over last hidden)
+    grad_ratio_log10  = log10(‖∂L/∂W^(1)‖ / ‖∂L/∂W^(depth−1)‖) (what SGD sees)
     chi1_measured     = (‖δ^(1)‖ / ‖δ^(depth−1)‖)^(2/(depth−2))  (mean factor on ‖δ‖²)
 
-next to the mean-field prediction (manual_bp.lab.meanfield) for the same σ_w², σ_b².
-At depth 2 the first and last hidden layer coincide: the ratio is exactly 0 (log of 1,
-the empty product) and chi1_measured is undefined (NaN).
+next to the mean-field predictions (manual_bp.lab.meanfield) for the same σ_w², σ_b².
+`regime` is decided on grad_ratio_log10, `delta_regime` on delta_ratio_log10: δ can
+vanish while ∂L/∂W^(l) = Σ_n δ_n^(l) a_n^(l−1)ᵀ stays flat, when the forward activations
+shrink in step with it (Glorot & Bengio 2010). At depth 2 the first and last hidden layer
+coincide: both ratios are exactly 0 (log of 1, the empty product) and chi1_measured is
+undefined (NaN).
+
+`cross_first_log10` and `cross_last_log10` split the weight gradient of layers 1 and
+depth − 1 into what the examples give alone and what their cross terms add:
+log10(‖Σ_n δ_n a_nᵀ‖ / √(Σ_n ‖δ_n‖² ‖a_n‖²)), 0 for uncorrelated examples (the mean-field
+assumption), positive where the examples' activations and δ are aligned.
 
 Per layer (layers 1..depth; the last one is the output Linear, whose f′ is 1):
 - `delta_norm` ‖δ^(l)‖_F over the batch; `grad_w_norm`, `grad_b_norm` ‖∂L/∂W‖, ‖∂L/∂b‖;
@@ -162,7 +171,7 @@ def network(config: Config) -> Network:
 
 
 def mean_field(config: Config) -> dict[str, float]:
-    """σ_w², σ_b², q^(1), q*, chi1_theory and delta_ratio_log10_theory of the configuration."""
+    """σ_w², σ_b², q^(1), q*, chi1_theory and the two ratios' theory for the configuration."""
     sigma_w2, sigma_b2 = mean_field_params(config.init, (config.width, config.width))
     if config.sigma_b2 is not None:
         sigma_b2 = config.sigma_b2
@@ -176,15 +185,16 @@ def _theory(
     act = get_activation(activation)
     q1 = sigma_w2 * 1.0 + sigma_b2  # Var(x) = 1
     q_star = meanfield.fixed_point(act, sigma_w2, sigma_b2, q1)
+    ratios = meanfield.ratio_theory(act, sigma_w2, sigma_b2, depth)
     return (
         ("sigma_w2", sigma_w2),
         ("sigma_b2", sigma_b2),
         ("q1", q1),
         ("q_star", q_star),
         ("chi1_theory", meanfield.chi(act, min(q_star, meanfield.Q_MAX), sigma_w2)),
-        ("delta_ratio_log10_theory",
-         meanfield.delta_ratio_log10_theory(act, sigma_w2, sigma_b2, depth)),
-    )  # fmt: skip
+        ("delta_ratio_log10_theory", ratios.delta_ratio_log10),
+        ("grad_ratio_log10_theory", ratios.grad_ratio_log10),
+    )
 
 
 def _recording(act: Activation) -> tuple[Activation, dict[int, Array]]:
@@ -217,13 +227,18 @@ def _log10_ratio(num: float, den: float) -> float:
         return float(np.log10(num) - np.log10(den))
 
 
-def regime(delta_ratio_log10: float, n_bad: int) -> str:
-    """overflow (any NaN/Inf), vanishing (< −2 decades), exploding (> +2), else stable."""
-    if n_bad or not math.isfinite(delta_ratio_log10):
+def regime(ratio_log10: float, n_bad: int) -> str:
+    """overflow (any NaN/Inf), vanishing (< −2 decades), exploding (> +2), else stable.
+
+    The thresholds are for the whole network: over depth − 2 layers, ±2 decades is a mean
+    factor of 10^(±4/(depth − 2)) per layer on the squared norm (χ within [0.86, 1.16] at
+    depth 64, [0.55, 1.8] at depth 18).
+    """
+    if n_bad or not math.isfinite(ratio_log10):
         return "overflow"
-    if delta_ratio_log10 < VANISHING:
+    if ratio_log10 < VANISHING:
         return "vanishing"
-    if delta_ratio_log10 > EXPLODING:
+    if ratio_log10 > EXPLODING:
         return "exploding"
     return "stable"
 
@@ -234,6 +249,29 @@ class Measurement:
 
     summary: dict[str, Any]
     layers: list[dict[str, Any]]
+
+
+def _log_row_norms(x: Array) -> Array:
+    """ln ‖x_n‖ of every row, without overflow in the squares (−inf for a zero row)."""
+    scale = np.max(np.abs(x), axis=1, keepdims=True)
+    safe = np.where(scale > 0, scale, 1.0)
+    with np.errstate(divide="ignore"):
+        return np.log(scale[:, 0]) + np.log(
+            np.sqrt(np.sum((x / safe) ** 2, axis=1)) + (scale[:, 0] == 0)
+        )
+
+
+def cross_log10(delta: Array, a_prev: Array, grad_w_norm: float) -> float:
+    """log10(‖Σ_n δ_n a_nᵀ‖ / √(Σ_n ‖δ_n‖² ‖a_n‖²)): what the examples' cross terms
+    (δ_n·δ_m)(a_n·a_m), n ≠ m, add to ‖∂L/∂W‖; 0 where the examples are uncorrelated."""
+    if not (np.all(np.isfinite(delta)) and np.all(np.isfinite(a_prev))) or grad_w_norm <= 0:
+        return math.nan
+    terms = 2.0 * (_log_row_norms(delta) + _log_row_norms(a_prev))
+    top = np.max(terms)
+    if not np.isfinite(top):
+        return math.nan
+    log_diag = 0.5 * (top + math.log(float(np.sum(np.exp(terms - top)))))
+    return float((math.log(grad_w_norm) - log_diag) / math.log(10.0))
 
 
 def _bad(x: Array) -> tuple[int, int]:
@@ -284,6 +322,11 @@ def measure(config: Config, params: tuple[list[Array], list[Array]] | None = Non
                 }
             )
         loss = result.loss
+        inputs = {1: x, depth - 1: tape.a[str(depth - 2)] if depth > 2 else x}
+        cross = {
+            l: cross_log10(deltas[str(l)], a_prev, layers[l - 1]["grad_w_norm"])
+            for l, a_prev in inputs.items()
+        }
     first, last = layers[0], layers[depth - 2]
     ratio = _log10_ratio(first["delta_norm"], last["delta_norm"])
     grad_ratio = _log10_ratio(first["grad_w_norm"], last["grad_w_norm"])
@@ -297,7 +340,10 @@ def measure(config: Config, params: tuple[list[Array], list[Array]] | None = Non
         "delta_ratio_log10": ratio,
         "grad_ratio_log10": grad_ratio,
         "chi1_measured": chi1_measured,
-        "regime": regime(ratio, n_bad),
+        "cross_first_log10": cross[1],
+        "cross_last_log10": cross[depth - 1],
+        "regime": regime(grad_ratio, n_bad),
+        "delta_regime": regime(ratio, n_bad),
         "n_nan": n_nan,
         "n_inf": n_inf,
     }

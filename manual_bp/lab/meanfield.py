@@ -1,5 +1,6 @@
 """Mean-field theory of signal propagation in a wide random MLP (Poole et al. 2016,
-Schoenholz et al. 2017): what the δ recursion does on average.
+"Exponential expressivity in deep neural networks through transient chaos"; Schoenholz et
+al. 2017, "Deep information propagation"): what the δ recursion does on average.
 
 With W_ij ~ (0, σ_w²/fan_in), b_i ~ (0, σ_b²) and width → ∞, each pre-activation is
 Gaussian with variance q^(l), and one layer maps
@@ -9,12 +10,26 @@ Gaussian with variance q^(l), and one layer maps
 
 because δ^(l) = φ′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1) gives E‖δ^(l)‖² = χ_l E‖δ^(l+1)‖². So
 
-    log10(‖δ^(1)‖ / ‖δ^(L−1)‖) ≈ ½ Σ_{l=1}^{L−2} log10 χ_l,    q^(1) = σ_w² Var(x) + σ_b²,
+    log10(‖δ^(1)‖ / ‖δ^(L−1)‖) ≈ ½ Σ_{l=1}^{L−2} log10 χ_l,    q^(1) = σ_w² Var(x) + σ_b².
 
-and at the fixed point q* = map(q*) one layer multiplies ‖δ‖² by χ1 = χ(q*): χ1 < 1 is
-the ordered phase (gradients vanish), χ1 > 1 the chaotic one (they explode). Along the
-trajectory matters: tanh at σ_w² = 1 reaches q* = 0 only as q^(l) ≈ 1/(2l), so χ_l → 1
-from below and the gradient decays as a power law the fixed point alone does not see.
+The weight gradient SGD uses is ∂L/∂W^(l) = Σ_n δ_n^(l) a_n^(l−1)ᵀ. With the examples' δ
+uncorrelated (random labels), E‖∂L/∂W^(l)‖² = Σ_n E‖δ_n^(l)‖² E‖a_n^(l−1)‖², and the second
+moment of a^(l−1) per unit is E[φ(√q^(l−1) z)²] = (q^(l) − σ_b²)/σ_w² (Var(x) for l = 1):
+
+    log10(‖∂L/∂W^(1)‖ / ‖∂L/∂W^(L−1)‖) ≈ ½ Σ log10 χ_l + ½ log10(Var(x) / E[φ(√q^(L−2) z)²]).
+
+The forward signal shrinks with δ wherever q^(l) falls to 0 (relu and tanh below
+criticality); the weight gradient then stays flat although δ vanishes.
+
+At the fixed point q* = map(q*) one layer multiplies ‖δ‖² by χ1 = χ(q*): χ1 < 1 is the
+ordered phase, χ1 > 1 the chaotic one. Two inputs with correlation c at q* follow the
+correlation map (c-map)
+
+    c^(l+1) = (σ_w² E[φ(u1) φ(u2)] + σ_b²) / q*,   u1 = √q* z1,  u2 = √q* (c z1 + √(1−c²) z2),
+
+whose fixed point c* (1 in the ordered phase) is approached as e^{−l/ξ_c}, with
+ξ_c = −1/ln χ_c(c*), χ_c = σ_w² E[φ′(u1) φ′(u2)] (= χ1 at c* = 1); q^(l) approaches q* as
+e^{−l/ξ_q}, ξ_q = −1/ln(d map/dq at q*). ξ_c diverges on the critical line χ1 = 1.
 
 Gaussian expectations E[g(√q z)]:
 - closed forms where they exist: linear, relu, leaky_relu (both moments for every q);
@@ -25,15 +40,21 @@ Gaussian expectations E[g(√q z)]:
   large q, whose φ′ is a spike of width ~1 under a Gaussian of width √q): the line split at
   every kink, at ±2ᵏ (the activation's scale) and at ±√q·2⁻ʲ (the Gaussian's) in u = √q z,
   each panel by 24-node Gauss–Legendre, over |z| ≤ 12 (the mass beyond is < 10⁻³²).
+The c-map's double integral uses a 2-d Gauss–Hermite product in (z1, z2) for smooth
+activations (160² nodes) and the arc-cosine kernel (Cho & Saul 2009) for relu.
+
+Roots (fixed points, the critical σ_w²) are found by scipy.optimize.brentq.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from scipy.optimize import brentq
 
 from manual_bp.ops.activations import Activation, get_activation
 
@@ -41,18 +62,25 @@ Array = np.ndarray
 
 _HERMITE_NODES = 96
 _HERMITE_MAX_SCALE = 0.6
+_HERMITE_2D_NODES = 160
 _LEGENDRE_NODES = 24
 _Z_MAX = 12.0
 #: q beyond this is ∞ for float64 purposes; χ of every activation here has a limit there.
 Q_MAX = 1e300
+#: brentq's relative tolerance: 4 ulp, the smallest it accepts.
+_RTOL = 4 * np.finfo(float).eps
+
+
+def _brentq(f: Callable[[float], float], lo: float, hi: float) -> float:
+    return float(brentq(f, lo, hi, xtol=1e-300, rtol=_RTOL, maxiter=400))
 
 
 # --- Gaussian expectations ------------------------------------------------------------
 
 
 @cache
-def _hermite() -> tuple[Array, Array]:
-    x, w = np.polynomial.hermite.hermgauss(_HERMITE_NODES)
+def _hermite(n: int = _HERMITE_NODES) -> tuple[Array, Array]:
+    x, w = np.polynomial.hermite.hermgauss(n)
     return x * math.sqrt(2.0), w / math.sqrt(math.pi)  # ∫ g(z) φ(z) dz ≈ Σ w g(x)
 
 
@@ -118,7 +146,8 @@ def _leaky(act: Activation) -> Moments:
     return lambda q: (0.5 * (1.0 + s2) * q, 0.5 * (1.0 + s2))
 
 
-def _kinks(act: Activation) -> tuple[float, ...]:
+def kinks(act: Activation) -> tuple[float, ...]:
+    """The points where φ′ jumps, for the quadrature's panels."""
     table = {
         "relu": (0.0,),
         "leaky_relu": (0.0,),
@@ -132,10 +161,10 @@ def _kinks(act: Activation) -> tuple[float, ...]:
 
 
 def _by_quadrature(act: Activation) -> Moments:
-    kinks = _kinks(act)
+    where = kinks(act)
 
     def both(q: float) -> tuple[float, float]:
-        u, w = _nodes(q, kinks)
+        u, w = _nodes(q, where)
         return float(w @ act.f(u) ** 2), float(w @ act.grad(u) ** 2)
 
     return both
@@ -150,20 +179,36 @@ CLOSED_FORMS: dict[str, Callable[[Activation], Moments]] = {
 }
 
 
-def _as_activation(activation: str | Activation) -> Activation:
+def as_activation(activation: str | Activation) -> Activation:
     return activation if isinstance(activation, Activation) else get_activation(activation)
 
 
 def moments(activation: str | Activation, q: float) -> tuple[float, float]:
     """(E[φ(√q z)²], E[φ′(√q z)²]) for z ~ N(0, 1)."""
-    act = _as_activation(activation)
+    act = as_activation(activation)
     phi2, dphi2 = CLOSED_FORMS.get(act.name, _by_quadrature)(act)(min(float(q), Q_MAX))
     return float(phi2), float(dphi2)
+
+
+def derivative_moment(activation: str | Activation, q: float, k: int) -> float:
+    """μ_k = E[φ′(√q z)^{2k}], the moments of D² = diag(φ′)² (Pennington et al. 2017)."""
+    act = as_activation(activation)
+    return gaussian_expectation(lambda u: act.grad(u) ** (2 * k), min(float(q), Q_MAX), kinks(act))
 
 
 def variance_map(activation: str | Activation, q: float, sigma_w2: float, sigma_b2: float) -> float:
     """q^(l+1) = σ_w² E[φ(√q z)²] + σ_b²."""
     return sigma_w2 * moments(activation, q)[0] + sigma_b2
+
+
+def variance_map_slope(activation: str | Activation, q: float, sigma_w2: float) -> float:
+    """d map/dq = σ_w² E[z φ(√q z) φ′(√q z)]/√q  (Stein; = χ + σ_w² E[φ φ″]); at q = 0 its
+    limit σ_w² φ′(0)²."""
+    act = as_activation(activation)
+    q = min(float(q), Q_MAX)
+    if q == 0.0:
+        return sigma_w2 * float(act.grad(np.zeros(1))[0]) ** 2
+    return sigma_w2 * gaussian_expectation(lambda u: u * act.f(u) * act.grad(u), q, kinks(act)) / q
 
 
 def chi(activation: str | Activation, q: float, sigma_w2: float) -> float:
@@ -175,7 +220,7 @@ def trajectory(
     activation: str | Activation, sigma_w2: float, sigma_b2: float, q1: float, n: int
 ) -> Array:
     """q^(1), …, q^(n) from q^(1) = q1 by the variance map (capped at Q_MAX)."""
-    act = _as_activation(activation)
+    act = as_activation(activation)
     q = np.empty(n)
     if n:
         q[0] = min(q1, Q_MAX)
@@ -189,50 +234,53 @@ def _check(sigma_w2: float, sigma_b2: float) -> None:
         raise ValueError(f"σ_w² and σ_b² must be non-negative, got {sigma_w2} and {sigma_b2}")
 
 
+# --- the variance fixed point -----------------------------------------------------------
+
+
 def fixed_point(
     activation: str | Activation,
     sigma_w2: float,
     sigma_b2: float = 0.0,
     q1: float | None = None,
-    *,
-    tol: float = 1e-13,
-    iterations: int = 200,
 ) -> float:
-    """q* = lim q^(l), iterating the map from q1 (default σ_w² + σ_b²); ∞ when it diverges.
+    """q* = lim q^(l) from q1 (default σ_w² + σ_b²): exactly 0 where the iterates fall to 0,
+    ∞ where they grow without bound.
 
-    The map is increasing in q for the activations here, so the iterates are monotone and
-    q* is the fixed point on the side q1 starts from. Where `iterations` steps do not
-    settle it (near criticality the approach is a power law, q^(l) ≈ 1/(2l) for tanh at
-    σ_w² = 1), the root of map(q) − q is bracketed beyond the last iterate and bisected.
+    The map is increasing in q, so the iterates are monotone: they rise to the first root
+    of gap(q) = map(q) − q above q1, or fall to the largest one below. Roots by brentq.
+    Falling with gap(0) = 0 (σ_b² = 0, φ(0) = 0), there is a root in (0, q1) exactly when
+    the map's slope at 0, lim map(q)/q, exceeds 1: for every activation here map(q)/q is
+    monotone in q (decreasing for tanh and elu, increasing for gelu and silu, constant for
+    relu), so it crosses 1 below q1 only from above. Otherwise q* = 0, whether the approach
+    is geometric (relu below σ_w² = 2) or a power law (tanh at σ_w² = 1: q^(l) ≈ 1/(2l)).
     """
     _check(sigma_w2, sigma_b2)
-    act = _as_activation(activation)
-
-    def gap(q: float) -> float:
-        return variance_map(act, q, sigma_w2, sigma_b2) - q
-
+    act = as_activation(activation)
     q = sigma_w2 + sigma_b2 if q1 is None else float(q1)
-    for _ in range(iterations):
-        q_next = variance_map(act, q, sigma_w2, sigma_b2)
-        if q_next >= Q_MAX:
-            return math.inf
-        if abs(q_next - q) <= tol * q:
-            return q_next
-        q = q_next
-    if gap(q) < 0:  # decreasing towards the largest root below q; gap(0) = σ_b² + σ_w²φ(0)² ≥ 0
-        lo, hi = 0.0, q
-    else:  # increasing: find a q with gap < 0 above
-        lo, hi = q, max(2.0 * q, 1.0)
-        while gap(hi) >= 0:
+    if not q >= 0:
+        raise ValueError(f"q1 must be non-negative, got {q1}")
+    q = min(q, Q_MAX)
+
+    def gap(x: float) -> float:
+        return variance_map(act, x, sigma_w2, sigma_b2) - x
+
+    g = gap(q)
+    if g == 0.0:
+        return q
+    if g > 0:  # rising: find a point above with gap < 0
+        lo, hi = q, max(16.0 * q, 1.0)
+        while gap(hi) > 0:
             if hi >= Q_MAX:
                 return math.inf
-            lo, hi = hi, min(max(2.0 * hi, hi * hi), Q_MAX)
-    for _ in range(100):  # the bracket shrinks by 2¹⁰⁰ ≈ 10³⁰
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        lo, hi = (mid, hi) if gap(mid) >= 0 else (lo, mid)
-    return 0.5 * (lo + hi)
+            lo, hi = hi, min(hi * 16.0 if hi < 1e10 else hi * hi, Q_MAX)
+        return _brentq(gap, lo, hi)
+    # falling
+    if gap(0.0) > 0:
+        return _brentq(gap, 0.0, q)
+    if variance_map_slope(act, 0.0, sigma_w2) <= 1.0 or q == 0.0:
+        return 0.0
+    eps = q * 1e-12  # the slope at 0 exceeds 1: gap(eps) > 0
+    return _brentq(gap, eps, q) if gap(eps) > 0 else 0.0
 
 
 def chi1_theory(
@@ -243,6 +291,50 @@ def chi1_theory(
     return chi(activation, min(q_star, Q_MAX), sigma_w2)
 
 
+# --- depth-wise theory of δ and of ∂L/∂W ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RatioTheory:
+    """The mean-field predictions of one configuration's ratios, in decades."""
+
+    delta_ratio_log10: float  # ½ Σ_{l=1}^{L−2} log10 χ_l
+    grad_ratio_log10: float  # the same + ½ log10(Var(x) / E[φ(√q^(L−2) z)²])
+
+
+def _log10(x: float) -> float:
+    if x > 0:
+        return math.log10(x)
+    return -math.inf if x == 0 else math.nan
+
+
+def ratio_theory(
+    activation: str | Activation,
+    sigma_w2: float,
+    sigma_b2: float,
+    depth: int,
+    var_x: float = 1.0,
+) -> RatioTheory:
+    """δ and ∂L/∂W ratios, first over last hidden layer, along the variance trajectory
+    q^(1) = σ_w² Var(x) + σ_b², q^(l+1) = map(q^(l)).
+
+    ∂L/∂W^(1) sees the input (second moment Var(x)), ∂L/∂W^(L−1) the activation
+    a^(L−2) = φ(h^(L−2)) (second moment E[φ(√q^(L−2) z)²]); at depth 2 both are W^(1).
+    """
+    _check(sigma_w2, sigma_b2)
+    if depth < 2:
+        raise ValueError(f"depth must be at least 2 (one hidden layer), got {depth}")
+    act = as_activation(activation)
+    q, delta, last_moment = min(sigma_w2 * var_x + sigma_b2, Q_MAX), 0.0, var_x
+    for _ in range(depth - 2):
+        phi2, dphi2 = moments(act, q)
+        delta += 0.5 * _log10(sigma_w2 * dphi2)
+        last_moment = phi2
+        q = min(sigma_w2 * phi2 + sigma_b2, Q_MAX)
+    forward = 0.5 * (_log10(var_x) - _log10(last_moment))
+    return RatioTheory(delta, delta + forward)  # ∞ − ∞ is NaN: nothing to predict
+
+
 def delta_ratio_log10_theory(
     activation: str | Activation,
     sigma_w2: float,
@@ -251,24 +343,25 @@ def delta_ratio_log10_theory(
     var_x: float = 1.0,
 ) -> float:
     """½ Σ_{l=1}^{depth−2} log10 χ_l along q^(1) = σ_w² Var(x) + σ_b², q^(l+1) = map(q^(l))."""
-    _check(sigma_w2, sigma_b2)
-    if depth < 2:
-        raise ValueError(f"depth must be at least 2 (one hidden layer), got {depth}")
-    act = _as_activation(activation)
-    q, total = min(sigma_w2 * var_x + sigma_b2, Q_MAX), 0.0
-    for _ in range(depth - 2):
-        phi2, dphi2 = moments(act, q)
-        chi_l = sigma_w2 * dphi2
-        total += 0.5 * (math.log10(chi_l) if chi_l > 0 else -math.inf)
-        q = min(sigma_w2 * phi2 + sigma_b2, Q_MAX)
-    return total
+    return ratio_theory(activation, sigma_w2, sigma_b2, depth, var_x).delta_ratio_log10
+
+
+def grad_ratio_log10_theory(
+    activation: str | Activation,
+    sigma_w2: float,
+    sigma_b2: float,
+    depth: int,
+    var_x: float = 1.0,
+) -> float:
+    """log10(‖∂L/∂W^(1)‖/‖∂L/∂W^(depth−1)‖) predicted: δ's ratio plus the forward moments'."""
+    return ratio_theory(activation, sigma_w2, sigma_b2, depth, var_x).grad_ratio_log10
 
 
 def critical_sigma_w2(
     activation: str | Activation, sigma_b2: float = 0.0, lo: float = 0.05, hi: float = 20.0
 ) -> float:
-    """The σ_w² where χ1 = 1 (order to chaos), by bisection on log χ1 over [lo, hi]."""
-    act = _as_activation(activation)
+    """The σ_w² where χ1 = 1 (order to chaos), by brentq on log χ1 over [lo, hi]."""
+    act = as_activation(activation)
 
     def log_chi1(s: float) -> float:
         return math.log(chi1_theory(act, s, sigma_b2))
@@ -279,10 +372,111 @@ def critical_sigma_w2(
             f"χ1 − 1 does not change sign on σ_w² ∈ [{lo}, {hi}] for {act!r} "
             f"(log χ1 = {f_lo:.3g}, {f_hi:.3g})"
         )
-    for _ in range(45):  # (hi − lo)/2⁴⁵ < 1e-12
-        mid = 0.5 * (lo + hi)
-        if log_chi1(mid) < 0:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return _brentq(log_chi1, lo, hi)
+
+
+# --- two inputs: the correlation map and the depth scales ---------------------------------
+
+
+def _pair_relu(q: float, c: float) -> tuple[float, float]:
+    """Arc-cosine kernel: E[relu(u1) relu(u2)] = q (√(1−c²) + (π − θ) c)/(2π), θ = arccos c,
+    E[relu′(u1) relu′(u2)] = (π − θ)/(2π)."""
+    theta = math.acos(min(max(c, -1.0), 1.0))
+    return q * (math.sqrt(max(1.0 - c * c, 0.0)) + (math.pi - theta) * c) / (2 * math.pi), (
+        math.pi - theta
+    ) / (2 * math.pi)
+
+
+def _pair_linear(q: float, c: float) -> tuple[float, float]:
+    return q * c, 1.0
+
+
+#: name → (q, c) ↦ (E[φ(u1)φ(u2)], E[φ′(u1)φ′(u2)]) where a closed form exists.
+PAIR_CLOSED_FORMS: dict[str, Callable[[float, float], tuple[float, float]]] = {
+    "relu": _pair_relu,
+    "linear": _pair_linear,
+    "identity": _pair_linear,
+}
+
+
+def pair_moments(activation: str | Activation, q: float, c: float) -> tuple[float, float]:
+    """(E[φ(u1)φ(u2)], E[φ′(u1)φ′(u2)]) for (u1, u2) ~ N(0, q [[1, c], [c, 1]])."""
+    act = as_activation(activation)
+    if not -1.0 <= c <= 1.0:
+        raise ValueError(f"the correlation c must lie in [−1, 1], got {c}")
+    if act.name in PAIR_CLOSED_FORMS:
+        return PAIR_CLOSED_FORMS[act.name](q, c)
+    if kinks(act):
+        raise ValueError(
+            f"the c-map of {act!r} needs a closed form (it has kinks); "
+            f"known: {', '.join(sorted(PAIR_CLOSED_FORMS))}, or any smooth activation"
+        )
+    z, w = _hermite(_HERMITE_2D_NODES)
+    r = math.sqrt(q)
+    u1 = r * z[:, None]
+    u2 = r * (c * z[:, None] + math.sqrt(max(1.0 - c * c, 0.0)) * z[None, :])
+    ww = w[:, None] * w[None, :]
+    return float(np.sum(ww * act.f(u1) * act.f(u2))), float(
+        np.sum(ww * act.grad(u1) * act.grad(u2))
+    )
+
+
+def correlation_map(
+    activation: str | Activation, c: float, q: float, sigma_w2: float, sigma_b2: float
+) -> float:
+    """c^(l+1) = (σ_w² E[φ(u1)φ(u2)] + σ_b²) / q at the fixed point q = q*."""
+    return (sigma_w2 * pair_moments(activation, q, c)[0] + sigma_b2) / q
+
+
+@dataclass(frozen=True)
+class DepthScales:
+    """Schoenholz et al. (2017)'s depth scales at (σ_w², σ_b²)."""
+
+    q_star: float
+    chi1: float
+    c_star: float  # 1 in the ordered phase (χ1 ≤ 1)
+    chi_c: float  # σ_w² E[φ′(u1)φ′(u2)] at c*: the c-map's slope there
+    xi_q: float  # −1/ln(d map/dq at q*)
+    xi_c: float  # −1/ln χ_c; ∞ on the critical line
+
+
+def _xi(slope: float) -> float:
+    if slope >= 1.0:
+        return math.inf
+    return -1.0 / math.log(slope) if slope > 0 else 0.0
+
+
+def depth_scales(activation: str | Activation, sigma_w2: float, sigma_b2: float) -> DepthScales:
+    """q*, χ1, c*, the c-map's slope at c*, ξ_q and ξ_c.
+
+    c* = 1 is a fixed point of the c-map at q* whenever σ_b² ≥ 0; its slope there is χ1, so
+    it is stable for χ1 ≤ 1 (ordered). For χ1 > 1 the inputs decorrelate to the root c* < 1
+    of c-map(c) − c, found by brentq on [c_lo, 1 − 1e-9] with c-map(c_lo) > c_lo.
+    """
+    _check(sigma_w2, sigma_b2)
+    act = as_activation(activation)
+    q = fixed_point(act, sigma_w2, sigma_b2)
+    if not 0 < q < math.inf:
+        raise ValueError(
+            f"depth scales need a finite q* > 0; {act!r} at σ_w² = {sigma_w2}, "
+            f"σ_b² = {sigma_b2} has q* = {q}"
+        )
+    chi1 = chi(act, q, sigma_w2)
+    xi_q = _xi(variance_map_slope(act, q, sigma_w2))
+    if chi1 <= 1.0:
+        return DepthScales(q, chi1, 1.0, chi1, xi_q, _xi(chi1))
+
+    def gap(c: float) -> float:
+        return correlation_map(act, c, q, sigma_w2, sigma_b2) - c
+
+    lo = 0.0
+    while gap(lo) <= 0:  # odd φ with σ_b² = 0 maps c = 0 to 0: look below
+        lo -= 0.25
+        if lo < -1.0:
+            raise ValueError(f"no correlation fixed point below 1 for {act!r} at σ_w² = {sigma_w2}")
+    hi = 1.0 - 1e-6
+    if gap(hi) >= 0:  # χ1 − 1 below what the quadrature resolves: on the critical line
+        return DepthScales(q, chi1, 1.0, chi1, xi_q, math.inf)
+    c_star = _brentq(gap, lo, hi)
+    chi_c = sigma_w2 * pair_moments(act, q, c_star)[1]
+    return DepthScales(q, chi1, c_star, chi_c, xi_q, _xi(chi_c))

@@ -1,0 +1,112 @@
+"""What every report shares: figures without pyplot's global state, legends outside the
+axes, the measured/theory line styles, Markdown tables and number formats."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+#: measured: solid with filled dots; theory: dashed with open markers, visible where the
+#: two coincide.
+MEASURED = {"ls": "-", "marker": "o", "ms": 3.5, "lw": 1.4}
+THEORY = {"ls": "--", "marker": "x", "ms": 6, "lw": 1.0, "mew": 1.2}
+
+
+def figure(
+    nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: float = 3.2, **kw: Any
+) -> tuple[Figure, np.ndarray]:
+    """A Figure (constrained layout, no pyplot) and its axes as a 2-d array."""
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def panels(n: int, max_cols: int = 4, **kw: Any) -> tuple[Figure, list[Axes]]:
+    """n panels on a grid of at most max_cols columns; the spare axes switched off."""
+    ncols = min(max_cols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = figure(nrows, ncols, **kw)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def colors(names: Sequence[str]) -> dict[str, Any]:
+    """One tab10 colour per name, in order."""
+    cmap = colormaps["tab10"]
+    return {name: cmap(k % 10) for k, name in enumerate(names)}
+
+
+def legend_below(fig: Figure, ax: Axes | None = None, ncols: int = 4, **kw: Any) -> None:
+    """The legend of `ax` (default: the first axes) under the figure, never over a curve."""
+    ax = ax or fig.axes[0]
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    fig.legend(
+        unique.values(),
+        unique.keys(),
+        loc="outside lower center",
+        ncols=ncols,
+        fontsize=8,
+        frameon=False,
+        **kw,
+    )
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> str:
+    """A Markdown table; `align` a string of 'l'/'r' per column (default: all left)."""
+    align = align or "l" * len(header)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(map(str, header)) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def signed(x: float, digits: int = 2) -> str:
+    """+1.23 / −1.23 with a true minus sign; 'nan', '+inf' as such."""
+    if math.isnan(x):
+        return "nan"
+    text = f"{x:+.{digits}f}"
+    return text.replace("-", "−")
+
+
+def pow10(x: float, digits: int = 2) -> str:
+    """10^−4.21 with a true minus sign."""
+    return "10^" + f"{x:.{digits}f}".replace("-", "−")
+
+
+def crossing(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """The first x where y changes sign, by linear interpolation; None if it never does."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    flips = np.nonzero(np.diff(np.sign(y)) != 0)[0]
+    if not len(flips):
+        return None
+    k = flips[0]
+    return float(x[k] - y[k] * (x[k + 1] - x[k]) / (y[k + 1] - y[k]))
+
+
+#: options that change where or how fast a run goes, not what it writes: left out of the
+#: command a README quotes, so that the same sweep gives the same README wherever it ran.
+NOT_QUOTED = {"--out": 1, "--jobs": 1, "--dask": 1, "--no-progress": 0}
+
+
+def command_line(module: str, argv: Sequence[str]) -> str:
+    """`python -m module args…` as a README quotes it (without NOT_QUOTED options)."""
+    words, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in NOT_QUOTED:
+            skip = NOT_QUOTED[name] if "=" not in arg else 0
+            continue
+        words.append(arg)
+    return " ".join(["python -m", module, *words])

@@ -1,0 +1,79 @@
+"""The trainability cells (manual_bp.lab.trainability) and the depth-scales experiment:
+deterministic cells, the two ends of the phase diagram, and the experiment's files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import depth_scales
+from manual_bp.lab.report import depth_scales as report
+from manual_bp.lab.train import digits
+from manual_bp.lab.trainability import Budget, Cell, train_cell
+
+
+@pytest.fixture(scope="module")
+def data():
+    return digits(0)
+
+
+def test_a_cell_is_deterministic_and_depends_on_its_sigma(data):
+    budget = Budget(steps=30)
+    a = train_cell((Cell(1.5, 3), budget, data))
+    b = train_cell((Cell(1.5, 3), budget, data))
+    c = train_cell((Cell(2.5, 3), budget, data))
+    assert a == b
+    assert a["test_loss"] != c["test_loss"]
+    assert a["steps"] == 30 and a["diverged"] == 0
+
+
+def test_shallow_cells_train_and_deep_ordered_ones_do_not(data):
+    """σ_w² = 0.5 at σ_b² = 0.05: ξ_c = 1.19, 6ξ_c = 7.1 layers."""
+    budget = Budget(steps=300)
+    shallow = train_cell((Cell(1.5, 3), budget, data))
+    deep = train_cell((Cell(0.5, 24), budget, data))
+    assert shallow["test_acc"] > 0.8, shallow
+    assert deep["test_acc"] < 0.3, deep
+
+
+def test_bad_cells_are_refused(data):
+    with pytest.raises(ValueError, match="need depth ≥ 1 and σ_w² > 0"):
+        train_cell((Cell(-1.0, 3), Budget(steps=1), data))
+
+
+def test_agreement_counts_cells_on_either_side_of_six_xi_c():
+    cells = pd.DataFrame(
+        {"sigma_w2": [1.0, 1.0, 1.0], "depth": [4, 16, 32], "test_acc": [0.9, 0.2, 0.6]}
+    )
+    xi = pd.Series({1.0: 3.0})  # 6ξ_c = 18
+    assert report.agreement(cells, xi) == {
+        "below": 2,
+        "below_trained": 1,
+        "above": 1,
+        "above_trained": 1,
+    }
+    assert report.deepest_trained(cells).to_dict() == {1.0: 32}
+
+
+@pytest.mark.filterwarnings("error")  # quiet: any warning fails the run
+def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
+    for name in ("a", "b"):
+        assert (
+            depth_scales.main(
+                ["--quick", "--out", str(tmp_path / name), "--jobs", "1", "--no-progress"]
+            )
+            == 0
+        )
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == [
+        "README.md",
+        "depth_scales.csv",
+        "depth_scales.png",
+        "trainability.csv",
+        "trainability.png",
+    ]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    scales = pd.read_csv(tmp_path / "a" / "depth_scales.csv")
+    ordered = scales[scales["chi1"] < 1]
+    # the CSV holds 6 digits: near χ1 = 1 that leaves ln χ1 to ~1e-4 relative
+    np.testing.assert_allclose(ordered["xi_c"], -1 / np.log(ordered["chi1"]), rtol=1e-3)

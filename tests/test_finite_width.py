@@ -1,0 +1,70 @@
+"""Finite width (manual_bp.lab.finite_width): the per-example log ratios against a backward
+pass written out here, Hanin's one-layer law, and the experiment's files."""
+
+import numpy as np
+import pytest
+
+from experiments import finite_width as experiment
+from manual_bp.lab import finite_width as fw
+from manual_bp.lab import flow
+from manual_bp.losses import CrossEntropyLoss
+
+
+def test_hanin_law():
+    assert fw.hanin_law([100, 100]) == pytest.approx((-0.05, 0.1))
+
+
+def test_log_ratios_match_a_backward_pass_written_out_here():
+    config = flow.Config("relu", "kaiming_normal", 5, 20, 3, 7)
+    weights, biases = flow.parameters(config)
+    x, target = flow.batch(config)
+    zs, a = [], x
+    for W, b in zip(weights, biases, strict=True):
+        z = a @ W.T + b
+        zs.append(z)
+        a = np.maximum(z, 0.0)
+
+    def back(v):
+        delta = v
+        for l in range(len(weights) - 1, 0, -1):  # δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1)
+            delta = (delta @ weights[l]) * (zs[l - 1] > 0)
+        return np.log(np.sum(delta**2, axis=1)) - np.log(np.sum(v**2, axis=1))
+
+    logits = zs[-1]
+    _, dL = CrossEntropyLoss()(logits, target)
+    got = fw.log_ratios(config)
+    np.testing.assert_allclose(got["loss"], back(dL), rtol=1e-12)
+    rng_v = np.random.default_rng(
+        [config.seed, config.width, config.depth, __import__("zlib").crc32(b"direction")]
+    )
+    np.testing.assert_allclose(got["random"], back(rng_v.normal(size=logits.shape)), rtol=1e-12)
+
+
+def test_one_relu_layer_follows_the_law():
+    """Depth 2: one backward step through n = 200 units, Var ln r ≈ 5/n, E ln r ≈ −2.5/n."""
+    n = 200
+    values = np.concatenate(
+        [
+            fw.log_ratios(flow.Config("relu", "kaiming_normal", 2, n, s, 10))["random"]
+            for s in range(300)
+        ]
+    )
+    assert values.var() == pytest.approx(5 / n, rel=0.12), values.var() * n
+    assert values.mean() == pytest.approx(-2.5 / n, abs=4 * np.sqrt(5 / n / len(values)) + 1e-3)
+
+
+@pytest.mark.filterwarnings("error")  # quiet: any warning fails the run
+def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
+    for name in ("a", "b"):
+        assert experiment.main(["--quick", "--out", str(tmp_path / name), "--jobs", "1"]) == 0
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files == [
+        "README.md",
+        "gelu_layers.csv",
+        "gelu_residual.csv",
+        "gelu_residual.png",
+        "hanin.csv",
+        "hanin.png",
+    ]
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
