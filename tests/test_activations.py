@@ -443,7 +443,7 @@ def test_grad_is_the_derivative(name, z):
     """f′ against a central difference of f, away from kinks and outside f's domain."""
     act = get_activation(name, **REQUIRED.get(name, {}))
     h = 1e-6
-    zs = np.array([z - h, z, z + h])
+    zs = np.array([z - h, z, z + h, z - h / 2, z + h / 2])
     if act.kink is not None and act.kink(np.array([z, 1e4 * h / TIE_RTOL]))[0]:
         return  # within 1e-2 of a kink
     with np.errstate(all="ignore"):
@@ -452,6 +452,8 @@ def test_grad_is_the_derivative(name, z):
     if not np.all(np.isfinite(f)) or not np.isfinite(g) or abs(z) < 1e-3:
         return  # outside f's domain (log, sqrt of z ≤ 0) or near a singularity
     fd = (f[2] - f[0]) / (2 * h)
+    if abs(fd - (f[4] - f[3]) / h) > 1e-6 * (1 + abs(fd)):
+        return  # too curved for a central difference here (log1p near −1): not a test of f′
     assert abs(g - fd) <= 1e-5 * (1 + abs(fd)), f"{name}'({z}) = {g}, central difference {fd}"
 
 

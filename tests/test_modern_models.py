@@ -35,9 +35,9 @@ nn.MultiheadAttention and F.scaled_dot_product_attention) or normalises per samp
 Beside them: the trace reports δ of every weighted module (Linear, Conv, ConvTranspose,
 Embedding, <attn>.q_proj/k_proj/v_proj/out_proj) by qualified name in its output's shape;
 the q/k/v δ, which compare_gradients has no autograd probe for, against autograd here;
-random layers in training mode are refused; a tied weight's gradient is the sum of its uses.
-Where the oracle does not take a model as its authors ship it, the test is a strict xfail
-naming the cause.
+random layers in training mode are refused (a forward that draws random numbers, by hand
+included, is refused and torch's random state restored); a tied weight's gradient is the sum
+of its uses.
 """
 
 from __future__ import annotations
@@ -1783,31 +1783,9 @@ class Model:
     modes: tuple[str, ...]
     #: the torchvision/timm/... families the model stands for
     families: str = ""
-    #: why the oracle does not take it yet (the test is xfail, strict)
-    xfail: str = ""
 
 
 CE = nn.CrossEntropyLoss()
-FX_WRAPPED = (
-    "a function registered with torch.fx.wrap (torchvision.ops.stochastic_depth is, as are "
-    "Swin's shifted_window_attention and _get_relative_position_bias) is recorded as one "
-    "call_function node, and capture refuses it ('is not supported (no registry row)') "
-    "instead of tracing through its body as it does for an unwrapped function"
-)
-DROPOUT_ON_VIEW = (
-    "capture refuses torchvision EfficientNet's classifier nn.Dropout(p, inplace=True) applied "
-    "to torch.flatten(x, 1) (a view) as 'modifies in place a tensor that shares memory', "
-    "although in eval mode (or p=0) it writes nothing: _Tracer.create_proxy runs "
-    "_check_mutation before the rule, also for an in-place op whose rule hands back the "
-    "mutated value itself"
-)
-NESTED_TENSOR_CHECK = (
-    "nn.TransformerEncoder (enable_nested_tensor=True, the default) called in eval mode with "
-    "a src_key_padding_mask runs its fast-path check torch._nested_tensor_from_mask_left_"
-    "aligned(src, src_key_padding_mask.logical_not()): Tensor.logical_not has no registry "
-    "row, nor has that private check (while tracing, has_torch_function rules the fast path "
-    "out a few lines later anyway; autograd's grad-enabled run never takes it)"
-)
 IMG = (Input((2, 3, 16, 16)),)
 PADDED = (Input((3, 4, 5)), Input((3, 4), padding_mask=True))
 SMALL = (Input((2, 3, 8, 8)),)
@@ -1818,7 +1796,7 @@ MODELS = [
     Model("mobilenet-v3-dropout0", lambda: mobilenet_v3_tiny(dropout=0.0), IMG, CE,
           "classes:10", ("train",), "torchvision mobilenet_v3 (batch statistics)"),
     Model("efficientnet", efficientnet_tiny, IMG, CE, "classes:10", ("eval",),
-          "torchvision efficientnet_b0..b7, efficientnet_v2 classifier", xfail=DROPOUT_ON_VIEW),
+          "torchvision efficientnet_b0..b7, efficientnet_v2 classifier"),
     Model("efficientnet-mbconv", lambda: efficientnet_tiny(dropout_inplace=False), IMG, CE,
           "classes:10", ("eval",), "torchvision efficientnet_b0..b7, mnasnet-like MBConv"),
     Model("efficientnet-mbconv-sd0",
@@ -1828,8 +1806,7 @@ MODELS = [
           "torchvision convnext_tiny..large"),
     Model("convnext-torchvision-fx-wrapped-stochastic-depth",
           lambda: ConvNeXt(stochastic_depth_layer=FxWrappedStochasticDepth), IMG, CE,
-          "classes:10", ("eval",), "torchvision convnext, efficientnet, swin, maxvit as shipped",
-          xfail=FX_WRAPPED),
+          "classes:10", ("eval",), "torchvision convnext, efficientnet, swin, maxvit as shipped"),
     Model("convnext-original", ConvNeXtOriginal, IMG, CE, "classes:10", ("eval",),
           "timm convnext (DropPath, channels-last gamma)"),
     Model("shufflenet-v2", ShuffleNetV2, IMG, CE, "classes:10", ("eval", "train"),
@@ -1861,8 +1838,7 @@ MODELS = [
           (Input((3, 4, 5)),), CE, "classes:3", ("eval",),
           "nn.TransformerEncoder(Layer), norm_first=True"),
     Model("transformer-encoder-padding-mask", TransformerClassifier, PADDED, CE, "classes:3",
-          ("eval",), "nn.TransformerEncoder with src_key_padding_mask (a bool input)",
-          xfail=NESTED_TENSOR_CHECK),
+          ("eval",), "nn.TransformerEncoder with src_key_padding_mask (a bool input)"),
     Model("transformer-encoder-padding-mask-train", TransformerClassifier, PADDED, CE,
           "classes:3", ("train",), "the same in train mode (no fast-path check there)"),
     Model("transformer-encoder-padding-mask-no-nested",
@@ -1880,20 +1856,7 @@ MODELS = [
 BY_NAME = {m.name: m for m in MODELS}
 
 
-def _marks(spec: Model) -> list[Any]:
-    """An xfail for the stated refusal only: any other failure still fails."""
-    if not spec.xfail:
-        return []
-    return [
-        pytest.mark.xfail(strict=True, reason=spec.xfail, raises=torch_ref.UnsupportedModuleError)
-    ]
-
-
-PAIRS = [
-    pytest.param(m, mode, id=f"{m.name}-{mode}", marks=_marks(m))
-    for m in MODELS
-    for mode in m.modes
-]
+PAIRS = [pytest.param(m, mode, id=f"{m.name}-{mode}") for m in MODELS for mode in m.modes]
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -2014,7 +1977,7 @@ def weighted_outputs(model: nn.Module, inputs: tuple[Tensor, ...]) -> dict[str, 
     return shapes
 
 
-TRACED = [pytest.param(m, id=m.name, marks=_marks(m)) for m in MODELS]
+TRACED = [pytest.param(m, id=m.name) for m in MODELS]
 
 
 @pytest.mark.parametrize("spec", TRACED)
@@ -2041,9 +2004,7 @@ def test_trace_reports_delta_of_every_weighted_module(spec: Model) -> None:
 IN_PROJECTIONS = (".q_proj", ".k_proj", ".v_proj")
 
 ATTENTION = [
-    pytest.param(m, id=m.name, marks=_marks(m))
-    for m in MODELS
-    if "vit" in m.name or "transformer" in m.name
+    pytest.param(m, id=m.name) for m in MODELS if "vit" in m.name or "transformer" in m.name
 ]
 
 
@@ -2124,19 +2085,11 @@ def test_attention_projection_deltas_match_autograd(spec: Model) -> None:
 
 # --- random layers in training mode: no reference gradient, so refused --------------------
 
-STOCHASTIC_DEPTH_DRAWN = (
-    "torchvision-style stochastic_depth in training mode (p > 0) is accepted, not refused: "
-    "torch.empty(size) has no tensor argument, so the capture calls it eagerly, and "
-    "noise.bernoulli_() / noise.div_() then run on that real tensor, unseen by the tracer; "
-    "the manual pass uses the one mask drawn while tracing (autograd draws another) and "
-    "torch's global random state changes"
-)
 
 RANDOM = [
     pytest.param(
         lambda: ConvNeXt(stochastic_depth_prob=0.5),
         id="torchvision-stochastic-depth",
-        marks=pytest.mark.xfail(strict=True, reason=STOCHASTIC_DEPTH_DRAWN),
     ),
     pytest.param(lambda: ConvNeXtOriginal(drop_path=0.5), id="timm-drop-path"),
     pytest.param(lambda: SwinTiny(drop_path=0.5), id="swin-drop-path"),

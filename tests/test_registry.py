@@ -33,7 +33,7 @@ TOL = {"rtol": 1e-9, "atol": 1e-12}
 #: rows whose values are plain sizes (no tensor to differentiate)
 NO_SAMPLES = {
     "getitem", "floordiv", "size", "dim", "numel", "getattr", "is_floating_point",
-    "_none_or_dtype", "_canonical_mask",
+    "_none_or_dtype", "_canonical_mask", "_nested_tensor_from_mask_left_aligned",
 }  # fmt: skip
 
 ROWS = registry()

@@ -188,8 +188,8 @@ class _Builder:
         if dtype is None:
             floating = layer.params or not inputs or any(r.dtype == "float" for r in inputs)
             dtype = "float" if floating or act is not IDENTITY else inputs[0].dtype
-        if not getattr(layer, "integer_inputs", False) or act is not IDENTITY:
-            bad = [r for r in inputs if r.dtype != "float"]
+        if layer.params and not getattr(layer, "integer_inputs", False):
+            bad = [r for r in inputs if r.dtype != "float"]  # (torch's weighted layers refuse)
             if bad:
                 raise ValueError(
                     f"{layer!r} expects floating inputs, got {bad[0].dtype} values of shape "
@@ -308,6 +308,15 @@ def _kind(dtype: Any) -> str:
     if np.issubdtype(dtype, np.floating):
         return "float"
     return "bool" if dtype == np.bool_ else "int"
+
+
+def _traced_through(target: Any) -> bool:
+    """A plain Python function outside torch with no registry row (one that torch.fx.wrap
+    keeps whole, as torchvision's stochastic_depth): traced through instead."""
+    if lookup_function(target) is not None or not inspect.isfunction(target):
+        return False
+    module = getattr(target, "__module__", "") or ""
+    return not (module == "torch" or module.startswith(("torch.", "torch_ref", "manual_bp")))
 
 
 def _mutated(kind: str, target: Any, args: tuple, kwargs: dict, module: Any) -> Any:
@@ -607,6 +616,8 @@ class _Tracer(fx.Tracer):
         vargs, vkwargs = self._value(args), self._value(kwargs)
         if kind == "call_function" and not _has_tensor((vargs, vkwargs)):
             return target(*vargs, **vkwargs)  # sizes and numbers: computed here
+        if kind == "call_function" and _traced_through(target):
+            return target(*args, **kwargs)  # a function of yours that torch.fx.wrap kept whole
         proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
         node = proxy.node
         if kind == "call_module":
@@ -622,12 +633,14 @@ class _Tracer(fx.Tracer):
             node_name = node.name
         before = len(self.conv.b.nodes)
         mutated = _mutated(kind, target, args, kwargs, module)
-        if mutated is not None:
-            self._check_mutation(mutated, what)
         scope = target if kind == "call_module" else self.scope.module_path
         result = self.conv.call(
             entry, what, _user_line, node_name, vargs, vkwargs, module, probe, scope
         )
+        if mutated is not None and result is self.values.get(mutated.node):
+            mutated = None  # the op wrote nothing (in-place dropout in evaluation mode)
+        if mutated is not None:
+            self._check_mutation(mutated, what)
         if not _has_tensor(result):
             self.graph.erase_node(node)
             return result
@@ -840,11 +853,22 @@ def capture(
         tracer.float_dtype = next(
             (p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32
         )
+        rng = torch.get_rng_state()
         try:
             with _recorded_whole(tracer):
                 graph = tracer.trace(model, concrete_args=tracer.concrete or None)
         except Exception as err:
             raise _traced_error(model, refs, err) from None
+        finally:
+            drew = not torch.equal(rng, torch.get_rng_state())
+            torch.set_rng_state(rng)  # the caller's random state, as it was
+        if drew:
+            raise ValueError(
+                f"{type(model).__name__}.forward draws random numbers (dropout or stochastic "
+                "depth written by hand, torch.rand, bernoulli_, ... in training mode): the "
+                "manual pass and autograd would see different draws, so no reference gradient "
+                "exists; expected model.eval() or a forward without random draws"
+            )
         out_node = next(n for n in graph.nodes if n.op == "output")
         output = fx.node.map_arg(out_node.args[0], lambda n: tracer.values.get(n))
         regions = tracer.fn_regions

@@ -73,3 +73,19 @@ def _reduce_to(mask: Array, shape: Shape) -> Array:
         mask = mask.any(axis=tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and mask.shape[i] != 1)
     return mask.any(axis=axes, keepdims=True) if axes else mask
+
+
+class LogicalNot(Layer):
+    """z = ¬a (a nonzero is true), a bool mask;  no gradient to a."""
+
+    integer_inputs = True
+    output_dtype = "bool"
+
+    def shape(self, in_shape: Shape) -> Shape:
+        return tuple(in_shape)
+
+    def forward(self, a: Array) -> tuple[Array, None]:
+        return np.logical_not(a), None
+
+    def backward(self, delta: Array, cache: None) -> tuple[None, dict[str, Array]]:
+        return None, {}

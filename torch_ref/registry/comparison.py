@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from manual_bp.ops.comparison import Compare
-from torch_ref.registry.core import Op, OpEntry, Param, Ref, Sample, is_plain, number
+from manual_bp.ops.comparison import Compare, LogicalNot
+from torch_ref.registry.core import Op, OpEntry, Param, Ref, Sample, is_plain, number, tensor
 
 _REFLECTED = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
 
@@ -56,3 +56,25 @@ ROWS = [
         ("ne", operator.ne),
     )
 ]
+
+
+def logical_not(input: Any) -> Op:
+    return Op(LogicalNot(), (tensor(input, "logical_not"),))
+
+
+def _not_samples() -> list[Sample]:
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return [Sample("x where not x > 0", (x,), fn=lambda x: x * torch.logical_not(x > 0))]
+
+
+ROWS.append(
+    OpEntry(
+        "logical_not",
+        "comparison",
+        logical_not,
+        functions=(torch.logical_not,),
+        methods=("logical_not", "__invert__"),
+        note="a bool mask (no gradient)",
+        samples=_not_samples,
+    )
+)

@@ -106,4 +106,10 @@ ROWS = [
         methods=("is_floating_point",),
     ),
     OpEntry("_none_or_dtype", "sizes", none_or_dtype, functions=(F._none_or_dtype,)),
+    OpEntry(
+        "_nested_tensor_from_mask_left_aligned",
+        "sizes",
+        lambda *args: False,  # (nn.TransformerEncoder's fast-path test: not taken, as with grad)
+        functions=(torch._nested_tensor_from_mask_left_aligned,),
+    ),
 ]
