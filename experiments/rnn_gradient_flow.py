@@ -21,7 +21,6 @@ import argparse
 import csv
 import io
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from manual_bp.lab import recurrent as lab
+from manual_bp.lab.io import atomic_write, write_png
 from manual_bp.lab.recurrent import AddingRun, FlowResult
 
 DEFAULT_OUT = Path("reports/rnn_gradient_flow")
@@ -107,28 +107,6 @@ def first_below(run: AddingRun, threshold: float) -> int | None:
 # --- files -----------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """write(tmp) into a temporary file beside `path`, then os.replace it there.
-
-    NOTE: a private copy until the lab's shared atomic-write helper is on main."""
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.tmp"))
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-
-    _write_atomic(path, write)
-
-
 def _g(x: float | None) -> str:
     """A CSV number: 7 significant digits, empty for missing."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -194,8 +172,7 @@ def adding_summary_csv(runs: list[AddingRun]) -> str:
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    _write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100,
-                                                metadata={"Software": None}))  # fmt: skip
+    write_png(path, fig, dpi=100)
     plt.close(fig)
 
 
@@ -548,15 +525,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         ([f"--seed {args.seed}"] if args.seed != DEFAULT_SEED else [])
         + (["--quick"] if args.quick else [])
     )
-    write_text(out / "flow.csv", flow_csv(flow))
-    write_text(out / "flow_summary.csv", flow_summary_csv(flow))
-    write_text(out / "adding.csv", adding_csv(runs))
-    write_text(out / "adding_summary.csv", adding_summary_csv(runs))
+    atomic_write(out / "flow.csv", flow_csv(flow))
+    atomic_write(out / "flow_summary.csv", flow_summary_csv(flow))
+    atomic_write(out / "adding.csv", adding_csv(runs))
+    atomic_write(out / "adding_summary.csv", adding_summary_csv(runs))
     plot_flow_rnn(out / "flow_rnn.png", flow)
     plot_flow_gated(out / "flow_gated.png", flow)
     plot_rates(out / "rates.png", flow)
     plot_adding(out / "adding.png", runs, s)
-    write_text(out / "README.md", readme(flow, runs, s, args.seed, argv_text))
+    atomic_write(out / "README.md", readme(flow, runs, s, args.seed, argv_text))
     print(f"wrote {out}/README.md, 4 CSV files and 4 PNG plots "
           f"in {time.perf_counter() - start:.1f} s")  # fmt: skip
 

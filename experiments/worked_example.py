@@ -7,13 +7,12 @@ python -m experiments.worked_example [--out reports/worked_example.md]
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from manual_bp import examples
+from manual_bp.lab.io import atomic_write
 from manual_bp.optim import SGD
 
 MAZUR_URL = "https://mattmazur.com/2015/03/17/a-step-by-step-backpropagation-example/"
@@ -147,14 +146,6 @@ there, but the updated weights it prints give {_f(fixed_biases.loss)} as well.
 """
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -166,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with np.errstate(all="raise"):
         text = render()
-    _write_atomic(args.out, text)
+    atomic_write(args.out, text)
     print(f"wrote {args.out}")
 
 

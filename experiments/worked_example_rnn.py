@@ -6,12 +6,12 @@ python -m experiments.worked_example_rnn [--out reports/worked_example_rnn.md]
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 
 from manual_bp import examples
+from manual_bp.lab.io import atomic_write
 from manual_bp.losses import HalfSquaredError
 
 Array = np.ndarray
@@ -236,18 +236,6 @@ gradient, the loss and the outputs h_t (25 numbers) match the tables.
 """
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """NOTE: a private copy until the lab's shared atomic-write helper is on main."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/worked_example_rnn.md"),
@@ -255,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with np.errstate(all="raise"):
         text = render()
-    _write_atomic(args.out, text)
+    atomic_write(args.out, text)
     print(f"wrote {args.out}")
 
 
