@@ -226,17 +226,9 @@ def _torch_twin(config: flow.Config):  # -> torch.nn.Sequential
     import torch
     from torch import nn
 
-    modules = {
-        "linear": None,
-        "sigmoid": nn.Sigmoid,
-        "tanh": nn.Tanh,
-        "relu": nn.ReLU,
-        "leaky_relu": nn.LeakyReLU,
-        "elu": nn.ELU,
-        "gelu": nn.GELU,
-        "silu": nn.SiLU,
-        "softplus": nn.Softplus,
-    }
+    from torch_ref.registry.activations import activation_modules
+
+    act = activation_modules()[config.activation]  # the op registry's module for it
     weights, biases = flow.parameters(config)
     layers: list[nn.Module] = []
     for l, (W, b) in enumerate(zip(weights, biases, strict=True), start=1):
@@ -245,8 +237,8 @@ def _torch_twin(config: flow.Config):  # -> torch.nn.Sequential
             linear.weight.copy_(torch.from_numpy(W))
             linear.bias.copy_(torch.from_numpy(b))
         layers.append(linear)
-        if l < len(weights) and modules[config.activation] is not None:
-            layers.append(modules[config.activation]())
+        if l < len(weights) and act is not nn.Identity:
+            layers.append(act())
     return nn.Sequential(*layers)
 
 

@@ -35,38 +35,35 @@ except ImportError as err:  # hypothesis is an optional dependency of manual-bp
         name="hypothesis",
     ) from err
 
+from torch_ref.registry.activations import activation_modules  # noqa: E402
+
 # --- activations: torch module and a strategy for its options ------------------------
 
 ActivationRow = tuple[Callable[..., nn.Module], Callable[[], st.SearchStrategy]]
 
+#: the options an activation's module may draw (the others are built with their defaults)
+ACTIVATION_OPTIONS: dict[str, dict[str, list[Any]]] = {
+    "leaky_relu": {"negative_slope": [0.01, 0.2, 1.5]},
+    "elu": {"alpha": [1.0, 0.5, 2.0]},
+    "celu": {"alpha": [1.0, 0.5, 2.0]},
+    "gelu": {"approximate": ["none", "tanh"]},
+    "softplus": {"beta": [1.0, 0.5, 3.0], "threshold": [20.0, 1.0]},
+    "hardtanh": {"min_val": [-1.0, -0.5], "max_val": [1.0, 2.0]},
+    "softshrink": {"lambd": [0.5, 0.1]},
+    "hardshrink": {"lambd": [0.5, 0.1]},
+}
+
+
+def _options(name: str) -> Callable[[], st.SearchStrategy]:
+    drawn = ACTIVATION_OPTIONS.get(name, {})
+    return lambda: st.fixed_dictionaries({k: st.sampled_from(v) for k, v in drawn.items()})
+
+
+#: every activation of the op registry with a module: its module and its options' strategy
 ACTIVATION_MODULES: dict[str, ActivationRow] = {
-    "identity": (nn.Identity, lambda: st.fixed_dictionaries({})),
-    "sigmoid": (nn.Sigmoid, lambda: st.fixed_dictionaries({})),
-    "tanh": (nn.Tanh, lambda: st.fixed_dictionaries({})),
-    "relu": (nn.ReLU, lambda: st.fixed_dictionaries({})),
-    "leaky_relu": (
-        nn.LeakyReLU,
-        lambda: st.fixed_dictionaries({"negative_slope": st.sampled_from([0.01, 0.2, 1.5])}),
-    ),
-    "elu": (nn.ELU, lambda: st.fixed_dictionaries({"alpha": st.sampled_from([1.0, 0.5, 2.0])})),
-    "gelu": (
-        nn.GELU,
-        lambda: st.fixed_dictionaries({"approximate": st.sampled_from(["none", "tanh"])}),
-    ),
-    "silu": (nn.SiLU, lambda: st.fixed_dictionaries({})),
-    "softplus": (
-        nn.Softplus,
-        lambda: st.fixed_dictionaries(
-            {"beta": st.sampled_from([1.0, 0.5, 3.0]), "threshold": st.sampled_from([20.0, 1.0])}
-        ),
-    ),
-    "hardtanh": (
-        nn.Hardtanh,
-        lambda: st.fixed_dictionaries(
-            {"min_val": st.sampled_from([-1.0, -0.5]), "max_val": st.sampled_from([1.0, 2.0])}
-        ),
-    ),
-    "relu6": (nn.ReLU6, lambda: st.fixed_dictionaries({})),
+    name: (module, _options(name))
+    for name, module in activation_modules().items()
+    if name != "linear"  # (the same as identity)
 }
 
 #: losses a model with C outputs can feed, with the options each may draw

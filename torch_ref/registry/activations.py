@@ -349,3 +349,22 @@ ROWS = [
         "trunc", (torch.trunc, torch.fix), ("trunc", "trunc_", "fix", "fix_"), note="zero gradient"
     ),
 ]
+
+
+def activation_modules() -> dict[str, type[nn.Module]]:
+    """manual_bp activation name → the torch module of its row, for every activation row with
+    a module that takes no required argument ("identity" and "linear" are nn.Identity): what
+    the public strategies and the lab's torch twin draw from. RReLU is left out: in training
+    mode, every module's default, its slope is random."""
+    import inspect
+
+    from manual_bp.ops.activations import ACTIVATIONS
+
+    table: dict[str, type[nn.Module]] = {"identity": nn.Identity, "linear": nn.Identity}
+    for row in ROWS:
+        if row.modules and row.name in ACTIVATIONS and row.name != "rrelu":
+            init = inspect.signature(row.modules[0].__init__).parameters.values()
+            if all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                   or p.name == "self" for p in init):  # fmt: skip
+                table.setdefault(row.name, row.modules[0])
+    return table
