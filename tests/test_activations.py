@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from manual_bp.ops.activations import ACTIVATIONS, Activation, PReLU, get_activation
 from manual_bp.ops.base import TIE_RTOL
+from torch_ref.registry import registry
 
 TOL = {"f": 1e-14, "grad": 1e-13}  # relative to 1 + |value|
 
@@ -100,6 +101,16 @@ CASES: list[tuple[str, dict[str, Any], TorchFn]] = [
     ("floor", {}, torch.floor),
     ("ceil", {}, torch.ceil),
     ("trunc", {}, torch.trunc),
+]
+# every other activation of the table with its defaults, against the torch function of its
+# registry row: adding an elementwise op (its formula, its row) adds its case here
+CASES += [
+    (row.name, {}, row.functions[0])
+    for row in registry()
+    if row.family in ("activation", "elementwise")
+    and row.name in ACTIVATIONS
+    and row.functions
+    and row.name not in {n for n, _, _ in CASES}
 ]
 IDS = [f"{n}{o}" if o else n for n, o, _ in CASES]
 
