@@ -425,6 +425,7 @@ def threshold(threshold: float, value: float) -> Activation:
 # --- elementwise math ------------------------------------------------------------------
 
 _LN2 = 0.6931471805599453  # torch's log2 backward: grad / (z · ln 2)
+_TWO_OVER_SQRT_PI = 1.1283791670955126  # torch's erf backward: 2/√π · exp(−z²) · grad
 _LN10 = 2.3025850929940456
 
 
@@ -437,6 +438,11 @@ def expm1() -> Activation:
     """f = eᶻ − 1, f′ = a + 1 (from the output, as torch)."""
     f = _quiet(np.expm1)
     return Activation("expm1", f, lambda z: f(z) + 1.0, grad_from_output=lambda a: a + 1.0)
+
+
+def erf() -> Activation:
+    """f = erf z, f′ = (2/√π) e^(−z²)."""
+    return Activation("erf", special.erf, lambda z: _TWO_OVER_SQRT_PI * np.exp(-z * z))
 
 
 def log() -> Activation:
@@ -640,6 +646,7 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     # elementwise math
     "exp": exp,
     "expm1": expm1,
+    "erf": erf,
     "log": log,
     "log1p": log1p,
     "log2": log2,

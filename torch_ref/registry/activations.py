@@ -302,6 +302,7 @@ ROWS = [
     # elementwise math
     math("exp", (torch.exp,), ("exp", "exp_")),
     math("expm1", (torch.expm1, torch.special.expm1), ("expm1", "expm1_")),
+    math("erf", (torch.erf, torch.special.erf), ("erf", "erf_")),
     math("log", (torch.log,), ("log", "log_"), domain="positive", note="inf/NaN for x ≤ 0 refused"),
     math("log1p", (torch.log1p, torch.special.log1p), ("log1p", "log1p_"), domain="positive"),
     math("log2", (torch.log2,), ("log2", "log2_"), domain="positive"),
