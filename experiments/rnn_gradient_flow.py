@@ -185,7 +185,7 @@ def plot_flow_rnn(path: Path, results: list[FlowResult]) -> None:
     import matplotlib.pyplot as plt
 
     by = _by_name(results)
-    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    fig, ax = plt.subplots(figsize=(8.5, 6.4))
     colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(lab.RHOS)))
     for color, rho in zip(colors, lab.RHOS, strict=True):
         tanh, linear = by[f"tanh_rho{rho}"], by[f"linear_rho{rho}"]
@@ -198,7 +198,7 @@ def plot_flow_rnn(path: Path, results: list[FlowResult]) -> None:
     ax.set(xlabel=f"time step t (loss at t = T = {T})",
            ylabel="log10 ‖∂L/∂h_t‖ / ‖∂L/∂h_T‖",
            title="Plain RNN, W_hh = ρ·orthogonal: the gradient flowing back in time")  # fmt: skip
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     fig.tight_layout()
     _save(fig, path)
 
@@ -213,7 +213,7 @@ def plot_flow_gated(path: Path, results: list[FlowResult]) -> None:
     import matplotlib.pyplot as plt
 
     by = _by_name(results)
-    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    fig, ax = plt.subplots(figsize=(10, 7))
     for name, color in GATED:
         r = by[name]
         t = np.arange(1, len(r.grad_h_norm) + 1)
@@ -226,7 +226,7 @@ def plot_flow_gated(path: Path, results: list[FlowResult]) -> None:
     ax.set(xlabel=f"time step t (loss at t = T = {len(results[0].grad_h_norm)})",
            ylabel="log10 ‖∂L/∂h_t‖ / ‖∂L/∂h_T‖ (and ‖∂L/∂c_t‖, same scale)",
            title="relu (identity init), LSTM and GRU; tanh ρ = 1 for reference")  # fmt: skip
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.11))
     fig.tight_layout()
     _save(fig, path)
 
