@@ -51,6 +51,7 @@ from torch_ref.registry import (
     lookup_method,
     lookup_module,
     registry,
+    supported_modules,
     torch_name,
 )
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Shape
@@ -416,14 +417,18 @@ class _Converter:
         module: nn.Module | None = None,
         probe: Probe | None = None,
         scope: str = "",
+        in_torch_module: bool = False,
     ) -> Any:
         """Run `entry`'s rule on the call and build its nodes; errors name the call and line.
-        `scope`: the module the call sits in (named nodes of a composite go under it)."""
+        `scope`: the module the call sits in (named nodes of a composite go under it);
+        `in_torch_module`: that module is a torch.nn module with no row (its refusal lists
+        the modules that have one)."""
         if entry is None:
+            modules = f"; supported modules: {supported_modules()}" if in_torch_module else ""
             raise _ours(
                 UnsupportedModuleError(
                     f"{what}{where()} is not supported (no registry row); see the README's "
-                    "'What is supported' table"
+                    f"'What is supported' table{modules}"
                 )
             )
         try:
@@ -548,7 +553,7 @@ class _Tracer(fx.Tracer):
                 UnsupportedModuleError(
                     f"module {name!r} ({type(m).__name__}){_user_line()} is not supported: it "
                     f"has no registry row, and its forward could not be traced through "
-                    f"({type(err).__name__}: {err})"
+                    f"({type(err).__name__}: {err}); supported modules: {supported_modules()}"
                 )
             ) from None
 
@@ -634,8 +639,9 @@ class _Tracer(fx.Tracer):
         before = len(self.conv.b.nodes)
         mutated = _mutated(kind, target, args, kwargs, module)
         scope = target if kind == "call_module" else self.scope.module_path
+        torch_module = (self.scope.module_type or object).__module__.startswith("torch.nn")
         result = self.conv.call(
-            entry, what, _user_line, node_name, vargs, vkwargs, module, probe, scope
+            entry, what, _user_line, node_name, vargs, vkwargs, module, probe, scope, torch_module
         )
         if mutated is not None and result is self.values.get(mutated.node):
             mutated = None  # the op wrote nothing (in-place dropout in evaluation mode)

@@ -136,6 +136,11 @@ def torch_name(target: Any) -> str:
     return f"{module}.{getattr(target, '__qualname__', repr(target))}".lstrip(".")
 
 
+def supported_modules() -> str:
+    """Every module type with a row, as users write them: "nn.AdaptiveAvgPool1d, ..."."""
+    return ", ".join(sorted({torch_name(m) for e in registry() for m in e.modules}))
+
+
 def supported_markdown() -> str:
     """The table of every registry row, family by family (the README's "What is supported")."""
     entries = registry()
