@@ -20,9 +20,16 @@ collect from the windows that only partly cover them; the kernel's channel axes 
 within each group (o ↔ c). `adjoint_inner_products` checks that this is the transpose of
 the forward map: ⟨z − b, δ⟩ = ⟨x, δ_prev⟩.
 
-All three are computed as sums over the kernel offsets k, each one matmul over channels
-on a strided view of x_pad (or of the spread δ), so the columns, (N, C·K, P), are never
-built: the forward keeps x_pad alone for ∂L/∂W, and a layer costs about its input in memory.
+All three are computed as sums over the kernel offsets k, one matmul over channels per
+block of offsets: the block's columns (im2col restricted to those offsets, built from one
+strided view of x_pad, or of the spread δ) side by side, so that the matmul's inner
+dimension is C_in · |block| rather than C_in alone. How many offsets make a block is a
+memory budget (`COLUMN_BYTES`): with room for all of them this is one GEMM over the whole
+im2col, the fastest for the narrow-channel layers near the input; with room for one it is
+the plain per-offset sum, whose columns cost about the input. Small images (few output
+pixels per sample) fold the batch into the GEMM's columns (`PER_SAMPLE_PIXELS`). The
+forward keeps x_pad alone for ∂L/∂W. With zero padding, δ_prev is formed for the cells of
+x only: the padding's cells, which the fold would drop, are never computed.
 
 Padding. torch pads with zeros inside the convolution, and for the other modes pads first
 (F.pad) and convolves unpadded; both are z = conv(pad(x)). The backward of a pad folds the
@@ -74,6 +81,18 @@ CONV_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # --- the convolution proper -------------------------------------------------------------
 
+#: How many bytes of columns one matmul may take: the kernel offsets are summed in blocks,
+#: the columns of a block's offsets side by side (im2col over the block), as many offsets
+#: per block as fit. One offset per block is the plain per-offset sum (memory ≈ the input);
+#: all of them is one GEMM over the whole im2col (inner dimension C_in·K). Measured on the
+#: benchmark's convolutions (reports/benchmark/README.md, "the convolution kernels").
+COLUMN_BYTES = 64 * 2**20
+#: Output pixels per sample from which each sample gets its own GEMM (N matmuls of
+#: (C_out, C_in·K) @ (C_in·K, P), no copy of the result); below it the batch is folded into
+#: the GEMM's columns (one matmul of (C_out, C_in·K) @ (C_in·K, N·P)), whose result is then
+#: transposed back to (N, C_out, P). Measured as COLUMN_BYTES.
+PER_SAMPLE_PIXELS = 256
+
 
 def shifted(a: Array, k: Shape, out: Shape, stride: Shape, dilation: Shape) -> Array:
     """a[n, c, s·p + d·k] for every output pixel p: the pixels kernel offset k sees, a view."""
@@ -81,35 +100,124 @@ def shifted(a: Array, k: Shape, out: Shape, stride: Shape, dilation: Shape) -> A
     return a[(..., *(slice(d * j, d * j + s * (o - 1) + 1, s) for j, o, s, d in steps))]
 
 
-def correlate(x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int) -> Array:
-    """z = W ⋆ x_pad (no bias) = Σ_k W[:, :, k] · shifted_k(x_pad), per group: (N, C_out, *out)."""
-    N = x_pad.shape[0]
-    C_out, C_g, *kernel = W.shape
-    out = tuple(
-        (L - d * (k - 1) - 1) // s + 1
-        for L, k, s, d in zip(x_pad.shape[2:], kernel, stride, dilation, strict=True)
+def offset_blocks(kernel: Shape, bytes_per_offset: int) -> list[list[int]]:
+    """The kernel's flat offsets 0..K−1 in consecutive blocks, as many per block as
+    COLUMN_BYTES allows (at least one)."""
+    K = int(np.prod(kernel))
+    per_block = max(1, min(K, COLUMN_BYTES // max(1, bytes_per_offset)))
+    return [list(range(i, min(K, i + per_block))) for i in range(0, K, per_block)]
+
+
+def windows(a: Array, kernel: Shape, out: Shape, stride: Shape, dilation: Shape) -> Array:
+    """a[n, c, s·p + d·k] for every kernel offset k and output pixel p: a read-only view
+    (N, C, *kernel, *out) of a, nothing copied (`shifted` is one of its slices)."""
+    n, lead = len(kernel), a.strides[:2]
+    steps = a.strides[2:]
+    return np.lib.stride_tricks.as_strided(
+        a,
+        shape=(*a.shape[:2], *kernel, *out),
+        strides=(
+            *lead,
+            *(d * t for d, t in zip(dilation, steps, strict=True)),
+            *(s * t for s, t in zip(stride, steps, strict=True)),
+        )[: 2 + 2 * n],
+        writeable=False,
     )
+
+
+def columns(
+    a: Array, block: list[int], kernel: Shape, out: Shape, stride: Shape, dilation: Shape,
+    groups: int, per_sample: bool,
+) -> Array:  # fmt: skip
+    """im2col over a block of kernel offsets: a[n, c, s·p + d·k] for c, k ∈ block, p.
+
+    Per sample: (N, G, C/G · |block|, P); batch folded: (G, C/G · |block|, N · P). Rows are
+    (channel, offset) in W's own order, so W[:, :, block] flattened is the matching matrix."""
+    N, C = a.shape[:2]
+    P, K = int(np.prod(out)), int(np.prod(kernel))
+    w = windows(a, kernel, out, stride, dilation)  # (N, C, *kernel, *out), a view
+    if len(block) < K:  # the block's offsets only: (N, C, |block|, *out), a copy
+        w = w[(slice(None), slice(None), *np.unravel_index(block, kernel))]
+    rows = C // groups * len(block)
+    if per_sample:
+        return w.reshape(N, groups, rows, P)  # (a copy: the view's axes do not merge)
+    w = w.reshape(N, groups, C // groups, len(block), P).transpose(1, 2, 3, 0, 4)
+    return w.reshape(groups, rows, N * P)
+
+
+def _output_size(a: Array, kernel: Shape, stride: Shape, dilation: Shape) -> tuple[int, ...]:
+    return tuple(
+        (L - d * (k - 1) - 1) // s + 1
+        for L, k, s, d in zip(a.shape[2:], kernel, stride, dilation, strict=True)
+    )
+
+
+def correlate(x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int) -> Array:
+    """z = W ⋆ x_pad (no bias) = Σ_k W[:, :, k] · shifted_k(x_pad), per group: (N, C_out, *out).
+
+    The sum over kernel offsets k runs in blocks (`offset_blocks`): one matmul per block,
+    of W's block against the block's columns."""
+    N, C_in = x_pad.shape[:2]
+    C_out, C_g, *kernel = W.shape
+    out = _output_size(x_pad, kernel, stride, dilation)
     P = int(np.prod(out))
+    per_sample = P >= PER_SAMPLE_PIXELS
     W_g = W.reshape(groups, C_out // groups, C_g, -1)  # (G, C_out/G, C_in/G, K)
-    z = np.empty((N, groups, C_out // groups, P))
-    z_k = np.empty_like(z)
-    # one matmul over channels per kernel offset; the shifted view is copied, (N, C_in, P) at most
-    for i, k in enumerate(np.ndindex(*kernel)):
-        x_k = shifted(x_pad, k, out, stride, dilation).reshape(N, groups, C_g, P)
-        if i == 0:
-            np.matmul(W_g[..., 0], x_k, out=z)  # (N, G, C_out/G, P)
+    z = None
+    for block in offset_blocks(kernel, N * C_in * P * 8):
+        W_b = W_g[..., block].reshape(groups, C_out // groups, -1)  # (G, C_out/G, C_in/G·|b|)
+        cols = columns(x_pad, block, kernel, out, stride, dilation, groups, per_sample)
+        z_b = np.matmul(W_b, cols)  # (N, G, C_out/G, P) per sample; (G, C_out/G, N·P) folded
+        if z is None:
+            z = z_b
         else:
-            z += np.matmul(W_g[..., i], x_k, out=z_k)
-    return z.reshape(N, C_out, *out)
+            z += z_b
+    assert z is not None
+    if per_sample:
+        return z.reshape(N, C_out, *out)
+    return np.ascontiguousarray(z.reshape(C_out, N, *out).swapaxes(0, 1))
+
+
+def correlate_weight_grad(
+    x_pad: Array, delta: Array, kernel: Shape, stride: Shape, dilation: Shape, groups: int
+) -> Array:
+    """∂L/∂W[:, :, k] = Σ_{n, p} δ[n, :, p] · shifted_k(x_pad)[n, :, p]ᵀ, per group: Linear's
+    δᵀ a at each kernel offset, the offsets in the blocks `correlate` uses.
+    Returns (C_out, C_in/G, *kernel)."""
+    N, C_in = x_pad.shape[:2]
+    C_out, out = delta.shape[1], delta.shape[2:]
+    P, K, C_g = int(np.prod(out)), int(np.prod(kernel)), C_in // groups
+    per_sample = P >= PER_SAMPLE_PIXELS
+    dW = np.empty((groups, C_out // groups, C_g, K))  # (G, C_out/G, C_in/G, K)
+    if per_sample:
+        delta_g = delta.reshape(N, groups, C_out // groups, P)  # (N, G, C_out/G, P)
+    else:  # the batch folded into the columns: δ as (G, C_out/G, N·P)
+        delta_g = delta.reshape(N, groups, C_out // groups, P).transpose(1, 2, 0, 3)
+        delta_g = delta_g.reshape(groups, C_out // groups, N * P)
+    for block in offset_blocks(kernel, N * C_in * P * 8):
+        cols = columns(x_pad, block, kernel, out, stride, dilation, groups, per_sample)
+        dW_b = np.matmul(delta_g, cols.swapaxes(-1, -2))  # (N, G, C_out/G, ·) or (G, C_out/G, ·)
+        if per_sample:
+            dW_b = dW_b.sum(axis=0)
+        dW[..., block] = dW_b.reshape(groups, C_out // groups, C_g, len(block))
+    return dW.reshape(C_out, C_g, *kernel)
 
 
 def full_conv_rot180(
-    delta: Array, W: Array, stride: Shape, dilation: Shape, groups: int, padded: Shape
+    delta: Array,
+    W: Array,
+    stride: Shape,
+    dilation: Shape,
+    groups: int,
+    padded: Shape,
+    crop: Pads | None = None,
 ) -> Array:
     """∂L/∂x_pad = full_conv(dilate_s(δ), rot180(W)ᵀ): the rotated-kernel convolution.
 
-    Written like the forward, as a sum over kernel offsets of one channel matmul each:
+    Computed like the forward (`correlate`), over the spread-out δ:
     ∂L/∂x_pad[n, c, q] = Σ_k Σ_o rot180(W)[o, c, k] · δ̃[n, o, q + d·k], δ̃ = full(dilate_s(δ)).
+    `crop` (per axis, cells before and after): cells of x_pad whose gradient nobody reads
+    (zero padding's), left out; the result then covers x_pad[before : L_pad − after] only.
     """
     n = W.ndim - 2
     N, C_out, *out = delta.shape
@@ -125,10 +233,22 @@ def full_conv_rot180(
     W_rot = np.flip(W, axis=tuple(range(2, 2 + n)))
     W_rot = W_rot.reshape(groups, C_out // groups, C_g, *kernel).swapaxes(1, 2)
     W_rot = W_rot.reshape(groups * C_g, C_out // groups, *kernel)
-    dx_pad = correlate(spread, W_rot, (1,) * n, dilation, groups)  # (N, C_in, *((o−1)s + reach))
-    # cells of x_pad past the last window (when (L_pad − reach) % s ≠ 0) got no δ
-    tail = [(0, P - D) for P, D in zip(padded[2:], dx_pad.shape[2:], strict=True)]
-    return np.pad(dx_pad, ((0, 0), (0, 0), *tail)) if any(t for _, t in tail) else dx_pad
+    # per axis, the cells q ∈ [lo, L_pad − hi) of x_pad are wanted; the full correlation
+    # reaches the first D = (o − 1)s + 1 + reach of them, later ones get no δ (zeros)
+    crop = crop or ((0, 0),) * n
+    sizes, spans = [], []
+    for (lo, hi), L, S, r in zip(crop, padded[2:], spread.shape[2:], reach, strict=True):
+        D = S - r
+        sizes.append(L - lo - hi)
+        spans.append(slice(min(lo, D), min(D, L - hi) + r))  # what cells lo.. read of δ̃
+    if any(span.stop - span.start <= r for span, r in zip(spans, reach, strict=True)):
+        return np.zeros((N, groups * C_g, *sizes))  # no wanted cell in any window
+    formed = correlate(spread[(..., *spans)], W_rot, (1,) * n, dilation, groups)
+    if formed.shape[2:] == tuple(sizes):
+        return formed  # (N, C_in, *sizes)
+    dx = np.zeros((N, groups * C_g, *sizes))
+    dx[(..., *(slice(0, f) for f in formed.shape[2:]))] = formed
+    return dx
 
 
 def same_padding(kernel: Shape, dilation: Shape) -> Pads:
@@ -256,29 +376,31 @@ class _ConvNd(Layer):
         x_pad, batched = cache
         grads = self.param_grads(delta, cache)
         delta = delta if batched else delta[None]
-        # δ_prev: the full convolution of δ with the kernel rotated by 180°
-        dx_pad = full_conv_rot180(
-            delta, self.params["weight"], self.stride, self.dilation, self.groups, x_pad.shape
-        )
-        dx = fold_pad(dx_pad, self.pads, self.padding_mode)
+        # δ_prev: the full convolution of δ with the kernel rotated by 180°; zero padding's
+        # cells get no gradient, so only x's own cells are formed
+        W = self.params["weight"]
+        if self.padding_mode == "zeros":
+            dx = full_conv_rot180(
+                delta, W, self.stride, self.dilation, self.groups, x_pad.shape, crop=self.pads
+            )
+        else:
+            dx_pad = full_conv_rot180(
+                delta, W, self.stride, self.dilation, self.groups, x_pad.shape
+            )
+            dx = fold_pad(dx_pad, self.pads, self.padding_mode)
         return (dx if batched else dx[0]), grads
 
     def param_grads(self, delta: Array, cache: Any) -> dict[str, Array]:
         x_pad, batched = cache
-        W, G = self.params["weight"], self.groups
         delta = delta if batched else delta[None]
-        N, C_out, *out = delta.shape
-        C_g, P = W.shape[1], int(np.prod(out))
-        delta_g = delta.reshape(N, G, C_out // G, P)  # (N, G, C_out/G, P)
         # ∂L/∂W[:, :, k] = Σ_{n, p} δ ⊗ shifted_k(x_pad), per group: Linear's δᵀ a at each offset
-        dW_T = np.empty((G, C_g, C_out // G, int(np.prod(self.kernel))))  # (G, C_in/G, C_out/G, K)
-        for i, k in enumerate(np.ndindex(*self.kernel)):
-            x_k = shifted(x_pad, k, out, self.stride, self.dilation).reshape(N, G, C_g, P)
-            # NOTE: x_k δᵀ, the transpose of δ x_kᵀ, as it runs faster in OpenBLAS
-            dW_T[..., i] = np.matmul(x_k, delta_g.swapaxes(-1, -2)).sum(axis=0)
-        grads = {"weight": dW_T.swapaxes(1, 2).reshape(W.shape)}
+        grads = {
+            "weight": correlate_weight_grad(
+                x_pad, delta, self.kernel, self.stride, self.dilation, self.groups
+            )
+        }
         if "bias" in self.params:
-            grads["bias"] = delta_g.sum(axis=(0, 3)).reshape(C_out)
+            grads["bias"] = delta.sum(axis=(0, *range(2, delta.ndim)))
         return grads
 
 
@@ -418,9 +540,8 @@ class _ConvTransposeNd(Layer):
             W.shape[1] * self.groups,
             *(o + lo + hi for o, (lo, hi) in zip(out, self.pads, strict=True)),
         )
-        # C(W)ᵀ x: the convolution's δ_prev with x as its δ, then its zero padding folded off
-        z_pad = full_conv_rot180(x, W, self.stride, self.dilation, self.groups, padded)
-        z = fold_pad(z_pad, self.pads, "zeros")  # (N, C_out, *out)
+        # C(W)ᵀ x: the convolution's δ_prev with x as its δ, its zero padding left out
+        z = full_conv_rot180(x, W, self.stride, self.dilation, self.groups, padded, self.pads)
         if "bias" in self.params:
             z += self.params["bias"].reshape(-1, *(1,) * n)
         return (z if batched else z[0]), (x, batched)  # x: all that ∂L/∂W needs

@@ -116,7 +116,10 @@ def _taps(x: Array, tables: Sequence[Array]) -> Iterator[tuple[Array, Array]]:
         (max(0, -int(t.min())), max(0, int(t.max()) - L + 1))
         for t, L in zip(tables, spatial, strict=True)
     ]
-    x_pad = np.pad(x, ((0, 0),) * lead + tuple(pads), constant_values=-np.inf)
+    if any(lo or hi for lo, hi in pads):
+        x_pad = np.pad(x, ((0, 0),) * lead + tuple(pads), constant_values=-np.inf)
+    else:  # every tap on the input: no copy
+        x_pad = x
     for taps in np.ndindex(*(t.shape[1] for t in tables)):  # one kernel offset at a time
         at = [t[:, j] for t, j in zip(tables, taps, strict=True)]  # (out_a,) input positions
         value = x_pad
