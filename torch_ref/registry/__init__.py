@@ -38,6 +38,13 @@ def registry() -> tuple[OpEntry, ...]:
 
 
 @functools.cache
+def _lookup_tables() -> tuple[dict[Any, OpEntry], dict[str, OpEntry], dict[type, OpEntry]]:
+    """The tables of registry() (the very same dicts), by a cache with no argument: looking
+    them up as _tables(registry()) hashes every frozen row on every call."""
+    return _tables(registry())
+
+
+@functools.cache
 def _tables(
     entries: tuple[OpEntry, ...],
 ) -> tuple[dict[Any, OpEntry], dict[str, OpEntry], dict[type, OpEntry]]:
@@ -62,17 +69,17 @@ def _tables(
 
 def lookup_function(fn: Any) -> OpEntry | None:
     try:
-        return _tables(registry())[0].get(fn)
+        return _lookup_tables()[0].get(fn)
     except TypeError:  # an unhashable callable
         return None
 
 
 def lookup_method(name: str) -> OpEntry | None:
-    return _tables(registry())[1].get(name)
+    return _lookup_tables()[1].get(name)
 
 
 def lookup_module(cls: type) -> OpEntry | None:
-    return _tables(registry())[2].get(cls)
+    return _lookup_tables()[2].get(cls)
 
 
 # --- the README's table of what is supported ----------------------------------------------
