@@ -74,9 +74,15 @@ class Param:
         return self.tensor.ndim
 
     def array(self) -> np.ndarray:
-        """A float64 (or integer/bool, as stored) NumPy copy: the caller's tensor is never
-        touched."""
-        t = self.tensor.detach().to("cpu")
+        """The tensor as a float64 (or integer/bool, as stored) NumPy array that cannot write
+        into the caller's tensor: a read-only view of a float64 CPU tensor (no copy), a copy
+        of anything else."""
+        t = self.tensor.detach()
+        if t.device.type == "cpu" and t.dtype == torch.float64 and not t.is_conj():
+            view = t.numpy().view()
+            view.flags.writeable = False
+            return view
+        t = t.to("cpu")
         if t.is_floating_point():
             t = t.to(torch.float64)
         return np.array(t.numpy(), copy=True)
