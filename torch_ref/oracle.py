@@ -121,8 +121,14 @@ def _kind(t: torch.Tensor) -> str:
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A float64 (or int64/bool) NumPy copy on the CPU."""
-    t = t.detach().to("cpu")
+    """A float64 (or int64/bool) NumPy array on the CPU that cannot write into the caller's
+    tensor: a read-only view of a float64 CPU tensor (no copy), else a copy."""
+    t = t.detach()
+    if t.device.type == "cpu" and t.dtype == torch.float64 and not t.is_conj():
+        view = t.numpy().view()
+        view.flags.writeable = False
+        return view
+    t = t.to("cpu")
     t = t.to(torch.float64) if t.is_floating_point() else t if t.dtype == torch.bool else t.long()
     return t.numpy().copy()
 
