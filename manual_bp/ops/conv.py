@@ -91,7 +91,7 @@ COLUMN_BYTES = 64 * 2**20
 #: (C_out, C_in·K) @ (C_in·K, P), no copy of the result); below it the batch is folded into
 #: the GEMM's columns (one matmul of (C_out, C_in·K) @ (C_in·K, N·P)), whose result is then
 #: transposed back to (N, C_out, P). Measured as COLUMN_BYTES.
-PER_SAMPLE_PIXELS = 256
+PER_SAMPLE_PIXELS = 512
 
 
 def shifted(a: Array, k: Shape, out: Shape, stride: Shape, dilation: Shape) -> Array:
@@ -140,9 +140,10 @@ def columns(
         w = w[(slice(None), slice(None), *np.unravel_index(block, kernel))]
     rows = C // groups * len(block)
     if per_sample:
-        return w.reshape(N, groups, rows, P)  # (a copy: the view's axes do not merge)
-    w = w.reshape(N, groups, C // groups, len(block), P).transpose(1, 2, 3, 0, 4)
-    return w.reshape(groups, rows, N * P)
+        return w.reshape(N, groups, rows, P)  # (one copy: the view's axes do not merge)
+    n = len(out)
+    w = w.transpose(1, *range(2, w.ndim - n), 0, *range(w.ndim - n, w.ndim))  # (C, ·, N, *out)
+    return w.reshape(groups, rows, N * P)  # (one copy)
 
 
 def _output_size(a: Array, kernel: Shape, stride: Shape, dilation: Shape) -> tuple[int, ...]:
@@ -214,41 +215,69 @@ def full_conv_rot180(
 ) -> Array:
     """∂L/∂x_pad = full_conv(dilate_s(δ), rot180(W)ᵀ): the rotated-kernel convolution.
 
-    Computed like the forward (`correlate`), over the spread-out δ:
     ∂L/∂x_pad[n, c, q] = Σ_k Σ_o rot180(W)[o, c, k] · δ̃[n, o, q + d·k], δ̃ = full(dilate_s(δ)).
     `crop` (per axis, cells before and after): cells of x_pad whose gradient nobody reads
     (zero padding's), left out; the result then covers x_pad[before : L_pad − after] only.
+
+    The spread δ̃ is zero but at multiples of s, so the sum is taken phase by phase, without
+    the zeros: cell q = s·m + φ of x_pad meets only the kernel taps k with d·k ≡ φ (mod s),
+    which are every (s/g)-th tap (g = gcd(d, s)), and reach δ at m − e₀ − i·d/g for the i-th
+    of them. So phase φ is the same full correlation, stride 1, of δ itself with the rotated
+    sub-kernel of those taps (`full_correlation`), written into x_pad[φ::s]. With stride 1
+    there is one phase and it is the formula as written.
     """
+    N = delta.shape[0]
+    C_in, out = W.shape[1] * groups, delta.shape[2:]
+    crop = crop or ((0, 0),) * len(out)
+    wanted = [L - lo - hi for (lo, hi), L in zip(crop, padded[2:], strict=True)]
+    dx = np.zeros((N, C_in, *wanted))
+    for phase in np.ndindex(*stride):
+        taps, sub_dilation, cells, into = [], [], [], []
+        for axis, phi in enumerate(phase):
+            s, d, K = stride[axis], dilation[axis], W.shape[2 + axis]
+            (lo, hi), L, o = crop[axis], padded[2 + axis], out[axis]
+            ks = [k for k in range(K) if (d * k) % s == phi]  # the taps reaching phase φ
+            if not ks:
+                break
+            g = np.gcd(d, s)
+            e0 = (d * ks[0] - phi) // s  # cell s·m + φ meets δ at m − e₀ − i·d/g
+            # the wanted cells of this phase: m with lo ≤ s·m + φ < L − hi, as j = m − e₀
+            # within the full correlation's o + (d/g)·(len(ks) − 1) cells
+            m_start, m_stop = -((phi - lo) // s), -((phi - L + hi) // s)
+            j_start = max(m_start - e0, 0)
+            j_stop = min(m_stop - e0, o + d // g * (len(ks) - 1))
+            if j_stop <= j_start:
+                break
+            taps.append(slice(ks[0], None, s // g))
+            sub_dilation.append(d // g)
+            cells.append(slice(j_start, j_stop))
+            into.append(slice(s * (j_start + e0) + phi - lo, None, s))
+        else:  # every axis has taps and wanted cells in this phase
+            y = full_correlation(delta, W[(..., *taps)], tuple(sub_dilation), groups, cells)
+            dx[(..., *(slice(i.start, i.start + y.shape[2 + a] * i.step, i.step)
+                       for a, i in enumerate(into)))] = y  # fmt: skip
+    return dx
+
+
+def full_correlation(
+    delta: Array, W: Array, dilation: Shape, groups: int, cells: Sequence[slice]
+) -> Array:
+    """y = full(δ) ⋆ rot180(W)ᵀ, stride 1, at the cells `cells` (per axis, within the
+    o + reach cells a full correlation has): y[j] = Σ_k Σ_o rot180(W)[o, c, k] · δ̂[j + d·k],
+    δ̂ = δ padded by the kernel's reach d·(k − 1) on each side."""
     n = W.ndim - 2
     N, C_out, *out = delta.shape
     C_g, kernel = W.shape[1], W.shape[2:]
-    # dilate δ by the stride: output pixel p sits at s·p, with s − 1 zeros in between;
-    # full: pad by the kernel's reach d·(k − 1), so partly covered border pixels collect too
+    # full: pad δ by the kernel's reach, so partly covered border cells collect too
     reach = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
-    spread = np.zeros(
-        (N, C_out, *((o - 1) * s + 1 + 2 * r for o, s, r in zip(out, stride, reach, strict=True)))
-    )
-    spread[(..., *(slice(r, -r or None, s) for r, s in zip(reach, stride, strict=True)))] = delta
+    padded = np.zeros((N, C_out, *(o + 2 * r for o, r in zip(out, reach, strict=True))))
+    padded[(..., *(slice(r, r + o) for r, o in zip(reach, out, strict=True)))] = delta
     # the kernel rotated by 180°, its channel axes swapped within each group: (C_in, C_out/G, *k)
     W_rot = np.flip(W, axis=tuple(range(2, 2 + n)))
     W_rot = W_rot.reshape(groups, C_out // groups, C_g, *kernel).swapaxes(1, 2)
     W_rot = W_rot.reshape(groups * C_g, C_out // groups, *kernel)
-    # per axis, the cells q ∈ [lo, L_pad − hi) of x_pad are wanted; the full correlation
-    # reaches the first D = (o − 1)s + 1 + reach of them, later ones get no δ (zeros)
-    crop = crop or ((0, 0),) * n
-    sizes, spans = [], []
-    for (lo, hi), L, S, r in zip(crop, padded[2:], spread.shape[2:], reach, strict=True):
-        D = S - r
-        sizes.append(L - lo - hi)
-        spans.append(slice(min(lo, D), min(D, L - hi) + r))  # what cells lo.. read of δ̃
-    if any(span.stop - span.start <= r for span, r in zip(spans, reach, strict=True)):
-        return np.zeros((N, groups * C_g, *sizes))  # no wanted cell in any window
-    formed = correlate(spread[(..., *spans)], W_rot, (1,) * n, dilation, groups)
-    if formed.shape[2:] == tuple(sizes):
-        return formed  # (N, C_in, *sizes)
-    dx = np.zeros((N, groups * C_g, *sizes))
-    dx[(..., *(slice(0, f) for f in formed.shape[2:]))] = formed
-    return dx
+    window = padded[(..., *(slice(c.start, c.stop + r) for c, r in zip(cells, reach, strict=True)))]
+    return correlate(window, W_rot, (1,) * n, dilation, groups)  # (N, C_in, *cells)
 
 
 def same_padding(kernel: Shape, dilation: Shape) -> Pads:
