@@ -626,12 +626,12 @@ def test_planted_last_maximum_tie_rule_fails(monkeypatch: pytest.MonkeyPatch) ->
 
     def last_max(x: np.ndarray, tables: Any) -> tuple[np.ndarray, np.ndarray]:
         out = (*x.shape[: x.ndim - len(tables)], *(t.shape[0] for t in tables))
-        z, winner = np.full(out, -np.inf), np.zeros(out, dtype=np.intp)
-        for value, position in pooling._taps(x, tables):
+        z, tap = np.full(out, -np.inf), np.zeros(out, dtype=np.intp)
+        for j, (value, _) in enumerate(pooling._taps(x, tables)):
             better = value >= z  # planted: a tie moves to the later tap
             np.copyto(z, value, where=better)
-            np.copyto(winner, position, where=better)
-        return z, winner
+            np.copyto(tap, j, where=better)
+        return z, tap
 
     monkeypatch.setattr(pooling, "max_pool", last_max)
     with pytest.raises(AssertionError, match="delta_prev .ties-max2d-k2."):

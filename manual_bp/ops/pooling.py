@@ -132,19 +132,38 @@ def _taps(x: Array, tables: Sequence[Array]) -> Iterator[tuple[Array, Array]]:
 
 
 def max_pool(x: Array, tables: Sequence[Array]) -> tuple[Array, Array]:
-    """z = max over each window, and the winner's flat position in its input plane (..., *out).
+    """z = max over each window, and which tap of the window won: the first maximum in the
+    window's row-major order, as torch keeps it (`if val > maxval`). Returns z and the
+    winning taps' flat index into the window (..., *out), as small unsigned ints.
 
-    Scans the taps in the window's row-major order and keeps the first maximum, as torch
-    does (`if val > maxval`); taps on padding read −∞ and never win over a finite input.
-    """
-    out = (*x.shape[: x.ndim - len(tables)], *(t.shape[0] for t in tables))
-    z = np.full(out, -np.inf)
-    winner = np.zeros(out, dtype=np.intp)
-    for value, position in _taps(x, tables):
-        better = value > z  # strict: a tie keeps the earlier tap
-        np.copyto(z, value, where=better)
-        np.copyto(winner, position, where=better)
-    return z, winner
+    Taps on padding read −∞ and never win over a finite input."""
+    values = [value for value, _ in _taps(x, tables)]  # one strided view per kernel offset
+    z = values[0].copy()
+    for value in values[1:]:
+        np.maximum(z, value, out=z)
+    # the first tap equal to the maximum: the later taps are written first, the earlier win
+    tap = np.zeros(z.shape, dtype=np.min_scalar_type(len(values) - 1))
+    for j in range(len(values) - 1, -1, -1):
+        np.copyto(tap, j, where=values[j] == z)
+    return z, tap
+
+
+def winner_positions(tap: Array, tables: Sequence[Array], spatial: Shape, dilation: Shape) -> Array:
+    """The flat position in its input plane of each window's winning tap (..., *out): the
+    window's first tap's position plus the winning tap's offset from it, d·j along each
+    axis (the same for every window; windows start where their tables say)."""
+    n = len(tables)
+    strides = [int(np.prod(spatial[a + 1 :])) for a in range(n)]  # of each axis in a plane
+    first = sum(
+        t[:, 0].reshape([-1 if b == a else 1 for b in range(n)]) * stride
+        for a, (t, stride) in enumerate(zip(tables, strides, strict=True))
+    )  # (*out): may lie on the padding; the winner never does
+    kernel = [t.shape[1] for t in tables]
+    offsets = sum(
+        d * j * stride
+        for j, d, stride in zip(np.indices(kernel).reshape(n, -1), dilation, strides, strict=True)
+    )  # (K,): tap j's offset from the window's first tap
+    return first + offsets[tap]
 
 
 def max_pool_ties(x: Array, tables: Sequence[Array]) -> Array:
@@ -292,11 +311,12 @@ class _MaxPoolNd(_FixedPoolNd):
 
     def forward(self, x: Array) -> tuple[Array, Any]:
         tables = self._tables(self._out(x.shape))
-        z, winner = max_pool(x, tables)
-        return z, (winner, x.shape)
+        z, tap = max_pool(x, tables)
+        return z, (tap, tables, x.shape)
 
     def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
-        winner, in_shape = cache
+        tap, tables, in_shape = cache
+        winner = winner_positions(tap, tables, in_shape[-self.n_spatial :], self.dilation)
         return route_to_winner(delta, winner, in_shape, self.n_spatial), {}
 
     def ties(self, x: Array) -> tuple[Array]:
@@ -490,11 +510,13 @@ class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
         return [adaptive_windows(L, o) for L, o in zip(spatial, out, strict=True)]
 
     def forward(self, x: Array) -> tuple[Array, Any]:
-        z, winner = max_pool(x, self._tables(x.shape))
-        return z, (winner, x.shape)
+        tables = self._tables(x.shape)
+        z, tap = max_pool(x, tables)
+        return z, (tap, tables, x.shape)
 
     def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
-        winner, in_shape = cache
+        tap, tables, in_shape = cache
+        winner = winner_positions(tap, tables, in_shape[-self.n_spatial :], (1,) * self.n_spatial)
         return route_to_winner(delta, winner, in_shape, self.n_spatial), {}
 
     def ties(self, x: Array) -> tuple[Array]:
