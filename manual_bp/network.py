@@ -45,6 +45,14 @@ def _accumulate(old: Any, new: Any) -> Any:
     return old + new
 
 
+def _needs(node: Node | None) -> str | None:
+    """What backward reads of a node's own values: "z" (f′ from z), "a" (f′ from a = f(z))
+    or None (no activation, or not a node: one of the network's inputs)."""
+    if node is None or node.act is IDENTITY:
+        return None
+    return "z" if node.act.grad_from_output is None else "a"
+
+
 @dataclass(frozen=True)
 class Node:
     """One step of the network: a^(name) = act(layer(a^(inputs)))."""
@@ -60,11 +68,17 @@ class Node:
 
 @dataclass
 class Tape:
-    """What forward keeps for backward: z, a and each layer's cache, by node name."""
+    """What forward keeps for backward: z, a and each layer's cache, by node name.
+
+    A trace (`trace=True`, the default) keeps every z and a, and backward keeps every δ.
+    Without one, forward keeps what backward needs and nothing more (tinygrad's rule): each
+    layer's cache, z where f′ is taken from z, a where it is taken from a = f(z), and the
+    output; backward then frees each node's entries once it has used them."""
 
     z: dict[str, Array] = field(default_factory=dict)
     a: dict[str, Array] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    trace: bool = True
 
 
 @dataclass
@@ -190,16 +204,32 @@ class Network:
                 raise ValueError(f"layer {node.name!r} ({node.layer!r}): {err}") from None
         return shapes
 
-    def forward(self, *xs: Array) -> tuple[Array, Tape]:
-        """z^(l) = layer(a^(inputs)), a^(l) = f(z^(l)) for every node; returns the output."""
+    def forward(self, *xs: Array, trace: bool = True) -> tuple[Array, Tape]:
+        """z^(l) = layer(a^(inputs)), a^(l) = f(z^(l)) for every node; returns the output.
+
+        With trace=False the tape keeps only what backward needs (see Tape)."""
         if len(xs) != len(self.inputs):
             raise ValueError(f"expected {len(self.inputs)} input(s), got {len(xs)}")
-        tape = Tape()
+        tape = Tape(trace=trace)
         tape.a.update(zip(self.inputs, xs, strict=True))
+        # without a trace: how many layers still read each value, and what backward reads
+        readers = dict.fromkeys((*self.inputs, *(n.name for n in self.nodes)), 0)
+        for node in self.nodes:
+            for i in node.inputs:
+                readers[i] += 1
+        needs = {n.name: _needs(n) for n in self.nodes}
         for node in self.nodes:
             z, tape.cache[node.name] = node.layer.forward(*(tape.a[i] for i in node.inputs))
-            tape.z[node.name] = z
             tape.a[node.name] = z if node.act is IDENTITY else node.act(z)
+            if trace:
+                tape.z[node.name] = z
+                continue
+            if needs[node.name] == "z":
+                tape.z[node.name] = z
+            for name in (*node.inputs, node.name):
+                readers[name] -= name in node.inputs
+                if readers[name] == 0 and name != self.output and needs.get(name) != "a":
+                    tape.a.pop(name, None)  # no later layer reads it, backward does not either
         return tape.a[self.output], tape
 
     def backward(self, tape: Tape, dL_doutput: Array, *, input_grad: bool = True) -> Gradients:
@@ -235,13 +265,20 @@ class Network:
             if node.name in keep:
                 kept[node.name] = delta
             if node.act is not IDENTITY:
-                delta = node.act.derivative(tape.z[node.name], tape.a[node.name]) * delta
-            deltas[node.name] = delta
+                z, a = tape.z.get(node.name), tape.a.get(node.name)
+                delta = node.act.derivative(z, a) * delta
+            if tape.trace:
+                deltas[node.name] = delta
+            else:  # what backward needed of this node is used: free it (autograd's rule)
+                tape.z.pop(node.name, None)
+                if node.name != self.output:
+                    tape.a.pop(node.name, None)
+            cache = tape.cache[node.name] if tape.trace else tape.cache.pop(node.name)
             if node.inputs and not input_grad and all(s in self.inputs for s in node.inputs):
-                grads[node.name] = node.layer.param_grads(delta, tape.cache[node.name])
+                grads[node.name] = node.layer.param_grads(delta, cache)
                 continue
             # ∂L/∂a^(l-1) = (W^(l))ᵀ δ^(l) (or the layer's own transpose), ∂L/∂θ^(l)
-            dL_dprev, grads[node.name] = node.layer.backward(delta, tape.cache[node.name])
+            dL_dprev, grads[node.name] = node.layer.backward(delta, cache)
             if node.layer.n_inputs == 1:
                 dL_dprev = (dL_dprev,)
             for src, g in zip(node.inputs, dL_dprev, strict=True):
@@ -259,11 +296,13 @@ class Network:
         *,
         l2: float = 0.0,
         input_grad: bool = True,
+        trace: bool = True,
     ) -> Result:
         """L = loss(network(x), target) + (λ/2) Σ‖W‖², and ∂L/∂θ for every parameter.
 
-        x: the input, or a tuple of inputs for a network with several."""
-        output, tape = self.forward(*(x if isinstance(x, tuple) else (x,)))
+        x: the input, or a tuple of inputs for a network with several. With trace=False
+        the result's tape and δ hold only what backward needed (see Tape)."""
+        output, tape = self.forward(*(x if isinstance(x, tuple) else (x,)), trace=trace)
         value, dL_doutput = loss(output, target)
         gradients = self.backward(tape, dL_doutput, input_grad=input_grad)
         if l2:
