@@ -263,12 +263,13 @@ class _Pass:
     result: Result
 
 
-def _run(problem: _Problem, result: Result | None = None) -> _Pass:
-    """The manual pass (or, given a result replayed from an earlier one, its gradients)."""
+def _run(problem: _Problem, result: Result | None = None, *, trace: bool = True) -> _Pass:
+    """The manual pass (or, given a result replayed from an earlier one, its gradients).
+    trace=False: the tape keeps what backward needs only (no δ, no outputs afterwards)."""
     if result is None:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = problem.captured.network.loss_and_gradients(
-                problem.xs, problem.y, problem.loss, input_grad=problem.input_grads
+                problem.xs, problem.y, problem.loss, input_grad=problem.input_grads, trace=trace
             )
     grads = _param_grads(problem, result)
     penalty = _l2_penalty(problem, grads)
@@ -397,7 +398,7 @@ def manual_gradients(
     """∂L/∂θ by explicit backprop, keyed like named_parameters(), each in its parameter's
     shape, dtype and device (arithmetic in float64 NumPy)."""
     problem = _prepare(model, loss_fn, inputs, target, l2)
-    grads = _run(problem).grads
+    grads = _run(problem, trace=False).grads
     return {
         name: torch.from_numpy(grads[name]).to(device=p.device, dtype=p.dtype)
         for name, p in problem.params.items()
