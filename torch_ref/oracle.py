@@ -16,10 +16,11 @@ NumPy's random state.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,11 +264,37 @@ class _Pass:
     result: Result
 
 
+@functools.cache
+def _blas_pools() -> Any:
+    """NumPy's BLAS thread pools (threadpoolctl's controller, found once), or None."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # (an optional dependency: then the pass runs as NumPy is set)
+        return None
+    return ThreadpoolController().select(user_api="blas")
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """NumPy's BLAS at one thread for the pass, the caller's setting back afterwards.
+
+    NOTE: OpenBLAS's idle threads spin for ~0.1 s after each threaded call; next to torch's
+    OpenMP pool in one process they fight for the cores, and the many small products of a
+    convolutional pass each wait for a thread the machine may not give (measured in
+    reports/benchmark: the NumPy pass of the ResNet took 15× longer at two BLAS threads)."""
+    pools = _blas_pools()
+    if pools is None or not pools.lib_controllers:
+        yield
+        return
+    with pools.limit(limits=1):
+        yield
+
+
 def _run(problem: _Problem, result: Result | None = None, *, trace: bool = True) -> _Pass:
     """The manual pass (or, given a result replayed from an earlier one, its gradients).
     trace=False: the tape keeps what backward needs only (no δ, no outputs afterwards)."""
     if result is None:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with _one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             result = problem.captured.network.loss_and_gradients(
                 problem.xs, problem.y, problem.loss, input_grad=problem.input_grads, trace=trace
             )
