@@ -55,6 +55,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from manual_bp import parallel
 from manual_bp.ops.base import Array, Layer, Shape
 from manual_bp.ops.padding import PADDING_MODES, Pads, fold_pad, pad
 
@@ -92,6 +93,9 @@ COLUMN_BYTES = 64 * 2**20
 #: the GEMM's columns (one matmul of (C_out, C_in·K) @ (C_in·K, N·P)), whose result is then
 #: transposed back to (N, C_out, P). Measured as COLUMN_BYTES.
 PER_SAMPLE_PIXELS = 512
+#: Multiply-adds from which a convolution's batch is split over manual_bp.parallel's threads
+#: (when the caller set more than one): handing a part to a thread costs ~50 µs.
+SPLIT_MACS = 4_000_000
 
 
 def shifted(a: Array, k: Shape, out: Shape, stride: Shape, dilation: Shape) -> Array:
@@ -153,11 +157,29 @@ def _output_size(a: Array, kernel: Shape, stride: Shape, dilation: Shape) -> tup
     )
 
 
+def _split(N: int, C_in: int, C_out: int, kernel: Shape, P: int, groups: int) -> bool:
+    """Whether a convolution's products are worth splitting over threads (manual_bp.parallel):
+    at least SPLIT_MACS multiply-adds."""
+    return N * P * C_out * (C_in // groups) * int(np.prod(kernel)) >= SPLIT_MACS
+
+
 def correlate(x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int) -> Array:
     """z = W ⋆ x_pad (no bias) = Σ_k W[:, :, k] · shifted_k(x_pad), per group: (N, C_out, *out).
 
     The sum over kernel offsets k runs in blocks (`offset_blocks`): one matmul per block,
-    of W's block against the block's columns."""
+    of W's block against the block's columns; the batch in parts over manual_bp.parallel's
+    threads when it is worth it."""
+    N, C_in = x_pad.shape[:2]
+    P = int(np.prod(_output_size(x_pad, W.shape[2:], stride, dilation)))
+    parts = parallel.map_parts(
+        lambda part: _correlate(x_pad[part], W, stride, dilation, groups),
+        N,
+        worth_splitting=_split(N, C_in, W.shape[0], W.shape[2:], P, groups),
+    )
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _correlate(x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int) -> Array:
     N, C_in = x_pad.shape[:2]
     C_out, C_g, *kernel = W.shape
     out = _output_size(x_pad, kernel, stride, dilation)
@@ -183,8 +205,21 @@ def correlate_weight_grad(
     x_pad: Array, delta: Array, kernel: Shape, stride: Shape, dilation: Shape, groups: int
 ) -> Array:
     """∂L/∂W[:, :, k] = Σ_{n, p} δ[n, :, p] · shifted_k(x_pad)[n, :, p]ᵀ, per group: Linear's
-    δᵀ a at each kernel offset, the offsets in the blocks `correlate` uses.
-    Returns (C_out, C_in/G, *kernel)."""
+    δᵀ a at each kernel offset, the offsets in the blocks `correlate` uses, the batch in
+    parts as there (the parts' sums added). Returns (C_out, C_in/G, *kernel)."""
+    N, C_in = x_pad.shape[:2]
+    P = int(np.prod(delta.shape[2:]))
+    parts = parallel.map_parts(
+        lambda part: _weight_grad(x_pad[part], delta[part], kernel, stride, dilation, groups),
+        N,
+        worth_splitting=_split(N, C_in, delta.shape[1], kernel, P, groups),
+    )
+    return parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
+
+
+def _weight_grad(
+    x_pad: Array, delta: Array, kernel: Shape, stride: Shape, dilation: Shape, groups: int
+) -> Array:
     N, C_in = x_pad.shape[:2]
     C_out, out = delta.shape[1], delta.shape[2:]
     P, K, C_g = int(np.prod(out)), int(np.prod(kernel)), C_in // groups
