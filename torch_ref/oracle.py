@@ -30,6 +30,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 import manual_bp.losses as L
+from manual_bp import parallel
 from manual_bp.network import Network, Result
 from torch_ref import custom, ties
 from torch_ref.capture import Captured, capture
@@ -276,7 +277,9 @@ def _blas_pools() -> Any:
 
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[None]:
-    """NumPy's BLAS at one thread for the pass, the caller's setting back afterwards.
+    """NumPy's BLAS at one thread per call for the pass, the caller's setting back
+    afterwards; the pass's large products split over as many threads of manual_bp.parallel
+    (which sleep when idle) as the caller gave BLAS.
 
     NOTE: OpenBLAS's idle threads spin for ~0.1 s after each threaded call; next to torch's
     OpenMP pool in one process they fight for the cores, and the many small products of a
@@ -286,7 +289,8 @@ def _one_blas_thread() -> Iterator[None]:
     if pools is None or not pools.lib_controllers:
         yield
         return
-    with pools.limit(limits=1):
+    n = max(lib.num_threads for lib in pools.lib_controllers)
+    with pools.limit(limits=1), parallel.threads(n):  # the caller's count, our own threads
         yield
 
 
