@@ -8,14 +8,15 @@ instead: NumPy releases the GIL inside BLAS calls and large copies, and these th
 on a queue when idle.
 
     with parallel.threads(2):            # (torch_ref's oracle sets the caller's BLAS count)
-        z = np.concatenate(parallel.map_parts(work, n))   # work(slice) on each part of range(n)
+        parallel.map_parts(work, n)      # work(slice) on each part of range(n), in two threads
 
-With one thread (the default) `map_parts` is a plain call on the whole range.
+With one thread (the default) `map_parts` calls work on its parts one after the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,15 +51,29 @@ def threads(n: int) -> Iterator[None]:
         _setting.workers = before
 
 
-def map_parts(work: Callable[[slice], T], n: int, *, worth_splitting: bool = True) -> list[T]:
-    """[work(part) for part in contiguous parts of range(n)], one part per thread, run at
-    once; in order. One part (work(slice(0, n))) with one thread, when n < 2, or when the
-    caller says the work is too small to be worth a thread's hand-off (~50 µs)."""
-    k = min(workers(), n) if worth_splitting else 1
-    if k <= 1 or _pool is None:
-        return [work(slice(0, n))]
+def map_parts(
+    work: Callable[[slice], T], n: int, *, parts: int | None = None, worth_splitting: bool = True
+) -> list[T]:
+    """[work(part) for part in contiguous parts of range(n)], in order: `parts` of them (by
+    default one per thread, or one when not worth splitting). The calling thread and the
+    pool's threads each take the next part left until none is; all on the calling thread
+    when there is one thread, or when the caller says the work is too small to be worth a
+    hand-off (~50 µs)."""
+    k = max(1, min(n, parts or (workers() if worth_splitting else 1)))
     bounds = [n * i // k for i in range(k + 1)]
-    parts = [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
-    futures = [_pool.submit(work, part) for part in parts[1:]]
-    first = work(parts[0])
-    return [first, *(f.result() for f in futures)]
+    slices = [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+    helpers = min(workers(), k) - 1 if worth_splitting else 0
+    if helpers < 1 or _pool is None:
+        return [work(part) for part in slices]
+    results: list[T | None] = [None] * k
+    order = itertools.count()  # (next() on it is atomic under the GIL)
+
+    def drain() -> None:
+        while (i := next(order)) < k:
+            results[i] = work(slices[i])
+
+    futures = [_pool.submit(drain) for _ in range(helpers)]
+    drain()
+    for f in futures:
+        f.result()  # (re-raises an error of that thread's parts)
+    return results  # type: ignore[return-value]

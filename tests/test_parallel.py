@@ -24,18 +24,31 @@ def test_parts_cover_the_range_in_order(n_threads: int, n: int, parts: list) -> 
     assert parallel.workers() == 1
 
 
-def test_small_work_is_not_split_and_parts_run_on_other_threads():
+def test_small_work_is_not_split_and_parts_run_at_once_on_two_threads():
+    meet = threading.Barrier(2, timeout=10)  # both parts must be running at the same time
     names: list[str] = []
 
     def work(s: slice) -> int:
         names.append(threading.current_thread().name)
+        if s.stop - s.start < 10:
+            meet.wait()
         return s.stop - s.start
 
     with parallel.threads(2):
         assert parallel.map_parts(work, 10, worth_splitting=False) == [10]
         assert parallel.map_parts(work, 10) == [5, 5]
-    assert names[0] == threading.current_thread().name
-    assert names[2].startswith("manual_bp") or names[1].startswith("manual_bp")
+    assert len(set(names[1:])) == 2
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_more_parts_than_threads_are_all_taken_in_order(n_threads: int) -> None:
+    with parallel.threads(n_threads):
+        got = parallel.map_parts(lambda s: (s.start, s.stop), 10, parts=4)
+        assert got == [(0, 2), (2, 5), (5, 7), (7, 10)]
+        unsplit = parallel.map_parts(
+            lambda s: (s.start, s.stop), 10, parts=4, worth_splitting=False
+        )
+        assert unsplit == got  # (the same parts, all on the calling thread)
 
 
 def test_an_error_in_a_part_reaches_the_caller():

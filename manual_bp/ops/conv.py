@@ -82,11 +82,12 @@ CONV_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # --- the convolution proper -------------------------------------------------------------
 
-#: How many bytes of columns one matmul may take: the kernel offsets are summed in blocks,
-#: the columns of a block's offsets side by side (im2col over the block), as many offsets
-#: per block as fit. One offset per block is the plain per-offset sum (memory ≈ the input);
-#: all of them is one GEMM over the whole im2col (inner dimension C_in·K). Measured on the
-#: benchmark's convolutions (reports/benchmark/README.md, "the convolution kernels").
+#: How many bytes of im2col columns may exist at once (all threads together). The batch is
+#: taken in parts whose columns fit (at least one part per thread of manual_bp.parallel);
+#: a sample whose columns alone do not fit has its kernel offsets summed in blocks that do,
+#: the columns of a block's offsets side by side, down to one offset per matmul (the plain
+#: per-offset sum, whose columns cost about the input). Measured on the benchmark's
+#: convolutions (reports/benchmark/README.md, "The convolution kernels").
 COLUMN_BYTES = 64 * 2**20
 #: Output pixels per sample from which each sample gets its own GEMM (N matmuls of
 #: (C_out, C_in·K) @ (C_in·K, P), no copy of the result); below it the batch is folded into
@@ -104,11 +105,11 @@ def shifted(a: Array, k: Shape, out: Shape, stride: Shape, dilation: Shape) -> A
     return a[(..., *(slice(d * j, d * j + s * (o - 1) + 1, s) for j, o, s, d in steps))]
 
 
-def offset_blocks(kernel: Shape, bytes_per_offset: int) -> list[list[int]]:
-    """The kernel's flat offsets 0..K−1 in consecutive blocks, as many per block as
-    COLUMN_BYTES allows (at least one)."""
+def offset_blocks(kernel: Shape, bytes_per_offset: int, budget: int) -> list[list[int]]:
+    """The kernel's flat offsets 0..K−1 in consecutive blocks, as many per block as `budget`
+    bytes of columns allow (at least one)."""
     K = int(np.prod(kernel))
-    per_block = max(1, min(K, COLUMN_BYTES // max(1, bytes_per_offset)))
+    per_block = max(1, min(K, budget // max(1, bytes_per_offset)))
     return [list(range(i, min(K, i + per_block))) for i in range(0, K, per_block)]
 
 
@@ -157,69 +158,95 @@ def _output_size(a: Array, kernel: Shape, stride: Shape, dilation: Shape) -> tup
     )
 
 
-def _split(N: int, C_in: int, C_out: int, kernel: Shape, P: int, groups: int) -> bool:
-    """Whether a convolution's products are worth splitting over threads (manual_bp.parallel):
-    at least SPLIT_MACS multiply-adds."""
-    return N * P * C_out * (C_in // groups) * int(np.prod(kernel)) >= SPLIT_MACS
+def _plan(N: int, C_in: int, C_out: int, kernel: Shape, P: int, groups: int) -> tuple:
+    """How a convolution's batch is taken: (parts, whether they go to manual_bp.parallel's
+    threads — from SPLIT_MACS multiply-adds —, the bytes of columns one part may use)."""
+    K = int(np.prod(kernel))
+    split = N * P * C_out * (C_in // groups) * K >= SPLIT_MACS
+    threads = parallel.workers() if split else 1
+    budget = max(1, COLUMN_BYTES // threads)
+    sample = C_in * K * P * 8  # one sample's columns
+    return max(threads, -(-N * sample // budget)), split, budget
 
 
 def correlate(x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int) -> Array:
     """z = W ⋆ x_pad (no bias) = Σ_k W[:, :, k] · shifted_k(x_pad), per group: (N, C_out, *out).
 
-    The sum over kernel offsets k runs in blocks (`offset_blocks`): one matmul per block,
-    of W's block against the block's columns; the batch in parts over manual_bp.parallel's
-    threads when it is worth it."""
+    One matmul of W against the columns (im2col) per part of the batch (`_plan`), or per
+    block of kernel offsets within it where a part's columns would not fit COLUMN_BYTES."""
     N, C_in = x_pad.shape[:2]
-    P = int(np.prod(_output_size(x_pad, W.shape[2:], stride, dilation)))
-    parts = parallel.map_parts(
-        lambda part: _correlate(x_pad[part], W, stride, dilation, groups),
+    C_out, kernel = W.shape[0], W.shape[2:]
+    out = _output_size(x_pad, kernel, stride, dilation)
+    z = np.empty((N, C_out, *out))
+    parts, split, budget = _plan(N, C_in, C_out, kernel, int(np.prod(out)), groups)
+    parallel.map_parts(
+        lambda part: _correlate(x_pad[part], W, stride, dilation, groups, z[part], budget),
         N,
-        worth_splitting=_split(N, C_in, W.shape[0], W.shape[2:], P, groups),
+        parts=parts,
+        worth_splitting=split,
     )
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return z
 
 
-def _correlate(x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int) -> Array:
+def _correlate(
+    x_pad: Array, W: Array, stride: Shape, dilation: Shape, groups: int, z: Array, budget: int
+) -> None:
+    """`correlate` on one part of the batch, written into z (that part of the output)."""
     N, C_in = x_pad.shape[:2]
     C_out, C_g, *kernel = W.shape
-    out = _output_size(x_pad, kernel, stride, dilation)
+    out = z.shape[2:]
     P = int(np.prod(out))
+    if N == 0:
+        return
     per_sample = P >= PER_SAMPLE_PIXELS
     W_g = W.reshape(groups, C_out // groups, C_g, -1)  # (G, C_out/G, C_in/G, K)
-    z = None
-    for block in offset_blocks(kernel, N * C_in * P * 8):
+    z_g = z.reshape(N, groups, C_out // groups, P)  # (a view: the part is contiguous)
+    total = None
+    for i, block in enumerate(offset_blocks(kernel, N * C_in * P * 8, budget)):
         W_b = W_g[..., block].reshape(groups, C_out // groups, -1)  # (G, C_out/G, C_in/G·|b|)
         cols = columns(x_pad, block, kernel, out, stride, dilation, groups, per_sample)
-        z_b = np.matmul(W_b, cols)  # (N, G, C_out/G, P) per sample; (G, C_out/G, N·P) folded
-        if z is None:
-            z = z_b
-        else:
-            z += z_b
-    assert z is not None
-    if per_sample:
-        return z.reshape(N, C_out, *out)
-    return np.ascontiguousarray(z.reshape(C_out, N, *out).swapaxes(0, 1))
+        if per_sample:  # (N, G, C_out/G, P), summed in place
+            if i == 0:
+                np.matmul(W_b, cols, out=z_g)
+            else:
+                z_g += np.matmul(W_b, cols)
+        else:  # (G, C_out/G, N·P)
+            z_b = np.matmul(W_b, cols)
+            total = z_b if total is None else total + z_b
+    if not per_sample:
+        z_g[...] = total.reshape(groups, C_out // groups, N, P).transpose(2, 0, 1, 3)
 
 
 def correlate_weight_grad(
     x_pad: Array, delta: Array, kernel: Shape, stride: Shape, dilation: Shape, groups: int
 ) -> Array:
     """∂L/∂W[:, :, k] = Σ_{n, p} δ[n, :, p] · shifted_k(x_pad)[n, :, p]ᵀ, per group: Linear's
-    δᵀ a at each kernel offset, the offsets in the blocks `correlate` uses, the batch in
-    parts as there (the parts' sums added). Returns (C_out, C_in/G, *kernel)."""
+    δᵀ a at each kernel offset, over the parts and blocks `correlate` uses (the parts' sums
+    added). Returns (C_out, C_in/G, *kernel)."""
     N, C_in = x_pad.shape[:2]
-    P = int(np.prod(delta.shape[2:]))
-    parts = parallel.map_parts(
-        lambda part: _weight_grad(x_pad[part], delta[part], kernel, stride, dilation, groups),
+    C_out = delta.shape[1]
+    parts, split, budget = _plan(N, C_in, C_out, kernel, int(np.prod(delta.shape[2:])), groups)
+    sums = parallel.map_parts(
+        lambda part: _weight_grad(
+            x_pad[part], delta[part], kernel, stride, dilation, groups, budget
+        ),
         N,
-        worth_splitting=_split(N, C_in, delta.shape[1], kernel, P, groups),
+        parts=parts,
+        worth_splitting=split,
     )
-    return parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
+    return sums[0] if len(sums) == 1 else np.sum(sums, axis=0)
 
 
 def _weight_grad(
-    x_pad: Array, delta: Array, kernel: Shape, stride: Shape, dilation: Shape, groups: int
+    x_pad: Array,
+    delta: Array,
+    kernel: Shape,
+    stride: Shape,
+    dilation: Shape,
+    groups: int,
+    budget: int,
 ) -> Array:
+    """`correlate_weight_grad` on one part of the batch."""
     N, C_in = x_pad.shape[:2]
     C_out, out = delta.shape[1], delta.shape[2:]
     P, K, C_g = int(np.prod(out)), int(np.prod(kernel)), C_in // groups
@@ -230,7 +257,7 @@ def _weight_grad(
     else:  # the batch folded into the columns: δ as (G, C_out/G, N·P)
         delta_g = delta.reshape(N, groups, C_out // groups, P).transpose(1, 2, 0, 3)
         delta_g = delta_g.reshape(groups, C_out // groups, N * P)
-    for block in offset_blocks(kernel, N * C_in * P * 8):
+    for block in offset_blocks(kernel, N * C_in * P * 8, budget):
         cols = columns(x_pad, block, kernel, out, stride, dilation, groups, per_sample)
         dW_b = np.matmul(delta_g, cols.swapaxes(-1, -2))  # (N, G, C_out/G, ·) or (G, C_out/G, ·)
         if per_sample:
