@@ -1017,6 +1017,7 @@ def goal_rows(frame: pd.DataFrame) -> list[list[str]]:
 
 def plot(frame: pd.DataFrame, exponents: pd.DataFrame, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -1037,6 +1038,8 @@ def plot(frame: pd.DataFrame, exponents: pd.DataFrame, path: Path) -> None:
         )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(sweep.split()[-1])
         ax.set_ylabel("median ms per forward + backward")
         ax.set_title(f"{sweep}: time ∝ x^k, fitted k")
@@ -1264,9 +1267,11 @@ compare_gradients on a new {fresh.case} each call (batch 16), as a property test
 
 On the {int(grad.params):,}-parameter {grad.case} (batch {int(grad.batch)}, one thread),
 `manual_gradients` takes {grad.a_ms:.2f} ms and `torch.autograd.gradcheck` over every
-parameter {grad.b_ms:,.0f} ms: {grad.speedup:,.0f}× faster ({grad.speedup_min:,.0f}–
-{grad.speedup_max:,.0f} over {int(grad.pairs)} pairs), and exact where gradcheck's finite
-differences are not (largest relative difference from autograd {grad.max_rel_err:.1e}).
+parameter {grad.b_ms:,.0f} ms: {grad.speedup:,.0f}× faster
+({grad.speedup_min:,.0f}–{grad.speedup_max:,.0f}× over {int(grad.pairs)} pairs), and exact
+where gradcheck's finite differences are not (largest relative difference from autograd
+{grad.max_rel_err:.1e}). Both sides run one after the other, so each starts with caches the
+other has just used.
 
 ## Peak memory
 
@@ -1285,7 +1290,9 @@ Each call at two threads over itself at one thread (pairs of the two settings):
 Why the pass runs NumPy's BLAS at one thread: OpenBLAS's idle threads spin for ~0.1 s after
 every threaded call, and torch's OpenMP threads want the same cores. The same comparison at
 the default threads with that arrangement switched off (BLAS left as the caller set it), with
-autograd's time split by what ran just before it:
+autograd's time split by what ran just before it. Where autograd right after the oracle is
+slower than autograd right after autograd, the oracle has left a spinning pool behind: the
+user's next torch step pays for it, and a per-pair ratio flatters the oracle.
 
 {
         table(
@@ -1327,8 +1334,9 @@ one GEMM over the whole im2col, each sample its own; the same with the batch fol
 the GEMM's columns; what the rule picks (the batch in parts whose columns fit COLUMN_BYTES =
 {conv_ops.COLUMN_BYTES // 2**20} MiB, one GEMM per sample from PER_SAMPLE_PIXELS =
 {conv_ops.PER_SAMPLE_PIXELS} output pixels, the batch folded below); torch's own float64
-convolution beside them. (The kernel before this round summed one matmul per kernel offset,
-inner dimension C_in: 7.1 ms on the CNN's first convolution, 5.5 ms on its second.)
+convolution beside them. (For comparison: the kernel this replaced, one matmul per kernel
+offset with inner dimension C_in, measured 7.1 ms and 5.5 ms on the CNN's two convolutions
+on this machine, one thread.)
 
 {table(["convolution", "columns MB", "pixels", *plans, "the rule", "torch F.conv2d"], kernel_rows)}
 
