@@ -785,8 +785,9 @@ def fitted_exponents(frame: pd.DataFrame) -> pd.DataFrame:
 
 def layer_profile(case: Case, runs: int) -> pd.DataFrame:
     """The NumPy pass layer by layer at one thread: each layer's forward and backward (or
-    param_grads), median ms per pass, summed by layer type; beside it autograd's self CPU
-    time by aten op from torch.profiler, summed into the same rough kinds."""
+    param_grads), median ms per pass, summed by layer type; and what the pass spends outside
+    its layers: the activations and the δ recursion (the network's forward and backward less
+    their layers), and the loss (the pass less both)."""
     model, loss_fn, x, t = case.problem()
     problem = oracle._prepare(model, loss_fn, x, t, 0.0)
     net = problem.captured.network
@@ -805,14 +806,28 @@ def layer_profile(case: Case, runs: int) -> pd.DataFrame:
                 return out
 
             setattr(layer, method, timed)
+    whole: dict[str, list[float]] = {"forward": [], "backward": [], "pass": []}
+    for part in ("forward", "backward"):
+        fn = getattr(net, part)
+
+        def timed_part(*args: Any, _fn: Any = fn, _part: str = part, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            out = _fn(*args, **kwargs)
+            whole[_part].append(time.perf_counter() - start)
+            return out
+
+        setattr(net, part, timed_part)
     try:
         with threads(1):
             for _ in range(runs):
+                start = time.perf_counter()
                 with np.errstate(all="ignore"):
                     net.loss_and_gradients(problem.xs, problem.y, problem.loss, input_grad=False)
+                whole["pass"].append(time.perf_counter() - start)
     finally:
         for layer, method in originals:
             delattr(layer, method)
+        del net.forward, net.backward
     by_type: dict[str, dict[str, float]] = {}
     kinds = {node.name: type(node.layer).__name__ for node in net.nodes}
     for (name, method), ts in times.items():
@@ -830,6 +845,18 @@ def layer_profile(case: Case, runs: int) -> pd.DataFrame:
             for k, v in by_type.items()
         ]  # fmt: skip
     )
+    median = {k: 1e3 * statistics.median(v) for k, v in whole.items()}
+    outside = {
+        "layer": "(activations, δ recursion)",
+        "forward_ms": max(0.0, median["forward"] - frame["forward_ms"].sum()),
+        "backward_ms": max(0.0, median["backward"] - frame["backward_ms"].sum()),
+    }
+    loss = {
+        "layer": "(loss)",
+        "forward_ms": max(0.0, median["pass"] - median["forward"] - median["backward"]),
+        "backward_ms": 0.0,
+    }
+    frame = pd.concat([frame, pd.DataFrame([outside, loss])], ignore_index=True)
     frame["total_ms"] = frame["forward_ms"] + frame["backward_ms"]
     frame.insert(0, "case", case.name)
     return frame.sort_values("total_ms", ascending=False)
@@ -1117,8 +1144,8 @@ def readme(
             for r in part.head(6).itertuples()
         ]
         profile_parts.append(
-            f"**{case}**: the NumPy pass by layer type, {part['total_ms'].sum():.1f} ms in "
-            f"all; autograd by aten op (self CPU time), "
+            f"**{case}**: the NumPy pass by layer type (and outside its layers), "
+            f"{part['total_ms'].sum():.1f} ms in all; autograd by aten op (self CPU time), "
             f"{ops[ops['case'] == case]['self_ms'].sum():.1f} ms in all. Top six of each.\n\n"
             + table(["layer", "forward ms", "backward ms", "total ms"], mine)
             + "\n\n"
