@@ -624,7 +624,7 @@ def _status_kb(field_name: str) -> int:
 
 def memory_case(quick: bool) -> Case:
     if quick:
-        return Case("cnn-b4-16x16", lambda: cnn(16), images(4, 16))
+        return Case("cnn-b32-3x32x32", lambda: cnn(32), images(32, 32))  # a few MB: measurable
     return Case("cnn-b256-3x64x64", lambda: cnn(64), images(256, 64))
 
 

@@ -163,32 +163,57 @@ class BatchNorm(Layer):
         axes = (0, *range(2, x.ndim))  # every axis but the channel axis
         per_channel = (1, -1) + (1,) * (x.ndim - 2)  # (1, C, 1, …): broadcasts over axes
         if self.uses_batch_stats:
-            mu = x.mean(axis=axes, keepdims=True)
-            var = x.var(axis=axes, keepdims=True)  # biased, as torch normalises with
+            m = x.size // x.shape[1]
+            mu = _per_channel(x) / m  # (C,)
+            x_hat = x - mu.reshape(per_channel)
+            var = _per_channel(x_hat, x_hat) / m  # biased, as torch normalises with
             stat_axes = axes
         else:
-            mu = self.running_mean.reshape(per_channel)
-            var = self.running_var.reshape(per_channel)
+            mu, var = self.running_mean, self.running_var
+            x_hat = x - mu.reshape(per_channel)
             stat_axes = None
-        inv_std = 1.0 / np.sqrt(var + self.eps)  # (1, C, 1, …)
-        x_hat = (x - mu) * inv_std
-        z = x_hat
-        if "weight" in self.params:
-            z = z * self.params["weight"].reshape(per_channel)
+        inv_std = (1.0 / np.sqrt(var + self.eps)).reshape(per_channel)  # (1, C, 1, …)
+        x_hat *= inv_std  # x̂ = (x − μ)/σ, in place: x − μ is fresh
+        z = (
+            x_hat * self.params["weight"].reshape(per_channel)
+            if "weight" in self.params
+            else (x_hat.copy())
+        )
         if "bias" in self.params:
-            z = z + self.params["bias"].reshape(per_channel)
+            z += self.params["bias"].reshape(per_channel)
         return z, _NormCache(x_hat, inv_std, stat_axes)
 
     def backward(self, delta: Array, cache: _NormCache) -> tuple[Array, dict[str, Array]]:
-        axes = (0, *range(2, delta.ndim))
         per_channel = (1, -1) + (1,) * (delta.ndim - 2)
+        sum_delta = _per_channel(delta)  # Σ δ = ∂L/∂β, (C,)
+        sum_delta_x_hat = _per_channel(delta, cache.x_hat)  # Σ δ ⊙ x̂ = ∂L/∂γ, (C,)
         grads = {}
         if "weight" in self.params:
-            grads["weight"] = (delta * cache.x_hat).sum(axis=axes)  # (C,)
+            grads["weight"] = sum_delta_x_hat
         if "bias" in self.params:
-            grads["bias"] = delta.sum(axis=axes)  # (C,)
-        g = delta * self.params["weight"].reshape(per_channel) if "weight" in self.params else delta
-        return _normalised_backward(g, cache), grads
+            grads["bias"] = sum_delta
+        scale = cache.inv_std  # γ/σ, (1, C, 1, …)
+        if "weight" in self.params:
+            scale = scale * self.params["weight"].reshape(per_channel)
+        if cache.stat_axes is None:  # μ and v are constants: only the direct route
+            return delta * scale, grads
+        # δ_prev = (γ/σ)(δ − mean(δ) − x̂ ⊙ mean(δ ⊙ x̂)), the routes through μ and v
+        m = delta.size // delta.shape[1]
+        mean_delta = (sum_delta / m).reshape(per_channel)
+        mean_delta_x_hat = (sum_delta_x_hat / m).reshape(per_channel)
+        delta_prev = cache.x_hat * mean_delta_x_hat
+        delta_prev += mean_delta
+        np.subtract(delta, delta_prev, out=delta_prev)
+        delta_prev *= scale
+        return delta_prev, grads
+
+
+def _per_channel(a: Array, b: Array | None = None) -> Array:
+    """Σ a (or Σ a ⊙ b) over every axis but the channel axis 1, (C,): one pass, no temporary."""
+    axes = list(range(a.ndim))
+    if b is None:
+        return np.einsum(a, axes, [1])
+    return np.einsum(a, axes, b, axes, [1])
 
 
 class BatchNorm1d(BatchNorm):
