@@ -47,6 +47,18 @@ class _NormCache:
     stat_axes: tuple[int, ...] | None  # axes μ and v were taken over; None: constants
 
 
+def _num_features(
+    params: dict[str, Array], running_mean: Array | None, running_var: Array | None
+) -> int | None:
+    """C, the length every per-channel vector shares (None when there is none); a
+    ValueError where they are not all of one shape (C,)."""
+    vectors = {**params, "running_mean": running_mean, "running_var": running_var}
+    sizes = {name: v.shape for name, v in vectors.items() if v is not None}
+    if any(len(s) != 1 for s in sizes.values()) or len(set(sizes.values())) > 1:
+        raise ValueError(f"expected weight, bias and running stats all of shape (C,), got {sizes}")
+    return next(iter(sizes.values()))[0] if sizes else None
+
+
 def _check_running_var(layer: str, running_var: Array | None) -> None:
     """A variance is ≥ 0: torch's √(running_var + eps) of a negative one is NaN."""
     if running_var is not None and not (running_var >= 0).all():
@@ -113,17 +125,7 @@ class BatchNorm(Layer):
         self.eps = float(eps)
         self.training = bool(training)
         self.ndims = self.NDIMS if ndims is None else tuple(ndims)
-        vectors = {
-            **self.params,
-            "running_mean": self.running_mean,
-            "running_var": self.running_var,
-        }
-        sizes = {name: v.shape for name, v in vectors.items() if v is not None}
-        if any(len(s) != 1 for s in sizes.values()) or len(set(sizes.values())) > 1:
-            raise ValueError(
-                f"expected weight, bias and running stats all of shape (C,), got {sizes}"
-            )
-        self.num_features = next(iter(sizes.values()))[0] if sizes else None
+        self.num_features = _num_features(self.params, self.running_mean, self.running_var)
         if not self.uses_batch_stats:
             _check_running_var(type(self).__name__, self.running_var)
 
@@ -282,17 +284,7 @@ class InstanceNorm(Layer):
         self.running_var = _as_float64(running_var)
         self.eps = float(eps)
         self.use_input_stats = bool(use_input_stats)
-        vectors = {
-            **self.params,
-            "running_mean": self.running_mean,
-            "running_var": self.running_var,
-        }
-        sizes = {name: v.shape for name, v in vectors.items() if v is not None}
-        if any(len(s) != 1 for s in sizes.values()) or len(set(sizes.values())) > 1:
-            raise ValueError(
-                f"expected weight, bias and running stats all of shape (C,), got {sizes}"
-            )
-        self.num_features = next(iter(sizes.values()))[0] if sizes else None
+        self.num_features = _num_features(self.params, self.running_mean, self.running_var)
         if not self.use_input_stats:
             _check_running_var(type(self).__name__, self.running_var)
 
