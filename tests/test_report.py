@@ -4,7 +4,7 @@ import _compare
 import numpy as np
 import pytest
 
-from torch_ref.report import GradientReport, compare
+from torch_ref.report import GradientReport, as_tie, compare
 
 
 def test_verdict_is_atol_plus_rtol_times_the_largest_reference():
@@ -56,3 +56,42 @@ def test_the_layer_tests_helper_fails_with_the_index_and_both_values():
         _compare.assert_close(
             "dW", "case", np.array([1.0, 3.0]), np.array([1.0, 2.0]), rtol=1e-10, atol=1e-12
         )
+
+
+def test_a_given_scale_measures_a_mathematically_zero_gradient_against_its_layer():
+    noise = np.array([3e-12, -2e-12])  # both sides rounding noise around an exact 0
+    alone = compare("param", "0.bias", noise, -noise, 1e-7, 1e-14)
+    in_layer = compare("param", "0.bias", noise, -noise, 1e-7, 1e-14, scale=50.0)
+    assert not alone.ok and alone.max_rel_err > 1  # against itself: a 100% error
+    assert in_layer.ok and in_layer.scale == 50.0 and in_layer.max_rel_err == pytest.approx(1e-13)
+    real = compare("param", "0.bias", np.array([1e-3, 0.0]), np.zeros(2), 1e-7, 1e-14, scale=50.0)
+    assert not real.ok  # a real difference is still one
+
+
+def test_a_tie_row_is_ok_and_says_where():
+    bad = compare("param", "0.weight", np.array([1.0, 2.5]), np.array([1.0, 2.0]), 1e-7, 1e-10)
+    tie = as_tie(bad, 3, ["1", "4"])
+    assert tie.ok and tie.status == "tie" and tie.layers == ("1", "4")
+    report = GradientReport(1.0, 1.0, [tie], rtol=1e-7, atol=1e-10)
+    text = str(report)
+    assert report.ok and report.ties == [tie]
+    assert text.splitlines()[0] == "GradientReport: OK (1 tensor, rtol=1e-07, atol=1e-10)"
+    assert "differ only at kinks or ties that rounding decided (in 1, 4)" in text
+    assert "3 entries at kinks/ties in 1, 4" in text and "FAIL" not in text
+
+
+def test_labels_errors_and_tidy_tables():
+    rows = [compare("param", "w", np.ones(3), np.ones(3), 1e-7, 1e-10)]
+    report = GradientReport(None, None, rows, labels=("yours", "oracle"),
+                            tolerances="given to the call", errors=["missing: b"])  # fmt: skip
+    text = str(report)
+    assert not report.ok and "missing: b" in text and "loss:" not in text
+    assert text.splitlines()[0] == (
+        "GradientReport: MISMATCH (1 tensor, rtol=1e-07, atol=1e-10: given to the call); "
+        "yours against the oracle's ∂L/∂θ"
+    )
+    assert all(line == line.rstrip() for line in text.splitlines())
+    assert list(report.to_frame().columns)[:7] == [
+        "kind", "name", "shape", "max_abs_err", "max_rel_err", "ok", "index"
+    ]  # fmt: skip
+    assert "status" in report.to_frame().columns

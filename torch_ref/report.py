@@ -182,7 +182,7 @@ class GradientReport:
                 "there, they match (status 'tie')"
             )
         lines.extend(self.notes)
-        if not self.ok:
+        if self.failures():
             lines.append(
                 "worst: "
                 + "; ".join(
