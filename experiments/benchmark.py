@@ -40,7 +40,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ import torch.nn as nn
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import torch_ref
+from manual_bp.lab.io import atomic_write, write_csv, write_png
 from manual_bp.network import Network
 from manual_bp.ops import conv as conv_ops
 from torch_ref import oracle
@@ -975,13 +975,6 @@ def conv_kernels(pairs: int, quick: bool) -> pd.DataFrame:
 # --- outputs -------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def table(headers: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -1074,7 +1067,7 @@ def plot(frame: pd.DataFrame, exponents: pd.DataFrame, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("How the cost grows (float64, one thread)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_png(path, fig, dpi=100)
     plt.close(fig)
 
 
@@ -1417,11 +1410,11 @@ def run(args: argparse.Namespace) -> None:
     kernels = conv_kernels(3 if quick else 9, quick)
     env["load_end"] = load_average()
     args.out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(args.out / "benchmark.csv", frame.to_csv(index=False, float_format="%.6g"))
-    _write_atomic(args.out / "stages.csv", stages.to_csv(index=False, float_format="%.6g"))
-    _write_atomic(args.out / "layers.csv", layers.to_csv(index=False, float_format="%.6g"))
+    write_csv(args.out / "benchmark.csv", frame)
+    write_csv(args.out / "stages.csv", stages)
+    write_csv(args.out / "layers.csv", layers)
     plot(frame, exponents, args.out / "scaling.png")
-    _write_atomic(
+    atomic_write(
         args.out / "README.md", readme(env, frame, stages, layers, ops, exponents, kernels, pairs)
     )
     print()
