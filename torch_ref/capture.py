@@ -134,11 +134,6 @@ def _user_line_of(err: BaseException) -> str:
     return ""
 
 
-def fn_name(target: Any) -> str:
-    """How users write a function: F.relu, torch.cat, operator.add, Tensor.view."""
-    return torch_name(target)
-
-
 @contextlib.contextmanager
 def raw_getattr() -> Any:
     """Module attributes as they are (fx's tracing hands out proxies for parameters)."""
@@ -654,7 +649,7 @@ class _Tracer(fx.Tracer):
         else:
             module = None
             entry = lookup_method(target) if kind == "call_method" else lookup_function(target)
-            what = f"{fn_name(target)} (node {node.name!r}){self._scope()}"
+            what = f"{torch_name(target)} (node {node.name!r}){self._scope()}"
             probe = self.conv.next_call("function", target) if kind == "call_function" else None
             node_name = node.name
         before = len(self.conv.b.nodes)

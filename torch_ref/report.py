@@ -24,8 +24,6 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-STATUSES = ("ok", "tie", "fail")
-
 
 @dataclass(frozen=True)
 class Row:
