@@ -13,20 +13,17 @@ the branch torch took — and everything else computed as before from them. If t
 difference was rounding at a kink (status "tie"); if not, it stays a failure. Entries far
 from any kink are never replayed, so a wrong formula cannot hide behind a replay.
 
-torch's forward values come from running the traced graph on a float64 copy of the model: the
-same torch ops, in the same order, on the same data as the user's forward, so the same bits.
+torch's forward values are those of the recorded run itself (torch_ref.record): the user's
+forward on the float64 twin, the very values autograd's reference differentiated.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-import torch.fx as fx
 
 from manual_bp.network import Result, Tape
 from manual_bp.ops.activations import IDENTITY
@@ -46,69 +43,35 @@ class Replay:
         return sum(self.changed.values())
 
 
-class _Recorder(fx.Interpreter):
-    """Runs the graph and keeps a copy of the values asked for (an in-place op later in the
-    graph must not change what was recorded)."""
-
-    def __init__(self, gm: fx.GraphModule, wanted: set[str]) -> None:
-        super().__init__(gm)
-        self.wanted = wanted
-        self.values: dict[str, np.ndarray] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        out = super().run_node(n)
-        if n.name in self.wanted and isinstance(out, torch.Tensor):
-            self.values[n.name] = out.detach().to("cpu", torch.float64).numpy().copy()
-        return out
-
-
 def torch_values(problem: Any, wanted: Iterable[str]) -> dict[str, np.ndarray]:
-    """fx node name → the value torch computes for it, in float64, for the `wanted` nodes."""
-    captured = problem.captured
-    twin = copy.deepcopy(problem.model).to(torch.float64)
-    root: dict[str, Any] = {}
-    for node in captured.graph.nodes:
-        if node.op == "get_attr":
-            if node.target in captured.constants:
-                t = captured.constants[node.target]
-                root[node.target] = t.to(torch.float64) if t.is_floating_point() else t
-            else:
-                obj: Any = twin
-                for part in node.target.split("."):
-                    obj = getattr(obj, part)
-                root[node.target] = obj
-        elif node.op == "call_module":
-            root[node.target] = twin.get_submodule(node.target)
-    gm = fx.GraphModule(root, captured.graph)
-    device = next((p.device for p in problem.model.parameters()), problem.inputs[0].device)
-    inputs = [
-        x.detach().to(device, torch.float64) if x.is_floating_point() else x.detach().to(device)
-        for x in problem.inputs
-    ]
-    recorder = _Recorder(gm, set(wanted))
-    with torch.no_grad():
-        recorder.run(*inputs)
-    return recorder.values
+    """Node name → the value torch computed for it in the recorded run, in float64, for the
+    `wanted` nodes (a value torch changed in place since is left out)."""
+    out = {}
+    for name in wanted:
+        value = problem.rec.torch_value(name)
+        if value is not None:
+            out[name] = value
+    return out
 
 
-def _z_source(node: Any, captured: Any) -> str | None:
-    """The fx node holding torch's value of z, the input of a node's activation."""
+def _z_source(node: Any) -> str | None:
+    """The node holding torch's value of z, the input of a node's activation."""
     if node.act_name is not None:  # fused: z is the layer's own output
-        return captured.z_fx.get(node.name)
+        return node.name
     if isinstance(node.layer, Identity) and len(node.inputs) == 1:  # a lone activation
-        return captured.value_fx.get(node.inputs[0])
+        return node.inputs[0]
     return None
 
 
 def _needed(problem: Any, result: Result) -> tuple[dict[str, Any], set[str]]:
     """The masks of every kink and tie in the manual pass, and the fx values they need."""
-    captured, tape = problem.captured, result.tape
+    captured, tape = problem.rec, result.tape
     plan: dict[str, Any] = {}
     wanted: set[str] = set()
     for node in captured.network.nodes:
         if node.act.kink is not None:
             mask = node.act.kink(tape.z[node.name])
-            source = _z_source(node, captured)
+            source = _z_source(node)
             if mask.any() and source is not None:
                 plan[("act", node.name)] = (mask, source)
                 wanted.add(source)
@@ -116,17 +79,12 @@ def _needed(problem: Any, result: Result) -> tuple[dict[str, Any], set[str]]:
         if masks:
             sources = []
             for i, m in zip(node.inputs, masks, strict=True):
-                source = captured.value_fx.get(i) if m is not None and m.any() else None
+                source = i if m is not None and m.any() else None
                 sources.append((m, source))
                 if source is not None:
                     wanted.add(source)
             if any(s is not None for _, s in sources):
                 plan[("layer", node.name)] = sources
-    mask = problem.loss.ties(result.output, problem.y)
-    source = captured.value_fx.get(captured.network.output)
-    if mask is not None and mask.any() and source is not None:
-        plan[("loss", "loss")] = (mask, source)
-        wanted.add(source)
     return plan, wanted
 
 

@@ -1,0 +1,408 @@
+"""The prepared problem: a model, a loss and a batch, checked, with their float64 twin run once.
+
+    L = loss_fn(model(inputs), target) + (l2/2) Σ ‖W‖²
+
+`prepare` checks what the caller handed over, builds the float64 twin of the model (once:
+a deep copy, floating parameters and buffers float64, on the model's device), and records
+one run of `loss_fn(twin(inputs), target)` (torch_ref.record). That run is both sides of
+the comparison: the manual network is built from the ops it executed, and autograd's graph
+of the same run gives the reference (torch_ref.oracle). The tie replay reads torch's values
+from it and the custom-Function explanation its Function calls; nothing rebuilds anything.
+
+The caller's model is never run or touched: its forward runs on the twin, exactly as the
+caller calls it (positional inputs, a dict of keyword inputs, defaults bound by Python, a
+decorated or instance-level forward, a `__call__` override), and what the forward does to
+Python attributes, caches and counters happens to the twin.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils import _pytree as pytree
+
+from manual_bp.ops.loss import NetworkLoss
+from torch_ref.capture import INPUT, _ours, _user_line_of
+from torch_ref.errors import UnsupportedModuleError
+from torch_ref.record import Recording, record
+
+LossFn = Callable[..., torch.Tensor]
+
+
+@dataclass
+class Problem:
+    """Everything the oracle's stages share, built once by `prepare`."""
+
+    model: nn.Module  # the caller's (never run)
+    loss_fn: Any
+    inputs: Any  # as given
+    target: Any
+    twin: nn.Module
+    rec: Recording
+    #: the network's inputs as float64 (or integer) arrays, in `rec.network.inputs` order
+    xs: tuple[np.ndarray, ...]
+    #: the twin's input tensors by network input name (floating ones require grad when
+    #: input gradients are asked for)
+    twin_inputs: dict[str, torch.Tensor]
+    l2: float
+    params: dict[str, nn.Parameter]  # the caller's named_parameters() that require grad
+    input_grads: bool
+    #: how the inputs were given: "tensor", "tuple" or "dict"
+    form: str
+    loss: NetworkLoss
+    y: Any = None
+
+    @property
+    def captured(self) -> Recording:
+        return self.rec
+
+    @property
+    def twin_params(self) -> dict[str, torch.Tensor]:
+        prefix = "_orig_mod." if hasattr(self.model, "_orig_mod") else ""
+        return {prefix + n: p for n, p in self.twin.named_parameters()}
+
+    @property
+    def decayed(self) -> list[str]:
+        """Qualified names of the weights in the L2 penalty, each once (a tied weight is one
+        parameter, one term)."""
+        prefix = "_orig_mod." if hasattr(self.model, "_orig_mod") else ""
+        names = (
+            self.rec.params.get((node.name, p))
+            for node in self.rec.network.nodes
+            for p in node.layer.decayed
+        )
+        return list(dict.fromkeys(prefix + n for n in names if n is not None))
+
+
+# --- checks --------------------------------------------------------------------------
+
+
+def check_finite(name: str, t: torch.Tensor, what: str) -> None:
+    if not t.is_floating_point():
+        return
+    t = t.detach()
+    if bool(torch.isfinite(t.sum())):  # a NaN or Inf anywhere makes the sum NaN or Inf
+        return
+    if not bool(torch.isfinite(t).all()):  # (a finite sum can also overflow: look closer)
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{what} {name!r} holds {bad} NaN/Inf value(s); expected finite values")
+
+
+def check_layout(name: str, t: torch.Tensor) -> None:
+    """Sparse, meta and quantised tensors hold no plain values to read."""
+    what = f"{name} of shape {tuple(t.shape)}"
+    if t.layout != torch.strided:
+        raise ValueError(f"expected a dense (strided) tensor, got {what} as {t.layout}")
+    if t.is_meta:
+        raise ValueError(f"expected real values, got {what} on the meta device (no values)")
+    if t.is_quantized:
+        raise ValueError(f"expected a float or integer tensor, got {what} quantized ({t.dtype})")
+
+
+def _check_input(name: str, x: torch.Tensor) -> None:
+    check_layout(name, x)
+    if x.is_complex():
+        raise ValueError(f"{name} of shape {tuple(x.shape)} is complex ({x.dtype}); expected real values")
+    if x.ndim == 0 or x.numel() == 0:
+        raise ValueError(f"{name} must hold a non-empty batch, got shape {tuple(x.shape)}")
+    check_finite(name, x, "the input tensor")
+
+
+def split_inputs(inputs: Any) -> tuple[str, tuple, dict, dict[str, torch.Tensor]]:
+    """(form, positional args, keyword args, the tensors among them by network input name):
+    a tensor, a tuple/list of positional inputs, or a dict of keyword inputs."""
+    if isinstance(inputs, torch.Tensor):
+        _check_input("inputs", inputs)
+        return "tensor", (inputs,), {}, {INPUT: inputs}
+    if isinstance(inputs, dict):
+        if not inputs:
+            raise ValueError("inputs is an empty dict; expected keyword inputs of the forward")
+        named = {}
+        for k, x in inputs.items():
+            if isinstance(x, torch.Tensor):
+                _check_input(f"inputs[{k!r}]", x)
+                named[f"{INPUT}.{k}"] = x
+        return "dict", (), dict(inputs), named
+    if isinstance(inputs, (tuple, list)):
+        if not inputs:
+            raise ValueError("inputs is an empty tuple; expected a tensor or a tuple of tensors")
+        named = {}
+        for k, x in enumerate(inputs):
+            name = "inputs" if len(inputs) == 1 else f"inputs[{k}]"
+            if isinstance(x, (list, tuple, np.ndarray)):
+                raise TypeError(
+                    f"{name} must be a torch.Tensor (or a tuple of them), got {type(x).__name__}"
+                )
+            if isinstance(x, torch.Tensor):
+                _check_input(name, x)
+                named[INPUT if len(inputs) == 1 else f"{INPUT}.{k}"] = x
+        if not named:
+            raise TypeError("inputs holds no torch.Tensor; expected a tensor or a tuple of tensors")
+        return "tuple", tuple(inputs), {}, named
+    raise TypeError(
+        f"inputs must be a torch.Tensor (or a tuple of them), got {type(inputs).__name__} "
+        "(a dict of keyword inputs is taken too)"
+    )
+
+
+_HOOKS = ("_backward_pre_hooks", "_backward_hooks")
+
+
+def refuse_backward_hooks(model: nn.Module) -> None:
+    """Forward hooks run in the twin as in the model; a backward hook changes the gradient
+    autograd returns, which the twin's copy would not see (or would apply to the reference
+    only): refused, naming it."""
+    import torch.nn.modules.module as module_globals
+
+    for kind in _HOOKS:
+        if getattr(module_globals, f"_global{kind}"):
+            raise UnsupportedModuleError(
+                f"a global module hook is registered ({kind.strip('_').replace('_', ' ')}); "
+                "it changes the gradients autograd returns: remove it for the check"
+            )
+    for name, m in model.named_modules():
+        for kind in _HOOKS:
+            if getattr(m, kind, None):
+                raise UnsupportedModuleError(
+                    f"module {name or type(model).__name__!r} ({type(m).__name__}) has "
+                    f"{kind.strip('_').replace('_', ' ')}; they change the gradients autograd "
+                    "returns: remove them for the check"
+                )
+    for name, p in model.named_parameters():
+        if getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None):
+            raise UnsupportedModuleError(
+                f"parameter {name!r} has a gradient hook (register_hook); it changes the "
+                "gradient autograd returns for it, so the oracle would answer for another "
+                "function: remove it for the check"
+            )
+
+
+def unwrap(model: Any) -> nn.Module:
+    """The module to check: a torch.compile'd module's original; refuse what cannot be."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UnsupportedModuleError(
+            f"{type(model).__name__} is a TorchScript module (torch.jit.script/trace): its "
+            "forward is compiled code the oracle cannot record; pass the original nn.Module"
+        )
+    orig = getattr(model, "_orig_mod", None)
+    return orig if isinstance(orig, nn.Module) else model
+
+
+def twin_of(model: nn.Module) -> nn.Module:
+    """The float64 twin: a deep copy, floating parameters and buffers float64."""
+    try:
+        twin = copy.deepcopy(model)
+    except Exception as err:
+        raise UnsupportedModuleError(_uncopyable(model, err)) from None
+    return twin.to(torch.float64)
+
+
+def _uncopyable(model: nn.Module, err: Exception) -> str:
+    for path, m in model.named_modules():
+        for k, v in vars(m).items():
+            if k.startswith("_") and k in ("_parameters", "_buffers", "_modules"):
+                continue
+            try:
+                copy.deepcopy(v)
+            except Exception:
+                where = f"{path}.{k}" if path else k
+                return (
+                    f"the model cannot be deep-copied: attribute {where!r} of "
+                    f"{type(m).__name__} ({type(v).__name__}) fails ({type(err).__name__}: "
+                    f"{err}); the oracle runs a float64 copy and never the model itself: make "
+                    "it copyable (e.g. __deepcopy__, or create it outside the module)"
+                )
+    return f"the model cannot be deep-copied ({type(err).__name__}: {err})"
+
+
+def float64_loss(loss_fn: Any) -> Any:
+    """The loss with its weight tensors in float64 (a copy: the caller's loss is untouched)."""
+    if isinstance(loss_fn, nn.Module):
+        return copy.deepcopy(loss_fn).to(torch.float64)
+    if isinstance(loss_fn, functools.partial):
+        return functools.partial(
+            loss_fn.func,
+            *map(_float64, loss_fn.args),
+            **{k: _float64(v) for k, v in loss_fn.keywords.items()},
+        )
+    return loss_fn
+
+
+def _float64(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor) and obj.is_floating_point():
+        return obj.detach().to(torch.float64)
+    return obj
+
+
+def loss_tensors(loss_fn: Any) -> dict[str, torch.Tensor]:
+    """The tensors a loss carries (a class weight, pos_weight), module or partial."""
+    if isinstance(loss_fn, nn.Module):
+        return {n: t for n, t in vars(loss_fn).get("_buffers", {}).items() if t is not None} | {
+            n: t for n, t in vars(loss_fn).items() if isinstance(t, torch.Tensor)
+        }
+    if isinstance(loss_fn, functools.partial):
+        named = {f"argument {k}": a for k, a in enumerate(loss_fn.args)}
+        return {n: t for n, t in (named | loss_fn.keywords).items() if isinstance(t, torch.Tensor)}
+    return {}
+
+
+def _twin_tensor(t: torch.Tensor, grad: bool) -> torch.Tensor:
+    out = t.detach()
+    out = out.to(torch.float64) if out.is_floating_point() else out
+    out = out.clone()
+    return out.requires_grad_(True) if grad and out.is_floating_point() else out
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    t = t.detach().to("cpu")
+    if t.is_floating_point():
+        return t.to(torch.float64).numpy().copy()
+    return t.numpy().copy() if t.dtype == torch.bool else t.long().numpy().copy()
+
+
+def _check_call(model: nn.Module, args: tuple, kwargs: dict) -> None:
+    """The forward accepts these inputs (Python's own binding, said for people)."""
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as err:
+        params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        required = [p.name for p in params if p.default is inspect.Parameter.empty]
+        given = list(sig.parameters)[: len(args)] + list(kwargs)
+        missing = [n for n in required if n not in given]
+        names = ", ".join(p.name for p in params)
+        raise ValueError(
+            f"{type(model).__name__}.forward({names}) requires {len(required)} input(s) "
+            f"without defaults, got {len(args) + len(kwargs)} (missing: "
+            f"{', '.join(missing) or 'none'}; {err})"
+        ) from None
+
+
+def run_error(what: str, err: Exception, shapes: list[tuple[int, ...]] | None = None) -> Exception:
+    """An error raised by the user's code in the twin's run, worded for people."""
+    if getattr(err, "oracle", False) or isinstance(err, UnsupportedModuleError):
+        return err
+    line = _user_line_of(err)
+    message = str(err)
+    if "leaf Variable that requires grad" in message or "a view of a leaf Variable" in message:
+        return UnsupportedModuleError(
+            f"{what}{line} modifies in place a tensor that requires grad (an input or a "
+            "tensor of the model); use the out-of-place form"
+        )
+    if isinstance(err, (AssertionError, ValueError, IndexError, KeyError)):
+        detail = f": {err}" if message else ""
+        on = f" (evaluated on inputs of shapes {shapes})" if shapes else ""
+        return ValueError(f"a check in {what} failed{line}{detail}{on}")
+    return UnsupportedModuleError(
+        f"{what} failed in the oracle's float64 run{line} ({type(err).__name__}: {err})"
+    )
+
+
+def prepare(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Any,
+    target: Any,
+    l2: float,
+    *,
+    input_grads: bool = False,
+) -> Problem:
+    """Check, build the twin, record `loss_fn(twin(inputs), target)` (see the docstring)."""
+    user = model
+    model = unwrap(model)
+    refuse_backward_hooks(model)
+    for name, p in model.named_parameters():
+        check_layout(f"parameter {name!r}", p)
+        check_finite(name, p, "parameter")
+    for name, buf in model.named_buffers():
+        check_layout(f"buffer {name!r}", buf)
+        check_finite(name, buf, "buffer")
+    form, args, kwargs, named = split_inputs(inputs)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable loss_fn(output, target), got {type(loss_fn).__name__}")
+    for name, t in loss_tensors(loss_fn).items():
+        if t.requires_grad:
+            raise ValueError(
+                f"the loss's {name} requires grad; the oracle differentiates the model's "
+                "parameters only: pass a tensor that does not require grad (weight.detach())"
+            )
+    for leaf in pytree.tree_leaves(target):
+        if isinstance(leaf, torch.Tensor):
+            check_layout("target", leaf)
+            if leaf.is_complex():
+                raise ValueError(f"expected a real target, got dtype {leaf.dtype}")
+    if isinstance(model, nn.Sequential) and len(model) == 0:
+        raise ValueError(
+            "expected a model with at least one layer, got an empty nn.Sequential() "
+            "(nothing to differentiate)"
+        )
+    twin = twin_of(model)
+    _check_call(twin, args, kwargs)
+    device = next((p.device for p in model.parameters()), None)
+    twins = {n: _twin_tensor(x, input_grads) for n, x in named.items()}
+    if device is not None:
+        twins = {n: t.to(device) if t.device != device else t for n, t in twins.items()}
+    xs = tuple(_array(t) for t in twins.values())
+    by_id = {id(x): twins[n] for n, x in named.items()}
+    targs = tuple(by_id.get(id(a), a) if isinstance(a, torch.Tensor) else a for a in args)
+    tkwargs = {k: by_id.get(id(v), v) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    ttarget = pytree.tree_map(
+        lambda t: _twin_tensor(t, False).to(device or t.device) if isinstance(t, torch.Tensor) else t,
+        target,
+    )
+    loss64 = float64_loss(loss_fn)
+    cls = type(model).__name__
+
+    def run() -> Any:
+        out = twin(*targs, **tkwargs)
+        try:
+            return loss64(out, ttarget)
+        except Exception as err:
+            raise _ours(run_error(f"the loss {_loss_name(loss_fn)}", err)) from None
+
+    if torch.is_inference_mode_enabled():
+        raise ValueError(
+            "the oracle is called inside torch.inference_mode(), where autograd cannot run; "
+            "call it outside"
+        )
+    try:
+        with torch.enable_grad():
+            rec = record(
+                run, (), {}, model=twin, inputs=twins, live_inputs=input_grads,
+                what=f"{cls}.forward",
+                modules=(("loss", loss64),) if isinstance(loss64, nn.Module) else (),
+            )  # fmt: skip
+    except Exception as err:
+        raise run_error(f"{cls}.forward", err, [tuple(t.shape) for t in named.values()]) from None
+    loss = rec.result
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.is_floating_point():
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(
+            f"loss_fn must return a scalar floating tensor, got {got} (reduction='none' "
+            "needs a reduction such as .mean() or .sum() after it)"
+        )
+    params = {n: p for n, p in user.named_parameters() if p.requires_grad}
+    return Problem(
+        user, loss_fn, inputs, target, twin, rec, xs, twins, l2, params, bool(input_grads),
+        form, NetworkLoss(),
+    )  # fmt: skip
+
+
+def _loss_name(loss_fn: Any) -> str:
+    if isinstance(loss_fn, nn.Module):
+        return type(loss_fn).__name__
+    fn = loss_fn.func if isinstance(loss_fn, functools.partial) else loss_fn
+    return getattr(fn, "__qualname__", type(fn).__name__)

@@ -1,0 +1,717 @@
+"""Record: the program that runs, op by op, as a manual Network.
+
+The oracle checks the ops that a forward executed on this batch, with the values they saw,
+which is what autograd records too. `record(fn, args, kwargs)` calls `fn` (the float64 twin
+of the user's model and its loss, or a user's function) under a `TorchFunctionMode`: every
+torch call is run as it is, and where its output carries gradient the call is looked up in
+the op registry, whose rule builds the manual nodes (torch_ref.capture). Modules with a row
+of their own (nn.Linear, nn.LSTM, nn.MultiheadAttention, ...) are recorded whole by forward
+hooks: they are the readable formulas, and the names δ is reported under.
+
+What autograd treats as a constant is a constant here, decided the way autograd decides it:
+
+- an output that does not require grad (an op under `no_grad`, `.detach()`, comparisons,
+  integer casts, factory calls, anything on tensors that carry no gradient) is a constant
+  of the manual network, its value the one torch computed;
+- inside a custom `autograd.Function`'s forward (which autograd runs without grad) values
+  carry gradient where the Function's inputs do, and the nodes built there are the
+  Function's (torch_ref.custom compares them with its backward);
+- an in-place op is its out-of-place twin with the written tensor rebound to the result;
+  torch's version counters tell when a tensor was changed behind the record's back (through
+  a view, or by an op that was not recorded), and such a tensor is refused where it is used.
+
+Casts are float64 in the twin: a floating `dtype` argument (`.to(torch.float32)`,
+`softmax(x, dtype=torch.float32)`, `torch.zeros(..., dtype=torch.half)`), `.float()` /
+`.half()` / `.bfloat16()`, and floating tensors of another dtype met as operands (a float32
+attribute that is not a buffer) all become float64, and factory calls without a dtype make
+float64; each neutralised cast is listed in `Recording.casts`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+from torch.utils import _pytree as pytree
+
+from manual_bp.network import Network
+from manual_bp.ops.graph import Constant
+from manual_bp.ops.shape import Identity
+from torch_ref.capture import (
+    INPUT,
+    FunctionCall,
+    Probe,
+    _Builder,
+    _Converter,
+    _ours,
+    _user_line,
+)
+from torch_ref.errors import UnsupportedModuleError
+from torch_ref.registry import (
+    lookup_function,
+    lookup_method,
+    lookup_module,
+    registry,
+    supported_modules,
+    torch_name,
+)
+from torch_ref.registry.core import OpEntry, Param, Ref
+
+_APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignore[attr-defined]
+
+#: Tensor methods that cast to a floating dtype: the twin's is float64
+_FLOAT_CASTS = {"float", "half", "bfloat16"}
+#: reflected operators: `1 - x` arrives as x.__rsub__(1), the rule of operator.sub(1, x)
+_REFLECTED = {
+    "__rsub__": "sub",
+    "__rtruediv__": "truediv",
+    "__rdiv__": "truediv",
+    "__rpow__": "pow",
+    "__rmatmul__": "matmul",
+    "__rfloordiv__": "floordiv",
+}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What the record knows of a torch callable, looked up once."""
+
+    entry: OpEntry | None
+    what: str  # how users write it: F.relu, torch.cat, Tensor.view
+    base: str  # node names: "linear", "linear_1", ...
+    inplace: bool
+    swap: bool  # a reflected operator: the rule takes (other, self)
+
+
+def _describe(func: Any) -> _Call:
+    import operator
+
+    owner = getattr(func, "__self__", None)
+    if type(owner).__name__ == "getset_descriptor":  # a property: x.T, x.mT, x.data
+        name = owner.__name__
+        return _Call(lookup_method(name), f"Tensor.{name}", name, False, False)
+    entry = lookup_function(func)
+    name = getattr(func, "__name__", type(func).__name__)
+    method = getattr(torch.Tensor, name, None) is func or getattr(torch._C.TensorBase, name, None) is func
+    swap = False
+    if entry is None and method:
+        if name in _REFLECTED:
+            entry, swap = lookup_function(getattr(operator, _REFLECTED[name])), True
+        else:
+            entry = lookup_method(name)
+        if entry is None and name.startswith("__") and hasattr(operator, name.strip("_")):
+            entry = lookup_function(getattr(operator, name.strip("_")))
+    what = f"Tensor.{name}" if method else torch_name(func)
+    inplace = method and (
+        (name.endswith("_") and not name.endswith("__")) or name in ("__setitem__",)
+        or (name.startswith("__i") and name.endswith("__") and name not in ("__init__", "__iter__", "__index__", "__int__", "__invert__"))
+    )
+    base = name.strip("_") or "call"
+    return _Call(entry, what, base, inplace, swap)
+
+
+_CALLS: dict[Any, _Call] = {}
+
+
+def _call_of(func: Any) -> _Call:
+    try:
+        return _CALLS[func]
+    except KeyError:
+        found = _CALLS[func] = _describe(func)
+        return found
+    except TypeError:  # an unhashable callable
+        return _describe(func)
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    return [t for t in pytree.tree_leaves(value) if isinstance(t, torch.Tensor)]
+
+
+@dataclass
+class Recording:
+    """A recorded run: the manual network, and how its values map onto torch's."""
+
+    network: Network
+    #: (node, layer parameter) → the twin's qualified parameter/buffer name
+    params: dict[tuple[str, str], str]
+    #: leaf-module qualified name (with #k for a later call) → the node whose a is its output
+    module_outputs: dict[str, str]
+    #: nodes whose δ = ∂L/∂z a trace reports (weighted layers), in graph order
+    delta_nodes: list[str]
+    shapes: dict[str, Any]
+    #: the custom autograd.Function calls, in call order
+    functions: list[FunctionCall]
+    #: the structure fn returned, with the node name of each output that carries gradient
+    #: (None for one that does not)
+    outputs: Any
+    #: what fn returned (torch's values, in the twin's autograd graph)
+    result: Any
+    #: δ node → torch's tensor of its z (kept as computed: the forward went on with a copy)
+    z_tensors: dict[str, torch.Tensor]
+    #: node → torch's value of it, with its version when recorded (for the tie replay)
+    values: dict[str, tuple[torch.Tensor, int]]
+    #: the casts that were made float64, as "Tensor.float at <line>"
+    casts: list[str] = field(default_factory=list)
+    #: node → the tensor the forward went on with (for a custom Function's output: the
+    #: tensor whose grad_fn is the Function's backward)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def torch_value(self, node: str) -> np.ndarray | None:
+        """torch's value of a node as it was computed (None if torch changed it since)."""
+        found = self.values.get(node)
+        if found is None or found[0]._version != found[1]:
+            return None
+        return found[0].detach().to("cpu", torch.float64).numpy()
+
+
+class _Recorder(TorchFunctionMode):
+    """The mode and the module hooks that turn a run into manual nodes."""
+
+    def __init__(self, converter: _Converter, live_params: set[int], stop: FrameType) -> None:
+        super().__init__()
+        self.conv = converter
+        self.b = converter.b
+        #: id(tensor) → (its value in the network, its version when bound)
+        self.bound: dict[int, tuple[Ref | Param, int]] = {}
+        self.keep: list[torch.Tensor] = []  # bound tensors stay alive: their ids stay unique
+        self.live: set[int] = set(live_params)  # ids of tensors that carry gradient
+        self.depth = 0  # > 0 inside a module recorded whole
+        self.scope: list[tuple[str, nn.Module]] = []
+        self.pending: list[Any] = []
+        self.names: dict[str, int] = {}
+        self.regions: dict[FrameType, tuple[str, list[str | None], list[str]]] = {}
+        self.frames: list[FrameType] = []
+        self.z_tensors: dict[str, torch.Tensor] = {}
+        self.values: dict[str, tuple[torch.Tensor, int]] = {}
+        self.casts: list[str] = []
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.calls: dict[str, int] = {}
+        self.stop = stop
+
+    # --- binding torch tensors to manual values ------------------------------------
+
+    def bind(self, t: torch.Tensor, value: Ref | Param, live: bool) -> None:
+        self.bound[id(t)] = (value, t._version)
+        self.keep.append(t)
+        if live:
+            self.live.add(id(t))
+        else:
+            self.live.discard(id(t))
+        if isinstance(value, Ref):
+            self.values.setdefault(value.name, (t, t._version))
+            self.tensors[value.name] = t
+
+    def value(self, t: torch.Tensor, what: str) -> Ref | Param:
+        """The manual value of a tensor met as an argument: its bound value, a tensor of the
+        twin by name, or a constant (its value now)."""
+        found = self.bound.get(id(t))
+        if found is not None:
+            value, version = found
+            if t._version == version:
+                return value
+            if id(t) in self.live:
+                raise _ours(
+                    UnsupportedModuleError(
+                        f"{what}{_user_line()} reads a tensor that was modified in place after "
+                        "the record last saw it (through a view of it, or a view it is of, or "
+                        "by an op under no_grad); the oracle cannot follow that aliasing: use "
+                        "the out-of-place form"
+                    )
+                )
+        name = self.conv.names.get(id(t))
+        if name is not None and name not in self.conv.constants:
+            return self.conv.model_tensor(t)
+        if t.requires_grad and t.grad_fn is not None and torch.is_grad_enabled():
+            fn = type(t.grad_fn).__name__
+            raise _ours(
+                UnsupportedModuleError(
+                    f"{what}{_user_line()} reads a tensor computed where the record cannot see "
+                    f"it (made by {fn}: a custom autograd.Function that returns its input or a "
+                    "view of it, or a tensor computed before this call and kept); the oracle "
+                    "needs every op that carries gradient to run inside the checked call"
+                )
+            )
+        snapshot = t.detach().clone()
+        p = self.conv.model_tensor(snapshot, f"_oracle_constant_{len(self.conv.constants)}")
+        self.bind(t, p, False)
+        return p
+
+    def values_of(self, obj: Any, what: str) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return self.value(obj, what)
+        if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
+            return type(obj)(self.values_of(v, what) for v in obj)
+        if isinstance(obj, tuple):  # a named tuple
+            return type(obj)(*(self.values_of(v, what) for v in obj))
+        if isinstance(obj, dict):
+            return {k: self.values_of(v, what) for k, v in obj.items()}
+        return obj
+
+    def is_live(self, obj: Any) -> bool:
+        for t in _tensors(obj):
+            if id(t) in self.live:
+                found = self.bound.get(id(t))
+                if found is None or found[1] == t._version or isinstance(found[0], Param):
+                    return True
+                return True  # (stale: value() refuses it with the reason)
+        return False
+
+    # --- custom autograd Functions -------------------------------------------------
+
+    def function_frame(self) -> FrameType | None:
+        """The frame of the innermost custom autograd.Function.apply on the stack (autograd
+        runs the Function's forward without grad), or None."""
+        f = sys._getframe(2)
+        while f is not None and f is not self.stop:
+            if f.f_code is _APPLY:
+                return f
+            f = f.f_back
+        return None
+
+    def region(self, frame: FrameType) -> list[str]:
+        if frame not in self.regions:
+            cls = frame.f_locals.get("cls")
+            args = frame.f_locals.get("args", ())
+            names: list[str | None] = []
+            for a in args:
+                if not isinstance(a, torch.Tensor):
+                    names.append(None)
+                    continue
+                v = self.bound.get(id(a))
+                if v is None and self.conv.names.get(id(a)) is not None:
+                    v = (self.conv.model_tensor(a), 0)
+                if v is not None and isinstance(v[0], Param) and v[0].trainable:
+                    v = (self.b.leaf(v[0]), 0)
+                names.append(v[0].name if v is not None and isinstance(v[0], Ref) else "")
+            self.regions[frame] = (getattr(cls, "__name__", "Function"), names, [])
+            self.frames.append(frame)
+        return self.regions[frame][2]
+
+    def recording(
+        self, args: Any, module: nn.Module | None = None
+    ) -> tuple[bool, FrameType | None]:
+        """Whether a call on these arguments is part of the differentiated program: some
+        argument (or the module's own parameter) carries gradient, and grad mode is on or
+        the call is inside a custom Function's forward."""
+        if not self.is_live(args) and not (
+            module is not None and any(id(p) in self.live for p in module.parameters())
+        ):
+            return False, None
+        if torch.is_grad_enabled():
+            return True, None
+        frame = self.function_frame()
+        return frame is not None, frame
+
+    # --- the mode --------------------------------------------------------------------
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if self.depth:
+            return func(*args, **kwargs)
+        func, args, kwargs = self.float64(func, args, kwargs)
+        on, frame = self.recording((args, kwargs))
+        if not on:
+            return self.run(func, args, kwargs)
+        call = _call_of(func)
+        if call.inplace and args and isinstance(args[0], torch.Tensor):
+            self.refuse_leaf_write(args[0], call.what)
+        if call.entry is None or call.entry.family == "sizes":
+            out = self.run(func, args, kwargs)  # first: does anything here carry gradient?
+            if not self.carries(out):
+                return out
+            self.conv.call(None, f"{call.what}{self.where()}", _user_line, "", (), {})
+        what = f"{call.what}{self.where()}"
+        if "out" in kwargs and kwargs["out"] is not None:
+            raise _ours(
+                UnsupportedModuleError(f"{what}{_user_line()} writes into out=; use the returned tensor")
+            )
+        name = self.node_name(call.base)
+        before = len(self.b.nodes)
+        scope = self.scope[-1][0] if self.scope else ""
+        torch_module = bool(self.scope) and type(self.scope[-1][1]).__module__.startswith("torch.nn")
+        try:  # the rule first: its checks say what is wrong before torch's do
+            vargs = self.values_of(args, what)
+            vkwargs = self.values_of(kwargs, what)
+            if call.swap:
+                vargs = (vargs[1], vargs[0], *vargs[2:])
+            result = self.conv.call(
+                call.entry, what, _user_line, name, tuple(vargs), dict(vkwargs), None,
+                Probe("function", f"fn:{name}", 0), scope, torch_module,
+            )  # fmt: skip
+        except (UnsupportedModuleError, ValueError):
+            out = self.run(func, args, kwargs)
+            if self.carries(out):
+                raise
+            return out  # (a refusal of a call that carries no gradient is no refusal)
+        out = self.run(func, args, kwargs)
+        if not self.carries(out):
+            return out  # nothing here carries gradient: constants where they are used
+        self.tag(frame, before)
+        out = self.inner_deltas(f"fn:{name}", out)
+        return self.bind_output(out, result, call.what, torch.is_grad_enabled())
+
+    def inner_deltas(self, target: str, out: Any) -> Any:
+        """A composite's weighted layers (nn.MultiheadAttention's out_proj): δ is taken of
+        output `index` of the call, which is that layer's z up to a reshape; the forward
+        goes on with a copy of it."""
+        found = [(n, p.index) for n, p in self.b.probes.items() if p.target == target]
+        for node, index in found:
+            if index is None or node in self.z_tensors:
+                continue
+            many = isinstance(out, (tuple, list))
+            inner = out[index] if many else out
+            if not isinstance(inner, torch.Tensor) or not inner.requires_grad:
+                continue
+            self.z_tensors[node] = inner
+            if many:
+                items = list(out)
+                items[index] = inner.clone()
+                out = type(out)(*items) if hasattr(out, "_fields") else type(out)(items)
+            else:
+                out = inner.clone()
+        return out
+
+    def run(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """The call as torch makes it; an error names the call, your line and the shapes."""
+        try:
+            return func(*args, **kwargs)
+        except Exception as err:
+            if getattr(err, "oracle", False) or isinstance(err, AssertionError):
+                raise  # (ours, or a check of the user's: torch._assert)
+            shapes = [tuple(t.shape) for t in _tensors((args, kwargs))]
+            raise _ours(
+                ValueError(
+                    f"{_call_of(func).what}{self.where()}{_user_line()} failed in the twin's "
+                    f"run on tensors of shapes {shapes} ({type(err).__name__}: {err})"
+                )
+            ) from None
+
+    def refuse_leaf_write(self, t: torch.Tensor, what: str) -> None:
+        """An in-place op on a tensor autograd cannot let change (torch's own rule: a leaf
+        that requires grad, an input or a parameter), refused before torch refuses it."""
+        if not (t.is_leaf and t.requires_grad and torch.is_grad_enabled()):
+            return
+        found = self.bound.get(id(t))
+        name = found[0].name if found is not None else self.conv.names.get(id(t), "a leaf tensor")
+        raise _ours(
+            UnsupportedModuleError(
+                f"{what}{self.where()}{_user_line()} modifies {name!r} in place (an input or a "
+                "tensor of the model); use the out-of-place form"
+            )
+        )
+
+    @staticmethod
+    def carries(out: Any) -> bool:
+        grad = torch.is_grad_enabled()
+        return any(t.requires_grad if grad else t.is_floating_point() for t in _tensors(out))
+
+    def where(self) -> str:
+        if not self.scope:
+            return ""
+        path, module = self.scope[-1]
+        return f" in module {path or '(the model)'!r} ({type(module).__name__})"
+
+    def node_name(self, base: str) -> str:
+        k = self.names.get(base, 0)
+        self.names[base] = k + 1
+        return base if k == 0 else f"{base}_{k}"
+
+    def tag(self, frame: FrameType | None, before: int) -> None:
+        if frame is None and not torch.is_grad_enabled():
+            frame = self.function_frame()
+        if frame is not None:
+            self.region(frame).extend(n.name for n in self.b.nodes[before:])
+
+    def bind_output(self, out: Any, result: Any, what: str, grad: bool) -> Any:
+        """Bind each output tensor that carries gradient to its manual value; hand the
+        forward a copy of a weighted layer's z (δ is taken of the original, which a later
+        in-place op must not change)."""
+        if isinstance(out, torch.Tensor):
+            if not isinstance(result, (Ref, Param)):
+                raise AssertionError(f"{what}: the rule returned {result!r} for one tensor")
+            if tuple(out.shape) != tuple(result.shape):
+                raise _ours(
+                    UnsupportedModuleError(
+                        f"{what}{_user_line()}: the oracle's rule computes shape "
+                        f"{tuple(result.shape)} where torch computed {tuple(out.shape)}"
+                    )
+                )
+            carries = out.requires_grad if grad else out.is_floating_point()
+            if not carries:
+                return out
+            if isinstance(result, Ref) and self.reports_delta(result.name):
+                self.z_tensors[result.name] = out
+                self.values[result.name] = (out, out._version)
+                out = out.clone()
+            self.bind(out, result, True)
+            return out
+        if isinstance(out, (tuple, list)) and isinstance(result, (tuple, list)):
+            items = [self.bind_output(o, r, what, grad) for o, r in zip(out, result, strict=True)]
+            if hasattr(out, "_fields"):
+                return type(out)(*items)
+            return type(out)(items)
+        if _tensors(out):
+            raise AssertionError(f"{what}: the rule returned {result!r} for {type(out)}")
+        return out
+
+    def reports_delta(self, node: str) -> bool:
+        for n in reversed(self.b.nodes):
+            if n.name == node:
+                return bool(n.layer.reports_delta)
+        return False
+
+    def float64(self, func: Any, args: tuple, kwargs: dict) -> tuple[Any, tuple, dict]:
+        """The call as the float64 twin makes it (see the module docstring)."""
+        name = getattr(func, "__name__", "")
+        if name in _FLOAT_CASTS and getattr(torch.Tensor, name, None) is func:
+            self.casts.append(f"Tensor.{name}{_user_line()}")
+            func = torch.Tensor.double
+        changed = False
+
+        def fix(a: Any) -> Any:
+            nonlocal changed
+            if isinstance(a, torch.dtype) and a.is_floating_point and a != torch.float64:
+                changed = True
+                return torch.float64
+            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != torch.float64:
+                changed = True
+                return a.double()
+            return a
+
+        args2 = tuple(fix(a) for a in args)
+        kwargs2 = {k: fix(v) for k, v in kwargs.items()}
+        if changed:
+            self.casts.append(f"{_call_of(func).what}{_user_line()}")
+            return func, args2, kwargs2
+        return func, args, kwargs
+
+    # --- modules recorded whole ----------------------------------------------------
+
+    def pre_hook(self, path: str) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            self.scope.append((path, module))
+            if self.depth:
+                self.pending.append(None)
+                return
+            entry = lookup_module(type(module))
+            if entry is None or "forward" in vars(module):
+                self.pending.append(None)
+                return
+            on, frame = self.recording((args, kwargs), module)
+            if not on:
+                self.pending.append(None)
+                return
+            what = f"module {path!r} ({type(module).__name__})"
+            vargs = self.values_of(args, what)
+            vkwargs = self.values_of(kwargs, what)
+            before = len(self.b.nodes)
+            k = self.calls.get(path, 0)
+            self.calls[path] = k + 1
+            probe = Probe("module", path, k)
+            result = self.conv.call(
+                entry, what, _user_line, path or "model", tuple(vargs), dict(vkwargs), module,
+                probe, path,
+            )  # fmt: skip
+            self.tag(frame, before)
+            self.pending.append((result, frame, before))
+            self.depth += 1
+
+        return hook
+
+    def post_hook(self, path: str) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+            self.scope.pop()
+            pending = self.pending.pop()
+            if pending is None:
+                return None
+            self.depth -= 1
+            result, _, before = pending
+            grad = torch.is_grad_enabled()
+            what = f"module {path!r} ({type(module).__name__})"
+            new = self.bind_output(self.inner_deltas(path, output), result, what, grad)
+            self.module_output(path, result)
+            return new if new is not output else None
+
+        return hook
+
+    def module_output(self, path: str, result: Any) -> None:
+        outputs = self.b.module_outputs
+        key, k = path, 1
+        while key in outputs:
+            key, k = f"{path}#{k}", k + 1
+        first = result
+        while isinstance(first, (tuple, list)) and first:
+            first = first[0]
+        if isinstance(first, Ref):
+            outputs[key] = first.name
+
+    def functions(self, network: Network) -> list[FunctionCall]:
+        out = []
+        inside_all = {n for f in self.frames for n in self.regions[f][2]}
+        for frame in self.frames:
+            cls, ins, region = self.regions[frame]
+            inside = set(region)
+            used = {i for n in network.nodes if n.name not in inside for i in n.inputs}
+            outs = tuple(n for n in region if n in used or n == network.output)
+            out.append(FunctionCall(cls, tuple(ins), tuple(region), outs))
+        del inside_all
+        return out
+
+
+@contextlib.contextmanager
+def _hooks(models: list[tuple[str, nn.Module]], recorder: _Recorder) -> Iterator[None]:
+    handles = []
+    for prefix, model in models:
+        for path, m in model.named_modules(prefix=prefix):
+            handles.append(m.register_forward_pre_hook(recorder.pre_hook(path), with_kwargs=True))
+            handles.append(
+                m.register_forward_hook(recorder.post_hook(path), with_kwargs=True, prepend=True)
+            )
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def _float64_default() -> Iterator[None]:
+    was = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(was)
+
+
+@contextlib.contextmanager
+def random_state_kept(what: str) -> Iterator[None]:
+    """Every generator a run could draw from is as it was afterwards; a run that drew is
+    refused (the manual pass and autograd would see different draws)."""
+    torch_state = torch.get_rng_state()
+    cuda = torch.cuda.is_initialized()
+    cuda_states = torch.cuda.get_rng_state_all() if cuda else None
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        drew = not torch.equal(torch_state, torch.get_rng_state())
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        drew_np = np.random.get_state()[1] is not np_state[1] and not np.array_equal(
+            np.random.get_state()[1], np_state[1]
+        )
+        np.random.set_state(np_state)
+        drew_py = random.getstate() != py_state
+        random.setstate(py_state)
+        if not failed and (drew or drew_np or drew_py):
+            raise ValueError(
+                f"{what} draws random numbers (dropout or stochastic depth in training mode, "
+                "torch.rand, bernoulli_, NumPy or Python random, ...): the manual pass and "
+                "autograd would see different draws, so no reference gradient exists; "
+                "expected model.eval() or a forward without random draws"
+            )
+
+
+def record(
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    *,
+    model: nn.Module | None,
+    inputs: dict[str, torch.Tensor],
+    live_inputs: bool,
+    what: str,
+    modules: tuple[tuple[str, nn.Module], ...] = (),
+) -> Recording:
+    """Run `fn(*args, **kwargs)` once, recording it as a manual network.
+
+    `model`: the twin whose parameters and buffers are the model tensors (by qualified name)
+    and whose modules with a registry row are recorded whole (and those of `modules`, such
+    as a loss module, by their given names); `inputs`: the tensors among
+    the arguments that are the network's inputs, by name (integer ones included);
+    `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted)."""
+    registry()
+    b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
+    conv = _Converter(model if model is not None else nn.Module(), b)
+    live_params = {
+        id(p) for p in (model.parameters() if model is not None else ()) if p.requires_grad
+    }
+    recorder = _Recorder(conv, live_params, sys._getframe(0))
+    for n, t in inputs.items():
+        recorder.bind(t, Ref(n, tuple(t.shape), _kind(t)), live_inputs and t.is_floating_point())
+    with random_state_kept(what), _float64_default(), _hooks([("", model)] * (model is not None) + list(modules), recorder), recorder:
+        result = fn(*args, **kwargs)
+    outputs = _output_names(recorder, result)
+    names = [n for n in pytree.tree_leaves(outputs) if n is not None]
+    if not names:
+        raise ValueError(
+            f"{what} returned no tensor that carries gradient: nothing to differentiate "
+            "(no parameter that requires grad reaches it; pass input_grads=True to "
+            "differentiate with respect to the inputs)"
+        )
+    first = names[0]
+    if first in inputs:  # the input itself (an eval-mode dropout)
+        b.add("output", Identity(), (Ref(first, b.shapes[first], "float"),))
+        first = "output"
+    region_of = {n: f for f in recorder.frames for n in recorder.regions[f][2]}
+    nodes, renamed, fused = b.fuse(first, region_of)
+    network = Network(nodes, output=renamed.get(first, first), inputs=tuple(inputs))
+    outputs = pytree.tree_map(lambda n: renamed.get(n, n) if n is not None else None, outputs)
+    module_outputs = {m: renamed.get(n, n) for m, n in b.module_outputs.items()}
+    delta_nodes = [n.name for n in network.nodes if n.layer.reports_delta]
+    values = dict(recorder.values)
+    for src, act in fused.items():  # a fused node's a is the activation's value
+        if act in values:
+            values[src + ".a"] = values[act]
+    return Recording(
+        network,
+        b.params,
+        module_outputs,
+        delta_nodes,
+        b.shapes,
+        recorder.functions(network),
+        outputs,
+        result,
+        recorder.z_tensors,
+        values,
+        recorder.casts,
+        {renamed.get(n, n): t for n, t in recorder.tensors.items()},
+    )
+
+
+def _output_names(recorder: _Recorder, result: Any) -> Any:
+    def name(t: Any) -> str | None:
+        if not isinstance(t, torch.Tensor) or id(t) not in recorder.live:
+            return None
+        value = recorder.bound[id(t)][0]
+        if isinstance(value, Param):
+            return recorder.b.leaf(value).name
+        return value.name
+
+    leaves, spec = pytree.tree_flatten(result)
+    return pytree.tree_unflatten([name(t) for t in leaves], spec)
+
+
+def _kind(t: torch.Tensor) -> str:
+    if t.is_floating_point():
+        return "float"
+    return "bool" if t.dtype == torch.bool else "int"
+
+
+__all__ = ["Recording", "record", "random_state_kept", "INPUT", "supported_modules", "Constant"]

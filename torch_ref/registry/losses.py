@@ -1,0 +1,157 @@
+"""Losses as ops: `F.cross_entropy(logits, t)` or `nn.MSELoss()(y, t)` met in the recorded
+program (a loss_fn, a sum of losses, a loss inside the model) is a node of the network,
+z = ℓ(y, t), whose backward is the manual_bp loss's ∂ℓ/∂y (manual_bp.ops.loss.LossNode).
+
+One row per loss; the options a module or a call carries are torch's keywords, converted by
+torch_ref.losses (class weights, ignore_index, label_smoothing, beta, delta, pos_weight).
+The target is a constant of the run (a tensor that does not require grad); its dtype and
+shape are checked as torch's loss checks them, before any arithmetic.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import manual_bp.losses as L
+from manual_bp.ops.loss import LossNode
+from torch_ref.errors import UnsupportedModuleError
+from torch_ref.losses import FUNCTIONAL_LOSSES, MODULE_CONVERTERS, _convert_function
+from torch_ref.registry.core import Op, OpEntry, Param, Ref, Refusal, Sample, tensor
+
+
+def check_target(loss: L.Loss, target: torch.Tensor) -> None:
+    """The target's dtype as torch's loss takes it: class indices int64 or uint8,
+    probabilities and regression targets floating (we refuse the integer targets torch
+    would promote for MSE and friends, as we refuse the shapes it would broadcast)."""
+    name = type(loss).__name__
+    indices = "a target of class indices (int64 or uint8)"
+    if isinstance(loss, L.NLLLoss):
+        wanted = indices
+    elif isinstance(loss, L.CrossEntropyLoss):
+        wanted = f"{indices} or of probabilities (floating)"
+    else:
+        wanted = "a floating-point target"
+    integer_ok = isinstance(loss, (L.CrossEntropyLoss, L.NLLLoss))
+    if target.dtype in (torch.int64, torch.uint8) if integer_ok else target.is_floating_point():
+        return
+    if isinstance(loss, L.CrossEntropyLoss) and target.is_floating_point():
+        return
+    raise ValueError(f"{name}: expected {wanted}, got dtype {target.dtype}")
+
+
+def _node(what: str, loss: L.Loss, input: Any, target: Any) -> Op:
+    y = tensor(input, what)
+    if isinstance(target, Ref) and target.dtype == "float":
+        raise UnsupportedModuleError(
+            f"{what}: the target carries gradient (it is computed from the model's parameters "
+            "or inputs); the oracle differentiates a loss with respect to its input only: "
+            "pass target.detach() if that is what you mean"
+        )
+    if not isinstance(target, Param):
+        raise UnsupportedModuleError(f"{what}: expected the target as a tensor, got {target!r}")
+    check_target(loss, target.tensor)
+    loss.check(y.shape, target.array())
+    return Op(LossNode(loss), (y, target))
+
+
+def _options(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The call's options by name (input and target aside), tensors as tensors."""
+    try:
+        bound = inspect.signature(fn).bind(None, None, *args, **kwargs)
+    except TypeError as err:
+        raise TypeError(f"F.{fn.__name__}: {err}") from None
+    return {
+        k: v.tensor if isinstance(v, Param) else v
+        for k, v in bound.arguments.items()
+        if k not in ("input", "target")
+    }
+
+
+def _functional(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def rule(
+        input: Any, target: Any, *args: Any, _loss: L.Loss | None = None, _what: str = "",
+        **kwargs: Any,
+    ) -> Op:
+        if _loss is not None:  # a module: its options are its attributes
+            return _node(_what, _loss, input, target)
+        what = f"F.{fn.__name__}"
+        options = _options(fn, args, kwargs)
+        if any(isinstance(v, Ref) for v in options.values()):
+            raise UnsupportedModuleError(f"{what}: a weight that carries gradient is not supported")
+        return _node(what, _convert_function(fn, (), options), input, target)
+
+    rule.__name__ = fn.__name__
+    return rule
+
+
+_MODULE_OF = {
+    F.mse_loss: nn.MSELoss,
+    F.l1_loss: nn.L1Loss,
+    F.smooth_l1_loss: nn.SmoothL1Loss,
+    F.huber_loss: nn.HuberLoss,
+    F.cross_entropy: nn.CrossEntropyLoss,
+    F.nll_loss: nn.NLLLoss,
+    F.binary_cross_entropy: nn.BCELoss,
+    F.binary_cross_entropy_with_logits: nn.BCEWithLogitsLoss,
+}
+
+
+def _samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
+    def samples() -> list[Sample]:
+        g = torch.Generator().manual_seed(3)
+        y = torch.randn(4, 5, generator=g, dtype=torch.float64)
+        classes = torch.tensor([0, 3, 1, 4])
+        if fn in (F.cross_entropy, F.nll_loss):
+            t, opts = classes, {"reduction": "sum"}
+        elif fn is F.binary_cross_entropy:
+            y = torch.rand(4, 5, generator=g, dtype=torch.float64) * 0.8 + 0.1
+            t, opts = torch.rand(4, 5, generator=g, dtype=torch.float64), {}
+        else:
+            t, opts = torch.randn(4, 5, generator=g, dtype=torch.float64), {}
+        module = _MODULE_OF[fn]
+        return [
+            Sample("function", (y,), fn=lambda y, t=t, o=opts: fn(y, t, **o)),
+            Sample("module", (y,), fn=lambda y, t=t, o=opts, m=module: m(**o)(y, t)),
+        ]
+
+    return samples
+
+
+def _refusals(fn: Callable[..., Any]) -> Callable[[], list[Refusal]]:
+    def refusals() -> list[Refusal]:
+        y = torch.randn(4, 5, dtype=torch.float64)
+        t = torch.tensor([0, 3, 1, 4]) if fn in (F.cross_entropy, F.nll_loss) else y.clone()
+        return [
+            Refusal(
+                "reduction='none'", (y,), UnsupportedModuleError, "reduction='none'",
+                fn=lambda y: fn(y, t, reduction="none").sum(),
+            ),
+        ]  # fmt: skip
+
+    return refusals
+
+
+ROWS = [
+    OpEntry(
+        fn.__name__,
+        "loss",
+        _functional(fn),
+        functions=(fn,),
+        modules=(module,),
+        module_args=lambda m: {
+            "_loss": MODULE_CONVERTERS[type(m)](m),
+            "_what": f"nn.{type(m).__name__}",
+        },
+        note="z = ℓ(y, t), a scalar; the target is a constant",
+        samples=_samples(fn),
+        refusals=_refusals(fn),
+    )
+    for fn, module in _MODULE_OF.items()
+]
+assert set(_MODULE_OF) == set(FUNCTIONAL_LOSSES)
