@@ -72,10 +72,11 @@ class WithDropout(nn.Module):
 class Patches(nn.Module):
     def __init__(self):
         super().__init__()
-        self.unfold = nn.Unfold(kernel_size=2)
+        self.scale = nn.Parameter(nn.init.ones_(nn.Linear(1, 1).weight[0].detach().clone()))
+        self.shuffle = nn.ChannelShuffle(1)
 
     def forward(self, x):
-        return self.unfold(x)
+        return self.shuffle(x * self.scale).flatten(1)
 
 
 class Tokens(nn.Module):
@@ -334,7 +335,7 @@ def test_init_args_reach_the_constructor(project, capsys, monkeypatch) -> None:
 ERROR_CASES = {
     "unsupported module": (
         ["models.py:Patches", "--input-shape", "2,1,4,4"],
-        "UnsupportedModuleError: F.unfold (node 'unfold') in module 'unfold' (Unfold) at File *",
+        "UnsupportedModuleError: F.channel_shuffle in module 'shuffle' (ChannelShuffle) at File *",
     ),
     "missing file": (
         ["no_such_models.py:MLP", "--input-shape", "3,4"],
@@ -379,7 +380,7 @@ ERROR_CASES = {
     ),
     "bce on logits": (
         ["models.py:MLP", "--input-shape", "3,4", "--loss", "bce"],
-        "ValueError: BCELoss: expected inputs in [[]0, 1]*",
+        "ValueError: *BCELoss*between 0 and 1*",
     ),
     "an Embedding given floating inputs": (
         ["models.py:Tokens", "--input-shape", "3,5"],

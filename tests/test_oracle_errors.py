@@ -407,19 +407,24 @@ CASES: list[Case] = [
     Case(
         "fold_in_sequential",
         lambda: (
-            nn.Sequential(nn.Linear(F_IN, 4 * F_IN), nn.Fold((2, 2), 1)),
+            nn.Sequential(
+                nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), nn.ChannelShuffle(2),
+                nn.Flatten(), nn.Linear(4 * F_IN, C),
+            ),
             nn.MSELoss(),
             _x().float(),
             _y().float(),
         ),
         UnsupportedModuleError,
-        r"F\.fold \(node 'fold'\) in module '1' \(Fold\).* is not supported \(no registry row\)",
+        r"channel_shuffle in module '2' \(ChannelShuffle\).* is not supported \(no registry row\)",
     ),
     Case(
         "fold_nested",
-        _ce(model=lambda: _Nested(nn.Fold((1, 1), 1))),
+        _ce(model=lambda: _Nested(
+            nn.Sequential(nn.Unflatten(1, (5, 1)), nn.ChannelShuffle(5), nn.Flatten())
+        )),
         UnsupportedModuleError,
-        r"in module 'body\.2' \(Fold\) at File .*line \d+.* is not supported",
+        r"in module 'body\.2\.1' \(ChannelShuffle\) at File .*line \d+.* is not supported",
     ),
     Case(
         "loss_reduction_none",
@@ -481,8 +486,7 @@ CASES: list[Case] = [
         "loss_kl_div",
         _regression(nn.KLDivLoss, lambda: torch.rand(N, C)),
         UnsupportedModuleError,
-        r"loss KLDivLoss: this loss is not supported; supported: "
-        r".*nn\.CrossEntropyLoss",
+        r"F\.kl_div in module 'loss' \(KLDivLoss\).* is not supported \(no registry row\)",
     ),
 ]
 
@@ -507,8 +511,8 @@ def test_table_names_are_unique():
 
 def test_unsupported_module_error_is_a_not_implemented_error():
     assert issubclass(UnsupportedModuleError, NotImplementedError)
-    model = nn.Sequential(nn.Linear(F_IN, 4 * F_IN), nn.Fold((2, 2), 1))
-    with pytest.raises(NotImplementedError, match=r"'1' \(Fold\)"):
+    model = nn.Sequential(nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), nn.ChannelShuffle(2))
+    with pytest.raises(NotImplementedError, match=r"'2' \(ChannelShuffle\)"):
         torch_ref.manual_gradients(model, nn.MSELoss(), _x().float(), _y().float())
 
 

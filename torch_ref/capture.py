@@ -369,6 +369,8 @@ class _Converter:
         except UnsupportedModuleError as err:
             raise _ours(UnsupportedModuleError(f"{what}{where()}: {err}")) from None
         except TypeError as err:  # an option the rule does not take
+            if getattr(err, "oracle", False):
+                raise
             raise _ours(
                 UnsupportedModuleError(f"{what}{where()}: unsupported arguments ({err})")
             ) from None

@@ -122,8 +122,9 @@ def _with_note(row: Row, zero: bool) -> Row:
 def _sentence(cls: str, k: int, differs: list[tuple[int, bool]]) -> str:
     inputs = ", ".join(str(j) for j, _ in differs)
     sentence = (
-        f"custom autograd.Function {cls} (call {k}): its backward (yours) differs from the "
-        f"derivative of its forward (the oracle) for input {inputs}, given the same ∂L/∂output"
+        f"custom autograd.Function {cls} (call {k}): its backward differs from the derivative "
+        f"of its forward (yours against the oracle) for input {inputs}, given the same "
+        "∂L/∂output"
     )
     if any(zero for _, zero in differs):
         sentence += (

@@ -306,6 +306,8 @@ def run_error(what: str, err: Exception, shapes: list[tuple[int, ...]] | None = 
         detail = f": {err}" if message else ""
         on = f" (evaluated on inputs of shapes {shapes})" if shapes else ""
         return ValueError(f"a check in {what} failed{line}{detail}{on}")
+    if isinstance(err, RuntimeError):  # torch refuses these inputs
+        return ValueError(f"{what} failed in the twin's run{line} ({type(err).__name__}: {err})")
     return UnsupportedModuleError(
         f"{what} failed in the oracle's float64 run{line} ({type(err).__name__}: {err})"
     )

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
@@ -101,7 +102,11 @@ def _describe(func: Any) -> _Call:
         return _Call(lookup_method(name), f"Tensor.{name}", name, False, False)
     entry = lookup_function(func)
     name = getattr(func, "__name__", type(func).__name__)
-    method = getattr(torch.Tensor, name, None) is func or getattr(torch._C.TensorBase, name, None) is func
+    method = (
+        getattr(torch.Tensor, name, None) is func
+        or getattr(torch._C.TensorBase, name, None) is func
+        or getattr(func, "__qualname__", "").startswith(("Tensor.", "TensorBase."))
+    )
     swap = False
     if entry is None and method:
         if name in _REFLECTED:
@@ -248,6 +253,13 @@ class _Recorder(TorchFunctionMode):
     def values_of(self, obj: Any, what: str) -> Any:
         if isinstance(obj, torch.Tensor):
             return self.value(obj, what)
+        if isinstance(obj, PackedSequence):
+            raise _ours(
+                UnsupportedModuleError(
+                    f"{what}{_user_line()}: packed sequences (PackedSequence) are not "
+                    "supported: check sequences of one length at a time"
+                )
+            )
         if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
             return type(obj)(self.values_of(v, what) for v in obj)
         if isinstance(obj, tuple):  # a named tuple
@@ -347,8 +359,11 @@ class _Recorder(TorchFunctionMode):
                 call.entry, what, _user_line, name, tuple(vargs), dict(vkwargs), None,
                 Probe("function", f"fn:{name}", 0), scope, torch_module,
             )  # fmt: skip
-        except (UnsupportedModuleError, ValueError):
-            out = self.run(func, args, kwargs)
+        except (UnsupportedModuleError, ValueError) as refusal:
+            try:
+                out = self.run(func, args, kwargs)
+            except ValueError:
+                raise refusal from None  # (torch refuses it too: the rule says why)
             if self.carries(out):
                 raise
             return out  # (a refusal of a call that carries no gradient is no refusal)
@@ -657,6 +672,9 @@ def record(
         recorder.bind(t, Ref(n, tuple(t.shape), _kind(t)), live_inputs and t.is_floating_point())
     with random_state_kept(what), _float64_default(), _hooks([("", model)] * (model is not None) + list(modules), recorder), recorder:
         result = fn(*args, **kwargs)
+    for prefix, _ in modules:  # a loss module is not one of the model's modules
+        for key in [k for k in b.module_outputs if k == prefix or k.startswith(prefix + ".")]:
+            del b.module_outputs[key]
     outputs = _output_names(recorder, result)
     names = [n for n in pytree.tree_leaves(outputs) if n is not None]
     if not names:

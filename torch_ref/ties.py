@@ -66,6 +66,7 @@ def _z_source(node: Any) -> str | None:
 def _needed(problem: Any, result: Result) -> tuple[dict[str, Any], set[str]]:
     """The masks of every kink and tie in the manual pass, and the fx values they need."""
     captured, tape = problem.rec, result.tape
+    acts = {n.name for n in captured.network.nodes if n.act_name is not None}
     plan: dict[str, Any] = {}
     wanted: set[str] = set()
     for node in captured.network.nodes:
@@ -79,7 +80,8 @@ def _needed(problem: Any, result: Result) -> tuple[dict[str, Any], set[str]]:
         if masks:
             sources = []
             for i, m in zip(node.inputs, masks, strict=True):
-                source = i if m is not None and m.any() else None
+                fused = i in acts  # a fused node's value is its activation's output
+                source = (f"{i}.a" if fused else i) if m is not None and m.any() else None
                 sources.append((m, source))
                 if source is not None:
                     wanted.add(source)

@@ -54,7 +54,9 @@ def _node(what: str, loss: L.Loss, input: Any, target: Any) -> Op:
             "pass target.detach() if that is what you mean"
         )
     if not isinstance(target, Param):
-        raise UnsupportedModuleError(f"{what}: expected the target as a tensor, got {target!r}")
+        err = TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+        err.oracle = True  # type: ignore[attr-defined]
+        raise err
     check_target(loss, target.tensor)
     loss.check(y.shape, target.array())
     return Op(LossNode(loss), (y, target))
