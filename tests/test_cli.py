@@ -196,7 +196,7 @@ def test_subprocess_unsupported_module_exits_2_with_one_line(project: Path) -> N
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(
         ERROR_PREFIX
-        + "UnsupportedModuleError: F.unfold (node 'unfold') in module 'unfold' (Unfold)"
+        + "UnsupportedModuleError: F.channel_shuffle in module 'shuffle' (ChannelShuffle)"
     )
     assert "is not supported" in result.stderr
 

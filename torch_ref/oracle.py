@@ -453,6 +453,11 @@ def compare_gradients(
     forward found within rounding distance of a kink or tie (torch_ref.ties); if the replay
     matches, its row says "tie" (ok), else "fail"."""
     rtol, atol = _check_tolerance("rtol", rtol), _check_tolerance("atol", atol)
+    if torch.is_inference_mode_enabled():
+        raise ValueError(
+            "compare_gradients is called inside torch.inference_mode(), where autograd cannot "
+            "run the reference; call it outside (manual_gradients and manual_trace work inside)"
+        )
     problem = _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads)
     manual = _run(problem)
     ref = _autograd(problem)

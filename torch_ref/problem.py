@@ -204,7 +204,11 @@ def twin_of(model: nn.Module) -> nn.Module:
         twin = copy.deepcopy(model)
     except Exception as err:
         raise UnsupportedModuleError(_uncopyable(model, err)) from None
-    return twin.to(torch.float64)
+    twin = twin.to(torch.float64)
+    for t in [*twin.parameters(), *twin.buffers()]:  # made under torch.inference_mode()
+        if t.is_inference():
+            t.data = t.data.clone()
+    return twin
 
 
 def _uncopyable(model: nn.Module, err: Exception) -> str:
@@ -257,7 +261,7 @@ def loss_tensors(loss_fn: Any) -> dict[str, torch.Tensor]:
 
 
 def _twin_tensor(t: torch.Tensor, grad: bool) -> torch.Tensor:
-    out = t.detach()
+    out = t.detach().clone() if t.is_inference() else t.detach()
     out = out.to(torch.float64) if out.is_floating_point() else out
     out = out.clone()
     return out.requires_grad_(True) if grad and out.is_floating_point() else out
@@ -322,7 +326,21 @@ def prepare(
     *,
     input_grads: bool = False,
 ) -> Problem:
-    """Check, build the twin, record `loss_fn(twin(inputs), target)` (see the docstring)."""
+    """Check, build the twin, record `loss_fn(twin(inputs), target)` (see the docstring).
+    Inside torch.inference_mode() too: the twin's run leaves it for its own tensors."""
+    with torch.inference_mode(False):
+        return _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads)
+
+
+def _prepare(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Any,
+    target: Any,
+    l2: float,
+    *,
+    input_grads: bool = False,
+) -> Problem:
     user = model
     model = unwrap(model)
     refuse_backward_hooks(model)
@@ -375,13 +393,8 @@ def prepare(
         except Exception as err:
             raise _ours(run_error(f"the loss {_loss_name(loss_fn)}", err)) from None
 
-    if torch.is_inference_mode_enabled():
-        raise ValueError(
-            "the oracle is called inside torch.inference_mode(), where autograd cannot run; "
-            "call it outside"
-        )
     try:
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():
             rec = record(
                 run, (), {}, model=twin, inputs=twins, live_inputs=input_grads,
                 what=f"{cls}.forward",
