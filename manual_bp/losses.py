@@ -120,7 +120,13 @@ class Loss:
 
     name: ClassVar[str] = "loss"
 
+    #: elementwise losses also give one loss per element (reduction='none')
+    per_element: ClassVar[bool] = False
+
     def __init__(self, reduction: str = "mean") -> None:
+        if reduction == "none" and self.per_element:
+            self.reduction = reduction
+            return
         self.reduction = _check_reduction(type(self).__name__, reduction)
 
     def options(self) -> dict[str, Any]:
@@ -149,10 +155,13 @@ class Loss:
             )
 
     def _scale(self, n: int) -> float:
-        """∂(reduction)/∂(each term): 1/n for the mean, 1 for the sum."""
+        """∂(reduction)/∂(each term): 1/n for the mean, 1 for the sum (and for 'none')."""
         return 1.0 / n if self.reduction == "mean" else 1.0
 
-    def _reduce(self, terms: Array) -> float:
+    def _reduce(self, terms: Array) -> Any:
+        """The loss: the mean or sum of the terms, or with reduction='none' the terms."""
+        if self.reduction == "none":
+            return terms
         return float(terms.sum() * self._scale(terms.size))
 
 
@@ -161,6 +170,8 @@ class Loss:
 
 class _Elementwise(Loss):
     """Target of exactly the input's shape (torch broadcasts with a warning: refused)."""
+
+    per_element = True
 
     def check(self, y_shape: Shape, target: Any) -> None:
         loss = type(self).__name__

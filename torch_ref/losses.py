@@ -62,7 +62,12 @@ def _reduction(what: str, reduction: str) -> str:
 
 
 def _module_reduction(module: nn.Module) -> str:
+    if module.reduction == "none" and not isinstance(module, _CLASS_LOSSES):
+        return "none"  # (per element: a LossNode of the loss's shape)
     return _reduction(f"nn.{type(module).__name__}", module.reduction)
+
+
+_CLASS_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
 
 
 MODULE_CONVERTERS: dict[type[nn.Module], Callable[[Any], L.Loss]] = {
@@ -139,7 +144,7 @@ def _convert_function(fn: Callable[..., torch.Tensor], args: tuple, keywords: di
                 f"option {name}={value!r} is not supported (supported options: "
                 f"{', '.join(carried)})",
             )
-    if "reduction" in options:
+    if "reduction" in options and not (options["reduction"] == "none" and cls.per_element):
         _reduction(what, options["reduction"])
     return cls(**options)
 

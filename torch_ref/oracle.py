@@ -30,7 +30,7 @@ import torch.nn as nn
 from manual_bp import parallel
 from manual_bp.network import Network, Result
 from torch_ref import custom, ties
-from torch_ref.problem import Problem, prepare
+from torch_ref.problem import Problem, prepare, unwrap
 from torch_ref.report import GradientReport, Row, as_tie, compare, magnitude
 
 LossFn = Callable[..., torch.Tensor]
@@ -366,12 +366,25 @@ def _autograd(problem: Problem) -> _Reference:
         if problem.input_grads
         else []
     )
+    # a loss that closes over the model reads the caller's own parameters: autograd's
+    # gradient for them (torch.autograd.grad writes no .grad) adds to the twin's
+    caller = dict(unwrap(problem.model).named_parameters())
+    read = [n for n in names if n in caller and caller[n].requires_grad]
     wrt = [twin_params[n] for n in names] + [rec.z_tensors[n] for n in deltas] + floats
     with torch.enable_grad():
         grads = (
-            torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True) if wrt else ()
+            torch.autograd.grad(
+                loss, wrt + [caller[n] for n in read], allow_unused=True, retain_graph=True
+            )
+            if wrt
+            else ()
         )
+    extra = dict(zip(read, grads[len(wrt) :], strict=True))
+    grads = grads[: len(wrt)]
     as_np = [_numpy(g, t) for t, g in zip(wrt, grads, strict=True)]
+    for k, n in enumerate(names):
+        if extra.get(n) is not None:
+            as_np[k] = as_np[k] + _numpy(extra[n], twin_params[n])
     k, d = len(names), len(deltas)
     float_grads = iter(as_np[k + d :])
     input_grads = [

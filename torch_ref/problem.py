@@ -399,6 +399,7 @@ def _prepare(
                 run, (), {}, model=twin, inputs=twins, live_inputs=input_grads,
                 what=f"{cls}.forward",
                 modules=(("loss", loss64),) if isinstance(loss64, nn.Module) else (),
+                caller=dict(model.named_parameters()),
             )  # fmt: skip
     except Exception as err:
         raise run_error(f"{cls}.forward", err, [tuple(t.shape) for t in named.values()]) from None

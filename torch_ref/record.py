@@ -499,7 +499,10 @@ class _Recorder(TorchFunctionMode):
                 return torch.float64
             if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != torch.float64:
                 changed = True
-                return a.double()
+                out = a.double()
+                if self.conv.names.get(id(a)) is not None:  # the caller's own parameter
+                    self.bind(out, self.conv.model_tensor(a), id(a) in self.live)
+                return out
             return a
 
         args2 = tuple(fix(a) for a in args)
@@ -526,6 +529,8 @@ class _Recorder(TorchFunctionMode):
                 self.pending.append(None)
                 return
             what = f"module {path!r} ({type(module).__name__})"
+            if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
+                self.refuse_leaf_write(args[0], what)
             vargs = self.values_of(args, what)
             vkwargs = self.values_of(kwargs, what)
             before = len(self.b.nodes)
@@ -653,12 +658,14 @@ def record(
     live_inputs: bool,
     what: str,
     modules: tuple[tuple[str, nn.Module], ...] = (),
+    caller: dict[str, torch.Tensor] | None = None,
 ) -> Recording:
     """Run `fn(*args, **kwargs)` once, recording it as a manual network.
 
     `model`: the twin whose parameters and buffers are the model tensors (by qualified name)
     and whose modules with a registry row are recorded whole (and those of `modules`, such
-    as a loss module, by their given names); `inputs`: the tensors among
+    as a loss module, by their given names); `caller`: the caller's own parameters by name,
+    met where a loss closes over the model (a penalty on model.parameters()); `inputs`: the tensors among
     the arguments that are the network's inputs, by name (integer ones included);
     `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted)."""
     registry()
@@ -667,6 +674,10 @@ def record(
     live_params = {
         id(p) for p in (model.parameters() if model is not None else ()) if p.requires_grad
     }
+    for name, t in (caller or {}).items():  # the caller's own tensors, by the same names
+        conv.names.setdefault(id(t), name)
+        if t.requires_grad:
+            live_params.add(id(t))
     recorder = _Recorder(conv, live_params, sys._getframe(0))
     for n, t in inputs.items():
         recorder.bind(t, Ref(n, tuple(t.shape), _kind(t)), live_inputs and t.is_floating_point())

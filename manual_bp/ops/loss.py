@@ -2,6 +2,8 @@
 
     LossNode(ℓ)   z = ℓ(y, t)          δ_y = δ · ∂ℓ/∂y      (t: a constant, no gradient)
 
+with reduction='none' (elementwise losses) z is one loss per element and δ_y = δ ⊙ ∂ℓ/∂y.
+
 When the loss is part of the recorded program (`loss_fn(model(x), t)`, any callable), the
 network ends in the loss itself: a scalar node whose δ is 1 (∂L/∂L), and backward starts
 there like at any other node. `NetworkLoss` is that start: L = z, ∂L/∂z = 1.
@@ -32,7 +34,7 @@ class LossNode(Layer):
         return f"LossNode({self.loss!r})"
 
     def shape(self, y_shape: Shape, t_shape: Shape) -> Shape:
-        return ()
+        return tuple(y_shape) if self.loss.reduction == "none" else ()
 
     def forward(self, y: Array, t: Array) -> tuple[Array, Array]:
         value, dL_dy = self.loss(y, t)

@@ -117,10 +117,20 @@ def _samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
         else:
             t, opts = torch.randn(4, 5, generator=g, dtype=torch.float64), {}
         module = _MODULE_OF[fn]
-        return [
+        samples = [
             Sample("function", (y,), fn=lambda y, t=t, o=opts: fn(y, t, **o)),
             Sample("module", (y,), fn=lambda y, t=t, o=opts, m=module: m(**o)(y, t)),
         ]
+        if fn not in (F.cross_entropy, F.nll_loss):
+            samples.append(
+                Sample(
+                    "reduction='none', then weighted and summed", (y,),
+                    fn=lambda y, t=t, w=torch.linspace(0.5, 2, 5, dtype=torch.float64): (
+                        fn(y, t, reduction="none") * w
+                    ).sum(),
+                )  # fmt: skip
+            )
+        return samples
 
     return samples
 
@@ -128,7 +138,11 @@ def _samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
 def _refusals(fn: Callable[..., Any]) -> Callable[[], list[Refusal]]:
     def refusals() -> list[Refusal]:
         y = torch.randn(4, 5, dtype=torch.float64)
-        t = torch.tensor([0, 3, 1, 4]) if fn in (F.cross_entropy, F.nll_loss) else y.clone()
+        if fn not in (F.cross_entropy, F.nll_loss):
+            t = torch.randn(4, 3, dtype=torch.float64)
+            return [Refusal("a target of another shape", (y,), ValueError, "target",
+                            fn=lambda y: fn(y.sigmoid(), t))]  # fmt: skip
+        t = torch.tensor([0, 3, 1, 4])
         return [
             Refusal(
                 "reduction='none'", (y,), UnsupportedModuleError, "reduction='none'",
