@@ -4,6 +4,7 @@
     trace  = torch_ref.manual_trace(model, loss_fn, inputs, target, l2=0.0)
     report = torch_ref.compare_gradients(model, loss_fn, inputs, target, rtol=1e-7, atol=1e-10)
     torch_ref.assert_gradients_close(model, loss_fn, inputs, target)
+    torch_ref.gradcheck(func, inputs)   # torch.autograd.gradcheck's drop-in, exact
     torch_ref.__version__   # the installed manual-bp distribution's version
 
 The names load on first use (PEP 562), so that pytest, which imports this package for its
@@ -32,6 +33,9 @@ _LAZY = {
     "GradientReport": "torch_ref.report",
     "Row": "torch_ref.report",
     "convert_loss": "torch_ref.losses",
+    "gradcheck": "torch_ref.gradcheck",
+    "gradgradcheck": "torch_ref.gradcheck",
+    "GradcheckError": "torch_ref.gradcheck",
 }
 
 __all__ = ["UnsupportedModuleError", "__version__", *_LAZY]

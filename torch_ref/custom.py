@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from manual_bp.network import Network
 from torch_ref.report import Row, compare
 
 
@@ -90,7 +91,7 @@ def explain(problem: Any, rtol: float, atol: float) -> tuple[list[Row], list[str
         tensor_args = [n for n in call.inputs if n is not None]  # one grad per tensor argument
         wanted = [n for n in tensor_args if n]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            kept = net.backprop(tape, seeds, keep=wanted).kept
+            kept = _own(net, call).backprop(tape, seeds, keep=wanted).kept
         differs = []
         for j, (name, theirs) in enumerate(zip(tensor_args, grad_inputs, strict=False)):
             if not name:
@@ -110,6 +111,16 @@ def explain(problem: Any, rtol: float, atol: float) -> tuple[list[Row], list[str
         if differs:
             notes.append(_sentence(call.cls, k, differs))
     return rows, notes
+
+
+def _own(net: Network, call: Any) -> Network:
+    """The Function's own nodes as a network whose inputs are the values it reads from
+    outside: the VJP of its forward stops at its inputs (an input it shares with an earlier
+    call gets no gradient through that call)."""
+    inside = set(call.nodes)
+    nodes = [n for n in net.nodes if n.name in inside]
+    outside = list(dict.fromkeys(i for n in nodes for i in n.inputs if i not in inside))
+    return Network(nodes, output=nodes[-1].name, inputs=outside)
 
 
 def _with_note(row: Row, zero: bool) -> Row:
