@@ -91,6 +91,8 @@ class _Call:
     base: str  # node names: "linear", "linear_1", ...
     inplace: bool
     swap: bool  # a reflected operator: the rule takes (other, self)
+    #: a property as the method call it is: x.mT is x.transpose(-2, -1)
+    adapt: Callable[[tuple], tuple] | None = None
 
 
 def _describe(func: Any) -> _Call:
@@ -99,6 +101,9 @@ def _describe(func: Any) -> _Call:
     owner = getattr(func, "__self__", None)
     if type(owner).__name__ == "getset_descriptor":  # a property: x.T, x.mT, x.data
         name = owner.__name__
+        if name in _PROPERTIES:
+            method, adapt = _PROPERTIES[name]
+            return _Call(lookup_method(method), f"Tensor.{name}", name, False, False, adapt)
         return _Call(lookup_method(name), f"Tensor.{name}", name, False, False)
     entry = lookup_function(func)
     name = getattr(func, "__name__", type(func).__name__)
@@ -123,6 +128,14 @@ def _describe(func: Any) -> _Call:
     base = name.strip("_") or "call"
     return _Call(entry, what, base, inplace, swap)
 
+
+#: tensor properties that are method calls (for real tensors the conjugate is the tensor)
+_PROPERTIES: dict[str, tuple[str, Callable[[tuple], tuple]]] = {
+    "T": ("permute", lambda a: (a[0], *reversed(range(a[0].ndim)))),
+    "H": ("permute", lambda a: (a[0], *reversed(range(a[0].ndim)))),
+    "mT": ("transpose", lambda a: (a[0], -2, -1)),
+    "mH": ("transpose", lambda a: (a[0], -2, -1)),
+}
 
 _CALLS: dict[Any, _Call] = {}
 
@@ -355,6 +368,8 @@ class _Recorder(TorchFunctionMode):
             vkwargs = self.values_of(kwargs, what)
             if call.swap:
                 vargs = (vargs[1], vargs[0], *vargs[2:])
+            if call.adapt is not None:
+                vargs = call.adapt(tuple(vargs))
             result = self.conv.call(
                 call.entry, what, _user_line, name, tuple(vargs), dict(vkwargs), None,
                 Probe("function", f"fn:{name}", 0), scope, torch_module,
