@@ -53,11 +53,11 @@ import torch.nn as nn
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import torch_ref
+import torch_ref.problem as problem_module
 from manual_bp.lab.io import atomic_write, write_csv, write_png
 from manual_bp.network import Network
 from manual_bp.ops import conv as conv_ops
 from torch_ref import oracle
-import torch_ref.problem as problem_module
 
 DEFAULT_OUT = Path("reports/benchmark")
 DEFAULT_PAIRS = 20
@@ -544,7 +544,8 @@ class Stages:
 
 def stage_profile(call: Callable[[], object], runs: int) -> dict[str, float]:
     """Median over runs of each stage of one oracle call: capture (the recorded run of the
-    float64 twin and its loss, autograd's graph built with it), convert + checks (the rest of _prepare), the NumPy pass, the autograd reference
+    float64 twin and its loss, autograd's graph built with it), convert + checks (the rest
+    of _prepare), the NumPy pass, the autograd reference
     (compare_gradients only), and the rest (the loss's checks, collecting and casting the
     gradients, the report), which is the whole call less the stages, never negative."""
     targets = {

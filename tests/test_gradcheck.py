@@ -145,7 +145,10 @@ def test_a_float32_function_with_a_planted_bug_still_fails():
     x = _x(6, 4, dtype=torch.float32)
     assert gradcheck(lambda x: torch.tanh(x) * x, (x,))
     with pytest.raises(GradcheckError, match="float32"):
-        gradcheck(scaled(1.01, 0).apply, tuple(t.float().detach().requires_grad_() for t in _affine_inputs()))
+        gradcheck(
+            scaled(1.01, 0).apply,
+            tuple(t.float().detach().requires_grad_() for t in _affine_inputs()),
+        )
 
 
 def test_atol_and_rtol_when_given_are_torchs_test():
@@ -157,7 +160,9 @@ def test_atol_and_rtol_when_given_are_torchs_test():
 def test_check_grad_dtypes_and_backward_ad_off():
     assert gradcheck(scaled(1.0).apply, _affine_inputs(), check_grad_dtypes=True)
     assert gradcheck(scaled(2.0, 0).apply, _affine_inputs(), check_backward_ad=False)
-    assert gradcheck(scaled(1.0).apply, _affine_inputs(), check_batched_grad=False, nondet_tol=1e-12)
+    assert gradcheck(
+        scaled(1.0).apply, _affine_inputs(), check_batched_grad=False, nondet_tol=1e-12
+    )
 
 
 def test_no_input_requires_grad_is_torchs_error():

@@ -408,8 +408,11 @@ CASES: list[Case] = [
         "fold_in_sequential",
         lambda: (
             nn.Sequential(
-                nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), nn.ChannelShuffle(2),
-                nn.Flatten(), nn.Linear(4 * F_IN, C),
+                nn.Linear(F_IN, 4 * F_IN),
+                nn.Unflatten(1, (4, F_IN)),
+                nn.ChannelShuffle(2),
+                nn.Flatten(),
+                nn.Linear(4 * F_IN, C),
             ),
             nn.MSELoss(),
             _x().float(),
@@ -420,9 +423,11 @@ CASES: list[Case] = [
     ),
     Case(
         "fold_nested",
-        _ce(model=lambda: _Nested(
-            nn.Sequential(nn.Unflatten(1, (5, 1)), nn.ChannelShuffle(5), nn.Flatten())
-        )),
+        _ce(
+            model=lambda: _Nested(
+                nn.Sequential(nn.Unflatten(1, (5, 1)), nn.ChannelShuffle(5), nn.Flatten())
+            )
+        ),
         UnsupportedModuleError,
         r"in module 'body\.2\.1' \(ChannelShuffle\) at File .*line \d+.* is not supported",
     ),
@@ -511,7 +516,9 @@ def test_table_names_are_unique():
 
 def test_unsupported_module_error_is_a_not_implemented_error():
     assert issubclass(UnsupportedModuleError, NotImplementedError)
-    model = nn.Sequential(nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), nn.ChannelShuffle(2))
+    model = nn.Sequential(
+        nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), nn.ChannelShuffle(2)
+    )
     with pytest.raises(NotImplementedError, match=r"'2' \(ChannelShuffle\)"):
         torch_ref.manual_gradients(model, nn.MSELoss(), _x().float(), _y().float())
 

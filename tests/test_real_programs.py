@@ -352,7 +352,12 @@ def test_an_unregistered_float32_tensor_attribute_is_a_float64_constant():
         lambda out, t: (out - t).pow(2).sum(-1).sqrt().mean(),
         lambda out, t: nn.HuberLoss(delta=0.5)(out, t) * 2,
     ],
-    ids=["sum of two losses", "reduction none then mean", "a loss written by hand", "a scaled module"],
+    ids=[
+        "sum of two losses",
+        "reduction none then mean",
+        "a loss written by hand",
+        "a scaled module",
+    ],
 )
 def test_any_loss_callable(loss_fn):
     torch.manual_seed(0)
@@ -418,7 +423,9 @@ def test_a_model_that_cannot_be_copied_is_refused_naming_the_attribute():
 
     model = nn.Sequential(nn.Linear(3, 3))
     model[0].lock = threading.Lock()
-    with pytest.raises(torch_ref.UnsupportedModuleError, match=r"'0\.lock'.*deep-copied|deep-copied.*'0\.lock'"):
+    with pytest.raises(
+        torch_ref.UnsupportedModuleError, match=r"'0\.lock'.*deep-copied|deep-copied.*'0\.lock'"
+    ):
         torch_ref.manual_gradients(model, nn.MSELoss(), torch.randn(2, 3), torch.randn(2, 3))
 
 

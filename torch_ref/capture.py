@@ -15,40 +15,31 @@ Nothing the caller owns is changed: the model recorded is a float64 deep copy.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import linecache
-import operator
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import manual_bp
-from manual_bp.network import Network, Node
+from manual_bp.network import Node
 from manual_bp.ops.activations import IDENTITY, Activation
 from manual_bp.ops.graph import Constant, Parameter, Select
 from manual_bp.ops.shape import Identity
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry import (
-    lookup_function,
-    lookup_method,
-    lookup_module,
-    registry,
     supported_modules,
-    torch_name,
 )
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Shape
-from torch_ref.registry.sizes import PLAIN_ATTRIBUTES, attribute
 
 INPUT = "input"
 
@@ -434,8 +425,6 @@ class FunctionCall:
     outputs: tuple[str, ...]
 
 
-
-
 # --- a model's network, for tests and tools ---------------------------------------------
 
 
@@ -459,7 +448,9 @@ def capture(model: nn.Module, inputs: Sequence[Any]) -> Any:
             xs.append(torch.zeros(tuple(shape), dtype=torch.bool if kind == "bool" else torch.long))
     twin = twin_of(unwrap(model))
     names = [INPUT] if len(xs) == 1 else [f"{INPUT}.{k}" for k in range(len(xs))]
-    twins = {n: x.clone().requires_grad_(x.is_floating_point()) for n, x in zip(names, xs, strict=True)}
+    twins = {
+        n: x.clone().requires_grad_(x.is_floating_point()) for n, x in zip(names, xs, strict=True)
+    }
     with torch.enable_grad():
         return record(
             twin, tuple(twins.values()), {}, model=twin, inputs=twins, live_inputs=True,

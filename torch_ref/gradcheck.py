@@ -15,17 +15,21 @@ Torch's signature, return value and raising are kept: True on success; on failur
 worst entry, yours against the oracle's, and any custom Function whose backward differs —
 or False with `raise_exception=False`.
 
-| argument | here |
-|---|---|
-| `eps` | accepted and unused: there are no finite differences |
-| `atol`, `rtol` | when given, torch's test: \\|yours − oracle\\| ≤ atol + rtol·\\|oracle\\| entrywise; left at their defaults, the tolerance of the inputs' dtype (`TOLERANCES`), relative to the largest entry of each block |
-| `raise_exception` | as in torch |
-| `nondet_tol` | your backward run twice on the same cotangent agrees within it (torch's reentrancy check) |
-| `check_undefined_grad`, `check_batched_grad` | torch's own checks (they need no finite differences) |
-| `check_grad_dtypes` | each gradient has its input's dtype |
-| `check_backward_ad=False` | no backward check (the others still run) |
-| `check_forward_ad`, `check_batched_forward_grad`, `masked`, sparse or complex inputs | refused (UnsupportedModuleError), or handed to torch's own gradcheck with `fallback="torch"` |
-| `reference=` (ours) | a pure-torch function computing the same forward, for a func whose forward the registry cannot follow (an extension op, NumPy inside) |
+What each argument means here:
+
+- `eps`: accepted and unused (there are no finite differences);
+- `atol`, `rtol`: when given, torch's test, |yours − oracle| ≤ atol + rtol·|oracle| entry by
+  entry; left at torch's defaults, the tolerance of the inputs' dtype (`TOLERANCES`),
+  relative to the largest entry of each (output, input) block;
+- `raise_exception`: as in torch; `nondet_tol`: your backward, run twice on the same
+  cotangent, agrees within it (torch's reentrancy check);
+- `check_undefined_grad`, `check_batched_grad`: torch's own checks (no finite differences);
+- `check_grad_dtypes`: each gradient has its input's dtype;
+- `check_backward_ad=False`: no backward check (the input and output checks still run);
+- `check_forward_ad`, `check_batched_forward_grad`, `masked`, sparse or complex inputs:
+  refused (UnsupportedModuleError), or torch's own gradcheck with `fallback="torch"`;
+- `reference=` (ours): a pure-torch function computing the same forward, for a func whose
+  forward the registry cannot follow (an extension op, NumPy inside).
 """
 
 from __future__ import annotations
@@ -224,7 +228,9 @@ def gradcheck(
     for k, (out, name) in enumerate(pairs):
         if not out.requires_grad or name is None:
             if name is not None:
-                lines.append(f"  output {k}: yours does not require grad, the oracle's depends on the inputs")
+                lines.append(
+                    f"  output {k}: yours does not require grad, the oracle's depends on the inputs"
+                )
             continue
         cotangents = _cotangents(out, fast_mode, gen)
         ours_rows = {j: [] for j in diff}
@@ -232,7 +238,9 @@ def gradcheck(
         for v in cotangents:
             grads = torch.autograd.grad(out, diff_inputs, v, retain_graph=True, allow_unused=True)
             if nondet_tol is not None and v is cotangents[0]:
-                again = torch.autograd.grad(out, diff_inputs, v, retain_graph=True, allow_unused=True)
+                again = torch.autograd.grad(
+                    out, diff_inputs, v, retain_graph=True, allow_unused=True
+                )
                 for g1, g2 in zip(grads, again, strict=True):
                     if g1 is not None and (g1 - g2).abs().max() > nondet_tol:
                         return _fail(
@@ -251,10 +259,14 @@ def gradcheck(
                     return _fail(f"Gradient has dtype mismatch: input {j} is {x.dtype}, its "
                                  f"gradient {g.dtype}", raise_exception)  # fmt: skip
                 yours_rows[j].append(
-                    np.zeros(x.numel()) if g is None else g.detach().to("cpu", torch.float64).reshape(-1).numpy()
+                    np.zeros(x.numel())
+                    if g is None
+                    else g.detach().to("cpu", torch.float64).reshape(-1).numpy()
                 )
                 ours = kept.get(f"input.{j}")
-                ours_rows[j].append(np.zeros(x.numel()) if ours is None else np.asarray(ours).reshape(-1))
+                ours_rows[j].append(
+                    np.zeros(x.numel()) if ours is None else np.asarray(ours).reshape(-1)
+                )
         for j in diff:
             yours, ours = np.stack(yours_rows[j]), np.stack(ours_rows[j])
             if not _block_ok(yours, ours, tol_a, tol_r, given):
@@ -322,7 +334,9 @@ def _custom_notes(rec: Recording, named: dict[str, torch.Tensor], pairs: list) -
     if not rec.functions:
         return []
     gen = torch.Generator().manual_seed(1)
-    outs = [o for o in pytree.tree_leaves(rec.result) if isinstance(o, torch.Tensor) and o.requires_grad]
+    outs = [
+        o for o in pytree.tree_leaves(rec.result) if isinstance(o, torch.Tensor) and o.requires_grad
+    ]
     if not outs:
         return []
     loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)

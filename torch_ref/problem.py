@@ -110,7 +110,9 @@ def check_layout(name: str, t: torch.Tensor) -> None:
 def _check_input(name: str, x: torch.Tensor) -> None:
     check_layout(name, x)
     if x.is_complex():
-        raise ValueError(f"{name} of shape {tuple(x.shape)} is complex ({x.dtype}); expected real values")
+        raise ValueError(
+            f"{name} of shape {tuple(x.shape)} is complex ({x.dtype}); expected real values"
+        )
     if x.ndim == 0 or x.numel() == 0:
         raise ValueError(f"{name} must hold a non-empty batch, got shape {tuple(x.shape)}")
     check_finite(name, x, "the input tensor")
@@ -283,7 +285,9 @@ def _check_call(model: nn.Module, args: tuple, kwargs: dict) -> None:
     try:
         sig.bind(*args, **kwargs)
     except TypeError as err:
-        params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        params = [
+            p for p in sig.parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
         required = [p.name for p in params if p.default is inspect.Parameter.empty]
         given = list(sig.parameters)[: len(args)] + list(kwargs)
         missing = [n for n in required if n not in given]
@@ -352,7 +356,9 @@ def _prepare(
         check_finite(name, buf, "buffer")
     form, args, kwargs, named = split_inputs(inputs)
     if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable loss_fn(output, target), got {type(loss_fn).__name__}")
+        raise TypeError(
+            f"loss_fn must be callable loss_fn(output, target), got {type(loss_fn).__name__}"
+        )
     for name, t in loss_tensors(loss_fn).items():
         if t.requires_grad:
             raise ValueError(
@@ -378,9 +384,13 @@ def _prepare(
     xs = tuple(_array(t) for t in twins.values())
     by_id = {id(x): twins[n] for n, x in named.items()}
     targs = tuple(by_id.get(id(a), a) if isinstance(a, torch.Tensor) else a for a in args)
-    tkwargs = {k: by_id.get(id(v), v) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    tkwargs = {
+        k: by_id.get(id(v), v) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()
+    }
     ttarget = pytree.tree_map(
-        lambda t: _twin_tensor(t, False).to(device or t.device) if isinstance(t, torch.Tensor) else t,
+        lambda t: (
+            _twin_tensor(t, False).to(device or t.device) if isinstance(t, torch.Tensor) else t
+        ),
         target,
     )
     loss64 = float64_loss(loss_fn)
@@ -405,7 +415,9 @@ def _prepare(
         raise run_error(f"{cls}.forward", err, [tuple(t.shape) for t in named.values()]) from None
     loss = rec.result
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.is_floating_point():
-        got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        got = (
+            f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        )
         raise ValueError(
             f"loss_fn must return a scalar floating tensor, got {got} (reduction='none' "
             "needs a reduction such as .mean() or .sum() after it)"

@@ -122,8 +122,13 @@ def _describe(func: Any) -> _Call:
             entry = lookup_function(getattr(operator, name.strip("_")))
     what = f"Tensor.{name}" if method else torch_name(func)
     inplace = method and (
-        (name.endswith("_") and not name.endswith("__")) or name in ("__setitem__",)
-        or (name.startswith("__i") and name.endswith("__") and name not in ("__init__", "__iter__", "__index__", "__int__", "__invert__"))
+        (name.endswith("_") and not name.endswith("__"))
+        or name in ("__setitem__",)
+        or (
+            name.startswith("__i")
+            and name.endswith("__")
+            and name not in ("__init__", "__iter__", "__index__", "__int__", "__invert__")
+        )
     )
     base = name.strip("_") or "call"
     return _Call(entry, what, base, inplace, swap)
@@ -150,8 +155,21 @@ def _call_of(func: Any) -> _Call:
         return _describe(func)
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    return [t for t in pytree.tree_leaves(value) if isinstance(t, torch.Tensor)]
+def _tensors(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """The tensors in a call's arguments or outputs (tuples, lists, dicts, nested)."""
+    out = [] if out is None else out
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            if isinstance(v, torch.Tensor):
+                out.append(v)
+            elif isinstance(v, (tuple, list, dict)):
+                _tensors(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _tensors(v, out)
+    return out
 
 
 @dataclass
@@ -357,12 +375,16 @@ class _Recorder(TorchFunctionMode):
         what = f"{call.what}{self.where()}"
         if "out" in kwargs and kwargs["out"] is not None:
             raise _ours(
-                UnsupportedModuleError(f"{what}{_user_line()} writes into out=; use the returned tensor")
+                UnsupportedModuleError(
+                    f"{what}{_user_line()} writes into out=; use the returned tensor"
+                )
             )
         name = self.node_name(call.base)
         before = len(self.b.nodes)
         scope = self.scope[-1][0] if self.scope else ""
-        torch_module = bool(self.scope) and type(self.scope[-1][1]).__module__.startswith("torch.nn")
+        torch_module = bool(self.scope) and type(self.scope[-1][1]).__module__.startswith(
+            "torch.nn"
+        )
         try:  # the rule first: its checks say what is wrong before torch's do
             vargs = self.values_of(args, what)
             vkwargs = self.values_of(kwargs, what)
@@ -531,52 +553,60 @@ class _Recorder(TorchFunctionMode):
 
     def pre_hook(self, path: str) -> Callable[..., Any]:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            self.scope.append((path, module))
-            if self.depth:
-                self.pending.append(None)
-                return
-            entry = lookup_module(type(module))
-            if entry is None or "forward" in vars(module):
-                self.pending.append(None)
-                return
-            on, frame = self.recording((args, kwargs), module)
-            if not on:
-                self.pending.append(None)
-                return
-            what = f"module {path!r} ({type(module).__name__})"
-            if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
-                self.refuse_leaf_write(args[0], what)
-            vargs = self.values_of(args, what)
-            vkwargs = self.values_of(kwargs, what)
-            before = len(self.b.nodes)
-            k = self.calls.get(path, 0)
-            self.calls[path] = k + 1
-            probe = Probe("module", path, k)
-            result = self.conv.call(
-                entry, what, _user_line, path or "model", tuple(vargs), dict(vkwargs), module,
-                probe, path,
-            )  # fmt: skip
-            self.tag(frame, before)
-            self.pending.append((result, frame, before))
-            self.depth += 1
+            with torch._C.DisableTorchFunction():  # (our own tensor calls are not the run's)
+                self.enter(path, module, args, kwargs)
 
         return hook
+
+    def enter(self, path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.scope.append((path, module))
+        if self.depth:
+            self.pending.append(None)
+            return
+        entry = lookup_module(type(module))
+        if entry is None or "forward" in vars(module):
+            self.pending.append(None)
+            return
+        on, frame = self.recording((args, kwargs), module)
+        if not on:
+            self.pending.append(None)
+            return
+        what = f"module {path!r} ({type(module).__name__})"
+        if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
+            self.refuse_leaf_write(args[0], what)
+        vargs = self.values_of(args, what)
+        vkwargs = self.values_of(kwargs, what)
+        before = len(self.b.nodes)
+        k = self.calls.get(path, 0)
+        self.calls[path] = k + 1
+        probe = Probe("module", path, k)
+        result = self.conv.call(
+            entry, what, _user_line, path or "model", tuple(vargs), dict(vkwargs), module,
+            probe, path,
+        )  # fmt: skip
+        self.tag(frame, before)
+        self.pending.append((result, frame, before))
+        self.depth += 1
 
     def post_hook(self, path: str) -> Callable[..., Any]:
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            self.scope.pop()
-            pending = self.pending.pop()
-            if pending is None:
-                return None
-            self.depth -= 1
-            result, _, before = pending
-            grad = torch.is_grad_enabled()
-            what = f"module {path!r} ({type(module).__name__})"
-            new = self.bind_output(self.inner_deltas(path, output), result, what, grad)
-            self.module_output(path, result)
-            return new if new is not output else None
+            with torch._C.DisableTorchFunction():
+                return self.leave(path, module, output)
 
         return hook
+
+    def leave(self, path: str, module: nn.Module, output: Any) -> Any:
+        self.scope.pop()
+        pending = self.pending.pop()
+        if pending is None:
+            return None
+        self.depth -= 1
+        result, _, before = pending
+        grad = torch.is_grad_enabled()
+        what = f"module {path!r} ({type(module).__name__})"
+        new = self.bind_output(self.inner_deltas(path, output), result, what, grad)
+        self.module_output(path, result)
+        return new if new is not output else None
 
     def module_output(self, path: str, result: Any) -> None:
         outputs = self.b.module_outputs
@@ -680,8 +710,8 @@ def record(
     `model`: the twin whose parameters and buffers are the model tensors (by qualified name)
     and whose modules with a registry row are recorded whole (and those of `modules`, such
     as a loss module, by their given names); `caller`: the caller's own parameters by name,
-    met where a loss closes over the model (a penalty on model.parameters()); `inputs`: the tensors among
-    the arguments that are the network's inputs, by name (integer ones included);
+    met where a loss closes over the model (a penalty on model.parameters()); `inputs`: the
+    tensors among the arguments that are the network's inputs, by name (integer ones too);
     `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted)."""
     registry()
     b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
@@ -696,7 +726,12 @@ def record(
     recorder = _Recorder(conv, live_params, sys._getframe(0))
     for n, t in inputs.items():
         recorder.bind(t, Ref(n, tuple(t.shape), _kind(t)), live_inputs and t.is_floating_point())
-    with random_state_kept(what), _float64_default(), _hooks([("", model)] * (model is not None) + list(modules), recorder), recorder:
+    with (
+        random_state_kept(what),
+        _float64_default(),
+        _hooks([("", model)] * (model is not None) + list(modules), recorder),
+        recorder,
+    ):
         result = fn(*args, **kwargs)
     for prefix, _ in modules:  # a loss module is not one of the model's modules
         for key in [k for k in b.module_outputs if k == prefix or k.startswith(prefix + ".")]:

@@ -23,7 +23,9 @@ def cast(x: Any, *args: Any, **kwargs: Any) -> Any:
 def _samples() -> list[Sample]:
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     return [
-        Sample(".to(torch.float32) (float64 in the twin)", (x,), fn=lambda x: x.to(torch.float32) * 2),
+        Sample(
+            ".to(torch.float32) (float64 in the twin)", (x,), fn=lambda x: x.to(torch.float32) * 2
+        ),
         Sample(".float() then .to(dtype)", (x,), fn=lambda x: x.float().to(x.dtype) + 1),
         Sample(".half() and .type_as", (x,), fn=lambda x: x.half().type_as(x) * x),
         Sample(".double(), .contiguous()", (x,), fn=lambda x: x.t().double().contiguous() * 3),

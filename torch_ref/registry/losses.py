@@ -77,7 +77,11 @@ def _options(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict[str, Any
 
 def _functional(fn: Callable[..., Any]) -> Callable[..., Any]:
     def rule(
-        input: Any, target: Any, *args: Any, _loss: L.Loss | None = None, _what: str = "",
+        input: Any,
+        target: Any,
+        *args: Any,
+        _loss: L.Loss | None = None,
+        _what: str = "",
         **kwargs: Any,
     ) -> Op:
         if _loss is not None:  # a module: its options are its attributes
@@ -104,6 +108,9 @@ _MODULE_OF = {
 }
 
 
+_WEIGHTS = torch.linspace(0.5, 2, 5, dtype=torch.float64)
+
+
 def _samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
     def samples() -> list[Sample]:
         g = torch.Generator().manual_seed(3)
@@ -124,10 +131,9 @@ def _samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
         if fn not in (F.cross_entropy, F.nll_loss):
             samples.append(
                 Sample(
-                    "reduction='none', then weighted and summed", (y,),
-                    fn=lambda y, t=t, w=torch.linspace(0.5, 2, 5, dtype=torch.float64): (
-                        fn(y, t, reduction="none") * w
-                    ).sum(),
+                    "reduction='none', then weighted and summed",
+                    (y,),
+                    fn=lambda y, t=t, w=_WEIGHTS: (fn(y, t, reduction="none") * w).sum(),
                 )  # fmt: skip
             )
         return samples
