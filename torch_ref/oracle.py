@@ -485,6 +485,12 @@ def compare_gradients(
                 for r, r2 in zip(rows, again, strict=True)
             ]
     notes: list[str] = []
+    if problem.rec.casts:  # what the float64 twin computed in float64 that you cast down
+        casts = list(dict.fromkeys(c.split(" at ", 1)[0] for c in problem.rec.casts))
+        notes.append(
+            f"{len(problem.rec.casts)} floating cast(s) made float64 in the twin "
+            f"({', '.join(casts)}): the reference is float64 end to end"
+        )
     if not all(r.ok for r in rows):  # name any custom autograd.Function that is responsible
         fn_rows, notes = custom.explain(problem, rtol, atol)
         rows.extend(fn_rows)
