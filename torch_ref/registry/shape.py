@@ -61,6 +61,8 @@ def cat(tensors: Sequence[Any], dim: int = 0) -> Op:
     refs = tuple(tensor(t, "cat") for t in tensors)
     if not refs:
         raise ValueError("cat: expected at least one tensor, got an empty list")
+    if any(len(r.shape) > 1 for r in refs):  # torch's legacy rule: a 1-d empty input is
+        refs = tuple(r for r in refs if tuple(r.shape) != (0,)) or refs  # skipped (KV caches)
     return Op(Cat(dim, n_inputs=len(refs)), refs)
 
 
