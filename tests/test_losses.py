@@ -660,7 +660,7 @@ def test_refusals_raise_value_error_before_arithmetic(case: Refusal) -> None:
 
 
 CONSTRUCTOR_ERRORS = [
-    ("reduction-none", lambda: L.MSELoss(reduction="none"), "no scalar"),
+    ("reduction-none", lambda: L.CrossEntropyLoss(reduction="none"), "no scalar"),
     ("reduction-typo", lambda: L.CrossEntropyLoss(reduction="avg"), "'mean' or 'sum'"),
     ("smooth_l1-negative-beta", lambda: L.SmoothL1Loss(beta=-1.0), "beta >= 0"),
     ("huber-zero-delta", lambda: L.HuberLoss(delta=0.0), "delta > 0"),
@@ -688,7 +688,7 @@ class _MyMSE(nn.MSELoss):
 
 
 UNSUPPORTED = [
-    ("module-reduction-none", lambda: nn.MSELoss(reduction="none"), "MSELoss.*reduction='none'"),
+    ("module-reduction-none", lambda: nn.NLLLoss(reduction="none"), "NLLLoss.*reduction='none'"),
     (
         "ce-reduction-none",
         lambda: nn.CrossEntropyLoss(reduction="none"),

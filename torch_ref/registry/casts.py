@@ -27,7 +27,7 @@ def _samples() -> list[Sample]:
             ".to(torch.float32) (float64 in the twin)", (x,), fn=lambda x: x.to(torch.float32) * 2
         ),
         Sample(".float() then .to(dtype)", (x,), fn=lambda x: x.float().to(x.dtype) + 1),
-        Sample(".half() and .type_as", (x,), fn=lambda x: x.half().type_as(x) * x),
+        Sample(".half() and .type_as", (x,), fn=lambda x: x.half().type_as(x) * 3),
         Sample(".double(), .contiguous()", (x,), fn=lambda x: x.t().double().contiguous() * 3),
     ]
 
