@@ -66,7 +66,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 readme: $(STAMP)
-	$(PY) tests/test_readme.py --update
+	PYTHONPATH=. $(PY) tests/test_readme.py --update
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,6 +13,11 @@ The fenced blocks of README.md, by kind:
   and a colon ("A complete test file, `examples/test_my_backward.py`:") is that file, verbatim;
 - every other ```python block must compile.
 
+Outputs are compared as text, character for character. What would differ from one CPU to
+another (the rounding noise of a float64 sum) is not printed: the gradient reports print an
+error below the noise floor as `<1e-13`. The numeric examples run a second time with other
+threads and SIMD kernels (`_env(elsewhere=True)`) and must print the same.
+
 In an expected output, `...` stands for any text (doctest's ELLIPSIS): a timing, or a long
 list the README shortens. The repository's absolute path prints as `...` (so a path reads
 `.../examples/lenet.py` whichever folder the clone is in).
@@ -35,6 +40,7 @@ import difflib
 import doctest
 import functools
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -115,21 +121,68 @@ def examples(blocks: list[Block]) -> tuple[list[Example], list[Block]]:
     return found, plain
 
 
-def _env() -> dict[str, str]:
-    """The user's environment, with this interpreter first on PATH, outside any make."""
+def _env(elsewhere: bool = False) -> dict[str, str]:
+    """The user's environment, with this interpreter first on PATH, outside any make.
+
+    The last bits of a float64 sum (the errors the tables print) depend on the machine: how
+    BLAS and torch split it over threads, and which SIMD kernels the CPU gets (AVX2 or
+    AVX-512 in torch, NumPy and OpenBLAS). The README prints them only down to the noise
+    floor (torch_ref.report.PRECISION), so its outputs are the same everywhere; to see that
+    they are, `elsewhere=True` runs an example as another CPU would: two threads instead of
+    one, torch's AVX2 kernels, OpenBLAS's kernels of another core, and NumPy without its
+    dispatched SIMD extensions.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["COLUMNS"] = "100"
-    # one thread: the last digits of a float64 sum (the errors the tables print) depend on
-    # how BLAS and torch split it, so the printed outputs are those of one thread everywhere
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = "1"
+    for var in THREADS:
+        env[var] = "2" if elsewhere else "1"
+    if elsewhere:
+        env.update(ELSEWHERE)
     return env
 
 
-def run_python(code: str) -> str:
+#: the thread counts of torch's OpenMP, OpenBLAS (NumPy, SciPy) and MKL (torch's BLAS)
+THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _elsewhere() -> dict[str, str]:
+    """The settings that give this machine another CPU's last bits (see `_env`)."""
+    env = {"ATEN_CPU_CAPABILITY": "avx2"}  # never raises torch's level, only lowers it
+    try:  # the SIMD extensions NumPy dispatches to at run time on this CPU (not its baseline)
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # pragma: no cover - another NumPy layout
+        dispatched = []
+    else:
+        dispatched = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+    if dispatched:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(dispatched)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        # OpenBLAS's AVX2 kernels, or its AVX ones where this CPU already gets the AVX2 ones
+        env["OPENBLAS_CORETYPE"] = "Sandybridge" if _openblas_core() == "Haswell" else "Haswell"
+    return env
+
+
+def _openblas_core() -> str | None:
+    """The core OpenBLAS picked for this CPU ("SkylakeX", "Haswell", ...), if NumPy uses it."""
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        return None
+    info = threadpoolctl.threadpool_info()
+    return next((i.get("architecture") for i in info if i.get("internal_api") == "openblas"), None)
+
+
+ELSEWHERE = _elsewhere()
+
+
+def run_python(code: str, elsewhere: bool = False) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_env(elsewhere),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0 and result.stderr == "", (
         f"exit status {result.returncode}\n{result.stderr}"
@@ -154,32 +207,33 @@ def commands(console: str) -> list[tuple[str, str]]:
     return [(command, "".join(out)) for command, out in pairs]
 
 
-def run_console(console: str) -> list[str]:
+def run_console(console: str, elsewhere: bool = False) -> list[str]:
     """What each command of the block prints, run in one bash from the repository root."""
     cmds = [command for command, _ in commands(console)]
     script = "exec 2>&1\n" + "".join(
         f"{command}\n__status=$?; printf '\\036'; (exit $__status)\n" for command in cmds
     )
     result = subprocess.run(
-        ["bash", "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True
+        ["bash", "-c", script], cwd=ROOT, env=_env(elsewhere), capture_output=True, text=True
     )
     outputs = _no_root(result.stdout).split(MARK)
     assert len(outputs) == len(cmds) + 1 and outputs[-1] == "", result.stdout
     return outputs[:-1]
 
 
-def actual(example: Example) -> str:
-    """What the README's expected block of this example should hold, from the code."""
-    return _actual(example.kind, example.source)
+def actual(example: Example, elsewhere: bool = False) -> str:
+    """What the README's expected block of this example should hold, from the code (run as
+    on another CPU with `elsewhere`; see `_env`)."""
+    return _actual(example.kind, example.source, elsewhere)
 
 
 @functools.cache
-def _actual(kind: str, source: Block) -> str:
+def _actual(kind: str, source: Block, elsewhere: bool = False) -> str:
     if kind == "file":
         return (ROOT / FILE_BEFORE_BLOCK.search(source.before)[1]).read_text()
     if kind == "python":
-        return run_python(source.text)
-    outputs = run_console(source.text)  # a console block is its own expected output
+        return run_python(source.text, elsewhere)
+    outputs = run_console(source.text, elsewhere)  # a console block is its own expected output
     return "".join(
         f"$ {command}\n{_keep_ellipses(expected, got)}"
         for (command, expected), got in zip(commands(source.text), outputs, strict=True)
@@ -195,9 +249,9 @@ def _keep_ellipses(expected: str, got: str) -> str:
     return expected if matches(expected, got) else got
 
 
-def difference(example: Example) -> str:
+def difference(example: Example, elsewhere: bool = False) -> str:
     """ "" when the README says what the code does, else a unified diff (README → code)."""
-    want, got = example.expected.text, actual(example)
+    want, got = example.expected.text, actual(example, elsewhere)
     if (example.kind == "file" and want == got) or (example.kind != "file" and matches(want, got)):
         return ""
     diff = difflib.unified_diff(
@@ -211,6 +265,8 @@ def difference(example: Example) -> str:
 
 BLOCKS = parse(README.read_text())
 EXAMPLES, PLAIN = examples(BLOCKS)
+#: the examples whose outputs hold computed numbers: gradient reports
+NUMERIC = [e for e in EXAMPLES if e.kind != "file" and "GradientReport" in e.expected.text]
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -223,6 +279,31 @@ def test_readme_example(example: Example) -> None:
         f"{example.id}: the README differs from what the code does "
         "(if the change is intended: make readme, then review git diff README.md)\n" + diff
     )
+
+
+@pytest.mark.parametrize("example", NUMERIC, ids=[e.id for e in NUMERIC])
+def test_readme_example_prints_the_same_on_another_cpu(example: Example) -> None:
+    """The same example run with other threads and SIMD kernels (see `_env`): the rounding
+    noise changes, what the README prints does not."""
+    diff = difference(example, elsewhere=True)
+    assert not diff, (
+        f"{example.id}: run with {ELSEWHERE} and 2 threads, the example prints something "
+        "else: an output that depends on the last bits of a sum, which differ between CPUs\n" + diff
+    )
+
+
+def test_the_other_cpu_changes_the_last_bits() -> None:
+    """The settings of `elsewhere` do reach the arithmetic: float64 sums whose last bits
+    depend on the kernels change under them (else the test above would prove nothing)."""
+    code = (
+        "import numpy as np, torch\n"
+        "x = np.random.default_rng(0).standard_normal((64, 257))\n"
+        "t = torch.from_numpy(x)\n"
+        "print(repr(float((x @ x.T).sum())), repr(float(np.tanh(x).sum())), "
+        "repr(float(torch.tanh(t).sum())), repr(float((t @ t.T).sum())))\n"
+    )
+    here, there = run_python(code).split(), run_python(code, elsewhere=True).split()
+    assert here != there, f"the same last bits under {ELSEWHERE}: {here}"
 
 
 @pytest.mark.parametrize("block", PLAIN, ids=[b.where for b in PLAIN])
@@ -254,6 +335,28 @@ def test_a_drifted_output_is_caught(kind: str) -> None:
     example = next(e for e in EXAMPLES if e.kind == kind)
     drifted = example.expected.text.removesuffix("\n") + " (drifted)\n"
     assert difference(_drifted(example, drifted))
+
+
+def test_a_changed_digit_is_caught():
+    """Noise is elided where it is printed, not where it is compared: one digit of a number
+    (the loss's last printed digit) is a difference."""
+    example = next(e for e in NUMERIC if e.kind == "python")
+    want = example.expected.text
+    loss = re.search(r"loss: \S+ (\d\.\d+)", want)[1]
+    changed = loss[:-1] + str((int(loss[-1]) + 1) % 10)
+    assert not difference(example)
+    assert difference(_drifted(example, want.replace(loss, changed)))
+
+
+def test_a_real_change_in_the_computation_is_caught():
+    """The model's inputs moved by one float32 rounding step (a relative 1e-7) change what
+    the example prints, and the runner says so."""
+    example = next(e for e in NUMERIC if e.kind == "python")
+    code = example.source.text
+    assert "\nreport = " in code
+    planted = code.replace("\nreport = ", "\ninputs = inputs * (1 + 1e-7)\nreport = ", 1)
+    source = Block("python", example.source.start, example.source.stop, planted, "")
+    assert difference(Example("python", source, example.expected))
 
 
 def test_console_commands_share_one_shell() -> None:

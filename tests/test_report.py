@@ -95,3 +95,29 @@ def test_labels_errors_and_tidy_tables():
         "kind", "name", "shape", "max_abs_err", "max_rel_err", "ok", "index"
     ]  # fmt: skip
     assert "status" in report.to_frame().columns
+
+
+def test_rounding_noise_prints_as_below_the_floor_and_a_real_error_as_digits():
+    """Errors at the level of rounding print as `<1e-13` (their digits differ between CPUs);
+    the exact values stay in the rows, and an error above the floor prints its digits."""
+    ref = np.array([1.0, -2.0])
+    noise = compare("param", "w", ref + np.array([2.2e-16, 0.0]), ref, 1e-7, 1e-10)
+    real = compare("param", "b", ref + np.array([0.0, 4e-12]), ref, 1e-7, 1e-10)
+    report = GradientReport(1.0, 1.0, [noise, real], rtol=1e-7, atol=1e-10)
+    lines = str(report).splitlines()
+    assert lines[-2].split()[-2:] == ["<1e-13", "ok"], lines
+    assert lines[-1].split()[-2:] == ["2.00e-12", "ok"], lines
+    assert noise.max_rel_err == pytest.approx(1.1e-16) and report.to_frame()["max_abs_err"][0] > 0
+
+
+def test_the_noise_floor_and_the_digits_follow_the_dtype_under_test():
+    ref = np.array([0.123456789123])
+    off = ref * (1 + 3e-6)  # float32 rounding: a float64 error, noise for float32
+    as64 = str(GradientReport(None, None, [compare("param", "w", off, ref, 1e-7, 1e-10)]))
+    assert "3.00e-06" in as64 and "0.123457159 vs autograd 0.123456789" in as64  # 9 digits
+    as32 = str(GradientReport(None, None, [compare("param", "w", off, ref, 1e-4, 1e-6)],
+                              rtol=1e-4, atol=1e-6, dtype="float32"))  # fmt: skip
+    assert as32.splitlines()[-1].split()[-2:] == ["<1e-5", "ok"], as32
+    wrong = compare("param", "w", ref * 1.001, ref, 1e-4, 1e-6)
+    as32 = str(GradientReport(None, None, [wrong], rtol=1e-4, atol=1e-6, dtype="float32"))
+    assert "0.12358 vs autograd 0.123457" in as32, as32  # 6 digits

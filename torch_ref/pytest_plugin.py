@@ -274,6 +274,7 @@ class GradientOracle:
             atol=atol_,
             labels=("yours", "oracle"),
             tolerances=self._sources(rtol, atol, f"the default for {coarsest} gradients"),
+            dtype=coarsest,
         )
         trace = self.trace(model, loss_fn, inputs, target, l2=l2)
         oracle = trace.grads

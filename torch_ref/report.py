@@ -15,6 +15,12 @@ A row's `status` is "ok", "tie" or "fail". "tie": the tensor differed, but only 
 or a tie was decided by rounding (a max-pool window of equal values, a ReLU input that is
 0 on one side and 1e-17 on the other): replayed with torch's branch decisions at those
 entries alone, the manual gradient matches (torch_ref.ties). A tie counts as ok.
+
+What is printed is the same on every machine. The last bits of a float64 sum depend on the
+CPU (AVX2 or AVX-512 kernels, BLAS's blocking, the thread count), so an error at the level of
+rounding (max_rel_err below `PRECISION[dtype][0]`, 1e-13 for float64) prints as `<1e-13`
+rather than as digits that change from one CPU to the next; the exact values are in `rows`
+and `to_frame()`.
 """
 
 from __future__ import annotations
@@ -101,6 +107,17 @@ def as_tie(row: Row, entries: int, layers: list[str]) -> Row:
     return replace(row, ok=True, status="tie", note=note, layers=tuple(layers))
 
 
+#: by the dtype of the gradients under test: the relative error below which a difference is
+#: rounding noise (a few hundred units in the last place of that dtype; printed `<1e-13`), and
+#: the significant digits its values are printed with
+PRECISION: dict[str, tuple[float, int]] = {
+    "float64": (1e-13, 9),
+    "float32": (1e-5, 6),
+    "float16": (1e-2, 3),
+    "bfloat16": (5e-2, 3),
+}
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -123,6 +140,20 @@ class GradientReport:
     tolerances: str = ""
     #: what makes the report fail beyond its rows (a gradient missing from yours)
     errors: list[str] = field(default_factory=list)
+    #: the dtype of the gradients under test, which sets what is rounding noise (`PRECISION`)
+    dtype: str = "float64"
+
+    @property
+    def noise(self) -> float:
+        """The relative error below which a difference is rounding noise."""
+        return PRECISION.get(self.dtype, PRECISION["float64"])[0]
+
+    def _value(self, x: float) -> str:
+        return f"{x:.{PRECISION.get(self.dtype, PRECISION['float64'])[1]}g}"
+
+    def _rel_err(self, row: Row) -> str:
+        floor = f"{self.noise:.0e}".replace("e-0", "e-")  # 1e-05 → 1e-5
+        return f"<{floor}" if row.max_rel_err < self.noise else f"{row.max_rel_err:.2e}"
 
     @property
     def loss_ok(self) -> bool:
@@ -184,8 +215,8 @@ class GradientReport:
             lines.append(
                 "worst: "
                 + "; ".join(
-                    f"{r.kind} {r.name}{list(r.index)} {mine} {r.manual:.9g} vs {theirs} "
-                    f"{r.autograd:.9g}"
+                    f"{r.kind} {r.name}{list(r.index)} {mine} {self._value(r.manual)} vs "
+                    f"{theirs} {self._value(r.autograd)}"
                     for r in self.failures()[:3]
                 )
             )
@@ -200,17 +231,16 @@ class GradientReport:
                 "kind": [r.kind for r in self.rows],
                 "name": [r.name for r in self.rows],
                 "shape": [str(tuple(r.shape)) for r in self.rows],
-                "max_abs_err": [f"{r.max_abs_err:.2e}" for r in self.rows],
                 "scale": [f"{r.scale:.2e}" for r in self.rows],
-                "max_rel_err": [f"{r.max_rel_err:.2e}" for r in self.rows],
+                "max_rel_err": [self._rel_err(r) for r in self.rows],
                 "status": [r.status if r.ok else "FAIL" for r in self.rows],
                 "worst": [
                     ""
                     if r.status == "ok"
                     else r.note
                     if r.status == "tie"
-                    else f"{list(r.index)}: {mine} {r.manual:.9g}, {theirs} {r.autograd:.9g}"
-                    + (f" ({r.note})" if r.note else "")
+                    else f"{list(r.index)}: {mine} {self._value(r.manual)}, {theirs} "
+                    f"{self._value(r.autograd)}" + (f" ({r.note})" if r.note else "")
                     for r in self.rows
                 ],
             }
