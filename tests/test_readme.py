@@ -318,7 +318,13 @@ def test_the_readme_checks_what_it_promises() -> None:
     assert kinds.count("python") >= 1 and kinds.count("file") >= 1, kinds
     assert kinds.count("console") >= 4, kinds
     commands_run = [c for e in EXAMPLES if e.kind == "console" for c, _ in commands(e.source.text)]
-    for needed in ["examples/lenet.py:LeNet", "examples/unsupported.py", "--input-dtype int64"]:
+    wanted = [
+        "examples/lenet.py:LeNet",
+        "examples/unsupported.py",
+        "--input-dtype int64",
+        "examples/test_my_framework.py",  # the property test, run as pasted
+    ]
+    for needed in wanted:
         assert any(needed in c for c in commands_run), needed
 
 

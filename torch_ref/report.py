@@ -26,9 +26,12 @@ and `to_frame()`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,8 @@ class GradientReport:
         return sorted((r for r in self.rows if not r.ok), key=lambda r: -r.max_rel_err)
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd  # NOTE: on first use only; pandas costs ~0.25 s to import
+
         columns = [f.name for f in Row.__dataclass_fields__.values()]
         return pd.DataFrame([asdict(r) for r in self.rows], columns=columns)
 
@@ -226,26 +231,33 @@ class GradientReport:
 
     def _table(self) -> str:
         mine, theirs = self.labels
-        frame = pd.DataFrame(
-            {
-                "kind": [r.kind for r in self.rows],
-                "name": [r.name for r in self.rows],
-                "shape": [str(tuple(r.shape)) for r in self.rows],
-                "scale": [f"{r.scale:.2e}" for r in self.rows],
-                "max_rel_err": [self._rel_err(r) for r in self.rows],
-                "status": [r.status if r.ok else "FAIL" for r in self.rows],
-                "worst": [
-                    ""
-                    if r.status == "ok"
-                    else r.note
-                    if r.status == "tie"
-                    else f"{list(r.index)}: {mine} {self._value(r.manual)}, {theirs} "
-                    f"{self._value(r.autograd)}" + (f" ({r.note})" if r.note else "")
-                    for r in self.rows
-                ],
-            }
-        )
+        columns = {
+            "kind": [r.kind for r in self.rows],
+            "name": [r.name for r in self.rows],
+            "shape": [str(tuple(r.shape)) for r in self.rows],
+            "scale": [f"{r.scale:.2e}" for r in self.rows],
+            "max_rel_err": [self._rel_err(r) for r in self.rows],
+            "status": [r.status if r.ok else "FAIL" for r in self.rows],
+            "worst": [
+                ""
+                if r.status == "ok"
+                else r.note
+                if r.status == "tie"
+                else f"{list(r.index)}: {mine} {self._value(r.manual)}, {theirs} "
+                f"{self._value(r.autograd)}" + (f" ({r.note})" if r.note else "")
+                for r in self.rows
+            ],
+        }
         if all(r.status == "ok" for r in self.rows):
-            frame = frame.drop(columns="worst")
-        text = frame.to_string(index=False)
-        return "\n".join(line.rstrip() for line in text.splitlines())
+            del columns["worst"]
+        return table(columns)
+
+
+def table(columns: dict[str, list[str]]) -> str:
+    """Columns of text, right-aligned under their headers, one space apart."""
+    widths = [max(len(h), *map(len, cells)) for h, cells in columns.items()]
+    rows = [list(columns), *zip(*columns.values(), strict=True)]
+    return "\n".join(
+        " ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

@@ -1,0 +1,27 @@
+"""A property test of your gradient code against the oracle, on random MLPs (the README's
+example; torch.autograd stands in for "your framework").
+
+python -m pytest examples/test_my_framework.py
+"""
+
+import torch
+from hypothesis import given, settings
+
+from torch_ref.strategies import mlp_models
+
+
+def my_framework_gradients(model, loss_fn, inputs, target):
+    """Your gradient code; here torch.autograd stands in for it."""
+    loss = loss_fn(model(inputs), target)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    return dict(zip(names, grads))
+
+
+@settings(max_examples=25, deadline=None)  # the first call imports and warms up: no deadline
+@given(mlp_models(max_depth=4, activations=("relu", "gelu"), dtypes=("float32",)))
+def test_my_framework_agrees(gradient_oracle, problem):
+    model, loss_fn, inputs, target = problem
+    grads = my_framework_gradients(model, loss_fn, inputs, target)
+    gradient_oracle.check_grads(model, loss_fn, inputs, target, grads)
