@@ -12,11 +12,9 @@ from torch_ref.strategies import mlp_models
 
 def my_framework_gradients(model, loss_fn, inputs, target):
     """Your gradient code; here torch.autograd stands in for it."""
-    loss = loss_fn(model(inputs), target)
-    params = [p for p in model.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, params)
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    return dict(zip(names, grads))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss_fn(model(inputs), target), [p for _, p in named])
+    return {name: g for (name, _), g in zip(named, grads, strict=True)}
 
 
 @settings(max_examples=25, deadline=None)  # the first call imports and warms up: no deadline
