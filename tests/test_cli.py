@@ -20,6 +20,8 @@ import torch
 from manual_bp.ops.activations import ACTIVATIONS, Activation
 from torch_ref import cli
 
+ROOT = Path(__file__).resolve().parents[1]
+
 BLOCKS = """
 import torch.nn as nn
 
@@ -126,9 +128,13 @@ def run_main(
 
 
 def run_subprocess(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python -m torch_ref ARGV` in `project`, importing this checkout's torch_ref (not the
+    one an editable install points to, which may be another checkout)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "torch_ref", *argv],
         cwd=project,
+        env={**os.environ, "PYTHONPATH": path},
         capture_output=True,
         text=True,
         timeout=300,
@@ -542,9 +548,15 @@ def test_mismatch_exits_1_with_the_table(project, capsys, monkeypatch) -> None:
     rc, out, err = run_main(project, ["models.py:MLP", "--input-shape", "3,4"], capsys, monkeypatch)
     assert (rc, err) == (1, "")
     lines = out.splitlines()
-    assert lines[1].startswith("GradientReport: MISMATCH")
-    assert lines[3].startswith("worst: ")
-    assert any(line.startswith("param net.0.weight") and " FAIL " in line for line in lines)
+    assert lines[1] == (
+        "your model's gradients (torch.autograd) differ from the oracle's "
+        "(explicit backprop in float64)"
+    )
+    assert lines[2].startswith("GradientReport: MISMATCH")
+    assert lines[3].startswith("loss: yours ")
+    assert "worst entry of each failing tensor:" in lines
+    assert max(map(len, lines)) <= 100
+    assert any(line.startswith("param net.0.weight") and line.endswith(" FAIL") for line in lines)
     assert any(
         line.startswith("param net.2.weight") and line.rstrip().endswith("ok") for line in lines
     )
@@ -576,5 +588,5 @@ def test_tables_have_no_trailing_spaces(project, capsys, monkeypatch) -> None:
     broken = Activation("tanh", np.tanh, lambda z: 1 - z**2)
     monkeypatch.setitem(ACTIVATIONS, "tanh", lambda: broken)
     _, out, _ = run_main(project, ["models.py:MLP", "--input-shape", "3,4"], capsys, monkeypatch)
-    assert " FAIL " in out
+    assert " FAIL\n" in out
     assert [line for line in out.splitlines() if line != line.rstrip()] == []

@@ -3,9 +3,10 @@
 
 `check` imports the user's class, builds it under a fixed seed, draws a seeded random batch
 (floating, or integers for token ids and class indices) and a target that fits the loss,
-runs `torch_ref.compare_gradients` and prints the report table. Exit status: 0 when manual
-backprop and torch.autograd agree, 1 on a mismatch, 2 on a usage, import or
-unsupported-model error (one line on stderr, no traceback).
+runs `torch_ref.compare_gradients` and prints the report table: yours (torch.autograd through
+your model) against the oracle (the explicit backprop, in float64). Exit status: 0 when they
+agree, 1 on a mismatch, 2 on a usage, import or unsupported-model error (one line on stderr,
+no traceback).
 """
 
 from __future__ import annotations
@@ -190,14 +191,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser(
         "check",
-        help="compare manual backprop with torch.autograd on your model",
+        help="check torch.autograd on your model against the oracle's explicit backprop",
         description=(
             "Import a torch.nn.Module class from a Python file, build it under --seed, draw a\n"
             "seeded random batch (floating, or integer token ids with --input-dtype) and a\n"
-            "target that fits --loss, and compare the explicit-δ backprop of manual-bp with\n"
-            "torch.autograd, both in float64: every parameter's gradient and every\n"
-            "Linear/Conv layer's δ. Prints the report table. Torch's global random state is\n"
-            "left as it was."
+            "target that fits --loss, and compare yours (torch.autograd through your model)\n"
+            "with the oracle (the explicit-δ backprop of manual-bp), both in float64: every\n"
+            "parameter's gradient and every Linear/Conv layer's δ. Prints the report table.\n"
+            "Torch's global random state is left as it was."
         ),
         epilog="\n".join(
             [
@@ -290,8 +291,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--rtol",
         type=_non_negative,
         default=1e-7,
-        help="relative tolerance: a tensor is ok when max|manual − autograd| ≤ "
-        "atol + rtol·max|autograd| (default: %(default)s)",
+        help="relative tolerance: a tensor is ok when max|yours − oracle| ≤ "
+        "atol + rtol·scale, scale its largest |entry| (default: %(default)s)",
     )
     check.add_argument(
         "--atol",
@@ -532,7 +533,8 @@ def check(args: argparse.Namespace) -> int:
         f"{args.model}: inputs {tuple(inputs.shape)} {input_dtype}{drawn}, output {out}, "
         f"{args.loss} target {tuple(target.shape)}, seed {args.seed}, {mode} mode"
     )
-    print("\n".join(line.rstrip() for line in str(report).splitlines()))
+    text = str(report) if report.ok else report.failure_message()
+    print("\n".join(line.rstrip() for line in text.splitlines()))
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 

@@ -16,6 +16,13 @@ or a tie was decided by rounding (a max-pool window of equal values, a ReLU inpu
 0 on one side and 1e-17 on the other): replayed with torch's branch decisions at those
 entries alone, the manual gradient matches (torch_ref.ties). A tie counts as ok.
 
+One vocabulary: the code under test is "yours" (torch.autograd through your model, or the
+gradients you hand to `check_grads`), the explicit float64 backprop is "the oracle". The
+fields keep their names (`manual` is the oracle's value, `autograd` yours, in a comparison
+of your model; `labels` says which side is which), the printout says yours and oracle. It
+fits in 100 columns: the table holds one short row per tensor, and the worst entries, the
+ties and the findings follow below it.
+
 What is printed is the same on every machine. The last bits of a float64 sum depend on the
 CPU (AVX2 or AVX-512 kernels, BLAS's blocking, the thread count), so an error at the level of
 rounding (max_rel_err below `PRECISION[dtype][0]`, 1e-13 for float64) prints as `<1e-13`
@@ -25,6 +32,7 @@ and `to_frame()`.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -121,22 +129,30 @@ PRECISION: dict[str, tuple[float, int]] = {
 }
 
 
+#: the width of the printout; longer names are shortened in the middle in the table (in
+#: full below it), longer sentences wrapped
+WIDTH = 100
+#: how many failing tensors the lines below the table name
+SHOWN = 10
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass
 class GradientReport:
-    """Gradients against a reference, both in float64, on the same data: by default the
-    manual backprop against the user's own torch.autograd."""
+    """Your gradients against the oracle's, both in float64, on the same data: by default
+    torch.autograd through your model (yours) against the explicit backprop (oracle)."""
 
     loss_manual: float | None
     loss_autograd: float | None
     rows: list[Row] = field(default_factory=list)
     rtol: float = 1e-7
     atol: float = 1e-10
-    #: what the two sides are called in the printout ("manual"/"autograd", "yours"/"oracle")
-    labels: tuple[str, str] = ("manual", "autograd")
+    #: the names of the two sides, (that of `Row.manual`, that of `Row.autograd`): the
+    #: oracle's manual backprop against your autograd, or ("yours", "oracle") in check_grads
+    labels: tuple[str, str] = ("oracle", "yours")
     #: one sentence per finding that is not in the rows (a custom backward that differs)
     notes: list[str] = field(default_factory=list)
     #: where rtol and atol came from, in words ("the defaults for float32 gradients")
@@ -145,6 +161,8 @@ class GradientReport:
     errors: list[str] = field(default_factory=list)
     #: the dtype of the gradients under test, which sets what is rounding noise (`PRECISION`)
     dtype: str = "float64"
+    #: what "yours" is, for the headline of a failure
+    yours: str = "your model's gradients (torch.autograd)"
 
     @property
     def noise(self) -> float:
@@ -157,6 +175,14 @@ class GradientReport:
     def _rel_err(self, row: Row) -> str:
         floor = f"{self.noise:.0e}".replace("e-0", "e-")  # 1e-05 → 1e-5
         return f"<{floor}" if row.max_rel_err < self.noise else f"{row.max_rel_err:.2e}"
+
+    def _sides(self, manual: float, autograd: float, digits: str = "") -> str:
+        """ "yours 0.25, oracle 0.5": both sides of one value, yours first."""
+        fmt = (lambda x: f"{x:{digits}}") if digits else self._value
+        pairs = [(self.labels[0], manual), (self.labels[1], autograd)]
+        if pairs[1][0] == "yours":
+            pairs.reverse()
+        return ", ".join(f"{name} {fmt(x)}" for name, x in pairs)
 
     @property
     def loss_ok(self) -> bool:
@@ -189,48 +215,54 @@ class GradientReport:
         """The first line: the verdict, the count, the tolerances."""
         verdict = "OK" if self.ok else "MISMATCH"
         source = f": {self.tolerances}" if self.tolerances else ""
-        mine, theirs = self.labels
-        sides = (
-            ""
-            if self.labels == ("manual", "autograd")
-            else (f"; {mine} against the {theirs}'s ∂L/∂θ")
-        )
         return (
             f"GradientReport: {verdict} ({_plural(len(self.rows), 'tensor')}, "
-            f"rtol={self.rtol:g}, atol={self.atol:g}{source}){sides}"
+            f"rtol={self.rtol:g}, atol={self.atol:g}{source})"
         )
 
+    def failure_message(self) -> str:
+        """The message of the AssertionError a failed check raises: a headline that says
+        whose gradients differ from whose, then the report."""
+        return f"{self.yours} differ from the oracle's (explicit backprop in float64)\n{self}"
+
     def __str__(self) -> str:
-        mine, theirs = self.labels
         lines = [self.summary(), *self.errors]
         if self.loss_manual is not None and self.loss_autograd is not None:
             lines.append(
-                f"loss: {mine} {self.loss_manual:.12g}, {theirs} {self.loss_autograd:.12g}"
+                f"loss: {self._sides(self.loss_manual, self.loss_autograd, '.12g')}"
                 + ("" if self.loss_ok else "  <-- MISMATCH")
             )
-        if self.ties:
-            layers = sorted({n for r in self.ties for n in r.layers})
-            lines.append(
-                f"{_plural(len(self.ties), 'tensor')} differ only at kinks or ties that rounding "
-                f"decided (in {', '.join(layers)}); replayed with torch's branch decisions "
-                "there, they match (status 'tie')"
-            )
-        lines.extend(self.notes)
-        if self.failures():
-            lines.append(
-                "worst: "
-                + "; ".join(
-                    f"{r.kind} {r.name}{list(r.index)} {mine} {self._value(r.manual)} vs "
-                    f"{theirs} {self._value(r.autograd)}"
-                    for r in self.failures()[:3]
-                )
-            )
+        text = "\n".join(_wrap(line) for line in lines)
         if self.rows:
-            lines.append(self._table())
-        return "\n".join(lines)
+            text += "\n" + self._table()
+        below = [*self.notes, *self._worst(), *self._tie_lines()]
+        return "\n".join([text, *(_wrap(line, "    ") for line in below)])
+
+    def _worst(self) -> list[str]:
+        failing = self.failures()
+        if not failing:
+            return []
+        lines = ["worst entry of each failing tensor:"]
+        for r in failing[:SHOWN]:
+            where = f"{r.kind} {r.name}{list(r.index)}"
+            note = f" ({r.note})" if r.note else ""
+            lines.append(f"  {where}: {self._sides(r.manual, r.autograd)}{note}")
+        if len(failing) > SHOWN:
+            lines.append(f"  ... and {_plural(len(failing) - SHOWN, 'more tensor')}")
+        return lines
+
+    def _tie_lines(self) -> list[str]:
+        if not self.ties:
+            return []
+        layers = sorted({n for r in self.ties for n in r.layers})
+        return [
+            f"{_plural(len(self.ties), 'tensor')} differ only at kinks or ties that rounding "
+            f"decided (in {', '.join(layers)}); replayed with torch's branch decisions there, "
+            "they match (status 'tie'):",
+            *(f"  {r.kind} {r.name}: {r.note}" for r in self.ties),
+        ]
 
     def _table(self) -> str:
-        mine, theirs = self.labels
         columns = {
             "kind": [r.kind for r in self.rows],
             "name": [r.name for r in self.rows],
@@ -238,18 +270,10 @@ class GradientReport:
             "scale": [f"{r.scale:.2e}" for r in self.rows],
             "max_rel_err": [self._rel_err(r) for r in self.rows],
             "status": [r.status if r.ok else "FAIL" for r in self.rows],
-            "worst": [
-                ""
-                if r.status == "ok"
-                else r.note
-                if r.status == "tie"
-                else f"{list(r.index)}: {mine} {self._value(r.manual)}, {theirs} "
-                f"{self._value(r.autograd)}" + (f" ({r.note})" if r.note else "")
-                for r in self.rows
-            ],
         }
-        if all(r.status == "ok" for r in self.rows):
-            del columns["worst"]
+        others = len(table({k: v for k, v in columns.items() if k != "name"}).splitlines()[0])
+        room = max(WIDTH - others - 1, 16)
+        columns["name"] = [_shorten(name, room) for name in columns["name"]]
         return table(columns)
 
 
@@ -260,4 +284,26 @@ def table(columns: dict[str, list[str]]) -> str:
     return "\n".join(
         " ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
+    )
+
+
+def _shorten(name: str, width: int) -> str:
+    """`name` in at most `width` characters: its start and its end, "…" between."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[: width - 1 - tail] + "…" + name[len(name) - tail :]
+
+
+def _wrap(line: str, indent: str = "  ") -> str:
+    """A sentence in lines of at most WIDTH characters (a word longer than that stays)."""
+    if len(line) <= WIDTH:
+        return line
+    lead = line[: len(line) - len(line.lstrip())]
+    return textwrap.fill(
+        line,
+        WIDTH,
+        subsequent_indent=lead + indent,
+        break_long_words=False,
+        break_on_hyphens=False,
     )
