@@ -31,6 +31,7 @@ def conv_block(c_in, c_out):
 """
 
 MODELS = """
+import torch
 import torch.nn as nn
 
 from blocks import conv_block  # a sibling module: the user's file has its own imports
@@ -90,6 +91,15 @@ class Tokens(nn.Module):
 
     def forward(self, x):
         return self.head(self.embedding(x).mean(1))
+
+
+class Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(2, 3)
+
+    def forward(self, x, y):
+        return torch.tanh(self.a(x)) * self.b(y)
 
 
 class NotAModule:
@@ -349,7 +359,7 @@ ERROR_CASES = {
     "missing class": (
         ["models.py:Nope", "--input-shape", "3,4"],
         "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
-        "MLP, Patches, SmallCNN, Tokens, WithDropout",
+        "MLP, Patches, SmallCNN, Tokens, Two, WithDropout",
     ),
     "the file fails to import": (
         ["broken.py:Net", "--input-shape", "3,4"],
@@ -453,7 +463,7 @@ USAGE_CASES = {
     ),
     "unknown loss": (
         ["--input-shape", "3,4", "--loss", "hinge"],
-        "argument --loss: invalid choice: 'hinge'*",
+        "argument --loss: unknown loss 'hinge'; choose from mse, l1, *",
     ),
     "classes not a positive integer": (
         ["--input-shape", "3,4", "--classes", "0"],
@@ -590,3 +600,66 @@ def test_tables_have_no_trailing_spaces(project, capsys, monkeypatch) -> None:
     _, out, _ = run_main(project, ["models.py:MLP", "--input-shape", "3,4"], capsys, monkeypatch)
     assert " FAIL\n" in out
     assert [line for line in out.splitlines() if line != line.rstrip()] == []
+
+
+# --- frictions of a first contact: pipes, --help's imports, dtypes, several inputs ----------
+
+
+def test_a_reader_that_stops_reading_ends_the_output_quietly(project: Path) -> None:
+    """`torch-ref check ... | head -1` ended in a BrokenPipeError traceback."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch_ref", "check", "models.py:MLP", "--input-shape", "3,4"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0 and err == "", err
+
+
+def test_help_imports_neither_torch_nor_numpy_pandas_or_scipy() -> None:
+    """`torch-ref --help` took ~2.4 s, importing torch, pandas and scipy to print text."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['torch_ref', 'check', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('torch_ref', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "heavy = ('torch', 'numpy', 'pandas', 'scipy')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "--input-shape" in out.stdout and out.stderr == "[]\n", out.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_models_are_checked(project, capsys, monkeypatch, dtype) -> None:
+    """The model in float16 or bfloat16 (its inputs too), compared through a float64 copy."""
+    rc, out, err = run_main(
+        project, ["models.py:MLP", "--input-shape", "3,4", "--dtype", dtype], capsys, monkeypatch
+    )
+    assert (rc, err) == (0, ""), err
+    assert out.startswith(f"models.py:MLP: inputs (3, 4) {dtype}, output (3, 3)")
+
+
+def test_a_forward_of_several_tensors_gets_one_input_per_shape(project, capsys, monkeypatch):
+    argv = ["models.py:Two", "--input-shape", "5,4", "--input-shape", "5,2"]
+    rc, out, err = run_main(project, argv, capsys, monkeypatch)
+    assert (rc, err) == (0, ""), err
+    assert out.startswith("models.py:Two: inputs (5, 4), (5, 2) float64, output (5, 3)")
+    assert "param a.weight" in out and "param b.weight" in out
+
+
+def test_torch_names_of_a_loss_are_accepted(project, capsys, monkeypatch) -> None:
+    for name in ("mse_loss", "MSELoss", "MSE"):
+        rc, out, _ = run_main(
+            project, ["models.py:MLP", "--input-shape", "3,4", "--loss", name], capsys, monkeypatch
+        )
+        assert rc == 0 and ", mse target (3, 3)," in out.splitlines()[0], (name, out)
