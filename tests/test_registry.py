@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from _tolerances import TOLERANCES
 
 import torch_ref
 from torch_ref.capture import capture
@@ -29,7 +30,7 @@ from torch_ref.registry import (
 )
 from torch_ref.registry.core import OpEntry, Refusal, Sample
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 #: rows whose values are plain sizes (no tensor to differentiate)
 NO_SAMPLES = {
     "getitem", "floordiv", "size", "dim", "numel", "getattr", "is_floating_point",
