@@ -32,3 +32,18 @@ def test_the_readme_and_the_docs_link_to_files_that_exist() -> None:
         assert local, (page, links)
         missing = [link for link in local if not (page.parent / link).exists()]
         assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
+
+
+def test_the_readme_opens_with_install_and_use() -> None:
+    """A newcomer's first screen: what this is, `pip install`, a few lines of use and what they
+    print; the make targets come later, in the section for working on the repository."""
+    readme = (ROOT / "README.md").read_text()
+    first_screen = "\n".join(readme.splitlines()[:45])
+    assert re.search(r"^## Install and use$", first_screen, re.M), first_screen
+    assert "pip install" in first_screen and "compare_gradients(" in first_screen
+    assert "GradientReport: OK" in first_screen  # what the lines print
+    assert "make " not in first_screen
+    headings = re.findall(r"^## (.+)$", readme, re.M)
+    assert headings[:2] == ["Install and use", "When to use this, when gradcheck"], headings
+    dev = readme[readme.index("## Working in the repository") :]
+    assert re.findall(r"`make (\w+)`", dev)[:2] == ["report", "test"]
