@@ -21,8 +21,9 @@ manual-bp: explicit backprop in NumPy, a gradient oracle for torch models, a gra
   make bench        the speed benchmark alone (experiments.benchmark, writes reports/benchmark/)
                     ARGS="..." is passed on to it: make bench ARGS="--help"
   make lint         ruff check and ruff format --check over the repository
-  make readme       rewrite README.md's printed outputs from what the code prints now
-                    (review with git diff README.md; the test suite fails while they differ)
+  make readme       rewrite README.md's printed outputs from what the code prints now, and
+                    docs/ops.md from the op registry (review with git diff README.md docs/;
+                    the test suite fails while they differ)
   make clean-venv   delete .venv
 
 Every target but help and clean-venv first creates .venv when it is missing: python3 -m venv
@@ -66,7 +67,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 readme: $(STAMP)
-	$(PY) tests/test_readme.py --update
+	PYTHONPATH=. $(PY) tests/test_readme.py --update
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,12 +1,21 @@
-"""manual_bp: backpropagation written out explicitly in NumPy (float64).
+"""manual_bp: backpropagation written out explicitly in NumPy (float64), the core that the
+oracle (torch_ref) runs and a library of its own. NumPy and SciPy only, never torch; layouts
+are torch's (a Linear weight is (out, in), images NCHW).
 
     z^(l) = W^(l) a^(l-1) + b^(l),   a^(l) = f(z^(l))
     δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1),   ∂L/∂W^(l) = δ^(l) (a^(l-1))ᵀ,   ∂L/∂b^(l) = δ^(l)
 
-One module per concept: `activations` (name → f, f′), `layers` (Linear and the shape-only
-layers), `conv` and `pooling` (CNNs), `normalization`, `graph_ops` (the ops of traced
-models), `network` (the δ recursion, written once), `losses`, `initializers`, `optim`,
-`meanfield` (the theory of gradient flow) and `flow` (its measurement). NumPy only.
+Its modules:
+
+- `ops`: every layer and op, a module per family (`activations`, `linear`, `conv`, `pooling`,
+  `normalization`, `recurrent`, `attention`, `embedding`, `shape`, `arithmetic`, ...). A
+  layer is a pair, `forward(a_prev) -> (z, cache)` and `backward(delta, cache) ->
+  (delta_prev, grads)`, side by side, its formula in its docstring.
+- `network`: the δ recursion, written once (`Network`, `mlp`).
+- `losses`: each loss's value and ∂L/∂output, by name (`get_loss`).
+- `optim`: SGD, Adam and gradient clipping, as torch computes them.
+- `parallel`: the NumPy pass on several cores without spinning thread pools.
+- `examples`: the networks of the worked examples (reports/worked_example*.md).
 """
 
 from manual_bp.losses import LOSSES, get_loss

@@ -611,12 +611,27 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
+#: the short names of torch_ref's command line and strategies, for torch's functional names
+SHORT_LOSS_NAMES: dict[str, str] = {
+    "mse": "mse_loss",
+    "l1": "l1_loss",
+    "smooth_l1": "smooth_l1_loss",
+    "huber": "huber_loss",
+    "nll": "nll_loss",
+    "bce": "binary_cross_entropy",
+    "bce_with_logits": "binary_cross_entropy_with_logits",
+}
+
+
 def get_loss(name: str, **options: Any) -> Loss:
-    """The loss called `name` (torch's functional name), built with torch's keywords."""
+    """The loss called `name` (torch's functional name, or its short name: `mse` for
+    `mse_loss`), built with torch's keywords."""
     try:
-        cls = LOSSES[name]
+        cls = LOSSES[SHORT_LOSS_NAMES.get(name, name)]
     except KeyError:
+        short = ", ".join(f"{s} ({f})" for s, f in SHORT_LOSS_NAMES.items())
         raise ValueError(
-            f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}"
+            f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}; "
+            f"short names: {short}"
         ) from None
     return cls(**options)

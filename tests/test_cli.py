@@ -20,6 +20,8 @@ import torch
 from manual_bp.ops.activations import ACTIVATIONS, Activation
 from torch_ref import cli
 
+ROOT = Path(__file__).resolve().parents[1]
+
 BLOCKS = """
 import torch.nn as nn
 
@@ -29,6 +31,7 @@ def conv_block(c_in, c_out):
 """
 
 MODELS = """
+import torch
 import torch.nn as nn
 
 from blocks import conv_block  # a sibling module: the user's file has its own imports
@@ -91,6 +94,15 @@ class Tokens(nn.Module):
         return self.head(self.embedding(x).mean(1))
 
 
+class Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(2, 3)
+
+    def forward(self, x, y):
+        return torch.tanh(self.a(x)) * self.b(y)
+
+
 class NotAModule:
     pass
 """
@@ -127,9 +139,13 @@ def run_main(
 
 
 def run_subprocess(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python -m torch_ref ARGV` in `project`, importing this checkout's torch_ref (not the
+    one an editable install points to, which may be another checkout)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "torch_ref", *argv],
         cwd=project,
+        env={**os.environ, "PYTHONPATH": path},
         capture_output=True,
         text=True,
         timeout=300,
@@ -344,7 +360,7 @@ ERROR_CASES = {
     "missing class": (
         ["models.py:Nope", "--input-shape", "3,4"],
         "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
-        "MLP, Patches, SmallCNN, Tokens, WithDropout",
+        "MLP, Patches, SmallCNN, Tokens, Two, WithDropout",
     ),
     "the file fails to import": (
         ["broken.py:Net", "--input-shape", "3,4"],
@@ -448,7 +464,7 @@ USAGE_CASES = {
     ),
     "unknown loss": (
         ["--input-shape", "3,4", "--loss", "hinge"],
-        "argument --loss: invalid choice: 'hinge'*",
+        "argument --loss: unknown loss 'hinge'; choose from mse, l1, *",
     ),
     "classes not a positive integer": (
         ["--input-shape", "3,4", "--classes", "0"],
@@ -543,9 +559,15 @@ def test_mismatch_exits_1_with_the_table(project, capsys, monkeypatch) -> None:
     rc, out, err = run_main(project, ["models.py:MLP", "--input-shape", "3,4"], capsys, monkeypatch)
     assert (rc, err) == (1, "")
     lines = out.splitlines()
-    assert lines[1].startswith("GradientReport: MISMATCH")
-    assert lines[3].startswith("worst: ")
-    assert any(line.startswith("param net.0.weight") and " FAIL " in line for line in lines)
+    assert lines[1] == (
+        "your model's gradients (torch.autograd) differ from the oracle's "
+        "(explicit backprop in float64)"
+    )
+    assert lines[2].startswith("GradientReport: MISMATCH")
+    assert lines[3].startswith("loss: yours ")
+    assert "worst entry of each failing tensor:" in lines
+    assert max(map(len, lines)) <= 100
+    assert any(line.startswith("param net.0.weight") and line.endswith(" FAIL") for line in lines)
     assert any(
         line.startswith("param net.2.weight") and line.rstrip().endswith("ok") for line in lines
     )
@@ -577,5 +599,68 @@ def test_tables_have_no_trailing_spaces(project, capsys, monkeypatch) -> None:
     broken = Activation("tanh", np.tanh, lambda z: 1 - z**2)
     monkeypatch.setitem(ACTIVATIONS, "tanh", lambda: broken)
     _, out, _ = run_main(project, ["models.py:MLP", "--input-shape", "3,4"], capsys, monkeypatch)
-    assert " FAIL " in out
+    assert " FAIL\n" in out
     assert [line for line in out.splitlines() if line != line.rstrip()] == []
+
+
+# --- frictions of a first contact: pipes, --help's imports, dtypes, several inputs ----------
+
+
+def test_a_reader_that_stops_reading_ends_the_output_quietly(project: Path) -> None:
+    """`torch-ref check ... | head -1` ended in a BrokenPipeError traceback."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch_ref", "check", "models.py:MLP", "--input-shape", "3,4"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0 and err == "", err
+
+
+def test_help_imports_neither_torch_nor_numpy_pandas_or_scipy() -> None:
+    """`torch-ref --help` took ~2.4 s, importing torch, pandas and scipy to print text."""
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['torch_ref', 'check', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('torch_ref', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "heavy = ('torch', 'numpy', 'pandas', 'scipy')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "--input-shape" in out.stdout and out.stderr == "[]\n", out.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_models_are_checked(project, capsys, monkeypatch, dtype) -> None:
+    """The model in float16 or bfloat16 (its inputs too), compared through a float64 copy."""
+    rc, out, err = run_main(
+        project, ["models.py:MLP", "--input-shape", "3,4", "--dtype", dtype], capsys, monkeypatch
+    )
+    assert (rc, err) == (0, ""), err
+    assert out.startswith(f"models.py:MLP: inputs (3, 4) {dtype}, output (3, 3)")
+
+
+def test_a_forward_of_several_tensors_gets_one_input_per_shape(project, capsys, monkeypatch):
+    argv = ["models.py:Two", "--input-shape", "5,4", "--input-shape", "5,2"]
+    rc, out, err = run_main(project, argv, capsys, monkeypatch)
+    assert (rc, err) == (0, ""), err
+    assert out.startswith("models.py:Two: inputs (5, 4), (5, 2) float64, output (5, 3)")
+    assert "param a.weight" in out and "param b.weight" in out
+
+
+def test_torch_names_of_a_loss_are_accepted(project, capsys, monkeypatch) -> None:
+    for name in ("mse_loss", "MSELoss", "MSE"):
+        rc, out, _ = run_main(
+            project, ["models.py:MLP", "--input-shape", "3,4", "--loss", name], capsys, monkeypatch
+        )
+        assert rc == 0 and ", mse target (3, 3)," in out.splitlines()[0], (name, out)

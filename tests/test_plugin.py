@@ -167,13 +167,14 @@ CASES = {
         outcomes=(("failed", 1),),
         lines=(
             "*gradient_oracle.check_grads(model, loss_fn, x, t, mine)",
-            "E*your gradients differ from the oracle's",
+            "E*your gradients differ from the oracle's (explicit backprop in float64)",
             "E*GradientReport: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06: the defaults for "
-            "float32 gradients); yours against the oracle's*",
-            "E*worst: param 0.*yours * vs oracle *",
-            "E*kind*name*shape*max_abs_err*scale*max_rel_err*status*worst*",
-            "E*0.weight*(4, 3)*FAIL*yours*oracle*",
-            "E*2.weight*(2, 4)*ok*",
+            "float32 gradients)",
+            "E*kind*name*shape*scale*max_rel_err*status",
+            "E*0.weight*(4, 3)*FAIL",
+            "E*2.weight*(2, 4)*ok",
+            "E*worst entry of each failing tensor:",
+            "E*param 0.weight[[]*]: yours *, oracle *",
         ),
         absent=("*pytest_plugin.py*", "*report.py*"),
     ),
@@ -183,7 +184,8 @@ CASES = {
         lines=(
             "E*GradientReport: MISMATCH (4 tensors, rtol=0.0001, atol=1e-06: the defaults for "
             "float32 gradients)*",
-            "E*0.weight*(4, 3)*FAIL*yours*oracle*",
+            "E*0.weight*(4, 3)*FAIL",
+            "E*param 0.weight[[]*]: yours *, oracle *",
         ),
         absent=("*must be a torch.Tensor*",),
     ),
@@ -193,7 +195,8 @@ CASES = {
         outcomes=(("failed", 1),),
         lines=(
             "E*GradientReport: MISMATCH (4 tensors, rtol=0.001, atol=1e-06: rtol set in the pytest "
-            "configuration, atol the default for float32 gradients)*",
+            "configuration,",
+            "E*  atol the default for float32 gradients)",  # wrapped at 100 columns
         ),
     ),
     "a missing or unknown user gradient is named": Case(
@@ -209,7 +212,7 @@ CASES = {
         outcomes=(("failed", 1),),
         lines=(
             "*gradient_oracle.assert_close(*problem())",
-            "E*manual gradients differ from torch.autograd",
+            "E*your model's gradients (torch.autograd) differ from the oracle's*",
             "E*GradientReport: MISMATCH*",
             "E*param*0.weight*FAIL*",
         ),
@@ -289,7 +292,8 @@ def test_failure_tables_have_no_trailing_spaces(pytester: pytest.Pytester) -> No
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     table = [line for line in result.outlines if line.startswith("E ")]
-    assert any(" FAIL " in line for line in table) and any(line.endswith(" ok") for line in table)
+    assert any(line.endswith(" FAIL") for line in table)
+    assert any(line.endswith(" ok") for line in table)
     assert [line for line in table if line != line.rstrip()] == []
 
 
@@ -344,8 +348,7 @@ def test_check_grads_accepts_tensors_and_arrays(convert, words, rtol, atol) -> N
     check = GradientOracle().check_grads(model, loss_fn, x, t, grads)
     assert check.ok and (check.rtol, check.atol) == (rtol, atol)
     assert str(check).splitlines()[0] == (
-        f"GradientReport: OK (2 tensors, rtol={rtol:g}, atol={atol:g}: {words}); "
-        "yours against the oracle's ∂L/∂θ"
+        f"GradientReport: OK (2 tensors, rtol={rtol:g}, atol={atol:g}: {words})"
     )
 
 
@@ -355,7 +358,7 @@ def test_check_grads_a_planted_error_in_an_array_fails() -> None:
     grads["weight"][1, 2] *= 1.001
     with pytest.raises(AssertionError) as info:
         GradientOracle().check_grads(model, loss_fn, x, t, grads)
-    assert "weight (2, 3)" in str(info.value) and "[1, 2]: yours" in str(info.value)
+    assert "weight (2, 3)" in str(info.value) and "weight[1, 2]: yours" in str(info.value)
 
 
 def test_the_least_precise_dtype_sets_the_defaults() -> None:
@@ -372,7 +375,7 @@ def test_one_tensor_is_singular() -> None:
         model, loss_fn, x, t, autograd_grads(model, loss_fn, x, t), rtol=1e-9, atol=0.0
     )
     assert str(check).startswith(
-        "GradientReport: OK (1 tensor, rtol=1e-09, atol=0: given to the call); "
+        "GradientReport: OK (1 tensor, rtol=1e-09, atol=0: given to the call)\n"
     )
 
 

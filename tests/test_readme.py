@@ -13,6 +13,11 @@ The fenced blocks of README.md, by kind:
   and a colon ("A complete test file, `examples/test_my_backward.py`:") is that file, verbatim;
 - every other ```python block must compile.
 
+Outputs are compared as text, character for character. What would differ from one CPU to
+another (the rounding noise of a float64 sum) is not printed: the gradient reports print an
+error below the noise floor as `<1e-13`. The numeric examples run a second time with other
+threads and SIMD kernels (`_env(elsewhere=True)`) and must print the same.
+
 In an expected output, `...` stands for any text (doctest's ELLIPSIS): a timing, or a long
 list the README shortens. The repository's absolute path prints as `...` (so a path reads
 `.../examples/lenet.py` whichever folder the clone is in).
@@ -35,6 +40,7 @@ import difflib
 import doctest
 import functools
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -47,6 +53,7 @@ from torch_ref.registry import with_supported_table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+OPS = ROOT / "docs" / "ops.md"  # the table of what is supported, generated from the registry
 MARK = "\x1e"  # ASCII's record separator, printed after each command of a console block
 FILE_BEFORE_BLOCK = re.compile(r"`(examples/[\w/.-]+\.py)`(?:\]\([^)]*\))?:\s*$")
 
@@ -115,21 +122,74 @@ def examples(blocks: list[Block]) -> tuple[list[Example], list[Block]]:
     return found, plain
 
 
-def _env() -> dict[str, str]:
-    """The user's environment, with this interpreter first on PATH, outside any make."""
+def _env(elsewhere: bool = False) -> dict[str, str]:
+    """The user's environment, with this interpreter first on PATH, outside any make.
+
+    The last bits of a float64 sum (the errors the tables print) depend on the machine: how
+    BLAS and torch split it over threads, and which SIMD kernels the CPU gets (AVX2 or
+    AVX-512 in torch, NumPy and OpenBLAS). The README prints them only down to the noise
+    floor (torch_ref.report.PRECISION), so its outputs are the same everywhere; to see that
+    they are, `elsewhere=True` runs an example as another CPU would: two threads instead of
+    one, torch's AVX2 kernels, OpenBLAS's kernels of another core, and NumPy without its
+    dispatched SIMD extensions.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["COLUMNS"] = "100"
-    # one thread: the last digits of a float64 sum (the errors the tables print) depend on
-    # how BLAS and torch split it, so the printed outputs are those of one thread everywhere
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = "1"
+    for var in THREADS:
+        env[var] = "2" if elsewhere else "1"
+    if elsewhere:
+        env.update(ELSEWHERE)
     return env
 
 
-def run_python(code: str) -> str:
+#: the thread counts of torch's OpenMP, OpenBLAS (NumPy, SciPy) and MKL (torch's BLAS)
+THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _elsewhere() -> dict[str, str]:
+    """The settings that give this machine another CPU's last bits (see `_env`)."""
+    env = {"ATEN_CPU_CAPABILITY": "avx2"}  # never raises torch's level, only lowers it
+    try:  # the SIMD extensions NumPy dispatches to at run time on this CPU (not its baseline)
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # pragma: no cover - another NumPy layout
+        has, dispatched = {}, []
+    else:
+        has = __cpu_features__
+        dispatched = [f for f in __cpu_dispatch__ if has.get(f)]
+    if dispatched:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(dispatched)
+    if X86:  # OpenBLAS's AVX2 kernels, or its AVX ones where this CPU already gets those
+        if _openblas_core() != "Haswell" and has.get("AVX2") and has.get("FMA3"):
+            env["OPENBLAS_CORETYPE"] = "Haswell"
+        elif has.get("AVX"):
+            env["OPENBLAS_CORETYPE"] = "Sandybridge"
+    return env
+
+
+def _openblas_core() -> str | None:
+    """The core OpenBLAS picked for this CPU ("SkylakeX", "Haswell", ...), if NumPy uses it."""
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        return None
+    info = threadpoolctl.threadpool_info()
+    return next((i.get("architecture") for i in info if i.get("internal_api") == "openblas"), None)
+
+
+ELSEWHERE = _elsewhere()
+
+
+def run_python(code: str, elsewhere: bool = False) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_env(elsewhere),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0 and result.stderr == "", (
         f"exit status {result.returncode}\n{result.stderr}"
@@ -154,32 +214,33 @@ def commands(console: str) -> list[tuple[str, str]]:
     return [(command, "".join(out)) for command, out in pairs]
 
 
-def run_console(console: str) -> list[str]:
+def run_console(console: str, elsewhere: bool = False) -> list[str]:
     """What each command of the block prints, run in one bash from the repository root."""
     cmds = [command for command, _ in commands(console)]
     script = "exec 2>&1\n" + "".join(
         f"{command}\n__status=$?; printf '\\036'; (exit $__status)\n" for command in cmds
     )
     result = subprocess.run(
-        ["bash", "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True
+        ["bash", "-c", script], cwd=ROOT, env=_env(elsewhere), capture_output=True, text=True
     )
     outputs = _no_root(result.stdout).split(MARK)
     assert len(outputs) == len(cmds) + 1 and outputs[-1] == "", result.stdout
     return outputs[:-1]
 
 
-def actual(example: Example) -> str:
-    """What the README's expected block of this example should hold, from the code."""
-    return _actual(example.kind, example.source)
+def actual(example: Example, elsewhere: bool = False) -> str:
+    """What the README's expected block of this example should hold, from the code (run as
+    on another CPU with `elsewhere`; see `_env`)."""
+    return _actual(example.kind, example.source, elsewhere)
 
 
 @functools.cache
-def _actual(kind: str, source: Block) -> str:
+def _actual(kind: str, source: Block, elsewhere: bool = False) -> str:
     if kind == "file":
         return (ROOT / FILE_BEFORE_BLOCK.search(source.before)[1]).read_text()
     if kind == "python":
-        return run_python(source.text)
-    outputs = run_console(source.text)  # a console block is its own expected output
+        return run_python(source.text, elsewhere)
+    outputs = run_console(source.text, elsewhere)  # a console block is its own expected output
     return "".join(
         f"$ {command}\n{_keep_ellipses(expected, got)}"
         for (command, expected), got in zip(commands(source.text), outputs, strict=True)
@@ -195,9 +256,9 @@ def _keep_ellipses(expected: str, got: str) -> str:
     return expected if matches(expected, got) else got
 
 
-def difference(example: Example) -> str:
+def difference(example: Example, elsewhere: bool = False) -> str:
     """ "" when the README says what the code does, else a unified diff (README → code)."""
-    want, got = example.expected.text, actual(example)
+    want, got = example.expected.text, actual(example, elsewhere)
     if (example.kind == "file" and want == got) or (example.kind != "file" and matches(want, got)):
         return ""
     diff = difflib.unified_diff(
@@ -211,6 +272,8 @@ def difference(example: Example) -> str:
 
 BLOCKS = parse(README.read_text())
 EXAMPLES, PLAIN = examples(BLOCKS)
+#: the examples whose outputs hold computed numbers: gradient reports
+NUMERIC = [e for e in EXAMPLES if e.kind != "file" and "GradientReport" in e.expected.text]
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -225,6 +288,32 @@ def test_readme_example(example: Example) -> None:
     )
 
 
+@pytest.mark.parametrize("example", NUMERIC, ids=[e.id for e in NUMERIC])
+def test_readme_example_prints_the_same_on_another_cpu(example: Example) -> None:
+    """The same example run with other threads and SIMD kernels (see `_env`): the rounding
+    noise changes, what the README prints does not."""
+    diff = difference(example, elsewhere=True)
+    assert not diff, (
+        f"{example.id}: run with {ELSEWHERE} and 2 threads, the example prints something "
+        "else: an output that depends on the last bits of a sum, which differ between CPUs\n" + diff
+    )
+
+
+@pytest.mark.skipif(not X86, reason="the settings of `elsewhere` are x86-64's SIMD levels")
+def test_the_other_cpu_changes_the_last_bits() -> None:
+    """The settings of `elsewhere` do reach the arithmetic: float64 sums whose last bits
+    depend on the kernels change under them (else the test above would prove nothing)."""
+    code = (
+        "import numpy as np, torch\n"
+        "x = np.random.default_rng(0).standard_normal((64, 257))\n"
+        "t = torch.from_numpy(x)\n"
+        "print(repr(float((x @ x.T).sum())), repr(float(np.tanh(x).sum())), "
+        "repr(float(torch.tanh(t).sum())), repr(float((t @ t.T).sum())))\n"
+    )
+    here, there = run_python(code).split(), run_python(code, elsewhere=True).split()
+    assert here != there, f"the same last bits under {ELSEWHERE}: {here}"
+
+
 @pytest.mark.parametrize("block", PLAIN, ids=[b.where for b in PLAIN])
 def test_readme_python_compiles(block: Block) -> None:
     compile(block.text, block.where, "exec")
@@ -237,7 +326,13 @@ def test_the_readme_checks_what_it_promises() -> None:
     assert kinds.count("python") >= 1 and kinds.count("file") >= 1, kinds
     assert kinds.count("console") >= 4, kinds
     commands_run = [c for e in EXAMPLES if e.kind == "console" for c, _ in commands(e.source.text)]
-    for needed in ["examples/lenet.py:LeNet", "examples/unsupported.py", "--input-dtype int64"]:
+    wanted = [
+        "examples/lenet.py:LeNet",
+        "examples/unsupported.py",
+        "--input-dtype int64",
+        "examples/test_my_framework.py",  # the property test, run as pasted
+    ]
+    for needed in wanted:
         assert any(needed in c for c in commands_run), needed
 
 
@@ -254,6 +349,28 @@ def test_a_drifted_output_is_caught(kind: str) -> None:
     example = next(e for e in EXAMPLES if e.kind == kind)
     drifted = example.expected.text.removesuffix("\n") + " (drifted)\n"
     assert difference(_drifted(example, drifted))
+
+
+def test_a_changed_digit_is_caught():
+    """Noise is elided where it is printed, not where it is compared: one digit of a number
+    (the loss's last printed digit) is a difference."""
+    example = next(e for e in NUMERIC if e.kind == "python")
+    want = example.expected.text
+    loss = re.search(r"loss: \S+ (\d\.\d+)", want)[1]
+    changed = loss[:-1] + str((int(loss[-1]) + 1) % 10)
+    assert not difference(example)
+    assert difference(_drifted(example, want.replace(loss, changed)))
+
+
+def test_a_real_change_in_the_computation_is_caught():
+    """The model's inputs moved by one float32 rounding step (a relative 1e-7) change what
+    the example prints, and the runner says so."""
+    example = next(e for e in NUMERIC if e.kind == "python")
+    code = example.source.text
+    assert "\nprint(" in code
+    planted = code.replace("\nprint(", "\ninputs = inputs * (1 + 1e-7)\nprint(", 1)
+    source = Block("python", example.source.start, example.source.stop, planted, "")
+    assert difference(Example("python", source, example.expected))
 
 
 def test_console_commands_share_one_shell() -> None:
@@ -281,11 +398,7 @@ def update(markdown: str) -> tuple[str, list[str]]:
             text += "" if text.endswith("\n") or not text else "\n"
             lines[example.expected.start : example.expected.stop] = [text]
             changed.append(example.id)
-    text = "".join(lines)
-    table = with_supported_table(text)  # the "What is supported" table, from the registry
-    if table != text:
-        changed.append("the table of what is supported")
-    return table, changed[::-1]
+    return "".join(lines), changed[::-1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         for where in changed:
             print(f"rewrote the output of {where}")
         print(f"{len(changed)} of {len(EXAMPLES)} examples rewritten; review: git diff README.md")
+        ops = with_supported_table(OPS.read_text())  # the table, from the registry
+        if ops != OPS.read_text():
+            OPS.write_text(ops)
+            print(f"rewrote {OPS.relative_to(ROOT)} from the op registry")
         return 0
     diffs = [d for d in map(difference, EXAMPLES) if d]
     print("".join(diffs), end="")

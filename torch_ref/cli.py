@@ -3,9 +3,14 @@
 
 `check` imports the user's class, builds it under a fixed seed, draws a seeded random batch
 (floating, or integers for token ids and class indices) and a target that fits the loss,
-runs `torch_ref.compare_gradients` and prints the report table. Exit status: 0 when manual
-backprop and torch.autograd agree, 1 on a mismatch, 2 on a usage, import or
-unsupported-model error (one line on stderr, no traceback).
+runs `torch_ref.compare_gradients` and prints the report table: yours (torch.autograd through
+your model) against the oracle (the explicit backprop, in float64). Exit status: 0 when they
+agree, 1 on a mismatch, 2 on a usage, import or unsupported-model error (one line on stderr,
+no traceback).
+
+`--help` and a usage error import neither torch nor NumPy: the tables below name torch's
+classes and dtypes by their names, and torch is imported when a check runs. A reader that
+stops reading (`| head -5`) ends the output quietly.
 """
 
 from __future__ import annotations
@@ -23,14 +28,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
-
-import numpy as np
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch_ref
-from torch_ref.oracle import compare_gradients
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
 
 PROG = "python -m torch_ref"
 CONSOLE_PROG = "torch-ref"  # the console script that pip installs
@@ -53,58 +57,113 @@ class Parser(argparse.ArgumentParser):
 
 
 def _normal_target(shape: tuple[int, ...], classes: int, g: torch.Generator) -> torch.Tensor:
+    import torch
+
     return torch.randn(shape, generator=g, dtype=torch.float64)
 
 
 def _class_target(shape: tuple[int, ...], classes: int, g: torch.Generator) -> torch.Tensor:
+    import torch
+
     return torch.randint(0, classes, (shape[0], *shape[2:]), generator=g)  # (N, d1, ...)
 
 
 def _probability_target(shape: tuple[int, ...], classes: int, g: torch.Generator) -> torch.Tensor:
+    import torch
+
     return torch.rand(shape, generator=g, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
 class LossChoice:
-    module: Callable[[], nn.Module]
+    """A loss of --loss: its torch module's class name (in torch.nn), its functional name
+    (torch.nn.functional's, manual_bp.get_loss's), the target drawn for it."""
+
+    module: str
+    functional: str
     target: Callable[[tuple[int, ...], int, torch.Generator], torch.Tensor]
     help: str
 
+    def build(self) -> nn.Module:
+        import torch.nn as nn
+
+        return getattr(nn, self.module)()
+
 
 LOSSES: dict[str, LossChoice] = {
-    "mse": LossChoice(nn.MSELoss, _normal_target, "N(0, 1), the output's shape"),
-    "l1": LossChoice(nn.L1Loss, _normal_target, "N(0, 1), the output's shape"),
-    "smooth_l1": LossChoice(nn.SmoothL1Loss, _normal_target, "N(0, 1), the output's shape"),
-    "huber": LossChoice(nn.HuberLoss, _normal_target, "N(0, 1), the output's shape"),
+    "mse": LossChoice("MSELoss", "mse_loss", _normal_target, "N(0, 1), the output's shape"),
+    "l1": LossChoice("L1Loss", "l1_loss", _normal_target, "N(0, 1), the output's shape"),
+    "smooth_l1": LossChoice(
+        "SmoothL1Loss", "smooth_l1_loss", _normal_target, "N(0, 1), the output's shape"
+    ),
+    "huber": LossChoice("HuberLoss", "huber_loss", _normal_target, "N(0, 1), the output's shape"),
     "cross_entropy": LossChoice(
-        nn.CrossEntropyLoss, _class_target, "class indices in [0, C), shape (N, d1, ...)"
+        "CrossEntropyLoss",
+        "cross_entropy",
+        _class_target,
+        "class indices in [0, C), shape (N, d1, ...)",
     ),
     "nll": LossChoice(
-        nn.NLLLoss,
+        "NLLLoss",
+        "nll_loss",
         _class_target,
         "class indices in [0, C); the model must output log-probabilities",
     ),
     "bce": LossChoice(
-        nn.BCELoss,
+        "BCELoss",
+        "binary_cross_entropy",
         _probability_target,
         "U(0, 1), the output's shape; the model must output probabilities",
     ),
     "bce_with_logits": LossChoice(
-        nn.BCEWithLogitsLoss, _probability_target, "U(0, 1), the output's shape"
+        "BCEWithLogitsLoss",
+        "binary_cross_entropy_with_logits",
+        _probability_target,
+        "U(0, 1), the output's shape",
     ),
 }
 CLASS_LOSSES = {name for name, c in LOSSES.items() if c.target is _class_target}
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: dtypes of the model (and of floating inputs); the comparison runs on a float64 copy
+DTYPES = ("float64", "float32", "float16", "bfloat16")
 #: dtypes of the input batch: the model's, or integers (token ids, class indices)
-INPUT_DTYPES = {**DTYPES, "int64": torch.int64, "int32": torch.int32}
-#: modules whose input is integer indices, not features
-INDEX_MODULES = (nn.Embedding, nn.EmbeddingBag)
+INPUT_DTYPES = (*DTYPES, "int64", "int32")
+#: modules whose input is integer indices, not features (names in torch.nn)
+INDEX_MODULES = ("Embedding", "EmbeddingBag")
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return getattr(torch, name)
+
+
+def compare_gradients(*args: Any, **kwargs: Any) -> Any:
+    """torch_ref.compare_gradients, imported when a check runs (not for --help)."""
+    from torch_ref.oracle import compare_gradients
+
+    return compare_gradients(*args, **kwargs)
+
 
 SEED_LIMIT = 2**64  # torch.manual_seed takes 0 ≤ seed < 2**64
 
 
 # --- argument types ------------------------------------------------------------------
+
+
+def _loss(text: str) -> str:
+    """A --loss name: ours (mse), torch's functional name (mse_loss) or its module's class
+    name (MSELoss), in any case."""
+    names = {n: n for n in LOSSES}
+    names |= {c.functional: n for n, c in LOSSES.items()}
+    names |= {c.module: n for n, c in LOSSES.items()}
+    found = {k.lower(): v for k, v in names.items()}.get(text.lower())
+    if found is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown loss {text!r}; choose from {', '.join(LOSSES)} (or torch's names for "
+            "them: mse_loss or MSELoss for mse, ...)"
+        )
+    return found
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -175,10 +234,24 @@ def _init_args(text: str) -> tuple[list[Any], dict[str, Any]]:
 
 def version_text() -> str:
     """What `--version` prints: this package's version and those of what it runs on."""
+    import numpy as np
+    import torch
+
     return (
         f"manual-bp {torch_ref.__version__} (torch {torch.__version__}, numpy {np.__version__}, "
         f"Python {platform.python_version()})"
     )
+
+
+class _Version(argparse.Action):
+    """--version, which imports torch and NumPy only when it is given."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        print(version_text())
+        parser.exit()
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -186,18 +259,18 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         prog=prog,
         description="The gradient oracle of manual-bp on the command line.",
     )
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=_Version, help="show the versions and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser(
         "check",
-        help="compare manual backprop with torch.autograd on your model",
+        help="check torch.autograd on your model against the oracle's explicit backprop",
         description=(
             "Import a torch.nn.Module class from a Python file, build it under --seed, draw a\n"
             "seeded random batch (floating, or integer token ids with --input-dtype) and a\n"
-            "target that fits --loss, and compare the explicit-δ backprop of manual-bp with\n"
-            "torch.autograd, both in float64: every parameter's gradient and every\n"
-            "Linear/Conv layer's δ. Prints the report table. Torch's global random state is\n"
-            "left as it was."
+            "target that fits --loss, and compare yours (torch.autograd through your model)\n"
+            "with the oracle (the explicit-δ backprop of manual-bp), both in float64: every\n"
+            "parameter's gradient and every Linear/Conv layer's δ. Prints the report table.\n"
+            "Torch's global random state is left as it was."
         ),
         epilog="\n".join(
             [
@@ -228,14 +301,18 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--input-shape",
         type=_shape,
         required=True,
+        action="append",
         metavar="N,D1,...",
-        help="shape of the random input batch, batch size first (8,1,28,28 for 8 MNIST images)",
+        help="shape of the random input batch, batch size first (8,1,28,28 for 8 MNIST "
+        "images); give it once per input for a forward that takes several tensors",
     )
     check.add_argument(
         "--loss",
-        choices=LOSSES,
+        type=_loss,
         default="mse",
-        help="the loss; the target drawn for each is listed below (default: %(default)s)",
+        metavar="{" + ",".join(LOSSES) + "}",
+        help="the loss (torch's names work too: mse_loss, MSELoss); the target drawn for each "
+        "is listed below (default: %(default)s)",
     )
     check.add_argument(
         "--classes",
@@ -247,7 +324,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     check.add_argument(
         "--input-dtype",
         choices=INPUT_DTYPES,
-        metavar="{float64,float32,int64,int32}",
         help="dtype of the input batch: an integer dtype for token ids or class indices "
         "(an nn.Embedding's input), drawn from --input-range (default: --dtype)",
     )
@@ -272,7 +348,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         choices=DTYPES,
         default="float64",
         help="dtype of the model and of floating inputs; the comparison itself always "
-        "runs in float64 (default: %(default)s)",
+        "runs on a float64 copy of the model (default: %(default)s)",
     )
     check.add_argument(
         "--train",
@@ -290,8 +366,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--rtol",
         type=_non_negative,
         default=1e-7,
-        help="relative tolerance: a tensor is ok when max|manual − autograd| ≤ "
-        "atol + rtol·max|autograd| (default: %(default)s)",
+        help="relative tolerance: a tensor is ok when max|yours − oracle| ≤ "
+        "atol + rtol·scale, scale its largest |entry| (default: %(default)s)",
     )
     check.add_argument(
         "--atol",
@@ -354,6 +430,8 @@ def load_model_factory(spec: str) -> tuple[str, Callable[..., Any]]:
     path = Path(where).expanduser()
     is_file = where.endswith(".py") or path.exists() or "/" in where or "\\" in where
     module = _import_file(path.resolve()) if is_file else _import_module(where)
+    import torch.nn as nn
+
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -378,6 +456,9 @@ def build_model(
     name: str, factory: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], seed: int
 ) -> nn.Module:
     """factory(*args, **kwargs), its random initialisation drawn under `seed`."""
+    import torch
+    import torch.nn as nn
+
     call = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -399,18 +480,29 @@ def _show_range(value_range: tuple[float, float]) -> str:
 
 
 def _index_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, INDEX_MODULES)]
+    import torch.nn as nn
+
+    kinds = tuple(getattr(nn, name) for name in INDEX_MODULES)
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
 
 
-def _forward_failed(model: nn.Module, inputs: torch.Tensor, err: Exception) -> CheckError:
+def _shapes(inputs: tuple[torch.Tensor, ...]) -> str:
+    """ "(8, 4)", or "(8, 4), (8, 3)" for several inputs."""
+    return ", ".join(str(tuple(x.shape)) for x in inputs)
+
+
+def _forward_failed(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], err: Exception
+) -> CheckError:
     """The one-line error for a forward that failed, leading with the likely cause when the
     model holds an Embedding (which takes integer token ids)."""
     failed = f"{type(err).__name__}: {_one_line(err)}"
     found = _index_modules(model)
     if not found:
         return CheckError(
-            f"the model's forward failed on inputs of shape {tuple(inputs.shape)}: {failed}"
+            f"the model's forward failed on inputs of shape {_shapes(inputs)}: {failed}"
         )
+    inputs = inputs[0]
     name, module = found[0]
     takes = (
         f"the model's {type(module).__name__} {name!r} takes integer token ids in "
@@ -435,6 +527,8 @@ def draw_inputs(
 ) -> torch.Tensor:
     """The seeded input batch: N(0, 1), or uniform over [low, high), integers for an integer
     dtype; a shape too large for this machine is a CheckError before anything is allocated."""
+    import torch
+
     entries = math.prod(shape)
     size = entries * torch.empty((), dtype=dtype).element_size()
     try:
@@ -470,15 +564,16 @@ def draw_inputs(
         raise CheckError(f"cannot allocate {what}: {_one_line(err)}") from None
 
 
-def output_shape(model: nn.Module, inputs: torch.Tensor, seed: int) -> tuple[int, ...]:
-    """The shape of model(inputs), from a float64 copy, without gradients."""
+def output_shape(model: nn.Module, inputs: tuple[torch.Tensor, ...], seed: int) -> tuple[int, ...]:
+    """The shape of model(*inputs), from a float64 copy, without gradients."""
+    import torch
+
     twin = copy.deepcopy(model).to(torch.float64)
-    if inputs.is_floating_point():
-        inputs = inputs.to(torch.float64)
+    xs = tuple(x.to(torch.float64) if x.is_floating_point() else x for x in inputs)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # a model in training mode may draw dropout masks
         try:
-            out = twin(inputs)
+            out = twin(*xs)
         except Exception as err:
             raise _forward_failed(model, inputs, err) from None
     if not isinstance(out, torch.Tensor):
@@ -497,11 +592,16 @@ def check(args: argparse.Namespace) -> int:
     name, factory = load_model_factory(args.model)
     init_args, init_kwargs = args.init_args
     model = build_model(name, factory, init_args, init_kwargs, args.seed)
-    dtype = DTYPES[args.dtype]
+    import torch
+
+    dtype = _torch_dtype(args.dtype)
     model = model.to(dtype).train(args.train)
     input_dtype = args.input_dtype or args.dtype
     g = torch.Generator().manual_seed(args.seed)
-    inputs = draw_inputs(args.input_shape, INPUT_DTYPES[input_dtype], args.input_range, g)
+    inputs = tuple(
+        draw_inputs(shape, _torch_dtype(input_dtype), args.input_range, g)
+        for shape in args.input_shape
+    )
     out = output_shape(model, inputs, args.seed)
     loss = LOSSES[args.loss]
     classes = out[1] if len(out) > 1 else 0
@@ -520,7 +620,13 @@ def check(args: argparse.Namespace) -> int:
         target = target.to(dtype)
     try:
         report = compare_gradients(
-            model, loss.module(), inputs, target, l2=args.l2, rtol=args.rtol, atol=args.atol
+            model,
+            loss.build(),
+            inputs[0] if len(inputs) == 1 else inputs,
+            target,
+            l2=args.l2,
+            rtol=args.rtol,
+            atol=args.atol,
         )
     except (NotImplementedError, ValueError, TypeError) as err:
         raise CheckError(f"{type(err).__name__}: {_one_line(err)}") from None
@@ -528,12 +634,29 @@ def check(args: argparse.Namespace) -> int:
         raise CheckError(f"out of memory while comparing: {_one_line(err)}") from None
     mode = "train" if args.train else "eval"
     drawn = "" if args.input_range is None else " in " + _show_range(args.input_range)
-    print(
-        f"{args.model}: inputs {tuple(inputs.shape)} {input_dtype}{drawn}, output {out}, "
-        f"{args.loss} target {tuple(target.shape)}, seed {args.seed}, {mode} mode"
+    text = str(report) if report.ok else report.failure_message()
+    _print(
+        f"{args.model}: inputs {_shapes(inputs)} {input_dtype}{drawn}, output {out}, "
+        f"{args.loss} target {tuple(target.shape)}, seed {args.seed}, {mode} mode\n"
+        + "\n".join(line.rstrip() for line in text.splitlines())
     )
-    print("\n".join(line.rstrip() for line in str(report).splitlines()))
     return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+def _print(text: str) -> None:
+    """print, but a reader that stopped reading (`| head -5`) ends the output quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _stdout_to_devnull()
+
+
+def _stdout_to_devnull() -> None:
+    # NOTE: the reader closed the pipe; stdout goes to /dev/null so that the interpreter's
+    # own flush at exit does not fail again (the recipe of Python's signal module docs,
+    # "Note on SIGPIPE": https://docs.python.org/3/library/signal.html#note-on-sigpipe)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": check}
@@ -541,7 +664,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": check}
 
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Run the command line; returns the exit status (argparse exits itself on usage errors)."""
-    args = build_parser(prog).parse_args(argv)
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except BrokenPipeError:  # --help | head -3
+        _stdout_to_devnull()
+        return EXIT_OK
     try:
         return COMMANDS[args.command](args)
     except CheckError as err:

@@ -218,12 +218,13 @@ class GradientOracle:
         rtol: float | None = None,
         atol: float | None = None,
     ) -> GradientReport:
-        """Manual backprop against torch.autograd (∂L/∂θ and every δ); the report if they
-        agree, else AssertionError with the table."""
+        """torch.autograd through your model (yours) against the oracle's explicit backprop,
+        both in float64: ∂L/∂θ and every δ; the report if they agree, else AssertionError
+        with the table."""
         __tracebackhide__ = True
         report = self.compare(model, loss_fn, inputs, target, l2=l2, rtol=rtol, atol=atol)
         if not report.ok:
-            raise AssertionError("manual gradients differ from torch.autograd\n" + str(report))
+            raise AssertionError(report.failure_message())
         return report
 
     def check_grads(
@@ -273,7 +274,9 @@ class GradientOracle:
             rtol=rtol_,
             atol=atol_,
             labels=("yours", "oracle"),
+            yours="your gradients",
             tolerances=self._sources(rtol, atol, f"the default for {coarsest} gradients"),
+            dtype=coarsest,
         )
         trace = self.trace(model, loss_fn, inputs, target, l2=l2)
         oracle = trace.grads
@@ -291,7 +294,7 @@ class GradientOracle:
                     compare("param", name, yours, ref.numpy(), rtol_, atol_, scale=scales[name])
                 )
         if not check.ok:
-            raise AssertionError("your gradients differ from the oracle's\n" + str(check))
+            raise AssertionError(check.failure_message())
         return check
 
 

@@ -17,9 +17,10 @@ leaves torch's global random state as it was.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,11 @@ except ImportError as err:  # hypothesis is an optional dependency of manual-bp
         name="hypothesis",
     ) from err
 
+from manual_bp.losses import SHORT_LOSS_NAMES  # noqa: E402
 from torch_ref.registry.activations import activation_modules  # noqa: E402
+
+#: the dtypes a problem may be built in
+DTYPES = ("float64", "float32", "float16", "bfloat16")
 
 # --- activations: torch module and a strategy for its options ------------------------
 
@@ -115,6 +120,78 @@ def _loss_options(name: str, classes: int) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(table[name])
 
 
+#: the torch module of each loss ("cross_entropy_probs": cross-entropy with probabilities
+#: as the target)
+LOSS_MODULES: dict[str, type[nn.Module]] = {
+    "mse": nn.MSELoss,
+    "l1": nn.L1Loss,
+    "smooth_l1": nn.SmoothL1Loss,
+    "huber": nn.HuberLoss,
+    "cross_entropy": nn.CrossEntropyLoss,
+    "cross_entropy_probs": nn.CrossEntropyLoss,
+    "nll": nn.NLLLoss,
+    "bce": nn.BCELoss,
+    "bce_with_logits": nn.BCEWithLogitsLoss,
+}
+assert tuple(LOSS_MODULES) == LOSSES
+
+#: the other names a loss is known by: torch's functional name (manual_bp.get_loss's) and
+#: its module's class name, so `losses=("mse_loss",)` and `("MSELoss",)` mean "mse"
+LOSS_ALIASES: dict[str, str] = {
+    **{functional: short for short, functional in SHORT_LOSS_NAMES.items()},
+    **{m.__name__: name for name, m in LOSS_MODULES.items() if name != "cross_entropy_probs"},
+}
+
+
+def _key(name: str) -> str:
+    """Names compare without case or underscores: ReLU is relu, LeakyReLU is leaky_relu."""
+    return name.lower().replace("_", "")
+
+
+def known_names(
+    what: str, given: Sequence[str] | None, known: Sequence[str], aliases: dict[str, str]
+) -> tuple[str, ...] | None:
+    """`given` in the spelling of `known` (None stays None): names match without case or
+    underscores (torch's class names, ReLU for relu, are accepted), or through `aliases`; any
+    other name is a ValueError that lists the known ones."""
+    if given is None:
+        return None
+    if isinstance(given, str):
+        raise TypeError(f"{what} must be a tuple of names, such as ({given!r},); got a string")
+    given = tuple(given)
+    table = {_key(n): n for n in known} | {_key(a): n for a, n in aliases.items()}
+    unknown = [name for name in given if _key(str(name)) not in table]
+    if unknown:
+        raise ValueError(
+            f"unknown {what}: {', '.join(map(repr, unknown))}; the known {what} are "
+            f"{', '.join(known)} (case and underscores do not matter)"
+        )
+    if not given:
+        raise ValueError(f"{what} must name at least one of {', '.join(known)}; got ()")
+    return tuple(dict.fromkeys(table[_key(str(name))] for name in given))
+
+
+def _checked(spec_fn: Callable[..., st.SearchStrategy]) -> Callable[..., st.SearchStrategy]:
+    """`spec_fn` with its name limits checked when the strategy is made, not when the first
+    example is drawn: `activations`, `losses`, `dtypes`, `pools`, `cells` (see known_names)."""
+    tables: dict[str, Callable[[], tuple[Sequence[str], dict[str, str]]]] = {
+        "activations": lambda: (tuple(ACTIVATION_MODULES), {}),
+        "losses": lambda: (LOSSES, LOSS_ALIASES),
+        "dtypes": lambda: (DTYPES, {f"torch.{d}": d for d in DTYPES}),
+        "pools": lambda: (POOL_KINDS, {}),
+        "cells": lambda: (tuple(RNN_CELLS), {}),
+    }
+
+    @functools.wraps(spec_fn)
+    def checked(**limits: Any) -> st.SearchStrategy:
+        for what, table in tables.items():
+            if limits.get(what) is not None:
+                limits[what] = known_names(what, limits[what], *table())
+        return spec_fn(**limits)
+
+    return checked
+
+
 def build_loss(name: str, options: dict[str, Any], classes: int) -> nn.Module:
     """The torch loss module a spec names (list options become float tensors)."""
     o = dict(options)
@@ -123,18 +200,7 @@ def build_loss(name: str, options: dict[str, Any], classes: int) -> nn.Module:
             o[key] = torch.tensor(o[key], dtype=torch.float64)
     if name == "bce" and o.get("weight") == "per_class":
         o["weight"] = torch.linspace(0.5, 1.5, classes, dtype=torch.float64)
-    modules: dict[str, Callable[..., nn.Module]] = {
-        "mse": nn.MSELoss,
-        "l1": nn.L1Loss,
-        "smooth_l1": nn.SmoothL1Loss,
-        "huber": nn.HuberLoss,
-        "cross_entropy": nn.CrossEntropyLoss,
-        "cross_entropy_probs": nn.CrossEntropyLoss,
-        "nll": nn.NLLLoss,
-        "bce": nn.BCELoss,
-        "bce_with_logits": nn.BCEWithLogitsLoss,
-    }
-    return modules[name](**o)
+    return LOSS_MODULES[name](**o)
 
 
 def build_target(
@@ -242,6 +308,7 @@ class MLPSpec:
         return _problem(self, layers, (self.batch, self.widths[0]), g)
 
 
+@_checked
 @st.composite
 def mlp_specs(
     draw: st.DrawFn,
@@ -255,7 +322,24 @@ def mlp_specs(
     dtypes: tuple[str, ...] = ("float64", "float32"),
     integer_valued: bool | None = None,
 ) -> MLPSpec:
-    """A printable MLP problem: depth Linear layers, widths 1..max_width, any activation/loss."""
+    """A printable MLP problem: `min_depth`..`max_depth` Linear layers of widths
+    1..`max_width`, an activation between them, a loss with its options, a batch of
+    1..`max_batch`, an L2 penalty, a seed.
+
+    Name limits (each a tuple; None: all of them), checked when the strategy is made:
+
+    - `activations`: the names of `ACTIVATION_MODULES`, one row per activation module of the
+      op registry: relu, leaky_relu, elu, gelu, silu, tanh, sigmoid, softplus, ... Case and
+      underscores do not matter: torch's class names (ReLU, LeakyReLU, GELU) work too.
+    - `losses`: `LOSSES`: mse, l1, smooth_l1, huber, cross_entropy, cross_entropy_probs
+      (probabilities as the target), nll, bce, bce_with_logits; torch's functional names
+      (mse_loss, binary_cross_entropy, as `manual_bp.get_loss` takes them) and class names
+      (MSELoss) too.
+    - `dtypes`: of the model and its inputs, float64 and float32 by default (float16 and
+      bfloat16 too).
+
+    `integer_valued` (None: drawn): weights and inputs in {−2..2}, so that values land
+    exactly on kinks and ties. An unknown name is a ValueError that lists the known ones."""
     depth = draw(st.integers(min_depth, max_depth))
     loss = draw(st.sampled_from(losses or LOSSES))
     min_out = 2 if loss in ("cross_entropy", "cross_entropy_probs", "nll") else 1
@@ -550,6 +634,7 @@ def _pool(
     return PoolSpec(kind, tuple(sorted(options.items()))), out
 
 
+@_checked
 @st.composite
 def cnn_specs(
     draw: st.DrawFn,
@@ -771,6 +856,7 @@ class RNNSpec:
         return Problem(self, model, loss_fn, inputs, target)
 
 
+@_checked
 @st.composite
 def rnn_specs(
     draw: st.DrawFn,

@@ -62,7 +62,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from manual_bp.ops.base import TIE_RTOL, Array, Layer, Shape, near
 
@@ -237,16 +236,24 @@ _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
 _GELU_CUBIC = 0.044715
 
 
+def _erf(z: Array) -> Array:
+    # NOTE: scipy.special is imported on first use: it costs ~0.3 s, which a model without
+    # erf or the erf form of GELU should not pay on its first gradient
+    from scipy.special import erf
+
+    return erf(z)
+
+
 def _gelu_erf(z: Array) -> Array:
     """f = z Φ(z) = z · ½(1 + erf(z/√2)), as torch's kernel forms it."""
     # NOTE: like torch, −0.0 below z ≈ −8.3, where 1 + erf rounds to 0 (the exact value is
     # below 1e-16·|z|); torch and this table then agree on ties downstream.
-    return z * 0.5 * (1.0 + special.erf(z * _SQRT1_2))
+    return z * 0.5 * (1.0 + _erf(z * _SQRT1_2))
 
 
 def _gelu_erf_grad(z: Array) -> Array:
     """f′ = Φ(z) + z φ(z), φ(z) = e^{−z²/2}/√(2π)."""
-    return 0.5 * (1.0 + special.erf(z * _SQRT1_2)) + z * (_INV_SQRT_2PI * np.exp(z * z * -0.5))
+    return 0.5 * (1.0 + _erf(z * _SQRT1_2)) + z * (_INV_SQRT_2PI * np.exp(z * z * -0.5))
 
 
 def _gelu_tanh(z: Array) -> Array:
@@ -442,7 +449,7 @@ def expm1() -> Activation:
 
 def erf() -> Activation:
     """f = erf z, f′ = (2/√π) e^(−z²)."""
-    return Activation("erf", special.erf, lambda z: _TWO_OVER_SQRT_PI * np.exp(-z * z))
+    return Activation("erf", _erf, lambda z: _TWO_OVER_SQRT_PI * np.exp(-z * z))
 
 
 def log() -> Activation:

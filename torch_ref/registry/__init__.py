@@ -149,7 +149,7 @@ def supported_modules() -> str:
 
 
 def supported_markdown() -> str:
-    """The table of every registry row, family by family (the README's "What is supported")."""
+    """The table of every registry row, family by family (docs/ops.md, `make readme`)."""
     entries = registry()
     known = [f for f in FAMILIES if any(e.family == f for e in entries)]
     others = sorted({e.family for e in entries} - set(FAMILIES))
