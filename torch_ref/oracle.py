@@ -513,5 +513,5 @@ def assert_gradients_close(
         model, loss_fn, inputs, target, l2=l2, rtol=rtol, atol=atol, input_grads=input_grads
     )
     if not report.ok:
-        raise AssertionError("manual gradients differ from torch.autograd\n" + str(report))
+        raise AssertionError(report.failure_message())
     return report
