@@ -98,6 +98,8 @@ FAMILIES = {
     "arithmetic": "arithmetic",
     "comparison": "comparison",
     "reduction": "reductions",
+    "scan": "cumulative",
+    "sorting": "sorting and selection",
     "softmax": "softmax",
     "linalg": "products",
     "shape": "shape and indexing",

@@ -1,0 +1,179 @@
+"""Cumulative ops along a dim (manual_bp.ops.scan): cumsum, cumprod, logcumsumexp, and
+cummax / cummin with their indices (the latest of tied extrema, as torch's; ties reported)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from manual_bp.ops.scan import CumMax, CumMin, CumProd, CumSum, LogCumSumExp
+from torch_ref.errors import UnsupportedModuleError
+from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, tensor
+
+
+def _dtype(dtype: Any, what: str) -> None:
+    if dtype not in (None, torch.float64, torch.float32, torch.float16, torch.bfloat16):
+        raise UnsupportedModuleError(
+            f"{what}: dtype={dtype} is not supported (only a floating dtype, or None); the "
+            "result of an integer accumulation carries no gradient"
+        )
+
+
+def scan_rule(cls: type, what: str, takes_dtype: bool = True) -> Callable[..., Op]:
+    """torch.<what>(input, dim, *, dtype=None): one layer along dim."""
+
+    def rule(input: Any, dim: int, *, dtype: Any = None) -> Op:
+        _dtype(dtype, what)
+        if not isinstance(dim, int) or isinstance(dim, bool):
+            raise UnsupportedModuleError(f"{what}: expected an int dim, got {dim!r}")
+        return Op(cls(dim), (tensor(input, what),))
+
+    def rule_no_dtype(input: Any, dim: int) -> Op:
+        return rule(input, dim)
+
+    return rule if takes_dtype else rule_no_dtype
+
+
+def extreme_rule(cls: type, returns: Any, what: str) -> Callable[..., Any]:
+    """torch.cummax / cummin(input, dim): torch's (values, indices) pair."""
+
+    def rule(input: Any, dim: int) -> Any:
+        return Op(cls(dim), (tensor(input, what),), outputs=lambda refs: returns(refs))
+
+    return rule
+
+
+def _randn(seed: int, *shape: int) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _samples(fn: Callable[..., Any], method: str) -> Callable[[], list[Sample]]:
+    def samples() -> list[Sample]:
+        x = _randn(0, 2, 5, 3)
+        return [
+            Sample("dim 1", (x,), fn=lambda x: fn(x, 1)),
+            Sample("negative dim, as a method", (x,), fn=lambda x: getattr(x, method)(-1)),
+            Sample("dim 0 of a 1-d input", (x[0, :, 0],), fn=lambda x: fn(x, dim=0)),
+            Sample("a 0-d value", (x,), fn=lambda x: fn(x.sum(), 0) + x),
+        ]
+
+    return samples
+
+
+def _cumprod_samples() -> list[Sample]:
+    x = _randn(1, 3, 6)
+    z = x.clone()
+    z[0, 2] = 0.0  # one zero
+    z[1, 1] = z[1, 4] = 0.0  # two zeros
+    z[2, 0] = 0.0  # a zero first
+    return [
+        *_samples(torch.cumprod, "cumprod")(),
+        Sample("zeros in slices", (z,), fn=lambda x: torch.cumprod(x, 1)),
+    ]
+
+
+def _cumsum_samples() -> list[Sample]:
+    x = _randn(2, 3, 4)
+    return [
+        *_samples(torch.cumsum, "cumsum")(),
+        Sample("dtype float64", (x,), fn=lambda x: x.cumsum(0, dtype=torch.float64)),
+        Sample(
+            "position ids from a mask",
+            (x,),
+            fn=lambda x: x * torch.cumsum(torch.ones(3, 4, dtype=torch.float64), 1),
+        ),
+    ]
+
+
+def _lcse_samples() -> list[Sample]:
+    big = 300 * _randn(3, 2, 6)  # e^{300}: no overflow
+    return [
+        *_samples(torch.logcumsumexp, "logcumsumexp")(),
+        Sample("large values", (big,), fn=lambda x: torch.logcumsumexp(x, 1)),
+    ]
+
+
+def _cummax_samples(fn: Callable[..., Any], method: str) -> Callable[[], list[Sample]]:
+    def samples() -> list[Sample]:
+        x = _randn(4, 2, 7)
+        ints = torch.randint(-2, 3, (3, 6), generator=torch.Generator().manual_seed(5)).double()
+        return [
+            Sample("values", (x,), fn=lambda x: fn(x, 1).values),
+            Sample(
+                "values and indices as a tuple, negative dim",
+                (x,),
+                fn=lambda x: getattr(x, method)(-1)[0] * 2,
+            ),
+            Sample(
+                "exact ties (integer-valued): the latest index", (ints,), fn=lambda x: fn(x, 1)[0]
+            ),
+            Sample("dim 0", (x,), fn=lambda x: fn(x, 0).values),
+        ]
+
+    return samples
+
+
+def _refusals() -> list[Refusal]:
+    x = _randn(6, 3, 4)
+    return [
+        Refusal(
+            "an integer dtype",
+            (x,),
+            UnsupportedModuleError,
+            "dtype=torch.int64 is not supported",
+            fn=lambda x: x * torch.cumsum(x, 1, dtype=torch.int64),
+        )
+    ]
+
+
+ROWS = [
+    OpEntry(
+        "cumsum",
+        "scan",
+        scan_rule(CumSum, "cumsum"),
+        functions=(torch.cumsum,),
+        methods=("cumsum", "cumsum_"),
+        note="any dim; dtype None or floating",
+        linear=True,
+        samples=_cumsum_samples,
+        refusals=_refusals,
+    ),
+    OpEntry(
+        "cumprod",
+        "scan",
+        scan_rule(CumProd, "cumprod"),
+        functions=(torch.cumprod,),
+        methods=("cumprod", "cumprod_"),
+        note="zeros in a slice handled as torch's cumprod_backward",
+        samples=_cumprod_samples,
+    ),
+    OpEntry(
+        "logcumsumexp",
+        "scan",
+        scan_rule(LogCumSumExp, "logcumsumexp", takes_dtype=False),
+        functions=(torch.logcumsumexp,),
+        methods=("logcumsumexp",),
+        note="stable for large values",
+        samples=_lcse_samples,
+    ),
+    OpEntry(
+        "cummax",
+        "scan",
+        extreme_rule(CumMax, torch.return_types.cummax, "cummax"),
+        functions=(torch.cummax,),
+        methods=("cummax",),
+        note="(values, indices); the latest of tied maxima, as torch; ties reported",
+        samples=_cummax_samples(torch.cummax, "cummax"),
+    ),
+    OpEntry(
+        "cummin",
+        "scan",
+        extreme_rule(CumMin, torch.return_types.cummin, "cummin"),
+        functions=(torch.cummin,),
+        methods=("cummin",),
+        note="(values, indices); the latest of tied minima, as torch; ties reported",
+        samples=_cummax_samples(torch.cummin, "cummin"),
+    ),
+]
