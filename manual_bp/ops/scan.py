@@ -123,9 +123,10 @@ class CumMax(_Scan):
         n = x.shape[d]
         pos = np.arange(n).reshape([-1 if k == d else 1 for k in range(x.ndim)])
         # the index of the running extreme: the latest k with a_k on it (a_k >= all before it)
-        holds = (x == z) & type(self).better(x, np.concatenate(
-            [np.take(z, [0], axis=d), np.take(z, np.arange(n - 1), axis=d)], axis=d
-        ))  # fmt: skip
+        holds = (x == z) & type(self).better(
+            x,
+            np.concatenate([np.take(z, [0], axis=d), np.take(z, np.arange(n - 1), axis=d)], axis=d),
+        )
         idx = np.maximum.accumulate(np.where(holds, pos, 0), axis=d)
         return (z.reshape(a.shape), idx.reshape(a.shape).astype(np.int64)), (a.shape, idx, d)
 

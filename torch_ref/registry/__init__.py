@@ -103,6 +103,7 @@ FAMILIES = {
     "softmax": "softmax",
     "linalg": "products",
     "shape": "shape and indexing",
+    "indexing": "writes by index (scatter)",
     "resample": "resampling",
     "padding": "padding",
     "dropout": "dropout",

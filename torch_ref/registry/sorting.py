@@ -138,7 +138,7 @@ ROWS = [
         functions=(torch.msort,),
         methods=("msort",),
         samples=lambda: _sort_samples()[-1:],
-    ),  # fmt: skip
+    ),
     OpEntry(
         "topk",
         "sorting",
