@@ -29,11 +29,9 @@ from torch_ref.registry.core import (
     Ref,
     Refusal,
     Sample,
-    array,
-    fused,
     number,
-    param_arg,
     tensor,
+    weighted,
 )
 
 #: an option torch requires (no default): F.threshold(input, threshold, value)
@@ -162,8 +160,7 @@ def rrelu(
 
 def prelu(input: Any, weight: Any) -> Op:
     """F.prelu(x, weight): a PReLU layer holding a copy of the model's slopes (C,) or (1,)."""
-    w = param_arg(weight, "prelu", "weight")
-    return Op(PReLU(array(w)), (tensor(input, "prelu"),), fused(weight=w))
+    return weighted(lambda w, b: PReLU(w), "prelu", (tensor(input, "prelu"),), weight)
 
 
 def clamp(input: Any, min: Any = None, max: Any = None) -> Op:  # noqa: A002  (torch's names)
@@ -198,7 +195,9 @@ def _prelu_samples() -> list[Sample]:
         Sample("module, one slope", (x,), module=nn.PReLU().double()),
         Sample("module, a slope per channel", (x,), module=per_channel),
         Sample("function, integer-valued", (ints,), fn=F.prelu, params={"weight": w}),
-    ]
+        Sample("a slope computed in forward", (x,), fn=lambda x, w: F.prelu(x, w.sigmoid()),
+               params={"w": w}),
+    ]  # fmt: skip
 
 
 def _refusals(name: str, fn: Callable[..., Any], match: str) -> Callable[[], list[Refusal]]:
