@@ -102,6 +102,7 @@ FAMILIES = {
     "sorting": "sorting and selection",
     "softmax": "softmax",
     "linalg": "products",
+    "matrix": "linear algebra",
     "shape": "shape and indexing",
     "indexing": "writes by index (scatter)",
     "resample": "resampling",

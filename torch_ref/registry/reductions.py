@@ -169,18 +169,19 @@ def linalg_norm(
     x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *, dtype: Any = None
 ) -> Op:
     """torch.linalg.norm: a vector norm (ord None: the 2-norm of every entry, or over the
-    given dims; a number with one dim or a 1-d input); matrix norms other than 'fro' are
-    refused."""
+    given dims; a number with one dim or a 1-d input), or a matrix norm (two dims, or a 2-d
+    input with ord given): 'fro', 'nuc', ±1, ±2, ±inf (manual_bp.ops.matrix.MatrixNorm)."""
+    from manual_bp.ops.matrix import MatrixNorm
+
     x = tensor(x, "linalg.norm")
     dims = (dim,) if isinstance(dim, int) else dim
     matrix = (dims is not None and len(dims) == 2) or (
         dims is None and ord is not None and x.ndim == 2
     )
     if matrix and ord not in (None, "fro"):
-        raise UnsupportedModuleError(
-            f"linalg.norm: the matrix norm ord={ord!r} is not supported; only 'fro' and vector "
-            "norms"
-        )
+        if dtype is not None and dtype != torch.float64:
+            raise UnsupportedModuleError("linalg.norm: the dtype option is not supported")
+        return Op(MatrixNorm(ord, tuple(dims or (-2, -1)), keepdim), (x,))
     return vector_norm(x, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
 
 
@@ -428,20 +429,12 @@ ROWS = [
         "reduction",
         linalg_norm,
         functions=(torch.linalg.norm,),
-        note="vector norms, and 'fro' of a matrix",
+        note="vector norms, and every matrix norm (fro, nuc, ±1, ±2, ±inf)",
         samples=_cases(
             default=lambda x: torch.linalg.norm(x),
             dim=lambda x: torch.linalg.norm(x, 3, 1),
             fro=lambda x: torch.linalg.norm(x, "fro", (1, 2)),
-        ),
-        refusals=_refusals(
-            (
-                "spectral norm",
-                (3, 4),
-                UnsupportedModuleError,
-                "matrix norm ord=2",
-                lambda x: torch.linalg.norm(x, 2),
-            )
+            spectral=lambda x: torch.linalg.norm(x[0], 2) + torch.linalg.norm(x, -1, (0, 2)),
         ),
     ),
     OpEntry(
