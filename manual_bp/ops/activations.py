@@ -697,9 +697,28 @@ def lgamma() -> Activation:
     return Activation("lgamma", _quiet(special.gammaln), _quiet(special.psi))
 
 
+def _trigamma(z: Array) -> Array:
+    """ψ⁽¹⁾(z) as torch's calc_trigamma forms it: the reflection π²/sin²(πz) for z < ½ (finite,
+    huge, at the poles, where scipy says inf), six steps of the recurrence, then the
+    asymptotic series."""
+    z = np.asarray(z, dtype=np.float64)
+    sign = np.where(z < 0.5, -1.0, 1.0)
+    s = np.sin(np.pi * z)
+    result = np.where(z < 0.5, -(np.pi * np.pi) / (s * s), 0.0)
+    x = np.where(z < 0.5, 1.0 - z, z)
+    for _ in range(6):
+        result = result + 1.0 / (x * x)
+        x = x + 1.0
+    ixx = 1.0 / (x * x)
+    result = (
+        result + (1.0 + 1.0 / (2.0 * x) + ixx * (1.0 / 6 - ixx * (1.0 / 30 - ixx * (1.0 / 42)))) / x
+    )
+    return sign * result
+
+
 def digamma() -> Activation:
-    """f = ψ(z) = Γ′(z)/Γ(z), f′ = ψ⁽¹⁾(z) (trigamma)."""
-    return Activation("digamma", _quiet(special.psi), _quiet(lambda z: special.polygamma(1, z)))
+    """f = ψ(z) = Γ′(z)/Γ(z), f′ = ψ⁽¹⁾(z) (trigamma, formed as torch's)."""
+    return Activation("digamma", _quiet(special.psi), _quiet(_trigamma))
 
 
 def polygamma(n: int) -> Activation:
@@ -707,34 +726,38 @@ def polygamma(n: int) -> Activation:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"polygamma: expected an integer order n >= 0, got {n!r}")
     k = int(n)
-    return Activation(
-        "polygamma",
-        _quiet(lambda z: special.polygamma(k, z)),
-        _quiet(lambda z: special.polygamma(k + 1, z)),
-        {"n": k},
-    )
+
+    def psi(order: int) -> Callable[[Array], Array]:
+        if order == 0:
+            return special.psi
+        if order == 1:
+            return _trigamma
+        return lambda z: special.polygamma(order, z)
+
+    return Activation("polygamma", _quiet(psi(k)), _quiet(psi(k + 1)), {"n": k})
 
 
 def mvlgamma(p: int) -> Activation:
     """The multivariate log-gamma of dimension p: f = p(p−1)/4 · log π + Σ_{j<p} log Γ(z − j/2),
-    f′ = Σ_{j<p} ψ(z − j/2). torch refuses entries z ≤ (p − 1)/2, so does f."""
+    f′ = Σ_{j<p} ψ(z − j/2). torch refuses entries z ≤ (p − 1)/2; here they are NaN (which the
+    oracle refuses, naming them)."""
     if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
         raise ValueError(f"mvlgamma: expected an integer p >= 1, got {p!r}")
     k = int(p)
     offsets = np.arange(k) / 2.0
 
-    def check(z: Array) -> Array:
-        if np.any(z <= (k - 1) / 2.0):
-            bad = z[z <= (k - 1) / 2.0].flat[0]
-            raise ValueError(
-                f"mvlgamma: expected every entry > (p − 1)/2 = {(k - 1) / 2} (as torch), got {bad}"
-            )
-        return z[..., None] - offsets
+    def outside(fn: Callable[[Array], Array]) -> Callable[[Array], Array]:
+        def g(z: Array) -> Array:
+            ok = z > (k - 1) / 2.0
+            safe = np.where(ok, z, float(k))
+            return np.where(ok, fn(safe[..., None] - offsets).sum(-1), np.nan)
+
+        return g
 
     return Activation(
         "mvlgamma",
-        lambda z: k * (k - 1) / 4.0 * math.log(math.pi) + special.gammaln(check(z)).sum(-1),
-        lambda z: special.psi(check(z)).sum(-1),
+        lambda z: k * (k - 1) / 4.0 * math.log(math.pi) + outside(special.gammaln)(z),
+        outside(special.psi),
         {"p": k},
     )
 
@@ -745,8 +768,13 @@ def i0() -> Activation:
 
 
 def i0e() -> Activation:
-    """f = e^(−|z|) I₀(z), f′ = I₁e(z) − sgn z · I₀e(z)."""
-    return Activation("i0e", special.i0e, lambda z: special.i1e(z) - np.sign(z) * special.i0e(z))
+    """f = e^(−|z|) I₀(z), f′ = I₁e(z) − sgn z · I₀e(z) (f′ jumps at 0: ∓1 on either side)."""
+    return Activation(
+        "i0e",
+        special.i0e,
+        lambda z: special.i1e(z) - np.sign(z) * special.i0e(z),
+        kink=_kinks(0.0),
+    )
 
 
 def _at_zero(z: Array, value: float, fn: Callable[[Array], Array]) -> Array:
@@ -758,7 +786,9 @@ def _at_zero(z: Array, value: float, fn: Callable[[Array], Array]) -> Array:
 def i1() -> Activation:
     """f = I₁(z), f′ = I₀(z) − I₁(z)/z (½ at z = 0: i1_backward)."""
     return Activation(
-        "i1", special.i1, lambda z: _at_zero(z, 0.5, lambda t: special.i0(t) - special.i1(t) / t)
+        "i1",
+        _quiet(special.i1),
+        _quiet(lambda z: _at_zero(z, 0.5, lambda t: special.i0(t) - special.i1(t) / t)),
     )
 
 
@@ -799,13 +829,14 @@ def logit(eps: float | None = None) -> Activation:
 
 
 def sinc() -> Activation:
-    """f = sin(πz)/(πz) (1 at 0), f′ = (πz cos πz − sin πz)/(π z²) (0 at z = 0, as torch)."""
+    """f = sin(πz)/(πz) (1 at 0), f′ = (πz cos πz − sin πz)/(π z²), 0 where π z² is 0 (as
+    torch's sinc_backward: z = 0, and |z| < 1e-162 where z² underflows)."""
 
-    def grad(t: Array) -> Array:  # t ≠ 0
-        pt = math.pi * t
-        return (pt * np.cos(pt) - np.sin(pt)) / (pt * t)
+    def grad(z: Array) -> Array:
+        pz, denom = z * math.pi, z * z * math.pi
+        return np.where(denom == 0.0, 0.0, (pz * np.cos(pz) - np.sin(pz)) / denom)
 
-    return Activation("sinc", np.sinc, lambda z: _at_zero(z, 0.0, grad))
+    return Activation("sinc", _quiet(np.sinc), _quiet(grad))
 
 
 def frac() -> Activation:
