@@ -710,3 +710,77 @@ class Cdist(Layer):
         ma = unbroadcast(mask.any(-2).astype(np.float64), a.shape) > 0
         mb = unbroadcast(mask.any(-3).astype(np.float64), b.shape) > 0
         return ma, mb
+
+
+# --- Householder products -------------------------------------------------------------------
+
+
+class HouseholderProduct(Layer):
+    """Q = (H₁ H₂ ⋯ H_k)[:, :n], H_i = I − τ_i v_i v_iᵀ, v_i = (0, …, 0, 1, A[i+1:, i]) (the
+    reflectors LAPACK's geqrf leaves below A's diagonal; torch.linalg.householder_product).
+
+    With P_i = H₁ ⋯ H_{i−1}, S_i = H_{i+1} ⋯ H_k E (E the first n columns of I) and
+    M_i = P_iᵀ Q̄ S_iᵀ = ∂L/∂H_i:  τ̄_i = −v_iᵀ M_i v_i,  v̄_i = −τ_i (M_i + M_iᵀ) v_i, whose
+    entries below the diagonal are Ā's column i (the rest of Ā is 0)."""
+
+    n_inputs = 2
+
+    def shape(self, a_shape: Shape, tau_shape: Shape) -> Shape:
+        _matrices(a_shape, "householder_product")
+        *batch, m, n = a_shape
+        if (
+            n > m
+            or tuple(tau_shape[:-1]) != tuple(batch)
+            or len(tau_shape) < 1
+            or tau_shape[-1] > n
+        ):
+            raise ValueError(
+                f"householder_product: expected A (*, m, n) with m >= n and tau (*, k), k <= n, "
+                f"got {tuple(a_shape)} and {tuple(tau_shape)}"
+            )
+        return tuple(a_shape)
+
+    def _reflectors(self, a: Array, k: int) -> Array:
+        """v_i as the columns of an (*, m, k) array."""
+        m = a.shape[-2]
+        V = np.tril(a[..., :, :k], -1)
+        idx = np.arange(k)
+        V[..., idx, idx] = 1.0
+        return V[..., :m, :]
+
+    def forward(self, a: Array, tau: Array) -> tuple[Array, Any]:
+        self.shape(a.shape, tau.shape)
+        m, n = a.shape[-2:]
+        k = tau.shape[-1]
+        V = self._reflectors(a, k)
+        eye = np.broadcast_to(np.eye(m), (*a.shape[:-2], m, m))
+        H = [
+            eye - tau[..., i, None, None] * (V[..., :, i, None] * V[..., None, :, i])
+            for i in range(k)
+        ]
+        Q = eye.copy()
+        for h in H:  # NOTE: a loop over the k reflectors
+            Q = Q @ h
+        return Q[..., :n].copy(), (V, tau, H, m, n)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[tuple[Array, Array], dict]:
+        V, tau, H, m, n = cache
+        k = len(H)
+        eye = np.broadcast_to(np.eye(m), (*V.shape[:-2], m, m))
+        S = [None] * k
+        s = eye[..., :n]
+        for i in range(k - 1, -1, -1):
+            S[i] = s
+            s = H[i] @ s
+        gA = np.zeros((*V.shape[:-2], m, n))
+        gtau = np.zeros(tau.shape)
+        P = eye
+        for i in range(k):
+            M = _T(P) @ delta @ _T(S[i])
+            v = V[..., :, i]
+            Mv, Mtv = (M @ v[..., None])[..., 0], (_T(M) @ v[..., None])[..., 0]
+            gtau[..., i] = -np.sum(v * Mv, axis=-1)
+            gv = -tau[..., i, None] * (Mv + Mtv)
+            gA[..., i + 1 :, i] = gv[..., i + 1 :]
+            P = P @ H[i]
+        return (gA, gtau), {}

@@ -19,6 +19,7 @@ from manual_bp.ops.matrix import (
     Cross,
     Det,
     Eigh,
+    HouseholderProduct,
     Inv,
     MatrixExp,
     MatrixNorm,
@@ -149,6 +150,11 @@ def cdist(x1: Any, x2: Any, p: float = 2.0, compute_mode: Any = None) -> Op:
 def vdot(input: Any, other: Any) -> Op:
     """torch.vdot of real vectors: the dot product."""
     return Op(Dot(), (tensor(input, "vdot"), tensor(other, "vdot")))
+
+
+def householder_product(A: Any, tau: Any) -> Op:
+    """torch.linalg.householder_product(A, tau) (= torch.orgqr)."""
+    return Op(HouseholderProduct(), (tensor(A, "householder_product"), tensor(tau, "tau")))
 
 
 # --- samples ---------------------------------------------------------------------------------
@@ -411,6 +417,14 @@ def _pinv_refusals() -> list[Refusal]:
     ]
 
 
+def _householder_samples() -> list[Sample]:
+    a, tau = _randn(39, 2, 5, 3), _randn(40, 2, 3)
+    return [
+        Sample("batched, k = n", (a, tau), fn=torch.linalg.householder_product),
+        Sample("k < n, torch.orgqr", (a[0], tau[0, :2]), fn=lambda a, t: torch.orgqr(a, t)),
+    ]
+
+
 ROWS = [
     OpEntry(
         "inv",
@@ -585,5 +599,14 @@ ROWS = [
         methods=("vdot",),
         note="real vectors",
         samples=lambda: [Sample("vectors", (_randn(37, 4), _randn(38, 4)), fn=torch.vdot)],
+    ),
+    OpEntry(
+        "householder_product",
+        "matrix",
+        householder_product,
+        functions=(torch.linalg.householder_product, torch.orgqr),
+        methods=("orgqr",),
+        note="batched; k ≤ n reflectors (the orthogonal parametrization's householder map)",
+        samples=_householder_samples,
     ),
 ]
