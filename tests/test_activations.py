@@ -119,6 +119,8 @@ DOMAINS: dict[str, tuple[float, float]] = {
     "lgamma": (0.0, math.inf),
     "digamma": (0.0, math.inf),
     "polygamma": (0.0, math.inf),
+    "ndtri": (0.0, 1.0),
+    "entr": (0.0, math.inf),
 }
 # every other activation of the table with its defaults, against the torch function of its
 # registry row: adding an elementwise op (its formula, its row) adds its case here

@@ -839,6 +839,47 @@ def sinc() -> Activation:
     return Activation("sinc", _quiet(np.sinc), _quiet(grad))
 
 
+_INV_SQRT_2PI = 0.3989422804014327  # 1/√(2π)
+
+
+def ndtr() -> Activation:
+    """f = Φ(z), the standard normal CDF;  f′ = e^(−z²/2)/√(2π)."""
+    return Activation("ndtr", special.ndtr, lambda z: _INV_SQRT_2PI * np.exp(-0.5 * z * z))
+
+
+def ndtri() -> Activation:
+    """f = Φ⁻¹(z);  f′ = √(2π) e^(f²/2) (from the output, as torch; inf at 0 and 1)."""
+    from_output = _quiet(lambda a: np.exp(0.5 * a * a) / _INV_SQRT_2PI)
+    f = _quiet(special.ndtri)
+    return Activation("ndtri", f, lambda z: from_output(f(z)), grad_from_output=from_output)
+
+
+def log_ndtr() -> Activation:
+    """f = log Φ(z);  f′ = e^(−z²/2 − f)/√(2π) (stable for z ≪ 0, as torch)."""
+    f = _quiet(special.log_ndtr)
+    return Activation(
+        "log_ndtr", f, _quiet(lambda z: _INV_SQRT_2PI * np.exp(-(f(z) + 0.5 * z * z)))
+    )
+
+
+def erfcx() -> Activation:
+    """f = e^(z²) erfc z;  f′ = 2z f − 2/√π (from f, as torch)."""
+    return Activation(
+        "erfcx",
+        _quiet(special.erfcx),
+        _quiet(lambda z: 2.0 * z * special.erfcx(z) - _TWO_OVER_SQRT_PI),
+    )
+
+
+def entr() -> Activation:
+    """f = −z log z (0 at 0, −inf for z < 0, as torch);  f′ = −(1 + log z)."""
+
+    def f(z: Array) -> Array:
+        return np.where(z > 0, -special.xlogy(z, z), np.where(z == 0, 0.0, -np.inf))
+
+    return Activation("entr", _quiet(f), _quiet(lambda z: -(1.0 + np.log(z))))
+
+
 def frac() -> Activation:
     """f = z − trunc z, f′ = 1; f jumps at every integer but 0."""
     return Activation(
@@ -920,6 +961,11 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     "logit": logit,
     "sinc": sinc,
     "frac": frac,
+    "ndtr": ndtr,
+    "ndtri": ndtri,
+    "log_ndtr": log_ndtr,
+    "erfcx": erfcx,
+    "entr": entr,
 }
 
 IDENTITY = identity()

@@ -225,7 +225,12 @@ def _clamp_refusals() -> list[Refusal]:
 
 ROWS = [
     activation("relu", (F.relu, torch.relu, F.relu_, torch.relu_), ("relu", "relu_"), nn.ReLU),
-    activation("sigmoid", (F.sigmoid, torch.sigmoid), ("sigmoid", "sigmoid_"), nn.Sigmoid),
+    activation(
+        "sigmoid",
+        (F.sigmoid, torch.sigmoid, torch.special.expit),
+        ("sigmoid", "sigmoid_"),
+        nn.Sigmoid,
+    ),
     activation("tanh", (F.tanh, torch.tanh), ("tanh", "tanh_"), nn.Tanh),
     activation(
         "leaky_relu",
@@ -352,7 +357,12 @@ ROWS = [
         sample=lambda x: x.clamp_max(1.0),
     ),
     math("sign", (torch.sign, torch.sgn), ("sign", "sign_", "sgn", "sgn_"), note="zero gradient"),
-    math("round", (torch.round,), ("round", "round_"), note="decimals too; zero gradient"),
+    math(
+        "round",
+        (torch.round, torch.special.round),
+        ("round", "round_"),
+        note="decimals too; zero gradient",
+    ),
     math("floor", (torch.floor,), ("floor", "floor_"), note="zero gradient"),
     math("ceil", (torch.ceil,), ("ceil", "ceil_"), note="zero gradient"),
     math(
@@ -473,6 +483,11 @@ SPECIAL = [
     ),
     math("sinc", (torch.sinc, torch.special.sinc), ("sinc", "sinc_"), note="sinc′(0) = 0"),
     math("frac", (torch.frac,), ("frac", "frac_"), note="frac′ = 1; jumps at integers ≠ 0"),
+    math("ndtr", (torch.special.ndtr,), ()),
+    math("ndtri", (torch.special.ndtri,), (), domain="probability"),
+    math("log_ndtr", (torch.special.log_ndtr,), ()),
+    math("erfcx", (torch.special.erfcx,), ()),
+    math("entr", (torch.special.entr,), (), domain="positive"),
 ]
 ROWS += SPECIAL
 

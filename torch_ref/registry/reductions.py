@@ -315,7 +315,7 @@ ROWS = [
         "logsumexp",
         "reduction",
         logsumexp,
-        functions=(torch.logsumexp,),
+        functions=(torch.logsumexp, torch.special.logsumexp),
         methods=("logsumexp",),
         note="over any dims (at least one), keepdim",
         samples=_cases(
