@@ -784,3 +784,58 @@ class HouseholderProduct(Layer):
             gA[..., i + 1 :, i] = gv[..., i + 1 :]
             P = P @ H[i]
         return (gA, gtau), {}
+
+
+class SolveTriangular(Layer):
+    """X = T⁻¹ B (left) or B T⁻¹ (right), T the upper or lower triangle of A (its diagonal 1
+    when unitriangular; the rest of A is not read);  left: B̄ = T⁻ᵀ X̄, Ā = −B̄ Xᵀ;  right:
+    B̄ = X̄ T⁻ᵀ, Ā = −Xᵀ B̄;  Ā kept on the triangle read (without its diagonal when
+    unitriangular), each summed over broadcast batch dims."""
+
+    n_inputs = 2
+
+    def __init__(self, upper: bool, left: bool = True, unitriangular: bool = False) -> None:
+        super().__init__()
+        self.upper, self.left, self.unitriangular = bool(upper), bool(left), bool(unitriangular)
+
+    def __repr__(self) -> str:
+        return (
+            f"SolveTriangular(upper={self.upper}, left={self.left}, "
+            f"unitriangular={self.unitriangular})"
+        )
+
+    def shape(self, a_shape: Shape, b_shape: Shape) -> Shape:
+        _square(a_shape, "solve_triangular")
+        n = a_shape[-1]
+        if len(b_shape) < 2 or (b_shape[-2] if self.left else b_shape[-1]) != n:
+            side = "(*, n, k)" if self.left else "(*, k, n)"
+            raise ValueError(
+                f"solve_triangular: expected B of shape {side} with n = {n}, got {tuple(b_shape)}"
+            )
+        return (*_broadcast_shape((a_shape[:-2], b_shape[:-2])), *b_shape[-2:])
+
+    def _triangle(self, a: Array) -> tuple[Array, Array]:
+        n = a.shape[-1]
+        keep = np.triu(np.ones((n, n), bool)) if self.upper else np.tril(np.ones((n, n), bool))
+        if self.unitriangular:
+            keep &= ~np.eye(n, dtype=bool)
+        T = np.where(keep, a, 0.0) + (np.eye(n) if self.unitriangular else 0.0)
+        return T, keep
+
+    def forward(self, a: Array, b: Array) -> tuple[Array, Any]:
+        out = self.shape(a.shape, b.shape)
+        T, keep = self._triangle(a)
+        T = np.broadcast_to(T, (*out[:-2], *T.shape[-2:]))
+        B = np.broadcast_to(b, out)
+        X = np.linalg.solve(T, B) if self.left else _T(np.linalg.solve(_T(T), _T(B)))
+        return X, (T, X, keep, a.shape, b.shape)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[tuple[Array, Array], dict]:
+        T, X, keep, a_shape, b_shape = cache
+        if self.left:
+            gB = np.linalg.solve(_T(T), delta)
+            gA = -(gB @ _T(X))
+        else:
+            gB = _T(np.linalg.solve(T, _T(delta)))
+            gA = -(_T(X) @ gB)
+        return (unbroadcast(np.where(keep, gA, 0.0), a_shape), unbroadcast(gB, b_shape)), {}

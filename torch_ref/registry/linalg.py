@@ -236,7 +236,7 @@ ROWS = [
         "matmul",
         "linalg",
         _product(MatMul, "matmul"),
-        functions=(torch.matmul, operator.matmul),
+        functions=(torch.matmul, operator.matmul, torch.linalg.matmul),
         methods=("matmul", "__matmul__"),
         note="torch's rules: 1-d operands, batch dims broadcast; model tensors as operands",
         samples=_matmul_samples,

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from manual_bp.ops.linalg import Dot
+from manual_bp.ops.arithmetic import Mul
+from manual_bp.ops.linalg import Dot, MatMul
 from manual_bp.ops.matrix import (
     MATRIX_ORDS,
     QR,
@@ -26,7 +27,10 @@ from manual_bp.ops.matrix import (
     Pinv,
     SlogDet,
     Solve,
+    SolveTriangular,
 )
+from manual_bp.ops.reductions import Sum
+from manual_bp.ops.shape import Diagonal
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, number, tensor
 
@@ -155,6 +159,55 @@ def vdot(input: Any, other: Any) -> Op:
 def householder_product(A: Any, tau: Any) -> Op:
     """torch.linalg.householder_product(A, tau) (= torch.orgqr)."""
     return Op(HouseholderProduct(), (tensor(A, "householder_product"), tensor(tau, "tau")))
+
+
+def solve_triangular(
+    A: Any, B: Any, *, upper: bool, left: bool = True, unitriangular: bool = False
+) -> Op:
+    layer = SolveTriangular(bool(upper), bool(left), bool(unitriangular))
+    return Op(layer, (tensor(A, "solve_triangular"), tensor(B, "solve_triangular")))
+
+
+def vecdot(x: Any, y: Any, *, dim: int = -1) -> Op:
+    """torch.linalg.vecdot of real vectors: Σ x ⊙ y over dim (broadcast)."""
+    return Op(Sum(dim), (Op(Mul(), (tensor(x, "vecdot"), tensor(y, "vecdot"))),))
+
+
+def multi_dot(tensors: Any) -> Any:
+    """torch.linalg.multi_dot([A, B, …]): left to right products (the first and last may be
+    vectors); the order of products changes rounding only."""
+    ts = [tensor(t, "multi_dot") for t in tensors]
+    if len(ts) < 2:
+        raise ValueError(f"multi_dot: expected at least 2 tensors, got {len(ts)}")
+    out: Any = ts[0]
+    for t in ts[1:]:
+        out = Op(MatMul(), (out, t))
+    return out
+
+
+def matrix_power(A: Any, n: int) -> Any:
+    """torch.linalg.matrix_power(A, n): n ≥ 1 a chain of products by repeated squaring
+    (A, A², A⁴, ...), n < 0 the same of A⁻¹; n = 0 (the identity, no gradient) refused."""
+    x = tensor(A, "matrix_power")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise UnsupportedModuleError(f"matrix_power: expected an int n, got {n!r}")
+    if n == 0:
+        raise UnsupportedModuleError(
+            "matrix_power: n = 0 (the identity, a constant) is not supported; use torch.eye"
+        )
+    base: Any = Op(Inv(), (x,)) if n < 0 else x
+    k, result, power = abs(n), None, base
+    while k:
+        if k & 1:
+            result = power if result is None else Op(MatMul(), (result, power))
+        k >>= 1
+        if k:
+            power = Op(MatMul(), (power, power))
+    return result
+
+
+def linalg_diagonal(A: Any, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Op:
+    return Op(Diagonal(offset, dim1, dim2), (tensor(A, "linalg.diagonal"),))
 
 
 # --- samples ---------------------------------------------------------------------------------
@@ -425,6 +478,54 @@ def _householder_samples() -> list[Sample]:
     ]
 
 
+def _solve_triangular_samples() -> list[Sample]:
+    a, b = _randn(41, 2, 3, 3), _randn(42, 2, 3, 4)
+    st = torch.linalg.solve_triangular
+    return [
+        Sample("upper, left", (a, b), fn=lambda a, b: st(_well(a), b, upper=True)),
+        Sample(
+            "lower, right",
+            (a, b.mT.contiguous()),
+            fn=lambda a, b: st(_well(a), b, upper=False, left=False),
+        ),
+        Sample(
+            "unitriangular, A broadcast",
+            (a[0], b),
+            fn=lambda a, b: st(a, b, upper=False, unitriangular=True),
+        ),
+    ]
+
+
+def _more_samples() -> dict[str, Any]:
+    x, y = _randn(43, 3, 4), _randn(44, 4)
+    a, b, c = _randn(45, 4), _randn(46, 4, 3), _randn(47, 3, 2)
+    m = _randn(48, 2, 3, 3)
+    return {
+        "vecdot": [
+            Sample("broadcast, dim", (x, y), fn=lambda x, y: torch.linalg.vecdot(x, y)),
+            Sample("dim 0", (x, x), fn=lambda x, y: torch.linalg.vecdot(x, y, dim=0)),
+        ],
+        "multi_dot": [
+            Sample("vector first", (a, b, c), fn=lambda a, b, c: torch.linalg.multi_dot([a, b, c]))
+        ],
+        "matrix_power": [
+            Sample(
+                "n = 3, 5",
+                (m,),
+                fn=lambda m: torch.linalg.matrix_power(m, 3) + m.matrix_power(5) / 10,
+            ),
+            Sample("n = -2", (m,), fn=lambda m: torch.linalg.matrix_power(_well(m), -2)),
+        ],
+        "linalg.diagonal": [
+            Sample(
+                "defaults, offset",
+                (_randn(49, 2, 3, 4),),
+                fn=lambda x: torch.linalg.diagonal(x) + torch.linalg.diagonal(x, offset=1)[..., :1],
+            )
+        ],
+    }
+
+
 ROWS = [
     OpEntry(
         "inv",
@@ -608,5 +709,48 @@ ROWS = [
         methods=("orgqr",),
         note="batched; k ≤ n reflectors (the orthogonal parametrization's householder map)",
         samples=_householder_samples,
+    ),
+    OpEntry(
+        "solve_triangular",
+        "matrix",
+        solve_triangular,
+        functions=(torch.linalg.solve_triangular,),
+        note="upper/lower, left/right, unitriangular (only the triangle is read and gets a "
+        "gradient); batch dims broadcast",
+        samples=_solve_triangular_samples,
+    ),
+    OpEntry(
+        "vecdot",
+        "matrix",
+        vecdot,
+        functions=(torch.linalg.vecdot,),
+        note="Σ x ⊙ y over dim, broadcast",
+        samples=lambda: _more_samples()["vecdot"],
+    ),
+    OpEntry(
+        "multi_dot",
+        "matrix",
+        multi_dot,
+        functions=(torch.linalg.multi_dot,),
+        note="products left to right",
+        samples=lambda: _more_samples()["multi_dot"],
+    ),
+    OpEntry(
+        "matrix_power",
+        "matrix",
+        matrix_power,
+        functions=(torch.linalg.matrix_power, torch.matrix_power),
+        methods=("matrix_power",),
+        note="n ≠ 0, negative through inv; n = 0 refused (a constant)",
+        samples=lambda: _more_samples()["matrix_power"],
+    ),
+    OpEntry(
+        "linalg.diagonal",
+        "matrix",
+        linalg_diagonal,
+        functions=(torch.linalg.diagonal,),
+        note="dims −2, −1 by default",
+        linear=True,
+        samples=lambda: _more_samples()["linalg.diagonal"],
     ),
 ]
