@@ -19,8 +19,9 @@ import torch
 
 from manual_bp.ops.reductions import Sum
 from manual_bp.ops.scatter import IndexPut, MaskedScatter, MaskedWrite, RepeatInterleave, Scatter
-from manual_bp.ops.shape import FROM_INPUT, DiagEmbed, Diagonal, Expand, Gather, Reshape
+from manual_bp.ops.shape import FROM_INPUT, DiagEmbed, Diagonal, Expand, Gather, Index, Reshape
 from torch_ref.errors import UnsupportedModuleError
+from torch_ref.registry import shape as shape_rules
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Refusal, Sample, number, tensor
 from torch_ref.registry.shape import _index_arg, _index_tensor, matrix_transpose
 
@@ -740,3 +741,91 @@ ROWS = [
         samples=lambda: [Sample("batched", (_randn(39, 2, 3, 4),), fn=lambda x: x.adjoint() * 2)],
     ),
 ]
+
+
+# --- the *_copy forms of views: the same values, not aliased ----------------------------------
+
+
+def _slice_copy(input: Any, dim: int = 0, start: Any = None, end: Any = None, step: int = 1) -> Op:
+    """torch.slice_copy(x, dim, start, end, step) = x[..., start:end:step, ...] along dim."""
+    x = tensor(input, "slice_copy")
+    d = _dim(dim, "slice_copy") % max(x.ndim, 1)
+    return Op(Index((slice(None),) * d + (slice(start, end, step),)), (x,))
+
+
+def _expand_copy(input: Any, size: Any, *, implicit: bool = False) -> Op:
+    return shape_rules.expand(input, size)
+
+
+def _copy_rows() -> list[OpEntry]:
+    x = _randn(50, 2, 3, 4)
+    table = [
+        ("diagonal_copy", torch.diagonal_copy, diagonal, lambda x: torch.diagonal_copy(x, 1, 1, 2)),
+        (
+            "permute_copy",
+            torch.permute_copy,
+            shape_rules.permute,
+            lambda x: torch.permute_copy(x, (2, 0, 1)),
+        ),
+        (
+            "transpose_copy",
+            torch.transpose_copy,
+            shape_rules.transpose,
+            lambda x: torch.transpose_copy(x, 0, 2),
+        ),
+        ("t_copy", torch.t_copy, shape_rules.t, lambda x: torch.t_copy(x[0])),
+        ("view_copy", torch.view_copy, shape_rules.reshape, lambda x: torch.view_copy(x, (4, 6))),
+        (
+            "expand_copy",
+            torch.expand_copy,
+            _expand_copy,
+            lambda x: torch.expand_copy(x[:, :1], (5, 2, 3, 4)),
+        ),
+        (
+            "unsqueeze_copy",
+            torch.unsqueeze_copy,
+            shape_rules.unsqueeze,
+            lambda x: torch.unsqueeze_copy(x, -1),
+        ),
+        (
+            "squeeze_copy",
+            torch.squeeze_copy,
+            shape_rules.squeeze,
+            lambda x: torch.squeeze_copy(x[:1], 0),
+        ),
+        (
+            "select_copy",
+            torch.select_copy,
+            shape_rules.select,
+            lambda x: torch.select_copy(x, 2, -1),
+        ),
+        (
+            "narrow_copy",
+            torch.narrow_copy,
+            shape_rules.narrow,
+            lambda x: torch.narrow_copy(x, 1, 1, 2),
+        ),
+        ("slice_copy", torch.slice_copy, _slice_copy, lambda x: torch.slice_copy(x, 2, 1, None, 2)),
+        (
+            "unbind_copy",
+            torch.unbind_copy,
+            shape_rules.unbind,
+            lambda x: torch.unbind_copy(x, 1)[2],
+        ),
+        ("split_copy", torch.split_copy, shape_rules.split, lambda x: torch.split_copy(x, 3, 2)[1]),
+    ]
+    return [
+        OpEntry(
+            name,
+            "shape",
+            rule,
+            functions=(fn,),
+            note="a copy: the same values as the view",
+            linear=True,
+            samples=lambda s=sample: [Sample("values", (x,), fn=s)],
+        )
+        for name, fn, rule, sample in table
+    ]
+
+
+ROWS += _copy_rows()
