@@ -604,3 +604,22 @@ class AddCMul(Layer):
             else:
                 da, db = delta * (b * v), delta * (a * v)
         return (unbroadcast(delta, c_shape), unbroadcast(da, a.shape), unbroadcast(db, b.shape)), {}
+
+
+class LogAddExp(_Binary):
+    """z = log(eᵃ + eᵇ) (base 2: log₂(2ᵃ + 2ᵇ));  δ_a = δ / (1 + base^(b − a)),
+    δ_b = δ / (1 + base^(a − b)) (torch's logaddexp backward)."""
+
+    def __init__(self, base2: bool = False) -> None:
+        super().__init__()
+        self.base2 = bool(base2)
+
+    def __repr__(self) -> str:
+        return "LogAddExp2" if self.base2 else "LogAddExp"
+
+    def f(self, a: Array, b: Array) -> Array:
+        return np.logaddexp2(a, b) if self.base2 else np.logaddexp(a, b)
+
+    def partials(self, a: Array, b: Array, z: Array) -> tuple[Array, Array]:
+        power = np.exp2 if self.base2 else np.exp
+        return 1.0 / (1.0 + power(b - a)), 1.0 / (1.0 + power(a - b))

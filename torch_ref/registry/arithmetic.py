@@ -28,6 +28,7 @@ from manual_bp.ops.arithmetic import (
     Fmod,
     Hypot,
     Lerp,
+    LogAddExp,
     MaskedFill,
     Maximum,
     Minimum,
@@ -778,3 +779,38 @@ ROWS = [
     ),
 ]
 ROWS += MORE_ROWS
+
+
+def _logaddexp_samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
+    def samples() -> list[Sample]:
+        g = torch.Generator().manual_seed(23)
+        x = 30 * torch.randn(3, 4, generator=g, dtype=torch.float64)
+        y = 30 * torch.randn(4, generator=g, dtype=torch.float64)
+        return [
+            Sample("broadcast, large values", (x, y), fn=fn),
+            Sample("a method", (x, x.flip(0)), fn=lambda x, y: getattr(x, fn.__name__)(y)),
+        ]
+
+    return samples
+
+
+ROWS += [
+    OpEntry(
+        "logaddexp",
+        "arithmetic",
+        binary_rule(LogAddExp, "logaddexp"),
+        functions=(torch.logaddexp,),
+        methods=("logaddexp",),
+        note="log(eˣ + eʸ), stable; broadcast",
+        samples=_logaddexp_samples(torch.logaddexp),
+    ),
+    OpEntry(
+        "logaddexp2",
+        "arithmetic",
+        binary_rule(lambda: LogAddExp(base2=True), "logaddexp2"),
+        functions=(torch.logaddexp2,),
+        methods=("logaddexp2",),
+        note="log₂(2ˣ + 2ʸ)",
+        samples=_logaddexp_samples(torch.logaddexp2),
+    ),
+]

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from manual_bp.ops.arithmetic import Mul
+from manual_bp.ops.activations import get_activation
+from manual_bp.ops.arithmetic import AddConstant, DivTensor, Mul, Sub
 from manual_bp.ops.linalg import Dot, MatMul
 from manual_bp.ops.matrix import (
     MATRIX_ORDS,
@@ -29,7 +30,7 @@ from manual_bp.ops.matrix import (
     Solve,
     SolveTriangular,
 )
-from manual_bp.ops.reductions import Sum
+from manual_bp.ops.reductions import Norm, Sum
 from manual_bp.ops.shape import Diagonal
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, number, tensor
@@ -752,5 +753,87 @@ ROWS = [
         note="dims −2, −1 by default",
         linear=True,
         samples=lambda: _more_samples()["linalg.diagonal"],
+    ),
+]
+
+
+def cosine_similarity(x1: Any, x2: Any, dim: int = 1, eps: float = 1e-8) -> Op:
+    """F.cosine_similarity: Σ x₁x₂ / (max(‖x₁‖, ε) · max(‖x₂‖, ε)) over dim (broadcast); the
+    gradient is torch's wherever both norms exceed ε."""
+    a, b = tensor(x1, "cosine_similarity"), tensor(x2, "cosine_similarity")
+    eps = number(eps, "cosine_similarity (eps)")
+
+    def norm(t: Any) -> Op:
+        return Op(get_activation("clamp", min=eps), (Op(Norm(2.0, dim, False), (t,)),))
+
+    dot = Op(Sum(dim), (Op(Mul(), (a, b)),))
+    return Op(DivTensor(), (dot, Op(Mul(), (norm(a), norm(b)))))
+
+
+def pairwise_distance(
+    x1: Any, x2: Any, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Op:
+    """F.pairwise_distance: ‖x₁ − x₂ + ε‖_p over the last dim."""
+    a, b = tensor(x1, "pairwise_distance"), tensor(x2, "pairwise_distance")
+    shifted = Op(AddConstant(number(eps, "pairwise_distance (eps)")), (Op(Sub(), (a, b)),))
+    return Op(Norm(number(p, "pairwise_distance (p)"), -1, bool(keepdim)), (shifted,))
+
+
+def dist(input: Any, other: Any, p: float = 2.0) -> Op:
+    """torch.dist: ‖x − y‖_p of all entries (broadcast)."""
+    diffs = Op(Sub(), (tensor(input, "dist"), tensor(other, "dist")))
+    return Op(Norm(number(p, "dist (p)"), None, False), (diffs,))
+
+
+def _distance_samples() -> dict[str, list[Sample]]:
+    a, b = _randn(51, 4, 5), _randn(52, 1, 5)
+    return {
+        "cosine": [
+            Sample(
+                "dim 1, broadcast",
+                (a, b),
+                fn=lambda a, b: torch.nn.functional.cosine_similarity(a, b),
+            ),
+            Sample("dim 0", (a, a.flip(0)), fn=lambda a, b: torch.cosine_similarity(a, b, 0)),
+        ],
+        "pairwise": [
+            Sample(
+                "p = 2, 1, keepdim",
+                (a, b),
+                fn=lambda a, b: (
+                    torch.nn.functional.pairwise_distance(a, b)
+                    + torch.pairwise_distance(a, b, 1.0, keepdim=True).sum(-1)
+                ),
+            )
+        ],
+        "dist": [Sample("p = 2, 3", (a, b), fn=lambda a, b: torch.dist(a, b) + a.dist(b, 3))],
+    }
+
+
+ROWS += [
+    OpEntry(
+        "cosine_similarity",
+        "matrix",
+        cosine_similarity,
+        functions=(torch.nn.functional.cosine_similarity, torch.cosine_similarity),
+        note="dim, eps (each norm clamped to eps), broadcast",
+        samples=lambda: _distance_samples()["cosine"],
+    ),
+    OpEntry(
+        "pairwise_distance",
+        "matrix",
+        pairwise_distance,
+        functions=(torch.nn.functional.pairwise_distance, torch.pairwise_distance),
+        note="p, eps, keepdim",
+        samples=lambda: _distance_samples()["pairwise"],
+    ),
+    OpEntry(
+        "dist",
+        "matrix",
+        dist,
+        functions=(torch.dist,),
+        methods=("dist",),
+        note="any p",
+        samples=lambda: _distance_samples()["dist"],
     ),
 ]

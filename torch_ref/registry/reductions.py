@@ -20,6 +20,7 @@ from manual_bp.ops.reductions import (
     Mean,
     MinDim,
     Norm,
+    Prod,
     Std,
     Sum,
     Var,
@@ -444,5 +445,58 @@ ROWS = [
         functions=(F.normalize,),
         note="x / max(‖x‖_p, eps) along a dim",
         samples=_cases(default=F.normalize, p1_last=lambda x: F.normalize(x, 1.0, -1)),
+    ),
+]
+
+
+def prod(input: Any, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Op:
+    """torch.prod(input) or torch.prod(input, dim, keepdim=False): zeros as torch's backward."""
+    if dtype is not None and dtype != torch.float64:
+        raise UnsupportedModuleError("prod: the dtype option is not supported")
+    return Op(Prod(dim, keepdim), (tensor(input, "prod"),))
+
+
+def _prod_samples() -> list[Sample]:
+    x, z = _x(3, 4, 2), _x(3, 4, 2, seed=1)
+    z[0, 1, 0] = 0.0  # a slice with one zero
+    z[1, 0, 1] = z[1, 2, 1] = 0.0  # and with two
+    return [
+        Sample("of all entries", (x,), fn=lambda x: torch.prod(x) * x),
+        Sample("dim 1, keepdim, a method", (x,), fn=lambda x: x.prod(1, keepdim=True)),
+        Sample("zeros along dim 1", (z,), fn=lambda x: torch.prod(x, 1)),
+        Sample("one zero in all", (z[0],), fn=lambda x: torch.prod(x) + x.sum()),
+    ]
+
+
+ROWS += [
+    OpEntry(
+        "prod",
+        "reduction",
+        prod,
+        functions=(torch.prod,),
+        methods=("prod",),
+        note="of all entries or along a dim, keepdim; zeros exact (one zero: the product of "
+        "the rest)",
+        samples=_prod_samples,
+    ),
+    OpEntry(
+        "nansum",
+        "reduction",
+        reduce_rule(Sum),
+        functions=(torch.nansum,),
+        methods=("nansum",),
+        note="the sum (NaN inputs are refused before it)",
+        linear=True,
+        samples=lambda: [Sample("dims", (_x(3, 4),), fn=lambda x: torch.nansum(x, 1))],
+    ),
+    OpEntry(
+        "nanmean",
+        "reduction",
+        reduce_rule(Mean),
+        functions=(torch.nanmean,),
+        methods=("nanmean",),
+        note="the mean (NaN inputs are refused before it)",
+        linear=True,
+        samples=lambda: [Sample("dims", (_x(3, 4),), fn=lambda x: x.nanmean(0, True))],
     ),
 ]

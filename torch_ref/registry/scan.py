@@ -8,7 +8,9 @@ from typing import Any
 
 import torch
 
+from manual_bp.ops.arithmetic import Sub
 from manual_bp.ops.scan import CumMax, CumMin, CumProd, CumSum, LogCumSumExp
+from manual_bp.ops.shape import Cat, Narrow
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, tensor
 
@@ -177,3 +179,52 @@ ROWS = [
         samples=_cummax_samples(torch.cummin, "cummin"),
     ),
 ]
+
+
+def diff(input: Any, n: int = 1, dim: int = -1, prepend: Any = None, append: Any = None) -> Any:
+    """torch.diff: x[1:] − x[:-1] along dim, n times, after prepend and append are joined on
+    (cumsum's inverse); composed of Cat, Narrow and Sub."""
+    x = tensor(input, "diff")
+    if x.ndim == 0:
+        raise ValueError("diff: expected an input of at least 1 dim, got a 0-d tensor")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise UnsupportedModuleError(f"diff: expected an int n >= 0, got {n!r}")
+    d = dim % x.ndim
+    parts = [tensor(t, "diff") for t in (prepend, x, append) if t is not None]
+    out: Any = parts[0] if len(parts) == 1 else Op(Cat(d, n_inputs=len(parts)), tuple(parts))
+    length = sum(p.shape[d] for p in parts)
+    for _ in range(n):
+        if length == 0:
+            break
+        out = Op(
+            Sub(), (Op(Narrow(d, 1, length - 1), (out,)), Op(Narrow(d, 0, length - 1), (out,)))
+        )
+        length -= 1
+    return out
+
+
+def _diff_samples() -> list[Sample]:
+    x = _randn(7, 3, 5)
+    return [
+        Sample("last dim", (x,), fn=torch.diff),
+        Sample("n = 2, dim 0, a method", (x,), fn=lambda x: x.diff(2, 0)),
+        Sample(
+            "prepend and append",
+            (x, _randn(8, 3, 1)),
+            fn=lambda x, p: torch.diff(x, dim=1, prepend=p, append=p * 2),
+        ),
+    ]
+
+
+ROWS.append(
+    OpEntry(
+        "diff",
+        "scan",
+        diff,
+        functions=(torch.diff,),
+        methods=("diff",),
+        note="n, dim, prepend, append",
+        linear=True,
+        samples=_diff_samples,
+    )
+)
