@@ -880,6 +880,23 @@ def entr() -> Activation:
     return Activation("entr", _quiet(f), _quiet(lambda z: -(1.0 + np.log(z))))
 
 
+def nan_to_num(
+    nan: float = 0.0, posinf: float | None = None, neginf: float | None = None
+) -> Activation:
+    """f = z with NaN, +inf, −inf replaced (by default 0 and the largest finite values);
+    f′ = 1 where z is finite, 0 elsewhere (torch's nan_to_num backward)."""
+    big = float(np.finfo(np.float64).max)
+    hi = big if posinf is None else _number(posinf, "nan_to_num: posinf")
+    lo = -big if neginf is None else _number(neginf, "nan_to_num: neginf")
+    fill = _number(nan, "nan_to_num: nan")
+    return Activation(
+        "nan_to_num",
+        lambda z: np.nan_to_num(z, nan=fill, posinf=hi, neginf=lo),
+        lambda z: np.isfinite(z).astype(np.float64),
+        {"nan": fill, "posinf": hi, "neginf": lo},
+    )
+
+
 def frac() -> Activation:
     """f = z − trunc z, f′ = 1; f jumps at every integer but 0."""
     return Activation(
@@ -966,6 +983,7 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     "log_ndtr": log_ndtr,
     "erfcx": erfcx,
     "entr": entr,
+    "nan_to_num": nan_to_num,
 }
 
 IDENTITY = identity()
