@@ -194,3 +194,110 @@ class Median(Layer):
 
     def ties(self, a: Array) -> tuple[Array]:
         return (_tied_in_slice(a.reshape(-1), 0).reshape(a.shape),)
+
+
+QUANTILE_MODES = ("linear", "lower", "higher", "nearest", "midpoint")
+
+
+class Quantile(Layer):
+    """z = the q-quantiles of a along dim (all entries when dim is None), q a number or a 1-d
+    list in [0, 1] (a leading dim of the output): with the slice sorted, s, and p = q (n − 1),
+    linear: lerp(s_⌊p⌋, s_⌈p⌉, p − ⌊p⌋) (torch's two-branch lerp), lower / higher: s_⌊p⌋ /
+    s_⌈p⌉, nearest: s at p rounded half to even, midpoint: (s_⌊p⌋ + s_⌈p⌉)/2;
+    δ_prev: each of the two sorted entries' weight times δ, sent to where it came from. Equal
+    entries are ties (which one the sort puts first is rounding's choice)."""
+
+    def __init__(
+        self, q: Any, dim: int | None = None, keepdim: bool = False, interpolation: str = "linear"
+    ) -> None:
+        super().__init__()
+        self.q = np.asarray(q, dtype=np.float64)
+        if self.q.ndim > 1 or np.any((self.q < 0) | (self.q > 1)):
+            raise ValueError(f"quantile: expected q a number or a 1-d list in [0, 1], got {q!r}")
+        if interpolation not in QUANTILE_MODES:
+            raise ValueError(
+                f"quantile: expected interpolation in {QUANTILE_MODES}, got {interpolation!r}"
+            )
+        self.dim, self.keepdim, self.interpolation = dim, bool(keepdim), interpolation
+
+    def __repr__(self) -> str:
+        return (
+            f"Quantile(q={self.q.tolist()}, dim={self.dim}, keepdim={self.keepdim}, "
+            f"interpolation={self.interpolation!r})"
+        )
+
+    def _moved(self, shape: Shape) -> tuple[int, Shape]:
+        """The axis reduced (of a flattened input when dim is None) and the kept shape."""
+        if self.dim is None:
+            return 0, ((1,) * len(shape) if self.keepdim else ())
+        d = _axis(self.dim, max(len(shape), 1), "dim", shape)
+        kept = (
+            tuple(1 if k == d else n for k, n in enumerate(shape))
+            if self.keepdim
+            else tuple(n for k, n in enumerate(shape) if k != d)
+        )
+        return d, kept
+
+    def shape(self, in_shape: Shape) -> Shape:
+        n = (
+            int(np.prod(in_shape, dtype=np.int64))
+            if self.dim is None
+            else (in_shape[self._moved(in_shape)[0]] if in_shape else 1)
+        )
+        if n == 0:
+            raise ValueError(f"quantile: expected a nonempty input, got shape {tuple(in_shape)}")
+        _, kept = self._moved(in_shape)
+        return (*self.q.shape, *kept)
+
+    def _weights(self, n: int) -> tuple[Array, Array, Array]:
+        """Per q: the lower and upper sorted positions and the upper one's weight."""
+        p = np.atleast_1d(self.q) * (n - 1)
+        lo, hi = np.floor(p).astype(np.int64), np.ceil(p).astype(np.int64)
+        w = p - lo
+        mode = self.interpolation
+        if mode == "lower":
+            hi, w = lo, np.zeros_like(w)
+        elif mode == "higher":
+            lo, w = hi, np.zeros_like(w)
+        elif mode == "nearest":
+            lo = hi = np.rint(p).astype(np.int64)
+            w = np.zeros_like(w)
+        elif mode == "midpoint":
+            w = np.where(hi > lo, 0.5, 0.0)
+        return lo, hi, w
+
+    def forward(self, a: Array) -> tuple[Array, Any]:
+        out_shape = self.shape(a.shape)
+        x = a.reshape(-1) if self.dim is None else (a.reshape(1) if a.ndim == 0 else a)
+        d = 0 if self.dim is None else _axis(self.dim, x.ndim, "dim", a.shape)
+        xs = np.moveaxis(x, d, -1)
+        order = np.argsort(xs, axis=-1, kind="stable")
+        s = np.take_along_axis(xs, order, -1)
+        lo, hi, w = self._weights(xs.shape[-1])
+        v_lo, v_hi = s[..., lo], s[..., hi]  # (..., len q)
+        diff = v_hi - v_lo
+        if self.interpolation == "linear":  # torch's lerp: two branches by the weight
+            z = np.where(w < 0.5, v_lo + w * diff, v_hi - diff * (1 - w))
+        else:
+            z = v_lo + w * diff if self.interpolation == "midpoint" else v_lo
+        z = np.moveaxis(z, -1, 0)  # (len q, ...)
+        if self.keepdim and self.dim is not None:
+            z = np.expand_dims(z, d + 1)
+        return z.reshape(out_shape), (a.shape, x.shape, d, order, lo, hi, w)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict]:
+        a_shape, x_shape, d, order, lo, hi, w = cache
+        k = len(np.atleast_1d(self.q))
+        g = delta.reshape(k, *order.shape[:-1])  # (len q, ...)
+        g = np.moveaxis(g, 0, -1)  # (..., len q)
+        gs = np.zeros(order.shape)
+        np.add.at(np.moveaxis(gs, -1, 0), lo, np.moveaxis(g * (1 - w), -1, 0))
+        np.add.at(np.moveaxis(gs, -1, 0), hi, np.moveaxis(g * w, -1, 0))
+        gx = np.zeros(order.shape)
+        np.put_along_axis(gx, order, gs, axis=-1)
+        return np.moveaxis(gx, -1, d).reshape(a_shape), {}
+
+    def ties(self, a: Array) -> tuple[Array]:
+        x = a.reshape(-1) if self.dim is None else (a.reshape(1) if a.ndim == 0 else a)
+        d = 0 if self.dim is None else _axis(self.dim, x.ndim, "dim", a.shape)
+        return (_tied_in_slice(x, d).reshape(a.shape),)

@@ -10,7 +10,7 @@ import torch
 
 from manual_bp.ops.sorting import KthValue, Median, MedianDim, Sort, TopK
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, tensor
+from torch_ref.registry.core import Op, OpEntry, Param, Ref, Refusal, Sample, tensor
 
 
 def _int(v: Any, what: str) -> int:
@@ -162,9 +162,62 @@ ROWS = [
         "median",
         "sorting",
         median,
-        functions=(torch.median,),
-        methods=("median",),
+        functions=(torch.median, torch.nanmedian),
+        methods=("median", "nanmedian"),
         note="of all entries (δ shared by the tied) or along dim (the lower median's index)",
         samples=_median_samples,
     ),
+]
+
+
+def quantile(
+    input: Any,
+    q: Any,
+    dim: Any = None,
+    keepdim: bool = False,
+    *,
+    interpolation: str = "linear",
+    out: Any = None,
+) -> Op:
+    """torch.quantile(x, q, dim=None, keepdim=False, interpolation='linear'): q a number, a
+    list, or a constant tensor of the model."""
+    from manual_bp.ops.sorting import Quantile
+
+    if isinstance(q, Param):
+        q = q.array()
+    elif isinstance(q, Ref):
+        raise UnsupportedModuleError("quantile: q computed in forward() is not supported")
+    if dim is not None:
+        dim = _int(dim, "quantile (dim)")
+    return Op(Quantile(q, dim, bool(keepdim), interpolation), (tensor(input, "quantile"),))
+
+
+def _quantile_samples() -> list[Sample]:
+    x = _randn(7, 3, 6)
+    q = torch.tensor([0.1, 0.5, 0.95], dtype=torch.float64)
+    out = [
+        Sample("a number, all entries", (x,), fn=lambda x: torch.quantile(x, 0.3) * x),
+        Sample("a tensor q, dim 1, keepdim", (x,), fn=lambda x: torch.quantile(x, q, 1, True)),
+    ]
+    for mode in ("lower", "higher", "nearest", "midpoint"):
+        out.append(
+            Sample(
+                f"{mode}, dim 0", (x,), fn=lambda x, m=mode: x.quantile(q, dim=0, interpolation=m)
+            )
+        )
+    out.append(Sample("nanquantile", (x,), fn=lambda x: torch.nanquantile(x, 0.5, dim=-1)))
+    return out
+
+
+ROWS += [
+    OpEntry(
+        "quantile",
+        "sorting",
+        quantile,
+        functions=(torch.quantile, torch.nanquantile),
+        methods=("quantile", "nanquantile"),
+        note="q a number or a list; every interpolation; all entries or along dim; ties "
+        "reported (NaN inputs are refused before nanquantile)",
+        samples=_quantile_samples,
+    )
 ]
