@@ -623,3 +623,38 @@ class LogAddExp(_Binary):
     def partials(self, a: Array, b: Array, z: Array) -> tuple[Array, Array]:
         power = np.exp2 if self.base2 else np.exp
         return 1.0 / (1.0 + power(b - a)), 1.0 / (1.0 + power(a - b))
+
+
+class FMax(_Extremum):
+    """z = fmax(a, b) (max ignoring NaN; NaN inputs are refused before);  at a tie δ goes to a
+    whole (derivatives.yaml's fmax: δ_a = δ [a ≥ b], δ_b = δ [a < b]), unlike maximum."""
+
+    pick = staticmethod(np.fmax)
+
+    def backward(
+        self, delta: Array, cache: tuple[Array, Array]
+    ) -> tuple[tuple[Array, Array], dict[str, Array]]:
+        a, b = cache
+        a_wins = a >= b if type(self).pick is np.fmax else a <= b
+        da, db = np.where(a_wins, delta, 0.0), np.where(a_wins, 0.0, delta)
+        return (unbroadcast(da, a.shape), unbroadcast(db, b.shape)), {}
+
+
+class FMin(FMax):
+    """z = fmin(a, b);  δ_a = δ [a ≤ b],  δ_b = δ [a > b] (a tie goes to a)."""
+
+    pick = staticmethod(np.fmin)
+
+
+class CopySign(_Binary):
+    """z = |a| with the sign of b;  δ_a = δ z / a (0 where a = 0: copysign_tensor_self_backward),
+    δ_b = 0. Ties: a near 0 (its derivative jumps) and b near 0 (z jumps)."""
+
+    def f(self, a: Array, b: Array) -> Array:
+        return np.copysign(a, b)
+
+    def partials(self, a: Array, b: Array, z: Array) -> tuple[Array, Array]:
+        return np.where(a == 0, 0.0, z / np.where(a == 0, 1.0, a)), np.zeros(np.shape(b))
+
+    def ties(self, a: Array, b: Array) -> tuple[Array, Array]:
+        return near(a, (0.0,)), near(b, (0.0,))

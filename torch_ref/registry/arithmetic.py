@@ -23,8 +23,11 @@ from manual_bp.ops.arithmetic import (
     AddCMul,
     AddConstant,
     Atan2,
+    CopySign,
     Div,
     DivTensor,
+    FMax,
+    FMin,
     Fmod,
     Hypot,
     Lerp,
@@ -812,5 +815,67 @@ ROWS += [
         methods=("logaddexp2",),
         note="log₂(2ˣ + 2ʸ)",
         samples=_logaddexp_samples(torch.logaddexp2),
+    ),
+]
+
+
+def _fminmax_samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
+    def samples() -> list[Sample]:
+        g = torch.Generator().manual_seed(24)
+        x, y = (
+            torch.randn(3, 4, generator=g, dtype=torch.float64),
+            torch.randn(4, generator=g, dtype=torch.float64),
+        )
+        return [
+            Sample("broadcast", (x, y), fn=fn),
+            Sample(
+                "exact ties go to the first",
+                (_ints(-1, 1, 3, 4), _ints(-1, 1, 3, 4, seed=9)),
+                fn=fn,
+            ),
+        ]
+
+    return samples
+
+
+def _copysign_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(25)
+    x, y = (
+        torch.randn(3, 4, generator=g, dtype=torch.float64),
+        torch.randn(4, generator=g, dtype=torch.float64),
+    )
+    return [
+        Sample("broadcast", (x, y), fn=torch.copysign),
+        Sample("a number", (x,), fn=lambda x: torch.copysign(x, -1.0) + x.copysign(2.0)),
+    ]
+
+
+ROWS += [
+    OpEntry(
+        "fmax",
+        "arithmetic",
+        extremum_rule(FMax),
+        functions=(torch.fmax,),
+        methods=("fmax",),
+        note="a tie goes to the first operand (torch's)",
+        samples=_fminmax_samples(torch.fmax),
+    ),
+    OpEntry(
+        "fmin",
+        "arithmetic",
+        extremum_rule(FMin),
+        functions=(torch.fmin,),
+        methods=("fmin",),
+        note="a tie goes to the first operand (torch's)",
+        samples=_fminmax_samples(torch.fmin),
+    ),
+    OpEntry(
+        "copysign",
+        "arithmetic",
+        binary_rule(CopySign, "copysign"),
+        functions=(torch.copysign,),
+        methods=("copysign", "copysign_"),
+        note="a number or a tensor sign (no gradient)",
+        samples=_copysign_samples,
     ),
 ]
