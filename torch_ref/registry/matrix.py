@@ -11,6 +11,7 @@ import torch
 
 from manual_bp.ops.activations import get_activation
 from manual_bp.ops.arithmetic import AddConstant, DivTensor, Mul, Sub
+from manual_bp.ops.arithmetic import Div as DivConst
 from manual_bp.ops.linalg import Dot, MatMul
 from manual_bp.ops.matrix import (
     MATRIX_ORDS,
@@ -30,8 +31,8 @@ from manual_bp.ops.matrix import (
     Solve,
     SolveTriangular,
 )
-from manual_bp.ops.reductions import Norm, Sum
-from manual_bp.ops.shape import Diagonal
+from manual_bp.ops.reductions import Mean, Norm, Sum
+from manual_bp.ops.shape import Diagonal, Reshape, Transpose
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, number, tensor
 
@@ -835,5 +836,55 @@ ROWS += [
         methods=("dist",),
         note="any p",
         samples=lambda: _distance_samples()["dist"],
+    ),
+]
+
+
+def cov(input: Any, *, correction: int = 1, fweights: Any = None, aweights: Any = None) -> Any:
+    """torch.cov(x) of the rows of x (variables × observations): xc xcᵀ / (N − correction),
+    xc = x − its row means (a 1-d x: one variable, a 0-d result); weights are refused."""
+    if fweights is not None or aweights is not None:
+        raise UnsupportedModuleError("cov: fweights and aweights are not supported")
+    x = tensor(input, "cov")
+    x2 = x if x.ndim == 2 else Op(Reshape((1, x.shape[0])), (x,))
+    n = x.shape[-1]
+    xc = Op(Sub(), (x2, Op(Mean(1, True), (x2,))))
+    c = Op(DivConst(n - correction), (Op(MatMul(), (xc, Op(Transpose(0, 1), (xc,)))),))
+    return c if x.ndim == 2 else Op(Reshape(()), (c,))
+
+
+def corrcoef(input: Any) -> Any:
+    """torch.corrcoef(x) = cov(x) / √(diag ⊗ diag) (torch also clips to [−1, 1]: the values here
+    stay inside it up to rounding)."""
+    x = tensor(input, "corrcoef")
+    c = cov(x)
+    if x.ndim < 2:
+        return Op(DivTensor(), (c, c))
+    d = Op(get_activation("sqrt"), (Op(Diagonal(0, 0, 1), (c,)),))
+    return Op(DivTensor(), (Op(DivTensor(), (c, Op(Reshape((-1, 1)), (d,)))), d))
+
+
+ROWS += [
+    OpEntry(
+        "cov",
+        "matrix",
+        cov,
+        functions=(torch.cov,),
+        methods=("cov",),
+        note="correction; weights refused",
+        samples=lambda: [
+            Sample("rows are variables", (_randn(53, 3, 6),), fn=torch.cov),
+            Sample(
+                "correction 0, 1-d", (_randn(54, 6),), fn=lambda x: torch.cov(x, correction=0) * x
+            ),
+        ],
+    ),
+    OpEntry(
+        "corrcoef",
+        "matrix",
+        corrcoef,
+        functions=(torch.corrcoef,),
+        methods=("corrcoef",),
+        samples=lambda: [Sample("rows are variables", (_randn(55, 3, 6),), fn=torch.corrcoef)],
     ),
 ]

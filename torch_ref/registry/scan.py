@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
-from manual_bp.ops.arithmetic import Sub
+from manual_bp.ops.arithmetic import Add, Mul, Scale, Sub
+from manual_bp.ops.reductions import Sum
 from manual_bp.ops.scan import CumMax, CumMin, CumProd, CumSum, LogCumSumExp
-from manual_bp.ops.shape import Cat, Narrow
+from manual_bp.ops.shape import Cat, Narrow, Reshape
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, tensor
 
@@ -228,3 +229,67 @@ ROWS.append(
         samples=_diff_samples,
     )
 )
+
+
+def _trapezoids(y: Any, x: Any, dx: Any, dim: int, what: str) -> tuple[Any, int]:
+    """The areas of the trapezoids along dim: (y_i + y_{i+1})/2 · Δx_i (Δx a number or the
+    diff of x), and the wrapped dim."""
+    yt = tensor(y, what)
+    d = dim % max(yt.ndim, 1)
+    n = yt.shape[d]
+    if n < 2:
+        raise ValueError(f"{what}: expected at least 2 samples along dim {dim}, got {n}")
+    pairs = Op(Add(2), (Op(Narrow(d, 1, n - 1), (yt,)), Op(Narrow(d, 0, n - 1), (yt,))))
+    if x is None:
+        return Op(Scale(0.5 * (1.0 if dx is None else float(dx))), (pairs,)), d
+    xt = tensor(x, f"{what} (x)")
+    if xt.ndim == 1:  # 1-d x: its steps along dim, broadcast
+        steps = Op(Reshape(tuple(n - 1 if k == d else 1 for k in range(yt.ndim))), (diff(xt),))
+    else:
+        steps = diff(xt, 1, d)
+    return Op(Scale(0.5), (Op(Mul(), (steps, pairs)),)), d
+
+
+def trapezoid(y: Any, x: Any = None, *, dx: Any = None, dim: int = -1) -> Op:
+    """torch.trapezoid(y, x=None, *, dx=None, dim=-1): Σ of the trapezoids along dim."""
+    areas, d = _trapezoids(y, x, dx, dim, "trapezoid")
+    return Op(Sum(d), (areas,))
+
+
+def cumulative_trapezoid(y: Any, x: Any = None, *, dx: Any = None, dim: int = -1) -> Op:
+    """torch.cumulative_trapezoid: the running sum of the trapezoids along dim."""
+    areas, d = _trapezoids(y, x, dx, dim, "cumulative_trapezoid")
+    return Op(CumSum(d), (areas,))
+
+
+def _trapezoid_samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
+    def samples() -> list[Sample]:
+        y, x = _randn(9, 3, 5), _randn(10, 5).cumsum(0)
+        return [
+            Sample("dx", (y,), fn=lambda y: fn(y, dx=0.5)),
+            Sample("x 1-d, dim -1", (y, x), fn=lambda y, x: fn(y, x)),
+            Sample("x of y's shape, dim 0", (y, _randn(11, 3, 5)), fn=lambda y, x: fn(y, x, dim=0)),
+        ]
+
+    return samples
+
+
+ROWS += [
+    OpEntry(
+        "trapezoid",
+        "scan",
+        trapezoid,
+        functions=(torch.trapezoid, torch.trapz),
+        note="dx or x (1-d or y's shape), dim",
+        linear=False,
+        samples=_trapezoid_samples(torch.trapezoid),
+    ),
+    OpEntry(
+        "cumulative_trapezoid",
+        "scan",
+        cumulative_trapezoid,
+        functions=(torch.cumulative_trapezoid,),
+        note="dx or x, dim",
+        samples=_trapezoid_samples(torch.cumulative_trapezoid),
+    ),
+]
