@@ -388,10 +388,10 @@ class Fft(nn.Module):
         return torch.fft.fft(x).real
 
 
-class WithFold(nn.Module):
+class WithChannelShuffle(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.block = nn.Sequential(nn.Linear(3, 12), nn.Fold((2, 2), 1))
+        self.block = nn.Sequential(nn.Linear(3, 12), nn.Unflatten(1, (4, 3)), nn.ChannelShuffle(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x)
@@ -479,16 +479,12 @@ REFUSALS = [
     Refusal("unsupported function", Fft, (2, 3), torch_ref.UnsupportedModuleError,
             ("fft", "test_capture.py", line_of(Fft, "torch.fft"), "return torch.fft.fft(x).real",
              "no registry row")),
-    Refusal("unsupported module", WithFold, (2, 3), torch_ref.UnsupportedModuleError,
-            ("F.fold", "in module 'block.1' (Fold)", "no registry row")),
+    Refusal("unsupported module", WithChannelShuffle, (2, 3), torch_ref.UnsupportedModuleError,
+            ("channel_shuffle", "in module 'block.2' (ChannelShuffle)", "no registry row")),
     Refusal("data-dependent control flow", DataDependent, (2, 3), torch_ref.UnsupportedModuleError,
             ("DataDependent", "cannot be traced", "control flow", line_of(DataDependent, "if x"))),
     Refusal("more inputs than given", ThreeInputs, (2, 3), ValueError,
             ("ThreeInputs.forward(x, y, z)", "got 1", "missing: y, z")),
-    Refusal("max pool indices", fn(lambda m, x: F.max_pool1d(x, 2, return_indices=True)[0]),
-            (2, 2, 4), torch_ref.UnsupportedModuleError, ("max_pool1d_with_indices",)),
-    Refusal("max pool indices module", seq(nn.MaxPool2d(2, return_indices=True)), (2, 2, 4, 4),
-            torch_ref.UnsupportedModuleError, ("'0'", "MaxPool2d", "return_indices")),
     Refusal("in-place on the input", InPlaceOnInput, (2, 3), torch_ref.UnsupportedModuleError,
             ("Tensor.mul_", "modifies 'input' in place", line_of(InPlaceOnInput, "x.mul_"))),
     Refusal("in-place on a view", InPlaceOnView, (2, 3), torch_ref.UnsupportedModuleError,
@@ -530,9 +526,11 @@ def test_refusal_names_what_and_where(case: Refusal):
 def test_refusals_fail_before_touching_anything():
     """A refused model leaves the caller's state as it was (no partial conversion leaks)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 12), nn.BatchNorm1d(12), nn.Fold((2, 2), 1)).double()
+    model = nn.Sequential(
+        nn.Linear(3, 12), nn.BatchNorm1d(12), nn.Unflatten(1, (4, 3)), nn.ChannelShuffle(2)
+    ).double()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(torch_ref.UnsupportedModuleError, match=re.escape("'2' (Fold)")):
+    with pytest.raises(torch_ref.UnsupportedModuleError, match=re.escape("'3' (ChannelShuffle)")):
         torch_ref.compare_gradients(model.train(), nn.MSELoss(), torch.randn(4, 3).double(),
                                     torch.zeros(4, 2).double())  # fmt: skip
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

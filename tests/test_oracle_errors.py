@@ -90,6 +90,11 @@ def _batchnorm_with_bad_buffer() -> nn.Module:
     return model
 
 
+def _Shuffled() -> nn.Sequential:
+    """A module without a registry row (channel shuffle), (N, 5) → (N, 5)."""
+    return nn.Sequential(nn.Unflatten(1, (5, 1)), nn.ChannelShuffle(1), nn.Flatten())
+
+
 class _Nested(nn.Module):
     """Qualified names two deep: 'body.0', 'body.2', 'head'."""
 
@@ -405,21 +410,24 @@ CASES: list[Case] = [
     ),
     # -- what the oracle has no backward for: qualified name, class, what is supported
     Case(
-        "fold_in_sequential",
+        "channel_shuffle_in_sequential",
         lambda: (
-            nn.Sequential(nn.Linear(F_IN, 4 * F_IN), nn.Fold((2, 2), 1)),
+            nn.Sequential(
+                nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), nn.ChannelShuffle(2)
+            ),
             nn.MSELoss(),
             _x().float(),
             _y().float(),
         ),
         UnsupportedModuleError,
-        r"F\.fold \(node 'fold'\) in module '1' \(Fold\).* is not supported \(no registry row\)",
+        r"channel_shuffle \(node 'channel_shuffle'\) in module '2' \(ChannelShuffle\).* is not "
+        r"supported \(no registry row\)",
     ),
     Case(
-        "fold_nested",
-        _ce(model=lambda: _Nested(nn.Fold((1, 1), 1))),
+        "channel_shuffle_nested",
+        _ce(model=lambda: _Nested(_Shuffled())),
         UnsupportedModuleError,
-        r"in module 'body\.2' \(Fold\) at File .*line \d+.* is not supported",
+        r"in module 'body\.2\.1' \(ChannelShuffle\) at File .*line \d+.* is not supported",
     ),
     Case(
         "loss_reduction_none",
@@ -507,8 +515,10 @@ def test_table_names_are_unique():
 
 def test_unsupported_module_error_is_a_not_implemented_error():
     assert issubclass(UnsupportedModuleError, NotImplementedError)
-    model = nn.Sequential(nn.Linear(F_IN, 4 * F_IN), nn.Fold((2, 2), 1))
-    with pytest.raises(NotImplementedError, match=r"'1' \(Fold\)"):
+    model = nn.Sequential(
+        nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), nn.ChannelShuffle(2)
+    )
+    with pytest.raises(NotImplementedError, match=r"'2' \(ChannelShuffle\)"):
         torch_ref.manual_gradients(model, nn.MSELoss(), _x().float(), _y().float())
 
 
