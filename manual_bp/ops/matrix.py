@@ -64,7 +64,7 @@ def _degenerate(values: Array, what: str) -> None:
     scale = float(np.max(np.abs(values), initial=0.0))
     gaps = np.abs(values[..., :, None] - values[..., None, :])
     k = values.shape[-1]
-    gaps = gaps + np.eye(k) * np.inf
+    gaps = np.where(np.eye(k, dtype=bool), np.inf, gaps)
     if np.any(gaps <= TIE_RTOL * max(scale, 1.0)):
         kind = "singular values" if what == "svd" else "eigenvalues"
         raise ValueError(
@@ -579,7 +579,8 @@ class MatrixNorm(Layer):
         o = self.ord
         if o in ("nuc", 2, -2):
             s = np.linalg.svd(A, compute_uv=False)
-            gaps = np.abs(s[..., :, None] - s[..., None, :]) + np.eye(s.shape[-1]) * np.inf
+            gaps = np.abs(s[..., :, None] - s[..., None, :])
+            gaps = np.where(np.eye(s.shape[-1], dtype=bool), np.inf, gaps)
             near = np.any(gaps <= tol, axis=(-2, -1)) | (np.min(s, axis=-1) <= tol)
             mask = np.broadcast_to(near[..., None, None], A.shape)
         else:
