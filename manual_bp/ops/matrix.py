@@ -840,3 +840,50 @@ class SolveTriangular(Layer):
             gB = _T(np.linalg.solve(T, _T(delta)))
             gA = -(_T(X) @ gB)
         return (unbroadcast(np.where(keep, gA, 0.0), a_shape), unbroadcast(gB, b_shape)), {}
+
+
+class Lstsq(Layer):
+    """torch.linalg.lstsq(A, B) for a full-rank A with torch's CPU default driver 'gelsy':
+    (X, residuals, rank, singular_values) with X = A⁺ B, rank = min(m, n), and residuals and
+    singular values empty (gelsy computes neither);  B̄ = A⁺ᵀ X̄,  Ā = pinv's backward at
+    Z̄ = X̄ Bᵀ (torch's linalg_lstsq_backward)."""
+
+    n_inputs = 2
+    n_outputs = 4
+    output_dtypes = ("float", "float", "int", "float")
+
+    def shape(self, a_shape: Shape, b_shape: Shape) -> Any:  # type: ignore[override]
+        _matrices(a_shape, "lstsq")
+        *batch, m, n = a_shape
+        if len(b_shape) != len(a_shape) or b_shape[-2] != m:
+            raise ValueError(
+                f"lstsq: expected B of shape (*, {m}, k) with A's rank, got {tuple(b_shape)}"
+            )
+        out_batch = _broadcast_shape((tuple(batch), tuple(b_shape[:-2])))
+        return (*out_batch, n, b_shape[-1]), (0,), tuple(batch), (0,)
+
+    def forward(self, a: Array, b: Array) -> tuple[Any, Any]:
+        x_shape, _, rank_shape, _ = self.shape(a.shape, b.shape)
+        m, n = a.shape[-2:]
+        s = np.linalg.svd(a, compute_uv=False)
+        tol = max(m, n) * np.finfo(np.float64).eps * s.max(-1, initial=0.0)
+        if np.any(s.min(-1) <= tol):
+            raise ValueError(
+                "lstsq: a rank-deficient A is not supported (its solution depends on the "
+                "driver's cut-off); the gradient here assumes full rank"
+            )
+        _, (_, Z) = Pinv().forward(a)
+        X = np.broadcast_to(Z, (*x_shape[:-2], n, m)) @ b
+        rank = np.full(rank_shape, min(m, n), dtype=np.int64)
+        return (X, np.zeros((0,)), rank, np.zeros((0,))), (a, b, Z)
+
+    def backward(self, delta: Any, cache: Any) -> tuple[tuple[Array, Array], dict]:
+        a, b, Z = cache
+        gX = delta[0]
+        if gX is None:
+            return (np.zeros(a.shape), np.zeros(b.shape)), {}
+        gZ = gX @ _T(b)
+        A = np.broadcast_to(a, gZ.shape[:-2] + a.shape[-2:])
+        gA, _ = Pinv().backward(gZ, (A, np.broadcast_to(Z, gZ.shape)))
+        gB = _T(Z) @ gX
+        return (unbroadcast(gA, a.shape), unbroadcast(gB, b.shape)), {}

@@ -24,6 +24,7 @@ from manual_bp.ops.matrix import (
     Eigh,
     HouseholderProduct,
     Inv,
+    Lstsq,
     MatrixExp,
     MatrixNorm,
     Pinv,
@@ -888,3 +889,45 @@ ROWS += [
         samples=lambda: [Sample("rows are variables", (_randn(55, 3, 6),), fn=torch.corrcoef)],
     ),
 ]
+
+
+def lstsq(A: Any, B: Any, rcond: Any = None, *, driver: Any = None) -> Op:
+    """torch.linalg.lstsq(A, B) of a full-rank A with the default driver; other drivers (their
+    rank cut-off, singular values) are refused."""
+    if driver not in (None, "gelsy") or rcond is not None:
+        raise UnsupportedModuleError(
+            f"lstsq: driver={driver!r}, rcond={rcond!r} are not supported; only the default "
+            "driver ('gelsy') without rcond, on full-rank matrices"
+        )
+    ops = (tensor(A, "lstsq"), tensor(B, "lstsq"))
+    return Op(Lstsq(), ops, outputs=torch.return_types.linalg_lstsq)
+
+
+def _lstsq_samples() -> list[Sample]:
+    a, b = _randn(56, 2, 5, 3), _randn(57, 2, 5, 2)
+    return [
+        Sample("tall: the solution", (a, b), fn=lambda a, b: torch.linalg.lstsq(a, b).solution),
+        Sample("square", (a[:, :3], b), fn=lambda a, b: torch.linalg.lstsq(a, b[:, :3].exp())[0]),
+    ]
+
+
+ROWS.append(
+    OpEntry(
+        "lstsq",
+        "matrix",
+        lstsq,
+        functions=(torch.linalg.lstsq,),
+        note="full-rank A, the default driver (its residuals and singular values are empty); "
+        "rank-deficient A, other drivers and rcond refused",
+        samples=_lstsq_samples,
+        refusals=lambda: [
+            Refusal(
+                "driver gelsd",
+                (_randn(58, 5, 3), _randn(59, 5, 2)),
+                UnsupportedModuleError,
+                "driver='gelsd'",
+                fn=lambda a, b: torch.linalg.lstsq(a, b, driver="gelsd")[0],
+            )
+        ],
+    )
+)
