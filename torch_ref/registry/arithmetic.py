@@ -879,3 +879,41 @@ ROWS += [
         samples=_copysign_samples,
     ),
 ]
+
+
+# --- reflected operators as Tensor methods (`2 / x` is x.__rtruediv__(2)) ---------------------
+
+
+def rtruediv(input: Any, other: Any) -> Any:
+    """x.__rtruediv__(c) = c / x."""
+    return div(other, input)
+
+
+def rpow(input: Any, other: Any) -> Any:
+    """x.__rpow__(c) = c ** x."""
+    return pow_(other, input)
+
+
+def _reflected_samples() -> list[Sample]:
+    x = _away_from_0(3, 4, seed=30)
+    return [Sample("as the methods", (x,), fn=lambda x: x.__rtruediv__(2.0) + x.__rpow__(1.5))]
+
+
+ROWS += [
+    OpEntry(
+        "rtruediv",
+        "arithmetic",
+        rtruediv,
+        methods=("__rtruediv__", "__rdiv__"),
+        note="c / x as x.__rtruediv__(c)",
+        samples=_reflected_samples,
+    ),
+    OpEntry(
+        "rpow",
+        "arithmetic",
+        rpow,
+        methods=("__rpow__",),
+        note="c ** x as x.__rpow__(c)",
+        samples=_reflected_samples,
+    ),
+]
