@@ -163,6 +163,11 @@ def norm(
     (all when None); 'fro' is the 2-norm over them."""
     if out is not None or (dtype is not None and dtype != torch.float64):
         raise UnsupportedModuleError("norm: the out and dtype options are not supported")
+    if p == "nuc":  # the nuclear norm of matrices (dims (-2, -1) by default)
+        from manual_bp.ops.matrix import MatrixNorm
+
+        dims = (-2, -1) if dim is None else tuple(dim)
+        return Op(MatrixNorm("nuc", dims, keepdim), (tensor(input, "norm"),))
     return Op(Norm(_norm_p(p, "norm"), dim, keepdim), (tensor(input, "norm"),))
 
 
@@ -409,21 +414,20 @@ ROWS = [
         norm,
         functions=(torch.norm,),
         methods=("norm",),
-        note="vector norms over dims; 'fro' is the 2-norm",
-        samples=_cases(
-            fro=lambda x: torch.norm(x),
-            p1_dim=lambda x: x.norm(1, 1),
-            p2_keepdim=lambda x: x.norm(dim=-1, keepdim=True),
-        ),
-        refusals=_refusals(
-            (
-                "nuclear norm",
-                (3, 4),
-                UnsupportedModuleError,
-                "'nuc' is not supported",
-                lambda x: torch.norm(x, "nuc"),
-            )
-        ),
+        note="vector norms over dims; 'fro' is the 2-norm; 'nuc' the nuclear norm",
+        samples=lambda: [
+            *_cases(
+                fro=lambda x: torch.norm(x),
+                p1_dim=lambda x: x.norm(1, 1),
+                p2_keepdim=lambda x: x.norm(dim=-1, keepdim=True),
+            )(),
+            # (full rank: at a zero singular value torch's subgradient is its SVD's null basis)
+            Sample(
+                "nuc",
+                (_x(3, 4, 5),),
+                fn=lambda x: torch.norm(x[0], "nuc") + x.norm("nuc", (0, 2)).sum(),
+            ),
+        ],
     ),
     OpEntry(
         "linalg.norm",
