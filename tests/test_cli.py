@@ -69,13 +69,14 @@ class WithDropout(nn.Module):
         return self.net(x)
 
 
-class Patches(nn.Module):
+class Shuffle(nn.Module):
     def __init__(self):
         super().__init__()
-        self.unfold = nn.Unfold(kernel_size=2)
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.shuffle = nn.ChannelShuffle(2)
 
     def forward(self, x):
-        return self.unfold(x)
+        return self.shuffle(self.conv(x))
 
 
 class Tokens(nn.Module):
@@ -189,13 +190,13 @@ def test_subprocess_issue_13_errors_are_one_line(project: Path, argv, message) -
 
 
 def test_subprocess_unsupported_module_exits_2_with_one_line(project: Path) -> None:
-    result = run_subprocess(project, "check", "models.py:Patches", "--input-shape", "2,1,4,4")
+    result = run_subprocess(project, "check", "models.py:Shuffle", "--input-shape", "2,4,3,3")
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(
         ERROR_PREFIX
-        + "UnsupportedModuleError: F.unfold (node 'unfold') in module 'unfold' (Unfold)"
+        + "UnsupportedModuleError: F.channel_shuffle in module 'shuffle' (ChannelShuffle)"
     )
     assert "is not supported" in result.stderr
 
@@ -333,8 +334,8 @@ def test_init_args_reach_the_constructor(project, capsys, monkeypatch) -> None:
 
 ERROR_CASES = {
     "unsupported module": (
-        ["models.py:Patches", "--input-shape", "2,1,4,4"],
-        "UnsupportedModuleError: F.unfold (node 'unfold') in module 'unfold' (Unfold) at File *",
+        ["models.py:Shuffle", "--input-shape", "2,4,3,3"],
+        "UnsupportedModuleError: F.channel_shuffle* in module 'shuffle' (ChannelShuffle) at File *",
     ),
     "missing file": (
         ["no_such_models.py:MLP", "--input-shape", "3,4"],
@@ -343,7 +344,7 @@ ERROR_CASES = {
     "missing class": (
         ["models.py:Nope", "--input-shape", "3,4"],
         "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
-        "MLP, Patches, SmallCNN, Tokens, WithDropout",
+        "MLP, Shuffle, SmallCNN, Tokens, WithDropout",
     ),
     "the file fails to import": (
         ["broken.py:Net", "--input-shape", "3,4"],
