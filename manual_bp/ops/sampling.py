@@ -17,6 +17,7 @@ own (its weights do not see the padding). Nearest rounds half to even; its ḡ i
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -37,45 +38,50 @@ def _linspace(n: int, align_corners: bool) -> Array:
 
 
 class AffineGrid(Layer):
-    """g = F.affine_grid(θ, size, align_corners): θ (N, 2, 3), size (N, C, H, W) → (N, H, W, 2);
-    g[n, h, w] = θ_n (x_w, y_h, 1)ᵀ;  θ̄_n = Σ_hw ḡ[n, h, w] (x_w, y_h, 1)."""
+    """g = F.affine_grid(θ, size, align_corners): 2-d, θ (N, 2, 3) and size (N, C, H, W) →
+    (N, H, W, 2); 3-d, θ (N, 3, 4) and size (N, C, D, H, W) → (N, D, H, W, 3);
+    g[n, …] = θ_n (x, y[, z], 1)ᵀ;  θ̄_n = Σ ḡ[n, …] ⊗ (x, y[, z], 1)."""
 
     def __init__(self, size: tuple[int, ...], align_corners: bool = False) -> None:
         super().__init__()
         self.size, self.align_corners = tuple(int(n) for n in size), bool(align_corners)
-        if len(self.size) != 4:
+        if len(self.size) not in (4, 5):
             raise ValueError(
-                f"affine_grid: only 2-d grids (size (N, C, H, W)) are supported, got {self.size}"
+                f"affine_grid: expected size (N, C, H, W) or (N, C, D, H, W), got {self.size}"
             )
 
     def __repr__(self) -> str:
         return f"AffineGrid({self.size}, align_corners={self.align_corners})"
 
     def shape(self, theta_shape: Shape) -> Shape:
-        N, _, H, W = self.size
-        if tuple(theta_shape) != (N, 2, 3):
+        N, spatial = self.size[0], self.size[2:]
+        k = len(spatial)
+        if tuple(theta_shape) != (N, k, k + 1):
             raise ValueError(
-                f"affine_grid: expected θ of shape ({N}, 2, 3) for size {self.size}, got "
+                f"affine_grid: expected θ of shape ({N}, {k}, {k + 1}) for size {self.size}, got "
                 f"{tuple(theta_shape)}"
             )
-        return (N, H, W, 2)
+        return (N, *spatial, k)
 
     def _base(self) -> Array:
-        _, _, H, W = self.size
-        base = np.ones((H, W, 3))
-        base[..., 0] = _linspace(W, self.align_corners)[None, :]
-        base[..., 1] = _linspace(H, self.align_corners)[:, None]
-        return base.reshape(H * W, 3)
+        spatial = self.size[2:]
+        k = len(spatial)
+        base = np.ones((*spatial, k + 1))
+        for c in range(k):  # x along the last spatial dim, y the one before, z before that
+            axis = k - 1 - c
+            shape = [1] * k
+            shape[axis] = spatial[axis]
+            base[..., c] = _linspace(spatial[axis], self.align_corners).reshape(shape)
+        return base.reshape(-1, k + 1)
 
     def forward(self, theta: Array) -> tuple[Array, Array]:
-        N, _, H, W = self.size
-        self.shape(theta.shape)
+        out = self.shape(theta.shape)
         base = self._base()
-        return (base @ np.swapaxes(theta, 1, 2)).reshape(N, H, W, 2), base
+        return (base @ np.swapaxes(theta, 1, 2)).reshape(out), base
 
     def backward(self, delta: Array, base: Array) -> tuple[Array, dict[str, Array]]:
-        N = delta.shape[0]
-        D = delta.reshape(N, -1, 2)
+        N, k = delta.shape[0], delta.shape[-1]
+        D = delta.reshape(N, -1, k)
         return np.swapaxes(D, 1, 2) @ base, {}
 
 
@@ -141,9 +147,11 @@ def _cubic(t: Array) -> tuple[list[Array], list[Array]]:
 
 
 class GridSample(Layer):
-    """z = F.grid_sample(a, g, mode, padding_mode, align_corners): a (N, C, H, W), g
-    (N, Ho, Wo, 2) of (x, y) in [−1, 1] → z (N, C, Ho, Wo); the taps and weights of the module
-    docstring, ā scattered back with the weights, ḡ through the weights' derivatives."""
+    """z = F.grid_sample(a, g, mode, padding_mode, align_corners): 2-d, a (N, C, H, W) and g
+    (N, Ho, Wo, 2) of (x, y); 3-d, a (N, C, D, H, W) and g (N, Do, Ho, Wo, 3) of (x, y, z)
+    (bilinear is then trilinear; bicubic is 2-d only, as torch's); coordinates in [−1, 1].
+    The taps and weights of the module docstring; ā scattered back with the weights, ḡ through
+    the weights' derivatives."""
 
     n_inputs = 2
 
@@ -166,87 +174,102 @@ class GridSample(Layer):
         )
 
     def shape(self, a_shape: Shape, g_shape: Shape) -> Shape:
-        if len(a_shape) != 4 or len(g_shape) != 4 or g_shape[-1] != 2 or a_shape[0] != g_shape[0]:
+        k = len(a_shape) - 2
+        if k not in (2, 3) or len(g_shape) != k + 2 or g_shape[-1] != k or a_shape[0] != g_shape[0]:
             raise ValueError(
-                "grid_sample: only 2-d sampling is supported: expected an input (N, C, H, W) and "
-                f"a grid (N, Ho, Wo, 2), got {tuple(a_shape)} and {tuple(g_shape)}"
+                "grid_sample: expected an input (N, C, H, W) with a grid (N, Ho, Wo, 2), or "
+                f"(N, C, D, H, W) with (N, Do, Ho, Wo, 3); got {tuple(a_shape)} and "
+                f"{tuple(g_shape)}"
             )
-        return (a_shape[0], a_shape[1], g_shape[1], g_shape[2])
+        if k == 3 and self.mode == "bicubic":
+            raise ValueError("grid_sample: bicubic interpolation is 2-d only (as torch's)")
+        return (a_shape[0], a_shape[1], *g_shape[1:-1])
 
-    def _taps(self, g: Array, H: int, W: int) -> list[tuple[Array, Array, Array, Array, Array]]:
-        """Each tap as (row, col, weight, ∂weight/∂gx, ∂weight/∂gy), arrays of (N, Ho, Wo)."""
-        ac, pad = self.align_corners, self.padding_mode
-        ix, sx = _unnormalize(g[..., 0], W, ac)
-        iy, sy = _unnormalize(g[..., 1], H, ac)
+    def _taps(self, g: Array, spatial: Shape) -> list[tuple[tuple[Array, ...], Array, list[Array]]]:
+        """Each tap as (its position along each spatial axis, its weight, ∂weight/∂g_c for each
+        grid component c = x, y[, z]), arrays of the grid's point shape."""
+        ac, pad, k = self.align_corners, self.padding_mode, len(spatial)
+        size = [spatial[k - 1 - c] for c in range(k)]  # the axis grid component c runs along
+        raw = [_unnormalize(g[..., c], size[c], ac) for c in range(k)]
         if self.mode == "bicubic":
+            (ix, sx), (iy, sy) = raw
             x0, y0 = np.floor(ix), np.floor(iy)
             wx, dwx = _cubic(ix - x0)
             wy, dwy = _cubic(iy - y0)
             taps = []
             for i in range(4):
                 for j in range(4):
-                    col, _ = _pad_coordinate(x0 - 1 + j, W, pad, ac)
-                    row, _ = _pad_coordinate(y0 - 1 + i, H, pad, ac)
+                    col, _ = _pad_coordinate(x0 - 1 + j, size[0], pad, ac)
+                    row, _ = _pad_coordinate(y0 - 1 + i, size[1], pad, ac)
                     w = wy[i] * wx[j]
-                    taps.append((row, col, w, wy[i] * dwx[j] * sx, dwy[i] * wx[j] * sy))
+                    taps.append(((row, col), w, [wy[i] * dwx[j] * sx, dwy[i] * wx[j] * sy]))
             return taps
-        ix, dix = _pad_coordinate(ix, W, pad, ac)
-        iy, diy = _pad_coordinate(iy, H, pad, ac)
+        padded = [_pad_coordinate(raw[c][0], size[c], pad, ac) for c in range(k)]
         if self.mode == "nearest":
-            zero = np.zeros_like(ix)
-            return [(np.rint(iy), np.rint(ix), np.ones_like(ix), zero, zero)]
-        x0, y0 = np.floor(ix), np.floor(iy)
-        tx, ty = ix - x0, iy - y0
-        gx, gy = dix * sx, diy * sy  # d(pixel)/d(grid) with the padding's derivative
-        return [
-            (y0, x0, (1 - tx) * (1 - ty), -(1 - ty) * gx, -(1 - tx) * gy),
-            (y0, x0 + 1, tx * (1 - ty), (1 - ty) * gx, -tx * gy),
-            (y0 + 1, x0, (1 - tx) * ty, -ty * gx, (1 - tx) * gy),
-            (y0 + 1, x0 + 1, tx * ty, ty * gx, tx * gy),
-        ]
+            zero = np.zeros_like(padded[0][0])
+            pos = tuple(np.rint(padded[k - 1 - a][0]) for a in range(k))
+            return [(pos, np.ones_like(zero), [zero] * k)]
+        lo = [np.floor(c) for c, _ in padded]
+        t = [c - f for (c, _), f in zip(padded, lo, strict=True)]
+        scale = [dc * raw[c][1] for c, (_, dc) in enumerate(padded)]  # d(pixel)/d(grid)
+        taps = []
+        for corner in itertools.product((0, 1), repeat=k):  # corner[c]: the upper tap along c
+            factors = [t[c] if corner[c] else 1.0 - t[c] for c in range(k)]
+            w = np.prod(factors, axis=0)
+            dw = []
+            for c in range(k):
+                rest = np.prod([f for j, f in enumerate(factors) if j != c], axis=0)
+                dw.append((1.0 if corner[c] else -1.0) * rest * scale[c])
+            pos = tuple(lo[k - 1 - a] + corner[k - 1 - a] for a in range(k))
+            taps.append((pos, w, dw))
+        return taps
+
+    def _index(self, n: Array, pos: tuple[Array, ...]) -> tuple[Any, ...]:
+        return (n, slice(None), *pos)
 
     def forward(self, a: Array, g: Array) -> tuple[Array, Any]:
         self.shape(a.shape, g.shape)
-        N, C, H, W = a.shape
-        n = np.arange(N)[:, None, None]
-        z = np.zeros((N, C, *g.shape[1:3]))
+        N, C, *spatial = a.shape
+        points = g.shape[1:-1]
+        n = np.arange(N).reshape(N, *(1,) * len(points))
+        z = np.zeros((N, C, *points))
         reads = []
-        for row, col, w, dgx, dgy in self._taps(g, H, W):
-            inside = (row >= 0) & (row <= H - 1) & (col >= 0) & (col <= W - 1)
-            r = np.where(inside, row, 0).astype(np.int64)
-            c = np.where(inside, col, 0).astype(np.int64)
-            v = np.where(inside[:, None], np.moveaxis(a[n, :, r, c], -1, 1), 0.0)  # (N, C, Ho, Wo)
+        for pos, w, dw in self._taps(g, tuple(spatial)):
+            inside = np.all([(p >= 0) & (p <= L - 1) for p, L in zip(pos, spatial, strict=True)], 0)
+            idx = tuple(np.where(inside, p, 0).astype(np.int64) for p in pos)
+            v = np.moveaxis(a[self._index(n, idx)], -1, 1)  # (N, C, *points)
+            v = np.where(inside[:, None], v, 0.0)
             z += w[:, None] * v
-            reads.append((r, c, inside, w, dgx, dgy, v))
+            reads.append((idx, inside, w, dw, v))
         return z, (a.shape, reads)
 
     def backward(self, delta: Array, cache: Any) -> tuple[tuple[Array, Array], dict]:
         a_shape, reads = cache
-        N = a_shape[0]
-        n = np.arange(N)[:, None, None]
+        N, k = a_shape[0], len(a_shape) - 2
+        n = np.arange(N).reshape(N, *(1,) * k)
         da = np.zeros(a_shape)
-        gg = np.zeros((*delta.shape[:1], *delta.shape[2:], 2))
-        for r, c, inside, w, dgx, dgy, v in reads:
-            contrib = np.where(inside[:, None], w[:, None] * delta, 0.0)  # (N, C, Ho, Wo)
-            np.add.at(da, (n, slice(None), r, c), np.moveaxis(contrib, 1, -1))
-            dv = (delta * v).sum(axis=1)  # (N, Ho, Wo)
-            gg[..., 0] += dgx * dv
-            gg[..., 1] += dgy * dv
+        gg = np.zeros((N, *delta.shape[2:], k))
+        for idx, inside, w, dw, v in reads:
+            contrib = np.where(inside[:, None], w[:, None] * delta, 0.0)  # (N, C, *points)
+            np.add.at(da, self._index(n, idx), np.moveaxis(contrib, 1, -1))
+            dv = (delta * v).sum(axis=1)  # (N, *points)
+            for c in range(k):
+                gg[..., c] += dw[c] * dv
         return (da, gg), {}
 
     def ties(self, a: Array, g: Array) -> tuple[None, Array]:
         """Grid points on a pixel boundary (floor / round decided by rounding), or on the
         image's edge where a clip or reflection switches."""
-        N, C, H, W = a.shape
-        ac = self.align_corners
-        ix, _ = _unnormalize(g[..., 0], W, ac)
-        iy, _ = _unnormalize(g[..., 1], H, ac)
-        if self.mode == "nearest":
-            points = lambda t: np.abs(np.abs(t - np.floor(t)) - 0.5) <= 1e-9 * max(H, W)  # noqa: E731
-        else:
-            points = lambda t: np.abs(t - np.rint(t)) <= 1e-9 * max(H, W)  # noqa: E731
-        edge = near(ix, (-1.0, -0.5, W - 1.0, W - 0.5), max(H, W)) | near(
-            iy, (-1.0, -0.5, H - 1.0, H - 0.5), max(H, W)
-        )
-        mask = points(ix) | points(iy) | edge
-        return None, np.repeat(mask[..., None], 2, axis=-1)
+        spatial = a.shape[2:]
+        k = len(spatial)
+        big = max(spatial)
+        mask = np.zeros(g.shape[:-1], dtype=bool)
+        for c in range(k):
+            L = spatial[k - 1 - c]
+            i, _ = _unnormalize(g[..., c], L, self.align_corners)
+            if self.mode == "nearest":
+                on = np.abs(np.abs(i - np.floor(i)) - 0.5) <= 1e-9 * big
+            else:
+                on = np.abs(i - np.rint(i)) <= 1e-9 * big
+            mask |= on | near(i, (-1.0, -0.5, L - 1.0, L - 0.5), big)
+        return None, np.repeat(mask[..., None], k, axis=-1)

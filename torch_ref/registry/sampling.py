@@ -1,5 +1,6 @@
 """Sampling at points (manual_bp.ops.sampling): F.grid_sample (bilinear, nearest, bicubic;
-zeros, border, reflection padding; align_corners) and F.affine_grid, 2-d."""
+zeros, border, reflection padding; align_corners; 2-d, and 3-d but bicubic) and
+F.affine_grid (2-d and 3-d)."""
 
 from __future__ import annotations
 
@@ -30,19 +31,11 @@ def grid_sample(
             f"grid_sample: padding_mode={padding_mode!r} is not supported; expected {PADDINGS}"
         )
     x, g = tensor(input, "grid_sample"), tensor(grid, "grid_sample (grid)")
-    if x.ndim != 4:
-        raise UnsupportedModuleError(
-            f"grid_sample: only 2-d sampling (a 4-d input) is supported, got shape {x.shape}"
-        )
     return Op(GridSample(mode, padding_mode, bool(align_corners)), (x, g))
 
 
 def affine_grid(theta: Any, size: Any, align_corners: bool | None = None) -> Op:
-    """F.affine_grid(θ, size): 2-d (size (N, C, H, W)); a 3-d size is refused."""
-    if len(size) != 4:
-        raise UnsupportedModuleError(
-            f"affine_grid: only 2-d grids (size (N, C, H, W)) are supported, got size {tuple(size)}"
-        )
+    """F.affine_grid(θ, size): 2-d (size (N, C, H, W)) or 3-d (size (N, C, D, H, W))."""
     return Op(AffineGrid(tuple(size), bool(align_corners)), (tensor(theta, "affine_grid"),))
 
 
@@ -86,14 +79,44 @@ def _affine_samples() -> list[Sample]:
     return [
         Sample("align_corners False", (t,), fn=lambda t: F.affine_grid(t, [3, 1, 4, 5], False)),
         Sample("align_corners, one row", (t,), fn=lambda t: F.affine_grid(t, [3, 2, 1, 5], True)),
+        Sample("3-d", (_randn(6, 2, 3, 4),), fn=lambda t: F.affine_grid(t, [2, 1, 2, 3, 4], False)),
     ]  # fmt: skip
+
+
+def _grid3d_samples() -> list[Sample]:
+    x = _randn(4, 2, 2, 3, 4, 5)
+    g = (
+        2.4
+        * torch.rand(2, 2, 3, 2, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        - 1.2
+    )
+    out = []
+    for mode in ("bilinear", "nearest"):
+        for pad in PADDINGS:
+            out.append(
+                Sample(
+                    f"3-d {mode}, {pad}",
+                    (x, g),
+                    fn=lambda x, g, m=mode, p=pad: F.grid_sample(
+                        x, g, m, p, align_corners=p == "border"
+                    ),
+                )
+            )
+    return out
 
 
 def _grid_refusals() -> list[Refusal]:
     x = _randn(3, 1, 2, 3, 3, 3)
     g = torch.zeros(1, 2, 2, 2, 3, dtype=torch.float64)
-    return [Refusal("3-d sampling", (x, g), UnsupportedModuleError, "only 2-d sampling",
-                    fn=lambda x, g: F.grid_sample(x, g, align_corners=False))]  # fmt: skip
+    return [
+        Refusal(
+            "bicubic in 3-d",
+            (x, g),
+            ValueError,
+            "bicubic interpolation is 2-d only",
+            fn=lambda x, g: F.grid_sample(x, g, "bicubic", align_corners=False),
+        )
+    ]
 
 
 ROWS = [
@@ -102,9 +125,9 @@ ROWS = [
         "resample",
         grid_sample,
         functions=(F.grid_sample,),
-        note="2-d; bilinear, nearest, bicubic; zeros, border, reflection; align_corners; "
-        "points on a pixel edge reported as ties; 3-d refused",
-        samples=_grid_samples,
+        note="2-d and 3-d; bilinear (trilinear), nearest, bicubic (2-d, as torch); zeros, "
+        "border, reflection; align_corners; points on a pixel edge reported as ties",
+        samples=lambda: _grid_samples() + _grid3d_samples(),
         refusals=_grid_refusals,
     ),
     OpEntry(
@@ -112,7 +135,7 @@ ROWS = [
         "resample",
         affine_grid,
         functions=(F.affine_grid,),
-        note="2-d; align_corners",
+        note="2-d and 3-d; align_corners",
         linear=True,
         samples=_affine_samples,
     ),
