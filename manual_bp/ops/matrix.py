@@ -887,3 +887,36 @@ class Lstsq(Layer):
         gA, _ = Pinv().backward(gZ, (A, np.broadcast_to(Z, gZ.shape)))
         gB = _T(Z) @ gX
         return (unbroadcast(gA, a.shape), unbroadcast(gB, b.shape)), {}
+
+
+class WithInfo(Layer):
+    """torch.linalg.*_ex: (the layer's result, info), info 0 for each matrix of the batch (a
+    singular or indefinite matrix is refused by the layer itself, where torch's info would
+    say so);  δ_prev is the layer's (info carries none)."""
+
+    n_outputs = 2
+    output_dtypes = ("float", "int")
+
+    def __init__(self, inner: Layer) -> None:
+        super().__init__()
+        self.inner = inner
+        self.n_inputs = inner.n_inputs  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"WithInfo({self.inner!r})"
+
+    def shape(self, *in_shapes: Shape) -> tuple[Shape, Shape]:  # type: ignore[override]
+        return tuple(self.inner.shape(*in_shapes)), tuple(in_shapes[0][:-2])
+
+    def forward(self, *a: Array) -> tuple[tuple[Array, Array], Any]:
+        if isinstance(self.inner, Inv) and np.any(np.linalg.matrix_rank(a[0]) < a[0].shape[-1]):
+            raise ValueError("inv_ex: a singular matrix is not supported (torch's info > 0)")
+        z, cache = self.inner.forward(*a)
+        return (z, np.zeros(a[0].shape[:-2], dtype=np.int64)), (cache, [x.shape for x in a])
+
+    def backward(self, delta: tuple[Array | None, Array | None], cache: Any) -> tuple[Any, dict]:
+        inner, shapes = cache
+        if delta[0] is None:
+            zeros = [np.zeros(s) for s in shapes]
+            return (zeros[0] if len(zeros) == 1 else tuple(zeros)), {}
+        return self.inner.backward(delta[0], inner)

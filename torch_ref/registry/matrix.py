@@ -31,6 +31,7 @@ from manual_bp.ops.matrix import (
     SlogDet,
     Solve,
     SolveTriangular,
+    WithInfo,
 )
 from manual_bp.ops.reductions import Mean, Norm, Sum
 from manual_bp.ops.shape import Diagonal, Reshape, Transpose
@@ -931,3 +932,47 @@ ROWS.append(
         ],
     )
 )
+
+
+def inv_ex(A: Any, *, check_errors: bool = False) -> Op:
+    return Op(WithInfo(Inv()), (tensor(A, "inv_ex"),), outputs=torch.return_types.linalg_inv_ex)
+
+
+def cholesky_ex(A: Any, *, upper: bool = False, check_errors: bool = False) -> Op:
+    layer = WithInfo(Cholesky(bool(upper)))
+    return Op(layer, (tensor(A, "cholesky_ex"),), outputs=torch.return_types.linalg_cholesky_ex)
+
+
+def solve_ex(A: Any, B: Any, *, left: bool = True, check_errors: bool = False) -> Op:
+    if not left:
+        raise UnsupportedModuleError("linalg.solve_ex: left=False is not supported")
+    ops = (tensor(A, "solve_ex"), tensor(B, "solve_ex"))
+    return Op(WithInfo(Solve()), ops, outputs=torch.return_types.linalg_solve_ex)
+
+
+def _ex_samples() -> dict[str, list[Sample]]:
+    x, b = _randn(60, 2, 3, 3), _randn(61, 2, 3, 2)
+    return {
+        "inv_ex": [Sample("inverse", (x,), fn=lambda x: torch.linalg.inv_ex(_well(x)).inverse)],
+        "cholesky_ex": [Sample("L", (x,), fn=lambda x: torch.linalg.cholesky_ex(_spd(x))[0])],
+        "solve_ex": [
+            Sample("result", (x, b), fn=lambda x, b: torch.linalg.solve_ex(_well(x), b).result)
+        ],
+    }
+
+
+ROWS += [
+    OpEntry(
+        name,
+        "matrix",
+        rule,
+        functions=(fn,),
+        note="(result, info); info is 0",
+        samples=lambda name=name: _ex_samples()[name],
+    )
+    for name, rule, fn in (
+        ("inv_ex", inv_ex, torch.linalg.inv_ex),
+        ("cholesky_ex", cholesky_ex, torch.linalg.cholesky_ex),
+        ("solve_ex", solve_ex, torch.linalg.solve_ex),
+    )
+]
