@@ -86,3 +86,47 @@ class Select(Layer):
 
     def backward(self, delta: Array, n: int) -> tuple[Any, dict[str, Array]]:
         return tuple(delta if i == self.k else None for i in range(n)), {}
+
+
+class WeightInputs(Layer):
+    """A weighted layer (Linear, Conv, Bilinear, Embedding, ...) whose weight and bias are
+    values of the network (computed in forward: a pruning mask, a merged LoRA update, a
+    standardised weight) rather than its own parameters:  z = layer_{W, b}(x…);  δ_x as the
+    layer's, and δ_W = ∂L/∂W, δ_b = ∂L/∂b, the layer's own parameter gradients, handed back
+    as input gradients.
+
+    `make(weight, bias)` builds the layer for given arrays (bias None when absent). Inputs:
+    the layer's own `n_x` inputs, W, and b when `has_bias`."""
+
+    integer_inputs = True  # the layer's own inputs are checked by the layer (token ids)
+
+    def __init__(self, make: Any, has_bias: bool, what: str = "layer", n_x: int = 1) -> None:
+        super().__init__()
+        self.make, self.has_bias, self.what, self.n_x = make, bool(has_bias), what, int(n_x)
+        self.n_inputs = self.n_x + 1 + self.has_bias  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"WeightInputs({self.what}, bias={self.has_bias})"
+
+    def _layer(self, w: Array, b: Array | None) -> Layer:
+        return self.make(w, b if self.has_bias else None)
+
+    def shape(self, *in_shapes: Shape) -> Shape:
+        weights = [np.zeros(s) for s in in_shapes[self.n_x :]]
+        layer = self._layer(weights[0], weights[1] if self.has_bias else None)
+        return layer.shape(*in_shapes[: self.n_x])
+
+    def forward(self, *inputs: Array) -> tuple[Array, Any]:
+        xs, (w, *b) = inputs[: self.n_x], inputs[self.n_x :]
+        layer = self._layer(w, b[0] if b else None)
+        z, cache = layer.forward(*xs)
+        return z, (layer, cache)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[tuple[Any, ...], dict[str, Array]]:
+        layer, inner = cache
+        delta_x, grads = layer.backward(delta, inner)
+        out = list(delta_x) if self.n_x > 1 else [delta_x]
+        out.append(grads["weight"])
+        if self.has_bias:
+            out.append(grads["bias"])
+        return tuple(out), {}

@@ -428,3 +428,32 @@ class Norm(_OverDims):
         if math.isinf(self.p):
             mask |= _tied_extrema(np.abs(x), z, axes)
         return (mask,)
+
+
+class Prod(_OverDims):
+    """z = Π a over one dim (or all);  δ_prev = δ · Π_{others} a: δ z / a where the slice has
+    no zero; at a slice's only zero, δ times the product of the rest; 0 elsewhere in a slice
+    with a zero (torch's prod_backward)."""
+
+    op = "prod"
+
+    def __init__(self, dim: int | None = None, keepdim: bool = False) -> None:
+        super().__init__(None if dim is None else (int(dim),), keepdim)
+
+    def forward(self, a: Array) -> tuple[Array, Any]:
+        self.shape(a.shape)
+        axes = self._axes(a.shape)
+        z = np.prod(a, axis=axes, keepdims=True)
+        return (z if self.keepdim else np.squeeze(z, axis=axes)), (a, axes)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict[str, Array]]:
+        a, axes = cache
+        g = self._back(delta, axes)
+        zero = a == 0
+        k = zero.sum(axis=axes, keepdims=True)
+        rest = np.prod(np.where(zero, 1.0, a), axis=axes, keepdims=True)  # Π of the nonzero
+        with np.errstate(divide="ignore", invalid="ignore"):
+            others = np.where(
+                k == 0, rest / np.where(zero, 1.0, a), np.where(zero & (k == 1), rest, 0.0)
+            )
+        return g * others, {}

@@ -816,6 +816,107 @@ class Triangle(Layer):
         return np.where(keep, delta, 0.0), {}
 
 
+def _diagonal_positions(n1: int, n2: int, offset: int) -> tuple[Array, Array]:
+    """The (row, column) pairs of the diagonal `offset` of an n1 × n2 matrix."""
+    rows0, cols0 = max(-offset, 0), max(offset, 0)
+    length = max(min(n1 - rows0, n2 - cols0), 0)
+    k = np.arange(length)
+    return rows0 + k, cols0 + k
+
+
+class Diagonal(Layer):
+    """z = torch.diagonal(a, offset, dim1, dim2): the diagonal of dims (dim1, dim2), moved to
+    the last dim;  δ_prev = zeros with δ written back on that diagonal."""
+
+    integer_inputs = True
+
+    def __init__(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> None:
+        super().__init__()
+        self.offset, self.dim1, self.dim2 = int(offset), int(dim1), int(dim2)
+
+    def __repr__(self) -> str:
+        return f"Diagonal(offset={self.offset}, dim1={self.dim1}, dim2={self.dim2})"
+
+    def _dims(self, in_shape: Shape) -> tuple[int, int]:
+        n = len(in_shape)
+        if n < 2:
+            raise ValueError(
+                f"diagonal: expected an input of at least 2 dims, got shape {tuple(in_shape)}"
+            )
+        d1, d2 = _axis(self.dim1, n, "dim1", in_shape), _axis(self.dim2, n, "dim2", in_shape)
+        if d1 == d2:
+            raise ValueError(
+                f"diagonal: expected two different dims, got {self.dim1} and {self.dim2}"
+            )
+        return d1, d2
+
+    def shape(self, in_shape: Shape) -> Shape:
+        d1, d2 = self._dims(in_shape)
+        rows, _ = _diagonal_positions(in_shape[d1], in_shape[d2], self.offset)
+        rest = tuple(n for k, n in enumerate(in_shape) if k not in (d1, d2))
+        return (*rest, rows.size)
+
+    def forward(self, a: Array) -> tuple[Array, tuple[Shape, int, int]]:
+        d1, d2 = self._dims(a.shape)
+        rows, cols = _diagonal_positions(a.shape[d1], a.shape[d2], self.offset)
+        return np.moveaxis(a, (d1, d2), (-2, -1))[..., rows, cols], (a.shape, d1, d2)
+
+    def backward(self, delta: Array, cache: tuple[Shape, int, int]) -> tuple[Array, dict]:
+        in_shape, d1, d2 = cache
+        out = np.zeros(in_shape)
+        rows, cols = _diagonal_positions(in_shape[d1], in_shape[d2], self.offset)
+        np.moveaxis(out, (d1, d2), (-2, -1))[..., rows, cols] = delta
+        return out, {}
+
+
+class DiagEmbed(Layer):
+    """z = torch.diag_embed(a, offset, dim1, dim2): the last dim of a laid on the diagonal
+    `offset` of two new dims (dim1, dim2), zeros elsewhere;  δ_prev = that diagonal of δ."""
+
+    integer_inputs = True
+
+    def __init__(self, offset: int = 0, dim1: int = -2, dim2: int = -1) -> None:
+        super().__init__()
+        self.offset, self.dim1, self.dim2 = int(offset), int(dim1), int(dim2)
+
+    def __repr__(self) -> str:
+        return f"DiagEmbed(offset={self.offset}, dim1={self.dim1}, dim2={self.dim2})"
+
+    def _plan(self, in_shape: Shape) -> tuple[Shape, int, int, int]:
+        if not in_shape:
+            raise ValueError("diag_embed: expected an input of at least 1 dim, got a 0-d one")
+        n_out = len(in_shape) + 1
+        d1, d2 = (
+            _axis(self.dim1, n_out, "dim1", in_shape),
+            _axis(self.dim2, n_out, "dim2", in_shape),
+        )
+        if d1 == d2:
+            raise ValueError(
+                f"diag_embed: expected two different dims, got {self.dim1} and {self.dim2}"
+            )
+        m = in_shape[-1] + abs(self.offset)
+        return tuple(in_shape[:-1]), d1, d2, m
+
+    def shape(self, in_shape: Shape) -> Shape:
+        rest, d1, d2, m = self._plan(in_shape)
+        out = list(rest)
+        for d in sorted((d1, d2)):
+            out.insert(d, m)
+        return tuple(out)
+
+    def forward(self, a: Array) -> tuple[Array, tuple[int, int, int]]:
+        rest, d1, d2, m = self._plan(a.shape)
+        z = np.zeros((*rest, m, m), dtype=a.dtype)
+        rows, cols = _diagonal_positions(m, m, self.offset)
+        z[..., rows, cols] = a
+        return np.moveaxis(z, (-2, -1), (d1, d2)), (d1, d2, m)
+
+    def backward(self, delta: Array, cache: tuple[int, int, int]) -> tuple[Array, dict]:
+        d1, d2, m = cache
+        rows, cols = _diagonal_positions(m, m, self.offset)
+        return np.moveaxis(delta, (d1, d2), (-2, -1))[..., rows, cols], {}
+
+
 # --- several tensors in, several out ------------------------------------------------------
 
 

@@ -29,11 +29,9 @@ from torch_ref.registry.core import (
     Ref,
     Refusal,
     Sample,
-    array,
-    fused,
     number,
-    param_arg,
     tensor,
+    weighted,
 )
 
 #: an option torch requires (no default): F.threshold(input, threshold, value)
@@ -74,13 +72,23 @@ def _samples(
 ) -> Callable[[], list[Sample]]:
     """The function and the module on 3·N(0, 1) inputs, and on integer-valued inputs from −7
     to 7 that sit on the kinks (0, ±1, ±3, 6, ...): torch's branch is taken there without any
-    replay. domain "positive": inputs in [0.25, 4.25) (log, sqrt, ...)."""
+    replay. domain "positive": inputs in [0.25, 4.25) (log, sqrt, ...); "open unit": (−1, 1)
+    (asin, erfinv); "probability": (0, 1) (logit); "above one": [1.6, 4.6) (acosh)."""
 
     def samples() -> list[Sample]:
         g = torch.Generator().manual_seed(0)
         if domain == "positive":
             x = 0.25 + 4 * torch.rand(4, 7, generator=g, dtype=torch.float64)
             ints = torch.randint(1, 6, (3, 5), generator=g).double()
+        elif domain == "open unit":  # (−1, 1): asin, atanh, erfinv; the ints are 0
+            x = 1.9 * torch.rand(4, 7, generator=g, dtype=torch.float64) - 0.95
+            ints = torch.zeros(3, 5, dtype=torch.float64)
+        elif domain == "probability":  # (0, 1): logit; the ints are ½ and its kin
+            x = 0.05 + 0.9 * torch.rand(4, 7, generator=g, dtype=torch.float64)
+            ints = torch.randint(1, 4, (3, 5), generator=g).double() / 4
+        elif domain == "above one":  # acosh; mvlgamma with p ≤ 4
+            x = 1.6 + 3 * torch.rand(4, 7, generator=g, dtype=torch.float64)
+            ints = torch.randint(2, 6, (3, 5), generator=g).double()
         else:
             x = 3 * torch.randn(4, 7, generator=g, dtype=torch.float64)
             ints = torch.randint(-7, 8, (3, 5), generator=g).double()
@@ -152,8 +160,7 @@ def rrelu(
 
 def prelu(input: Any, weight: Any) -> Op:
     """F.prelu(x, weight): a PReLU layer holding a copy of the model's slopes (C,) or (1,)."""
-    w = param_arg(weight, "prelu", "weight")
-    return Op(PReLU(array(w)), (tensor(input, "prelu"),), fused(weight=w))
+    return weighted(lambda w, b: PReLU(w), "prelu", (tensor(input, "prelu"),), weight)
 
 
 def clamp(input: Any, min: Any = None, max: Any = None) -> Op:  # noqa: A002  (torch's names)
@@ -188,7 +195,9 @@ def _prelu_samples() -> list[Sample]:
         Sample("module, one slope", (x,), module=nn.PReLU().double()),
         Sample("module, a slope per channel", (x,), module=per_channel),
         Sample("function, integer-valued", (ints,), fn=F.prelu, params={"weight": w}),
-    ]
+        Sample("a slope computed in forward", (x,), fn=lambda x, w: F.prelu(x, w.sigmoid()),
+               params={"w": w}),
+    ]  # fmt: skip
 
 
 def _refusals(name: str, fn: Callable[..., Any], match: str) -> Callable[[], list[Refusal]]:
@@ -216,7 +225,12 @@ def _clamp_refusals() -> list[Refusal]:
 
 ROWS = [
     activation("relu", (F.relu, torch.relu, F.relu_, torch.relu_), ("relu", "relu_"), nn.ReLU),
-    activation("sigmoid", (F.sigmoid, torch.sigmoid), ("sigmoid", "sigmoid_"), nn.Sigmoid),
+    activation(
+        "sigmoid",
+        (F.sigmoid, torch.sigmoid, torch.special.expit),
+        ("sigmoid", "sigmoid_"),
+        nn.Sigmoid,
+    ),
     activation("tanh", (F.tanh, torch.tanh), ("tanh", "tanh_"), nn.Tanh),
     activation(
         "leaky_relu",
@@ -343,13 +357,139 @@ ROWS = [
         sample=lambda x: x.clamp_max(1.0),
     ),
     math("sign", (torch.sign, torch.sgn), ("sign", "sign_", "sgn", "sgn_"), note="zero gradient"),
-    math("round", (torch.round,), ("round", "round_"), note="decimals too; zero gradient"),
+    math(
+        "round",
+        (torch.round, torch.special.round),
+        ("round", "round_"),
+        note="decimals too; zero gradient",
+    ),
     math("floor", (torch.floor,), ("floor", "floor_"), note="zero gradient"),
     math("ceil", (torch.ceil,), ("ceil", "ceil_"), note="zero gradient"),
     math(
         "trunc", (torch.trunc, torch.fix), ("trunc", "trunc_", "fix", "fix_"), note="zero gradient"
     ),
 ]
+
+
+def polygamma(n: Any, input: Any) -> Op:
+    """torch.polygamma(n, input): the order first."""
+    return activation_rule("polygamma", n=REQUIRED)(input, n)
+
+
+def polygamma_method(input: Any, n: Any) -> Op:
+    """x.polygamma(n)."""
+    return activation_rule("polygamma", n=REQUIRED)(input, n)
+
+
+def _polygamma_samples() -> list[Sample]:
+    x = 0.25 + 4 * torch.rand(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return [
+        Sample(
+            "n = 0, 1, 2",
+            (x,),
+            fn=lambda x: (
+                torch.polygamma(0, x) + torch.polygamma(1, x) * torch.special.polygamma(2, x)
+            ),
+        ),
+        Sample("method, n = 3", (x,), fn=lambda x: x.polygamma(3)),
+    ]
+
+
+SPECIAL = [
+    math("tan", (torch.tan,), ("tan", "tan_")),
+    math(
+        "asin",
+        (torch.asin, torch.arcsin),
+        ("asin", "asin_", "arcsin", "arcsin_"),
+        domain="open unit",
+    ),
+    math(
+        "acos",
+        (torch.acos, torch.arccos),
+        ("acos", "acos_", "arccos", "arccos_"),
+        domain="open unit",
+    ),
+    math("atan", (torch.atan, torch.arctan), ("atan", "atan_", "arctan", "arctan_")),
+    math("sinh", (torch.sinh,), ("sinh", "sinh_")),
+    math("cosh", (torch.cosh,), ("cosh", "cosh_")),
+    math("asinh", (torch.asinh, torch.arcsinh), ("asinh", "asinh_", "arcsinh", "arcsinh_")),
+    math(
+        "acosh",
+        (torch.acosh, torch.arccosh),
+        ("acosh", "acosh_", "arccosh", "arccosh_"),
+        domain="above one",
+    ),
+    math(
+        "atanh",
+        (torch.atanh, torch.arctanh),
+        ("atanh", "atanh_", "arctanh", "arctanh_"),
+        domain="open unit",
+    ),
+    math("exp2", (torch.exp2, torch.special.exp2), ("exp2", "exp2_")),
+    math("erfc", (torch.erfc, torch.special.erfc), ("erfc", "erfc_")),
+    math("erfinv", (torch.erfinv, torch.special.erfinv), ("erfinv", "erfinv_"), domain="open unit"),
+    math(
+        "lgamma",
+        (torch.lgamma, torch.special.gammaln),
+        ("lgamma", "lgamma_"),
+        domain="positive",
+        note="poles (0, −1, ...) give inf: refused",
+    ),
+    math(
+        "digamma",
+        (torch.digamma, torch.special.digamma, torch.special.psi),
+        ("digamma", "digamma_"),
+        domain="positive",
+    ),
+    OpEntry(
+        "polygamma",
+        "elementwise",
+        polygamma,
+        functions=(torch.polygamma, torch.special.polygamma),
+        note="torch.polygamma(n, x): any order n ≥ 0",
+        samples=_polygamma_samples,
+    ),
+    OpEntry(
+        "polygamma (method)",
+        "elementwise",
+        polygamma_method,
+        methods=("polygamma", "polygamma_"),
+        note="x.polygamma(n)",
+        samples=lambda: _polygamma_samples()[1:],
+    ),
+    math(
+        "mvlgamma",
+        (torch.mvlgamma, torch.special.multigammaln),
+        ("mvlgamma", "mvlgamma_"),
+        domain="above one",
+        sample=lambda x: (
+            torch.mvlgamma(x, 1) + torch.special.multigammaln(x + 0.5, 3) * x.mvlgamma(p=2)
+        ),
+        note="p ≥ 1; entries ≤ (p − 1)/2 refused, as torch refuses them",
+        p=REQUIRED,
+    ),
+    math("i0", (torch.i0, torch.special.i0), ("i0", "i0_")),
+    math("i0e", (torch.special.i0e,), ()),
+    math("i1", (torch.special.i1,), (), note="i1′(0) = ½"),
+    math("i1e", (torch.special.i1e,), (), note="i1e′(0) = ½"),
+    math(
+        "logit",
+        (torch.logit, torch.special.logit),
+        ("logit", "logit_"),
+        domain="probability",
+        sample=lambda x: torch.logit(x) + torch.logit(x, eps=0.3) * x.logit(0.1),
+        note="eps clamps (f′ = 0 outside [eps, 1 − eps])",
+        eps=None,
+    ),
+    math("sinc", (torch.sinc, torch.special.sinc), ("sinc", "sinc_"), note="sinc′(0) = 0"),
+    math("frac", (torch.frac,), ("frac", "frac_"), note="frac′ = 1; jumps at integers ≠ 0"),
+    math("ndtr", (torch.special.ndtr,), ()),
+    math("ndtri", (torch.special.ndtri,), (), domain="probability"),
+    math("log_ndtr", (torch.special.log_ndtr,), ()),
+    math("erfcx", (torch.special.erfcx,), ()),
+    math("entr", (torch.special.entr,), (), domain="positive"),
+]
+ROWS += SPECIAL
 
 
 def activation_modules() -> dict[str, type[nn.Module]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,7 +22,7 @@ from manual_bp.ops.conv import (
     output_padding_for,
 )
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, array, fused, param_arg, tensor
+from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, tensor, weighted
 
 
 def conv_rule(cls: type[Conv1d | Conv2d | Conv3d]) -> Callable[..., Op]:
@@ -40,12 +41,10 @@ def conv_rule(cls: type[Conv1d | Conv2d | Conv3d]) -> Callable[..., Op]:
         *,
         padding_mode: str = "zeros",
     ) -> Op:
-        w = param_arg(weight, what, "weight")
-        b = param_arg(bias, what, "bias", optional=True)
-        layer = cls(
-            array(w), array(b), stride, padding, dilation, groups, padding_mode=padding_mode
-        )
-        return Op(layer, (tensor(input, what),), fused(weight=w, bias=b))
+        def make(w: np.ndarray, b: np.ndarray | None) -> Conv1d | Conv2d | Conv3d:
+            return cls(w, b, stride, padding, dilation, groups, padding_mode=padding_mode)
+
+        return weighted(make, what, (tensor(input, what),), weight, bias)
 
     return rule
 
@@ -63,6 +62,14 @@ def _conv_args(m: nn.Module) -> dict[str, Any]:
 
 
 _CONV = {1: (F.conv1d, nn.Conv1d), 2: (F.conv2d, nn.Conv2d), 3: (F.conv3d, nn.Conv3d)}
+
+
+def _standardised(w: torch.Tensor) -> torch.Tensor:
+    """timm's StdConv2d: the weight standardised per output channel in forward()."""
+    dims = tuple(range(1, w.ndim))
+    return (w - w.mean(dims, keepdim=True)) / (
+        w.var(dims, keepdim=True, unbiased=False) + 1e-5
+    ).sqrt()
 
 
 def _samples(n: int) -> Callable[[], list[Sample]]:
@@ -84,6 +91,12 @@ def _samples(n: int) -> Callable[[], list[Sample]]:
                 (x,),
                 fn=lambda x, w: fn(x, w, None, 1, 2, 2, 2),
                 params={"w": w},
+            ),
+            Sample(
+                "a standardised weight computed in forward (timm's StdConv), a computed bias",
+                (x,),
+                fn=lambda x, w, b: fn(x, _standardised(w), b.exp(), 1, 1, 1, 2),
+                params={"w": w, "b": torch.randn(6, generator=g, dtype=torch.float64)},
             ),
         ]
 
@@ -115,8 +128,7 @@ def conv_transpose_rule(
         output_size: Any = None,
     ) -> Op:
         x = tensor(input, what)
-        w = param_arg(weight, what, "weight")
-        b = param_arg(bias, what, "bias", optional=True)
+        w_shape = tensor(weight, what).shape
         if output_size is not None:
             if any(not isinstance(s, int) for s in output_size):
                 raise UnsupportedModuleError(
@@ -125,12 +137,15 @@ def conv_transpose_rule(
             sizes = list(output_size)
             if len(sizes) in (n + 1, n + 2) and len(sizes) == x.ndim:
                 sizes = sizes[-n:]  # torch accepts the full output shape too
-            shape = cls(array(w), None, stride, padding, 0, groups, dilation)  # the options
+            shape = cls(np.zeros(w_shape), None, stride, padding, 0, groups, dilation)  # options
             output_padding = output_padding_for(
                 x.shape[-n:], sizes, shape.kernel, shape.stride, shape.padding, shape.dilation
             )
-        layer = cls(array(w), array(b), stride, padding, output_padding, groups, dilation)
-        return Op(layer, (x,), fused(weight=w, bias=b))
+
+        def make(w: np.ndarray, b: np.ndarray | None) -> Any:
+            return cls(w, b, stride, padding, output_padding, groups, dilation)
+
+        return weighted(make, what, (x,), weight, bias)
 
     return rule
 
@@ -184,6 +199,12 @@ def _transposed_samples(n: int) -> Callable[[], list[Sample]]:
                 "function, groups 2, bias off, output_padding",
                 (x,),
                 fn=lambda x, w: fn(x, w, None, 3, 1, 2, 2),
+                params={"w": w},
+            ),
+            Sample(
+                "a weight computed in forward",
+                (x,),
+                fn=lambda x, w: fn(x, w * w.sigmoid(), None, 2),
                 params={"w": w},
             ),
             Sample("module call with output_size", (x,), module=_UpTo(up, (2 * side,) * n)),

@@ -165,6 +165,29 @@ def param_arg(w: Any, what: str, name: str, *, optional: bool = False) -> Param 
     )
 
 
+def weighted(
+    make: Callable[[np.ndarray, np.ndarray | None], Layer],
+    what: str,
+    inputs: tuple[Any, ...],
+    weight: Any,
+    bias: Any = None,
+) -> Op:
+    """The Op of a weighted layer: `make(weight, bias)` holding copies of the model's tensors
+    (their gradients are the parameters'), or, where the weight or bias was computed in
+    forward() (a pruning mask, a merged LoRA update, a standardised weight), the layer with
+    both as inputs (manual_bp.ops.graph.WeightInputs), so the gradient flows to what made them."""
+    if isinstance(weight, Ref) or isinstance(bias, Ref):
+        from manual_bp.ops.graph import WeightInputs
+
+        w = tensor(weight, f"{what} (weight)")
+        b = None if bias is None else tensor(bias, f"{what} (bias)")
+        layer = WeightInputs(make, b is not None, what, len(inputs))
+        return Op(layer, (*inputs, w, *(() if b is None else (b,))))
+    w = param_arg(weight, what, "weight")
+    b = param_arg(bias, what, "bias", optional=True)
+    return Op(make(array(w), array(b)), inputs, fused(weight=w, bias=b))
+
+
 def fused(**params: Param | None) -> dict[str, str]:
     """`Op.params` for a layer holding copies of these model tensors (None: absent)."""
     return {k: p.name for k, p in params.items() if p is not None}

@@ -25,6 +25,7 @@ from torch_ref.registry.core import (
     fused,
     param_arg,
     tensor,
+    weighted,
 )
 
 
@@ -46,9 +47,11 @@ def embedding(
     sparse: bool = False,
 ) -> Op:
     """F.embedding / nn.Embedding: an Embedding layer holding a copy of the weight."""
-    w = param_arg(weight, "embedding", "weight")
-    layer = Embedding(array(w), padding_idx, max_norm, scale_grad_by_freq, sparse)
-    return Op(layer, (_ids(input, "embedding"),), fused(weight=w))
+
+    def make(w: Any, b: Any) -> Embedding:
+        return Embedding(w, padding_idx, max_norm, scale_grad_by_freq, sparse)
+
+    return weighted(make, "embedding", (_ids(input, "embedding"),), weight)
 
 
 def embedding_bag(
@@ -101,6 +104,12 @@ def _embedding_samples() -> list[Sample]:
     ids = torch.tensor([[0, 2, 5, 2], [1, 1, 3, 0]])
     return [
         Sample("module", (ids,), module=nn.Embedding(6, 3).double()),
+        Sample(
+            "a table computed in forward (scaled)",
+            (ids,),
+            fn=lambda i, w: F.embedding(i, w * 3.0, padding_idx=1),
+            params={"w": torch.randn(6, 3, generator=g, dtype=torch.float64)},
+        ),
         Sample(
             "padding_idx, scale_grad_by_freq",
             (ids,),

@@ -26,11 +26,9 @@ from torch_ref.registry.core import (
     Ref,
     Refusal,
     Sample,
-    array,
-    fused,
     number,
-    param_arg,
     tensor,
+    weighted,
 )
 
 
@@ -85,10 +83,8 @@ def einsum(*args: Any) -> Op:
 
 def bilinear(input1: Any, input2: Any, weight: Any, bias: Any = None) -> Op:
     """F.bilinear / nn.Bilinear: a Bilinear layer holding copies of the weight and bias."""
-    w = param_arg(weight, "bilinear", "weight")
-    b = param_arg(bias, "bilinear", "bias", optional=True)
     inputs = (tensor(input1, "bilinear"), tensor(input2, "bilinear"))
-    return Op(Bilinear(array(w), array(b)), inputs, fused(weight=w, bias=b))
+    return weighted(Bilinear, "bilinear", inputs, weight, bias)
 
 
 # --- samples -----------------------------------------------------------------------------
@@ -184,6 +180,12 @@ def _bilinear_samples() -> list[Sample]:
             fn=lambda a, b, w: F.bilinear(a, b, w),
             params={"w": _randn(g, 3, 4, 5)},
         ),
+        Sample(
+            "a weight and bias computed in forward",
+            (x1, x2),
+            fn=lambda a, b, w, c: F.bilinear(a, b, w * 2, c.tanh()),
+            params={"w": _randn(g, 3, 4, 5), "c": _randn(g, 3)},
+        ),
     ]
 
 
@@ -234,7 +236,7 @@ ROWS = [
         "matmul",
         "linalg",
         _product(MatMul, "matmul"),
-        functions=(torch.matmul, operator.matmul),
+        functions=(torch.matmul, operator.matmul, torch.linalg.matmul),
         methods=("matmul", "__matmul__"),
         note="torch's rules: 1-d operands, batch dims broadcast; model tensors as operands",
         samples=_matmul_samples,

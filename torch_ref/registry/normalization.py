@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from manual_bp.ops.arithmetic import DivTensor, Mul
 from manual_bp.ops.normalization import (
     BatchNorm,
     BatchNorm1d,
@@ -20,7 +21,9 @@ from manual_bp.ops.normalization import (
     InstanceNorm2d,
     InstanceNorm3d,
     LayerNorm,
+    RMSNorm,
 )
+from manual_bp.ops.reductions import Norm
 from torch_ref.registry.core import (
     Op,
     OpEntry,
@@ -29,7 +32,9 @@ from torch_ref.registry.core import (
     array,
     computed,
     fused,
+    number,
     param_arg,
+    tensor,
 )
 
 _BN = {nn.BatchNorm1d: BatchNorm1d, nn.BatchNorm2d: BatchNorm2d, nn.BatchNorm3d: BatchNorm3d}
@@ -165,6 +170,40 @@ def layer_norm(
     return Op(layer, (computed(input, "layer_norm"),), fused(weight=w, bias=b))
 
 
+def rms_norm(input: Any, normalized_shape: Any, weight: Any = None, eps: float | None = None) -> Op:
+    """F.rms_norm / nn.RMSNorm: γ ⊙ x / √(mean(x²) + eps); eps None is finfo(float64).eps."""
+    w = param_arg(weight, "rms_norm", "weight", optional=True)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    eps = None if eps is None else number(eps, "rms_norm (eps)")
+    layer = RMSNorm(shape, array(w), eps=eps)
+    return Op(layer, (tensor(input, "rms_norm"),), fused(weight=w))
+
+
+def _all_but(dim: int, ndim: int, what: str) -> tuple[int, ...] | None:
+    """The dims a norm over all but `dim` takes (-1: every dim, as torch's weight norm)."""
+    if dim == -1:
+        return None
+    if not 0 <= dim < ndim:
+        raise ValueError(f"{what}: expected dim in [0, {ndim - 1}] or -1 (all), got {dim}")
+    return tuple(k for k in range(ndim) if k != dim)
+
+
+def norm_except_dim(v: Any, pow: float = 2, dim: int = 0) -> Op:
+    """torch.norm_except_dim(v, pow, dim): the p-norm over every dim but dim, kept as size 1
+    (dim −1: of the whole tensor, 0-d)."""
+    x = tensor(v, "norm_except_dim")
+    dims = _all_but(dim, x.ndim, "norm_except_dim")
+    return Op(Norm(number(pow, "norm_except_dim (pow)"), dims, keepdim=dims is not None), (x,))
+
+
+def weight_norm(v: Any, g: Any, dim: int = 0) -> Op:
+    """torch._weight_norm(v, g, dim) = v · (g / ‖v‖), the norm over every dim but dim (as the
+    weight_norm parametrization calls it): composed of Norm, DivTensor and Mul, each with its
+    backward."""
+    v, g = tensor(v, "_weight_norm (v)"), tensor(g, "_weight_norm (g)")
+    return Op(Mul(), (v, Op(DivTensor(), (g, norm_except_dim(v, 2, dim)))))
+
+
 def _bn_samples() -> list[Sample]:
     g = torch.Generator().manual_seed(0)
     x2 = torch.randn(6, 3, generator=g, dtype=torch.float64)
@@ -291,6 +330,44 @@ def _ln_samples() -> list[Sample]:
     ]
 
 
+def _rms_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 6, generator=g, dtype=torch.float64)
+    w = 1 + torch.rand(6, generator=g, dtype=torch.float64)
+    return [
+        Sample("module", (x,), module=nn.RMSNorm(6).double()),
+        Sample("module, 2 dims, eps, no affine", (x,),
+               module=nn.RMSNorm((4, 6), eps=1e-3, elementwise_affine=False).double()),
+        Sample("function", (x,), fn=lambda x, w: F.rms_norm(x, (6,), w, 1e-6), params={"w": w}),
+        Sample("function, a list shape", (x,), fn=lambda x: F.rms_norm(x, [4, 6])),
+    ]  # fmt: skip
+
+
+def _weight_norm_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    x4 = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64)
+    wn = torch.nn.utils.parametrizations.weight_norm
+    return [
+        Sample("weight_norm of a Linear", (x,), module=wn(nn.Linear(5, 3).double())),
+        Sample("of a Conv2d, dim 1", (x4,), module=wn(nn.Conv2d(3, 2, 3).double(), dim=1)),
+        Sample("dim None: the whole tensor", (x,), module=wn(nn.Linear(5, 3).double(), dim=None)),
+        Sample("torch._weight_norm itself", (x,),
+               fn=lambda x, v, g: x @ torch._weight_norm(v, g, 0).T,
+               params={"v": torch.randn(3, 5, generator=g, dtype=torch.float64),
+                       "g": torch.rand(3, 1, generator=g, dtype=torch.float64)}),
+    ]  # fmt: skip
+
+
+def _norm_except_dim_samples() -> list[Sample]:
+    x = torch.randn(3, 4, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    return [
+        Sample("dim 0, 1, 2", (x,), fn=lambda x: torch.norm_except_dim(x, 2, 0) * x
+               + torch.norm_except_dim(x, 2, 1) + torch.norm_except_dim(x, 3, 2)),
+        Sample("dim -1: the whole tensor", (x,), fn=lambda x: torch.norm_except_dim(x, 2, -1) * x),
+    ]  # fmt: skip
+
+
 ROWS = [
     OpEntry(
         "batch_norm",
@@ -337,5 +414,31 @@ ROWS = [
         module_args=("normalized_shape", "weight", "bias", "eps"),
         note="affine on/off, bias=False",
         samples=_ln_samples,
+    ),
+    OpEntry(
+        "rms_norm",
+        "normalization",
+        rms_norm,
+        functions=(F.rms_norm,),
+        modules=(nn.RMSNorm,),
+        module_args=("normalized_shape", "weight", "eps"),
+        note="affine on/off; eps None is finfo(float64).eps",
+        samples=_rms_samples,
+    ),
+    OpEntry(
+        "_weight_norm",
+        "normalization",
+        weight_norm,
+        functions=(torch._weight_norm,),
+        note="v · (g / ‖v‖) over all dims but dim (the weight_norm parametrization; dim -1: all)",
+        samples=_weight_norm_samples,
+    ),
+    OpEntry(
+        "norm_except_dim",
+        "normalization",
+        norm_except_dim,
+        functions=(torch.norm_except_dim,),
+        note="any pow; dim -1: the whole tensor",
+        samples=_norm_except_dim_samples,
     ),
 ]

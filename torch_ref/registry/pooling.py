@@ -27,9 +27,11 @@ from manual_bp.ops.pooling import (
     MaxPool1d,
     MaxPool2d,
     MaxPool3d,
+    MaxPoolWithIndices,
+    MaxUnpool,
 )
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, computed
+from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, computed, tensor
 
 
 def no_indices(what: str, return_indices: bool) -> None:
@@ -52,9 +54,10 @@ def max_pool_rule(cls: type[MaxPool1d | MaxPool2d | MaxPool3d]) -> Callable[...,
         ceil_mode: bool = False,
         return_indices: bool = False,
     ) -> Op:
-        no_indices(what, return_indices)
         # NOTE: torch's stride=[] means stride = kernel_size, as None does
         layer = cls(kernel_size, stride or None, padding, dilation, ceil_mode)
+        if return_indices:  # (values, indices): the indices feed max_unpool
+            return Op(MaxPoolWithIndices(layer), (computed(input, what),), outputs=tuple)
         return Op(layer, (computed(input, what),))
 
     return rule
@@ -139,6 +142,91 @@ def _samples(
 
 
 _MAX = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+
+
+def max_unpool_rule(n: int) -> Callable[..., Op]:
+    """F.max_unpool{n}d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    the values written at the max pool's indices, zeros elsewhere."""
+    what = f"max_unpool{n}d"
+
+    def rule(
+        input: Any,
+        indices: Any,
+        kernel_size: Any,
+        stride: Any = None,
+        padding: Any = 0,
+        output_size: Any = None,
+    ) -> Op:
+        x, idx = tensor(input, what), tensor(indices, f"{what} (indices)")
+        if output_size is not None:
+            spatial = tuple(int(v) for v in output_size)[-n:]
+        else:
+            k = _ntuple(kernel_size, n)
+            s = _ntuple(stride if stride else kernel_size, n)
+            p = _ntuple(padding, n)
+            spatial = tuple((x.shape[-n + a] - 1) * s[a] - 2 * p[a] + k[a] for a in range(n))
+        return Op(MaxUnpool(spatial), (x, idx))
+
+    return rule
+
+
+def with_indices_rule(cls: type[MaxPool1d | MaxPool2d | MaxPool3d]) -> Callable[..., Op]:
+    """F.max_pool{n}d_with_indices: (values, indices) whatever return_indices says."""
+    rule = max_pool_rule(cls)
+
+    def with_indices(input: Any, *args: Any, return_indices: bool = True, **kwargs: Any) -> Op:
+        return rule(input, *args[:5], return_indices=True, **kwargs)
+
+    return with_indices
+
+
+def _ntuple(v: Any, n: int) -> tuple[int, ...]:
+    return tuple(int(t) for t in v) if isinstance(v, (tuple, list)) else (int(v),) * n
+
+
+def _unpool_samples(n: int, with_indices: bool = False) -> Callable[[], list[Sample]]:
+    pool, unpool = {
+        1: (nn.MaxPool1d, nn.MaxUnpool1d),
+        2: (nn.MaxPool2d, nn.MaxUnpool2d),
+        3: (nn.MaxPool3d, nn.MaxUnpool3d),
+    }[n]
+    fn = {1: F.max_unpool1d, 2: F.max_unpool2d, 3: F.max_unpool3d}[n]
+
+    class PoolUnpool(nn.Module):
+        def __init__(self, stride: int) -> None:
+            super().__init__()
+            self.pool = pool(2, stride, return_indices=True)
+            self.unpool = unpool(2, stride)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y, i = self.pool(x)
+            return self.unpool(y * 2, i, output_size=x.shape)
+
+    def samples() -> list[Sample]:
+        g = torch.Generator().manual_seed(n)
+        x = torch.randn(2, 3, *(5,) * n, generator=g, dtype=torch.float64)
+        pool_fn = F.__dict__[f"max_pool{n}d_with_indices"]
+        if with_indices:  # the function itself, its indices used as a mask
+            mask = Sample(
+                "values and indices",
+                (x,),
+                fn=lambda x: (lambda v, i: v * (i % 2))(*pool_fn(x, 2, 1)),
+            )
+            return [mask]
+        return [
+            Sample(
+                "modules: pool with indices, unpool to the input's size", (x,), module=PoolUnpool(2)
+            ),
+            Sample(
+                "functions, overlapping windows (an index twice)",
+                (x,),
+                fn=lambda x: fn(*pool_fn(x, 2, 1), 2, 1),
+            ),
+        ]
+
+    return samples
+
+
 _AVG1 = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
 _AVG2 = (*_AVG1, "divisor_override")
 _ADAPTIVE = ("output_size",)
@@ -179,14 +267,47 @@ ROWS = (
             functions=(fn,),
             modules=(module,),
             module_args=_MAX,
-            note="padding, dilation, ceil_mode; ties go where torch sends them (the first "
-            "maximum), and entries within rounding of a tie are replayed with torch's values",
+            note="padding, dilation, ceil_mode, return_indices; ties go where torch sends them "
+            "(the first maximum), and entries within rounding of a tie are replayed with torch's "
+            "values",
             samples=_samples(lambda x, fn=fn: fn(x, 3, 2, 1), n, module(3, 2, 1), ints=True),
         )
         for n, cls, fn, module in (
             (1, MaxPool1d, F.max_pool1d, nn.MaxPool1d),
             (2, MaxPool2d, F.max_pool2d, nn.MaxPool2d),
             (3, MaxPool3d, F.max_pool3d, nn.MaxPool3d),
+        )
+    ]
+    + [
+        OpEntry(
+            f"max_pool{n}d_with_indices",
+            "pooling",
+            with_indices_rule(cls),
+            functions=(fn,),
+            note="(values, indices), the indices for max_unpool",
+            samples=_unpool_samples(n, with_indices=True),
+        )
+        for n, cls, fn in (
+            (1, MaxPool1d, F.max_pool1d_with_indices),
+            (2, MaxPool2d, F.max_pool2d_with_indices),
+            (3, MaxPool3d, F.max_pool3d_with_indices),
+        )
+    ]
+    + [
+        OpEntry(
+            f"max_unpool{n}d",
+            "pooling",
+            max_unpool_rule(n),
+            functions=(fn,),
+            modules=(module,),
+            module_args=("kernel_size", "stride", "padding"),
+            note="the indices of max_pool(return_indices=True); output_size",
+            samples=_unpool_samples(n),
+        )
+        for n, fn, module in (
+            (1, F.max_unpool1d, nn.MaxUnpool1d),
+            (2, F.max_unpool2d, nn.MaxUnpool2d),
+            (3, F.max_unpool3d, nn.MaxUnpool3d),
         )
     ]
     + [

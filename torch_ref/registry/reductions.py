@@ -20,6 +20,7 @@ from manual_bp.ops.reductions import (
     Mean,
     MinDim,
     Norm,
+    Prod,
     Std,
     Sum,
     Var,
@@ -162,6 +163,11 @@ def norm(
     (all when None); 'fro' is the 2-norm over them."""
     if out is not None or (dtype is not None and dtype != torch.float64):
         raise UnsupportedModuleError("norm: the out and dtype options are not supported")
+    if p == "nuc":  # the nuclear norm of matrices (dims (-2, -1) by default)
+        from manual_bp.ops.matrix import MatrixNorm
+
+        dims = (-2, -1) if dim is None else tuple(dim)
+        return Op(MatrixNorm("nuc", dims, keepdim), (tensor(input, "norm"),))
     return Op(Norm(_norm_p(p, "norm"), dim, keepdim), (tensor(input, "norm"),))
 
 
@@ -169,18 +175,19 @@ def linalg_norm(
     x: Any, ord: Any = None, dim: Any = None, keepdim: bool = False, *, dtype: Any = None
 ) -> Op:
     """torch.linalg.norm: a vector norm (ord None: the 2-norm of every entry, or over the
-    given dims; a number with one dim or a 1-d input); matrix norms other than 'fro' are
-    refused."""
+    given dims; a number with one dim or a 1-d input), or a matrix norm (two dims, or a 2-d
+    input with ord given): 'fro', 'nuc', ±1, ±2, ±inf (manual_bp.ops.matrix.MatrixNorm)."""
+    from manual_bp.ops.matrix import MatrixNorm
+
     x = tensor(x, "linalg.norm")
     dims = (dim,) if isinstance(dim, int) else dim
     matrix = (dims is not None and len(dims) == 2) or (
         dims is None and ord is not None and x.ndim == 2
     )
     if matrix and ord not in (None, "fro"):
-        raise UnsupportedModuleError(
-            f"linalg.norm: the matrix norm ord={ord!r} is not supported; only 'fro' and vector "
-            "norms"
-        )
+        if dtype is not None and dtype != torch.float64:
+            raise UnsupportedModuleError("linalg.norm: the dtype option is not supported")
+        return Op(MatrixNorm(ord, tuple(dims or (-2, -1)), keepdim), (x,))
     return vector_norm(x, 2 if ord is None else ord, dim, keepdim, dtype=dtype)
 
 
@@ -314,7 +321,7 @@ ROWS = [
         "logsumexp",
         "reduction",
         logsumexp,
-        functions=(torch.logsumexp,),
+        functions=(torch.logsumexp, torch.special.logsumexp),
         methods=("logsumexp",),
         note="over any dims (at least one), keepdim",
         samples=_cases(
@@ -407,41 +414,32 @@ ROWS = [
         norm,
         functions=(torch.norm,),
         methods=("norm",),
-        note="vector norms over dims; 'fro' is the 2-norm",
-        samples=_cases(
-            fro=lambda x: torch.norm(x),
-            p1_dim=lambda x: x.norm(1, 1),
-            p2_keepdim=lambda x: x.norm(dim=-1, keepdim=True),
-        ),
-        refusals=_refusals(
-            (
-                "nuclear norm",
-                (3, 4),
-                UnsupportedModuleError,
-                "'nuc' is not supported",
-                lambda x: torch.norm(x, "nuc"),
-            )
-        ),
+        note="vector norms over dims; 'fro' is the 2-norm; 'nuc' the nuclear norm",
+        samples=lambda: [
+            *_cases(
+                fro=lambda x: torch.norm(x),
+                p1_dim=lambda x: x.norm(1, 1),
+                p2_keepdim=lambda x: x.norm(dim=-1, keepdim=True),
+            )(),
+            # (full rank: at a zero singular value torch's subgradient is its SVD's null basis)
+            Sample(
+                "nuc",
+                (_x(3, 4, 5),),
+                fn=lambda x: torch.norm(x[0], "nuc") + x.norm("nuc", (0, 2)).sum(),
+            ),
+        ],
     ),
     OpEntry(
         "linalg.norm",
         "reduction",
         linalg_norm,
         functions=(torch.linalg.norm,),
-        note="vector norms, and 'fro' of a matrix",
+        note="vector norms, and every matrix norm (fro, nuc, ±1, ±2, ±inf)",
         samples=_cases(
             default=lambda x: torch.linalg.norm(x),
             dim=lambda x: torch.linalg.norm(x, 3, 1),
             fro=lambda x: torch.linalg.norm(x, "fro", (1, 2)),
-        ),
-        refusals=_refusals(
-            (
-                "spectral norm",
-                (3, 4),
-                UnsupportedModuleError,
-                "matrix norm ord=2",
-                lambda x: torch.linalg.norm(x, 2),
-            )
+            spectral=lambda x: torch.linalg.norm(x[0], 2) + torch.linalg.norm(x, -1, (0, 2)),
         ),
     ),
     OpEntry(
@@ -451,5 +449,58 @@ ROWS = [
         functions=(F.normalize,),
         note="x / max(‖x‖_p, eps) along a dim",
         samples=_cases(default=F.normalize, p1_last=lambda x: F.normalize(x, 1.0, -1)),
+    ),
+]
+
+
+def prod(input: Any, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Op:
+    """torch.prod(input) or torch.prod(input, dim, keepdim=False): zeros as torch's backward."""
+    if dtype is not None and dtype != torch.float64:
+        raise UnsupportedModuleError("prod: the dtype option is not supported")
+    return Op(Prod(dim, keepdim), (tensor(input, "prod"),))
+
+
+def _prod_samples() -> list[Sample]:
+    x, z = _x(3, 4, 2), _x(3, 4, 2, seed=1)
+    z[0, 1, 0] = 0.0  # a slice with one zero
+    z[1, 0, 1] = z[1, 2, 1] = 0.0  # and with two
+    return [
+        Sample("of all entries", (x,), fn=lambda x: torch.prod(x) * x),
+        Sample("dim 1, keepdim, a method", (x,), fn=lambda x: x.prod(1, keepdim=True)),
+        Sample("zeros along dim 1", (z,), fn=lambda x: torch.prod(x, 1)),
+        Sample("one zero in all", (z[0],), fn=lambda x: torch.prod(x) + x.sum()),
+    ]
+
+
+ROWS += [
+    OpEntry(
+        "prod",
+        "reduction",
+        prod,
+        functions=(torch.prod,),
+        methods=("prod",),
+        note="of all entries or along a dim, keepdim; zeros exact (one zero: the product of "
+        "the rest)",
+        samples=_prod_samples,
+    ),
+    OpEntry(
+        "nansum",
+        "reduction",
+        reduce_rule(Sum),
+        functions=(torch.nansum,),
+        methods=("nansum",),
+        note="the sum (NaN inputs are refused before it)",
+        linear=True,
+        samples=lambda: [Sample("dims", (_x(3, 4),), fn=lambda x: torch.nansum(x, 1))],
+    ),
+    OpEntry(
+        "nanmean",
+        "reduction",
+        reduce_rule(Mean),
+        functions=(torch.nanmean,),
+        methods=("nanmean",),
+        note="the mean (NaN inputs are refused before it)",
+        linear=True,
+        samples=lambda: [Sample("dims", (_x(3, 4),), fn=lambda x: x.nanmean(0, True))],
     ),
 ]
