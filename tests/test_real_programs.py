@@ -467,3 +467,21 @@ def test_the_forward_runs_once_per_oracle_call():
     Counted.runs = 0
     torch_ref.compare_gradients(Counted(), nn.MSELoss(), x, t)
     assert Counted.runs == 1
+
+
+def test_a_zero_gradient_torch_hands_back_as_a_zero_tensor():
+    """torch's gradient of sgn is a ZeroTensor (no values to read): zeros, on both sides."""
+
+    class Sign(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return torch.sgn(self.fc(x)) + self.fc(x)
+
+    torch.manual_seed(0)
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    assert torch_ref.compare_gradients(Sign().double(), nn.MSELoss(), x, t, **TOL).ok
+    x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch_ref.gradcheck(lambda x: torch.sgn(x) * x, (x,))

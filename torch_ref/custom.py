@@ -26,6 +26,8 @@ from torch_ref.report import Row, compare
 
 
 def _numpy(t: Any) -> np.ndarray | None:
+    if t is not None and t._is_zerotensor():
+        return np.zeros(tuple(t.shape))
     return None if t is None else t.detach().to("cpu", torch.float64).numpy()
 
 

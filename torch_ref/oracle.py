@@ -344,7 +344,7 @@ class _Reference:
 
 
 def _numpy(g: torch.Tensor | None, like: torch.Tensor) -> np.ndarray:
-    if g is None:
+    if g is None or g._is_zerotensor():  # (torch's zero gradient of sgn, ...: no values)
         return np.zeros(tuple(like.shape))
     return (g.to_dense() if g.is_sparse else g).detach().cpu().double().numpy()
 
