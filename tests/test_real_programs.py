@@ -485,3 +485,50 @@ def test_a_zero_gradient_torch_hands_back_as_a_zero_tensor():
     assert torch_ref.compare_gradients(Sign().double(), nn.MSELoss(), x, t, **TOL).ok
     x = torch.randn(4, dtype=torch.float64, requires_grad=True)
     assert torch_ref.gradcheck(lambda x: torch.sgn(x) * x, (x,))
+
+
+def test_item_assignment_and_writes_through_an_indexing_view():
+    """x[:, 0] = 0, a buffer filled by slices, and kornia's H[..., -1, -1] += 1 (a write
+    through a view, then assigned back): each the program autograd differentiates."""
+
+    class Writes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(9, 9)
+
+        def forward(self, x):
+            h = self.fc(x)
+            h[:, 0] = 0
+            buf = torch.zeros(x.shape[0], 11)
+            buf[:, 1:10] = h
+            H = buf[:, 1:10].reshape(-1, 3, 3) * 2
+            H[..., -1, -1] += 1
+            return H
+
+    torch.manual_seed(0)
+    model = Writes().double()
+    x, t = torch.randn(4, 9, dtype=torch.float64), torch.randn(4, 3, 3, dtype=torch.float64)
+    report = torch_ref.compare_gradients(model, nn.MSELoss(), x, t, **TOL)
+    assert report.ok, str(report)
+    assert report.rows[1].name == "fc.bias"
+    assert torch_ref.manual_gradients(model, nn.MSELoss(), x, t)["fc.weight"][0].abs().sum() == 0
+
+
+def test_a_program_torch_cannot_differentiate_is_refused_with_torchs_reason():
+    class ExpInPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            h = self.fc(x).exp()
+            h[:, 0] += 1  # exp saved its output for backward: torch refuses
+            return h
+
+    x, t = torch.randn(4, 3), torch.randn(4, 3)
+    with pytest.raises(ValueError, match="torch.autograd cannot differentiate this forward"):
+        torch_ref.compare_gradients(ExpInPlace(), nn.MSELoss(), x, t)
+    assert set(torch_ref.manual_gradients(ExpInPlace(), nn.MSELoss(), x, t)) == {
+        "fc.weight",
+        "fc.bias",
+    }

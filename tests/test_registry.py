@@ -10,7 +10,6 @@ and every row that computes on tensors has samples.
 from __future__ import annotations
 
 import copy
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -78,37 +77,6 @@ SAMPLES = _cases("samples")
 REFUSALS = _cases("refusals")
 
 
-@functools.cache
-def _capture_records_item_assignment() -> bool:
-    """Whether the capture can record `x[idx] = v`: a torch.fx proxy takes no item assignment;
-    a capture that records the real forward can (and rebinds x to the setitem row's result)."""
-
-    def write(x: torch.Tensor) -> torch.Tensor:
-        y = x * 1
-        y[0] = 0.0
-        return y
-
-    x = torch.ones(2, 2, dtype=torch.float64)
-    try:
-        torch_ref.manual_gradients(SampleModel(write, {}, None), nn.MSELoss(), x, x)
-    except torch_ref.UnsupportedModuleError as err:
-        if "item assignment" in str(err):
-            return False
-        raise
-    return True
-
-
-#: rows whose cases are written as `x[idx] = v`; their layers are also checked on their own
-#: (tests/test_scatter_layers.py), whatever the capture
-ITEM_ASSIGNMENT_ROWS = {"setitem"}
-
-
-def _skip_unrecordable(row: OpEntry) -> None:
-    if row.name in ITEM_ASSIGNMENT_ROWS and not _capture_records_item_assignment():
-        pytest.skip("the torch.fx capture cannot record x[idx] = v (a proxy takes no item "
-                    "assignment); the recording capture runs these cases")  # fmt: skip
-
-
 def _target(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
     with torch.no_grad():
         out = copy.deepcopy(model)(*inputs)
@@ -118,7 +86,6 @@ def _target(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
 
 @pytest.mark.parametrize(("row", "sample"), SAMPLES)
 def test_sample_matches_autograd(row: OpEntry, sample: Sample) -> None:
-    _skip_unrecordable(row)
     for training in (False, True) if sample.train else (False,):
         model = _model(sample).train(training)
         target = _target(model, sample.inputs)
@@ -154,7 +121,6 @@ def _adjoint(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[float,
 def test_linear_rows_satisfy_the_adjoint_identity(row: OpEntry, sample: Sample) -> None:
     if not all(x.is_floating_point() for x in sample.inputs):
         pytest.skip("integer inputs: no direction to move them in")
-    _skip_unrecordable(row)
     jv_u, v_jtu = _adjoint(_model(sample).eval(), sample.inputs)
     scale = max(abs(jv_u), abs(v_jtu), 1.0)
     assert abs(jv_u - v_jtu) <= 1e-10 * scale, f"{row.name}: {sample.name}: {jv_u} vs {v_jtu}"
@@ -175,7 +141,6 @@ def test_the_adjoint_check_can_fail(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(("row", "sample"), SAMPLES[::3])
 def test_sample_changes_nothing_the_caller_owns(row: OpEntry, sample: Sample) -> None:
-    _skip_unrecordable(row)
     model = _model(sample).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     inputs = tuple(x.clone() for x in sample.inputs)
@@ -190,7 +155,6 @@ def test_sample_changes_nothing_the_caller_owns(row: OpEntry, sample: Sample) ->
 
 @pytest.mark.parametrize(("row", "refusal"), REFUSALS)
 def test_refusal(row: OpEntry, refusal: Refusal) -> None:
-    _skip_unrecordable(row)
     model = _model(refusal)
     with pytest.raises(refusal.error, match=refusal.match):  # (∂L/∂x: parameterless too)
         torch_ref.manual_trace(

@@ -372,13 +372,19 @@ def _autograd(problem: Problem) -> _Reference:
     read = [n for n in names if n in caller and caller[n].requires_grad]
     wrt = [twin_params[n] for n in names] + [rec.z_tensors[n] for n in deltas] + floats
     with torch.enable_grad():
-        grads = (
-            torch.autograd.grad(
-                loss, wrt + [caller[n] for n in read], allow_unused=True, retain_graph=True
+        try:
+            grads = (
+                torch.autograd.grad(
+                    loss, wrt + [caller[n] for n in read], allow_unused=True, retain_graph=True
+                )
+                if wrt
+                else ()
             )
-            if wrt
-            else ()
-        )
+        except RuntimeError as err:  # torch's own autograd refuses this program
+            raise ValueError(
+                f"torch.autograd cannot differentiate this forward, so there is no reference "
+                f"to compare with ({err}); manual_gradients still gives the oracle's gradients"
+            ) from None
     extra = dict(zip(read, grads[len(wrt) :], strict=True))
     grads = grads[: len(wrt)]
     as_np = [_numpy(g, t) for t, g in zip(wrt, grads, strict=True)]

@@ -230,6 +230,8 @@ class _Recorder(TorchFunctionMode):
         self.values: dict[str, tuple[torch.Tensor, int]] = {}
         self.casts: list[str] = []
         self.tensors: dict[str, torch.Tensor] = {}
+        #: id(view) → (its base, the index): the indexing views in-place writes go through
+        self.views: dict[int, tuple[torch.Tensor, Any]] = {}
         self.calls: dict[str, int] = {}
         self.stop = stop
 
@@ -405,11 +407,43 @@ class _Recorder(TorchFunctionMode):
                 raise
             return out  # (a refusal of a call that carries no gradient is no refusal)
         out = self.run(func, args, kwargs)
+        written = args[0] if call.inplace and args and isinstance(args[0], torch.Tensor) else None
+        if written is not None:  # in place: the written tensor is the value (setitem: None)
+            if not self.carries(written):
+                return out
+            self.tag(frame, before)
+            self.bind_output(written, result, call.what, torch.is_grad_enabled(), copy=False)
+            self.write_back(written, call.what)
+            return out
         if not self.carries(out):
             return out  # nothing here carries gradient: constants where they are used
         self.tag(frame, before)
         out = self.inner_deltas(f"fn:{name}", out)
-        return self.bind_output(out, result, call.what, torch.is_grad_enabled())
+        out = self.bind_output(out, result, call.what, torch.is_grad_enabled())
+        if call.base == "getitem" and isinstance(out, torch.Tensor) and out._base is not None:
+            self.views[id(out)] = (args[0], args[1] if len(args) > 1 else None)
+        return out
+
+    def write_back(self, view: torch.Tensor, what: str) -> None:
+        """An in-place write through an indexing view (`H[..., -1, -1] += 1`) changes its base
+        too: the base is rebound to base[idx] = view (torch's CopySlices). Other views whose
+        base is written are left to the version check, which refuses them where read."""
+        found = self.views.get(id(view))
+        if found is None:
+            return
+        base, index = found
+        entry = lookup_method("__setitem__")
+        bound = self.bound.get(id(base))
+        if entry is None or bound is None:
+            return
+        vbase = bound[0]
+        vview = self.bound[id(view)][0]
+        index = self.values_of(index, what)
+        result = self.conv.call(
+            entry, what, _user_line, self.node_name("setitem"), (vbase, index, vview), {}
+        )
+        self.bind(base, result, True)
+        self.write_back(base, what)
 
     def inner_deltas(self, target: str, out: Any) -> Any:
         """A composite's weighted layers (nn.MultiheadAttention's out_proj): δ is taken of
@@ -483,7 +517,7 @@ class _Recorder(TorchFunctionMode):
         if frame is not None:
             self.region(frame).extend(n.name for n in self.b.nodes[before:])
 
-    def bind_output(self, out: Any, result: Any, what: str, grad: bool) -> Any:
+    def bind_output(self, out: Any, result: Any, what: str, grad: bool, copy: bool = True) -> Any:
         """Bind each output tensor that carries gradient to its manual value; hand the
         forward a copy of a weighted layer's z (δ is taken of the original, which a later
         in-place op must not change)."""
@@ -500,7 +534,7 @@ class _Recorder(TorchFunctionMode):
             carries = out.requires_grad if grad else out.is_floating_point()
             if not carries:
                 return out
-            if isinstance(result, Ref) and self.reports_delta(result.name):
+            if copy and isinstance(result, Ref) and self.reports_delta(result.name):
                 self.z_tensors[result.name] = out
                 self.values[result.name] = (out, out._version)
                 out = out.clone()
