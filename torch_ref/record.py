@@ -79,6 +79,7 @@ _REFLECTED = {
     "__rpow__": "pow",
     "__rmatmul__": "matmul",
     "__rfloordiv__": "floordiv",
+    "__rmod__": "mod",
 }
 
 

@@ -561,19 +561,6 @@ def _addc_samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
     return samples
 
 
-def _remainder_refusals() -> list[Refusal]:
-    y = _away_from_0(3, 4, seed=18)
-    return [
-        Refusal(
-            "a number by a tensor",
-            (y,),
-            UnsupportedModuleError,
-            r"remainder\(number, tensor\) is not supported: torch has no derivative",
-            fn=lambda y: 2.5 % y,
-        )
-    ]
-
-
 MORE_ROWS = [
     OpEntry(
         "atan2",
@@ -601,7 +588,6 @@ MORE_ROWS = [
         methods=("remainder", "remainder_", "__mod__", "__rmod__", "__imod__"),
         note="x % y, the sign of y; numbers too; jumps where x / y is an integer (ties)",
         samples=_remainder_samples(torch.remainder),
-        refusals=_remainder_refusals,
     ),
     OpEntry(
         "fmod",
