@@ -10,13 +10,13 @@ The constructor keywords are torch's (`reduction`, `weight`, `ignore_index`,
 vector of losses has no scalar gradient. Losses are listed in `LOSSES` by torch's
 functional name; `get_loss(name, **options)` builds one.
 
-The classification losses share one form, seed 003's p − q generalised. With A the
+The classification losses share one form, softmax cross-entropy's p − q generalised. With A the
 effective target weights (class weights, label smoothing ε/C, ignored rows zero), along
 the class axis:
 
     L = −Σ A ⊙ log p / norm,      ∂L/∂z = ((Σ_c A) p − A) / norm,      p = softmax(z)
 
-For a one-hot A this is the notes' ∂loss/∂z_i = p_i − q_i.
+For a one-hot A this is the familiar ∂loss/∂z_i = p_i − q_i.
 
 Where torch computes garbage (a mean over nothing, a NaN target) we refuse with a
 ValueError saying what was expected and what was given. Where torch silently differs

@@ -1,20 +1,21 @@
-"""The network: forward keeps every z^(l) and a^(l); backward is the δ recursion of the notes.
+"""The network: forward keeps every z^(l) and a^(l); backward is the δ recursion.
 
 A network is a list of nodes in evaluation order. Each node is a layer followed by an
 elementwise activation (identity when there is none):
 
     z^(l) = layer^(l)(a^(inputs)),        a^(l) = f_l(z^(l))
 
-For an MLP the layer is Linear and this is the notes' z^(l) = W^(l) a^(l-1) + b^(l).
-Backward runs the nodes in reverse and writes the recursion once:
+For an MLP the layer is Linear and this is z^(l) = W^(l) a^(l-1) + b^(l) (Nielsen, "Neural
+Networks and Deep Learning", ch. 2). Backward runs the nodes in reverse and writes the recursion once:
 
     ∂L/∂a^(l) = Σ over the consumers k of a^(l) of what layer k sends back
     δ^(l)     = f_l′(z^(l)) ⊙ ∂L/∂a^(l)
     layer^(l).backward(δ^(l)) → ∂L/∂a^(inputs), ∂L/∂W^(l) = δ^(l) (a^(l-1))ᵀ, ∂L/∂b^(l) = δ^(l)
 
 which for a chain of Linear layers is δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1). The sum
-over consumers is seed 003's "two routes into out_h1": where one value feeds several
-layers (a residual connection, a concatenation), its gradient is the sum of theirs.
+over consumers is the multivariate chain rule (in Mazur's worked example, the two routes
+into out_h1): where one value feeds several layers (a residual connection, a concatenation),
+its gradient is the sum of theirs.
 """
 
 from __future__ import annotations

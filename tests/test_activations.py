@@ -1,5 +1,5 @@
 """The elementwise table: each f and f′ against torch in float64 (inf and NaN where torch has
-them), the subgradient at every kink, the kink masks, the derivative ranges of the notes,
+them), the subgradient at every kink, the kink masks, the derivatives' known ranges,
 stability at |z| = 1e3, exact GELU against mpmath, PReLU as a layer, refusals as data, and
 planted bugs that these checks must catch."""
 
@@ -458,7 +458,7 @@ def _check_mask(act: Activation, points: tuple[float, ...]) -> None:
     assert mask[:-1].all(), f"{act.name}: entries within TIE_RTOL of a kink not all masked"
 
 
-# --- the notes' derivative ranges, derivatives against differences --------------------
+# --- the derivatives' known ranges, derivatives against differences --------------------
 
 
 @given(st.floats(-1e3, 1e3, allow_nan=False))

@@ -1,4 +1,4 @@
-"""Acceptance (issue 8): the models people write today, each written the way its authors write
+"""Acceptance: the models people write today, each written the way its authors write
 it (torchvision, timm, nanoGPT, the Swin and U-Net reference code: our own code, in their
 style), compared with torch.autograd in float64 at rtol 1e-9: every parameter's gradient,
 the δ of every weighted layer and ∂L/∂x of every floating input, in eval mode and, where

@@ -1,4 +1,4 @@
-"""Never cry wolf, never hide a bug (issue 13).
+"""Never cry wolf, never hide a bug.
 
 - Kinks and ties decided by rounding are reported as `tie` (ok), with where they were: the
   four cases found by an independent random-network generator, and random integer-valued

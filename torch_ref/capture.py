@@ -211,7 +211,7 @@ class _Builder:
         self, output: str, region_of: dict[str, Any] | None = None
     ) -> tuple[list[Node], dict[str, str], dict[str, str]]:
         """Fuse each activation into the node that made its input when that node feeds it
-        alone: a^(l) = f(layer(a^(l−1))), the notes' node. Returns the nodes, the renames
+        alone: a^(l) = f(layer(a^(l−1))), the textbook node. Returns the nodes, the renames
         (activation node → the node it joined) and the z map (fused node → its own name)."""
         consumers: dict[str, int] = {}
         for node in self.nodes:

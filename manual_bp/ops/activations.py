@@ -2,7 +2,7 @@
 
 Every entry is built by a factory that takes the function's options as keywords
 (`get_activation("leaky_relu", negative_slope=0.2)`), so that the network's backward can
-write the δ recursion of the notes once for all of them:
+write the δ recursion once for all of them:
 
     δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1)          →   delta = act.grad(z) * dL_da
 
