@@ -6,7 +6,8 @@ elementwise activation (identity when there is none):
     z^(l) = layer^(l)(a^(inputs)),        a^(l) = f_l(z^(l))
 
 For an MLP the layer is Linear and this is z^(l) = W^(l) a^(l-1) + b^(l) (Nielsen, "Neural
-Networks and Deep Learning", ch. 2). Backward runs the nodes in reverse and writes the recursion once:
+Networks and Deep Learning", ch. 2). Backward runs the nodes in reverse and writes the
+recursion once:
 
     ∂L/∂a^(l) = Σ over the consumers k of a^(l) of what layer k sends back
     δ^(l)     = f_l′(z^(l)) ⊙ ∂L/∂a^(l)
