@@ -53,7 +53,7 @@ import torch.nn as nn
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import torch_ref
-from manual_bp.lab.io import atomic_write, write_csv, write_png
+from experiments.report.io import atomic_write, write_csv, write_png
 from manual_bp.network import Network
 from manual_bp.ops import conv as conv_ops
 from torch_ref import oracle

@@ -5,7 +5,7 @@
     python -m experiments.depth_scales [--out DIR] [--steps N] [--jobs J] [--quick]
 
 Writes depth_scales.csv, trainability.csv, PNG plots and README.md into --out (default
-reports/depth_scales/). The grid runs on manual_bp.lab.runner's process pool.
+reports/depth_scales/). The grid runs on experiments.measure.runner's process pool.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from manual_bp.lab.io import atomic_write, write_csv
-from manual_bp.lab.report import depth_scales as report
-from manual_bp.lab.report.common import command_line
-from manual_bp.lab.runner import run_tasks
-from manual_bp.lab.train import digits
-from manual_bp.lab.trainability import Budget, Cell, train_cell
+from experiments.measure.runner import run_tasks
+from experiments.measure.train import digits
+from experiments.measure.trainability import Budget, Cell, train_cell
+from experiments.report import depth_scales as report
+from experiments.report.common import command_line
+from experiments.report.io import atomic_write, write_csv
 
 OUT = Path("reports/depth_scales")
 SEED = 0

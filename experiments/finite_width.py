@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from manual_bp.lab import finite_width, flow
-from manual_bp.lab.io import atomic_write, write_csv
-from manual_bp.lab.report import finite_width as report
-from manual_bp.lab.report.common import command_line
-from manual_bp.lab.runner import run_tasks
+from experiments.measure import finite_width, flow
+from experiments.measure.runner import run_tasks
+from experiments.report import finite_width as report
+from experiments.report.common import command_line
+from experiments.report.io import atomic_write, write_csv
 
 OUT = Path("reports/finite_width")
 DEFAULT = {

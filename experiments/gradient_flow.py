@@ -11,7 +11,7 @@ and seed), layers.csv (one row per configuration, seed and layer), the plots and
 The σ_w² scan runs in the default sweep (with or without --quick) and wherever --scan or a
 --scan-* option asks for it; a sweep narrowed by --depths/--widths/--activations/--inits/
 --seeds/--batch/--sigma-b2 measures exactly what it names. Every number comes from
-manual_bp.lab.flow (the explicit δ recursion) and manual_bp.lab.meanfield; torch only
+experiments.measure.flow (the explicit δ recursion) and experiments.theory.meanfield; torch only
 appears under --check-autograd.
 """
 
@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from manual_bp.lab import flow, sweep
-from manual_bp.lab.io import atomic_write, write_csv
-from manual_bp.lab.report import gradient_flow as report
-from manual_bp.lab.report.common import command_line
-from manual_bp.lab.runner import run_tasks
+from experiments.measure import flow, sweep
+from experiments.measure.runner import run_tasks
+from experiments.report import gradient_flow as report
+from experiments.report.common import command_line
+from experiments.report.io import atomic_write, write_csv
 
 SEED = 20240  # the autograd cross-check's choice of configurations
 DEFAULT: dict[str, Any] = {

@@ -7,7 +7,7 @@ free-probability prediction of Pennington, Schoenholz & Ganguli (2017).
 
 Writes spectrum.csv, density.csv, PNG plots and README.md into --out (default
 reports/jacobian_spectrum/). The Jacobian is multiplied out from manual_bp's explicit
-per-layer factors W_l and diag φ′(h^(l−1)) (manual_bp.lab.jacobian).
+per-layer factors W_l and diag φ′(h^(l−1)) (experiments.measure.jacobian).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from manual_bp.lab import jacobian
-from manual_bp.lab.io import atomic_write, write_csv
-from manual_bp.lab.report import jacobian_spectrum as report
-from manual_bp.lab.report.common import command_line
-from manual_bp.lab.runner import run_tasks
+from experiments.measure import jacobian
+from experiments.measure.runner import run_tasks
+from experiments.report import jacobian_spectrum as report
+from experiments.report.common import command_line
+from experiments.report.io import atomic_write, write_csv
 
 OUT = Path("reports/jacobian_spectrum")
 SEED = 0  # seeds are SEED, SEED + 1, …

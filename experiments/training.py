@@ -6,7 +6,7 @@ manual_bp's explicit δ backprop. Three comparisons, each changing one thing:
 - init at depth 30: a 30-layer ReLU MLP with xavier_normal against kaiming_normal (He et al.
   2015, "Delving deep into rectifiers", Fig. 3), the same standard normals scaled;
 - homogeneity: the Xavier net with its logits multiplied by 1/Π c_l ≈ 2^14.6 and each
-  parameter trained at α·c_p² follows the Kaiming run (manual_bp.lab.train.reparametrisation);
+  parameter trained at α·c_p² follows the Kaiming run (experiments.measure.train.reparametrisation);
 - activation at depth 10: sigmoid against relu, both xavier_normal.
 
     python -m experiments.training [--out DIR] [--epochs N] [--seed S] [--quick]
@@ -24,10 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from manual_bp.lab.io import atomic_write, write_csv
-from manual_bp.lab.report import training as report
-from manual_bp.lab.runner import run_tasks
-from manual_bp.lab.train import (
+from experiments.measure.runner import run_tasks
+from experiments.measure.train import (
     Dataset,
     Snapshot,
     digits,
@@ -36,6 +34,8 @@ from manual_bp.lab.train import (
     scaled,
     train,
 )
+from experiments.report import training as report
+from experiments.report.io import atomic_write, write_csv
 from manual_bp.losses import CrossEntropyLoss
 
 DEFAULT_OUT = Path("reports/training")

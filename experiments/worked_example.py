@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.report.io import atomic_write
 from manual_bp import examples
-from manual_bp.lab.io import atomic_write
 from manual_bp.optim import SGD
 
 MAZUR_URL = "https://mattmazur.com/2015/03/17/a-step-by-step-backpropagation-example/"

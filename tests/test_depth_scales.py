@@ -1,4 +1,4 @@
-"""The trainability cells (manual_bp.lab.trainability) and the depth-scales experiment:
+"""The trainability cells (experiments.measure.trainability) and the depth-scales experiment:
 deterministic cells, the two ends of the phase diagram, and the experiment's files."""
 
 import numpy as np
@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from experiments import depth_scales
-from manual_bp.lab.report import depth_scales as report
-from manual_bp.lab.train import digits
-from manual_bp.lab.trainability import Budget, Cell, train_cell
+from experiments.measure.train import digits
+from experiments.measure.trainability import Budget, Cell, train_cell
+from experiments.report import depth_scales as report
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
-"""Finite width (manual_bp.lab.finite_width): the per-example log ratios against a backward
+"""Finite width (experiments.measure.finite_width): the per-example log ratios against a backward
 pass written out here, Hanin's one-layer law, and the experiment's files."""
 
 import numpy as np
 import pytest
 
 from experiments import finite_width as experiment
-from manual_bp.lab import finite_width as fw
-from manual_bp.lab import flow
+from experiments.measure import finite_width as fw
+from experiments.measure import flow
 from manual_bp.losses import CrossEntropyLoss
 
 

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from experiments import gradient_flow as gf
-from manual_bp.lab import flow, sweep
-from manual_bp.lab.flow import Config
+from experiments.measure import flow, sweep
+from experiments.measure.flow import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_SUMMARY = [

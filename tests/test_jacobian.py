@@ -1,4 +1,4 @@
-"""The input–output Jacobian of manual_bp.lab.jacobian against torch.autograd's, its
+"""The input–output Jacobian of experiments.measure.jacobian against torch.autograd's, its
 free-probability theory against moments computed here by quad, and the experiment's files."""
 
 import math
@@ -9,8 +9,8 @@ import torch
 from scipy import integrate
 
 from experiments import jacobian_spectrum
-from manual_bp.lab import jacobian as jm
-from manual_bp.lab import meanfield as mf
+from experiments.measure import jacobian as jm
+from experiments.theory import meanfield as mf
 
 
 def _torch_jacobian(config: jm.JacobianConfig, depth: int) -> np.ndarray:

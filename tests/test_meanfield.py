@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, optimize, special
 
-from manual_bp.lab import meanfield as mf
+from experiments.theory import meanfield as mf
 
 # --- the activations, written out independently (f, f′, kinks) ---------------------------------
 

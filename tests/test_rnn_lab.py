@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from manual_bp.lab import recurrent as lab
+from experiments.measure import recurrent as lab
 from tests._compare import assert_close
 
 SMALL = {"T": 20, "hidden": 16, "batch": 4, "input_size": 3}

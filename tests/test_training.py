@@ -1,4 +1,4 @@
-"""The SGD loop of manual_bp.lab.train and the training experiment's files.
+"""The SGD loop of experiments.measure.train and the training experiment's files.
 
 Checks: one SGD step is θ − α·∇θL exactly; the loop lowers the loss on a tiny problem;
 measuring changes nothing; the homogeneity reparametrisation follows the reference run;
@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from experiments import training
-from manual_bp.lab.report import training as report
-from manual_bp.lab.train import (
+from experiments.measure.train import (
     Dataset,
     init_mlp,
     layer_norms,
@@ -27,6 +26,7 @@ from manual_bp.lab.train import (
     standardize,
     train,
 )
+from experiments.report import training as report
 from manual_bp.losses import CrossEntropyLoss
 from manual_bp.optim import SGD
 

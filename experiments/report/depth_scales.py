@@ -11,10 +11,10 @@ import pandas as pd
 from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 
-from manual_bp.lab import meanfield
-from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import figure, markdown_table
-from manual_bp.lab.trainability import Budget
+from experiments.measure.trainability import Budget
+from experiments.report.common import figure, markdown_table
+from experiments.report.io import write_png
+from experiments.theory import meanfield
 
 #: a cell "trains" when its test accuracy after the budget reaches this (chance is 0.1)
 TRAINED = 0.5
@@ -230,7 +230,7 @@ def readme(
         "",
         f"    {command}",
         "",
-        f"- Theory (`manual_bp.lab.meanfield.depth_scales`): for {budget.activation} at "
+        f"- Theory (`experiments.theory.meanfield.depth_scales`): for {budget.activation} at "
         f"σ_b² = {budget.sigma_b2:g}, the variance fixed point q* (brentq), χ1, the fixed point "
         "c* of the correlation map c^(l+1) = (σ_w² E[φ(u1)φ(u2)] + σ_b²)/q* (a 2-d "
         "Gauss–Hermite rule), its slope χ_c at c*, and the depth scales ξ_q = −1/ln(d map/dq "
@@ -241,7 +241,7 @@ def readme(
         f"biases N(0, {budget.sigma_b2:g}), plain SGD (lr {budget.lr}, batch {budget.batch}) "
         f"for {budget.steps} steps, then the test accuracy; one network per cell, σ_w² ∈ "
         f"{{{', '.join(f'{s:g}' for s in sigmas)}}} × depth ∈ {{{', '.join(map(str, depths))}}}"
-        f" = {len(cells)} cells on the process pool of `manual_bp.lab.runner`.",
+        f" = {len(cells)} cells on the process pool of `experiments.measure.runner`.",
         f"- Runtime: {runtime}",
         "",
         "## Depth scales at the trained σ_w²",

@@ -31,7 +31,8 @@ import zlib
 
 import numpy as np
 
-from manual_bp.lab import flow, meanfield
+from experiments.measure import flow
+from experiments.theory import meanfield
 from manual_bp.losses import CrossEntropyLoss
 
 Array = np.ndarray

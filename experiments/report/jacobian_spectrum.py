@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import MEASURED, THEORY, figure, legend_below, markdown_table
+from experiments.report.common import MEASURED, THEORY, figure, legend_below, markdown_table
+from experiments.report.io import write_png
 
 CASE_STYLE = {
     ("tanh", "orthogonal"): {"color": "tab:blue", "label": "tanh, orthogonal"},
@@ -281,7 +281,8 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "factor by factor from the manual_bp network's weights and its forward tape (no "
         "autograd); singular values by `numpy.linalg.svd`. Values below 1e-8·s_max are "
         "rounding noise of the float64 product (`tiny_frac`).",
-        "- Theory (`manual_bp.lab.jacobian.spectrum_theory`): Pennington, Schoenholz & Ganguli "
+        "- Theory (`experiments.measure.jacobian.spectrum_theory`): "
+        "Pennington, Schoenholz & Ganguli "
         '(2017), "Resurrecting the sigmoid in deep learning through dynamical isometry": '
         "E[s²] = Π χ_l and var(s²) = E[s²]² Σ_l (μ2/μ1² − 1 − s1), μ_k = E[φ′(√q z)^{2k}], "
         "s1 = −1 for Gaussian and 0 for orthogonal weights; at χ = 1 their L(μ2/μ1² − 1 − s1).",

@@ -1,5 +1,5 @@
 """The gradient-flow report: one function per figure, the headline tables, the findings and
-the README, from the sweep's numeric summary and layer frames (manual_bp.lab.sweep).
+the README, from the sweep's numeric summary and layer frames (experiments.measure.sweep).
 
 Every finding is written only where the rows it needs were measured, and worded by what the
 numbers say, so a narrow sweep gets a short, true README.
@@ -16,9 +16,9 @@ import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from manual_bp.lab import flow, meanfield
-from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import (
+from experiments.measure import flow
+from experiments.measure.sweep import LAYER_COLUMNS, SUMMARY_COLUMNS, Sweep
+from experiments.report.common import (
     MEASURED,
     THEORY,
     colors,
@@ -30,7 +30,8 @@ from manual_bp.lab.report.common import (
     pow10,
     signed,
 )
-from manual_bp.lab.sweep import LAYER_COLUMNS, SUMMARY_COLUMNS, Sweep
+from experiments.report.io import write_png
+from experiments.theory import meanfield
 
 #: line styles per init, so that coinciding curves (orthogonal on xavier_normal) stay visible
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
@@ -794,7 +795,7 @@ def readme(
         + ".",
         "- δ^(l) = ∂L/∂z^(l) from manual_bp's explicit recursion δ^(l) = f′(z^(l)) ⊙ "
         "(W^(l+1))ᵀ δ^(l+1); ∂L/∂W^(l) = Σ_n δ_n^(l) a_n^(l−1)ᵀ, the gradient SGD applies. "
-        'Theory from `manual_bp.lab.meanfield` (Poole et al. 2016, "Exponential '
+        'Theory from `experiments.theory.meanfield` (Poole et al. 2016, "Exponential '
         'expressivity in deep neural networks through transient chaos"; Schoenholz et al. '
         '2017, "Deep information propagation").',
         "- `delta_ratio_log10` = log10(‖δ^(1)‖/‖δ^(L−1)‖), theory ½ Σ_{l=1}^{L−2} log10 χ_l "

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from manual_bp.lab.flow import cross_log10
-from manual_bp.lab.initializers import get_initializer, initialize, initialize_bias
+from experiments.measure.flow import cross_log10
+from experiments.theory.initializers import get_initializer, initialize, initialize_bias
 from manual_bp.network import Network, mlp
 from manual_bp.optim import SGD
 

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from manual_bp.lab import flow
-from manual_bp.lab.io import csv_text
+from experiments.measure import flow
+from experiments.report.io import csv_text
 
 SUMMARY_FORMAT = "%.7g"
 LAYERS_FORMAT = "%.4g"  # ~20k rows in the default sweep: 4 digits keep the file small

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from manual_bp.lab.finite_width import HANIN
-from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import MEASURED, figure, legend_below, markdown_table, signed
+from experiments.measure.finite_width import HANIN
+from experiments.report.common import MEASURED, figure, legend_below, markdown_table, signed
+from experiments.report.io import write_png
 
 VARIANTS = {
     "ln_ratio_random": ("δ^(L) = v, drawn independently (the law's setting)", "tab:blue"),
@@ -255,7 +255,8 @@ def readme(
         'vanishing gradients?"; Hanin & Nica 2018, "Products of many large random matrices '
         'and gradients in deep neural networks"): ReLU nets with kaiming_normal weights '
         "(σ_w² = 2, zero biases), the gradient-flow lab's networks and inputs "
-        "(`manual_bp.lab.flow`), per example n the log ratio ln(‖δ_n^(1)‖²/‖δ_n^(L)‖²), once with "
+        "(`experiments.measure.flow`), per example n the log ratio "
+        "ln(‖δ_n^(1)‖²/‖δ_n^(L)‖²), once with "
         "the cross-entropy's δ^(L) (random labels) and once backpropagating an output "
         "direction v ~ N(0, I) drawn independently (manual_bp's `Network.backward` from "
         "∂L/∂output = v). Law: variance 5 Σ 1/n_l, mean −½ of that, over the L − 1 hidden "

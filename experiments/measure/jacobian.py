@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from manual_bp.lab import meanfield
+from experiments.theory import meanfield
 from manual_bp.network import mlp
 from manual_bp.ops.activations import get_activation
 

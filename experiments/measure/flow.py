@@ -9,7 +9,7 @@ from manual_bp.network's backward, δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1
     grad_ratio_log10  = log10(‖∂L/∂W^(1)‖ / ‖∂L/∂W^(depth−1)‖) (what SGD sees)
     chi1_measured     = (‖δ^(1)‖ / ‖δ^(depth−1)‖)^(2/(depth−2))  (mean factor on ‖δ‖²)
 
-next to the mean-field predictions (manual_bp.lab.meanfield) for the same σ_w², σ_b².
+next to the mean-field predictions (experiments.theory.meanfield) for the same σ_w², σ_b².
 `regime` is decided on grad_ratio_log10, `delta_regime` on delta_ratio_log10: δ can
 vanish while ∂L/∂W^(l) = Σ_n δ_n^(l) a_n^(l−1)ᵀ stays flat, when the forward activations
 shrink in step with it (Glorot & Bengio 2010). At depth 2 the first and last hidden layer
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from manual_bp.lab import meanfield
-from manual_bp.lab.initializers import (
+from experiments.theory import meanfield
+from experiments.theory.initializers import (
     EXPERIMENT_INITS,
     get_initializer,
     initialize,

@@ -1,5 +1,5 @@
 """The training report: the runs, their tables, one function per figure, the findings and
-the README, from the snapshots manual_bp.lab.train.train returns."""
+the README, from the snapshots experiments.measure.train.train returns."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import MEASURED, figure, legend_below, markdown_table, pow10
-from manual_bp.lab.train import Dataset, Snapshot
+from experiments.measure.train import Dataset, Snapshot
+from experiments.report.common import MEASURED, figure, legend_below, markdown_table, pow10
+from experiments.report.io import write_png
 
 WIDTH = 64
 N_CLASSES = 10
@@ -474,7 +474,7 @@ def readme(
         "steadily. Not tuned per arm.",
         "- `relu30_xavier_rescaled`: the Xavier weights, the logits multiplied by "
         "1/Π c_l, every parameter p at the rate α·c_p², where c_l² = E[W_l²] of xavier_normal "
-        "over kaiming_normal (`manual_bp.lab.train.reparametrisation`).",
+        "over kaiming_normal (`experiments.measure.train.reparametrisation`).",
         f"- Measured each epoch: training loss/accuracy (epoch 0: the whole training set at "
         f"init; later: the mean over that epoch's minibatches as seen), test loss/accuracy "
         f"(whole test set), and per layer ‖∂L/∂W^(l)‖_F, ‖δ^(l)‖_F and ‖W^(l)‖_F on a fixed "
