@@ -216,6 +216,21 @@ def test_critical_line_at_sigma_b2_0_05_matches_quad():
     assert round(got, 3) == 1.761
 
 
+def test_critical_line_finds_its_own_bracket_for_sigmoid():
+    """sigmoid′(0) = 1/4: χ1 reaches 1 only near σ_w² ≈ 103, far beyond the old fixed
+    bracket [0.05, 20]; the default call has to widen it (independent quad: 103.00755)."""
+
+    def chi1_sigmoid(sw2: float) -> float:  # q* ≈ 25 here: beyond fixed_point's bracket
+        q = optimize.brentq(lambda q: q_map("sigmoid", q, sw2, 0.0) - q, 1.0, 1e3, xtol=1e-13)
+        return sw2 * moments("sigmoid", q)[1]
+
+    want = optimize.brentq(lambda s: chi1_sigmoid(s) - 1.0, 50.0, 200.0, xtol=1e-10)
+    got = mf.critical_sigma_w2("sigmoid")
+    assert got == pytest.approx(want, rel=1e-8), (got, want)
+    assert round(got, 5) == 103.00755
+    assert mf.chi1_theory("sigmoid", got) == pytest.approx(1.0, abs=1e-9)
+
+
 def test_critical_line_refuses_a_bracket_without_a_sign_change():
     with pytest.raises(ValueError, match="does not change sign"):
         mf.critical_sigma_w2("tanh", 0.05, lo=2.0, hi=3.0)

@@ -44,8 +44,14 @@ def plot_scales(scales: pd.DataFrame, critical: float) -> Figure:
     """ξ_q and ξ_c against σ_w² (log y), and χ1 and c*; the critical line where χ1 = 1."""
     fig, axes = figure(1, 2, width=5.2, height=3.9)
     a1, a2 = axes.flat
-    a1.semilogy(
-        scales["sigma_w2"], scales["xi_c"], color="tab:blue", lw=1.6, label="ξ_c = −1/ln χ_c(c*)"
+    sigma, xi_c = divergent_xi_c(scales, critical)
+    a1.semilogy(sigma, xi_c, color="tab:blue", lw=1.6, label="ξ_c = −1/ln χ_c(c*)")
+    a1.annotate(
+        "ξ_c → ∞ at the critical line\n(a divergence, ∝ 1/|σ_w² − σ_w²*|;\nit leaves the axes)",
+        xy=(critical, 1e3),
+        xytext=(critical + 0.45, 40),
+        fontsize=7,
+        arrowprops={"arrowstyle": "->", "color": "0.3", "lw": 0.8},
     )
     a1.semilogy(
         scales["sigma_w2"],
@@ -78,6 +84,21 @@ def plot_scales(scales: pd.DataFrame, critical: float) -> Figure:
         fontsize=10,
     )
     return fig
+
+
+def divergent_xi_c(scales: pd.DataFrame, critical: float) -> tuple[np.ndarray, np.ndarray]:
+    """ξ_c over the grid, with points approaching the critical line from both sides (down to
+    10⁻⁶ away) and a break (NaN) on it: drawn from the grid alone, the divergence would look
+    like a finite peak whose height is set by how close a grid point happens to fall."""
+    sb2 = float(scales["sigma_b2"].iloc[0])
+    lo, hi = float(scales["sigma_w2"].min()), float(scales["sigma_w2"].max())
+    near = [critical + sign * 10.0**-k for k in range(1, 7) for sign in (-1.0, 1.0)]
+    near = [s for s in near if lo < s < hi]
+    extra = {s: meanfield.depth_scales("tanh", s, sb2).xi_c for s in near}
+    points = dict(zip(scales["sigma_w2"], scales["xi_c"], strict=True)) | extra
+    points[critical] = np.nan
+    sigma = np.array(sorted(points))
+    return sigma, np.array([points[s] for s in sigma])
 
 
 def plot_phase_diagram(

@@ -174,6 +174,10 @@ def plot_rates(path: Path, results: list[FlowResult]) -> None:
     bound = [r.rate_bound if not math.isnan(r.rate_bound) else r.gate_rate for r in results]
     colors = ["tab:grey" if not math.isnan(r.rate_bound) else "tab:orange" for r in results]
     ax.bar(x + 0.2, bound, 0.4, color=colors)
+    # NOTE: a bar of height 0 draws nothing; a tick at every bar's value shows the zeros too
+    rates = [r.rate for r in results]
+    ax.scatter(x - 0.2, rates, marker="_", s=160, color="tab:blue", lw=2, zorder=3)
+    ax.scatter(x + 0.2, bound, marker="_", s=160, color=colors, lw=2, zorder=3)
     ax.bar([0], [0], color="tab:grey", label="Pascanu et al. bound log10(ρ·max|f′|)")
     ax.bar([0], [0], color="tab:orange", label="LSTM: mean log10 f_t; GRU: mean log10 z_t")
     ax.axhline(0, color="black", lw=0.6)

@@ -358,21 +358,34 @@ def grad_ratio_log10_theory(
 
 
 def critical_sigma_w2(
-    activation: str | Activation, sigma_b2: float = 0.0, lo: float = 0.05, hi: float = 20.0
+    activation: str | Activation,
+    sigma_b2: float = 0.0,
+    lo: float = 0.05,
+    hi: float | None = None,
 ) -> float:
-    """The σ_w² where χ1 = 1 (order to chaos), by brentq on log χ1 over [lo, hi]."""
+    """The σ_w² where χ1 = 1 (order to chaos), by brentq on log χ1 over [lo, hi].
+
+    Without `hi` the bracket is found: hi starts at 20 and doubles until χ1 > 1 (sigmoid's
+    φ′(0) = 1/4 puts its critical σ_w² near 103, beyond any fixed small bracket), up to 2^20.
+    """
     act = as_activation(activation)
 
     def log_chi1(s: float) -> float:
         return math.log(chi1_theory(act, s, sigma_b2))
 
-    f_lo, f_hi = log_chi1(lo), log_chi1(hi)
+    top = 20.0 * 2.0**16 if hi is None else hi
+    end = 20.0 if hi is None else hi
+    f_lo, f_hi = log_chi1(lo), log_chi1(end)
+    while hi is None and f_hi <= 0 and end < top:
+        lo, f_lo = end, f_hi
+        end *= 2.0
+        f_hi = log_chi1(end)
     if not f_lo < 0 < f_hi:
         raise ValueError(
-            f"χ1 − 1 does not change sign on σ_w² ∈ [{lo}, {hi}] for {act!r} "
+            f"χ1 − 1 does not change sign on σ_w² ∈ [{lo}, {end}] for {act!r} "
             f"(log χ1 = {f_lo:.3g}, {f_hi:.3g})"
         )
-    return _brentq(log_chi1, lo, hi)
+    return _brentq(log_chi1, lo, end)
 
 
 # --- two inputs: the correlation map and the depth scales ---------------------------------
