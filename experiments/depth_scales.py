@@ -52,9 +52,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--steps", type=int, default=None, help=f"SGD steps per cell (default {DEFAULT['steps']})"
     )
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (default 2, or 1 on one core); 1 runs in this process",
+    )
     p.add_argument("--quick", action="store_true", help="a small run for tests and demos")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return p
 
 

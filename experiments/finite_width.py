@@ -57,7 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gap for gelu against width.",
     )
     p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (default 2, or 1 on one core); 1 runs in this process",
+    )
     p.add_argument("--quick", action="store_true", help="a small run for tests and demos")
     args = p.parse_args(argv)
     if args.jobs < 1:

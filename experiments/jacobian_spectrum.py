@@ -54,7 +54,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=int, default=None, help=f"networks per case (default {DEFAULT['seeds']})"
     )
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (default 2, or 1 on one core); 1 runs in this process",
+    )
     p.add_argument("--quick", action="store_true", help="a small run for tests and demos")
     return p
 
