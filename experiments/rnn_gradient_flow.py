@@ -18,6 +18,7 @@ The measuring code is experiments.measure.recurrent.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,10 +44,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"output folder (default {DEFAULT_OUT})")  # fmt: skip
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help=f"seed for weights and data (default {DEFAULT_SEED})")  # fmt: skip
+                        help=f"seed for weights and data (default {DEFAULT_SEED}); the adding "
+                        f"problem also runs the next {FULL.seeds - 1} seeds")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: small nets, short sequences, few steps")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes for the adding problem's runs (default 2, or 1 on one "
+                        "core); 1 runs in this process")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be ≥ 1, got {args.jobs}")
     if args.seed < 0:
         parser.error(f"--seed must be a non-negative integer, got {args.seed}")
     return args
@@ -62,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     with threadpool_limits(limits=1), np.errstate(over="raise", invalid="raise"):
         flow = run_flow(s, args.seed)
-        runs = run_adding(s, args.seed, print)
+        seeds = range(args.seed, args.seed + s.seeds)
+        runs = run_adding(s, seeds, print, jobs=args.jobs)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     argv_text = " ".join(

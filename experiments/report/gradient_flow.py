@@ -133,7 +133,7 @@ def plot_ratio_heatmap(grid: pd.DataFrame, sweep: Sweep) -> Figure:
 
 def plot_ratio_vs_depth(grid: pd.DataFrame, sweep: Sweep, key: str) -> Figure:
     """One ratio against depth: a panel per activation, measured (solid, dots) and theory
-    (dashed, crosses) per init; grey band: within ±2 decades ('stable')."""
+    (dashed, crosses) per init; grey band: within the rate test's bound (no trend)."""
     column, formula, what = RATIOS[key]
     width = max(sweep.widths)
     rows = grid[grid["width"] == width]
@@ -149,7 +149,9 @@ def plot_ratio_vs_depth(grid: pd.DataFrame, sweep: Sweep, key: str) -> Figure:
             ax.plot(
                 curve.index, curve[f"{column}_theory"], color=palette[init], alpha=0.8, **THEORY
             )
-        ax.axhspan(flow.VANISHING, flow.EXPLODING, color="0.9", zorder=0)
+        d = np.geomspace(min(sweep.depths), max(sweep.depths), 64)
+        band = np.array([flow.trend_threshold(int(round(x))) for x in d])
+        ax.fill_between(d, -band, band, color="0.9", zorder=0, lw=0)
         ax.set_xscale("log", base=2)
         ax.set_title(act, fontsize=10)
         ax.set_xlabel("depth (Linear layers)")
@@ -158,7 +160,7 @@ def plot_ratio_vs_depth(grid: pd.DataFrame, sweep: Sweep, key: str) -> Figure:
     axes[0].plot([], [], color="0.3", label="measured (mean over seeds)", **MEASURED)
     axes[0].plot([], [], color="0.3", label="mean-field theory", **THEORY)
     legend_below(fig, axes[0], ncols=4)
-    fig.suptitle(f"{what}: {formula} against depth, width {width}; grey: within ±2 decades")
+    fig.suptitle(f"{what}: {formula} against depth, width {width}; grey: no trend by the rate test")
     return fig
 
 
@@ -714,10 +716,7 @@ def findings(
         pairs_n = at.groupby(["activation", "init"]).ngroups
         out.append(
             f"At depth {depth}, of {pairs_n} (activation, init) pairs: on the weight gradient "
-            f"{tally('regime')}; on δ {tally('delta_regime')}. ±2 decades over "
-            f"{depth - 2} layers is a mean factor of 10^(±4/{depth - 2}) = "
-            f"[{10 ** (-4 / (depth - 2)):.2f}, {10 ** (4 / (depth - 2)):.2f}] per layer on the "
-            "squared norm."
+            f"{tally('regime')}; on δ {tally('delta_regime')} (the rule: below)."
         )
     return out
 
@@ -807,11 +806,16 @@ def readme(
         "‖∂L/∂W^(L−1)‖ (log10 of ‖Σ_n δ_n a_nᵀ‖ over √Σ_n ‖δ_n‖²‖a_n‖²). `chi1_theory` at the "
         "fixed point q* "
         "(exactly 0 where the iterates fall to 0, inf where they grow without bound).",
-        "- `regime` is decided on `grad_ratio_log10`, `delta_regime` on `delta_ratio_log10`: "
-        "vanishing below −2 decades, exploding above +2, overflow when any value is NaN or "
-        f"Inf. Over the whole net, so per layer: at depth {depth}, ±2 decades over "
-        f"{max(depth - 2, 1)} layers is a mean factor of 10^(±4/{max(depth - 2, 1)}) on the "
-        "squared norm; at depth 8 it is 10^(±4/6), a much looser bound.",
+        "- `regime` is decided on the weight gradients, by two tests. (1) A per-layer rate: "
+        f"`grad_ratio_log10` beyond ±{flow.RATE} decades per layer over the depth − 2 layers "
+        f"between, and at least ±{flow.MIN_DECADES:g} decade in all (at depth 8: ±1 decade, "
+        f"at depth {depth}: ±{flow.trend_threshold(depth):.1f}). (2) A scale test: "
+        "`grad_scale_log10` = log10 max_l ‖∂L/∂W^(l)‖/‖W^(l)‖, the largest relative step per "
+        f"unit learning rate; below {flow.SCALE_LOW:g} no layer can move (vanishing), above "
+        f"+{flow.SCALE_HIGH:g} a step at lr 0.1 moves some layer by more than its own norm "
+        "(exploding). Exploding if either says so, else vanishing if either says so, else "
+        "stable; overflow when any value is NaN or Inf. `delta_regime`: the same rule with "
+        "`delta_ratio_log10` in (1).",
         "- Depth 2 has one hidden layer, so both ratios are exactly 0 and `chi1_measured` is "
         "NaN; a request whose depths are all < 3 is refused.",
         "- kaiming_* use torch's defaults (gain √2 whatever the activation), xavier_* gain 1. "
