@@ -180,12 +180,12 @@ def mean_field(config: Config) -> dict[str, float]:
     sigma_w2, sigma_b2 = mean_field_params(config.init, (config.width, config.width))
     if config.sigma_b2 is not None:
         sigma_b2 = config.sigma_b2
-    return dict(_theory(config.activation, sigma_w2, sigma_b2, config.depth))
+    return dict(_theory(config.activation, sigma_w2, sigma_b2, config.depth, config.batch))
 
 
 @lru_cache(maxsize=1024)
 def _theory(
-    activation: str, sigma_w2: float, sigma_b2: float, depth: int
+    activation: str, sigma_w2: float, sigma_b2: float, depth: int, batch: int
 ) -> tuple[tuple[str, float], ...]:
     act = get_activation(activation)
     q1 = sigma_w2 * 1.0 + sigma_b2  # Var(x) = 1
@@ -199,6 +199,10 @@ def _theory(
         ("chi1_theory", meanfield.chi(act, min(q_star, meanfield.Q_MAX), sigma_w2)),
         ("delta_ratio_log10_theory", ratios.delta_ratio_log10),
         ("grad_ratio_log10_theory", ratios.grad_ratio_log10),
+        (
+            "grad_ratio_log10_batch_theory",
+            meanfield.batch_grad_ratio_log10_theory(act, sigma_w2, sigma_b2, depth, batch),
+        ),
     )
 
 

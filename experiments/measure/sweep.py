@@ -35,6 +35,7 @@ SUMMARY_COLUMNS = [
     "delta_ratio_log10_theory",
     "grad_ratio_log10",
     "grad_ratio_log10_theory",
+    "grad_ratio_log10_batch_theory",
     "chi1_measured",
     "chi1_theory",
     "cross_first_log10",

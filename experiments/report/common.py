@@ -110,3 +110,41 @@ def command_line(module: str, argv: Sequence[str]) -> str:
             continue
         words.append(arg)
     return " ".join(["python -m", module, *words])
+
+
+# --- plain words: one explanation per term, shared by every report -------------------------
+
+GLOSSARY = {
+    "decades": "a decade is a factor of 10; a ratio of −3 decades means the first layer's "
+    "value is 10⁻³ of the last one's (the log10 of the ratio).",
+    "δ": "δ^(l) = ∂L/∂z^(l), the gradient of the loss with respect to layer l's "
+    "pre-activation z^(l); backpropagation computes it from the top layer down. The weight "
+    "gradient SGD applies is ∂L/∂W^(l) = Σ_n δ_n^(l) a_n^(l−1)ᵀ over the batch.",
+    "q*": "q^(l) is the mean square of layer l's pre-activations for a very wide random "
+    "network; one layer maps q^(l) to q^(l+1) (the variance map), and q* is the value it "
+    "settles at, its fixed point.",
+    "χ1": "χ1 = σ_w² E[φ′(√q* z)²], the factor by which one layer multiplies ‖δ‖² on average "
+    "once q has settled. Below 1, gradients shrink towards the input (the ordered phase); "
+    "above 1 they grow (the chaotic phase).",
+    "c-map": "the correlation map: how the correlation c between two inputs' pre-activations "
+    "changes from one layer to the next. Its fixed point c* is 1 in the ordered phase (all "
+    "inputs end up alike) and below 1 in the chaotic phase.",
+    "ξ": "depth scales ξ_q and ξ_c: the number of layers over which q, or the correlation c, "
+    "relaxes to its fixed point by a factor e. Two inputs stay distinguishable for about ξ_c "
+    "layers.",
+    "edge of chaos": "the critical line χ1 = 1 between the ordered and the chaotic phase. "
+    "There ξ_c is infinite and signals cross many layers (Poole et al. 2016, Schoenholz et "
+    "al. 2017).",
+    "σ_w², σ_b²": "the variances of the weights (times fan-in) and of the biases: "
+    "W_ij ~ N(0, σ_w²/fan_in), b_i ~ N(0, σ_b²). Every init in the lab is read as a pair.",
+    "seeds": "each seed draws its own weights, data and batches. A claim here holds for "
+    "every seed, or its count of seeds says for how many; a range is min to max over seeds.",
+}
+
+
+def glossary(*terms: str) -> list[str]:
+    """A "Words used here" section: the plain explanation of each term, in order."""
+    unknown = [t for t in terms if t not in GLOSSARY]
+    if unknown:
+        raise ValueError(f"no explanation for {unknown}; known: {', '.join(GLOSSARY)}")
+    return ["## Words used here", "", *[f"- **{t}**: {GLOSSARY[t]}" for t in terms], ""]

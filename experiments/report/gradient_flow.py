@@ -24,6 +24,7 @@ from experiments.report.common import (
     colors,
     crossing,
     figure,
+    glossary,
     legend_below,
     markdown_table,
     panels,
@@ -460,6 +461,122 @@ def headline(grid: pd.DataFrame, sweep: Sweep, key: str) -> str:
     return markdown_table(["activation", *sweep.inits], rows)
 
 
+#: "agree": measured (mean over seeds) and predicted within this many decades
+AGREE = 0.1
+
+
+def batch_theory_table(grid: pd.DataFrame) -> pd.DataFrame:
+    """Per (activation, init, depth ≥ 3, width): the mean measured weight-gradient ratio and
+    both theories' errors, where both are finite."""
+    deep = grid[grid["depth"] >= 3]
+    cols = ["grad_ratio_log10", "grad_ratio_log10_theory", "grad_ratio_log10_batch_theory"]
+    g = deep.groupby(["activation", "init", "depth", "width"])[cols].mean().reset_index()
+    g = g[np.isfinite(g[cols]).all(axis=1)]
+    g["single_err"] = g["grad_ratio_log10"] - g["grad_ratio_log10_theory"]
+    g["batch_err"] = g["grad_ratio_log10"] - g["grad_ratio_log10_batch_theory"]
+    g["depth_over_width"] = g["depth"] / g["width"]
+    return g
+
+
+def batch_theory_findings(grid: pd.DataFrame) -> list[str]:
+    """How far the single-example and the batch theory of the weight gradient get."""
+    g = batch_theory_table(grid)
+    if g.empty:
+        return []
+    n = len(g)
+    single, batch = (
+        int((g["single_err"].abs() < AGREE).sum()),
+        int((g["batch_err"].abs() < AGREE).sum()),
+    )
+    misses = g[g["batch_err"].abs() >= AGREE].sort_values("batch_err", key=abs, ascending=False)
+    worst = "; ".join(
+        f"{r.activation} + {r.init} at depth {r.depth} ({signed(r.batch_err)}, L/N = "
+        f"{r.depth_over_width:.2g})"
+        for r in misses.head(6).itertuples()
+    )
+    relu = g[(g["activation"] == "relu") & (g["init"] == "kaiming_normal")]
+    relu_text = ", ".join(
+        f"depth {r.depth}: {signed(r.grad_ratio_log10)} measured, "
+        f"{signed(r.grad_ratio_log10_batch_theory)} batch theory"
+        for r in relu.itertuples()
+    )
+    out = [
+        "**The batch theory of the weight gradient.** ‖∂L/∂W^(l)‖² = Σ_{b,b′} ⟨δ_b, δ_b′⟩"
+        "⟨a_b, a_b′⟩ over the batch. The single-example theory keeps only b = b′. The batch "
+        "theory (`grad_ratio_log10_batch_theory`) adds the B(B − 1) cross terms: forward, "
+        "⟨a_b, a_b′⟩ follows the correlation map (c-map) from independent inputs; backward, "
+        "⟨δ_b, δ_b′⟩ starts from the output's error Gram (softmax of logits with the c-map's "
+        "correlation, random labels) and shrinks by σ_w² E[φ′(u1)φ′(u2)] per layer.\n"
+        f"   - Cells within {AGREE} decade of the measured mean (depth ≥ 3, mean over seeds): "
+        f"single-example theory {single} of {n}, batch theory {batch} of {n}.\n"
+        + (f"   - relu + kaiming_normal: {relu_text}.\n" if len(relu) else ""),
+    ]
+    if len(misses):
+        ratios = misses["depth_over_width"]
+        share = float((ratios >= ratios.max() / 2).mean())
+        lin = g[(g["activation"] == "linear") & (g["init"] == "kaiming_normal")]
+        lin_text = ", ".join(
+            f"{signed(r.grad_ratio_log10)} at depth {r.depth}" for r in lin.itertuples()
+        )
+        out[0] += (
+            f"   - The {len(misses)} cells it misses by ≥ {AGREE}, largest first: {worst}. "
+            f"{share:.0%} of them sit at the two largest depth-over-width ratios L/N. There "
+            "one network's log-norms fluctuate by O(L/N): the log-normal corrections Hanin "
+            "(2018) describes, measured in `reports/finite_width/`. Mean-field theory is the "
+            "N → ∞ limit at fixed L and leaves them out."
+            + (
+                f" Even the linear net with kaiming_normal, whose theory (0 decades) has no "
+                f"cross terms, measures {lin_text}."
+                if len(lin)
+                else ""
+            )
+            + "\n"
+        )
+    return [out[0].rstrip("\n")]
+
+
+def summary(grid: pd.DataFrame, sweep: Sweep) -> list[str]:
+    """The report's first lines, each with its numbers."""
+    depth, width = max(sweep.depths), max(sweep.widths)
+    grid = grid[grid["width"] == width]
+    out = []
+    at = grid[grid["depth"] == depth]
+    if len(at):
+        mode = at.groupby(["activation", "init"])["regime"].agg(lambda r: r.mode().iloc[0])
+        d_mode = at.groupby(["activation", "init"])["delta_regime"].agg(lambda r: r.mode().iloc[0])
+        counts = mode.value_counts()
+        both = int(((d_mode == "vanishing") & (mode == "stable")).sum())
+        out.append(
+            f"- At depth {depth}, of {len(mode)} (activation, init) pairs, the weight "
+            "gradients are "
+            + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("vanishing", "exploding", "stable"))
+            + f" (rule under What was run). In {both} pairs δ vanishes towards the input "
+            "while the weight gradients SGD applies stay stable."
+        )
+    deep = grid[grid["depth"] >= 3]
+    cells = deep.groupby(["activation", "init", "depth"])[
+        ["delta_ratio_log10", "delta_ratio_log10_theory"]
+    ].mean()
+    cells = cells[np.isfinite(cells).all(axis=1)]
+    if len(cells):
+        gap = (cells["delta_ratio_log10"] - cells["delta_ratio_log10_theory"]).abs()
+        out.append(
+            f"- Mean-field theory predicts the δ ratio within {AGREE} decade in "
+            f"{int((gap < AGREE).sum())} of {len(cells)} cells (depth ≥ 3, mean over "
+            f"{len(sweep.seeds)} seeds)."
+        )
+    g = batch_theory_table(grid)
+    if len(g):
+        out.append(
+            f"- The weight-gradient ratio: within {AGREE} decade in "
+            f"{int((g['single_err'].abs() < AGREE).sum())} of {len(g)} cells by the "
+            f"single-example theory, {int((g['batch_err'].abs() < AGREE).sum())} by the batch "
+            "theory that adds the examples' cross terms through the c-map; the rest are "
+            "finite-width effects (finding on the batch theory)."
+        )
+    return out
+
+
 def findings(
     grid: pd.DataFrame, scan: pd.DataFrame, layers: pd.DataFrame, sweep: Sweep
 ) -> list[str]:
@@ -655,6 +772,7 @@ def findings(
             "tanh′ is smaller, so the crossing of δ sits above the fixed-point criterion."
         )
         out.append(text)
+    out += batch_theory_findings(grid)
     deep = grid[grid["depth"] >= 3]
     for key in ("grad", "delta"):
         column, _, what = RATIOS[key]
@@ -770,6 +888,11 @@ def readme(
         "",
         "Generated by `experiments/gradient_flow.py`; do not edit by hand.",
         "",
+        "## Summary",
+        "",
+        *summary(grid, sweep),
+        "",
+        *glossary("decades", "δ", "σ_w², σ_b²", "q*", "χ1", "c-map", "edge of chaos", "seeds"),
         "## What was run",
         "",
         f"    {command}",
@@ -811,8 +934,9 @@ def readme(
         f"between, and at least ±{flow.MIN_DECADES:g} decade in all (at depth 8: ±1 decade, "
         f"at depth {depth}: ±{flow.trend_threshold(depth):.1f}). (2) A scale test: "
         "`grad_scale_log10` = log10 max_l ‖∂L/∂W^(l)‖/‖W^(l)‖, the largest relative step per "
-        f"unit learning rate; below {flow.SCALE_LOW:g} no layer can move (vanishing), above "
-        f"+{flow.SCALE_HIGH:g} a step at lr 0.1 moves some layer by more than its own norm "
+        f"unit learning rate; below {signed(flow.SCALE_LOW, 0)} no layer can move "
+        f"(vanishing), above +{flow.SCALE_HIGH:g} a step at lr 0.1 moves some layer by more "
+        "than its own norm "
         "(exploding). Exploding if either says so, else vanishing if either says so, else "
         "stable; overflow when any value is NaN or Inf. `delta_regime`: the same rule with "
         "`delta_ratio_log10` in (1).",
