@@ -50,3 +50,29 @@ def test_the_check_finds_a_delimiter_row_too_long() -> None:
     bad = "| a | b |\n| --- | --- | --- |\n| 1 | 2 |\n"
     ((_, rows),) = tables(bad)
     assert cells(rows[1]) == 3 != cells(rows[0])
+
+
+STUDIES = ["gradient_flow", "training", "jacobian_spectrum", "depth_scales", "finite_width",
+           "rnn_gradient_flow"]  # fmt: skip
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_every_study_opens_with_a_summary(study: str) -> None:
+    """A reader meets what the study shows before how it was run."""
+    text = (REPORTS / study / "README.md").read_text()
+    heads = [line for line in text.splitlines() if line.startswith("## ")]
+    assert heads and heads[0] == "## Summary", heads[:3]
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    bullets = [line for line in summary.splitlines() if line.startswith("- ")]
+    assert 2 <= len(bullets) <= 5, bullets
+    assert all(re.search(r"\d", b) for b in bullets), "every summary line carries a number"
+
+
+def test_the_glossary_explains_only_known_terms() -> None:
+    from experiments.report.common import GLOSSARY, glossary
+
+    lines = glossary("χ1", "edge of chaos")
+    assert lines[0] == "## Words used here" and len(lines) == 5
+    assert all(GLOSSARY[t] for t in ("decades", "q*", "c-map", "ξ"))
+    with pytest.raises(ValueError, match="no explanation"):
+        glossary("entropy")

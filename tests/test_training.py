@@ -17,6 +17,7 @@ import pytest
 from experiments import training
 from experiments.measure.train import (
     Dataset,
+    Snapshot,
     init_mlp,
     layer_norms,
     reparametrisation,
@@ -242,3 +243,29 @@ def test_a_rescaled_xavier_relu_net_follows_the_kaiming_one() -> None:
     assert kai[-1].train_loss < 0.9 * kai[0].train_loss, "the reference run did not learn"
     xav = runs[("xavier_normal", False)]  # its logits are 2^−2·√(16/19) of Kaiming's
     assert abs(xav[0].train_loss - np.log(3)) < 0.2 * abs(kai[0].train_loss - np.log(3))
+
+
+def _history(losses: list[float], accs: list[float]) -> list[Snapshot]:
+    return [
+        Snapshot(e, loss, 0.0, loss, acc, {}, {}, {}, {})
+        for e, (loss, acc) in enumerate(zip(losses, accs, strict=True))
+    ]
+
+
+def test_claims_over_seeds_are_median_and_range_and_count_the_never() -> None:
+    assert report.spread([3.0, 1.0, 2.0]) == "2.000 (range 1.000 to 3.000, 3 seeds)"
+    assert report.spread([10, 20], "d") == "15 (range 10 to 20, 2 seeds)"
+    assert report.spread([126, None, 145, None], "d") == (
+        "126, 145 in 2 of 4 seeds (the other 2: never)"
+    )
+    assert report.spread([None, None], "d") == "— (in none of 2 seeds)"
+    assert report._cell([0.5, 0.7, 0.6], ".1f") == "0.6 [0.5, 0.7]"
+    assert report._cell([None, 3], "d") == "3 [3, 3] (1 never)"
+
+
+def test_the_final_loss_is_a_mean_over_the_last_epochs_not_one_spike() -> None:
+    h = _history([2.3] + [0.02] * 20 + [0.47], [0.1] * 22)
+    assert report.tail_loss(h) == pytest.approx((9 * 0.02 + 0.47) / 10)
+    assert report.rises(h) == [(21, pytest.approx(0.45))]
+    h = _history([2.3, 2.0, 1.0, 0.5], [0.1, 0.5, 0.91, 0.95])
+    assert report.first_epoch(h) == 2 and report.first_epoch(h, 0.99) is None
