@@ -550,8 +550,13 @@ def summary(grid: pd.DataFrame, sweep: Sweep) -> list[str]:
             f"- At depth {depth}, of {len(mode)} (activation, init) pairs, the weight "
             "gradients are "
             + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("vanishing", "exploding", "stable"))
-            + f" (rule under What was run). In {both} pairs δ vanishes towards the input "
-            "while the weight gradients SGD applies stay stable."
+            + " (the rule: under What was run)."
+            + (
+                f" In {both} pairs δ vanishes towards the input while the weight gradients "
+                "SGD applies stay stable."
+                if both
+                else ""
+            )
         )
     deep = grid[grid["depth"] >= 3]
     cells = deep.groupby(["activation", "init", "depth"])[
@@ -571,8 +576,8 @@ def summary(grid: pd.DataFrame, sweep: Sweep) -> list[str]:
             f"- The weight-gradient ratio: within {AGREE} decade in "
             f"{int((g['single_err'].abs() < AGREE).sum())} of {len(g)} cells by the "
             f"single-example theory, {int((g['batch_err'].abs() < AGREE).sum())} by the batch "
-            "theory that adds the examples' cross terms through the c-map; the rest are "
-            "finite-width effects (finding on the batch theory)."
+            "theory that adds the examples' cross terms through the c-map; its misses gather "
+            "where depth over width is largest (the finding on the batch theory)."
         )
     return out
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from experiments.measure import recurrent as lab
 from experiments.measure.recurrent import MODELS, AddingRun, FlowResult, Settings
+from experiments.report.common import glossary
 from experiments.report.io import write_png
 
 SOLVED_MSE = 0.01
@@ -339,6 +340,34 @@ def adding_findings(runs: list[AddingRun], s: Settings) -> list[str]:
     return out
 
 
+def summary(flow: list[FlowResult], runs: list[AddingRun], s: Settings) -> list[str]:
+    """The report's first lines, each with its numbers."""
+    by = _by_name(flow)
+    lin = [by[f"linear_rho{r}"] for r in lab.RHOS]
+    worst = max(abs(r.rate - r.rate_exact) for r in lin)
+    tanh = [by[f"tanh_rho{r}"] for r in lab.RHOS]
+    below = sum(r.rate <= r.rate_bound + 1e-12 for r in tanh)
+    slower = sum(t.rate < li.rate for t, li in zip(tanh, lin, strict=True))
+    n = len({r.seed for r in runs})
+    solved = {
+        (kind, T): sum(r.test_mse[-1] < SOLVED_MSE for r in _cell_runs(runs, kind, T))
+        for kind in MODELS
+        for T in s.lengths
+    }
+    return [
+        f"- A linear RNN with W_hh = ρQ scales ∂L/∂h by exactly ρ per step back in time "
+        f"(measured rates within {worst:.0e} of log10 ρ). With tanh the rate is lower than "
+        f"the linear net's for {slower} of {len(tanh)} values of ρ, and below Pascanu et "
+        f"al.'s bound for {below} of {len(tanh)}.",
+        "- Adding problem, test MSE below "
+        f"{SOLVED_MSE} after {s.steps} steps, seeds solved of {n}: "
+        + "; ".join(
+            f"T = {T}: tanh RNN {solved['RNN', T]}, LSTM {solved['LSTM', T]}" for T in s.lengths
+        )
+        + ".",
+    ]
+
+
 def readme(flow: list[FlowResult], runs: list[AddingRun], s: Settings, seed: int,
            argv_text: str) -> str:  # fmt: skip
     T = s.flow_T
@@ -352,6 +381,11 @@ def readme(flow: list[FlowResult], runs: list[AddingRun], s: Settings, seed: int
         "manual_bp's explicit backprop through time (`manual_bp/ops/recurrent.py`), the "
         "measuring code is `experiments/measure/recurrent.py`.",
         "",
+        "## Summary",
+        "",
+        *summary(flow, runs, s),
+        "",
+        *glossary("decades", "seeds"),
         "## 1. ‖∂L/∂h_t‖ against t",
         "",
         f"- Sequence length T = {T}, hidden size H = {s.flow_hidden}, batch {s.flow_batch}, "
