@@ -222,9 +222,10 @@ def findings(hanin: pd.DataFrame, residual: pd.DataFrame, layers: pd.DataFrame) 
         f"(median over the {len(r)} runs; {int((share > 0.5).sum())} runs above one half, "
         f"largest {share.max():.3f}). The median over examples of the per-example ratio "
         f"log10 ‖δ_n^(1)‖/‖δ_n^(L−1)‖ lies much closer to the theory: {per_width('m')}. So "
-        "much of the batch gap is a few examples whose δ did not shrink, and it depends on "
-        "the batch size (a larger batch is more likely to hold one). The same caveat applies "
-        "to gelu's rows in `reports/gradient_flow/`."
+        "much of the batch gap is a few examples whose δ did not shrink: the batch ratio "
+        "depends on which examples the batch holds (how it changes with the batch size is "
+        "not measured here). The same caveat applies to gelu's rows in "
+        "`reports/gradient_flow/`."
     )
     first = layers[layers["seed"] == layers["seed"].min()]
     last = first["layer"].max()
