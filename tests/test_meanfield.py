@@ -127,8 +127,8 @@ def test_negative_variance_and_bad_correlation_refused():
         mf.fixed_point("tanh", -1.0)
     with pytest.raises(ValueError, match=r"\[−1, 1\]"):
         mf.pair_moments("tanh", 1.0, 1.5)
-    with pytest.raises(ValueError, match="closed form"):
-        mf.pair_moments("elu", 1.0, 0.5)
+    with pytest.raises(ValueError, match=r"\[−1, 1\]"):
+        mf.pair_moments("elu", 1.0, -1.5)  # kinked φ go by the nested panels, same check
 
 
 # --- fixed points, χ1 and the critical line ---------------------------------------------------

@@ -156,7 +156,7 @@ def test_quick_writes_every_file_with_its_columns(quick_run: Path) -> None:
     pngs = {"grad_norms_heatmap.png", "grad_norms_by_layer.png", "homogeneity.png",
             "plateau.png"}  # fmt: skip
     pngs |= {f"curves_{name}.png" for name in report.COMPARISONS}
-    expected = {"history.csv", "layers.csv", "README.md"} | pngs
+    expected = {"history.csv", "layers.csv", "seeds.csv", "README.md"} | pngs
     assert names == expected, f"missing {expected - names}, unexpected {names - expected}"
 
     header, rows = _rows(quick_run / "history.csv")
@@ -172,6 +172,13 @@ def test_quick_writes_every_file_with_its_columns(quick_run: Path) -> None:
         layers = [int(r["layer"]) for r in rows if r["run"] == run and r["epoch"] == "0"]
         assert layers == list(range(1, spec.depth + 1)), run
     assert all(float(r["grad_w_norm"]) > 0 and float(r["delta_norm"]) > 0 for r in rows)
+
+    header, rows = _rows(quick_run / "seeds.csv")
+    assert header == list(report.SEED_COLUMNS)
+    assert {r["seed"] for r in rows} == {str(s) for s in range(training.QUICK_SEEDS)}
+    assert len(rows) == training.QUICK_SEEDS * sum(
+        spec.epochs(training.QUICK_EPOCHS) + 1 for spec in report.RUNS.values()
+    )
 
     text = (quick_run / "README.md").read_text(encoding="utf-8")
     assert "## Findings" in text and "| `relu30_kaiming` |" in text
