@@ -76,3 +76,19 @@ def test_the_glossary_explains_only_known_terms() -> None:
     assert all(GLOSSARY[t] for t in ("decades", "q*", "c-map", "ξ"))
     with pytest.raises(ValueError, match="no explanation"):
         glossary("entropy")
+
+
+def test_long_findings_become_a_lead_and_sub_bullets() -> None:
+    from experiments.report.common import numbered, sentences
+
+    text = "Pennington et al. (2017, Fig. 3) agree. The spread is 0.3 decades. " * 12
+    assert sentences("A, e.g. this. B is next. (C) too.") == [
+        "A, e.g. this.",
+        "B is next.",
+        "(C) too.",
+    ]
+    lines = numbered([text.strip(), "Short."], limit=200)
+    assert lines[0] == "1. Pennington et al. (2017, Fig. 3) agree."
+    assert all(line.startswith("   - ") and len(line) <= 205 for line in lines[1:-1])
+    assert lines[-1] == "2. Short."
+    assert " ".join(x.removeprefix("1. ").removeprefix("   - ") for x in lines[:-1]) == text.strip()

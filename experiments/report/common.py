@@ -4,6 +4,7 @@ axes, the measured/theory line styles, Markdown tables and number formats."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,3 +149,51 @@ def glossary(*terms: str) -> list[str]:
     if unknown:
         raise ValueError(f"no explanation for {unknown}; known: {', '.join(GLOSSARY)}")
     return ["## Words used here", "", *[f"- **{t}**: {GLOSSARY[t]}" for t in terms], ""]
+
+
+# --- findings in short lines -----------------------------------------------------------------
+
+#: a finding's line longer than this is split into its lead sentence and sub-bullets
+LINE_LIMIT = 400
+_NOT_AN_END = ("al", "Fig", "e.g", "i.e", "vs", "cf", "Eq", "Sec")
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut after each sentence: a '.' followed by a space and a capital or '(',
+    unless the word before is an abbreviation (et al., Fig., e.g.)."""
+    out, start = [], 0
+    for m in re.finditer(r"\.\s+(?=[A-Z(*])", text):
+        word = re.search(r"(\S+)$", text[start : m.start()])
+        if word and word.group(1).split("(")[-1] in _NOT_AN_END:
+            continue
+        out.append(text[start : m.start() + 1])
+        start = m.end()
+    out.append(text[start:])
+    return [s for s in out if s]
+
+
+def _split_line(line: str, limit: int) -> list[str]:
+    """One line of a finding: itself if short, else its lead and sub-bullets of whole
+    sentences, each up to `limit` characters where the sentences allow."""
+    indent = re.match(r"(\s*-\s+)?", line).group(0)
+    body = line[len(indent) :]
+    if len(line) <= limit:
+        return [line]
+    parts = sentences(body)
+    groups: list[str] = []
+    for s in parts[1:]:
+        if groups and len(groups[-1]) + 1 + len(s) <= limit:
+            groups[-1] += " " + s
+        else:
+            groups.append(s)
+    return [indent + parts[0]] + [f"   - {g}" for g in groups]
+
+
+def numbered(findings: Sequence[str], limit: int = LINE_LIMIT) -> list[str]:
+    """Findings as a numbered Markdown list; a line over `limit` characters becomes its lead
+    sentence and sub-bullets of whole sentences, so no finding is one long paragraph."""
+    out = []
+    for k, text in enumerate(findings, start=1):
+        lines = [part for line in text.split("\n") for part in _split_line(line, limit)]
+        out += [f"{k}. {lines[0]}", *lines[1:]]
+    return out

@@ -12,7 +12,7 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 
 from experiments.measure.trainability import Budget
-from experiments.report.common import figure, glossary, markdown_table
+from experiments.report.common import figure, glossary, markdown_table, numbered
 from experiments.report.io import write_png
 from experiments.theory import meanfield
 
@@ -311,7 +311,7 @@ def readme(
         "",
         "## Findings",
         "",
-        *[f"{k}. {t}" for k, t in enumerate(findings(cells, grid_scales, critical, budget), 1)],
+        *numbered(findings(cells, grid_scales, critical, budget)),
         "",
         "## Plots",
         "",

@@ -17,6 +17,7 @@ from experiments.report.common import (
     glossary,
     legend_below,
     markdown_table,
+    numbered,
     signed,
 )
 from experiments.report.io import write_png
@@ -338,7 +339,7 @@ def readme(
         "",
         "## Findings",
         "",
-        *[f"{k}. {t}" for k, t in enumerate(findings(hanin, residual, layers), start=1)],
+        *numbered(findings(hanin, residual, layers)),
         "",
         "## Plots",
         "",

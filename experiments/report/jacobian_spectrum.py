@@ -18,6 +18,7 @@ from experiments.report.common import (
     glossary,
     legend_below,
     markdown_table,
+    numbered,
 )
 from experiments.report.io import write_png
 
@@ -389,7 +390,7 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "",
         "## Findings",
         "",
-        *[f"{k}. {t}" for k, t in enumerate(findings(spectrum), start=1)],
+        *numbered(findings(spectrum)),
         "",
         "## Plots",
         "",

@@ -18,7 +18,7 @@ import numpy as np
 
 from experiments.measure import recurrent as lab
 from experiments.measure.recurrent import MODELS, AddingRun, FlowResult, Settings
-from experiments.report.common import glossary
+from experiments.report.common import glossary, numbered
 from experiments.report.io import write_png
 
 SOLVED_MSE = 0.01
@@ -423,7 +423,7 @@ def readme(flow: list[FlowResult], runs: list[AddingRun], s: Settings, seed: int
             f"{cell(r.rate_bound)} | {cell(r.rate_exact)} | {cell(r.gate_rate)} |"
         )
     lines += ["", "### Findings", ""]
-    lines += [f"{i}. {text}" for i, text in enumerate(flow_findings(flow), start=1)]
+    lines += numbered(flow_findings(flow))
     lines += [
         "",
         "![tanh and linear RNNs](flow_rnn.png)",
@@ -478,7 +478,7 @@ def readme(flow: list[FlowResult], runs: list[AddingRun], s: Settings, seed: int
                 + " |"
             )
     lines += ["", "### Findings", ""]
-    lines += [f"{i}. {text}" for i, text in enumerate(adding_findings(runs, s), start=1)]
+    lines += numbered(adding_findings(runs, s))
     lines += [
         "",
         "![adding problem](adding.png)",

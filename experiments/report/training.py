@@ -13,7 +13,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from experiments.measure.train import Dataset, Snapshot
-from experiments.report.common import MEASURED, figure, legend_below, markdown_table, pow10
+from experiments.report.common import (
+    MEASURED,
+    figure,
+    legend_below,
+    markdown_table,
+    numbered,
+    pow10,
+)
 from experiments.report.io import write_png
 
 WIDTH = 64
@@ -648,7 +655,7 @@ def readme(
         "",
         "## Findings",
         "",
-        *[f"{i}. {text}" for i, text in enumerate(findings(histories, by_seed), start=1)],
+        *numbered(findings(histories, by_seed)),
         "",
         "## Plots",
         "",
