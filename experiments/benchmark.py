@@ -54,7 +54,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import torch_ref
 import torch_ref.problem as problem_module
-from manual_bp.lab.io import atomic_write, write_csv, write_png
+from experiments.report.io import atomic_write, write_csv, write_png
 from manual_bp.network import Network
 from manual_bp.ops import conv as conv_ops
 from torch_ref import oracle

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from manual_bp.lab import finite_width, flow
-from manual_bp.lab.io import atomic_write, write_csv
-from manual_bp.lab.report import finite_width as report
-from manual_bp.lab.report.common import command_line
-from manual_bp.lab.runner import run_tasks
+from experiments.measure import finite_width, flow
+from experiments.measure.runner import run_tasks
+from experiments.report import finite_width as report
+from experiments.report.common import command_line
+from experiments.report.io import atomic_write, write_csv
 
 OUT = Path("reports/finite_width")
 DEFAULT = {
@@ -57,7 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gap for gelu against width.",
     )
     p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (default 2, or 1 on one core); 1 runs in this process",
+    )
     p.add_argument("--quick", action="store_true", help="a small run for tests and demos")
     args = p.parse_args(argv)
     if args.jobs < 1:

@@ -11,7 +11,7 @@ and seed), layers.csv (one row per configuration, seed and layer), the plots and
 The σ_w² scan runs in the default sweep (with or without --quick) and wherever --scan or a
 --scan-* option asks for it; a sweep narrowed by --depths/--widths/--activations/--inits/
 --seeds/--batch/--sigma-b2 measures exactly what it names. Every number comes from
-manual_bp.lab.flow (the explicit δ recursion) and manual_bp.lab.meanfield; torch only
+experiments.measure.flow (the explicit δ recursion) and experiments.theory.meanfield; torch only
 appears under --check-autograd.
 """
 
@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from manual_bp.lab import flow, sweep
-from manual_bp.lab.io import atomic_write, write_csv
-from manual_bp.lab.report import gradient_flow as report
-from manual_bp.lab.report.common import command_line
-from manual_bp.lab.runner import run_tasks
+from experiments.measure import flow, sweep
+from experiments.measure.runner import run_tasks
+from experiments.report import gradient_flow as report
+from experiments.report.common import command_line
+from experiments.report.io import atomic_write, write_csv
 
 SEED = 20240  # the autograd cross-check's choice of configurations
 DEFAULT: dict[str, Any] = {
@@ -85,25 +85,38 @@ def _items(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     return parse
 
 
+def _list(values: list[Any]) -> str:
+    return " ".join(map(str, values))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m experiments.gradient_flow",
         description="Measure ‖δ^(l)‖ and ‖∂L/∂W^(l)‖ through deep random MLPs against "
         "mean-field theory.",
     )
-    for flag, kind in {
-        "--depths": int,
-        "--widths": int,
-        "--activations": str,
-        "--inits": str,
-        "--seeds": int,
-        "--scan-sigma2": float,
-    }.items():
-        p.add_argument(flag, nargs="+", type=_items(kind), default=None)
-    p.add_argument("--batch", type=int, default=None)
+    d = DEFAULT
+    known_inits = "an init name or sigma2=X (N(0, X/fan_in))"
+    for flag, kind, text in (
+        ("--depths", int, f"numbers of Linear layers (default {_list(d['depths'])})"),
+        ("--widths", int, f"hidden widths, also the input's size (default {_list(d['widths'])})"),
+        ("--activations", str, f"hidden activations (default {_list(d['activations'])})"),
+        ("--inits", str, f"weight inits: {known_inits} (default {_list(d['inits'])})"),
+        ("--seeds", int, f"seeds; one network per seed and config (default {_list(d['seeds'])})"),
+        ("--scan-sigma2", float, "the scan's σ_w² values (default 1.0 to 2.6 in steps of 0.1)"),
+    ):
+        p.add_argument(flag, nargs="+", type=_items(kind), default=None,
+                       help=text + "; space- or comma-separated")  # fmt: skip
+    p.add_argument("--batch", type=int, default=None,
+                   help=f"examples per network (default {d['batch']})")  # fmt: skip
     p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
     p.add_argument("--quick", action="store_true", help="a small sweep for tests and demos")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: every core); 1 runs in this process",
+    )
     p.add_argument(
         "--dask",
         metavar="ADDRESS",
@@ -134,12 +147,15 @@ def parser() -> argparse.ArgumentParser:
         help="run the σ_w² scan (on by default only in the default sweep)",
     )
     p.add_argument("--no-scan", action="store_true", help="skip the σ_w² scan")
-    p.add_argument("--scan-activation", default=None)
-    p.add_argument("--scan-depth", type=int, default=None)
+    p.add_argument("--scan-activation", default=None,
+                   help=f"the scan's activation (default {d['scan_activation']})")  # fmt: skip
+    p.add_argument("--scan-depth", type=int, default=None,
+                   help=f"the scan's depth (default {d['scan_depth']})")  # fmt: skip
     p.add_argument(
         "--scan-sigma-b2", type=float, default=None, help="the scan's bias variance (default 0.05)"
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines on stderr")  # fmt: skip
     p.add_argument("--no-report", action="store_true", help="write the CSVs only")
     return p
 

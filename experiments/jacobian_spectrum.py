@@ -7,7 +7,7 @@ free-probability prediction of Pennington, Schoenholz & Ganguli (2017).
 
 Writes spectrum.csv, density.csv, PNG plots and README.md into --out (default
 reports/jacobian_spectrum/). The Jacobian is multiplied out from manual_bp's explicit
-per-layer factors W_l and diag φ′(h^(l−1)) (manual_bp.lab.jacobian).
+per-layer factors W_l and diag φ′(h^(l−1)) (experiments.measure.jacobian).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from manual_bp.lab import jacobian
-from manual_bp.lab.io import atomic_write, write_csv
-from manual_bp.lab.report import jacobian_spectrum as report
-from manual_bp.lab.report.common import command_line
-from manual_bp.lab.runner import run_tasks
+from experiments.measure import jacobian
+from experiments.measure.runner import run_tasks
+from experiments.report import jacobian_spectrum as report
+from experiments.report.common import command_line
+from experiments.report.io import atomic_write, write_csv
 
 OUT = Path("reports/jacobian_spectrum")
 SEED = 0  # seeds are SEED, SEED + 1, …
@@ -54,7 +54,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=int, default=None, help=f"networks per case (default {DEFAULT['seeds']})"
     )
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (default 2, or 1 on one core); 1 runs in this process",
+    )
     p.add_argument("--quick", action="store_true", help="a small run for tests and demos")
     return p
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.report.io import atomic_write
 from manual_bp import examples
-from manual_bp.lab.io import atomic_write
 from manual_bp.optim import SGD
 
 MAZUR_URL = "https://mattmazur.com/2015/03/17/a-step-by-step-backpropagation-example/"
@@ -20,6 +20,13 @@ MAZUR_URL = "https://mattmazur.com/2015/03/17/a-step-by-step-backpropagation-exa
 
 def _f(x: float) -> str:
     return f"{x:.9f}"
+
+
+def shared_bias_gradients(grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The gradients of the post's network, where each layer has one bias shared by its units:
+    ∂E/∂b = Σ_j ∂E/∂b_j, written into every unit's entry so that a per-unit SGD step moves
+    all of a layer's biases together, as one shared bias."""
+    return {k: np.full_like(g, g.sum()) if k.endswith("bias") else g for k, g in grads.items()}
 
 
 def render() -> str:
@@ -52,10 +59,22 @@ def render() -> str:
     fixed_biases = weights_only.loss_and_gradients(
         examples.INPUTS, examples.TARGETS, examples.mazur_loss()
     )
+    shared = examples.mazur_network()
+    SGD(examples.LEARNING_RATE).step(shared, shared_bias_gradients(result.grads))
+    shared_biases = shared.loss_and_gradients(
+        examples.INPUTS, examples.TARGETS, examples.mazur_loss()
+    )
     SGD(examples.LEARNING_RATE).step(net, result.grads)
     new = net.named_parameters()
     after = net.loss_and_gradients(examples.INPUTS, examples.TARGETS, examples.mazur_loss())
     alpha = examples.LEARNING_RATE
+    shared_db1 = float(result.grads["1.bias"].sum())
+    b1_shared, b2_shared = (float(shared.named_parameters()[k][0]) for k in ("1.bias", "2.bias"))
+    b1_unit, b2_unit = new["1.bias"], new["2.bias"]
+    shared_text = f"b1 = {_f(b1_shared)}, b2 = {_f(b2_shared)}"
+    unit_text = (
+        f"b1 = ({_f(b1_unit[0])}, {_f(b1_unit[1])}), b2 = ({_f(b2_unit[0])}, {_f(b2_unit[1])})"
+    )
     rows = "\n".join(
         f"| {name} | {_f(old)} | {_f(g)} | {_f(new[key].flat[i])} |"
         for name, key, i, old, g in [
@@ -137,10 +156,20 @@ in `manual_bp/network.py`.
 |---|---|---|---|
 {rows}
 
-After the step, E_total falls from {_f(result.loss)} to {_f(after.loss)}. The step updates
-the biases too (gradient descent here updates every parameter); the post keeps them fixed,
-and with them fixed E_total falls to {_f(fixed_biases.loss)}. The post prints 0.291027924
-there, but the updated weights it prints give {_f(fixed_biases.loss)} as well.
+After the step E_total falls from {_f(result.loss)}; to how much depends on the biases.
+The post's network has one bias per layer, b1 shared by h1 and h2 and b2 by o1 and o2; the
+manual network (like torch's `nn.Linear`) has one per unit. Before the step the two are the
+same network (both units of a layer start at the same bias); the gradient of a shared bias is
+the sum of the per-unit ones (∂E/∂b1 = δ_h1 + δ_h2 = {_f(shared_db1)}), so one step parts them:
+
+| the step updates | biases after the step | E_total after |
+|---|---|---|
+| the weights only (the post) | b1 = 0.35, b2 = 0.60 | {_f(fixed_biases.loss)} |
+| the weights and one shared b1, b2 (the post's net) | {shared_text} | {_f(shared_biases.loss)} |
+| the weights and a bias per unit (manual_bp, torch) | {unit_text} | **{_f(after.loss)}** |
+
+The post keeps the biases fixed and prints 0.291027924 there; the updated weights it prints
+give {_f(fixed_biases.loss)}, the first row.
 
 [mazur]: {MAZUR_URL}
 """

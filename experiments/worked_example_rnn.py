@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.report.io import atomic_write
 from manual_bp import examples
-from manual_bp.lab.io import atomic_write
 from manual_bp.losses import HalfSquaredError
 
 Array = np.ndarray

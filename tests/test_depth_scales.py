@@ -1,4 +1,4 @@
-"""The trainability cells (manual_bp.lab.trainability) and the depth-scales experiment:
+"""The trainability cells (experiments.measure.trainability) and the depth-scales experiment:
 deterministic cells, the two ends of the phase diagram, and the experiment's files."""
 
 import numpy as np
@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from experiments import depth_scales
-from manual_bp.lab.report import depth_scales as report
-from manual_bp.lab.train import digits
-from manual_bp.lab.trainability import Budget, Cell, train_cell
+from experiments.measure.train import digits
+from experiments.measure.trainability import Budget, Cell, train_cell
+from experiments.report import depth_scales as report
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,20 @@ def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
     ordered = scales[scales["chi1"] < 1]
     # the CSV holds 6 digits: near χ1 = 1 that leaves ln χ1 to ~1e-4 relative
     np.testing.assert_allclose(ordered["xi_c"], -1 / np.log(ordered["chi1"]), rtol=1e-3)
+
+
+def test_xi_c_is_drawn_as_a_divergence_not_a_grid_peak():
+    """Approaching the critical line, ξ_c grows without bound (∝ 1/|σ_w² − σ_w²*|); the curve
+    breaks on the line instead of joining the two nearest grid points in a finite peak."""
+    from experiments.theory import meanfield
+
+    scales = report.scales_frame("tanh", np.linspace(0.5, 4.0, 36), 0.05)
+    critical = report.critical_line("tanh", 0.05)
+    sigma, xi_c = report.divergent_xi_c(scales, critical)
+    assert np.all(np.diff(sigma) > 0)
+    assert np.isnan(xi_c[sigma == critical]).all()
+    finite = xi_c[~np.isnan(xi_c)]
+    assert finite.max() > 1e5 > 100 * scales["xi_c"].max(), (finite.max(), scales["xi_c"].max())
+    near = meanfield.depth_scales("tanh", critical + 1e-4, 0.05).xi_c
+    far = meanfield.depth_scales("tanh", critical + 1e-3, 0.05).xi_c
+    assert 5 < near / far < 20, (near, far)  # ∝ 1/distance: ten times closer, ~ten times longer

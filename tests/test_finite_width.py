@@ -1,12 +1,12 @@
-"""Finite width (manual_bp.lab.finite_width): the per-example log ratios against a backward
+"""Finite width (experiments.measure.finite_width): the per-example log ratios against a backward
 pass written out here, Hanin's one-layer law, and the experiment's files."""
 
 import numpy as np
 import pytest
 
 from experiments import finite_width as experiment
-from manual_bp.lab import finite_width as fw
-from manual_bp.lab import flow
+from experiments.measure import finite_width as fw
+from experiments.measure import flow
 from manual_bp.losses import CrossEntropyLoss
 
 
@@ -68,3 +68,21 @@ def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
     ]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_hanins_coefficient_is_two_mu4_minus_one():
+    """5 Σ 1/n_l is Gaussian weights' case (μ₄ = 3); uniform weights (μ₄ = 9/5) give 2.6."""
+    assert fw.hanin_coefficient(fw.MU4["gaussian"]) == 5.0 == fw.HANIN
+    assert fw.hanin_coefficient(fw.MU4["uniform"]) == pytest.approx(2.6, abs=1e-15)
+    u = np.random.default_rng(0).uniform(-1, 1, 2_000_000)
+    assert np.mean(u**4) / np.mean(u**2) ** 2 == pytest.approx(fw.MU4["uniform"], rel=2e-3)
+
+
+def test_one_example_can_carry_the_batch_norm():
+    """gelu + kaiming_normal, width 256, seed 1: one example holds 98.5 % of ‖δ^(1)‖², and the
+    batch ratio (−3.65) lies far from the per-example median (−6.88) and the theory (−7.53)."""
+    summary, _ = fw.measure_residual(flow.Config("gelu", "kaiming_normal", 64, 256, 1, 128))
+    assert summary["top_example_share"] == pytest.approx(0.985, abs=5e-3)
+    assert summary["delta_ratio_log10"] == pytest.approx(-3.65, abs=0.01)
+    assert summary["delta_ratio_log10_median_example"] == pytest.approx(-6.885, abs=0.01)
+    assert summary["delta_ratio_log10_theory"] == pytest.approx(-7.525, abs=1e-3)

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from experiments import gradient_flow as gf
-from manual_bp.lab import flow, sweep
-from manual_bp.lab.flow import Config
+from experiments.measure import flow, sweep
+from experiments.measure.flow import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_SUMMARY = [
@@ -156,16 +156,42 @@ def test_values_are_finite_where_they_should_be(first):
         assert layers[col].between(0, 1).all(), col
 
 
-def _expected_regime(ratio: pd.Series) -> np.ndarray:
-    return np.where(ratio < -2, "vanishing", np.where(ratio > 2, "exploding", "stable"))
+def _expected_regime(ratio: pd.Series, depth: pd.Series, scale: pd.Series) -> np.ndarray:
+    """The rule as the report states it: ±0.05 decades per layer and ≥ 1 decade in all, or
+    log10 max_l ‖∂L/∂W^(l)‖/‖W^(l)‖ outside [−4, +1]; exploding wins."""
+    bound = np.maximum(1.0, 0.05 * (depth - 2))
+    up = (ratio > bound) | (scale > 1.0)
+    down = (ratio < -bound) | (scale < -4.0)
+    return np.where(up, "exploding", np.where(down, "vanishing", "stable"))
 
 
 def test_regime_is_decided_on_the_weight_gradient_and_delta_regime_on_delta(first):
     s = pd.read_csv(first / "summary.csv")
-    wrong = s[s["regime"] != _expected_regime(s["grad_ratio_log10"])]
+    scale = s["grad_scale_log10"]
+    wrong = s[s["regime"] != _expected_regime(s["grad_ratio_log10"], s["depth"], scale)]
     assert wrong.empty, f"regime wrong for {wrong[['activation', 'init', 'depth']].values}"
-    wrong = s[s["delta_regime"] != _expected_regime(s["delta_ratio_log10"])]
+    wrong = s[s["delta_regime"] != _expected_regime(s["delta_ratio_log10"], s["depth"], scale)]
     assert wrong.empty, f"delta_regime wrong for {wrong[['activation', 'init', 'depth']].values}"
+
+
+@pytest.mark.parametrize(
+    ("ratio", "depth", "scale", "want"),
+    [
+        (-0.39, 8, -0.9, "stable"),  # relu + kaiming at depth 8: −0.07 per layer, < 1 decade
+        (-1.5, 8, -0.9, "vanishing"),  # 1.5 decades over 6 layers
+        (-1.5, 64, -0.9, "stable"),  # over 62 layers: 0.024 per layer, below the rate
+        (-4.0, 64, -0.9, "vanishing"),  # 0.065 per layer
+        (0.1, 16, -14.5, "vanishing"),  # relu + small_normal: flat, but ‖∂L/∂W‖/‖W‖ ~ 1e-14.5
+        (-0.75, 8, 6.0, "exploding"),  # relu + large_normal: flat, every step overshoots
+        (0.0, 2, -1.0, "stable"),
+        (-float("inf"), 16, -1.0, "overflow"),
+        (0.0, 16, float("nan"), "overflow"),
+        (0.0, 16, -float("inf"), "vanishing"),  # every weight gradient exactly 0
+    ],
+)
+def test_the_regime_rule(ratio, depth, scale, want):
+    assert flow.regime(ratio, depth, scale, 0) == want
+    assert flow.regime(ratio, depth, scale, 3) == "overflow"
 
 
 def test_q_star_is_exactly_zero_where_the_map_falls_to_zero(first):
@@ -481,9 +507,14 @@ def test_linear_orthogonal_is_an_isometry():
 
 
 def test_relu_xavier_delta_vanishes_but_the_weight_gradient_does_not():
+    """δ vanishes from top to bottom, the weight gradient does not; but every weight gradient
+    is ~1e-5.7 of its weights (the output collapses), which the scale test calls vanishing."""
     s = _measure("relu", "xavier_normal", 32)
     assert s["delta_ratio_log10"] < -4 and s["delta_regime"] == "vanishing", s
-    assert abs(s["grad_ratio_log10"]) < 0.5 and s["regime"] == "stable", s
+    assert abs(s["grad_ratio_log10"]) < 0.5, s
+    assert s["grad_scale_log10"] < -5 and s["regime"] == "vanishing", s
+    k = _measure("relu", "kaiming_normal", 32)
+    assert abs(k["grad_ratio_log10"]) < 0.5 and k["regime"] == "stable", k
     assert s["grad_ratio_log10_theory"] == pytest.approx(0.0, abs=1e-9)
 
 

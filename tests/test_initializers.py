@@ -16,7 +16,7 @@ import torch.nn as nn
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manual_bp.lab.initializers import (
+from experiments.theory.initializers import (
     GAINS,
     INITIALIZERS,
     calculate_gain,

@@ -1,4 +1,4 @@
-"""The input–output Jacobian of manual_bp.lab.jacobian against torch.autograd's, its
+"""The input–output Jacobian of experiments.measure.jacobian against torch.autograd's, its
 free-probability theory against moments computed here by quad, and the experiment's files."""
 
 import math
@@ -9,8 +9,8 @@ import torch
 from scipy import integrate
 
 from experiments import jacobian_spectrum
-from manual_bp.lab import jacobian as jm
-from manual_bp.lab import meanfield as mf
+from experiments.measure import jacobian as jm
+from experiments.theory import meanfield as mf
 
 
 def _torch_jacobian(config: jm.JacobianConfig, depth: int) -> np.ndarray:
@@ -119,3 +119,29 @@ def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
     ]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_the_radial_mode_contracts_at_the_q_maps_slope():
+    """Critical tanh (σ_w² = 1.05, σ_b² = 2.01e-5): ξ_q = 20.2, slope 0.9518 per layer, so
+    the radial singular value has log10 s² = 2L log10 0.9518: −0.69 at L = 16, −2.75 at 64;
+    one orthogonal network's smallest s² sits there."""
+    xi_q = mf.depth_scales("tanh", 1.05, 2.01e-5).xi_q
+    assert xi_q == pytest.approx(20.2, abs=0.05)
+    assert jm.radial_log10_s2("tanh", 1.05, 2.01e-5, 16) == pytest.approx(-0.687, abs=2e-3)
+    assert jm.radial_log10_s2("tanh", 1.05, 2.01e-5, 64) == pytest.approx(-2.746, abs=2e-3)
+    q = jm.critical_q("tanh", 1.05, 2.01e-5)
+    config = jm.JacobianConfig("tanh", "orthogonal", 1.05, 2.01e-5, 128, 32, 0, q)
+    s = jm.singular_values(config, (32,))[32]
+    predicted = jm.radial_log10_s2("tanh", 1.05, 2.01e-5, 32)
+    assert np.log10(s[-1] ** 2) == pytest.approx(predicted, abs=0.25)
+    assert np.log10(s[-2] ** 2) > predicted + 0.5  # an outlier: the rest of the bulk is above
+
+
+def test_relu_loses_rank_where_a_unit_is_dead_in_some_layer():
+    config = jm.JacobianConfig("relu", "orthogonal", 2.0, 0.0, 64, 8, 0, 1.0)
+    ranks = jm.rank_bound(config, (1, 4, 8))
+    J = jm.products(config, (1, 4, 8))
+    for depth, bound in ranks.items():
+        assert bound == pytest.approx(32, abs=12)
+        assert np.linalg.matrix_rank(J[depth]) <= bound, depth
+    assert ranks[1] >= ranks[4] >= ranks[8]

@@ -1,4 +1,5 @@
-"""The lab's shared file writer (manual_bp.lab.io) and task runner (manual_bp.lab.runner):
+"""The lab's shared file writer (experiments.report.io) and task runner
+(experiments.measure.runner):
 whole files or none, the same bytes every time, progress as sparse lines off a terminal,
 results in order whatever the executor."""
 
@@ -11,9 +12,9 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from manual_bp.lab import runner
-from manual_bp.lab.io import atomic_write, csv_text, write_csv, write_png
-from manual_bp.lab.report.common import command_line, crossing, markdown_table, signed
+from experiments.measure import runner
+from experiments.report.common import command_line, crossing, markdown_table, signed
+from experiments.report.io import atomic_write, csv_text, write_csv, write_png
 
 
 def test_atomic_write_text_and_bytes(tmp_path):
@@ -153,15 +154,19 @@ def test_markdown_table_signed_and_crossing():
 
 
 def test_every_lab_module_imports_without_torch():
+    import pkgutil
     import subprocess
     import sys
 
+    import experiments.measure
+    import experiments.report
+    import experiments.theory
+
+    modules = [m.name for pkg in (experiments.theory, experiments.measure, experiments.report)
+               for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + ".")]  # fmt: skip
+    assert len(modules) >= 15, modules
     code = (
-        "import manual_bp.lab.io, manual_bp.lab.runner, manual_bp.lab.sweep, "
-        "manual_bp.lab.jacobian, manual_bp.lab.trainability, manual_bp.lab.finite_width, "
-        "manual_bp.lab.report.gradient_flow, manual_bp.lab.report.training, "
-        "manual_bp.lab.report.jacobian_spectrum, manual_bp.lab.report.depth_scales, "
-        "manual_bp.lab.report.finite_width, sys; "
+        f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
         "print(any(m == 'torch' or m.startswith('torch.') for m in sys.modules))"
     )
     root = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, optimize, special
 
-from manual_bp.lab import meanfield as mf
+from experiments.theory import meanfield as mf
 
 # --- the activations, written out independently (f, f′, kinks) ---------------------------------
 
@@ -127,8 +127,8 @@ def test_negative_variance_and_bad_correlation_refused():
         mf.fixed_point("tanh", -1.0)
     with pytest.raises(ValueError, match=r"\[−1, 1\]"):
         mf.pair_moments("tanh", 1.0, 1.5)
-    with pytest.raises(ValueError, match="closed form"):
-        mf.pair_moments("elu", 1.0, 0.5)
+    with pytest.raises(ValueError, match=r"\[−1, 1\]"):
+        mf.pair_moments("elu", 1.0, -1.5)  # kinked φ go by the nested panels, same check
 
 
 # --- fixed points, χ1 and the critical line ---------------------------------------------------
@@ -214,6 +214,21 @@ def test_critical_line_at_sigma_b2_0_05_matches_quad():
     got = mf.critical_sigma_w2("tanh", 0.05)
     assert got == pytest.approx(want, abs=1e-8), (got, want)
     assert round(got, 3) == 1.761
+
+
+def test_critical_line_finds_its_own_bracket_for_sigmoid():
+    """sigmoid′(0) = 1/4: χ1 reaches 1 only near σ_w² ≈ 103, far beyond the old fixed
+    bracket [0.05, 20]; the default call has to widen it (independent quad: 103.00755)."""
+
+    def chi1_sigmoid(sw2: float) -> float:  # q* ≈ 25 here: beyond fixed_point's bracket
+        q = optimize.brentq(lambda q: q_map("sigmoid", q, sw2, 0.0) - q, 1.0, 1e3, xtol=1e-13)
+        return sw2 * moments("sigmoid", q)[1]
+
+    want = optimize.brentq(lambda s: chi1_sigmoid(s) - 1.0, 50.0, 200.0, xtol=1e-10)
+    got = mf.critical_sigma_w2("sigmoid")
+    assert got == pytest.approx(want, rel=1e-8), (got, want)
+    assert round(got, 5) == 103.00755
+    assert mf.chi1_theory("sigmoid", got) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_critical_line_refuses_a_bracket_without_a_sign_change():
@@ -366,3 +381,78 @@ def test_xi_c_diverges_at_the_critical_line():
     near = [mf.depth_scales("tanh", critical + e, 0.05).xi_c for e in (-0.05, -0.01, 0.01, 0.05)]
     assert near[1] > 3 * near[0] and near[2] > 3 * near[3], near
     assert min(near) > 50, near
+
+
+# --- pairs with kinks, and the batch theory of the weight gradient ----------------------------
+
+
+@pytest.mark.parametrize("name", ["elu", "leaky_relu", "relu"])
+@pytest.mark.parametrize("c", [-0.5, 0.0, 0.5, 0.9, 1.0])
+def test_pair_moments_of_kinked_activations(name, c):
+    """Against independent 2-D quadrature (scipy dblquad, split at the kink); at c = 0 they
+    factor into 1-D moments, at c = 1 they are E[φ²], E[φ′²]."""
+    act = mf.as_activation(name)
+    q = 1.3
+    got = mf.pair_moments(act, q, c)
+    s = math.sqrt(q * (1 - c * c))
+
+    def expect(g):
+        def inner(u1):
+            m = c * u1
+
+            def f(y):
+                return g(u1, m + y) * math.exp(-0.5 * (y / s) ** 2) / (s * math.sqrt(2 * math.pi))
+
+            lo, hi = -12 * s, 12 * s
+            cut = min(max(-m, lo), hi)
+            return (
+                integrate.quad(f, lo, cut, epsabs=0, epsrel=1e-11)[0]
+                + integrate.quad(f, cut, hi, epsabs=0, epsrel=1e-11)[0]
+            )
+
+        dens = lambda u: math.exp(-0.5 * u * u / q) / math.sqrt(2 * math.pi * q)  # noqa: E731
+        r = 12 * math.sqrt(q)
+        return sum(
+            integrate.quad(lambda u: inner(u) * dens(u), a, b, epsabs=0, epsrel=1e-10)[0]
+            for a, b in ((-r, 0.0), (0.0, r))
+        )
+
+    if c == 1.0:  # one input twice: the 1-D moments
+        want = mf.moments(act, q)
+    else:
+        f = lambda v: float(act.f(np.array([v]))[0])  # noqa: E731
+        d = lambda v: float(act.grad(np.array([v]))[0])  # noqa: E731
+        want = (expect(lambda a, b: f(a) * f(b)), expect(lambda a, b: d(a) * d(b)))
+    for k, what in enumerate(("E[φφ]", "E[φ′φ′]")):
+        assert got[k] == pytest.approx(want[k], rel=1e-7, abs=1e-12), (name, c, what, got, want)
+
+
+def test_the_batch_theory_without_cross_terms_is_the_single_example_theory():
+    """An odd φ with σ_b² = 0 keeps independent inputs uncorrelated (c stays 0), so the cross
+    terms vanish at the input side and the batch theory equals the single-example one only
+    where the output errors are uncorrelated too: a batch of one."""
+    for act, sw2, depth in (("tanh", 1.0, 16), ("sigmoid", 1.0, 8), ("relu", 2.0, 32)):
+        single = mf.grad_ratio_log10_theory(act, sw2, 0.0, depth)
+        assert mf.batch_grad_ratio_log10_theory(act, sw2, 0.0, depth, 1) == pytest.approx(
+            single, abs=1e-12
+        ), act
+
+
+def test_the_batch_theory_predicts_relu_kaiming():
+    """relu + kaiming_normal: the single-example theory says 0 decades, the measured batch
+    ratio (batch 128, width 256, seeds 0–2) is −0.44…−0.57 at depths 8–32; the correlation
+    map's cross terms at the last hidden layer give −0.51…−0.64."""
+    want = {8: -0.51, 16: -0.60, 32: -0.64}
+    for depth, value in want.items():
+        assert mf.grad_ratio_log10_theory("relu", 2.0, 0.0, depth) == pytest.approx(0.0, abs=1e-12)
+        got = mf.batch_grad_ratio_log10_theory("relu", 2.0, 0.0, depth, 128)
+        assert got == pytest.approx(value, abs=0.01), (depth, got)
+
+
+def test_the_output_error_gram():
+    """Uniform outputs (q = 0): E‖p − y‖² = 1 − 1/K, and the two examples' errors are
+    uncorrelated; identical confident outputs (q large, c = 1): ⟨p, p′⟩ → 1."""
+    d, o = mf.output_error_gram(0.0, 0.0, 10)
+    assert d == pytest.approx(0.9, abs=1e-12) and o == pytest.approx(0.0, abs=1e-12)
+    d, o = mf.output_error_gram(1e8, 1.0, 10)
+    assert o == pytest.approx(0.9, abs=1e-3) and d == pytest.approx(1.8, abs=1e-3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from manual_bp.lab import recurrent as lab
+from experiments.measure import recurrent as lab
 from tests._compare import assert_close
 
 SMALL = {"T": 20, "hidden": 16, "batch": 4, "input_size": 3}
@@ -183,6 +183,7 @@ def test_quick_report_is_complete_and_byte_identical(tmp_path):
     for _, row in summary.iterrows():
         assert f"{row['rate']:+.4f}" in text, row["config"]
     adding = pd.read_csv(first / "adding_summary.csv")
-    assert len(adding) == 2 * len(exp.QUICK.lengths)
+    assert len(adding) == 2 * len(exp.QUICK.lengths) * exp.QUICK.seeds
+    assert sorted(set(adding["seed"])) == list(range(exp.QUICK.seeds))
     for _, row in adding.iterrows():
         assert f"{row['final_test_mse']:.4f}" in text

@@ -1,4 +1,4 @@
-"""The SGD loop of manual_bp.lab.train and the training experiment's files.
+"""The SGD loop of experiments.measure.train and the training experiment's files.
 
 Checks: one SGD step is θ − α·∇θL exactly; the loop lowers the loss on a tiny problem;
 measuring changes nothing; the homogeneity reparametrisation follows the reference run;
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from experiments import training
-from manual_bp.lab.report import training as report
-from manual_bp.lab.train import (
+from experiments.measure.train import (
     Dataset,
+    Snapshot,
     init_mlp,
     layer_norms,
     reparametrisation,
@@ -27,6 +27,7 @@ from manual_bp.lab.train import (
     standardize,
     train,
 )
+from experiments.report import training as report
 from manual_bp.losses import CrossEntropyLoss
 from manual_bp.optim import SGD
 
@@ -155,7 +156,7 @@ def test_quick_writes_every_file_with_its_columns(quick_run: Path) -> None:
     pngs = {"grad_norms_heatmap.png", "grad_norms_by_layer.png", "homogeneity.png",
             "plateau.png"}  # fmt: skip
     pngs |= {f"curves_{name}.png" for name in report.COMPARISONS}
-    expected = {"history.csv", "layers.csv", "README.md"} | pngs
+    expected = {"history.csv", "layers.csv", "seeds.csv", "README.md"} | pngs
     assert names == expected, f"missing {expected - names}, unexpected {names - expected}"
 
     header, rows = _rows(quick_run / "history.csv")
@@ -171,6 +172,13 @@ def test_quick_writes_every_file_with_its_columns(quick_run: Path) -> None:
         layers = [int(r["layer"]) for r in rows if r["run"] == run and r["epoch"] == "0"]
         assert layers == list(range(1, spec.depth + 1)), run
     assert all(float(r["grad_w_norm"]) > 0 and float(r["delta_norm"]) > 0 for r in rows)
+
+    header, rows = _rows(quick_run / "seeds.csv")
+    assert header == list(report.SEED_COLUMNS)
+    assert {r["seed"] for r in rows} == {str(s) for s in range(training.QUICK_SEEDS)}
+    assert len(rows) == training.QUICK_SEEDS * sum(
+        spec.epochs(training.QUICK_EPOCHS) + 1 for spec in report.RUNS.values()
+    )
 
     text = (quick_run / "README.md").read_text(encoding="utf-8")
     assert "## Findings" in text and "| `relu30_kaiming` |" in text
@@ -242,3 +250,29 @@ def test_a_rescaled_xavier_relu_net_follows_the_kaiming_one() -> None:
     assert kai[-1].train_loss < 0.9 * kai[0].train_loss, "the reference run did not learn"
     xav = runs[("xavier_normal", False)]  # its logits are 2^−2·√(16/19) of Kaiming's
     assert abs(xav[0].train_loss - np.log(3)) < 0.2 * abs(kai[0].train_loss - np.log(3))
+
+
+def _history(losses: list[float], accs: list[float]) -> list[Snapshot]:
+    return [
+        Snapshot(e, loss, 0.0, loss, acc, {}, {}, {}, {})
+        for e, (loss, acc) in enumerate(zip(losses, accs, strict=True))
+    ]
+
+
+def test_claims_over_seeds_are_median_and_range_and_count_the_never() -> None:
+    assert report.spread([3.0, 1.0, 2.0]) == "2.000 (range 1.000 to 3.000, 3 seeds)"
+    assert report.spread([10, 20], "d") == "15 (range 10 to 20, 2 seeds)"
+    assert report.spread([126, None, 145, None], "d") == (
+        "126, 145 in 2 of 4 seeds (the other 2: never)"
+    )
+    assert report.spread([None, None], "d") == "— (in none of 2 seeds)"
+    assert report._cell([0.5, 0.7, 0.6], ".1f") == "0.6 [0.5, 0.7]"
+    assert report._cell([None, 3], "d") == "3 [3, 3] (1 never)"
+
+
+def test_the_final_loss_is_a_mean_over_the_last_epochs_not_one_spike() -> None:
+    h = _history([2.3] + [0.02] * 20 + [0.47], [0.1] * 22)
+    assert report.tail_loss(h) == pytest.approx((9 * 0.02 + 0.47) / 10)
+    assert report.rises(h) == [(21, pytest.approx(0.45))]
+    h = _history([2.3, 2.0, 1.0, 0.5], [0.1, 0.5, 0.91, 0.95])
+    assert report.first_epoch(h) == 2 and report.first_epoch(h, 0.99) is None

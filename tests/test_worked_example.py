@@ -113,7 +113,9 @@ def test_error_after_the_step_with_the_posts_weights():
     out = sigmoid(w2 @ sigmoid(w1 @ examples.INPUTS[0] + examples.B1) + examples.B2)
     e_total = 0.5 * np.sum((examples.TARGETS[0] - out) ** 2)
     assert e_total == pytest.approx(0.291027774, abs=POST_ROUNDING)
-    assert "with them fixed E_total falls to 0.291027774." in worked_example.render()
+    assert "| the weights only (the post) | b1 = 0.35, b2 = 0.60 | 0.291027774 |" in (
+        worked_example.render()
+    )
 
 
 def test_the_committed_report_is_what_the_experiment_writes():
@@ -128,3 +130,24 @@ def test_the_report_cites_public_sources_only():
     assert f"[mazur]: {worked_example.MAZUR_URL}" in text
     assert "Rumelhart" in text
     assert not re.search(r"seed \d|seeds/|shared/", text, re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("biases", "want"),
+    [("per_unit", 0.280471447), ("shared", 0.285750887)],
+)
+def test_the_step_with_per_unit_and_with_shared_biases(biases, want):
+    """The post's network shares one bias per layer; manual_bp's has one per unit. The same
+    SGD step gives E_total 0.285750887 with shared biases (their gradient is the sum over
+    the layer's units) and 0.280471447 with a bias per unit; the report prints both."""
+    net = examples.mazur_network()
+    r = net.loss_and_gradients(examples.INPUTS, examples.TARGETS, examples.mazur_loss())
+    grads = r.grads if biases == "per_unit" else worked_example.shared_bias_gradients(r.grads)
+    SGD(examples.LEARNING_RATE).step(net, grads)
+    if biases == "shared":
+        for key in ("1.bias", "2.bias"):
+            b = net.named_parameters()[key]
+            assert b[0] == b[1], (key, b)
+    after = net.loss_and_gradients(examples.INPUTS, examples.TARGETS, examples.mazur_loss())
+    assert round(after.loss, 9) == want, (biases, after.loss)
+    assert f"{want:.9f}" in REPORT.read_text()

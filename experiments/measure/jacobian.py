@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from manual_bp.lab import meanfield
+from experiments.theory import meanfield
 from manual_bp.network import mlp
 from manual_bp.ops.activations import get_activation
 
@@ -109,6 +109,26 @@ def products(config: JacobianConfig, depths: tuple[int, ...]) -> dict[int, Array
     return out
 
 
+def rank_bound(config: JacobianConfig, depths: tuple[int, ...]) -> dict[int, int]:
+    """An upper bound on rank J at each L: the fewest units with φ′ ≠ 0 in D_0..D_{L−1}
+    (a unit with φ′ = 0 zeroes a column of every later product). For ReLU about half."""
+    act = get_activation(config.activation)
+    weights, biases, h0 = parameters(config)
+    net = mlp(weights, biases, act)
+    _, tape = net.forward(act(h0)[None, :])
+    pre = [h0] + [tape.z[str(l)][0] for l in range(1, config.depth)]
+    alive = np.minimum.accumulate([int(np.count_nonzero(act.grad(h))) for h in pre])
+    return {d: int(alive[d - 1]) for d in depths}
+
+
+def radial_log10_s2(activation: str, sigma_w2: float, sigma_b2: float, depth: int) -> float:
+    """log10 s² of the radial mode: a change of the input's scale moves q, which relaxes to
+    q* by the q-map's slope χ_q = e^(−1/ξ_q) per layer, so that singular value is χ_q^L
+    (−inf for no fixed point: not an outlier then)."""
+    xi_q = meanfield.depth_scales(activation, sigma_w2, sigma_b2).xi_q
+    return -2.0 * depth / (xi_q * math.log(10.0)) if 0 < xi_q < math.inf else 0.0
+
+
 def singular_values(config: JacobianConfig, depths: tuple[int, ...]) -> dict[int, Array]:
     """The singular values of J at each L in `depths`, descending."""
     return {d: np.linalg.svd(J, compute_uv=False) for d, J in products(config, depths).items()}
@@ -154,6 +174,7 @@ def summary(s: Array) -> dict[str, float]:
         "s_max": float(s[0]),
         "median_s2": float(np.median(s2)),
         "tiny_frac": float(np.mean(s < FLOOR * s[0])),
+        "log10_min_s2": float(np.log10(s2[-1])) if s2[-1] > 0 else -math.inf,
     }
 
 
@@ -180,6 +201,7 @@ def measure(task: tuple[JacobianConfig, tuple[int, ...], Array]) -> list[dict]:
     log10(s²) over `edges` (as a list, for the density plots)."""
     config, depths, edges = task
     spectra = singular_values(config, depths)
+    ranks = rank_bound(config, depths)
     rows = []
     for depth, s in spectra.items():
         theory = spectrum_theory(
@@ -196,8 +218,13 @@ def measure(task: tuple[JacobianConfig, tuple[int, ...], Array]) -> list[dict]:
                 "seed": config.seed,
                 "depth": depth,
                 **summary(s),
+                "rank_loss_frac": 1.0 - ranks[depth] / config.width,
                 "mean_s2_theory": theory.mean_s2,
                 "var_s2_theory": theory.var_s2,
+                "normalised_var_theory": theory.normalised_var,
+                "radial_log10_s2_theory": radial_log10_s2(
+                    config.activation, config.sigma_w2, config.sigma_b2, depth
+                ),
                 "histogram": log_histogram(s, edges).tolist(),
             }
         )

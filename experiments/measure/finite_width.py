@@ -31,13 +31,24 @@ import zlib
 
 import numpy as np
 
-from manual_bp.lab import flow, meanfield
+from experiments.measure import flow
+from experiments.theory import meanfield
 from manual_bp.losses import CrossEntropyLoss
 
 Array = np.ndarray
 
-#: the variance coefficient of ln‖δ‖² per layer for ReLU at σ_w² = 2 (Hanin 2018)
-HANIN = 5.0
+
+def hanin_coefficient(mu4: float) -> float:
+    """The variance of ln(‖δ^(1)‖²/‖δ^(L)‖²) per unit of Σ 1/n_l for ReLU at σ_w² = 2:
+    2μ₄ − 1, μ₄ = E[w⁴]/E[w²]² the weights' normalised fourth moment (Hanin 2018)."""
+    return 2.0 * mu4 - 1.0
+
+
+#: normalised fourth moments: Gaussian 3, uniform 9/5
+MU4 = {"gaussian": 3.0, "uniform": 9.0 / 5.0}
+#: the coefficient for Gaussian weights (kaiming_normal), the law this study measures: 5;
+#: uniform weights (kaiming_uniform) would give 2.6
+HANIN = hanin_coefficient(MU4["gaussian"])
 
 
 def hanin_law(widths: list[int] | tuple[int, ...]) -> tuple[float, float]:
@@ -81,6 +92,20 @@ def measure_hanin(config: flow.Config) -> list[dict]:
     ]
 
 
+def _per_example(config: flow.Config) -> dict[str, float]:
+    """What the batch's Frobenius norms hide: per example n, log10 ‖δ_n^(1)‖/‖δ_n^(L−1)‖ (its
+    median over the batch), and the largest single example's share of ‖δ^(1)‖²."""
+    net = flow.network(config)
+    x, target = flow.batch(config)
+    result = net.loss_and_gradients(x, target, CrossEntropyLoss(), input_grad=False)
+    first = np.sum(result.deltas["1"] ** 2, axis=1)
+    last = np.sum(result.deltas[str(config.depth - 1)] ** 2, axis=1)
+    return {
+        "delta_ratio_log10_median_example": float(np.median(0.5 * np.log10(first / last))),
+        "top_example_share": float(first.max() / first.sum()),
+    }
+
+
 def measure_residual(config: flow.Config) -> tuple[dict, list[dict]]:
     """One network's δ and weight-gradient ratios beside the trajectory theory, and per hidden
     layer l the measured q̂^(l+1) = σ_w² E[a^(l)²] + σ_b² (mean over units and examples)
@@ -93,6 +118,7 @@ def measure_residual(config: flow.Config) -> tuple[dict, list[dict]]:
         "grad_ratio_log10",
         "grad_ratio_log10_theory",
     )
+    per_example = _per_example(config)
     summary = {
         "activation": config.activation,
         "init": config.init,
@@ -100,6 +126,7 @@ def measure_residual(config: flow.Config) -> tuple[dict, list[dict]]:
         "width": config.width,
         "seed": config.seed,
         **{k: s[k] for k in keys},
+        **per_example,
     }
     sigma_w2, sigma_b2 = s["sigma_w2"], s["sigma_b2"]
     theory = meanfield.trajectory(config.activation, sigma_w2, sigma_b2, s["q1"], config.depth)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from manual_bp.lab.flow import cross_log10
-from manual_bp.lab.initializers import get_initializer, initialize, initialize_bias
+from experiments.measure.flow import cross_log10
+from experiments.theory.initializers import get_initializer, initialize, initialize_bias
 from manual_bp.network import Network, mlp
 from manual_bp.optim import SGD
 
@@ -163,6 +163,9 @@ class Snapshot:
     delta_norm: dict[str, float]
     weight_norm: dict[str, float]
     cross_log10: dict[str, float]
+    #: RMS over the probe of the logits less each row's mean (the part softmax sees): the
+    #: network's end-to-end gain on the task's inputs
+    logit_scale: float = math.nan
 
 
 def evaluate(network: Network, x: Array, y: Array, loss: LossFn) -> tuple[float, float]:
@@ -261,6 +264,8 @@ def train(
         grad_w_norm, delta_norm, cross = layer_norms(network, x_probe, y_probe, loss)
         params = network.named_parameters()
         weight_norm = {l: float(np.linalg.norm(params[f"{l}.weight"])) for l in grad_w_norm}
+        logits, _ = network.forward(x_probe)
+        centred = logits - logits.mean(axis=1, keepdims=True)
         return Snapshot(
             epoch,
             train_loss,
@@ -271,6 +276,7 @@ def train(
             delta_norm,
             weight_norm,
             cross,
+            float(np.sqrt(np.mean(centred**2))),
         )
 
     history = [snapshot(0, *evaluate(network, data.x_train, data.y_train, loss))]

@@ -11,10 +11,10 @@ import pandas as pd
 from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 
-from manual_bp.lab import meanfield
-from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import figure, markdown_table
-from manual_bp.lab.trainability import Budget
+from experiments.measure.trainability import Budget
+from experiments.report.common import figure, glossary, markdown_table, numbered
+from experiments.report.io import write_png
+from experiments.theory import meanfield
 
 #: a cell "trains" when its test accuracy after the budget reaches this (chance is 0.1)
 TRAINED = 0.5
@@ -44,8 +44,14 @@ def plot_scales(scales: pd.DataFrame, critical: float) -> Figure:
     """ξ_q and ξ_c against σ_w² (log y), and χ1 and c*; the critical line where χ1 = 1."""
     fig, axes = figure(1, 2, width=5.2, height=3.9)
     a1, a2 = axes.flat
-    a1.semilogy(
-        scales["sigma_w2"], scales["xi_c"], color="tab:blue", lw=1.6, label="ξ_c = −1/ln χ_c(c*)"
+    sigma, xi_c = divergent_xi_c(scales, critical)
+    a1.semilogy(sigma, xi_c, color="tab:blue", lw=1.6, label="ξ_c = −1/ln χ_c(c*)")
+    a1.annotate(
+        "ξ_c → ∞ at the critical line\n(a divergence, ∝ 1/|σ_w² − σ_w²*|;\nit leaves the axes)",
+        xy=(critical, 1e3),
+        xytext=(critical + 0.45, 40),
+        fontsize=7,
+        arrowprops={"arrowstyle": "->", "color": "0.3", "lw": 0.8},
     )
     a1.semilogy(
         scales["sigma_w2"],
@@ -80,6 +86,21 @@ def plot_scales(scales: pd.DataFrame, critical: float) -> Figure:
     return fig
 
 
+def divergent_xi_c(scales: pd.DataFrame, critical: float) -> tuple[np.ndarray, np.ndarray]:
+    """ξ_c over the grid, with points approaching the critical line from both sides (down to
+    10⁻⁶ away) and a break (NaN) on it: drawn from the grid alone, the divergence would look
+    like a finite peak whose height is set by how close a grid point happens to fall."""
+    sb2 = float(scales["sigma_b2"].iloc[0])
+    lo, hi = float(scales["sigma_w2"].min()), float(scales["sigma_w2"].max())
+    near = [critical + sign * 10.0**-k for k in range(1, 7) for sign in (-1.0, 1.0)]
+    near = [s for s in near if lo < s < hi]
+    extra = {s: meanfield.depth_scales("tanh", s, sb2).xi_c for s in near}
+    points = dict(zip(scales["sigma_w2"], scales["xi_c"], strict=True)) | extra
+    points[critical] = np.nan
+    sigma = np.array(sorted(points))
+    return sigma, np.array([points[s] for s in sigma])
+
+
 def plot_phase_diagram(
     cells: pd.DataFrame, scales: pd.DataFrame, critical: float, budget: Budget
 ) -> Figure:
@@ -110,7 +131,10 @@ def plot_phase_diagram(
     ax.set_ylim(2.0 ** y_edges[0], 2.0 ** y_edges[-1])
     ax.set_xlim(x_edges[0], x_edges[-1])
     ax.set(xlabel=f"σ_w² (σ_b² = {budget.sigma_b2:g})", ylabel="depth (Linear layers)")
-    fig.colorbar(image, ax=ax, label=f"test accuracy after {budget.steps} SGD steps")
+    seeds = cells["seed"].nunique()
+    fig.colorbar(
+        image, ax=ax, label=f"test accuracy after {budget.steps} SGD steps (mean of {seeds} seeds)"
+    )
     ax.legend(fontsize=7, loc="upper left", facecolor="0.85", framealpha=0.9)
     fig.suptitle(
         f"Trainability of {budget.activation} MLPs on the 8×8 digits: width "
@@ -165,6 +189,33 @@ def agreement(cells: pd.DataFrame, xi_c: pd.Series) -> dict[str, int]:
     }
 
 
+def summary(
+    cells: pd.DataFrame, grid_scales: pd.DataFrame, critical: float, budget: Budget
+) -> list[str]:
+    """The report's first lines, each with its numbers."""
+    xi = grid_scales.set_index("sigma_w2")["xi_c"]
+    a = agreement(cells, xi)
+    seeds = cells["seed"].nunique()
+    trained = (cells["test_acc"] >= TRAINED).groupby([cells["sigma_w2"], cells["depth"]])
+    split = trained.nunique()
+    split = split[split > 1]
+    disagree, n_cells = len(split), trained.ngroups
+    where = [d / (6 * xi[s]) for s, d in split.index]
+    near = f", at depth / 6ξ_c from {min(where):.2f} to {max(where):.2f}" if where else ""
+    return [
+        f"- For tanh with σ_b² = {grid_scales['sigma_b2'].iloc[0]:g}, the edge of chaos is at "
+        f"σ_w² = {critical:.4f}; there the correlation depth scale ξ_c diverges, and it falls "
+        "to a few layers on either side.",
+        f"- Trainability after {budget.steps} SGD steps follows ξ_c's shape: of the "
+        f"{a['below']} runs shallower than 6ξ_c, {a['below_trained']} reach test accuracy "
+        f"{TRAINED}; of the {a['above']} deeper ones, {a['above_trained']} ({seeds} "
+        f"seed{'s' if seeds > 1 else ''} per cell).",
+        f"- The seeds disagree on {disagree} of {n_cells} cells{near}: a single cell may "
+        "train or not with another seed or machine; the frontier's shape over the grid is "
+        "the claim.",
+    ]
+
+
 def findings(
     cells: pd.DataFrame, grid_scales: pd.DataFrame, critical: float, budget: Budget
 ) -> list[str]:
@@ -187,12 +238,12 @@ def findings(
     a = agreement(cells, xi)
     parts = [f"σ_w² = {s:g}: {int(d)} (6ξ_c = {6 * xi[s]:.0f})" for s, d in deepest.items()]
     out.append(
-        f"Deepest cell reaching test accuracy {TRAINED} after {budget.steps} steps, per σ_w²: "
-        + "; ".join(parts)
-        + "."
+        f"Deepest cell reaching test accuracy {TRAINED} in any seed after {budget.steps} steps, "
+        "per σ_w²: " + "; ".join(parts) + "."
     )
     out.append(
-        f"Of the {a['below']} cells shallower than 6ξ_c, {a['below_trained']} trained; of the "
+        f"Of the {a['below']} runs (cell and seed) shallower than 6ξ_c, {a['below_trained']} "
+        f"trained; of the "
         f"{a['above']} deeper ones, {a['above_trained']}. The trainable region follows the "
         "shape of ξ_c (deepest near the critical line, shallow on both sides), but with a "
         f"budget of {budget.steps} plain-SGD steps it ends well inside 6ξ_c near criticality, "
@@ -226,11 +277,16 @@ def readme(
         "",
         "Generated by `experiments/depth_scales.py`; do not edit by hand.",
         "",
+        "## Summary",
+        "",
+        *summary(cells, grid_scales, critical, budget),
+        "",
+        *glossary("σ_w², σ_b²", "q*", "χ1", "c-map", "ξ", "edge of chaos"),
         "## What was run",
         "",
         f"    {command}",
         "",
-        f"- Theory (`manual_bp.lab.meanfield.depth_scales`): for {budget.activation} at "
+        f"- Theory (`experiments.theory.meanfield.depth_scales`): for {budget.activation} at "
         f"σ_b² = {budget.sigma_b2:g}, the variance fixed point q* (brentq), χ1, the fixed point "
         "c* of the correlation map c^(l+1) = (σ_w² E[φ(u1)φ(u2)] + σ_b²)/q* (a 2-d "
         "Gauss–Hermite rule), its slope χ_c at c*, and the depth scales ξ_q = −1/ln(d map/dq "
@@ -241,7 +297,7 @@ def readme(
         f"biases N(0, {budget.sigma_b2:g}), plain SGD (lr {budget.lr}, batch {budget.batch}) "
         f"for {budget.steps} steps, then the test accuracy; one network per cell, σ_w² ∈ "
         f"{{{', '.join(f'{s:g}' for s in sigmas)}}} × depth ∈ {{{', '.join(map(str, depths))}}}"
-        f" = {len(cells)} cells on the process pool of `manual_bp.lab.runner`.",
+        f" = {len(cells)} cells on the process pool of `experiments.measure.runner`.",
         f"- Runtime: {runtime}",
         "",
         "## Depth scales at the trained σ_w²",
@@ -265,7 +321,7 @@ def readme(
         "",
         "## Findings",
         "",
-        *[f"{k}. {t}" for k, t in enumerate(findings(cells, grid_scales, critical, budget), 1)],
+        *numbered(findings(cells, grid_scales, critical, budget)),
         "",
         "## Plots",
         "",

@@ -3,6 +3,7 @@ free-probability prediction, the findings and the README."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,8 +11,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from manual_bp.lab.io import write_png
-from manual_bp.lab.report.common import MEASURED, THEORY, figure, legend_below, markdown_table
+from experiments.report.common import (
+    MEASURED,
+    THEORY,
+    figure,
+    glossary,
+    legend_below,
+    markdown_table,
+    numbered,
+)
+from experiments.report.io import write_png
 
 CASE_STYLE = {
     ("tanh", "orthogonal"): {"color": "tab:blue", "label": "tanh, orthogonal"},
@@ -21,9 +30,16 @@ CASE_STYLE = {
 }
 
 
+THEORY_DASHES = {
+    ("tanh", "gaussian"): {"ls": (0, (6, 3)), "marker": "^", "ms": 5},
+    ("relu", "orthogonal"): {"ls": (3, (2, 2)), "marker": "v", "ms": 5},
+}
+
+
 def stats(spectrum: pd.DataFrame) -> pd.DataFrame:
     """Per (activation, weights, depth): median, quartiles and mean over seeds of var(s²),
     mean s_max, mean E[s²], and the theory."""
+    spectrum = spectrum.assign(var_norm=spectrum["var_s2"] / spectrum["mean_s2"] ** 2)
     g = spectrum.groupby(["activation", "weights", "depth"])
     out = pd.DataFrame(
         {
@@ -40,6 +56,13 @@ def stats(spectrum: pd.DataFrame) -> pd.DataFrame:
             "s_max_min": g["s_max"].min(),
             "s_max_max": g["s_max"].max(),
             "tiny_frac": g["tiny_frac"].mean(),
+            "rank_loss_frac": g["rank_loss_frac"].mean(),
+            "var_norm": g["var_norm"].median(),
+            "var_norm_theory": g["normalised_var_theory"].first(),
+            "min_s2": g["log10_min_s2"].median(),
+            "min_s2_lo": g["log10_min_s2"].min(),
+            "min_s2_hi": g["log10_min_s2"].max(),
+            "radial_theory": g["radial_log10_s2_theory"].first(),
             "seeds": g["seed"].nunique(),
         }
     )
@@ -110,13 +133,15 @@ def plot_variance(table: pd.DataFrame) -> Figure:
             capsize=2,
             **MEASURED,
         )
+        # NOTE: tanh/Gaussian and relu/orthogonal predict the same line (L·E[s²]²): each
+        # case gets its own dash pattern and marker so that both stay visible
         ax.plot(
             rows["depth"],
             rows["var_theory"],
             color=style["color"],
             alpha=0.8,
             label=f"{style['label']}: free probability",
-            **THEORY,
+            **{**THEORY, **THEORY_DASHES.get((act, w), {})},
         )
     ax.set(xscale="log", yscale="log", xlabel="depth L", ylabel="var(s²) over the spectrum")
     ax.set_xscale("log", base=2)
@@ -189,9 +214,29 @@ def findings(spectrum: pd.DataFrame) -> list[str]:
             f"differ: var(s²) = {to['var_median']:.3g} (median over {int(to['seeds'])} seeds; "
             f"free probability {to['var_theory']:.3g}) against {tg['var_median']:.3g} (free "
             f"probability {tg['var_theory']:.3g}), {tg['var_median'] / to['var_median']:.0f} "
-            f"times larger, and s_max = {to['s_max']:.2f} against {tg['s_max']:.2f}. Orthogonal "
-            "weights make the deep "
-            "tanh net nearly isometric (dynamical isometry); Gaussian ones do not."
+            f"times larger, and s_max = {to['s_max']:.2f} against {tg['s_max']:.2f}. Normalised "
+            f"by E[s²]² (what the free-probability sum predicts), var(s²)/E[s²]² = "
+            f"{to['var_norm']:.3f} orthogonal (theory {to['var_norm_theory']:.3f}) and "
+            f"{tg['var_norm']:.3g} Gaussian (theory {tg['var_norm_theory']:.3g}). Orthogonal "
+            "weights make the deep tanh net nearly isometric (dynamical isometry); Gaussian "
+            "ones do not."
+        )
+    radial = table[(table["activation"] == "tanh") & (table["weights"] == "orthogonal")]
+    if len(radial):
+        from experiments.theory import meanfield
+
+        xi_q = meanfield.depth_scales("tanh", 1.05, 2.01e-5).xi_q
+        parts = "; ".join(
+            f"depth {int(r['depth'])}: {r['min_s2']:+.2f} (seeds {r['min_s2_lo']:+.2f} to "
+            f"{r['min_s2_hi']:+.2f}), predicted {r['radial_theory']:+.2f}"
+            for _, r in radial.iterrows()
+        )
+        out.append(
+            "**The one outlying singular value of each tanh/orthogonal net is the radial "
+            "mode.** Scaling the input moves its variance q, which relaxes back to q* by the "
+            f"q-map's slope χ_q = e^(−1/ξ_q) = {math.exp(-1 / xi_q):.4f} per layer (ξ_q = "
+            f"{xi_q:.1f}); so J shrinks that direction by χ_q^L, s² = χ_q^(2L). Smallest "
+            f"log10 s², median over seeds: {parts}."
         )
     ro, rg = _row(table, "relu", "orthogonal", deep), _row(table, "relu", "gaussian", deep)
     if ro is not None and rg is not None:
@@ -199,9 +244,17 @@ def findings(spectrum: pd.DataFrame) -> list[str]:
             f"ReLU at σ_w² = 2 cannot be rescued by orthogonal weights: μ1 = μ2 = ½ makes "
             f"μ2/μ1² − 1 = 1 per layer, so var(s²) grows like L either way; measured at depth "
             f"{deep}: {ro['var_median']:.3g} orthogonal (theory {ro['var_theory']:.3g}) and "
-            f"{rg['var_median']:.3g} Gaussian (theory {rg['var_theory']:.3g}); "
+            f"{rg['var_median']:.3g} Gaussian (theory {rg['var_theory']:.3g}). "
             f"{ro['tiny_frac']:.0%} of the orthogonal net's singular values lie below "
-            "1e-8·s_max (dead units, D = 0)."
+            f"1e-8·s_max; {ro['rank_loss_frac']:.0%} are zero for a structural reason: a unit "
+            "with relu′ = 0 zeroes a column of every later product, and some layer has only "
+            f"{1 - ro['rank_loss_frac']:.0%} of its units active, which bounds the rank. The "
+            "rest are rounding noise of products of near-zero directions."
+        )
+        out.append(
+            "**var(s²) is heavy-tailed over networks**: for relu/Gaussian at depth "
+            f"{deep} its mean over seeds is {rg['var_mean']:.3g} against a median of "
+            f"{rg['var_median']:.3g}; the tables give the median and quartiles."
         )
     rows = []
     for (act, w), part in table.groupby(["activation", "weights"], sort=False):
@@ -223,6 +276,36 @@ def findings(spectrum: pd.DataFrame) -> list[str]:
     return out
 
 
+def summary(spectrum: pd.DataFrame) -> list[str]:
+    """The report's first lines, each with its numbers."""
+    table = stats(spectrum)
+    deep = int(table["depth"].max())
+    seeds = int(table["seeds"].max())
+    out = []
+    to, tg = _row(table, "tanh", "orthogonal", deep), _row(table, "tanh", "gaussian", deep)
+    if to is not None and tg is not None:
+        out.append(
+            f"- Critical tanh at depth {deep}: orthogonal weights keep var(s²) at "
+            f"{to['var_median']:.3g}, Gaussian weights give {tg['var_median']:.3g} (medians over "
+            f"{seeds} networks); both have E[s²] ≈ 1. Free probability predicts "
+            f"{to['var_theory']:.3g} and {tg['var_theory']:.3g}."
+        )
+    ro = _row(table, "relu", "orthogonal", deep)
+    if ro is not None:
+        out.append(
+            f"- ReLU's spectrum stays wide with orthogonal weights: var(s²) = "
+            f"{ro['var_median']:.3g} at depth {deep} (theory {ro['var_theory']:.3g}, growing "
+            "like the depth)."
+        )
+    if to is not None:
+        out.append(
+            "- The one small singular value of each orthogonal tanh net is the radial mode: "
+            f"log10 s² = {to['min_s2']:+.2f} measured, {to['radial_theory']:+.2f} from the "
+            "q-map's slope."
+        )
+    return out
+
+
 def table_markdown(spectrum: pd.DataFrame) -> str:
     table = stats(spectrum)
     rows = [
@@ -235,6 +318,8 @@ def table_markdown(spectrum: pd.DataFrame) -> str:
             f"{r['var_median']:.3g}",
             f"[{r['var_q25']:.3g}, {r['var_q75']:.3g}]",
             f"{r['var_theory']:.3g}",
+            f"{r['var_norm']:.3g}",
+            f"{r['var_norm_theory']:.3g}",
             f"{r['s_max']:.2f}",
         )
         for _, r in table.iterrows()
@@ -249,10 +334,12 @@ def table_markdown(spectrum: pd.DataFrame) -> str:
             "var(s²) median",
             "quartiles",
             "free probability",
+            "var/E[s²]² median",
+            "theory",
             "s_max",
         ],
         rows,
-        "lllrrrrrr",
+        "lllrrrrrrrr",
     )
 
 
@@ -264,6 +351,15 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "# The input–output Jacobian's spectrum: dynamical isometry, measured",
         "",
         "Generated by `experiments/jacobian_spectrum.py`; do not edit by hand.",
+        "",
+        "## Summary",
+        "",
+        *summary(spectrum),
+        "",
+        *glossary("σ_w², σ_b²", "q*", "χ1", "ξ", "edge of chaos")[:-1],
+        "- **J, s**: J = ∂h^(L)/∂h^(0), the input–output Jacobian; s its singular values. "
+        "Dynamical isometry: every s near 1, so that every direction of the input's change "
+        "passes through the net unscaled.",
         "",
         "## What was run",
         "",
@@ -281,7 +377,8 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "factor by factor from the manual_bp network's weights and its forward tape (no "
         "autograd); singular values by `numpy.linalg.svd`. Values below 1e-8·s_max are "
         "rounding noise of the float64 product (`tiny_frac`).",
-        "- Theory (`manual_bp.lab.jacobian.spectrum_theory`): Pennington, Schoenholz & Ganguli "
+        "- Theory (`experiments.measure.jacobian.spectrum_theory`): "
+        "Pennington, Schoenholz & Ganguli "
         '(2017), "Resurrecting the sigmoid in deep learning through dynamical isometry": '
         "E[s²] = Π χ_l and var(s²) = E[s²]² Σ_l (μ2/μ1² − 1 − s1), μ_k = E[φ′(√q z)^{2k}], "
         "s1 = −1 for Gaussian and 0 for orthogonal weights; at χ = 1 their L(μ2/μ1² − 1 − s1).",
@@ -293,7 +390,7 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "",
         "## Findings",
         "",
-        *[f"{k}. {t}" for k, t in enumerate(findings(spectrum), start=1)],
+        *numbered(findings(spectrum)),
         "",
         "## Plots",
         "",
@@ -310,7 +407,9 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "",
         "- `spectrum.csv`: one row per case, seed and depth: `activation`, `weights`, "
         "`sigma_w2`, `sigma_b2`, `q_in`, `width`, `seed`, `depth`, `mean_s2`, `var_s2`, "
-        "`s_max`, `median_s2`, `tiny_frac`, `mean_s2_theory`, `var_s2_theory`.",
+        "`s_max`, `median_s2`, `tiny_frac`, `log10_min_s2`, `rank_loss_frac` (1 − the rank "
+        "bound over width), `mean_s2_theory`, `var_s2_theory`, `normalised_var_theory`, "
+        "`radial_log10_s2_theory`.",
         "- `density.csv`: the histograms behind the density plot: `activation`, `weights`, "
         "`depth`, `bin`, `lo`, `hi` (log10 s² edges), `count` (pooled over seeds).",
         "",

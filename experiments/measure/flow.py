@@ -9,8 +9,9 @@ from manual_bp.network's backward, δ^(l) = f′(z^(l)) ⊙ (W^(l+1))ᵀ δ^(l+1
     grad_ratio_log10  = log10(‖∂L/∂W^(1)‖ / ‖∂L/∂W^(depth−1)‖) (what SGD sees)
     chi1_measured     = (‖δ^(1)‖ / ‖δ^(depth−1)‖)^(2/(depth−2))  (mean factor on ‖δ‖²)
 
-next to the mean-field predictions (manual_bp.lab.meanfield) for the same σ_w², σ_b².
-`regime` is decided on grad_ratio_log10, `delta_regime` on delta_ratio_log10: δ can
+next to the mean-field predictions (experiments.theory.meanfield) for the same σ_w², σ_b².
+`regime` is decided on grad_ratio_log10, `delta_regime` on delta_ratio_log10, each with the
+scale test on grad_scale_log10 = log10 max_l ‖∂L/∂W^(l)‖/‖W^(l)‖ (see `regime`): δ can
 vanish while ∂L/∂W^(l) = Σ_n δ_n^(l) a_n^(l−1)ᵀ stays flat, when the forward activations
 shrink in step with it (Glorot & Bengio 2010). At depth 2 the first and last hidden layer
 coincide: both ratios are exactly 0 (log of 1, the empty product) and chi1_measured is
@@ -44,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from manual_bp.lab import meanfield
-from manual_bp.lab.initializers import (
+from experiments.theory import meanfield
+from experiments.theory.initializers import (
     EXPERIMENT_INITS,
     get_initializer,
     initialize,
@@ -65,7 +66,11 @@ FLOW_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "g
                     "silu", "softplus")  # fmt: skip
 SATURATION = 0.01
 QUANTILES = (0.05, 0.5, 0.95)
-VANISHING, EXPLODING = -2.0, 2.0
+#: the regime rule (`regime`): a trend of at least RATE decades per layer that adds up to at
+#: least MIN_DECADES over the net, or a scale at which SGD cannot move (SCALE_LOW) or
+#: overshoots (SCALE_HIGH), in log10 of max_l ‖∂L/∂W^(l)‖/‖W^(l)‖
+RATE, MIN_DECADES = 0.05, 1.0
+SCALE_LOW, SCALE_HIGH = -4.0, 1.0
 
 SUMMARY_KEYS = ("activation", "init", "depth", "width", "seed", "batch", "bias_init")
 LAYER_KEYS = (*SUMMARY_KEYS, "layer")
@@ -175,12 +180,12 @@ def mean_field(config: Config) -> dict[str, float]:
     sigma_w2, sigma_b2 = mean_field_params(config.init, (config.width, config.width))
     if config.sigma_b2 is not None:
         sigma_b2 = config.sigma_b2
-    return dict(_theory(config.activation, sigma_w2, sigma_b2, config.depth))
+    return dict(_theory(config.activation, sigma_w2, sigma_b2, config.depth, config.batch))
 
 
 @lru_cache(maxsize=1024)
 def _theory(
-    activation: str, sigma_w2: float, sigma_b2: float, depth: int
+    activation: str, sigma_w2: float, sigma_b2: float, depth: int, batch: int
 ) -> tuple[tuple[str, float], ...]:
     act = get_activation(activation)
     q1 = sigma_w2 * 1.0 + sigma_b2  # Var(x) = 1
@@ -194,6 +199,10 @@ def _theory(
         ("chi1_theory", meanfield.chi(act, min(q_star, meanfield.Q_MAX), sigma_w2)),
         ("delta_ratio_log10_theory", ratios.delta_ratio_log10),
         ("grad_ratio_log10_theory", ratios.grad_ratio_log10),
+        (
+            "grad_ratio_log10_batch_theory",
+            meanfield.batch_grad_ratio_log10_theory(act, sigma_w2, sigma_b2, depth, batch),
+        ),
     )
 
 
@@ -227,19 +236,31 @@ def _log10_ratio(num: float, den: float) -> float:
         return float(np.log10(num) - np.log10(den))
 
 
-def regime(ratio_log10: float, n_bad: int) -> str:
-    """overflow (any NaN/Inf), vanishing (< −2 decades), exploding (> +2), else stable.
+def trend_threshold(depth: int) -> float:
+    """The |log10 ratio| over layers 1..depth−1 beyond which a trend counts: RATE decades per
+    layer over the depth − 2 layers between, and at least MIN_DECADES (a 4-layer net's noise
+    is not a trend)."""
+    return max(MIN_DECADES, RATE * (depth - 2))
 
-    The thresholds are for the whole network: over depth − 2 layers, ±2 decades is a mean
-    factor of 10^(±4/(depth − 2)) per layer on the squared norm (χ within [0.86, 1.16] at
-    depth 64, [0.55, 1.8] at depth 18).
+
+def regime(ratio_log10: float, depth: int, scale_log10: float, n_bad: int) -> str:
+    """overflow, exploding, vanishing or stable, by a per-layer rate and a scale test.
+
+    - overflow: any value NaN or Inf;
+    - exploding: the scale max_l ‖∂L/∂W^(l)‖/‖W^(l)‖ above 10^SCALE_HIGH (one SGD step at
+      lr 0.1 moves some layer by more than its own norm), or the ratio first/last above
+      +trend_threshold(depth);
+    - vanishing: the scale below 10^SCALE_LOW (no layer moves by more than 1e-4 of itself
+      per unit learning rate), or the ratio below −trend_threshold(depth);
+    - stable otherwise.
     """
-    if n_bad or not math.isfinite(ratio_log10):
+    if n_bad or not math.isfinite(ratio_log10) or math.isnan(scale_log10):
         return "overflow"
-    if ratio_log10 < VANISHING:
-        return "vanishing"
-    if ratio_log10 > EXPLODING:
+    threshold = trend_threshold(depth)
+    if scale_log10 > SCALE_HIGH or ratio_log10 > threshold:
         return "exploding"
+    if scale_log10 < SCALE_LOW or ratio_log10 < -threshold:
+        return "vanishing"
     return "stable"
 
 
@@ -311,6 +332,7 @@ def measure(config: Config, params: tuple[list[Array], list[Array]] | None = Non
                     "delta_norm": _norm(delta),
                     "grad_w_norm": _norm(d_w),
                     "grad_b_norm": _norm(d_b),
+                    "weight_norm": _norm(weights[l - 1]),
                     "act_mean": float(np.mean(a)),
                     "act_std": float(np.std(a)),
                     "deriv_mean": float(np.mean(deriv)),
@@ -333,6 +355,9 @@ def measure(config: Config, params: tuple[list[Array], list[Array]] | None = Non
     with np.errstate(over="ignore"):
         chi1_measured = float(np.power(10.0, 2.0 * ratio / (depth - 2))) if depth > 2 else math.nan
     n_bad = n_nan + n_inf + (0 if math.isfinite(loss) else 1)
+    scale = max(
+        (_log10_ratio(r["grad_w_norm"], r["weight_norm"]) for r in layers), default=math.nan
+    )
     summary = {
         **dict(zip(SUMMARY_KEYS, config.key(), strict=True)),
         **mean_field(config),
@@ -342,8 +367,9 @@ def measure(config: Config, params: tuple[list[Array], list[Array]] | None = Non
         "chi1_measured": chi1_measured,
         "cross_first_log10": cross[1],
         "cross_last_log10": cross[depth - 1],
-        "regime": regime(grad_ratio, n_bad),
-        "delta_regime": regime(ratio, n_bad),
+        "grad_scale_log10": scale,
+        "regime": regime(grad_ratio, depth, scale, n_bad),
+        "delta_regime": regime(ratio, depth, scale, n_bad),
         "n_nan": n_nan,
         "n_inf": n_inf,
     }

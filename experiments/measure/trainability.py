@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from manual_bp.lab.train import Dataset, evaluate, minibatches
+from experiments.measure.train import Dataset, evaluate, minibatches
 from manual_bp.losses import CrossEntropyLoss
 from manual_bp.network import mlp
 from manual_bp.optim import SGD

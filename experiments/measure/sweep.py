@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from manual_bp.lab import flow
-from manual_bp.lab.io import csv_text
+from experiments.measure import flow
+from experiments.report.io import csv_text
 
 SUMMARY_FORMAT = "%.7g"
 LAYERS_FORMAT = "%.4g"  # ~20k rows in the default sweep: 4 digits keep the file small
@@ -35,10 +35,12 @@ SUMMARY_COLUMNS = [
     "delta_ratio_log10_theory",
     "grad_ratio_log10",
     "grad_ratio_log10_theory",
+    "grad_ratio_log10_batch_theory",
     "chi1_measured",
     "chi1_theory",
     "cross_first_log10",
     "cross_last_log10",
+    "grad_scale_log10",
     "regime",
     "delta_regime",
     "sigma_w2",
@@ -53,6 +55,7 @@ LAYER_COLUMNS = [
     "delta_norm",
     "grad_w_norm",
     "grad_b_norm",
+    "weight_norm",
     "act_mean",
     "act_std",
     "deriv_mean",
