@@ -1254,9 +1254,9 @@ the gradients cast back) against `model.zero_grad(); loss_fn(model(x), t).backwa
 
 ## Where the time goes
 
-Each stage timed inside the same calls (median over {pairs} calls, ms): capture (torch.fx,
-or the walk of an nn.Sequential), converting the parameters and checking everything (the
-rest of preparing), the NumPy forward and backward, the autograd reference
+Each stage timed inside the same calls (median over {pairs} calls, ms): capture (the recorded
+run of the float64 twin and its loss, autograd's graph built with it), building the twin and
+checking everything (the rest of preparing), the NumPy forward and backward, the autograd reference
 (compare_gradients only), and the rest (the loss's checks, the gradients collected and cast
 back, the report): the call less its stages, never negative.
 

@@ -100,8 +100,12 @@ def _prepare(
     l2: Any,
     *,
     input_grads: bool = False,
+    reference: bool = True,
 ) -> Problem:
-    return prepare(model, loss_fn, inputs, target, _check_l2(l2), input_grads=input_grads)
+    return prepare(
+        model, loss_fn, inputs, target, _check_l2(l2), input_grads=input_grads,
+        reference=reference,
+    )  # fmt: skip
 
 
 # --- the manual pass ----------------------------------------------------------------
@@ -292,7 +296,8 @@ def manual_gradients(
 ) -> dict[str, torch.Tensor]:
     """∂L/∂θ by explicit backprop, keyed like named_parameters(), each in its parameter's
     shape, dtype and device (arithmetic in float64 NumPy)."""
-    problem = _prepare(model, loss_fn, inputs, target, l2)
+    problem = _prepare(model, loss_fn, inputs, target, l2, reference=False)
+    problem.release()  # (no reference here: torch's activations and graph go first)
     grads = _run(problem, trace=False).grads
     return {
         name: torch.from_numpy(grads[name]).to(device=p.device, dtype=p.dtype)
@@ -311,7 +316,8 @@ def manual_trace(
 ) -> Trace:
     """The whole manual pass: loss, ∂L/∂θ, δ of every weighted layer, every module output,
     and ∂L/∂x of the floating inputs with `input_grads=True`."""
-    problem = _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads)
+    problem = _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads, reference=False)
+    problem.release()
     manual = _run(problem)
     result = manual.result
     outputs = {m: result.tape.a[node] for m, node in problem.captured.module_outputs.items()}

@@ -60,6 +60,15 @@ class Problem:
     loss: NetworkLoss
     y: Any = None
 
+    def release(self) -> None:
+        """Drop torch's side of the run (its values, autograd's graph, the twin's inputs) where
+        no reference is taken: the NumPy pass then never holds both at once."""
+        self.rec.values.clear()
+        self.rec.z_tensors.clear()
+        self.rec.tensors.clear()
+        self.rec.result = None
+        self.twin_inputs = {}
+
     @property
     def captured(self) -> Recording:
         return self.rec
@@ -329,11 +338,15 @@ def prepare(
     l2: float,
     *,
     input_grads: bool = False,
+    reference: bool = True,
 ) -> Problem:
     """Check, build the twin, record `loss_fn(twin(inputs), target)` (see the docstring).
-    Inside torch.inference_mode() too: the twin's run leaves it for its own tensors."""
+    Inside torch.inference_mode() too: the twin's run leaves it for its own tensors.
+    `reference=False`: no autograd reference will be taken (the record keeps less)."""
     with torch.inference_mode(False):
-        return _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads)
+        return _prepare(
+            model, loss_fn, inputs, target, l2, input_grads=input_grads, reference=reference
+        )
 
 
 def _prepare(
@@ -344,6 +357,7 @@ def _prepare(
     l2: float,
     *,
     input_grads: bool = False,
+    reference: bool = True,
 ) -> Problem:
     user = model
     model = unwrap(model)
@@ -410,6 +424,7 @@ def _prepare(
                 what=f"{cls}.forward",
                 modules=(("loss", loss64),) if isinstance(loss64, nn.Module) else (),
                 caller=dict(model.named_parameters()),
+                keep_z=reference,
             )  # fmt: skip
     except Exception as err:
         raise run_error(f"{cls}.forward", err, [tuple(t.shape) for t in named.values()]) from None

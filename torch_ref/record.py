@@ -235,6 +235,8 @@ class _Recorder(TorchFunctionMode):
         self.views: dict[int, tuple[torch.Tensor, Any]] = {}
         self.calls: dict[str, int] = {}
         self.stop = stop
+        #: keep each weighted layer's z as computed (the reference takes δ of it)
+        self.keep_z = True
 
     # --- binding torch tensors to manual values ------------------------------------
 
@@ -535,7 +537,7 @@ class _Recorder(TorchFunctionMode):
             carries = out.requires_grad if grad else out.is_floating_point()
             if not carries:
                 return out
-            if copy and isinstance(result, Ref) and self.reports_delta(result.name):
+            if copy and self.keep_z and isinstance(result, Ref) and self.reports_delta(result.name):
                 self.z_tensors[result.name] = out
                 self.values[result.name] = (out, out._version)
                 out = out.clone()
@@ -739,6 +741,7 @@ def record(
     what: str,
     modules: tuple[tuple[str, nn.Module], ...] = (),
     caller: dict[str, torch.Tensor] | None = None,
+    keep_z: bool = True,
 ) -> Recording:
     """Run `fn(*args, **kwargs)` once, recording it as a manual network.
 
@@ -747,7 +750,9 @@ def record(
     as a loss module, by their given names); `caller`: the caller's own parameters by name,
     met where a loss closes over the model (a penalty on model.parameters()); `inputs`: the
     tensors among the arguments that are the network's inputs, by name (integer ones too);
-    `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted)."""
+    `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted); `keep_z`:
+    hand the forward a copy of each weighted layer's z and keep the original, for a reference
+    that takes δ of it (a pass without a reference saves the copies)."""
     registry()
     b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
     conv = _Converter(model if model is not None else nn.Module(), b)
@@ -759,6 +764,7 @@ def record(
         if t.requires_grad:
             live_params.add(id(t))
     recorder = _Recorder(conv, live_params, sys._getframe(0))
+    recorder.keep_z = keep_z
     for n, t in inputs.items():
         recorder.bind(t, Ref(n, tuple(t.shape), _kind(t)), live_inputs and t.is_floating_point())
     with (
