@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -187,6 +187,17 @@ def _split_line(line: str, limit: int) -> list[str]:
         else:
             groups.append(s)
     return [indent + parts[0]] + [f"   - {g}" for g in groups]
+
+
+def findings_and_plots(
+    findings: Sequence[str], figures: Sequence[Any], captions: Mapping[str, str]
+) -> list[str]:
+    """A report's "Findings" (numbered, see `numbered`) and "Plots" (each figure under its
+    caption, by file name)."""
+    lines = ["## Findings", "", *numbered(findings), "", "## Plots", ""]
+    for f in figures:
+        lines += [f"**{captions.get(f.name, f.name)}**", "", f"![{f.stem}]({f.name})", ""]
+    return lines
 
 
 def numbered(findings: Sequence[str], limit: int = LINE_LIMIT) -> list[str]:

@@ -12,7 +12,7 @@ from matplotlib.colors import BoundaryNorm
 from matplotlib.figure import Figure
 
 from experiments.measure.trainability import Budget
-from experiments.report.common import figure, glossary, markdown_table, numbered
+from experiments.report.common import figure, findings_and_plots, glossary, markdown_table
 from experiments.report.io import write_png
 from experiments.theory import meanfield
 
@@ -319,19 +319,12 @@ def readme(
             "rrrrrrr",
         ),
         "",
-        "## Findings",
-        "",
-        *numbered(findings(cells, grid_scales, critical, budget)),
-        "",
-        "## Plots",
-        "",
     ]
     captions = {
         "depth_scales.png": "ξ_q, ξ_c, χ1 and c* against σ_w², with the critical line.",
         "trainability.png": "Test accuracy over (σ_w², depth) with 6ξ_c drawn over it.",
     }
-    for f in figures:
-        lines += [f"**{captions.get(f.name, f.name)}**", "", f"![{f.stem}]({f.name})", ""]
+    lines += findings_and_plots(findings(cells, grid_scales, critical, budget), figures, captions)
     lines += [
         "## Files",
         "",

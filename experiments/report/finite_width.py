@@ -14,10 +14,10 @@ from experiments.measure.finite_width import HANIN
 from experiments.report.common import (
     MEASURED,
     figure,
+    findings_and_plots,
     glossary,
     legend_below,
     markdown_table,
-    numbered,
     signed,
 )
 from experiments.report.io import write_png
@@ -337,19 +337,12 @@ def readme(
             "rrrrrrrrrrr",
         ),
         "",
-        "## Findings",
-        "",
-        *numbered(findings(hanin, residual, layers)),
-        "",
-        "## Plots",
-        "",
     ]
     captions = {
         "hanin.png": "Variance and mean of the per-example log ratio against Σ 1/n_l.",
         "gelu_residual.png": "gelu + kaiming_normal: the gap against 1/width, and q̂^(l).",
     }
-    for f in figures:
-        lines += [f"**{captions.get(f.name, f.name)}**", "", f"![{f.stem}]({f.name})", ""]
+    lines += findings_and_plots(findings(hanin, residual, layers), figures, captions)
     lines += [
         "## Files",
         "",

@@ -24,10 +24,10 @@ from experiments.report.common import (
     colors,
     crossing,
     figure,
+    findings_and_plots,
     glossary,
     legend_below,
     markdown_table,
-    numbered,
     panels,
     pow10,
     signed,
@@ -965,15 +965,8 @@ def readme(
         "",
         headline(grid, sweep, "delta"),
         "",
-        "## Findings",
-        "",
-        *numbered(findings(grid, scan, layers, sweep)),
-        "",
-        "## Plots",
-        "",
     ]
-    for f in figures:
-        lines += [f"**{CAPTIONS.get(f.name, f.name)}**", "", f"![{f.stem}]({f.name})", ""]
+    lines += findings_and_plots(findings(grid, scan, layers, sweep), figures, CAPTIONS)
     if checks:
         lines += ["## Cross-check with torch.autograd", "", *[f"- {c}" for c in checks], ""]
     lines += [

@@ -15,10 +15,10 @@ from experiments.report.common import (
     MEASURED,
     THEORY,
     figure,
+    findings_and_plots,
     glossary,
     legend_below,
     markdown_table,
-    numbered,
 )
 from experiments.report.io import write_png
 
@@ -388,20 +388,13 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "",
         table_markdown(spectrum),
         "",
-        "## Findings",
-        "",
-        *numbered(findings(spectrum)),
-        "",
-        "## Plots",
-        "",
     ]
     captions = {
         "spectral_density.png": "The density of log10 s² at several depths.",
         "variance_vs_depth.png": "var(s²) against depth beside free probability.",
         "s_max_vs_depth.png": "The largest singular value against depth.",
     }
-    for f in figures:
-        lines += [f"**{captions.get(f.name, f.name)}**", "", f"![{f.stem}]({f.name})", ""]
+    lines += findings_and_plots(findings(spectrum), figures, captions)
     lines += [
         "## Files",
         "",

@@ -16,9 +16,9 @@ from experiments.measure.train import Dataset, Snapshot
 from experiments.report.common import (
     MEASURED,
     figure,
+    findings_and_plots,
     legend_below,
     markdown_table,
-    numbered,
     pow10,
 )
 from experiments.report.io import write_png
@@ -653,15 +653,8 @@ def readme(
             "lrrrrr",
         ),  # fmt: skip
         "",
-        "## Findings",
-        "",
-        *numbered(findings(histories, by_seed)),
-        "",
-        "## Plots",
-        "",
     ]
-    for f in figures:
-        lines += [f"**{CAPTIONS.get(f.name, f.name)}**", "", f"![{f.stem}]({f.name})", ""]
+    lines += findings_and_plots(findings(histories, by_seed), figures, CAPTIONS)
     lines += [
         "## Files",
         "",
