@@ -203,3 +203,24 @@ def test_gradgradcheck_is_refused_or_torchs():
     with pytest.raises(torch_ref.UnsupportedModuleError, match="second-order"):
         gradgradcheck(torch.sin, (x,))
     assert gradgradcheck(torch.sin, (x,), fallback="torch")
+
+
+def test_check_grads_is_a_library_function_and_the_fixture_calls_it(gradient_oracle):
+    """torch_ref.check_grads needs no pytest; the fixture adds its configured tolerances and
+    has gradcheck too."""
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    x, t = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    model.zero_grad()
+    nn.MSELoss()(model(x), t).backward()
+    mine = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert torch_ref.check_grads(model, nn.MSELoss(), x, t, mine).ok
+    assert gradient_oracle.check_grads(model, nn.MSELoss(), x, t, mine).ok
+    mine["2.bias"] = mine["2.bias"] * 1.001
+    with pytest.raises(AssertionError, match=r"2\.bias"):
+        torch_ref.check_grads(model, nn.MSELoss(), x, t, mine)
+    assert gradient_oracle.gradcheck(scaled(1.0).apply, _affine_inputs())
+    with pytest.raises(GradcheckError):
+        gradient_oracle.gradcheck(scaled(1.01, 2).apply, _affine_inputs())

@@ -33,6 +33,7 @@ _LAZY = {
     "GradientReport": "torch_ref.report",
     "Row": "torch_ref.report",
     "convert_loss": "torch_ref.losses",
+    "check_grads": "torch_ref.checks",
     "gradcheck": "torch_ref.gradcheck",
     "gradgradcheck": "torch_ref.gradcheck",
     "GradcheckError": "torch_ref.gradcheck",

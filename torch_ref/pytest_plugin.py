@@ -19,11 +19,12 @@ with `-p no:torch_ref`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from torch_ref.checks import GRAD_TOLERANCES  # (no torch: the plugin stays cheap to load)
 
 # NOTE: pytest imports every installed plugin at start-up, in every project; torch, NumPy
 # and pandas are imported where they are first needed, so an unused plugin costs nothing.
@@ -34,15 +35,6 @@ if TYPE_CHECKING:
 
     from torch_ref.oracle import LossFn, Trace
     from torch_ref.report import GradientReport
-
-#: default (rtol, atol) of `check_grads`, keyed by the dtype of the user's gradient; the
-#: oracle's value is float64, the user's carries the rounding of its own dtype
-GRAD_TOLERANCES: dict[str, tuple[float, float]] = {
-    "float64": (1e-7, 1e-10),
-    "float32": (1e-4, 1e-6),
-    "float16": (1e-2, 1e-4),
-    "bfloat16": (5e-2, 1e-3),
-}
 
 #: the defaults of `assert_close`: those of `torch_ref.compare_gradients` (both sides float64)
 COMPARE_TOLERANCES = (1e-7, 1e-10)
@@ -93,46 +85,6 @@ def _configured(config: pytest.Config, name: str) -> float | None:
     if not value >= 0:
         raise pytest.UsageError(f"gradient_oracle_{name} must be ≥ 0, got {value!r}")
     return value
-
-
-def _dtype_name(g: Any) -> str:
-    """ "float32" for a torch.float32 tensor or a NumPy float32 array."""
-    return str(g.dtype).removeprefix("torch.")
-
-
-def _check_user_grad(name: str, g: object, shape: tuple[int, ...]) -> None:
-    """TypeError/ValueError unless `g` is a real floating tensor or array of `shape`."""
-    import numpy as np
-    import torch
-
-    if isinstance(g, torch.Tensor):
-        floating = g.is_floating_point()
-    elif isinstance(g, np.ndarray):
-        floating = np.issubdtype(g.dtype, np.floating)
-    else:
-        raise TypeError(
-            f"your gradient {name!r} must be a torch.Tensor or a numpy.ndarray, "
-            f"got {type(g).__name__}"
-        )
-    if not floating:
-        raise TypeError(
-            f"your gradient {name!r} has dtype {_dtype_name(g)}; expected a floating-point "
-            f"dtype ({', '.join(GRAD_TOLERANCES)})"
-        )
-    if tuple(g.shape) != shape:
-        raise ValueError(
-            f"your gradient {name!r} has shape {tuple(g.shape)}, "
-            f"but the parameter has shape {shape}"
-        )
-
-
-def _as_float64(g: Any) -> np.ndarray:
-    import numpy as np
-    import torch
-
-    if isinstance(g, torch.Tensor):
-        return g.detach().to(device="cpu", dtype=torch.float64).numpy()
-    return np.asarray(g, dtype=np.float64)
 
 
 class GradientOracle:
@@ -239,63 +191,21 @@ class GradientOracle:
         rtol: float | None = None,
         atol: float | None = None,
     ) -> GradientReport:
-        """Your ∂L/∂θ (keyed like named_parameters(); torch tensors or NumPy arrays) against
-        the oracle's; the check if they agree, else AssertionError with the table naming the
-        worst entries.
-
-        Default tolerances follow the dtype of your gradients (`GRAD_TOLERANCES`; the least
-        precise dtype among them when they differ); the table's first line says which."""
+        """torch_ref.check_grads, with the tolerances this pytest run configured."""
         __tracebackhide__ = True
-        from torch_ref.oracle import layer_scales
-        from torch_ref.report import GradientReport, compare
+        from torch_ref.checks import check_grads
 
-        if not isinstance(grads, Mapping):
-            raise TypeError(
-                f"grads must map parameter names to tensors or arrays, got {type(grads).__name__}"
-            )
-        params = dict(model.named_parameters())
-        for name, g in grads.items():
-            if name in params:
-                _check_user_grad(name, g, tuple(params[name].shape))
-        dtypes = {_dtype_name(g) for n, g in grads.items() if n in params}
-        unknown = sorted(dtypes - set(GRAD_TOLERANCES))
-        if unknown and any(map(math.isnan, self._tolerances(rtol, atol, (math.nan, math.nan)))):
-            raise TypeError(
-                f"no default tolerances for {', '.join(unknown)} gradients (known: "
-                f"{', '.join(GRAD_TOLERANCES)}); pass rtol= and atol="
-            )
-        # the least precise dtype among your gradients sets the default tolerances
-        known = sorted(dtypes & set(GRAD_TOLERANCES), key=lambda d: GRAD_TOLERANCES[d])
-        coarsest = known[-1] if known else "float64"
-        rtol_, atol_ = self._tolerances(rtol, atol, GRAD_TOLERANCES[coarsest])
-        check = GradientReport(
-            None,
-            None,
-            rtol=rtol_,
-            atol=atol_,
-            labels=("yours", "oracle"),
-            yours="your gradients",
-            tolerances=self._sources(rtol, atol, f"the default for {coarsest} gradients"),
-            dtype=coarsest,
-        )
-        trace = self.trace(model, loss_fn, inputs, target, l2=l2)
-        oracle = trace.grads
-        scales = layer_scales(trace.layers, {n: g.numpy() for n, g in oracle.items()})
-        missing = [n for n in oracle if n not in grads]
-        unexpected = sorted(n for n in grads if n not in oracle)
-        if missing:
-            check.errors.append(f"missing from your gradients: {', '.join(missing)}")
-        if unexpected:
-            check.errors.append(f"not parameters that require grad: {', '.join(unexpected)}")
-        for name, ref in oracle.items():
-            if name in grads:
-                yours = _as_float64(grads[name])
-                check.rows.append(
-                    compare("param", name, yours, ref.numpy(), rtol_, atol_, scale=scales[name])
-                )
-        if not check.ok:
-            raise AssertionError(check.failure_message())
-        return check
+        return check_grads(
+            model, loss_fn, inputs, target, grads, l2=l2, rtol=rtol, atol=atol,
+            configured=(self.rtol, self.atol),
+        )  # fmt: skip
+
+    def gradcheck(self, func: Any, inputs: Any, **options: Any) -> bool:
+        """torch_ref.gradcheck: torch.autograd.gradcheck's drop-in, exact."""
+        __tracebackhide__ = True
+        from torch_ref.gradcheck import gradcheck
+
+        return gradcheck(func, inputs, **options)
 
 
 _TOLERANCES = pytest.StashKey[tuple[float | None, float | None]]()
