@@ -257,28 +257,10 @@ def _kind(dtype: Any) -> str:
     return "bool" if dtype == np.bool_ else "int"
 
 
-def _first_ref(value: Any) -> Ref | None:
-    if isinstance(value, Ref):
-        return value
-    if isinstance(value, (tuple, list)):
-        return next((r for r in map(_first_ref, value) if r is not None), None)
-    return None
-
-
 def _has_op(value: Any) -> bool:
     if isinstance(value, Op):
         return True
     return isinstance(value, (tuple, list)) and any(_has_op(v) for v in value)
-
-
-def _has_tensor(value: Any) -> bool:
-    if isinstance(value, (Ref, Param, Op)):
-        return True
-    if isinstance(value, (tuple, list)):
-        return any(_has_tensor(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_tensor(v) for v in value.values())
-    return False
 
 
 def _ours(err: Exception) -> Exception:
@@ -303,7 +285,6 @@ class _Converter:
         for name, t in model.named_buffers(remove_duplicate=False):
             self.names.setdefault(id(t), name)
         self.constants: dict[str, torch.Tensor] = {}
-        self.calls: dict[Any, int] = {}  # probe counters
 
     def model_tensor(self, t: torch.Tensor, fallback: str | None = None) -> Param:
         name = self.names.get(id(t))
@@ -406,11 +387,6 @@ class _Converter:
         elif isinstance(value, (tuple, list)):
             for k, v in enumerate(value):
                 self._probe(v, probe, k if index is None else index)
-
-    def next_call(self, kind: str, target: Any) -> Probe:
-        k = self.calls.get((kind, target), 0)
-        self.calls[(kind, target)] = k + 1
-        return Probe(kind, target, k)
 
 
 @dataclass(frozen=True)

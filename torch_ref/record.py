@@ -45,10 +45,8 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
 from manual_bp.network import Network
-from manual_bp.ops.graph import Constant
 from manual_bp.ops.shape import Identity
 from torch_ref.capture import (
-    INPUT,
     FunctionCall,
     Probe,
     _Builder,
@@ -62,7 +60,6 @@ from torch_ref.registry import (
     lookup_method,
     lookup_module,
     registry,
-    supported_modules,
     torch_name,
 )
 from torch_ref.registry.core import OpEntry, Param, Ref
@@ -305,13 +302,8 @@ class _Recorder(TorchFunctionMode):
         return obj
 
     def is_live(self, obj: Any) -> bool:
-        for t in _tensors(obj):
-            if id(t) in self.live:
-                found = self.bound.get(id(t))
-                if found is None or found[1] == t._version or isinstance(found[0], Param):
-                    return True
-                return True  # (stale: value() refuses it with the reason)
-        return False
+        # (a stale value is live too: value() refuses it where it is read, with the reason)
+        return any(id(t) in self.live for t in _tensors(obj))
 
     # --- custom autograd Functions -------------------------------------------------
 
@@ -658,14 +650,12 @@ class _Recorder(TorchFunctionMode):
 
     def functions(self, network: Network) -> list[FunctionCall]:
         out = []
-        inside_all = {n for f in self.frames for n in self.regions[f][2]}
         for frame in self.frames:
             cls, ins, region = self.regions[frame]
             inside = set(region)
             used = {i for n in network.nodes if n.name not in inside for i in n.inputs}
             outs = tuple(n for n in region if n in used or n == network.output)
             out.append(FunctionCall(cls, tuple(ins), tuple(region), outs))
-        del inside_all
         return out
 
 
@@ -834,4 +824,4 @@ def _kind(t: torch.Tensor) -> str:
     return "bool" if t.dtype == torch.bool else "int"
 
 
-__all__ = ["Recording", "record", "random_state_kept", "INPUT", "supported_modules", "Constant"]
+__all__ = ["Recording", "record", "random_state_kept"]
