@@ -198,6 +198,8 @@ class Recording:
     #: node → the tensor the forward went on with (for a custom Function's output: the
     #: tensor whose grad_fn is the Function's backward)
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: the calls without a row, recorded through torch's lowering, as "F.pdist at <line>"
+    lowered: list[str] = field(default_factory=list)
 
     def torch_value(self, node: str) -> np.ndarray | None:
         """torch's value of a node as it was computed (None if torch changed it since)."""
@@ -227,6 +229,7 @@ class _Recorder(TorchFunctionMode):
         self.z_tensors: dict[str, torch.Tensor] = {}
         self.values: dict[str, tuple[torch.Tensor, int]] = {}
         self.casts: list[str] = []
+        self.lowered_calls: list[str] = []  # calls recorded through torch's lowering
         self.tensors: dict[str, torch.Tensor] = {}
         #: id(view) → (its base, the index): the indexing views in-place writes go through
         self.views: dict[int, tuple[torch.Tensor, Any]] = {}
@@ -237,8 +240,8 @@ class _Recorder(TorchFunctionMode):
 
     # --- binding torch tensors to manual values ------------------------------------
 
-    def bind(self, t: torch.Tensor, value: Ref | Param, live: bool) -> None:
-        self.bound[id(t)] = (value, t._version)
+    def bind(self, t: torch.Tensor, value: Ref | Param, live: bool, bump: int = 0) -> None:
+        self.bound[id(t)] = (value, t._version + bump)
         self.keep.append(t)
         if live:
             self.live.add(id(t))
@@ -364,7 +367,9 @@ class _Recorder(TorchFunctionMode):
         call = _call_of(func)
         if call.inplace and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], call.what)
-        if call.entry is None or call.entry.family == "sizes":
+        if call.entry is None:  # torch's lowering of it, op by op (torch_ref.lowering)
+            return self.lowered(func, call, args, kwargs, frame)
+        if call.entry.family == "sizes":
             out = self.run(func, args, kwargs)  # first: does anything here carry gradient?
             if not self.carries(out):
                 return out
@@ -417,6 +422,37 @@ class _Recorder(TorchFunctionMode):
         out = self.bind_output(out, result, call.what, torch.is_grad_enabled())
         if call.base == "getitem" and isinstance(out, torch.Tensor) and out._base is not None:
             self.views[id(out)] = (args[0], args[1] if len(args) > 1 else None)
+        return out
+
+    def lowered(
+        self, func: Any, call: _Call, args: tuple, kwargs: dict, frame: FrameType | None
+    ) -> Any:
+        """A call without a row, recorded through the ATen ops torch runs for it."""
+        from torch_ref.lowering import Lowering
+
+        what = f"{call.what}{self.where()}"
+        if "out" in kwargs and kwargs["out"] is not None:
+            raise _ours(
+                UnsupportedModuleError(f"{what}{_user_line()} writes into out=; use the returned tensor")
+            )
+        before = len(self.b.nodes)
+        lowering = Lowering(self, what, torch.is_grad_enabled())
+        with lowering:
+            out = self.run(func, args, kwargs)
+        if not self.carries(out):
+            return out
+        lowering.check(_tensors(out))
+        for t in _tensors(out):
+            if (t.requires_grad or not torch.is_grad_enabled()) and id(t) not in self.live:
+                if t.is_floating_point() and (t.requires_grad or self.is_live((args, kwargs))):
+                    raise _ours(
+                        UnsupportedModuleError(
+                            f"{what}{_user_line()} is not supported: it has no registry row and "
+                            "the oracle lost track of its output in torch's lowering of it"
+                        )
+                    )
+        self.tag(frame, before)
+        self.lowered_calls.append(f"{call.what}{_user_line()}")
         return out
 
     def write_back(self, view: torch.Tensor, what: str) -> None:
@@ -512,7 +548,9 @@ class _Recorder(TorchFunctionMode):
         if frame is not None:
             self.region(frame).extend(n.name for n in self.b.nodes[before:])
 
-    def bind_output(self, out: Any, result: Any, what: str, grad: bool, copy: bool = True) -> Any:
+    def bind_output(
+        self, out: Any, result: Any, what: str, grad: bool, copy: bool = True, bump: int = 0
+    ) -> Any:
         """Bind each output tensor that carries gradient to its manual value; hand the
         forward a copy of a weighted layer's z (δ is taken of the original, which a later
         in-place op must not change)."""
@@ -533,7 +571,7 @@ class _Recorder(TorchFunctionMode):
                 self.z_tensors[result.name] = out
                 self.values[result.name] = (out, out._version)
                 out = out.clone()
-            self.bind(out, result, True)
+            self.bind(out, result, True, bump)
             return out
         if isinstance(out, (tuple, list)) and isinstance(result, (tuple, list)):
             items = [self.bind_output(o, r, what, grad) for o, r in zip(out, result, strict=True)]
@@ -802,6 +840,7 @@ def record(
         values,
         recorder.casts,
         {renamed.get(n, n): t for n, t in recorder.tensors.items()},
+        recorder.lowered_calls,
     )
 
 

@@ -1,0 +1,256 @@
+"""The route of a call that has no registry row: the ops torch itself lowers it to.
+
+A torch call without a row of its own (`F.cosine_similarity`, `torch.cartesian_prod`,
+`F.poisson_nll_loss`, ...) is not refused when torch can say what it is made of. The call
+is run as it is, under a `TorchDispatchMode` that sees each ATen op it executes below
+autograd, with the values it saw; each op that carries gradient is looked up in the
+registry (by the torch function or Tensor method of the same name and arguments, or by a
+small table of ATen ops whose Python spelling differs) and its rule builds the manual
+nodes, exactly as for a call the forward makes itself. An ATen op with no row either is
+differentiated through its entry in `torch._decomp.decomposition_table` (torch's own
+decomposition into simpler ATen ops, run on the same values), and so on down; an op with
+neither is refused, naming the call, the ATen op and your line.
+
+What carries gradient is decided as autograd decides it: an op's output carries gradient
+when an input does, grad mode is on inside the call (a `NoGradGuard` region of a composite
+makes constants) and the op is differentiable (detach, factories and `*_like` calls make
+constants). After the call, every output is checked against autograd's own verdict
+(`requires_grad`): where the two disagree the call is refused rather than guessed.
+
+The report names each call that went through this route (`Recording.lowered`): the
+formulas are torch's decomposition's, not a readable row of ours, and they cost more time.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch._decomp import decomposition_table
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from torch_ref.capture import _ours, _user_line
+from torch_ref.errors import UnsupportedModuleError
+from torch_ref.registry import lookup_function, lookup_method
+from torch_ref.registry.core import OpEntry
+
+if TYPE_CHECKING:
+    from torch_ref.record import _Recorder
+
+aten = torch.ops.aten
+
+#: ATen ops whose outputs carry no gradient whatever their inputs (autograd's verdict too)
+_CONSTANT = {
+    "detach",
+    "alias_copy",  # (never reached with gradient: torch's own functionalisation copies)
+    "lift_fresh",
+    "lift_fresh_copy",
+    "scalar_tensor",
+    "empty_like",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "rand_like",
+    "randn_like",
+    "new_zeros",
+    "new_ones",
+    "new_empty",
+    "new_full",
+    "new_empty_strided",
+    "empty_strided",
+    "zeros",
+    "ones",
+    "full",
+    "arange",
+    "sym_size",
+    "sym_stride",
+    "sym_numel",
+}
+
+
+def _getitem_slice(x: Any, dim: int = 0, start: Any = None, end: Any = None, step: int = 1):
+    index = (slice(None),) * (dim % max(len(x.shape), 1)) + (slice(start, end, step),)
+    return (x, index), {}
+
+
+#: ATen ops spelt differently in Python: op name → (the torch callable, an argument adapter)
+_SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]]] = {
+    "_unsafe_view": (torch.Tensor.view, lambda x, size: ((x, size), {})),
+    "alias": (torch.Tensor.view_as, lambda x: ((x, x), {})),
+    "slice": (operator.getitem, _getitem_slice),
+    "_softmax": (F.softmax, lambda x, dim, half_to_float: ((x, dim), {})),
+    "_log_softmax": (F.log_softmax, lambda x, dim, half_to_float: ((x, dim), {})),
+    "expand": (torch.Tensor.expand, lambda x, size, implicit=False: ((x, size), {})),
+    "_to_copy": (torch.Tensor.clone, lambda x, **kw: ((x,), {})),
+    "native_layer_norm": (
+        F.layer_norm,
+        lambda x, shape, w, b, eps: ((x, shape, w, b, eps), {}),
+    ),
+}
+_MULTI = {"native_layer_norm": 0}  # ops with auxiliary outputs: the index that is the value
+
+
+def _entry(op: Any) -> tuple[OpEntry | None, Callable[..., tuple[tuple, dict]] | None]:
+    """The registry row of an ATen op, with its argument adapter (None: as they are)."""
+    name = op._schema.name.split("::", 1)[1]
+    if name in _SPELLING:
+        fn, adapt = _SPELLING[name]
+        entry = lookup_function(fn)
+        if entry is None and getattr(fn, "__qualname__", "").startswith("TensorBase."):
+            entry = lookup_method(fn.__name__)
+        if entry is None and isinstance(fn, type(torch.Tensor.view)):
+            entry = lookup_method(fn.__name__)
+        return entry, adapt
+    for space, prefix in ((torch.linalg, "linalg_"), (torch.special, "special_")):
+        if name.startswith(prefix) and hasattr(space, name[len(prefix) :]):
+            entry = lookup_function(getattr(space, name[len(prefix) :]))
+            if entry is not None:
+                return entry, None
+    for space in (torch, F):
+        fn = getattr(space, name, None)
+        if fn is not None and (entry := lookup_function(fn)) is not None:
+            return entry, None
+    return lookup_method(name), None
+
+
+def _mutates(op: Any) -> bool:
+    """Whether an ATen op writes its first argument (an in-place op)."""
+    args = op._schema.arguments
+    alias = args[0].alias_info if args else None
+    return alias is not None and alias.is_write
+
+
+def _float_tensors(value: Any) -> list[torch.Tensor]:
+    from torch_ref.record import _tensors
+
+    return [t for t in _tensors(value) if t.is_floating_point()]
+
+
+class Lowering(TorchDispatchMode):
+    """The ATen ops of one call, recorded as manual nodes by the recorder's own rules."""
+
+    def __init__(self, rec: _Recorder, what: str, grad: bool) -> None:
+        super().__init__()
+        self.rec = rec
+        self.what = what
+        self.grad = grad  # grad mode at the call: a region inside with it off makes constants
+        self.ops: list[str] = []
+        #: id → (an output, whether the record made it live): the latest verdict on each tensor
+        self.made: dict[int, tuple[torch.Tensor, bool]] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        rec = self.rec
+        name = func._schema.name.split("::", 1)[1]
+        mutates = _mutates(func)
+        live = (
+            rec.is_live((args, kwargs))
+            and name not in _CONSTANT
+            and (torch.is_grad_enabled() or not self.grad)
+        )
+        if not live:
+            written = mutates and args and id(args[0]) in rec.live
+            old = args[0].detach().clone() if written else None
+            out = func(*args, **kwargs)
+            if written:
+                self.constant_write(args[0], old, name)
+                return out
+            self.note(_float_tensors(out), False)
+            return out
+        entry, adapt = _entry(func)
+        if entry is None:
+            return self.decompose(func, name, args, kwargs)
+        where = f"{self.what} (through torch's lowering: aten.{name})"
+        vargs, vkwargs = (args, kwargs) if adapt is None else adapt(*args, **kwargs)
+        node = rec.node_name(name)
+        result = rec.conv.call(
+            entry, where, _user_line, node, tuple(rec.values_of(vargs, where)),
+            dict(rec.values_of(vkwargs, where)),
+        )  # fmt: skip
+        out = func(*args, **kwargs)
+        self.ops.append(name)
+        if mutates:  # (autograd bumps the version after this returns)
+            rec.bind_output(args[0], result, where, grad=False, copy=False, bump=1)
+            self.note([args[0]], True)
+            return out
+        if name in _MULTI:
+            values = list(out)
+            values[_MULTI[name]] = rec.bind_output(out[_MULTI[name]], result, where, False, False)
+            for k, t in enumerate(values):
+                self.note(_float_tensors(t), k == _MULTI[name])
+            return type(out)(values)
+        bound = rec.bind_output(out, result, where, grad=False, copy=False)
+        self.note(_float_tensors(bound), True)
+        return bound
+
+    def decompose(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
+        """An op without a row: torch's decomposition of it, run on the same values under
+        this mode (its ops are recorded), standing for the op's own output."""
+        decomposition = decomposition_table.get(func)
+        if decomposition is None or _mutates(func):
+            raise _ours(
+                UnsupportedModuleError(
+                    f"{self.what}{_user_line()} is not supported: it has no registry row, and "
+                    f"torch runs it as aten.{name}, which has no row and no decomposition in "
+                    "torch._decomp; see the README's 'What is supported' table"
+                )
+            )
+        out = func(*args, **kwargs)
+        with self:
+            mine = decomposition(*args, **kwargs)
+        theirs, ours = _float_tensors(out), _float_tensors(mine)
+        if len(theirs) != len(ours):
+            raise _ours(
+                UnsupportedModuleError(
+                    f"{self.what}{_user_line()}: torch's decomposition of aten.{name} returns "
+                    f"{len(ours)} floating tensors where the op returns {len(theirs)}"
+                )
+            )
+        for t, d in zip(theirs, ours, strict=True):
+            found = self.rec.bound.get(id(d))
+            if found is not None and id(d) in self.rec.live:
+                self.rec.bind_output(t, found[0], self.what, grad=False, copy=False)
+            self.note([t], found is not None and id(d) in self.rec.live)
+        return out
+
+    def note(self, tensors: list[torch.Tensor], live: bool) -> None:
+        for t in tensors:
+            self.made[id(t)] = (t, live)
+
+    def constant_write(self, t: torch.Tensor, old: torch.Tensor, name: str) -> None:
+        """An in-place op that carries no gradient on a tensor that does (a composite's
+        `NoGradGuard` clamp): autograd keeps the gradient path and uses the new value; so
+        does the record, by rebinding the tensor to old + (new − old) as a constant."""
+        rec = self.rec
+        found = rec.bound.get(id(t))
+        if found is None:
+            return
+        entry = lookup_function(torch.add)
+        shift = rec.value(t.detach() - old, self.what)
+        result = rec.conv.call(
+            entry, self.what, _user_line, rec.node_name(name), (found[0], shift), {}
+        )
+        rec.bind(t, result, True, bump=1)  # (autograd bumps the version after this returns)
+        self.note([t], True)
+
+    def check(self, outputs: list[torch.Tensor]) -> None:
+        """Refuse where the record and autograd disagree on what carries gradient: an output
+        of the call, or a value inside it that autograd differentiated (ops below an op
+        with a derivative formula of its own carry no autograd metadata: not compared)."""
+        if not self.grad:
+            return  # (inside a custom Function's forward autograd records nothing)
+        final = {id(t) for t in outputs}
+        for t, live in self.made.values():
+            seen = t.grad_fn is not None or id(t) in final
+            if seen and live != t.requires_grad:
+                said = "carries gradient" if t.requires_grad else "is a constant"
+                raise _ours(
+                    UnsupportedModuleError(
+                        f"{self.what}{_user_line()} is not supported: it has no registry row, "
+                        f"and in torch's lowering of it ({', '.join(self.ops) or 'no op'}) "
+                        f"a value that autograd says {said} was read otherwise"
+                    )
+                )
