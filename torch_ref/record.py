@@ -433,7 +433,9 @@ class _Recorder(TorchFunctionMode):
         what = f"{call.what}{self.where()}"
         if "out" in kwargs and kwargs["out"] is not None:
             raise _ours(
-                UnsupportedModuleError(f"{what}{_user_line()} writes into out=; use the returned tensor")
+                UnsupportedModuleError(
+                    f"{what}{_user_line()} writes into out=; use the returned tensor"
+                )
             )
         before = len(self.b.nodes)
         lowering = Lowering(self, what, torch.is_grad_enabled())
