@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -211,15 +212,56 @@ def unwrap(model: Any) -> nn.Module:
 
 def twin_of(model: nn.Module) -> nn.Module:
     """The float64 twin: a deep copy, floating parameters and buffers float64."""
+    memo: dict[int, Any] = {}
+    for t in [*model.parameters(), *model.buffers()]:  # float64 as they are copied
+        if type(t) in (nn.Parameter, torch.Tensor):
+            data = t.detach().to(torch.float64 if t.is_floating_point() else t.dtype, copy=True)
+            memo[id(t)] = nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
     try:
-        twin = copy.deepcopy(model)
+        twin = _copy_module(model, memo)
     except Exception as err:
         raise UnsupportedModuleError(_uncopyable(model, err)) from None
-    twin = twin.to(torch.float64)
-    for t in [*twin.parameters(), *twin.buffers()]:  # made under torch.inference_mode()
+    tensors = [*twin.parameters(), *twin.buffers()]
+    if any(t.is_floating_point() and t.dtype != torch.float64 for t in tensors):
+        twin = twin.to(torch.float64)  # (what a module's own __deepcopy__ copied as it was)
+        tensors = [*twin.parameters(), *twin.buffers()]
+    for t in tensors:  # made under torch.inference_mode()
         if t.is_inference():
             t.data = t.data.clone()
     return twin
+
+
+def _copy_module(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
+    """copy.deepcopy(m, memo), step for step as deepcopy rebuilds a module whose class
+    copies as nn.Module does (`__new__`, a deep copy of `__getstate__()`, `__setstate__`),
+    without its generic path's cost: submodules first, empty hook tables made empty. Any
+    module that copies otherwise goes through copy.deepcopy itself."""
+    found = memo.get(id(m))
+    if found is not None:
+        return found
+    cls = type(m)
+    if (
+        getattr(cls, "__deepcopy__", None) is not None
+        or cls.__reduce_ex__ is not object.__reduce_ex__
+        or cls.__reduce__ is not object.__reduce__
+        or hasattr(cls, "__getnewargs_ex__")
+        or hasattr(cls, "__getnewargs__")
+        or hasattr(cls, "__slots__")
+    ):
+        return copy.deepcopy(m, memo)
+    new = cls.__new__(cls)
+    memo[id(m)] = new
+    state = m.__getstate__()
+    for sub in state.get("_modules", {}).values():
+        if isinstance(sub, nn.Module):
+            _copy_module(sub, memo)
+    copied = {}
+    for k, v in state.items():  # (empty hook tables are most of a module's state)
+        kind = type(v)
+        empty = kind in (dict, OrderedDict, set) and not v
+        copied[k] = kind() if empty else copy.deepcopy(v, memo)
+    new.__setstate__(copied)
+    return new
 
 
 def _uncopyable(model: nn.Module, err: Exception) -> str:
