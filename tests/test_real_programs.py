@@ -532,3 +532,32 @@ def test_a_program_torch_cannot_differentiate_is_refused_with_torchs_reason():
         "fc.weight",
         "fc.bias",
     }
+
+
+class _Autocast(nn.Module):
+    """A mixed-precision block as users write one: a bfloat16 autocast region, then .float()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 8)
+        self.b = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = torch.tanh(self.a(x))
+        return self.b(h.float())
+
+
+def test_an_autocast_region_is_float64_in_the_twin_and_named():
+    torch.manual_seed(0)
+    model, x, y = _Autocast(), torch.randn(5, 4), torch.randn(5, 3)
+    report = torch_ref.compare_gradients(model, nn.MSELoss(), x, y, rtol=1e-9, input_grads=True)
+    assert report.ok, report.failure_message()  # (a bfloat16 reference would differ by ~1e-3)
+    assert any("torch.autocast" in n for n in report.notes), report.notes
+    assert torch.is_autocast_enabled("cpu") is False  # (the caller's state is as it was)
+    w = model.a.weight.detach().double().requires_grad_()
+    h = torch.tanh(F.linear(x.double(), w, model.a.bias.detach().double()))
+    out = F.linear(h, model.b.weight.double(), model.b.bias.double())
+    nn.MSELoss()(out, y.double()).backward()  # (float64 throughout, no autocast)
+    grads = torch_ref.manual_gradients(model, nn.MSELoss(), x, y)
+    torch.testing.assert_close(grads["a.weight"].double(), w.grad, rtol=1e-6, atol=0)

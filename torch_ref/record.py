@@ -23,8 +23,9 @@ What autograd treats as a constant is a constant here, decided the way autograd 
 Casts are float64 in the twin: a floating `dtype` argument (`.to(torch.float32)`,
 `softmax(x, dtype=torch.float32)`, `torch.zeros(..., dtype=torch.half)`), `.float()` /
 `.half()` / `.bfloat16()`, and floating tensors of another dtype met as operands (a float32
-attribute that is not a buffer) all become float64, and factory calls without a dtype make
-float64; each neutralised cast is listed in `Recording.casts`.
+attribute that is not a buffer) all become float64, factory calls without a dtype make
+float64, and autocast regions are turned off; each neutralised cast is listed in
+`Recording.casts`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ from torch_ref.registry.core import OpEntry, Param, Ref
 
 _APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignore[attr-defined]
 
+#: the devices whose autocast regions the record turns off (the twin computes in float64)
+_AUTOCAST = ("cpu", "cuda")
 #: Tensor methods that cast to a floating dtype: the twin's is float64
 _FLOAT_CASTS = {"float", "half", "bfloat16"}
 #: reflected operators: `1 - x` arrives as x.__rsub__(1), the rule of operator.sub(1, x)
@@ -358,6 +361,13 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        autocast = [d for d in _AUTOCAST if torch.is_autocast_enabled(d)]
+        if autocast:  # an autocast region of the forward: float64 in the twin
+            self.casts.append(f"torch.autocast{_user_line()}")
+            with contextlib.ExitStack() as stack:
+                for device in autocast:
+                    stack.enter_context(torch.autocast(device, enabled=False))
+                return self.__torch_function__(func, types, args, kwargs)
         if self.depth:
             return func(*args, **kwargs)
         func, args, kwargs = self.float64(func, args, kwargs)
