@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from torch_ref.calls import _tensors
 from torch_ref.capture import _ours, _user_line
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry import lookup_function, lookup_method
@@ -124,8 +126,6 @@ def _mutates(op: Any) -> bool:
 
 
 def _float_tensors(value: Any) -> list[torch.Tensor]:
-    from torch_ref.record import _tensors
-
     return [t for t in _tensors(value) if t.is_floating_point()]
 
 
@@ -254,3 +254,35 @@ class Lowering(TorchDispatchMode):
                         f"a value that autograd says {said} was read otherwise"
                     )
                 )
+
+
+def lowered(
+    rec: _Recorder, func: Any, name: str, args: tuple, kwargs: dict, frame: FrameType | None
+) -> Any:
+    """A call without a row, recorded through the ATen ops torch runs for it."""
+    what = f"{name}{rec.where()}"
+    if "out" in kwargs and kwargs["out"] is not None:
+        raise _ours(
+            UnsupportedModuleError(
+                f"{what}{_user_line()} writes into out=; use the returned tensor"
+            )
+        )
+    before = len(rec.b.nodes)
+    lowering = Lowering(rec, what, torch.is_grad_enabled())
+    with lowering:
+        out = rec.run(func, args, kwargs)
+    if not rec.carries(out):
+        return out
+    lowering.check(_tensors(out))
+    for t in _tensors(out):
+        if (t.requires_grad or not torch.is_grad_enabled()) and id(t) not in rec.live:
+            if t.is_floating_point() and (t.requires_grad or rec.is_live((args, kwargs))):
+                raise _ours(
+                    UnsupportedModuleError(
+                        f"{what}{_user_line()} is not supported: it has no registry row and "
+                        "the oracle lost track of its output in torch's lowering of it"
+                    )
+                )
+    rec.tag(frame, before)
+    rec.lowered_calls.append(f"{name}{_user_line()}")
+    return out

@@ -31,14 +31,11 @@ float64, and autocast regions are turned off; each neutralised cast is listed in
 from __future__ import annotations
 
 import contextlib
-import random
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
@@ -47,6 +44,7 @@ from torch.utils import _pytree as pytree
 
 from manual_bp.network import Network
 from manual_bp.ops.shape import Identity
+from torch_ref.calls import _FLOAT_CASTS, _call_of, _tensors
 from torch_ref.capture import (
     FunctionCall,
     Probe,
@@ -56,163 +54,19 @@ from torch_ref.capture import (
     _user_line,
 )
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry import (
-    lookup_function,
-    lookup_method,
-    lookup_module,
-    registry,
-    torch_name,
-)
-from torch_ref.registry.core import OpEntry, Param, Ref
+from torch_ref.lowering import lowered
+from torch_ref.recording import Recording, _float64_default, _hooks, random_state_kept
+from torch_ref.registry import lookup_method, registry
+from torch_ref.registry.core import Param, Ref
+from torch_ref.whole_modules import WholeModules
 
 _APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignore[attr-defined]
 
 #: the devices whose autocast regions the record turns off (the twin computes in float64)
 _AUTOCAST = ("cpu", "cuda")
-#: Tensor methods that cast to a floating dtype: the twin's is float64
-_FLOAT_CASTS = {"float", "half", "bfloat16"}
-#: reflected operators: `1 - x` arrives as x.__rsub__(1), the rule of operator.sub(1, x)
-_REFLECTED = {
-    "__rsub__": "sub",
-    "__rtruediv__": "truediv",
-    "__rdiv__": "truediv",
-    "__rpow__": "pow",
-    "__rmatmul__": "matmul",
-    "__rfloordiv__": "floordiv",
-    "__rmod__": "mod",
-}
 
 
-@dataclass(frozen=True)
-class _Call:
-    """What the record knows of a torch callable, looked up once."""
-
-    entry: OpEntry | None
-    what: str  # how users write it: F.relu, torch.cat, Tensor.view
-    base: str  # node names: "linear", "linear_1", ...
-    inplace: bool
-    swap: bool  # a reflected operator: the rule takes (other, self)
-    #: a property as the method call it is: x.mT is x.transpose(-2, -1)
-    adapt: Callable[[tuple], tuple] | None = None
-
-
-def _describe(func: Any) -> _Call:
-    import operator
-
-    owner = getattr(func, "__self__", None)
-    if type(owner).__name__ == "getset_descriptor":  # a property: x.T, x.mT, x.data
-        name = owner.__name__
-        if name in _PROPERTIES:
-            method, adapt = _PROPERTIES[name]
-            return _Call(lookup_method(method), f"Tensor.{name}", name, False, False, adapt)
-        return _Call(lookup_method(name), f"Tensor.{name}", name, False, False)
-    entry = lookup_function(func)
-    name = getattr(func, "__name__", type(func).__name__)
-    method = (
-        getattr(torch.Tensor, name, None) is func
-        or getattr(torch._C.TensorBase, name, None) is func
-        or getattr(func, "__qualname__", "").startswith(("Tensor.", "TensorBase."))
-    )
-    swap = False
-    if entry is None and method:
-        if name in _REFLECTED:
-            entry, swap = lookup_function(getattr(operator, _REFLECTED[name])), True
-        else:
-            entry = lookup_method(name)
-        if entry is None and name.startswith("__") and hasattr(operator, name.strip("_")):
-            entry = lookup_function(getattr(operator, name.strip("_")))
-    what = f"Tensor.{name}" if method else torch_name(func)
-    inplace = method and (
-        (name.endswith("_") and not name.endswith("__"))
-        or name in ("__setitem__",)
-        or (
-            name.startswith("__i")
-            and name.endswith("__")
-            and name not in ("__init__", "__iter__", "__index__", "__int__", "__invert__")
-        )
-    )
-    base = name.strip("_") or "call"
-    return _Call(entry, what, base, inplace, swap)
-
-
-#: tensor properties that are method calls (for real tensors the conjugate is the tensor)
-_PROPERTIES: dict[str, tuple[str, Callable[[tuple], tuple]]] = {
-    "T": ("permute", lambda a: (a[0], *reversed(range(a[0].ndim)))),
-    "H": ("permute", lambda a: (a[0], *reversed(range(a[0].ndim)))),
-    "mT": ("transpose", lambda a: (a[0], -2, -1)),
-    "mH": ("transpose", lambda a: (a[0], -2, -1)),
-}
-
-_CALLS: dict[Any, _Call] = {}
-
-
-def _call_of(func: Any) -> _Call:
-    try:
-        return _CALLS[func]
-    except KeyError:
-        found = _CALLS[func] = _describe(func)
-        return found
-    except TypeError:  # an unhashable callable
-        return _describe(func)
-
-
-def _tensors(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-    """The tensors in a call's arguments or outputs (tuples, lists, dicts, nested)."""
-    out = [] if out is None else out
-    if isinstance(value, torch.Tensor):
-        out.append(value)
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            if isinstance(v, torch.Tensor):
-                out.append(v)
-            elif isinstance(v, (tuple, list, dict)):
-                _tensors(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _tensors(v, out)
-    return out
-
-
-@dataclass
-class Recording:
-    """A recorded run: the manual network, and how its values map onto torch's."""
-
-    network: Network
-    #: (node, layer parameter) → the twin's qualified parameter/buffer name
-    params: dict[tuple[str, str], str]
-    #: leaf-module qualified name (with #k for a later call) → the node whose a is its output
-    module_outputs: dict[str, str]
-    #: nodes whose δ = ∂L/∂z a trace reports (weighted layers), in graph order
-    delta_nodes: list[str]
-    shapes: dict[str, Any]
-    #: the custom autograd.Function calls, in call order
-    functions: list[FunctionCall]
-    #: the structure fn returned, with the node name of each output that carries gradient
-    #: (None for one that does not)
-    outputs: Any
-    #: what fn returned (torch's values, in the twin's autograd graph)
-    result: Any
-    #: δ node → torch's tensor of its z (kept as computed: the forward went on with a copy)
-    z_tensors: dict[str, torch.Tensor]
-    #: node → torch's value of it, with its version when recorded (for the tie replay)
-    values: dict[str, tuple[torch.Tensor, int]]
-    #: the casts that were made float64, as "Tensor.float at <line>"
-    casts: list[str] = field(default_factory=list)
-    #: node → the tensor the forward went on with (for a custom Function's output: the
-    #: tensor whose grad_fn is the Function's backward)
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    #: the calls without a row, recorded through torch's lowering, as "F.pdist at <line>"
-    lowered: list[str] = field(default_factory=list)
-
-    def torch_value(self, node: str) -> np.ndarray | None:
-        """torch's value of a node as it was computed (None if torch changed it since)."""
-        found = self.values.get(node)
-        if found is None or found[0]._version != found[1]:
-            return None
-        return found[0].detach().to("cpu", torch.float64).numpy()
-
-
-class _Recorder(TorchFunctionMode):
+class _Recorder(WholeModules, TorchFunctionMode):
     """The mode and the module hooks that turn a run into manual nodes."""
 
     def __init__(self, converter: _Converter, live_params: set[int], stop: FrameType) -> None:
@@ -378,7 +232,7 @@ class _Recorder(TorchFunctionMode):
         if call.inplace and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], call.what)
         if call.entry is None:  # torch's lowering of it, op by op (torch_ref.lowering)
-            return self.lowered(func, call, args, kwargs, frame)
+            return lowered(self, func, call.what, args, kwargs, frame)
         if call.entry.family == "sizes":
             out = self.run(func, args, kwargs)  # first: does anything here carry gradient?
             if not self.carries(out):
@@ -432,39 +286,6 @@ class _Recorder(TorchFunctionMode):
         out = self.bind_output(out, result, call.what, torch.is_grad_enabled())
         if call.base == "getitem" and isinstance(out, torch.Tensor) and out._base is not None:
             self.views[id(out)] = (args[0], args[1] if len(args) > 1 else None)
-        return out
-
-    def lowered(
-        self, func: Any, call: _Call, args: tuple, kwargs: dict, frame: FrameType | None
-    ) -> Any:
-        """A call without a row, recorded through the ATen ops torch runs for it."""
-        from torch_ref.lowering import Lowering
-
-        what = f"{call.what}{self.where()}"
-        if "out" in kwargs and kwargs["out"] is not None:
-            raise _ours(
-                UnsupportedModuleError(
-                    f"{what}{_user_line()} writes into out=; use the returned tensor"
-                )
-            )
-        before = len(self.b.nodes)
-        lowering = Lowering(self, what, torch.is_grad_enabled())
-        with lowering:
-            out = self.run(func, args, kwargs)
-        if not self.carries(out):
-            return out
-        lowering.check(_tensors(out))
-        for t in _tensors(out):
-            if (t.requires_grad or not torch.is_grad_enabled()) and id(t) not in self.live:
-                if t.is_floating_point() and (t.requires_grad or self.is_live((args, kwargs))):
-                    raise _ours(
-                        UnsupportedModuleError(
-                            f"{what}{_user_line()} is not supported: it has no registry row and "
-                            "the oracle lost track of its output in torch's lowering of it"
-                        )
-                    )
-        self.tag(frame, before)
-        self.lowered_calls.append(f"{call.what}{_user_line()}")
         return out
 
     def write_back(self, view: torch.Tensor, what: str) -> None:
@@ -628,76 +449,6 @@ class _Recorder(TorchFunctionMode):
             return func, args2, kwargs2
         return func, args, kwargs
 
-    # --- modules recorded whole ----------------------------------------------------
-
-    def pre_hook(self, path: str) -> Callable[..., Any]:
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            with torch._C.DisableTorchFunction():  # (our own tensor calls are not the run's)
-                self.enter(path, module, args, kwargs)
-
-        return hook
-
-    def enter(self, path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.scope.append((path, module))
-        if self.depth:
-            self.pending.append(None)
-            return
-        entry = lookup_module(type(module))
-        if entry is None or "forward" in vars(module):
-            self.pending.append(None)
-            return
-        on, frame = self.recording((args, kwargs), module)
-        if not on:
-            self.pending.append(None)
-            return
-        what = f"module {path!r} ({type(module).__name__})"
-        if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
-            self.refuse_leaf_write(args[0], what)
-        vargs = self.values_of(args, what)
-        vkwargs = self.values_of(kwargs, what)
-        before = len(self.b.nodes)
-        k = self.calls.get(path, 0)
-        self.calls[path] = k + 1
-        probe = Probe("module", path, k)
-        result = self.conv.call(
-            entry, what, _user_line, path or "model", tuple(vargs), dict(vkwargs), module,
-            probe, path,
-        )  # fmt: skip
-        self.tag(frame, before)
-        self.pending.append((result, frame, before))
-        self.depth += 1
-
-    def post_hook(self, path: str) -> Callable[..., Any]:
-        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            with torch._C.DisableTorchFunction():
-                return self.leave(path, module, output)
-
-        return hook
-
-    def leave(self, path: str, module: nn.Module, output: Any) -> Any:
-        self.scope.pop()
-        pending = self.pending.pop()
-        if pending is None:
-            return None
-        self.depth -= 1
-        result, _, before = pending
-        grad = torch.is_grad_enabled()
-        what = f"module {path!r} ({type(module).__name__})"
-        new = self.bind_output(self.inner_deltas(path, output), result, what, grad)
-        self.module_output(path, result)
-        return new if new is not output else None
-
-    def module_output(self, path: str, result: Any) -> None:
-        outputs = self.b.module_outputs
-        key, k = path, 1
-        while key in outputs:
-            key, k = f"{path}#{k}", k + 1
-        first = result
-        while isinstance(first, (tuple, list)) and first:
-            first = first[0]
-        if isinstance(first, Ref):
-            outputs[key] = first.name
-
     def functions(self, network: Network) -> list[FunctionCall]:
         out = []
         for frame in self.frames:
@@ -707,67 +458,6 @@ class _Recorder(TorchFunctionMode):
             outs = tuple(n for n in region if n in used or n == network.output)
             out.append(FunctionCall(cls, tuple(ins), tuple(region), outs))
         return out
-
-
-@contextlib.contextmanager
-def _hooks(models: list[tuple[str, nn.Module]], recorder: _Recorder) -> Iterator[None]:
-    handles = []
-    for prefix, model in models:
-        for path, m in model.named_modules(prefix=prefix):
-            handles.append(m.register_forward_pre_hook(recorder.pre_hook(path), with_kwargs=True))
-            handles.append(
-                m.register_forward_hook(recorder.post_hook(path), with_kwargs=True, prepend=True)
-            )
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-@contextlib.contextmanager
-def _float64_default() -> Iterator[None]:
-    was = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(was)
-
-
-@contextlib.contextmanager
-def random_state_kept(what: str) -> Iterator[None]:
-    """Every generator a run could draw from is as it was afterwards; a run that drew is
-    refused (the manual pass and autograd would see different draws)."""
-    torch_state = torch.get_rng_state()
-    cuda = torch.cuda.is_initialized()
-    cuda_states = torch.cuda.get_rng_state_all() if cuda else None
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    failed = False
-    try:
-        yield
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        drew = not torch.equal(torch_state, torch.get_rng_state())
-        torch.set_rng_state(torch_state)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
-        drew_np = np.random.get_state()[1] is not np_state[1] and not np.array_equal(
-            np.random.get_state()[1], np_state[1]
-        )
-        np.random.set_state(np_state)
-        drew_py = random.getstate() != py_state
-        random.setstate(py_state)
-        if not failed and (drew or drew_np or drew_py):
-            raise ValueError(
-                f"{what} draws random numbers (dropout or stochastic depth in training mode, "
-                "torch.rand, bernoulli_, NumPy or Python random, ...): the manual pass and "
-                "autograd would see different draws, so no reference gradient exists; "
-                "expected model.eval() or a forward without random draws"
-            )
 
 
 def record(

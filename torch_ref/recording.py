@@ -1,0 +1,117 @@
+"""A recorded run (`Recording`), and the state a run is made in: every random generator kept,
+float64 as the default dtype, the recorder's hooks on the modules (torch_ref.record)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from manual_bp.network import Network
+from torch_ref.capture import FunctionCall
+
+
+@dataclass
+class Recording:
+    """A recorded run: the manual network, and how its values map onto torch's."""
+
+    network: Network
+    #: (node, layer parameter) → the twin's qualified parameter/buffer name
+    params: dict[tuple[str, str], str]
+    #: leaf-module qualified name (with #k for a later call) → the node whose a is its output
+    module_outputs: dict[str, str]
+    #: nodes whose δ = ∂L/∂z a trace reports (weighted layers), in graph order
+    delta_nodes: list[str]
+    shapes: dict[str, Any]
+    #: the custom autograd.Function calls, in call order
+    functions: list[FunctionCall]
+    #: the structure fn returned, with the node name of each output that carries gradient
+    #: (None for one that does not)
+    outputs: Any
+    #: what fn returned (torch's values, in the twin's autograd graph)
+    result: Any
+    #: δ node → torch's tensor of its z (kept as computed: the forward went on with a copy)
+    z_tensors: dict[str, torch.Tensor]
+    #: node → torch's value of it, with its version when recorded (for the tie replay)
+    values: dict[str, tuple[torch.Tensor, int]]
+    #: the casts that were made float64, as "Tensor.float at <line>"
+    casts: list[str] = field(default_factory=list)
+    #: node → the tensor the forward went on with (for a custom Function's output: the
+    #: tensor whose grad_fn is the Function's backward)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: the calls without a row, recorded through torch's lowering, as "F.pdist at <line>"
+    lowered: list[str] = field(default_factory=list)
+
+    def torch_value(self, node: str) -> np.ndarray | None:
+        """torch's value of a node as it was computed (None if torch changed it since)."""
+        found = self.values.get(node)
+        if found is None or found[0]._version != found[1]:
+            return None
+        return found[0].detach().to("cpu", torch.float64).numpy()
+
+
+@contextlib.contextmanager
+def _hooks(models: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
+    handles = []
+    for prefix, model in models:
+        for path, m in model.named_modules(prefix=prefix):
+            handles.append(m.register_forward_pre_hook(recorder.pre_hook(path), with_kwargs=True))
+            handles.append(
+                m.register_forward_hook(recorder.post_hook(path), with_kwargs=True, prepend=True)
+            )
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def _float64_default() -> Iterator[None]:
+    was = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(was)
+
+
+@contextlib.contextmanager
+def random_state_kept(what: str) -> Iterator[None]:
+    """Every generator a run could draw from is as it was afterwards; a run that drew is
+    refused (the manual pass and autograd would see different draws)."""
+    torch_state = torch.get_rng_state()
+    cuda = torch.cuda.is_initialized()
+    cuda_states = torch.cuda.get_rng_state_all() if cuda else None
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        drew = not torch.equal(torch_state, torch.get_rng_state())
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        drew_np = np.random.get_state()[1] is not np_state[1] and not np.array_equal(
+            np.random.get_state()[1], np_state[1]
+        )
+        np.random.set_state(np_state)
+        drew_py = random.getstate() != py_state
+        random.setstate(py_state)
+        if not failed and (drew or drew_np or drew_py):
+            raise ValueError(
+                f"{what} draws random numbers (dropout or stochastic depth in training mode, "
+                "torch.rand, bernoulli_, NumPy or Python random, ...): the manual pass and "
+                "autograd would see different draws, so no reference gradient exists; "
+                "expected model.eval() or a forward without random draws"
+            )

@@ -1,0 +1,87 @@
+"""Modules with a registry row of their own (nn.Linear, nn.LSTM, nn.MultiheadAttention, ...),
+recorded whole by forward hooks: they are the readable formulas, and the names δ is reported
+under. A mixin of the recorder (torch_ref.record)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from torch_ref.capture import Probe, _user_line
+from torch_ref.registry import lookup_module
+from torch_ref.registry.core import Ref
+
+
+class WholeModules:
+    """The recorder's module hooks: a module with a row is one call of its rule."""
+
+    def pre_hook(self, path: str) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            with torch._C.DisableTorchFunction():  # (our own tensor calls are not the run's)
+                self.enter(path, module, args, kwargs)
+
+        return hook
+
+    def enter(self, path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.scope.append((path, module))
+        if self.depth:
+            self.pending.append(None)
+            return
+        entry = lookup_module(type(module))
+        if entry is None or "forward" in vars(module):
+            self.pending.append(None)
+            return
+        on, frame = self.recording((args, kwargs), module)
+        if not on:
+            self.pending.append(None)
+            return
+        what = f"module {path!r} ({type(module).__name__})"
+        if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
+            self.refuse_leaf_write(args[0], what)
+        vargs = self.values_of(args, what)
+        vkwargs = self.values_of(kwargs, what)
+        before = len(self.b.nodes)
+        k = self.calls.get(path, 0)
+        self.calls[path] = k + 1
+        probe = Probe("module", path, k)
+        result = self.conv.call(
+            entry, what, _user_line, path or "model", tuple(vargs), dict(vkwargs), module,
+            probe, path,
+        )  # fmt: skip
+        self.tag(frame, before)
+        self.pending.append((result, frame, before))
+        self.depth += 1
+
+    def post_hook(self, path: str) -> Callable[..., Any]:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+            with torch._C.DisableTorchFunction():
+                return self.leave(path, module, output)
+
+        return hook
+
+    def leave(self, path: str, module: nn.Module, output: Any) -> Any:
+        self.scope.pop()
+        pending = self.pending.pop()
+        if pending is None:
+            return None
+        self.depth -= 1
+        result, _, before = pending
+        grad = torch.is_grad_enabled()
+        what = f"module {path!r} ({type(module).__name__})"
+        new = self.bind_output(self.inner_deltas(path, output), result, what, grad)
+        self.module_output(path, result)
+        return new if new is not output else None
+
+    def module_output(self, path: str, result: Any) -> None:
+        outputs = self.b.module_outputs
+        key, k = path, 1
+        while key in outputs:
+            key, k = f"{path}#{k}", k + 1
+        first = result
+        while isinstance(first, (tuple, list)) and first:
+            first = first[0]
+        if isinstance(first, Ref):
+            outputs[key] = first.name
