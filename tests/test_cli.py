@@ -72,11 +72,18 @@ class WithDropout(nn.Module):
         return self.net(x)
 
 
+class Histogram(nn.Module):
+    # histc: no derivative in torch either, and no decomposition
+
+    def forward(self, x):
+        return x * torch.histc(x, bins=4).sum()
+
+
 class Patches(nn.Module):
     def __init__(self):
         super().__init__()
         self.scale = nn.Parameter(nn.init.ones_(nn.Linear(1, 1).weight[0].detach().clone()))
-        self.shuffle = nn.ChannelShuffle(1)
+        self.shuffle = Histogram()
 
     def forward(self, x):
         return self.shuffle(x * self.scale).flatten(1)
@@ -212,7 +219,7 @@ def test_subprocess_unsupported_module_exits_2_with_one_line(project: Path) -> N
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(
         ERROR_PREFIX
-        + "UnsupportedModuleError: F.channel_shuffle in module 'shuffle' (ChannelShuffle)"
+        + "UnsupportedModuleError: torch.histc in module 'shuffle' (Histogram)"
     )
     assert "is not supported" in result.stderr
 
@@ -351,7 +358,7 @@ def test_init_args_reach_the_constructor(project, capsys, monkeypatch) -> None:
 ERROR_CASES = {
     "unsupported module": (
         ["models.py:Patches", "--input-shape", "2,1,4,4"],
-        "UnsupportedModuleError: F.channel_shuffle in module 'shuffle' (ChannelShuffle) at File *",
+        "UnsupportedModuleError: torch.histc in module 'shuffle' (Histogram) at File *",
     ),
     "missing file": (
         ["no_such_models.py:MLP", "--input-shape", "3,4"],

@@ -38,6 +38,8 @@ class _Call:
     swap: bool  # a reflected operator: the rule takes (other, self)
     #: a property as the method call it is: x.mT is x.transpose(-2, -1)
     adapt: Callable[[tuple], tuple] | None = None
+    #: a property with no rule (x.dtype, x.is_nested, x.data): read as it is
+    attribute: bool = False
 
 
 def _describe(func: Any) -> _Call:
@@ -47,7 +49,8 @@ def _describe(func: Any) -> _Call:
         if name in _PROPERTIES:
             method, adapt = _PROPERTIES[name]
             return _Call(lookup_method(method), f"Tensor.{name}", name, False, False, adapt)
-        return _Call(lookup_method(name), f"Tensor.{name}", name, False, False)
+        entry = lookup_method(name)
+        return _Call(entry, f"Tensor.{name}", name, False, False, attribute=entry is None)
     entry = lookup_function(func)
     name = getattr(func, "__name__", type(func).__name__)
     method = (

@@ -231,6 +231,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
         call = _call_of(func)
         if call.inplace and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], call.what)
+        if call.attribute:
+            return self.run(func, args, kwargs)
         if call.entry is None:  # torch's lowering of it, op by op (torch_ref.lowering)
             return lowered(self, func, call.what, args, kwargs, frame)
         if call.entry.family == "sizes":

@@ -58,18 +58,46 @@ class Recording:
 
 @contextlib.contextmanager
 def _hooks(models: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
-    handles = []
+    """The recorder's pre-hook and hook (first among the module's own) on every module of
+    the twin, written into the module's hook tables as register_forward_(pre_)hook(...,
+    with_kwargs=True) writes them, under a key of ours; removed afterwards."""
+    paths: dict[int, str] = {}
+    modules: list[nn.Module] = []
     for prefix, model in models:
         for path, m in model.named_modules(prefix=prefix):
-            handles.append(m.register_forward_pre_hook(recorder.pre_hook(path), with_kwargs=True))
-            handles.append(
-                m.register_forward_hook(recorder.post_hook(path), with_kwargs=True, prepend=True)
-            )
+            paths.setdefault(id(m), path)
+            modules.append(m)
+    key = _HookKey()
+
+    def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        with torch._C.DisableTorchFunction():  # (our own tensor calls are not the run's)
+            recorder.enter(paths[id(module)], module, args, kwargs)
+
+    def post(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        with torch._C.DisableTorchFunction():
+            return recorder.leave(paths[id(module)], module, output)
+
+    for m in modules:
+        m._forward_pre_hooks[key] = pre
+        m._forward_pre_hooks_with_kwargs[key] = True
+        m._forward_hooks[key] = post
+        m._forward_hooks.move_to_end(key, last=False)
+        m._forward_hooks_with_kwargs[key] = True
     try:
         yield
     finally:
-        for h in handles:
-            h.remove()
+        for m in modules:
+            for table in (
+                m._forward_pre_hooks,
+                m._forward_pre_hooks_with_kwargs,
+                m._forward_hooks,
+                m._forward_hooks_with_kwargs,
+            ):
+                table.pop(key, None)
+
+
+class _HookKey:
+    """A key of the module hook tables that no RemovableHandle id can equal."""
 
 
 @contextlib.contextmanager

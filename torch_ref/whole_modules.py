@@ -4,7 +4,6 @@ under. A mixin of the recorder (torch_ref.record)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,13 +16,6 @@ from torch_ref.registry.core import Ref
 
 class WholeModules:
     """The recorder's module hooks: a module with a row is one call of its rule."""
-
-    def pre_hook(self, path: str) -> Callable[..., Any]:
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            with torch._C.DisableTorchFunction():  # (our own tensor calls are not the run's)
-                self.enter(path, module, args, kwargs)
-
-        return hook
 
     def enter(self, path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self.scope.append((path, module))
@@ -54,13 +46,6 @@ class WholeModules:
         self.tag(frame, before)
         self.pending.append((result, frame, before))
         self.depth += 1
-
-    def post_hook(self, path: str) -> Callable[..., Any]:
-        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-            with torch._C.DisableTorchFunction():
-                return self.leave(path, module, output)
-
-        return hook
 
     def leave(self, path: str, module: nn.Module, output: Any) -> Any:
         self.scope.pop()

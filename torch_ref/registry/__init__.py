@@ -126,6 +126,7 @@ def _public_names() -> dict[int, str]:
         ("torch", torch),
         ("torch.linalg", torch.linalg),
         ("torch.special", torch.special),
+        ("torch.fft", torch.fft),
         ("operator", operator),
     ):
         for name, obj in vars(namespace).items():
