@@ -10,75 +10,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from experiments.measure.finite_width import HANIN
+from experiments.report import hanin
 from experiments.report.common import (
     MEASURED,
     figure,
     findings_and_plots,
     glossary,
-    legend_below,
     markdown_table,
     signed,
 )
 from experiments.report.io import write_png
-
-VARIANTS = {
-    "ln_ratio_random": ("δ^(L) = v, drawn independently (the law's setting)", "tab:blue"),
-    "ln_ratio_loss": ("δ^(L) = ∂L/∂logits of the cross-entropy", "tab:orange"),
-}
-
-
-def hanin_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (depth, width): β = Σ 1/n_l over the depth − 1 hidden layers, and the mean and
-    variance of each log ratio over every network and example."""
-    g = rows.groupby(["depth", "width"])
-    out = pd.DataFrame({"networks": g["seed"].nunique(), "examples": g.size()})
-    for col in VARIANTS:
-        out[f"mean_{col}"] = g[col].mean()
-        out[f"var_{col}"] = g[col].var(ddof=1)
-    out = out.reset_index()
-    out["beta"] = (out["depth"] - 1) / out["width"]
-    out["law_var"] = HANIN * out["beta"]
-    out["law_mean"] = -0.5 * HANIN * out["beta"]
-    return out
-
-
-def plot_hanin(table: pd.DataFrame) -> Figure:
-    """Variance and −mean of ln(‖δ^(1)‖²/‖δ^(L)‖²) against β = Σ 1/n_l, beside the law."""
-    fig, axes = figure(1, 2, width=5.0, height=3.9)
-    a1, a2 = axes.flat
-    beta = np.linspace(0, table["beta"].max() * 1.05, 50)
-    markers = {d: m for d, m in zip(sorted(table["depth"].unique()), "os^D", strict=False)}
-    for col, (label, color) in VARIANTS.items():
-        for depth, part in table.groupby("depth"):
-            style = {**MEASURED, "ls": "none", "marker": markers[depth]}
-            a1.plot(
-                part["beta"],
-                part[f"var_{col}"],
-                color=color,
-                **style,
-                label=f"{label}, depth {depth}",
-            )
-            a2.plot(part["beta"], -part[f"mean_{col}"], color=color, **style)
-    a1.plot(beta, HANIN * beta, "k--", lw=1, label="law: variance 5 Σ 1/n_l, −mean 2.5 Σ 1/n_l")
-    a2.plot(beta, 0.5 * HANIN * beta, "k--", lw=1)
-    a1.set(
-        xlabel="β = Σ_l 1/n_l over the hidden layers",
-        ylabel="variance over examples and nets",
-        title="variance of ln(‖δ^(1)‖²/‖δ^(L)‖²)",
-    )
-    a2.set(
-        xlabel="β = Σ_l 1/n_l over the hidden layers",
-        ylabel="−mean",
-        title="minus the mean of ln(‖δ^(1)‖²/‖δ^(L)‖²)",
-    )
-    for ax in (a1, a2):
-        ax.grid(alpha=0.3)
-    legend_below(fig, a1, ncols=2)
-    fig.suptitle(
-        "ReLU, σ_w² = 2, per example: finite-width fluctuations of ‖δ‖² (Hanin 2018)", fontsize=10
-    )
-    return fig
 
 
 def plot_residual(residual: pd.DataFrame, layers: pd.DataFrame) -> Figure:
@@ -149,44 +90,15 @@ def plot_residual(residual: pd.DataFrame, layers: pd.DataFrame) -> Figure:
 
 
 def write_figures(
-    out: Path, hanin: pd.DataFrame, residual: pd.DataFrame, layers: pd.DataFrame
+    out: Path, rows: pd.DataFrame, residual: pd.DataFrame, layers: pd.DataFrame
 ) -> list[Path]:
-    figures = {
-        "hanin.png": plot_hanin(hanin_table(hanin)),
-        "gelu_residual.png": plot_residual(residual, layers),
-    }
+    figures = {**hanin.figures(rows), "gelu_residual.png": plot_residual(residual, layers)}
     return [write_png(out / name, fig) for name, fig in figures.items()]
 
 
-def findings(hanin: pd.DataFrame, residual: pd.DataFrame, layers: pd.DataFrame) -> list[str]:
-    table = hanin_table(hanin)
+def findings(residual: pd.DataFrame, layers: pd.DataFrame) -> list[str]:
+    """The gelu findings (the Hanin ones are `hanin.findings`)."""
     out = []
-    ratio_r = table["var_ln_ratio_random"] / table["law_var"]
-    ratio_l = table["var_ln_ratio_loss"] / table["law_var"]
-    mean_r = (table["mean_ln_ratio_random"] / table["var_ln_ratio_random"]).median()
-    mean_l = (table["mean_ln_ratio_loss"] / table["var_ln_ratio_loss"]).median()
-    out.append(
-        "Per example, ‖δ‖² is not preserved in a critical ReLU net (σ_w² = 2), only its average "
-        "is: the variance of ln(‖δ^(1)‖²/‖δ^(L)‖²) grows with β = Σ 1/n_l. With an output "
-        f"direction drawn independently of the weights (the law's setting) it is "
-        f"{ratio_r.min():.2f}–{ratio_r.max():.2f} × 5β over the {len(table)} (depth, width) "
-        f"cells and the mean is {signed(mean_r)} × the variance (median; the law says −½): "
-        "Hanin's 5 Σ 1/n_l holds. (5 = 2μ₄ − 1 with μ₄ = E[w⁴]/E[w²]² = 3, Gaussian weights "
-        "only: uniform weights, μ₄ = 9/5, would give 2.6 Σ 1/n_l.) With the cross-entropy's "
-        "own δ^(L) = p − y it is "
-        f"{ratio_l.min():.2f}–{ratio_l.max():.2f} × 5β, mean {signed(mean_l)} × the variance: "
-        "p was computed by the same W_L that sends δ back, so the first step is not an "
-        "independent projection."
-    )
-    widest = int(table["width"].max())
-    w = table[table["width"] == widest].iloc[-1]
-    narrow = table[table["width"] == table["width"].min()].iloc[-1]
-    out.append(
-        f"At width {widest} and depth {int(w['depth'])} (β = {w['beta']:.3f}) one example's "
-        f"‖δ^(1)‖²/‖δ^(L)‖² spreads by a factor e^(±{np.sqrt(w['var_ln_ratio_random']):.2f}) "
-        f"(one standard deviation); at width {int(narrow['width'])} by "
-        f"e^(±{np.sqrt(narrow['var_ln_ratio_random']):.2f})."
-    )
     theory = residual["delta_ratio_log10_theory"]
     r = residual.assign(
         r=residual["delta_ratio_log10"] - theory,
@@ -243,51 +155,32 @@ def findings(hanin: pd.DataFrame, residual: pd.DataFrame, layers: pd.DataFrame) 
     return out
 
 
-def summary(hanin: pd.DataFrame, residual: pd.DataFrame) -> list[str]:
+def summary(rows: pd.DataFrame, residual: pd.DataFrame) -> list[str]:
     """The report's first lines, each with its numbers."""
-    table = hanin_table(hanin)
-    ratio = table["var_ln_ratio_random"] / table["law_var"]
     theory = residual["delta_ratio_log10_theory"]
     gap = residual["delta_ratio_log10"] - theory
     per_example = residual["delta_ratio_log10_median_example"] - theory
     share = residual["top_example_share"]
     return [
-        f"- Per example, ‖δ‖² in a critical ReLU net fluctuates as Hanin's law says: the "
-        f"variance of its log ratio is {ratio.min():.2f} to {ratio.max():.2f} times "
-        f"{HANIN:g} Σ 1/n_l over {len(table)} (depth, width) cells.",
+        hanin.summary(rows),
         f"- For gelu + kaiming_normal at depth {int(residual['depth'].iloc[0])}, the batch's "
         f"δ ratio minus the mean-field theory is {signed(float(np.median(gap)))} decades "
-        f"(median over {len(residual)} runs); for the median example it is "
-        f"{signed(float(np.median(per_example)))}. One example carries a median "
-        f"{share.median():.0%} of ‖δ^(1)‖²: the batch norm is a heavy-tailed sum.",
+        f"(median over {len(residual)} runs, {residual['seed'].nunique()} seeds per width); for "
+        f"the median example it is {signed(float(np.median(per_example)))}. One example "
+        f"carries a median {share.median():.0%} of ‖δ^(1)‖²: the batch norm is a heavy-tailed "
+        "sum.",
     ]
 
 
 def readme(
-    hanin: pd.DataFrame,
+    rows: pd.DataFrame,
+    step: pd.DataFrame,
     residual: pd.DataFrame,
     layers: pd.DataFrame,
     figures: Sequence[Path],
     command: str,
     runtime: str,
 ) -> str:
-    table = hanin_table(hanin)
-    rows = [
-        (
-            int(r.depth),
-            int(r.width),
-            f"{r.beta:.4f}",
-            int(r.networks),
-            int(r.examples),
-            f"{r.var_ln_ratio_random:.3f}",
-            f"{r.mean_ln_ratio_random:+.3f}",
-            f"{r.var_ln_ratio_loss:.3f}",
-            f"{r.mean_ln_ratio_loss:+.3f}",
-            f"{r.law_var:.3f}",
-            f"{r.law_mean:+.3f}",
-        )
-        for r in table.itertuples()
-    ]
     lines = [
         "# Finite width: what mean-field theory leaves out",
         "",
@@ -295,59 +188,45 @@ def readme(
         "",
         "## Summary",
         "",
-        *summary(hanin, residual),
+        *summary(rows, residual),
         "",
         *glossary("δ", "decades", "σ_w², σ_b²", "q*", "seeds"),
         "## What was run",
         "",
         f"    {command}",
         "",
-        "- Hanin's law (Hanin 2018, \"Which neural net architectures give rise to exploding and "
-        'vanishing gradients?"; Hanin & Nica 2018, "Products of many large random matrices '
-        'and gradients in deep neural networks"): ReLU nets with kaiming_normal weights '
-        "(σ_w² = 2, zero biases), the gradient-flow lab's networks and inputs "
-        "(`experiments.measure.flow`), per example n the log ratio "
-        "ln(‖δ_n^(1)‖²/‖δ_n^(L)‖²), once with "
-        "the cross-entropy's δ^(L) (random labels) and once backpropagating an output "
-        "direction v ~ N(0, I) drawn independently (manual_bp's `Network.backward` from "
-        "∂L/∂output = v). Law: variance (2μ₄ − 1) Σ 1/n_l = 5 Σ 1/n_l for these Gaussian "
-        "weights (μ₄ = 3), mean −½ of that, over the L − 1 hidden layers.",
-        "- The trajectory theory's gap for gelu + kaiming_normal: `delta_ratio_log10` minus "
-        "`delta_ratio_log10_theory` (as in `reports/gradient_flow/`) against width, and the "
-        "measured forward variance q̂^(l+1) = σ_w² E[a^(l)²] beside the mean-field q^(l+1).",
+        "- Hanin's law (Hanin 2018, arXiv:1801.03744; Hanin & Nica 2019, arXiv:1812.05994): "
+        "bias-free ReLU nets at σ_w² = 2 with Gaussian (kaiming_normal) or uniform "
+        "(kaiming_uniform) weights, the gradient-flow lab's networks and inputs; per example "
+        "ln(‖δ_n^(1)‖²/‖δ_n^(L)‖²) from manual_bp's backward with δ^(L) = v ~ N(0, I), with "
+        "the cross-entropy's δ^(L), and with a one-hot δ^(L). Networks are seeds 0, 1, …; "
+        f"intervals are 95 % bootstraps over networks ({hanin.BOOTSTRAP} resamples).",
+        "- One step (depth 2): n·Var(r) against the exact 5 + 2(μ₄ − 3)ℓ.",
+        "- gelu + kaiming_normal: `delta_ratio_log10` minus its trajectory theory (as in "
+        "`reports/gradient_flow/`) against width, and the measured q̂^(l+1) = σ_w² E[a^(l)²] "
+        "beside the mean-field q^(l+1).",
         f"- Runtime: {runtime}",
         "",
         "## Hanin's law, measured",
         "",
-        markdown_table(
-            [
-                "depth",
-                "width",
-                "β = Σ 1/n_l",
-                "networks",
-                "examples",
-                "var (independent v)",
-                "mean (independent v)",
-                "var (cross-entropy δ)",
-                "mean (cross-entropy δ)",
-                "law: var",
-                "law: mean",
-            ],
-            rows,
-            "rrrrrrrrrrr",
-        ),
+        markdown_table(hanin.HEADER, hanin.markdown_rows(rows), "lrrrrrrrrrrrr"),
         "",
     ]
     captions = {
-        "hanin.png": "Variance and mean of the per-example log ratio against Σ 1/n_l.",
+        "hanin.png": "Variance and mean of the per-example log ratio against Σ 1/n_l, Gaussian "
+        "and uniform weights, and the batch ratio beside the median example.",
+        "hanin_qq.png": "QQ plots of the per-example log ratio at the largest and smallest β.",
         "gelu_residual.png": "gelu + kaiming_normal: the gap against 1/width, and q̂^(l).",
     }
-    lines += findings_and_plots(findings(hanin, residual, layers), figures, captions)
+    found = hanin.findings(rows, step) + findings(residual, layers)
+    lines += findings_and_plots(found, figures, captions)
     lines += [
         "## Files",
         "",
-        "- `hanin.csv`: one row per (depth, width, network, example): `depth`, `width`, `seed`, "
-        "`example`, `ln_ratio_loss`, `ln_ratio_random`.",
+        "- `hanin.csv`: one row per (weights, depth, width, network, example): `weights`, "
+        "`depth`, `width`, `seed`, `example`, `ln_ratio_loss`, `ln_ratio_random`, "
+        "`ln_ratio_onehot`, `ln_last_random` (ln ‖δ^(L)‖² of the random direction).",
+        "- `hanin_step.csv`: the same columns for the one-step (depth 2) networks.",
         "- `gelu_residual.csv`: one row per width and seed: the δ and weight-gradient ratios "
         "and their theory, `delta_ratio_log10_median_example` (the median over examples of "
         "log10 ‖δ_n^(1)‖/‖δ_n^(L−1)‖) and `top_example_share` (the largest example's share "
