@@ -367,7 +367,7 @@ ERROR_CASES = {
     "missing class": (
         ["models.py:Nope", "--input-shape", "3,4"],
         "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
-        "MLP, Patches, SmallCNN, Tokens, Two, WithDropout",
+        "Histogram, MLP, Patches, SmallCNN, Tokens, Two, WithDropout",
     ),
     "the file fails to import": (
         ["broken.py:Net", "--input-shape", "3,4"],
