@@ -168,3 +168,31 @@ def test_a_no_grad_write_inside_a_lowered_call_keeps_the_gradient_path():
         model, _loss, x, torch.zeros(3), rtol=1e-9, input_grads=True
     )
     assert report.ok, report.failure_message()
+
+
+class _Cache(nn.Module):
+    """A cache buffer written through views, as KV and state caches are (Mamba's
+    `conv_states[i].copy_(...)`): copy_ has no row of its own (lowered), += has one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.register_buffer("kv", torch.zeros(3, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        self.kv[:, :4].copy_(h)
+        self.kv[:, 4:] += 2 * h
+        return self.kv @ torch.linspace(-1, 1, 16).view(8, 2)
+
+
+def test_a_cache_written_through_views_carries_the_gradient_and_stays_the_twins():
+    torch.manual_seed(0)
+    model, x = _Cache(), _x()
+    report = torch_ref.compare_gradients(
+        model, _loss, x, torch.randn(3, 2), rtol=1e-9, input_grads=True
+    )
+    assert report.ok, report.failure_message()
+    grads = torch_ref.manual_gradients(model, _loss, x, torch.randn(3, 2))
+    assert grads["a.weight"].abs().sum() > 0  # (through the cache, the only path)
+    assert torch.count_nonzero(model.kv) == 0  # (the caller's buffer is as it was)

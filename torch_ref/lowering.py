@@ -87,6 +87,8 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
     "_log_softmax": (F.log_softmax, lambda x, dim, half_to_float: ((x, dim), {})),
     "expand": (torch.Tensor.expand, lambda x, size, implicit=False: ((x, size), {})),
     "_to_copy": (torch.Tensor.clone, lambda x, **kw: ((x,), {})),
+    # dst.copy_(src): dst is src broadcast to dst's shape (the old dst gets no gradient)
+    "copy_": (torch.Tensor.expand, lambda dst, src, non_blocking=False: ((src, dst.shape), {})),
     "native_layer_norm": (
         F.layer_norm,
         lambda x, shape, w, b, eps: ((x, shape, w, b, eps), {}),
@@ -174,6 +176,7 @@ class Lowering(TorchDispatchMode):
         self.ops.append(name)
         if mutates:  # (autograd bumps the version after this returns)
             rec.bind_output(args[0], result, where, grad=False, copy=False, bump=1)
+            rec.write_back(args[0], where, bump=1)
             self.note([args[0]], True)
             return out
         if name in _MULTI:

@@ -60,6 +60,7 @@ from torch_ref.registry import lookup_method, registry
 from torch_ref.registry.core import Param, Ref
 from torch_ref.whole_modules import WholeModules
 
+_GETITEM = torch.Tensor.__getitem__
 _APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignore[attr-defined]
 
 #: the devices whose autocast regions the record turns off (the twin computes in float64)
@@ -227,7 +228,11 @@ class _Recorder(WholeModules, TorchFunctionMode):
         func, args, kwargs = self.float64(func, args, kwargs)
         on, frame = self.recording((args, kwargs))
         if not on:
-            return self.run(func, args, kwargs)
+            out = self.run(func, args, kwargs)
+            if func is _GETITEM and isinstance(out, torch.Tensor) and out._base is not None:
+                self.views[id(out)] = (args[0], args[1] if len(args) > 1 else None)
+                self.keep.append(out)  # (a view of a constant: a write through it is followed)
+            return out
         call = _call_of(func)
         if call.inplace and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], call.what)
@@ -290,7 +295,7 @@ class _Recorder(WholeModules, TorchFunctionMode):
             self.views[id(out)] = (args[0], args[1] if len(args) > 1 else None)
         return out
 
-    def write_back(self, view: torch.Tensor, what: str) -> None:
+    def write_back(self, view: torch.Tensor, what: str, bump: int = 0) -> None:
         """An in-place write through an indexing view (`H[..., -1, -1] += 1`) changes its base
         too: the base is rebound to base[idx] = view (torch's CopySlices). Other views whose
         base is written are left to the version check, which refuses them where read."""
@@ -299,17 +304,21 @@ class _Recorder(WholeModules, TorchFunctionMode):
             return
         base, index = found
         entry = lookup_method("__setitem__")
-        bound = self.bound.get(id(base))
-        if entry is None or bound is None:
+        if entry is None:
             return
-        vbase = bound[0]
+        bound = self.bound.get(id(base))
+        if bound is None:  # a constant written through (a cache): its value now, the write over it
+            name = f"_oracle_constant_{len(self.conv.constants)}"
+            vbase = self.conv.model_tensor(base.detach().clone(), name)
+        else:
+            vbase = bound[0]
         vview = self.bound[id(view)][0]
         index = self.values_of(index, what)
         result = self.conv.call(
             entry, what, _user_line, self.node_name("setitem"), (vbase, index, vview), {}
         )
-        self.bind(base, result, True)
-        self.write_back(base, what)
+        self.bind(base, result, True, bump)
+        self.write_back(base, what, bump)
 
     def inner_deltas(self, target: str, out: Any) -> Any:
         """A composite's weighted layers (nn.MultiheadAttention's out_proj): δ is taken of
