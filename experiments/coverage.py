@@ -215,9 +215,10 @@ def verdict(model: nn.Module, inputs: list[torch.Tensor]) -> tuple[str, str] | N
 def _first_line(e: BaseException) -> str:
     """The message without where it happened (the wrapper model, this file's line)."""
     text = " ".join(str(e).split())
-    text = re.sub(
-        r" in module '[^']*' \(\w+\)( at File \"[^\"]*\", line \d+, in \w+: .*?\))?", "", text
+    where = (
+        r" in module '[^']*' \(\w+\)( at File \"[^\"]*\", line \d+, in \w+: .*?(?= is not|: |$))?"
     )
+    text = re.sub(where, "", text)
     return text[:200]
 
 
