@@ -172,9 +172,31 @@ class MedianDim(KthValue):
         return (n - 1) // 2
 
 
+class NanMedianDim(MedianDim):
+    """(z, i) = the lower median of the non-NaN entries along dim, the ((m − 1) // 2)-th
+    smallest of the m that are not NaN (an all-NaN slice: NaN at its first entry, as torch);
+    δ_prev_i = δ."""
+
+    def __repr__(self) -> str:
+        return f"NanMedianDim(dim={self.dim}, keepdim={self.keepdim})"
+
+    def _positions(self, x: Array, d: int) -> Array:
+        order = np.argsort(x, axis=d, kind="stable")  # NaN last
+        m = np.sum(~np.isnan(x), axis=d, keepdims=True)
+        return np.take_along_axis(order, np.maximum(m - 1, 0) // 2, axis=d)
+
+
 class Median(Layer):
     """z = the lower median of all entries;  δ_prev = δ · [a = z] / #{a = z} (shared evenly by
-    the entries equal to it: evenly_distribute_backward)."""
+    the entries equal to it: evenly_distribute_backward). `ignore_nan`: nanmedian, the
+    lower median of the entries that are not NaN."""
+
+    def __init__(self, ignore_nan: bool = False) -> None:
+        super().__init__()
+        self.ignore_nan = bool(ignore_nan)
+
+    def __repr__(self) -> str:
+        return "NanMedian()" if self.ignore_nan else "Median()"
 
     def shape(self, in_shape: Shape) -> Shape:
         if int(np.prod(in_shape, dtype=np.int64)) == 0:
@@ -183,8 +205,9 @@ class Median(Layer):
 
     def forward(self, a: Array) -> tuple[Array, tuple[Array, Array]]:
         self.shape(a.shape)
-        flat = np.sort(a.reshape(-1))
-        z = flat[(flat.size - 1) // 2]
+        flat = np.sort(a.reshape(-1))  # NaN last
+        m = flat.size if not self.ignore_nan else int(np.sum(~np.isnan(flat)))
+        z = flat[max(m - 1, 0) // 2]
         return np.asarray(z), (a, z)
 
     def backward(self, delta: Array, cache: tuple[Array, Array]) -> tuple[Array, dict]:

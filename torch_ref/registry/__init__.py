@@ -108,6 +108,7 @@ FAMILIES = {
     "resample": "resampling",
     "padding": "padding",
     "dropout": "dropout",
+    "quantize": "fake quantisation",
     "sizes": "sizes (evaluated on known shapes)",
 }
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from manual_bp.ops.sorting import KthValue, Median, MedianDim, Sort, TopK
+from manual_bp.ops.sorting import KthValue, Median, MedianDim, NanMedianDim, Sort, TopK
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Refusal, Sample, tensor
 
@@ -60,12 +60,35 @@ def median(input: Any, dim: Any = None, keepdim: bool = False) -> Op:
     return Op(layer, (x,), outputs=lambda refs: torch.return_types.median(refs))
 
 
+def nanmedian(input: Any, dim: Any = None, keepdim: bool = False) -> Op:
+    """torch.nanmedian: median of the entries that are not NaN (masked.median fills the
+    masked-out entries with NaN and calls it)."""
+    x = tensor(input, "nanmedian")
+    if dim is None:
+        return Op(Median(ignore_nan=True), (x,))
+    layer = NanMedianDim(_int(dim, "nanmedian (dim)"), bool(keepdim))
+    return Op(layer, (x,), outputs=lambda refs: torch.return_types.nanmedian(refs))
+
+
 def _randn(seed: int, *shape: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def _ints(seed: int, *shape: int) -> torch.Tensor:
     return torch.randint(-3, 4, shape, generator=torch.Generator().manual_seed(seed)).double()
+
+
+def _nanmedian_samples() -> list[Sample]:
+    x = _randn(9, 4, 5)
+    gaps = torch.tensor([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1], [0, 1, 1, 0, 1]])
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    holes = lambda x: torch.where(gaps == 1, x, nan)  # noqa: E731  (masked.median's way)
+    return [
+        Sample("no NaN, dim 1", (x,), fn=lambda x: torch.nanmedian(x, 1).values),
+        Sample("NaN holes, dim 1", (x,), fn=lambda x: torch.nanmedian(holes(x), 1)[0]),
+        Sample("NaN holes, dim 0, keepdim", (x,), fn=lambda x: holes(x).nanmedian(0, True)[0]),
+        Sample("NaN holes, all entries", (x,), fn=lambda x: torch.nanmedian(holes(x))),
+    ]
 
 
 def _sort_samples() -> list[Sample]:
@@ -162,10 +185,19 @@ ROWS = [
         "median",
         "sorting",
         median,
-        functions=(torch.median, torch.nanmedian),
-        methods=("median", "nanmedian"),
+        functions=(torch.median,),
+        methods=("median",),
         note="of all entries (δ shared by the tied) or along dim (the lower median's index)",
         samples=_median_samples,
+    ),
+    OpEntry(
+        "nanmedian",
+        "sorting",
+        nanmedian,
+        functions=(torch.nanmedian,),
+        methods=("nanmedian",),
+        note="the median of the entries that are not NaN, as median",
+        samples=_nanmedian_samples,
     ),
 ]
 
