@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from manual_bp.ops.resample import Interpolate, PixelShuffle, PixelUnshuffle
+from manual_bp.ops.shape import Reshape, Transpose
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Refusal, Sample, computed, is_plain
 
@@ -111,6 +112,30 @@ def _interp_refusals() -> list[Refusal]:
     ]
 
 
+def channel_shuffle(input: Any, groups: int) -> Op:
+    """F.channel_shuffle(x, g) (ShuffleNet): (N, C, *) → (N, g, C/g, *) → swap dims 1, 2 →
+    (N, C, *); δ_prev the same steps undone (reshape and transpose rows' backwards)."""
+    x = computed(input, "channel_shuffle")
+    g = int(groups)
+    if len(x.shape) < 3 or g <= 0 or x.shape[1] % g:
+        raise ValueError(
+            f"channel_shuffle: expected an input (N, C, *) with C divisible by groups > 0, got "
+            f"shape {x.shape} and groups={groups}"
+        )
+    n, c, *rest = x.shape
+    split = Op(Reshape((n, g, c // g, *rest)), (x,))
+    return Op(Reshape(x.shape), (Op(Transpose(1, 2), (split,)),))
+
+
+def _channel_shuffle_samples() -> list[Sample]:
+    x = torch.randn((2, 6, 3, 2), generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    return [
+        Sample("module, 3 groups", (x,), module=nn.ChannelShuffle(3)),
+        Sample("function, 2 groups", (x,), fn=lambda x: F.channel_shuffle(x, 2)),
+        Sample("1-d", (x[..., 0],), fn=lambda x: F.channel_shuffle(x, 3)),
+    ]
+
+
 def _shuffle_samples(cls: type[nn.Module], shape: tuple[int, ...]) -> Callable[[], list[Sample]]:
     def samples() -> list[Sample]:
         g = torch.Generator().manual_seed(3)
@@ -160,5 +185,26 @@ ROWS = [
         note="(*, C, H·r, W·r) → (*, C·r², H, W)",
         linear=True,
         samples=_shuffle_samples(nn.PixelUnshuffle, (2, 3, 4, 6)),
+    ),
+    OpEntry(
+        "channel_shuffle",
+        "resample",
+        channel_shuffle,
+        functions=(F.channel_shuffle,),
+        modules=(nn.ChannelShuffle,),
+        module_args=("groups",),
+        note="(N, C, *) with the channels regrouped as ShuffleNet's; a reshape, a transpose and "
+        "a reshape (torch.native_channel_shuffle has no derivative in torch)",
+        linear=True,
+        samples=_channel_shuffle_samples,
+        refusals=lambda: [
+            Refusal(
+                "channels not divisible by groups",
+                (torch.zeros(2, 5, 3, dtype=torch.float64),),
+                ValueError,
+                "C divisible by groups",
+                fn=lambda x: F.channel_shuffle(x, 2),
+            )
+        ],
     ),
 ]
