@@ -196,3 +196,12 @@ def test_a_cache_written_through_views_carries_the_gradient_and_stays_the_twins(
     grads = torch_ref.manual_gradients(model, _loss, x, torch.randn(3, 2))
     assert grads["a.weight"].abs().sum() > 0  # (through the cache, the only path)
     assert torch.count_nonzero(model.kv) == 0  # (the caller's buffer is as it was)
+
+
+def test_a_draw_from_a_private_generator_inside_a_lowered_call_is_refused():
+    """torch.normal(mean, std, generator=g): its decomposition would draw anew, so the
+    manual pass and autograd would see different draws (a global draw is refused anyway)."""
+    g = torch.Generator().manual_seed(0)
+    model = _model(lambda h: torch.normal(h, h.abs() + 1, generator=g))
+    with pytest.raises(ValueError, match=r"torch\.normal.*draws random numbers.*aten\.normal"):
+        torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 4))

@@ -162,6 +162,14 @@ class Lowering(TorchDispatchMode):
                 return out
             self.note(_float_tensors(out), False)
             return out
+        if torch.Tag.nondeterministic_seeded in func.tags:  # (its decomposition draws anew)
+            raise _ours(
+                ValueError(
+                    f"{self.what}{_user_line()} draws random numbers (aten.{name}) on values "
+                    "that carry gradient: the manual pass and autograd would see different "
+                    "draws, so no reference gradient exists"
+                )
+            )
         entry, adapt = _entry(func)
         if entry is None:
             return self.decompose(func, name, args, kwargs)
