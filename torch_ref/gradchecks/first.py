@@ -14,6 +14,7 @@ import torch.nn as nn
 from torch.utils import _pytree as pytree
 
 from manual_bp.network import Network, Result, Tape
+from manual_bp.ops.shape import Reshape
 from torch_ref import custom, ties
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.gradchecks import forward
@@ -361,6 +362,7 @@ def _tiled(
     xs = [tape.a[n] for n in net.inputs]
     if not shape or any(np.ndim(x) == 0 for x in xs):
         return None
+    net = _with_batch_times(net, m)
     _, big = net.forward(*(np.concatenate([x] * m, axis=0) for x in xs))
     if np.shape(big.a[name]) != (m * shape[0], *shape[1:]):
         return None
@@ -372,6 +374,18 @@ def _tiled(
             return None
         out.append(np.zeros((m, tape.a[n].size)) if g is None else np.reshape(g, (m, -1)))
     return out
+
+
+def _with_batch_times(net: Network, m: int) -> Network:
+    """The network with every reshape's leading size m times larger (a reshape to
+    (N·C, 1, H, W) and back keeps the m blocks of the tiled batch apart, in C order)."""
+    nodes = [
+        replace(n, layer=Reshape((n.layer.target[0] * m, *n.layer.target[1:])))
+        if isinstance(n.layer, Reshape) and n.layer.target and n.layer.target[0] > 0
+        else n
+        for n in net.nodes
+    ]
+    return Network(nodes, output=net.output, inputs=net.inputs)
 
 
 # --- ties and custom Functions -----------------------------------------------------------
