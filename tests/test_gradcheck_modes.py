@@ -290,3 +290,14 @@ def test_a_batched_pass_gone_wrong_never_decides_the_verdict(monkeypatch):
     assert gradcheck(lambda x, w: torch.tanh(x @ w), (x, w))
     with pytest.raises(GradcheckError, match="Square"):
         gradcheck(lambda x, w: square_with_jvp(backward=1.01).apply(x @ w), (x, w))
+
+
+def test_stride_0_inputs_are_checked_where_torch_refuses_them():
+    """Finite differences cannot perturb one entry of an expanded input; we need not."""
+    x = _x(1, 3).detach().expand(4, 3).requires_grad_()
+    with pytest.raises(RuntimeError, match="stride 0"):
+        torch_gradcheck(torch.exp, (x,))
+    assert gradcheck(torch.exp, (x,)) and gradcheck(torch.exp, (x,), check_forward_ad=True)
+    assert gradgradcheck(torch.exp, (x,))
+    with pytest.raises(GradcheckError, match="Square"):
+        gradcheck(square_with_jvp(backward=1.01).apply, (x,))

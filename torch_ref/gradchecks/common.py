@@ -190,6 +190,16 @@ def undefined_grad(outputs: list[torch.Tensor], diff: list[torch.Tensor]) -> Non
             )
 
 
+def check_inputs(tupled: tuple) -> None:
+    """torch's check of the inputs, less its refusal of stride-0 (expanded) inputs, which
+    only finite differences cannot perturb."""
+    if not any(isinstance(x, torch.Tensor) and x.requires_grad for x in tupled):
+        raise ValueError(
+            "gradcheck expects at least one input tensor to require gradient, but none of them "
+            "have requires_grad=True."
+        )
+
+
 def refusal(tupled: tuple, masked: Any) -> str:
     """What the oracle cannot check here ('' for nothing)."""
     if masked:

@@ -3,7 +3,6 @@ against the exact Jacobian of the ops its forward executed."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +26,7 @@ from torch_ref.gradchecks.common import (
     as_tensor,
     as_tuple,
     check_fallback,
+    check_inputs,
     describe,
     fail,
     name_of,
@@ -157,9 +157,7 @@ def gradcheck(
             )  # fmt: skip
         raise refuse("gradcheck", func, refused)
     check_fallback(fallback)
-    with warnings.catch_warnings():  # (torch warns that float32 fails its finite differences)
-        warnings.filterwarnings("ignore", message=".*not a double precision")
-        _torch_gradcheck._check_inputs(tupled)
+    check_inputs(tupled)
     diff = [k for k, x in enumerate(tupled) if isinstance(x, torch.Tensor) and x.requires_grad]
     run = _record(func, tupled, diff, reference)
     outs = [o for o, _ in run.pairs]

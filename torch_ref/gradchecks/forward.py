@@ -63,6 +63,7 @@ def check(
         return jacobians.get((k, j), np.zeros((out.numel(), x.numel())))
 
     fwd = _torch_gradcheck._get_analytical_jacobian_forward_ad
+    tupled = tuple(map(_writable, tupled))
     lines: list[str] = []
     if not fast:
         try:
@@ -114,6 +115,15 @@ def check(
         else []
     )
     return [header, *lines, *notes]
+
+
+def _writable(x: Any) -> Any:
+    """A stride-0 (expanded) input made dense: torch's routine writes the tangent in place."""
+    if not isinstance(x, torch.Tensor):
+        return x
+    if any(s == 0 and n > 1 for s, n in zip(x.stride(), x.shape, strict=True)):
+        return x.detach().contiguous().requires_grad_(x.requires_grad)
+    return x
 
 
 def _function_calls(run: Any) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import types
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -38,6 +37,7 @@ from torch_ref.gradchecks.common import (
     _torch_gradcheck,
     as_tuple,
     check_fallback,
+    check_inputs,
     describe,
     fail,
     name_of,
@@ -213,9 +213,7 @@ def gradgradcheck(
         raise AssertionError(
             "Expected at least one of check_forward_ad or check_backward_ad to be True"
         )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not a double precision")
-        _torch_gradcheck._check_inputs(tupled)
+    check_inputs(tupled)
     if grad_outputs is None:
         with torch.enable_grad():
             outs = _torch_gradcheck._differentiable_outputs(func(*tupled))
