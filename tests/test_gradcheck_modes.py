@@ -301,3 +301,26 @@ def test_stride_0_inputs_are_checked_where_torch_refuses_them():
     assert gradgradcheck(torch.exp, (x,))
     with pytest.raises(GradcheckError, match="Square"):
         gradcheck(square_with_jvp(backward=1.01).apply, (x,))
+
+
+def test_forward_mode_takes_the_tie_replay_too(rounded_above_the_kink):
+    x, y = _kinked()
+    f = lambda x, y: F.relu(y - x)  # noqa: E731
+    assert gradcheck(f, (x, y), check_forward_ad=True)
+    assert gradcheck(f, (x, y), check_forward_ad=True, check_backward_ad=False)
+    assert gradcheck(f, (x, y), check_forward_ad=True, fast_mode=True)
+
+
+def test_a_lone_straight_through_estimator_fails_its_zero_derivative_is_the_oracle():
+    class RoundSTE(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return torch.round(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    with pytest.raises(GradcheckError, match="output 0, input 0") as info:
+        gradcheck(RoundSTE.apply, (_x(4),))
+    assert "straight-through" in str(info.value)

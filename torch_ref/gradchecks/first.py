@@ -225,7 +225,7 @@ def _reverse(
     failed: list[tuple[int, int, np.ndarray, str]] = []  # output, input, cotangents, node
     yours_of: dict[tuple[int, int], np.ndarray] = {}
     for k, (out, name) in enumerate(run.pairs):
-        if not out.requires_grad or name is None:
+        if not out.requires_grad:
             if name is not None:
                 lines.append(
                     f"  output {k}: yours does not require grad, the oracle's depends on the inputs"
@@ -257,7 +257,11 @@ def _reverse(
                     "gradient matches numerical gradient. The tolerance for nondeterminism was "
                     f"{nondet_tol}."
                 )
-        ours = _ours(run.rec.network, run.tape, name, V, diff)
+        ours = (  # (an output the record found constant: the oracle's gradient is 0)
+            _ours(run.rec.network, run.tape, name, V, diff)
+            if name is not None
+            else {j: np.zeros_like(yours[j]) for j in diff}
+        )
         for j in diff:
             yours_of[k, j] = yours[j]
             if not fast:
@@ -273,15 +277,20 @@ def _reverse(
     for k, j, V, name in failed:
         out = run.pairs[k][0]
         yours_of[k, j] = vjp_rows(out, [tupled[j]], V, batched=False)[0]
-        exact = _ours(run.rec.network, run.tape, name, V, [j], batched=False)[j]
+        if name is None:
+            exact = np.zeros_like(yours_of[k, j])
+        else:
+            exact = _ours(run.rec.network, run.tape, name, V, [j], batched=False)[j]
         if not fast:
             jacobians[k, j] = exact
         if tol.ok(yours_of[k, j], exact):
             continue
-        if replayed is not None:
+        if replayed is not None and name is not None:
             again = _ours(run.rec.network, replayed, name, V, [j], batched=False)[j]
             if tol.ok(yours_of[k, j], again):
                 tied.append((k, j))
+                if not fast:
+                    jacobians[k, j] = again  # (forward mode takes torch's branch there too)
                 continue
         lines.append(describe(f"output {k}, input {j}", yours_of[k, j], exact, tupled[j].dtype))
     if lines and tied:

@@ -37,7 +37,7 @@ def check(
     jacobians: dict[tuple[int, int], np.ndarray],
 ) -> list[str]:
     """The failure lines of every (output, input) block of the forward-mode check."""
-    from torch_ref.gradchecks.first import _ours
+    from torch_ref.gradchecks.first import _ours, _replay
 
     ks = [k for k, (o, _) in enumerate(run.pairs) if o.requires_grad]  # torch's outputs
     outs = [run.pairs[k][0] for k in ks]
@@ -53,14 +53,32 @@ def check(
             jacobians.update({(k, j): J for j, J in found.items()})
             batched.update((k, j) for j in missing)
 
-    def oracle(k: int, j: int, x: torch.Tensor, failed: bool = False) -> np.ndarray:
-        """J of output k by input j; a batched one computed again row by row on a failure."""
+    replayed: list[Any] = []
+
+    def oracle(k: int, j: int, x: torch.Tensor, failed: int = 0) -> np.ndarray:
+        """J of output k by input j; on a failure, a batched one computed again row by row
+        (failed=1), then with torch's branch decisions at kinks and ties (failed=2)."""
         out, name = run.pairs[k]
-        if failed and (k, j) in batched and name is not None:
-            V = np.eye(out.numel()).reshape(out.numel(), *out.shape)
+        V = np.eye(out.numel()).reshape(out.numel(), *out.shape)
+        if failed == 1 and (k, j) in batched and name is not None:
             jacobians[k, j] = _ours(run.rec.network, run.tape, name, V, [j], batched=False)[j]
             batched.discard((k, j))
+        if failed == 2 and name is not None:
+            replayed[:] = replayed or [_replay(run)]
+            if replayed[0] is not None:
+                return _ours(run.rec.network, replayed[0], name, V, [j], batched=False)[j]
         return jacobians.get((k, j), np.zeros((out.numel(), x.numel())))
+
+    def mismatch(yours: np.ndarray, k: int, j: int, x: torch.Tensor, take: Any) -> Any:
+        """None where yours matches the oracle's `take(J)` (J exact, or replayed at kinks
+        and ties where it differs); else the exact oracle's value."""
+        exact = None
+        for failed in range(3):
+            ours = take(oracle(k, j, x, failed))
+            if tol.ok(yours, ours):
+                return None
+            exact = ours if failed < 2 else exact
+        return exact
 
     fwd = _torch_gradcheck._get_analytical_jacobian_forward_ad
     tupled = tuple(map(_writable, tupled))
@@ -73,10 +91,8 @@ def check(
         for i, j in enumerate(diff):
             for idx, k in enumerate(ks):
                 yours = theirs[i][idx].detach().to(torch.float64).numpy().T  # (out, in)
-                ours = oracle(k, j, tupled[j])
-                if not tol.ok(yours, ours) and not tol.ok(
-                    yours, ours := oracle(k, j, tupled[j], True)
-                ):
+                ours = mismatch(yours, k, j, tupled[j], lambda J: J)
+                if ours is not None:
                     lines.append(describe(f"output {k}, input {j}", yours, ours, tupled[j].dtype))
     else:
         gen = torch.Generator().manual_seed(2)
@@ -90,10 +106,8 @@ def check(
                 u = us[i].to(torch.float64).reshape(-1).numpy()
                 for idx, k in enumerate(ks):
                     yours = theirs[i][idx].detach().to(torch.float64).reshape(1, -1).numpy()
-                    ours = (oracle(k, j, tupled[j]) @ u).reshape(1, -1)
-                    if not tol.ok(yours, ours) and not tol.ok(
-                        yours, ours := (oracle(k, j, tupled[j], True) @ u).reshape(1, -1)
-                    ):
+                    ours = mismatch(yours, k, j, tupled[j], lambda J, u=u: (J @ u).reshape(1, -1))
+                    if ours is not None:
                         lines.append(describe(
                             f"output {k}, input {j} (tangent {r})", yours, ours, tupled[j].dtype,
                             rows="row", entries="output entry",
