@@ -241,9 +241,42 @@ def test_gradgradcheck_arguments():
     x = _x(3)
     assert gradgradcheck(torch.sin, (x,), gen_non_contig_grad_outputs=True, check_batched_grad=True)
     assert gradgradcheck(torch.sin, (x,), fallback="torch")
-    with pytest.raises(torch_ref.UnsupportedModuleError, match="fallback='torch'"):
-        gradgradcheck(torch.sin, (x,), check_fwd_over_rev=True)
     assert gradgradcheck(torch.sin, (x,), check_fwd_over_rev=True, fallback="torch")
+    with pytest.raises(AssertionError, match="at least one of"):
+        gradgradcheck(torch.sin, (x,), check_rev_over_rev=False)
+    with pytest.raises(AssertionError, match="requires check_rev_over_rev"):
+        gradgradcheck(torch.sin, (x,), check_rev_over_rev=False, check_fwd_over_rev=True)
+
+
+class SinSquaredWithJvp(SinSquared):
+    """SinSquared with a correct jvp: forward over its (wrong twice) backward is wrong too."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x.sin(), x.cos())
+        ctx.save_for_forward(x)
+        return x.sin() ** 2
+
+    @staticmethod
+    def jvp(ctx, t):
+        (x,) = ctx.saved_tensors
+        return 2 * x.sin() * x.cos() * t
+
+
+@pytest.mark.parametrize("fast_mode", [False, True])
+def test_forward_over_reverse(fast_mode):
+    x, w = _x(3, 2), _x(2, 2, seed=1)
+    only = dict(
+        check_fwd_over_rev=True, check_rev_over_rev=False, check_undefined_grad=False,
+        fast_mode=fast_mode,
+    )  # fmt: skip
+    f = lambda x, w: torch.tanh(x @ w)  # noqa: E731
+    assert torch_gradgradcheck(f, (x, w), **only) and gradgradcheck(f, (x, w), **only)
+    assert gradgradcheck(f, (x, w), check_fwd_over_rev=True, fast_mode=fast_mode)
+    bad = SinSquaredWithJvp.apply
+    assert torch_gradgradcheck(bad, (_x(4),), raise_exception=False, **only) is False
+    with pytest.raises(GradcheckError, match="forward-over-reverse mismatch"):
+        gradgradcheck(bad, (_x(4),), **only)
 
 
 # --- the batched VJPs are the row-by-row definition, faster -------------------------------

@@ -42,9 +42,12 @@ What each argument means here:
 - `reference=` (ours): a pure-torch function computing the same forward, for a func whose
   forward the registry cannot follow (an extension op, NumPy inside).
 
-`gradgradcheck`: the user's double backward against torch's built-in double backward of the
-same forward with every custom autograd.Function replaced by its forward's ops
-(torch_ref.gradchecks.second).
+- stride-0 (expanded) inputs, which torch refuses (its finite differences cannot perturb one
+  entry), are checked.
+
+`gradgradcheck`: the user's double backward (and with `check_fwd_over_rev`, forward AD over
+the first derivative) against torch's built-in double backward of the same forward with every
+custom autograd.Function replaced by its forward's ops (torch_ref.gradchecks.second).
 """
 
 from torch_ref.gradchecks.common import TOLERANCES, GradcheckError

@@ -14,6 +14,8 @@ inside, an extension op) is refused naming it, unless `reference=` is given.
 
 Where a block differs, each custom Function is replaced alone in your run: one whose
 replacement makes the block match is named as the one whose double backward is wrong.
+`check_fwd_over_rev`: forward AD of your first derivative (torch's routine on torch's
+new_func) against the reference's Jacobian of it, assembled from the reference's VJPs.
 """
 
 from __future__ import annotations
@@ -196,8 +198,8 @@ def gradgradcheck(
     random values in [-1, 1) (torch draws them from the global generator)."""
     del eps
     tupled = as_tuple(inputs)
-    refused = refusal(tupled, masked) or ("check_fwd_over_rev=True" if check_fwd_over_rev else "")
-    if refused or fallback == "torch" and not check_rev_over_rev:
+    refused = refusal(tupled, masked)
+    if refused:
         if fallback == "torch":
             return _torch_gradcheck.gradgradcheck(
                 func, inputs, grad_outputs, atol=float(atol), rtol=float(rtol),
@@ -209,10 +211,16 @@ def gradgradcheck(
             )  # fmt: skip
         raise refuse("gradgradcheck", func, refused)
     check_fallback(fallback)
-    if not check_rev_over_rev:
+    if not (check_fwd_over_rev or check_rev_over_rev):  # torch's own assertions
         raise AssertionError(
-            "Expected at least one of check_forward_ad or check_backward_ad to be True"
+            "Expected at least one of check_fwd_over_rev or check_rev_over_rev to be True"
         )
+    for flag, on in (
+        ("check_undefined_grad", check_undefined_grad),
+        ("check_batched_grad", check_batched_grad),
+    ):
+        if on and not check_rev_over_rev:
+            raise AssertionError(f"Setting {flag}=True requires check_rev_over_rev to be True")
     check_inputs(tupled)
     if grad_outputs is None:
         with torch.enable_grad():
@@ -239,7 +247,7 @@ def gradgradcheck(
     gen = torch.Generator().manual_seed(3)
     lines: list[str] = []
     failed: list[tuple[int, int, np.ndarray]] = []
-    for k, (g, g_ref) in enumerate(zip(yours, ours, strict=True)):
+    for k, (g, g_ref) in enumerate(zip(yours, ours, strict=True) if check_rev_over_rev else ()):
         x = tupled[diff[k]]
         V = _vectors(x, fast_mode, gen)
         mine = vjp_rows(g, [args[j] for j in wrt], V)
@@ -263,6 +271,12 @@ def gradgradcheck(
         )
         notes = _blame(func, args, n_in, diff, outputs, ours, twins, failed, tol)
         return fail("\n".join([header, *lines, *notes]), raise_exception)
+    if check_fwd_over_rev:
+        lines = _fwd_over_rev(func, args, n_in, diff, wrt, yours, ours, twins, fast_mode, tol)
+        if lines:
+            return fail("\n".join(lines), raise_exception)
+    if not check_rev_over_rev:
+        return True
     return _torch_checks(
         yours, [args[j] for j in wrt], args, raise_exception, nondet_tol, check_undefined_grad,
         check_grad_dtypes, check_batched_grad, masked, wrt,
@@ -303,6 +317,57 @@ def _torch_checks(
         check = lambda: _torch_gradcheck._test_backward_mul_by_grad_output(outs, args, masked)  # noqa: E731
         return torch_check(check, raise_exception)
     return True
+
+
+def _fwd_over_rev(
+    func: Any, args: tuple, n_in: int, diff: list[int], wrt: list[int], yours: list,
+    ours: list, twins: tuple, fast: bool, tol: Tolerance,
+) -> list[str]:  # fmt: skip
+    """check_fwd_over_rev: forward AD of your first derivative (torch's routine, on torch's
+    new_func) against the reference's Jacobian of it, assembled from its VJPs."""
+    wrt_set, ks = set(wrt), [k for k, g in enumerate(yours) if g is not None]
+
+    def new_func(*a: Any) -> tuple:
+        a = tuple(x.requires_grad_() if i in wrt_set else x for i, x in enumerate(a))
+        grads, _ = _first_derivative(func, a, n_in, diff)
+        return tuple(g for g in grads if g is not None)
+
+    def reference(k: int, j: int, batched: bool = True) -> np.ndarray:  # (out, in)
+        n = yours[k].numel()
+        return vjp_rows(ours[k], [twins[j]], np.eye(n).reshape(n, *yours[k].shape), batched)[0]
+
+    fwd = _torch_gradcheck._get_analytical_jacobian_forward_ad
+    outs = [yours[k] for k in ks]
+    gen, lines = torch.Generator().manual_seed(4), []
+    tangents = [None] if not fast else [
+        [torch.randn(args[j].shape, generator=gen, dtype=torch.float64).to(args[j].dtype)
+         for j in wrt]
+        for _ in range(FAST_VECTORS)
+    ]  # fmt: skip
+    for r, us in enumerate(tangents):
+        theirs = fwd(new_func, args, outs, all_u=us) if us else fwd(new_func, args, outs)
+        for i, j in enumerate(wrt):
+            u = us[i].to(torch.float64).reshape(-1).numpy() if us else None
+            for o, k in enumerate(ks):
+                mine = theirs[i][o].detach().to(torch.float64).numpy()
+                mine = mine.reshape(1, -1) if us else mine.T
+                for batched in (True, False):
+                    ref = reference(k, j, batched)
+                    ref = (ref @ u).reshape(1, -1) if us else ref
+                    if tol.ok(mine, ref):
+                        break
+                else:
+                    where = _where(k, j, diff, n_in) + (f" (tangent {r})" if us else "")
+                    lines.append(
+                        describe(where, mine, ref, args[j].dtype, rows="row", entries="entry")
+                    )
+    if not lines:
+        return []
+    header = (
+        f"forward-over-reverse mismatch for {name_of(func)}: forward AD of your first derivative "
+        f"against the reference's Jacobian of it, {tol}:"
+    )
+    return [header, *lines]
 
 
 def _seeded_grad_outputs(outs: list[torch.Tensor], noncontiguous: bool) -> tuple:
