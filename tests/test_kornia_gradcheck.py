@@ -60,3 +60,13 @@ def test_the_verdict_is_torchs(name: str) -> None:
     theirs = _torch_gradcheck(fn, inputs, raise_exception=False)
     ours = torch_ref.gradcheck(fn, inputs, raise_exception=False)
     assert theirs is True and ours is True
+
+
+@pytest.mark.parametrize("name", ["rgb_to_grayscale", "sobel", "convert_points_from_homogeneous"])
+def test_forward_mode_and_gradgradcheck_verdicts_are_torchs(name: str) -> None:
+    fn, inputs = CASES[name]()
+    torch_module = sys.modules["torch.autograd.gradcheck"]
+    assert torch_module.gradcheck(fn, inputs, check_forward_ad=True, raise_exception=False)
+    assert torch_ref.gradcheck(fn, inputs, check_forward_ad=True, raise_exception=False)
+    assert torch_module.gradgradcheck(fn, inputs, raise_exception=False)
+    assert torch_ref.gradgradcheck(fn, inputs, raise_exception=False)

@@ -34,9 +34,9 @@ _LAZY = {
     "Row": "torch_ref.report",
     "convert_loss": "torch_ref.losses",
     "check_grads": "torch_ref.checks",
-    "gradcheck": "torch_ref.gradcheck",
-    "gradgradcheck": "torch_ref.gradcheck",
-    "GradcheckError": "torch_ref.gradcheck",
+    "gradcheck": "torch_ref.gradchecks",
+    "gradgradcheck": "torch_ref.gradchecks",
+    "GradcheckError": "torch_ref.gradchecks",
 }
 
 __all__ = ["UnsupportedModuleError", "__version__", *_LAZY]

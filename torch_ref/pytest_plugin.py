@@ -203,7 +203,7 @@ class GradientOracle:
     def gradcheck(self, func: Any, inputs: Any, **options: Any) -> bool:
         """torch_ref.gradcheck: torch.autograd.gradcheck's drop-in, exact."""
         __tracebackhide__ = True
-        from torch_ref.gradcheck import gradcheck
+        from torch_ref.gradchecks import gradcheck
 
         return gradcheck(func, inputs, **options)
 
