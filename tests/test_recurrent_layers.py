@@ -294,7 +294,7 @@ def test_planted_bug_in_the_trace_fails(monkeypatch):
     source = textwrap.dedent(inspect.getsource(recurrent.RNNBase.backward_trace))
     old = "trace = {name: a[::-1] for name, a in trace.items()}"
     assert source.count(old) == 1
-    namespace = dict(vars(recurrent))
+    namespace = dict(vars(inspect.getmodule(recurrent.RNNBase)))
     exec(compile(source.replace(old, "pass"), "<mutated backward_trace>", "exec"), namespace)
     monkeypatch.setattr(recurrent.RNNBase, "backward_trace", namespace["backward_trace"])
     with pytest.raises(AssertionError, match="trace"):
@@ -308,8 +308,7 @@ def check_trace(spec: Spec) -> None:
     arrays = inputs(spec)
     outs, cache = layer.forward(*arrays)
     weights = loss_weights(spec, [o.shape for o in outs])
-    layer.backward(weights, cache)
-    bptt = cache.bptt
+    _, _, bptt = layer.backward_trace(weights, cache)
 
     x = torch.from_numpy(arrays[0])
     LD = spec.num_layers * (2 if spec.bidirectional else 1)
@@ -356,12 +355,12 @@ def test_param_grads_alone_match_backward():
     layer = manual_layer(torch_module(spec), spec)
     outs, cache = layer.forward(*inputs(spec))
     weights = loss_weights(spec, [o.shape for o in outs])
-    _, grads = layer.backward(weights, cache)
-    trace = cache.bptt
+    _, grads, trace = layer.backward_trace(weights, cache)
     alone = layer.param_grads(weights, cache)
     for name in grads:
         np.testing.assert_array_equal(alone[name], grads[name], err_msg=name)
-    np.testing.assert_array_equal(cache.bptt.delta["l0"], trace.delta["l0"])
+    _, _, trace_alone = layer.backward_trace(weights, cache, input_grad=False)
+    np.testing.assert_array_equal(trace_alone.delta["l0"], trace.delta["l0"])
 
 
 # --- cells ----------------------------------------------------------------------------------
@@ -424,14 +423,15 @@ def test_cell_matches_autograd(name):
                if w is not None)  # fmt: skip
     params = dict(module.named_parameters())
     want = torch.autograd.grad(loss, [*xs, *params.values()])
-    d_prev, grads = layer.backward(weights if spec.mode == "LSTM" else weights[0], cache)
+    d_prev, grads, bptt = layer.backward_trace(
+        weights if spec.mode == "LSTM" else weights[0], cache
+    )
     d_prev = d_prev if isinstance(d_prev, tuple) else (d_prev,)
     for label, got, w in zip(("∂L/∂x", "∂L/∂h", "∂L/∂c"), d_prev, want[: len(xs)], strict=False):
         assert_close(label, name, got, w.numpy(), **TOL)
     assert list(grads) == list(params)
     for (pname, got), w in zip(grads.items(), want[len(xs) :], strict=True):
         assert_close(f"∂L/∂{pname}", name, got, w.numpy(), **TOL)
-    bptt = cache.bptt
     G = {"LSTM": 4, "GRU": 3}.get(spec.mode, 1)
     N = spec.N if spec.N is not None else 1
     assert bptt.delta[""].shape == (N, G * spec.hidden_size)
@@ -451,7 +451,7 @@ def mutated(function, old: str, new: str):
     """`function` recompiled with `old` replaced by `new` in its source (which must hold it)."""
     source = textwrap.dedent(inspect.getsource(function))
     assert source.count(old) == 1, f"the planted bug's target {old!r} is not (once) in the source"
-    namespace = dict(vars(recurrent))
+    namespace = dict(vars(inspect.getmodule(function)))
     exec(compile(source.replace(old, new), f"<mutated {function.__name__}>", "exec"), namespace)
     return namespace[function.__name__]
 
@@ -665,7 +665,7 @@ def test_inside_a_network(input_grad):
         assert_close(f"∂L/∂{name}", "network", result.grads[name], p.grad.numpy(), **TOL)
     delta = result.deltas["lstm"]
     assert isinstance(delta, tuple) and delta[0] is None
-    bptt = result.tape.cache["lstm"].bptt
+    bptt = result.gradients.traces["lstm"]
     assert list(bptt.delta) == ["l0", "l0_reverse", "l1", "l1_reverse"]
     if input_grad:
         for name, t in zip(("x", "h0", "c0"), xs, strict=True):

@@ -348,7 +348,7 @@ def test_trace_matches_the_bptt_record_and_torch_unrolled(name):
     trace = torch_ref.manual_trace(model, loss, x, y)
 
     # what the trace reports is the layer's own record of backprop through time
-    bptt = trace.result.tape.cache["rnn"].bptt
+    bptt = trace.result.gradients.traces["rnn"]
     keys = [f"l{k}{d}" for k in range(rnn.num_layers)
             for d in ("", "_reverse")[: 1 + rnn.bidirectional]]  # fmt: skip
     assert list(bptt.delta) == keys
