@@ -614,7 +614,7 @@ def test_ties_tolerance_is_relative_to_the_input() -> None:
 
 def test_planted_zero_tolerance_misses_rounding(monkeypatch: pytest.MonkeyPatch) -> None:
     """With exact equality as the tie rule, a rounding-sized move reroutes δ unmarked."""
-    monkeypatch.setattr(pooling, "TIE_RTOL", 0.0)
+    monkeypatch.setattr(pooling.windows, "TIE_RTOL", 0.0)
     with pytest.raises(AssertionError, match="unmarked entries"):
         for name, options, in_shape in MAX_POOLS:
             for seed in range(3):
@@ -627,13 +627,13 @@ def test_planted_last_maximum_tie_rule_fails(monkeypatch: pytest.MonkeyPatch) ->
     def last_max(x: np.ndarray, tables: Any) -> tuple[np.ndarray, np.ndarray]:
         out = (*x.shape[: x.ndim - len(tables)], *(t.shape[0] for t in tables))
         z, tap = np.full(out, -np.inf), np.zeros(out, dtype=np.intp)
-        for j, (value, _) in enumerate(pooling._taps(x, tables)):
+        for j, (value, _) in enumerate(pooling.windows._taps(x, tables)):
             better = value >= z  # planted: a tie moves to the later tap
             np.copyto(z, value, where=better)
             np.copyto(tap, j, where=better)
         return z, tap
 
-    monkeypatch.setattr(pooling, "max_pool", last_max)
+    monkeypatch.setattr(pooling.fixed, "max_pool", last_max)
     with pytest.raises(AssertionError, match="delta_prev .ties-max2d-k2."):
         check_against_torch(next(c for c in TIES if c.id == "ties-max2d-k2"))
 
