@@ -643,9 +643,9 @@ def test_planted_groupnorm_interleaved_groups_fails() -> None:
 
 def test_planted_instancenorm_without_the_mean_route_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     """δ_prev must run through μ and v: dropping the routes (g/σ) must fail."""
-    import manual_bp.ops.normalization as normalization
+    import manual_bp.ops.normalization.instance as instance
 
-    monkeypatch.setattr(normalization, "_normalised_backward", lambda g, cache: g * cache.inv_std)
+    monkeypatch.setattr(instance, "_normalised_backward", lambda g, cache: g * cache.inv_std)
     with pytest.raises(AssertionError, match="δ_prev"):
         check_instancenorm(IN_CASES[0])
 
