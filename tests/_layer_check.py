@@ -21,9 +21,10 @@ from typing import Any
 import _compare
 import numpy as np
 import torch
+from _tolerances import TOLERANCES
 
-TOL_EXACT = {"rtol": 1e-12, "atol": 1e-14}  # ops that move entries and add them up
-TOL = {"rtol": 1e-9, "atol": 1e-12}  # ops with products and sums in another order than torch's
+TOL_EXACT = TOLERANCES["exact"]  # ops that move entries and add them up
+TOL = TOLERANCES["reassociated"]  # ops with products and sums in another order than torch's
 
 
 def np_(t: torch.Tensor) -> np.ndarray:

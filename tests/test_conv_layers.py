@@ -24,6 +24,7 @@ import _compare
 import numpy as np
 import pytest
 import torch
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +41,7 @@ from manual_bp.ops.conv import (
 )
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 CLASSES = {
     1: (Conv1d, torch.nn.Conv1d),

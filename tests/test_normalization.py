@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ from manual_bp.ops.normalization import (
 )
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 BN_CLASSES = {
     "1d": (BatchNorm1d, torch.nn.BatchNorm1d),

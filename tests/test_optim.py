@@ -12,12 +12,13 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from _tolerances import TOLERANCES
 
 from manual_bp import optim
 from manual_bp.optim import SGD, Adam, clip_grad_norm
 from tests._compare import assert_close
 
-TOL = {"rtol": 1e-12, "atol": 0.0}
+TOL = TOLERANCES["optimizer"]
 SHAPES = {"layer.weight": (4, 3), "layer.bias": (4,), "rnn.weight_hh_l0": (8, 2)}
 
 

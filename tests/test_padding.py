@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual_bp.ops.padding as padding
 from manual_bp.ops.padding import Pad
 
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 
 @dataclass(frozen=True)

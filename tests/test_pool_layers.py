@@ -22,13 +22,14 @@ import _compare
 import numpy as np
 import pytest
 import torch
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual_bp.ops.pooling as pooling
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 
 def assert_close(check: str, where: str, got: np.ndarray, want: np.ndarray) -> None:

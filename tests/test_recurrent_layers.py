@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 import torch
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,7 @@ from manual_bp.ops import recurrent
 from manual_bp.ops.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from tests._compare import assert_close
 
-TOL = {np.float64: {"rtol": 1e-9, "atol": 0.0}}[np.float64]
+TOL = TOLERANCES["recurrent"]
 
 MODULES = {"RNN_TANH": torch.nn.RNN, "RNN_RELU": torch.nn.RNN, "LSTM": torch.nn.LSTM,
            "GRU": torch.nn.GRU}  # fmt: skip

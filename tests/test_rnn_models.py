@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 
 import torch_ref
 from torch_ref.registry import recurrent as rows
 from torch_ref.strategies import RNNSpec, rnn_models
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 
 
 def seeded(make, seed: int = 0) -> nn.Module:

@@ -43,6 +43,7 @@ from torch_ref.cli_problem import (
     load_model_factory,
     output_shape,
 )
+from torch_ref.tolerances import ATOL, RTOL
 
 PROG = "python -m torch_ref"
 CONSOLE_PROG = "torch-ref"  # the console script that pip installs
@@ -284,14 +285,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     check.add_argument(
         "--rtol",
         type=_non_negative,
-        default=1e-7,
+        default=RTOL,
         help="relative tolerance: a tensor is ok when max|yours − oracle| ≤ "
         "atol + rtol·scale, scale its largest |entry| (default: %(default)s)",
     )
     check.add_argument(
         "--atol",
         type=_non_negative,
-        default=1e-10,
+        default=ATOL,
         help="absolute tolerance (default: %(default)s)",
     )
     check.add_argument(

@@ -48,6 +48,7 @@ from torch_ref import custom
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.problem import run_error, twin_of
 from torch_ref.record import Recording, record
+from torch_ref.tolerances import ATOL, GRADCHECK_TOLERANCES, RTOL
 
 _torch_gradcheck = sys.modules["torch.autograd.gradcheck"]
 
@@ -58,11 +59,9 @@ class GradcheckError(_torch_gradcheck.GradcheckError):
 
 #: tolerances by the inputs' dtype when atol/rtol are left at torch's defaults:
 #: max|yours − oracle| ≤ atol + rtol · max|oracle| over each (output, input) block
+#: (atol, rtol), read from the library's one table (torch_ref.tolerances)
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
-    torch.float64: (1e-10, 1e-7),
-    torch.float32: (1e-6, 1e-4),
-    torch.float16: (1e-3, 1e-2),
-    torch.bfloat16: (1e-2, 5e-2),
+    getattr(torch, name): (atol, rtol) for name, (rtol, atol) in GRADCHECK_TOLERANCES.items()
 }
 
 
@@ -224,7 +223,7 @@ def gradcheck(
         _, tape = net.forward(*xs)
     dtype = next((tupled[j].dtype for j in diff), torch.float64)
     given = not (isinstance(atol, _Default) and isinstance(rtol, _Default))
-    tol_a, tol_r = (float(atol), float(rtol)) if given else TOLERANCES.get(dtype, (1e-10, 1e-7))
+    tol_a, tol_r = (float(atol), float(rtol)) if given else TOLERANCES.get(dtype, (ATOL, RTOL))
     diff_inputs = [tupled[j] for j in diff]
     lines: list[str] = []
     gen = torch.Generator().manual_seed(0)
@@ -343,7 +342,7 @@ def _custom_notes(rec: Recording, named: dict[str, torch.Tensor], pairs: list) -
     if not outs:
         return []
     loss = sum((o * torch.randn(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)
-    _, notes = custom.explain(_Shim(rec, named, loss), 1e-7, 1e-10)
+    _, notes = custom.explain(_Shim(rec, named, loss), RTOL, ATOL)
     return [f"  {n}" for n in notes]
 
 

@@ -32,6 +32,7 @@ from manual_bp.network import Network, Result
 from torch_ref import custom, ties
 from torch_ref.problem import Problem, prepare, unwrap
 from torch_ref.report import GradientReport, Row, as_tie, compare, magnitude
+from torch_ref.tolerances import ATOL, RTOL
 
 LossFn = Callable[..., torch.Tensor]
 Inputs = torch.Tensor | Sequence[torch.Tensor]
@@ -463,8 +464,8 @@ def compare_gradients(
     target: torch.Tensor,
     *,
     l2: float = 0.0,
-    rtol: float = 1e-7,
-    atol: float = 1e-10,
+    rtol: float = RTOL,
+    atol: float = ATOL,
     input_grads: bool = False,
 ) -> GradientReport:
     """Manual ∂L/∂θ and δ (and ∂L/∂x with `input_grads=True`) against torch.autograd on a
@@ -512,8 +513,8 @@ def assert_gradients_close(
     target: torch.Tensor,
     *,
     l2: float = 0.0,
-    rtol: float = 1e-7,
-    atol: float = 1e-10,
+    rtol: float = RTOL,
+    atol: float = ATOL,
     input_grads: bool = False,
 ) -> GradientReport:
     """compare_gradients, raising AssertionError with the report table on any mismatch."""
