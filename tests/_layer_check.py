@@ -1,13 +1,16 @@
-"""One check of a manual layer against the same op in torch.autograd, float64, shared by the
-layer tests of the shape, linalg, attention and embedding families.
+"""The one check of a manual layer against the same op in torch.autograd, float64, shared by
+every layer test (conv, pooling, padding, resampling, normalisation, recurrent, shape, linalg,
+attention, embedding, ...).
 
-    check_layer(case_id, layer, inputs, torch_fn, params=..., tol=...)
+    check_layer(case_id, layer, inputs, torch_fn, params=..., tol=..., tol_z=...)
 
 runs `layer.shape`, `layer.forward` and `layer.backward` on NumPy copies of `inputs`, the same
 op in torch on tensors that require grad (floating inputs and `params`), and compares the
 output shape, z, ∂L/∂(every floating input) and ∂L/∂(every parameter) under a random upstream
-δ (seeded). A layer with several outputs gets a δ for each, None for those listed in
-`unused`. Integer inputs (token ids, indices) must get None as δ from the layer.
+δ (seeded; small integers with `integer_delta`, where every sum is exact). A layer with
+several outputs gets a δ for each, None for those listed in `unused`. Integer inputs (token
+ids, indices) must get None as δ from the layer. `tol_z` (default `tol`) is the forward's
+tolerance: TOLERANCES["equal"] where the layer only copies (a pad) and must match exactly.
 
 `adjoint(...)` checks ⟨J v, u⟩ = ⟨v, Jᵀ u⟩ for a layer linear in its inputs (the forward is J,
 the backward is Jᵀ), on random v and u.
@@ -50,6 +53,7 @@ def check_layer(
     seed: int = 0,
     unused: Sequence[int] = (),
     integer_delta: bool = False,
+    tol_z: dict[str, float] | None = None,
 ) -> None:
     """Fail naming the check, the case, the worst index and both values there."""
     params = params or {}
@@ -82,7 +86,7 @@ def check_layer(
         assert tuple(s) == tuple(o.shape), f"shape() [{case_id}] output {k}: {s}, torch {o.shape}"
     z, cache = layer.forward(*(np.array(x, copy=True) for x in inputs))
     for k, (zk, o) in enumerate(zip(_outputs(z, layer.n_outputs), outs, strict=True)):
-        _compare.assert_close(f"forward z[{k}]", case_id, zk, np_(o), **tol)
+        _compare.assert_close(f"forward z[{k}]", case_id, zk, np_(o), **(tol_z or tol))
 
     delta = [None if u is None else np_(u) for u in ups]
     delta_prev, grads = layer.backward(delta[0] if layer.n_outputs == 1 else tuple(delta), cache)

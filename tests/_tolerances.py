@@ -6,6 +6,7 @@ they are (the library's own defaults are torch_ref.tolerances: rtol 1e-7, atol 1
 Rounding in float64 is ~1.1e-16 per operation; two correct computations of the same value
 differ by it times the number of terms and the conditioning of what they compute. So:
 
+- `equal`: bit for bit (a copy, or integer sums that are exact in any order);
 - `exact`: ops that only move entries and add a few of them up (shape ops, graph values);
 - `reordered`: the same sums in another order (a fast kernel against its literal formula);
 - `loss`: a loss's value and ∂L/∂y (one reduction) against torch's;
@@ -26,6 +27,7 @@ when a test file writes a tolerance of its own.
 """
 
 TOLERANCES: dict[str, dict[str, float]] = {
+    "equal": {"rtol": 0.0, "atol": 0.0},
     "exact": {"rtol": 1e-12, "atol": 1e-14},
     "reordered": {"rtol": 1e-12, "atol": 1e-12},
     "loss": {"rtol": 1e-12, "atol": 1e-15},

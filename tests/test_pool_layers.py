@@ -22,6 +22,7 @@ import _compare
 import numpy as np
 import pytest
 import torch
+from _layer_check import check_layer
 from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,8 +61,8 @@ class PoolCase:
     positive: bool = False  # |x|: LPPool with a fractional or odd norm_type needs x ≥ 0
 
 
-def run_both(case: PoolCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Forward and backward through our layer and torch's module: {check: (ours, torch)}."""
+def check_against_torch(case: PoolCase) -> None:
+    """Our layer against torch's module, forward and backward (tests/_layer_check.py)."""
     rng = np.random.default_rng(case.seed)
     if case.ints:
         x = rng.integers(-1, 2, case.in_shape).astype(np.float64)
@@ -70,31 +71,12 @@ def run_both(case: PoolCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if case.positive:
         x = np.abs(x)
     layer = getattr(pooling, case.name)(**case.options)
-    out_shape = layer.shape(case.in_shape)
-    z, cache = layer.forward(x)
-    if case.ints:
-        delta = rng.integers(-3, 4, out_shape).astype(np.float64)
-    else:
-        delta = rng.standard_normal(out_shape)
-    dx, grads = layer.backward(delta, cache)
-    assert grads == {}, f"[{case.id}] a pooling layer has no parameters, got {sorted(grads)}"
-
-    x_t = torch.from_numpy(x).requires_grad_(True)
-    z_t = getattr(torch.nn, case.name)(**case.options)(x_t)
-    (dx_t,) = torch.autograd.grad(z_t, x_t, torch.from_numpy(delta))
-    return {
-        "shape()": (np.zeros(out_shape), np.zeros(tuple(z_t.shape))),
-        "z": (z, z_t.detach().numpy()),
-        "delta_prev": (dx, dx_t.numpy()),
-    }
-
-
-def check_against_torch(case: PoolCase) -> None:
-    # integer inputs: max pooling only copies and sums integers, so equality is exact
+    module = getattr(torch.nn, case.name)(**case.options)
+    # integer inputs and δ: max pooling only copies and sums integers, so equality is exact
     # (LPPool's roots are not: compared at the tolerance, zero-sum windows included)
-    compare = assert_equal if case.ints and not case.name.startswith("LP") else assert_close
-    for check, (got, want) in run_both(case).items():
-        compare(check, case.id, got, want)
+    exact = case.ints and not case.name.startswith("LP")
+    tol = TOLERANCES["equal"] if exact else TOL
+    check_layer(case.id, layer, [x], module, tol=tol, seed=case.seed, integer_delta=case.ints)
 
 
 # --- the table: one case per option ------------------------------------------------------
@@ -635,7 +617,7 @@ def test_planted_last_maximum_tie_rule_fails(monkeypatch: pytest.MonkeyPatch) ->
         return z, tap
 
     monkeypatch.setattr(pooling.fixed, "max_pool", last_max)
-    with pytest.raises(AssertionError, match="delta_prev .ties-max2d-k2."):
+    with pytest.raises(AssertionError, match="δ_prev of input 0 .ties-max2d-k2."):
         check_against_torch(next(c for c in TIES if c.id == "ties-max2d-k2"))
 
 
