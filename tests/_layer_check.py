@@ -11,6 +11,7 @@ output shape, z, ∂L/∂(every floating input) and ∂L/∂(every parameter) un
 several outputs gets a δ for each, None for those listed in `unused`. Integer inputs (token
 ids, indices) must get None as δ from the layer. `tol_z` (default `tol`) is the forward's
 tolerance: TOLERANCES["equal"] where the layer only copies (a pad) and must match exactly.
+`param_order`: ∂L/∂θ must come in the order of `params` (torch's named_parameters).
 
 `adjoint(...)` checks ⟨J v, u⟩ = ⟨v, Jᵀ u⟩ for a layer linear in its inputs (the forward is J,
 the backward is Jᵀ), on random v and u.
@@ -54,6 +55,7 @@ def check_layer(
     unused: Sequence[int] = (),
     integer_delta: bool = False,
     tol_z: dict[str, float] | None = None,
+    param_order: bool = False,
 ) -> None:
     """Fail naming the check, the case, the worst index and both values there."""
     params = params or {}
@@ -100,6 +102,10 @@ def check_layer(
         want = np.zeros(t.shape) if t.grad is None else np_(t.grad)
         got = np.zeros(t.shape) if d is None else d
         _compare.assert_close(f"δ_prev of input {i}", case_id, got, want, **tol)
+    if param_order:  # the layer returns its gradients in torch's order of the parameters
+        assert list(grads) == list(ps), (
+            f"[{case_id}] ∂L/∂θ in order {list(grads)}, torch {list(ps)}"
+        )
     assert set(grads) == set(ps), f"[{case_id}] ∂L/∂θ for {sorted(grads)}, torch {sorted(ps)}"
     for name, p in ps.items():
         want = np.zeros(p.shape) if p.grad is None else np_(p.grad)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 import torch
+from _layer_check import check_layer
 from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,50 +107,22 @@ def loss_weights(spec: Spec, shapes) -> tuple[np.ndarray | None, ...]:
     )
 
 
-def torch_side(spec: Spec, module: torch.nn.Module, arrays, weights):
-    """outputs, grads of the inputs, grads of the parameters: all from autograd."""
-    xs = [torch.from_numpy(a).requires_grad_(True) for a in arrays]
-    if len(xs) == 1:
-        result = module(xs[0])
-    elif spec.mode == "LSTM":
-        result = module(xs[0], (xs[1], xs[2]))
-    else:
-        result = module(xs[0], xs[1])
-    outs = (result[0], *result[1]) if spec.mode == "LSTM" else tuple(result)
-    loss = sum((o * torch.from_numpy(w)).sum() for o, w in zip(outs, weights, strict=False)
-               if w is not None)  # fmt: skip
-    params = dict(module.named_parameters())
-    grads = torch.autograd.grad(loss, [*xs, *params.values()], allow_unused=True)
-    as_np = [None if g is None else g.numpy() for g in grads]
-    return (
-        [o.detach().numpy() for o in outs],
-        as_np[: len(xs)],
-        dict(zip(params, as_np[len(xs) :], strict=True)),
-    )
-
-
-def check_against_torch(spec: Spec) -> tuple[recurrent.RNNBase, recurrent.RecurrentCache]:
+def check_against_torch(spec: Spec) -> None:
+    """The layer beside torch's module on the same inputs and a seeded δ for each output the
+    loss uses (tests/_layer_check.py): outputs, ∂L/∂x (and ∂L/∂h0, ∂L/∂c0), ∂L/∂θ in
+    torch's order."""
     module = torch_module(spec)
-    layer = manual_layer(module, spec)
-    arrays = inputs(spec)
-    outs, cache = layer.forward(*arrays)
-    weights = loss_weights(spec, [o.shape for o in outs])
-    want_outs, want_in, want_params = torch_side(spec, module, arrays, weights)
-    where = str(spec)
-    assert len(outs) == len(want_outs), f"{len(outs)} outputs, torch {len(want_outs)}"
-    for name, got, want in zip(("out", "h_n", "c_n"), outs, want_outs, strict=False):
-        assert_close(f"forward {name}", where, got, want, **TOL)
-    d_prev, grads = layer.backward(weights, cache)
-    d_prev = d_prev if isinstance(d_prev, tuple) else (d_prev,)
-    for name, got, want in zip(("∂L/∂x", "∂L/∂h0", "∂L/∂c0"), d_prev, want_in, strict=False):
-        assert_close(name, where, got, want, **TOL)
-    assert list(grads) == list(want_params), f"{where}: keys {list(grads)}"
-    for name, got in grads.items():
-        want = want_params[name]
-        if want is None:  # the loss does not reach it (e.g. out unused, layer 0's reverse)
-            want = np.zeros_like(got)
-        assert_close(f"∂L/∂{name}", where, got, want, **TOL)
-    return layer, cache
+
+    def torch_fn(x: torch.Tensor, *states: torch.Tensor, **params: torch.Tensor) -> tuple:
+        hx = None if not states else states if spec.mode == "LSTM" else states[0]
+        args = (x,) if hx is None else (x, hx)
+        out, final = torch.func.functional_call(module, params, args)
+        return (out, *final) if spec.mode == "LSTM" else (out, final)
+
+    unused = [k for k, use in enumerate(spec.uses) if not use]
+    check_layer(str(spec), manual_layer(module, spec), inputs(spec), torch_fn,
+                params=dict(module.named_parameters()), tol=TOL, seed=spec.seed,
+                unused=unused, param_order=True)  # fmt: skip
 
 
 # --- the table of named cases -----------------------------------------------------------------
