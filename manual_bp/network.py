@@ -93,6 +93,9 @@ class Gradients:
     dL_dinputs: dict[str, Array] = field(default_factory=dict)
     #: ∂L/∂a of the values a caller asked to keep (Network.backprop)
     kept: dict[str, Array] = field(default_factory=dict)
+    #: the inner record of each layer that declares one (Layer.inner_trace: a recurrent
+    #: layer's BPTT), by node name; kept by a traced run only
+    traces: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dL_dinput(self) -> Array | None:
@@ -259,6 +262,7 @@ class Network:
         deltas: dict[str, Array] = {}
         grads: dict[str, dict[str, Array]] = {}
         kept: dict[str, Any] = {}
+        traces: dict[str, Any] = {}
         for node in reversed(self.nodes):
             if node.name not in dL_da:  # feeds nothing the loss depends on
                 continue
@@ -276,11 +280,21 @@ class Network:
                 if node.name != self.output:
                     tape.a.pop(node.name, None)
             cache = tape.cache[node.name] if tape.trace else tape.cache.pop(node.name)
-            if node.inputs and not input_grad and all(s in self.inputs for s in node.inputs):
+            # fed by network inputs only, and no ∂L/∂x asked for: ∂L/∂θ alone
+            only_params = (
+                bool(node.inputs) and not input_grad and all(s in self.inputs for s in node.inputs)
+            )
+            if tape.trace and node.layer.inner_trace:  # the layer's declared inner record
+                dL_dprev, grads[node.name], traces[node.name] = node.layer.backward_trace(
+                    delta, cache, input_grad=not only_params
+                )
+            elif only_params:
                 grads[node.name] = node.layer.param_grads(delta, cache)
+            else:
+                # ∂L/∂a^(l-1) = (W^(l))ᵀ δ^(l) (or the layer's own transpose), ∂L/∂θ^(l)
+                dL_dprev, grads[node.name] = node.layer.backward(delta, cache)
+            if only_params:
                 continue
-            # ∂L/∂a^(l-1) = (W^(l))ᵀ δ^(l) (or the layer's own transpose), ∂L/∂θ^(l)
-            dL_dprev, grads[node.name] = node.layer.backward(delta, cache)
             if node.layer.n_inputs == 1:
                 dL_dprev = (dL_dprev,)
             for src, g in zip(node.inputs, dL_dprev, strict=True):
@@ -288,7 +302,7 @@ class Network:
                     dL_da[src] = _accumulate(dL_da.get(src), g)
         inputs = {k: dL_da[k] for k in self.inputs if dL_da.get(k) is not None}
         kept.update({k: v for k, v in inputs.items() if k in keep})
-        return Gradients(deltas, grads, inputs, kept)
+        return Gradients(deltas, grads, inputs, kept, traces)
 
     def loss_and_gradients(
         self,

@@ -1,13 +1,17 @@
-"""One check of a manual layer against the same op in torch.autograd, float64, shared by the
-layer tests of the shape, linalg, attention and embedding families.
+"""The one check of a manual layer against the same op in torch.autograd, float64, shared by
+every layer test (conv, pooling, padding, resampling, normalisation, recurrent, shape, linalg,
+attention, embedding, ...).
 
-    check_layer(case_id, layer, inputs, torch_fn, params=..., tol=...)
+    check_layer(case_id, layer, inputs, torch_fn, params=..., tol=..., tol_z=...)
 
 runs `layer.shape`, `layer.forward` and `layer.backward` on NumPy copies of `inputs`, the same
 op in torch on tensors that require grad (floating inputs and `params`), and compares the
 output shape, z, ∂L/∂(every floating input) and ∂L/∂(every parameter) under a random upstream
-δ (seeded). A layer with several outputs gets a δ for each, None for those listed in
-`unused`. Integer inputs (token ids, indices) must get None as δ from the layer.
+δ (seeded; small integers with `integer_delta`, where every sum is exact). A layer with
+several outputs gets a δ for each, None for those listed in `unused`. Integer inputs (token
+ids, indices) must get None as δ from the layer. `tol_z` (default `tol`) is the forward's
+tolerance: TOLERANCES["equal"] where the layer only copies (a pad) and must match exactly.
+`param_order`: ∂L/∂θ must come in the order of `params` (torch's named_parameters).
 
 `adjoint(...)` checks ⟨J v, u⟩ = ⟨v, Jᵀ u⟩ for a layer linear in its inputs (the forward is J,
 the backward is Jᵀ), on random v and u.
@@ -21,9 +25,10 @@ from typing import Any
 import _compare
 import numpy as np
 import torch
+from _tolerances import TOLERANCES
 
-TOL_EXACT = {"rtol": 1e-12, "atol": 1e-14}  # ops that move entries and add them up
-TOL = {"rtol": 1e-9, "atol": 1e-12}  # ops with products and sums in another order than torch's
+TOL_EXACT = TOLERANCES["exact"]  # ops that move entries and add them up
+TOL = TOLERANCES["reassociated"]  # ops with products and sums in another order than torch's
 
 
 def np_(t: torch.Tensor) -> np.ndarray:
@@ -49,6 +54,8 @@ def check_layer(
     seed: int = 0,
     unused: Sequence[int] = (),
     integer_delta: bool = False,
+    tol_z: dict[str, float] | None = None,
+    param_order: bool = False,
 ) -> None:
     """Fail naming the check, the case, the worst index and both values there."""
     params = params or {}
@@ -81,7 +88,7 @@ def check_layer(
         assert tuple(s) == tuple(o.shape), f"shape() [{case_id}] output {k}: {s}, torch {o.shape}"
     z, cache = layer.forward(*(np.array(x, copy=True) for x in inputs))
     for k, (zk, o) in enumerate(zip(_outputs(z, layer.n_outputs), outs, strict=True)):
-        _compare.assert_close(f"forward z[{k}]", case_id, zk, np_(o), **tol)
+        _compare.assert_close(f"forward z[{k}]", case_id, zk, np_(o), **(tol_z or tol))
 
     delta = [None if u is None else np_(u) for u in ups]
     delta_prev, grads = layer.backward(delta[0] if layer.n_outputs == 1 else tuple(delta), cache)
@@ -95,6 +102,10 @@ def check_layer(
         want = np.zeros(t.shape) if t.grad is None else np_(t.grad)
         got = np.zeros(t.shape) if d is None else d
         _compare.assert_close(f"δ_prev of input {i}", case_id, got, want, **tol)
+    if param_order:  # the layer returns its gradients in torch's order of the parameters
+        assert list(grads) == list(ps), (
+            f"[{case_id}] ∂L/∂θ in order {list(grads)}, torch {list(ps)}"
+        )
     assert set(grads) == set(ps), f"[{case_id}] ∂L/∂θ for {sorted(grads)}, torch {sorted(ps)}"
     for name, p in ps.items():
         want = np.zeros(p.shape) if p.grad is None else np_(p.grad)

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from manual_bp.ops.activations import ACTIVATIONS, Activation, PReLU, get_activa
 from manual_bp.ops.base import TIE_RTOL
 from torch_ref.registry import registry
 
-TOL = {"f": 1e-14, "grad": 1e-13}  # relative to 1 + |value|
+TOL = TOLERANCES["elementwise"]  # relative to 1 + |value|
 
 TorchFn = Callable[[torch.Tensor], torch.Tensor]
 

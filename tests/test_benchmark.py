@@ -204,3 +204,47 @@ def test_quick_run_writes_every_file_and_a_goal_row_per_goal(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "USDT" not in out and "DataFrame" not in out
     assert "measured: median (min–max)" in out  # the goal table, printed as text
+
+
+# --- what the benchmark reaches inside: torch_ref._bench and conv.tuned, nothing else -----------
+
+
+def test_every_internal_the_hooks_name_exists():
+    """Renaming an oracle internal must fail here, not leave the benchmark timing nothing."""
+    from torch_ref import _bench
+
+    for name, (owner, attr) in _bench.STAGES.items():
+        assert callable(getattr(owner, attr, None)), f"stage {name}: {owner!r}.{attr} is gone"
+    owner, attr = _bench.ARRANGEMENT
+    assert callable(getattr(owner, attr, None)), f"{owner!r}.{attr} is gone"
+
+
+def test_the_hooks_restore_what_they_replace():
+    from torch_ref import _bench
+
+    before = {name: getattr(owner, attr) for name, (owner, attr) in _bench.STAGES.items()}
+    arrangement = oracle._one_blas_thread
+    with _bench.timed_stages() as ms, _bench.without_thread_arrangement():
+        assert oracle._one_blas_thread is contextlib.nullcontext
+        model = benchmark.mlp((4, 5, 3)).double()
+        x, t = torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 1, 2])
+        oracle.manual_gradients(model, nn.CrossEntropyLoss(), x, t)
+    assert ms["prepare"] >= ms["capture"] > 0 and ms["numpy_pass"] > 0
+    assert oracle._one_blas_thread is arrangement
+    assert {n: getattr(o, a) for n, (o, a) in _bench.STAGES.items()} == before
+
+
+INTERNALS = ("torch_ref.oracle", "torch_ref.problem", "from torch_ref import oracle",
+             "_one_blas_thread", "oracle._prepare", "conv_ops.COLUMN_BYTES =",
+             "conv_ops.COLUMN_BYTES, conv_ops.PER_SAMPLE_PIXELS =")  # fmt: skip
+
+
+def test_the_benchmark_patches_no_internals():
+    """The package reaches inside the oracle and the kernels only through the two hooks."""
+    from pathlib import Path
+
+    package = Path(benchmark.__file__).parent
+    for path in package.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for internal in INTERNALS:
+            assert internal not in text, f"{path.name} reaches {internal!r} directly"

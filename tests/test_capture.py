@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 
 import torch_ref
 from manual_bp.ops import (
@@ -51,7 +52,7 @@ from manual_bp.ops.pooling import (
 )
 from torch_ref.capture import capture
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 
 
 class Fn(nn.Module):

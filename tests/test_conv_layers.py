@@ -24,6 +24,8 @@ import _compare
 import numpy as np
 import pytest
 import torch
+from _layer_check import check_layer
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +42,7 @@ from manual_bp.ops.conv import (
 )
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 CLASSES = {
     1: (Conv1d, torch.nn.Conv1d),
@@ -76,55 +78,24 @@ class ConvCase:
         return (self.out_channels, self.in_channels // groups, *self.kernel)
 
 
-def run_both(case: ConvCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Forward and backward through our layer and torch's module: {check: (ours, torch)}."""
+def check_against_torch(case: ConvCase) -> None:
+    """Our layer against torch's module, forward and backward (tests/_layer_check.py)."""
     ours, theirs = CLASSES[case.dims]
     rng = np.random.default_rng(case.seed)
     W = rng.standard_normal(case.weight_shape())
     b = rng.standard_normal(case.out_channels) if case.bias else None
     x = rng.standard_normal(case.in_shape)
+    m = theirs(case.in_channels, case.out_channels, case.kernel, bias=case.bias,
+               dtype=torch.float64, **case.options)  # fmt: skip
+    params = {"weight": torch.from_numpy(W)} | ({"bias": torch.from_numpy(b)} if case.bias else {})
+
+    def torch_fn(x_t: torch.Tensor, **p: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():  # 'same' with an even kernel warns about a padded copy
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.func.functional_call(m, p, (x_t,))
 
     layer = ours(W, b, **case.options)
-    out_shape = layer.shape(case.in_shape)
-    z, cache = layer.forward(x)
-    delta = rng.standard_normal(out_shape)
-    dx, grads = layer.backward(delta, cache)
-
-    m = theirs(
-        case.in_channels,
-        case.out_channels,
-        case.kernel,
-        bias=case.bias,
-        dtype=torch.float64,
-        **case.options,
-    )
-    with torch.no_grad():
-        m.weight.copy_(torch.from_numpy(W))
-        if case.bias:
-            m.bias.copy_(torch.from_numpy(b))
-    x_t = torch.from_numpy(x).requires_grad_(True)
-    with warnings.catch_warnings():  # 'same' with an even kernel warns about a padded copy
-        warnings.simplefilter("ignore", UserWarning)
-        z_t = m(x_t)
-    wrt = [x_t, m.weight] + ([m.bias] if case.bias else [])
-    dx_t, dW_t, *db_t = torch.autograd.grad(z_t, wrt, torch.from_numpy(delta))
-
-    pairs = {
-        "shape()": (np.zeros(out_shape), np.zeros(tuple(z_t.shape))),
-        "z": (z, z_t.detach().numpy()),
-        "dL/dW": (grads["weight"], dW_t.numpy()),
-        "delta_prev": (dx, dx_t.numpy()),
-    }
-    if case.bias:
-        pairs["dL/db"] = (grads["bias"], db_t[0].numpy())
-    else:
-        assert "bias" not in grads, f"[{case.id}] bias gradient without a bias"
-    return pairs
-
-
-def check_against_torch(case: ConvCase) -> None:
-    for check, (got, want) in run_both(case).items():
-        assert_close(check, case.id, got, want)
+    check_layer(case.id, layer, [x], torch_fn, params=params, tol=TOL, seed=case.seed)
 
 
 # --- the table: one case per option ------------------------------------------------------

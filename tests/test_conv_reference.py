@@ -9,6 +9,7 @@ per-sample threshold drawn small too, so that every path of the plan is taken.
 """
 
 import numpy as np
+import pytest
 from _tolerances import TOLERANCES
 from hypothesis import given
 from hypothesis import strategies as st
@@ -56,12 +57,9 @@ def test_the_fast_kernels_compute_the_textbook_formulas(problem: dict) -> None:
     rng = np.random.default_rng(problem["seed"])
     x_pad, W = rng.normal(size=problem["shape"]), rng.normal(size=problem["weight"])
     s, d, g = problem["stride"], problem["dilation"], problem["groups"]
-    saved = conv.COLUMN_BYTES, conv.PER_SAMPLE_PIXELS
-    conv.COLUMN_BYTES, conv.PER_SAMPLE_PIXELS = (
-        problem["column_bytes"],
-        problem["per_sample_pixels"],
-    )
-    try:
+    with conv.tuned(
+        column_bytes=problem["column_bytes"], per_sample_pixels=problem["per_sample_pixels"]
+    ):
         z = conv.correlate(x_pad, W, s, d, g)
         _close("z", z, conv.conv_reference(x_pad, W, s, d, g), problem)
         delta = rng.normal(size=z.shape)
@@ -81,8 +79,6 @@ def test_the_fast_kernels_compute_the_textbook_formulas(problem: dict) -> None:
         ]
         got = conv.full_conv_rot180(delta, W, s, d, g, x_pad.shape, crop=crop)
         _close("δ_prev (cropped)", got, inner, problem)
-    finally:
-        conv.COLUMN_BYTES, conv.PER_SAMPLE_PIXELS = saved
 
 
 def test_the_reference_is_the_transpose_of_the_forward() -> None:
@@ -107,3 +103,18 @@ def test_a_wrong_fast_kernel_is_caught() -> None:
     want = conv.input_grad_reference(delta, W, (1,), (1,), 1, x_pad.shape)
     unrotated = conv.input_grad_reference(delta, np.flip(W, 2), (1,), (1,), 1, x_pad.shape)
     assert not np.allclose(unrotated, want, **TOL)
+
+
+def test_tuned_changes_the_rules_for_its_block_only() -> None:
+    """The kernels' rules change inside `tuned` and come back after it, also on an error; an
+    unknown rule is a TypeError naming the known ones."""
+    before = conv.kernels.TUNING
+    with conv.tuned(column_bytes=8) as rules:
+        assert conv.kernels.TUNING is rules and rules.column_bytes == 8
+        assert rules.per_sample_pixels == before.per_sample_pixels
+    assert conv.kernels.TUNING is before
+    with pytest.raises(RuntimeError), conv.tuned(split_macs=0):
+        raise RuntimeError
+    assert conv.kernels.TUNING is before
+    with pytest.raises(TypeError, match="column_bytes"), conv.tuned(column_byte=8):
+        pass

@@ -8,9 +8,10 @@ Error of D_ε for a C³ loss (no kink within ε of θ):
 - truncation: |D_ε − ⟨∇L, v⟩| ≤ ε²/6 · max|D³L[v, v, v]| ≈ 1e-12 · 𝒪(1) for these nets;
 - round-off: each L carries a relative error of k·u (u = 1.1e-16, k ≲ 100 operations on a
   path), so the difference quotient carries ≈ 2·k·u·|L| / 2ε ≈ 1e-8 · |L|.
-Tolerance: |D_ε − ⟨∇L, v⟩| ≤ RTOL·|⟨∇L, v⟩| + ATOL·max(1, |L|) with RTOL = 1e-6 and
-ATOL = 1e-7: ten times the round-off estimate, and far below any real error, which moves
-⟨∇L, v⟩ by a fraction of itself (a wrong f′, a missing term, a transposed W).
+Tolerance: |D_ε − ⟨∇L, v⟩| ≤ RTOL·|⟨∇L, v⟩| + ATOL·max(1, |L|) with RTOL of 1e-6 and
+ATOL of 1e-7 (tests/_tolerances.py, "finite_differences"): ten times the round-off
+estimate, and far below any real error, which moves ⟨∇L, v⟩ by a fraction of itself (a
+wrong f′, a missing term, a transposed W).
 
 Kinks (relu, leaky_relu, elu, hardtanh, relu6, the softplus threshold; L1, Huber and
 smooth-L1 in the residual) are kept away from: every row asserts as a precondition that
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _tolerances import TOLERANCES
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +36,7 @@ from manual_bp.ops import Linear, LogSoftmax
 from manual_bp.ops.activations import get_activation
 
 EPS = 1e-6
-RTOL, ATOL = 1e-6, 1e-7
+RTOL, ATOL = TOLERANCES["finite_differences"]["rtol"], TOLERANCES["finite_differences"]["atol"]
 MARGIN = 1e-3  # distance of every z (and residual) from a kink; ε·|∂z/∂θ·v| ≲ 1e-5
 
 #: activation → the points where f′ jumps, as a function of its options

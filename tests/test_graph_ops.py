@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,7 +39,7 @@ from manual_bp.ops.activations import get_activation
 from manual_bp.ops.normalization import LayerNorm
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
-TOL = {"rtol": 1e-12, "atol": 1e-14}
+TOL = TOLERANCES["exact"]
 
 
 def assert_close(check: str, where: str, got: np.ndarray, want: np.ndarray) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -27,10 +28,7 @@ from torch_ref.errors import UnsupportedModuleError
 from torch_ref.losses import convert_loss, target_to_numpy
 
 #: a tensor is close when max|manual − autograd| ≤ atol + rtol · max|autograd|.
-TOL = {
-    "value": {"rtol": 1e-12, "atol": 1e-15},
-    "grad": {"rtol": 1e-12, "atol": 1e-15},
-}
+TOL = dict.fromkeys(("value", "grad"), TOLERANCES["loss"])
 
 Data = tuple[torch.Tensor, torch.Tensor]
 

@@ -54,11 +54,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 from torch import Tensor
 
 import torch_ref
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 #: torch's own notice when a pre-norm nn.TransformerEncoder is built as users build it
 pytestmark = pytest.mark.filterwarnings("ignore:enable_nested_tensor is True:UserWarning")
 

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _layer_check import check_layer
+from _tolerances import TOLERANCES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,7 +30,7 @@ from manual_bp.ops.normalization import (
 )
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 BN_CLASSES = {
     "1d": (BatchNorm1d, torch.nn.BatchNorm1d),
@@ -53,23 +55,17 @@ def check_against_torch(
     layer: BatchNorm | LayerNorm | InstanceNorm | GroupNorm,
     m: torch.nn.Module,
     x: torch.Tensor,
-    up: torch.Tensor,
     where: str,
+    seed: int = 0,
 ) -> None:
-    """The layer beside torch's module on the same x and upstream δ: shape, z, δ_prev, ∂L/∂θ."""
-    x.requires_grad_(True)
-    out = m(x)
-    out.backward(up)
+    """The layer beside torch's module on the same x and a seeded upstream δ: shape, z,
+    δ_prev, ∂L/∂θ (tests/_layer_check.py); the module's parameters are the layer's."""
+    params = dict(m.named_parameters())
 
-    assert layer.shape(tuple(x.shape)) == tuple(out.shape), where
-    z, cache = layer.forward(_np(x))
-    delta_prev, grads = layer.backward(_np(up), cache)
-    assert_close("forward z", where, z, _np(out))
-    assert_close("δ_prev", where, delta_prev, _np(x.grad))
-    torch_grads = {n: _np(p.grad) for n, p in m.named_parameters()}
-    assert set(grads) == set(torch_grads), f"param names [{where}]: {set(grads)} vs torch"
-    for name, g in torch_grads.items():
-        assert_close(f"∂L/∂{name}", where, grads[name], g)
+    def torch_fn(x_t: torch.Tensor, **p: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(m, p, (x_t,))
+
+    check_layer(where, layer, [_np(x)], torch_fn, params=params, tol=TOL, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -106,8 +102,7 @@ def check_batchnorm(case: BNCase) -> None:
         training=case.training,
     )
     x = 3.0 + 2.0 * torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    up = torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    check_against_torch(layer, m, x, up, case.id)
+    check_against_torch(layer, m, x, case.id, case.seed)
 
 
 @dataclass(frozen=True)
@@ -133,8 +128,7 @@ def check_layernorm(case: LNCase) -> None:
             p.copy_(0.5 + torch.rand(p.shape, generator=gen, dtype=torch.float64))
     layer = LayerNorm(case.normalized_shape, weight=_np(m.weight), bias=_np(m.bias), eps=case.eps)
     x = 1.0 + 3.0 * torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    up = torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    check_against_torch(layer, m, x, up, case.id)
+    check_against_torch(layer, m, x, case.id, case.seed)
 
 
 # --- tables of named cases --------------------------------------------------------------
@@ -480,8 +474,7 @@ def check_instancenorm(case: INCase) -> None:
     m, layer = _module_and_layer(case)
     gen = torch.Generator().manual_seed(case.seed + 1)
     x = 1.0 + 2.0 * torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    up = torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    check_against_torch(layer, m, x, up, case.id)
+    check_against_torch(layer, m, x, case.id, case.seed)
 
 
 # fmt: off
@@ -576,8 +569,7 @@ def check_groupnorm(case: GNCase, cls: type = GroupNorm) -> None:
             m.bias.copy_(torch.randn(C, generator=gen, dtype=torch.float64))
     layer = cls(case.num_groups, _np(m.weight), _np(m.bias), eps=case.eps)
     x = 1.0 + 2.0 * torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    up = torch.randn(case.shape, generator=gen, dtype=torch.float64)
-    check_against_torch(layer, m, x, up, case.id)
+    check_against_torch(layer, m, x, case.id, case.seed)
 
 
 # fmt: off
@@ -643,9 +635,9 @@ def test_planted_groupnorm_interleaved_groups_fails() -> None:
 
 def test_planted_instancenorm_without_the_mean_route_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     """δ_prev must run through μ and v: dropping the routes (g/σ) must fail."""
-    import manual_bp.ops.normalization as normalization
+    import manual_bp.ops.normalization.instance as instance
 
-    monkeypatch.setattr(normalization, "_normalised_backward", lambda g, cache: g * cache.inv_std)
+    monkeypatch.setattr(instance, "_normalised_backward", lambda g, cache: g * cache.inv_std)
     with pytest.raises(AssertionError, match="δ_prev"):
         check_instancenorm(IN_CASES[0])
 

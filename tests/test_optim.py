@@ -12,12 +12,13 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from _tolerances import TOLERANCES
 
 from manual_bp import optim
 from manual_bp.optim import SGD, Adam, clip_grad_norm
 from tests._compare import assert_close
 
-TOL = {"rtol": 1e-12, "atol": 0.0}
+TOL = TOLERANCES["optimizer"]
 SHAPES = {"layer.weight": (4, 3), "layer.bias": (4,), "rnn.weight_hh_l0": (8, 2)}
 
 
@@ -47,7 +48,9 @@ def gradient_stream(steps: int, seed: int = 1) -> list[dict[str, np.ndarray]]:
     ]  # fmt: skip
 
 
-def run_both(manual, make_torch, steps: int = 25) -> None:
+def step_both(manual, make_torch, steps: int = 25) -> None:
+    """Our optimiser and torch's, step by step on the same gradient stream: the parameters
+    must agree after every step (an optimiser, not a layer: no tests/_layer_check here)."""
     model, tensors = start()
     torch_opt = make_torch(tensors)
     for k, grads in enumerate(gradient_stream(steps)):
@@ -75,12 +78,12 @@ ADAM_CASES = {
 @pytest.mark.parametrize("name", list(ADAM_CASES))
 def test_adam_matches_torch(name):
     kw = ADAM_CASES[name]
-    run_both(Adam(**kw), lambda ps: torch.optim.Adam(ps, **kw))
+    step_both(Adam(**kw), lambda ps: torch.optim.Adam(ps, **kw))
 
 
 @pytest.mark.parametrize("lr", [0.5, 1e-3])
 def test_sgd_matches_torch(lr):
-    run_both(SGD(lr), lambda ps: torch.optim.SGD(ps, lr=lr))
+    step_both(SGD(lr), lambda ps: torch.optim.SGD(ps, lr=lr))
 
 
 def test_adam_steps_only_the_parameters_given():
@@ -129,7 +132,7 @@ def test_planted_adam_bug_fails(bug, monkeypatch):
     monkeypatch.setattr(Adam, "step", _mutated_adam_step(*PLANTED[bug]))
     kw = {"lr": 1e-2, "weight_decay": 0.1, "eps": 1e-3}
     with pytest.raises(AssertionError):
-        run_both(Adam(**kw), lambda ps: torch.optim.Adam(ps, **kw))
+        step_both(Adam(**kw), lambda ps: torch.optim.Adam(ps, **kw))
 
 
 # --- clipping ------------------------------------------------------------------------------

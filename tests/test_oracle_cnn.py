@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn as nn
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 
 import torch_ref
 from torch_ref.strategies import CNNSpec, cnn_specs
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 AFFINE = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 

@@ -7,12 +7,13 @@ l2 on/off, float32 or float64, and integer-valued weights and inputs that land o
 import pytest
 import torch
 import torch.nn as nn
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 
 import torch_ref
 from torch_ref.strategies import ACTIVATION_MODULES, LOSSES, mlp_specs
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 
 
 def check(spec) -> None:

@@ -19,13 +19,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _layer_check import check_layer
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual_bp.ops.padding as padding
 from manual_bp.ops.padding import Pad
 
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 
 @dataclass(frozen=True)
@@ -40,34 +42,16 @@ class PadCase:
     seed: int = 0
 
 
-def run_both(case: PadCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(case.seed)
-    x = rng.standard_normal(case.in_shape)
-    layer = Pad(case.pad, case.mode, **case.options)
-    out_shape = layer.shape(case.in_shape)
-    z, cache = layer.forward(x)
-    delta = rng.standard_normal(out_shape)
-    dx, grads = layer.backward(delta, cache)
-    assert grads == {}, f"[{case.id}] padding has no parameters"
-    x_t = torch.from_numpy(x).requires_grad_(True)
-    z_t = F.pad(x_t, case.pad, case.mode, **case.options)
-    (dx_t,) = torch.autograd.grad(z_t, x_t, torch.from_numpy(delta))
-    return {
-        "shape()": (np.zeros(out_shape), np.zeros(tuple(z_t.shape))),
-        "z": (z, z_t.detach().numpy()),
-        "delta_prev": (dx, dx_t.numpy()),
-    }
-
-
 def check_against_torch(case: PadCase) -> None:
-    pairs = run_both(case)
-    z, z_t = pairs.pop("z")
-    assert z.shape == z_t.shape and np.array_equal(z, z_t), (
-        f"z [{case.id}]: a pad copies, so it must equal torch's exactly; "
-        f"max |diff| {np.abs(z - z_t).max(initial=0)}"
-    )
-    for check, (got, want) in pairs.items():
-        _compare.assert_close(check, case.id, got, want, **TOL)
+    """Our layer against F.pad, forward and backward (tests/_layer_check.py); a pad copies,
+    so its forward must equal torch's exactly."""
+    x = np.random.default_rng(case.seed).standard_normal(case.in_shape)
+    layer = Pad(case.pad, case.mode, **case.options)
+
+    def torch_fn(x_t: torch.Tensor) -> torch.Tensor:
+        return F.pad(x_t, case.pad, case.mode, **case.options)
+
+    check_layer(case.id, layer, [x], torch_fn, tol=TOL, tol_z=TOLERANCES["equal"], seed=case.seed)
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -277,7 +261,7 @@ def test_planted_fold_bugs_fail(monkeypatch: pytest.MonkeyPatch, mode: str, fold
         padding.PADDING_MODES[mode].numpy_mode, fold, padding.PADDING_MODES[mode].max_pad, ""
     )
     monkeypatch.setitem(padding.PADDING_MODES, mode, bad)
-    with pytest.raises(AssertionError, match="delta_prev"):
+    with pytest.raises(AssertionError, match="δ_prev of input 0"):
         check_against_torch(case)
 
 
@@ -289,7 +273,7 @@ def test_planted_crop_order_bug_fails(monkeypatch: pytest.MonkeyPatch) -> None:
         return padding.pad(padding._crop(x, crop), grow, self.mode), None
 
     monkeypatch.setattr(Pad, "forward", crop_first)
-    with pytest.raises(AssertionError, match="exactly"):
+    with pytest.raises(AssertionError, match=r"forward z\[0\] .reflect-reads-the-cropped-part."):
         check_against_torch(next(c for c in CASES if c.id == "reflect-reads-the-cropped-part"))
 
 

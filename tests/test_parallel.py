@@ -69,10 +69,13 @@ def test_threads_refuses_a_bad_count(bad: object) -> None:
 
 
 @pytest.mark.parametrize("per_sample_pixels", [1, 10**9])
-def test_split_convolutions_equal_the_whole(monkeypatch: pytest.MonkeyPatch, per_sample_pixels):
+def test_split_convolutions_equal_the_whole(per_sample_pixels: int) -> None:
     """The batch in parts over threads gives the very same numbers as in one piece."""
-    monkeypatch.setattr(conv, "SPLIT_MACS", 0)
-    monkeypatch.setattr(conv, "PER_SAMPLE_PIXELS", per_sample_pixels)
+    with conv.tuned(split_macs=0, per_sample_pixels=per_sample_pixels):
+        _split_convolutions_equal_the_whole()
+
+
+def _split_convolutions_equal_the_whole() -> None:
     rng = np.random.default_rng(0)
     x, W = rng.standard_normal((5, 4, 9, 8)), rng.standard_normal((6, 2, 3, 2))
     z = conv.correlate(x, W, (2, 1), (1, 2), 2)

@@ -22,13 +22,15 @@ import _compare
 import numpy as np
 import pytest
 import torch
+from _layer_check import check_layer
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual_bp.ops.pooling as pooling
 
 #: one tolerance for every comparison with torch: max|manual − torch| ≤ atol + rtol·max|torch|
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 
 def assert_close(check: str, where: str, got: np.ndarray, want: np.ndarray) -> None:
@@ -59,8 +61,8 @@ class PoolCase:
     positive: bool = False  # |x|: LPPool with a fractional or odd norm_type needs x ≥ 0
 
 
-def run_both(case: PoolCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Forward and backward through our layer and torch's module: {check: (ours, torch)}."""
+def check_against_torch(case: PoolCase) -> None:
+    """Our layer against torch's module, forward and backward (tests/_layer_check.py)."""
     rng = np.random.default_rng(case.seed)
     if case.ints:
         x = rng.integers(-1, 2, case.in_shape).astype(np.float64)
@@ -69,31 +71,12 @@ def run_both(case: PoolCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     if case.positive:
         x = np.abs(x)
     layer = getattr(pooling, case.name)(**case.options)
-    out_shape = layer.shape(case.in_shape)
-    z, cache = layer.forward(x)
-    if case.ints:
-        delta = rng.integers(-3, 4, out_shape).astype(np.float64)
-    else:
-        delta = rng.standard_normal(out_shape)
-    dx, grads = layer.backward(delta, cache)
-    assert grads == {}, f"[{case.id}] a pooling layer has no parameters, got {sorted(grads)}"
-
-    x_t = torch.from_numpy(x).requires_grad_(True)
-    z_t = getattr(torch.nn, case.name)(**case.options)(x_t)
-    (dx_t,) = torch.autograd.grad(z_t, x_t, torch.from_numpy(delta))
-    return {
-        "shape()": (np.zeros(out_shape), np.zeros(tuple(z_t.shape))),
-        "z": (z, z_t.detach().numpy()),
-        "delta_prev": (dx, dx_t.numpy()),
-    }
-
-
-def check_against_torch(case: PoolCase) -> None:
-    # integer inputs: max pooling only copies and sums integers, so equality is exact
+    module = getattr(torch.nn, case.name)(**case.options)
+    # integer inputs and δ: max pooling only copies and sums integers, so equality is exact
     # (LPPool's roots are not: compared at the tolerance, zero-sum windows included)
-    compare = assert_equal if case.ints and not case.name.startswith("LP") else assert_close
-    for check, (got, want) in run_both(case).items():
-        compare(check, case.id, got, want)
+    exact = case.ints and not case.name.startswith("LP")
+    tol = TOLERANCES["equal"] if exact else TOL
+    check_layer(case.id, layer, [x], module, tol=tol, seed=case.seed, integer_delta=case.ints)
 
 
 # --- the table: one case per option ------------------------------------------------------
@@ -614,7 +597,7 @@ def test_ties_tolerance_is_relative_to_the_input() -> None:
 
 def test_planted_zero_tolerance_misses_rounding(monkeypatch: pytest.MonkeyPatch) -> None:
     """With exact equality as the tie rule, a rounding-sized move reroutes δ unmarked."""
-    monkeypatch.setattr(pooling, "TIE_RTOL", 0.0)
+    monkeypatch.setattr(pooling.windows, "TIE_RTOL", 0.0)
     with pytest.raises(AssertionError, match="unmarked entries"):
         for name, options, in_shape in MAX_POOLS:
             for seed in range(3):
@@ -627,14 +610,14 @@ def test_planted_last_maximum_tie_rule_fails(monkeypatch: pytest.MonkeyPatch) ->
     def last_max(x: np.ndarray, tables: Any) -> tuple[np.ndarray, np.ndarray]:
         out = (*x.shape[: x.ndim - len(tables)], *(t.shape[0] for t in tables))
         z, tap = np.full(out, -np.inf), np.zeros(out, dtype=np.intp)
-        for j, (value, _) in enumerate(pooling._taps(x, tables)):
+        for j, (value, _) in enumerate(pooling.windows._taps(x, tables)):
             better = value >= z  # planted: a tie moves to the later tap
             np.copyto(z, value, where=better)
             np.copyto(tap, j, where=better)
         return z, tap
 
-    monkeypatch.setattr(pooling, "max_pool", last_max)
-    with pytest.raises(AssertionError, match="delta_prev .ties-max2d-k2."):
+    monkeypatch.setattr(pooling.fixed, "max_pool", last_max)
+    with pytest.raises(AssertionError, match="δ_prev of input 0 .ties-max2d-k2."):
         check_against_torch(next(c for c in TIES if c.id == "ties-max2d-k2"))
 
 

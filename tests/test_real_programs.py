@@ -20,10 +20,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 
 import torch_ref
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 V, D, H = 11, 8, 2  # vocabulary, width, heads
 
 

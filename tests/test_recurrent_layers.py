@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 import torch
+from _layer_check import check_layer
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +27,7 @@ from manual_bp.ops import recurrent
 from manual_bp.ops.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from tests._compare import assert_close
 
-TOL = {np.float64: {"rtol": 1e-9, "atol": 0.0}}[np.float64]
+TOL = TOLERANCES["recurrent"]
 
 MODULES = {"RNN_TANH": torch.nn.RNN, "RNN_RELU": torch.nn.RNN, "LSTM": torch.nn.LSTM,
            "GRU": torch.nn.GRU}  # fmt: skip
@@ -105,50 +107,22 @@ def loss_weights(spec: Spec, shapes) -> tuple[np.ndarray | None, ...]:
     )
 
 
-def torch_side(spec: Spec, module: torch.nn.Module, arrays, weights):
-    """outputs, grads of the inputs, grads of the parameters: all from autograd."""
-    xs = [torch.from_numpy(a).requires_grad_(True) for a in arrays]
-    if len(xs) == 1:
-        result = module(xs[0])
-    elif spec.mode == "LSTM":
-        result = module(xs[0], (xs[1], xs[2]))
-    else:
-        result = module(xs[0], xs[1])
-    outs = (result[0], *result[1]) if spec.mode == "LSTM" else tuple(result)
-    loss = sum((o * torch.from_numpy(w)).sum() for o, w in zip(outs, weights, strict=False)
-               if w is not None)  # fmt: skip
-    params = dict(module.named_parameters())
-    grads = torch.autograd.grad(loss, [*xs, *params.values()], allow_unused=True)
-    as_np = [None if g is None else g.numpy() for g in grads]
-    return (
-        [o.detach().numpy() for o in outs],
-        as_np[: len(xs)],
-        dict(zip(params, as_np[len(xs) :], strict=True)),
-    )
-
-
-def check_against_torch(spec: Spec) -> tuple[recurrent.RNNBase, recurrent.RecurrentCache]:
+def check_against_torch(spec: Spec) -> None:
+    """The layer beside torch's module on the same inputs and a seeded δ for each output the
+    loss uses (tests/_layer_check.py): outputs, ∂L/∂x (and ∂L/∂h0, ∂L/∂c0), ∂L/∂θ in
+    torch's order."""
     module = torch_module(spec)
-    layer = manual_layer(module, spec)
-    arrays = inputs(spec)
-    outs, cache = layer.forward(*arrays)
-    weights = loss_weights(spec, [o.shape for o in outs])
-    want_outs, want_in, want_params = torch_side(spec, module, arrays, weights)
-    where = str(spec)
-    assert len(outs) == len(want_outs), f"{len(outs)} outputs, torch {len(want_outs)}"
-    for name, got, want in zip(("out", "h_n", "c_n"), outs, want_outs, strict=False):
-        assert_close(f"forward {name}", where, got, want, **TOL)
-    d_prev, grads = layer.backward(weights, cache)
-    d_prev = d_prev if isinstance(d_prev, tuple) else (d_prev,)
-    for name, got, want in zip(("∂L/∂x", "∂L/∂h0", "∂L/∂c0"), d_prev, want_in, strict=False):
-        assert_close(name, where, got, want, **TOL)
-    assert list(grads) == list(want_params), f"{where}: keys {list(grads)}"
-    for name, got in grads.items():
-        want = want_params[name]
-        if want is None:  # the loss does not reach it (e.g. out unused, layer 0's reverse)
-            want = np.zeros_like(got)
-        assert_close(f"∂L/∂{name}", where, got, want, **TOL)
-    return layer, cache
+
+    def torch_fn(x: torch.Tensor, *states: torch.Tensor, **params: torch.Tensor) -> tuple:
+        hx = None if not states else states if spec.mode == "LSTM" else states[0]
+        args = (x,) if hx is None else (x, hx)
+        out, final = torch.func.functional_call(module, params, args)
+        return (out, *final) if spec.mode == "LSTM" else (out, final)
+
+    unused = [k for k, use in enumerate(spec.uses) if not use]
+    check_layer(str(spec), manual_layer(module, spec), inputs(spec), torch_fn,
+                params=dict(module.named_parameters()), tol=TOL, seed=spec.seed,
+                unused=unused, param_order=True)  # fmt: skip
 
 
 # --- the table of named cases -----------------------------------------------------------------
@@ -294,7 +268,7 @@ def test_planted_bug_in_the_trace_fails(monkeypatch):
     source = textwrap.dedent(inspect.getsource(recurrent.RNNBase.backward_trace))
     old = "trace = {name: a[::-1] for name, a in trace.items()}"
     assert source.count(old) == 1
-    namespace = dict(vars(recurrent))
+    namespace = dict(vars(inspect.getmodule(recurrent.RNNBase)))
     exec(compile(source.replace(old, "pass"), "<mutated backward_trace>", "exec"), namespace)
     monkeypatch.setattr(recurrent.RNNBase, "backward_trace", namespace["backward_trace"])
     with pytest.raises(AssertionError, match="trace"):
@@ -308,8 +282,7 @@ def check_trace(spec: Spec) -> None:
     arrays = inputs(spec)
     outs, cache = layer.forward(*arrays)
     weights = loss_weights(spec, [o.shape for o in outs])
-    layer.backward(weights, cache)
-    bptt = cache.bptt
+    _, _, bptt = layer.backward_trace(weights, cache)
 
     x = torch.from_numpy(arrays[0])
     LD = spec.num_layers * (2 if spec.bidirectional else 1)
@@ -356,12 +329,12 @@ def test_param_grads_alone_match_backward():
     layer = manual_layer(torch_module(spec), spec)
     outs, cache = layer.forward(*inputs(spec))
     weights = loss_weights(spec, [o.shape for o in outs])
-    _, grads = layer.backward(weights, cache)
-    trace = cache.bptt
+    _, grads, trace = layer.backward_trace(weights, cache)
     alone = layer.param_grads(weights, cache)
     for name in grads:
         np.testing.assert_array_equal(alone[name], grads[name], err_msg=name)
-    np.testing.assert_array_equal(cache.bptt.delta["l0"], trace.delta["l0"])
+    _, _, trace_alone = layer.backward_trace(weights, cache, input_grad=False)
+    np.testing.assert_array_equal(trace_alone.delta["l0"], trace.delta["l0"])
 
 
 # --- cells ----------------------------------------------------------------------------------
@@ -424,14 +397,15 @@ def test_cell_matches_autograd(name):
                if w is not None)  # fmt: skip
     params = dict(module.named_parameters())
     want = torch.autograd.grad(loss, [*xs, *params.values()])
-    d_prev, grads = layer.backward(weights if spec.mode == "LSTM" else weights[0], cache)
+    d_prev, grads, bptt = layer.backward_trace(
+        weights if spec.mode == "LSTM" else weights[0], cache
+    )
     d_prev = d_prev if isinstance(d_prev, tuple) else (d_prev,)
     for label, got, w in zip(("∂L/∂x", "∂L/∂h", "∂L/∂c"), d_prev, want[: len(xs)], strict=False):
         assert_close(label, name, got, w.numpy(), **TOL)
     assert list(grads) == list(params)
     for (pname, got), w in zip(grads.items(), want[len(xs) :], strict=True):
         assert_close(f"∂L/∂{pname}", name, got, w.numpy(), **TOL)
-    bptt = cache.bptt
     G = {"LSTM": 4, "GRU": 3}.get(spec.mode, 1)
     N = spec.N if spec.N is not None else 1
     assert bptt.delta[""].shape == (N, G * spec.hidden_size)
@@ -451,7 +425,7 @@ def mutated(function, old: str, new: str):
     """`function` recompiled with `old` replaced by `new` in its source (which must hold it)."""
     source = textwrap.dedent(inspect.getsource(function))
     assert source.count(old) == 1, f"the planted bug's target {old!r} is not (once) in the source"
-    namespace = dict(vars(recurrent))
+    namespace = dict(vars(inspect.getmodule(function)))
     exec(compile(source.replace(old, new), f"<mutated {function.__name__}>", "exec"), namespace)
     return namespace[function.__name__]
 
@@ -665,7 +639,7 @@ def test_inside_a_network(input_grad):
         assert_close(f"∂L/∂{name}", "network", result.grads[name], p.grad.numpy(), **TOL)
     delta = result.deltas["lstm"]
     assert isinstance(delta, tuple) and delta[0] is None
-    bptt = result.tape.cache["lstm"].bptt
+    bptt = result.gradients.traces["lstm"]
     assert list(bptt.delta) == ["l0", "l0_reverse", "l1", "l1_reverse"]
     if input_grad:
         for name, t in zip(("x", "h0", "c0"), xs, strict=True):

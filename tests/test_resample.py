@@ -20,13 +20,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _layer_check import check_layer
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manual_bp.ops.resample as resample
 from manual_bp.ops.resample import Interpolate, PixelShuffle, PixelUnshuffle
 
-TOL = {"rtol": 1e-10, "atol": 1e-12}
+TOL = TOLERANCES["layer"]
 
 
 @dataclass(frozen=True)
@@ -39,28 +41,14 @@ class InterpCase:
     seed: int = 0
 
 
-def run_both(case: InterpCase) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(case.seed)
-    x = rng.standard_normal(case.in_shape)
-    layer = Interpolate(**case.options)
-    out_shape = layer.shape(case.in_shape)
-    z, cache = layer.forward(x)
-    delta = rng.standard_normal(out_shape)
-    dx, grads = layer.backward(delta, cache)
-    assert grads == {}, f"[{case.id}] interpolation has no parameters"
-    x_t = torch.from_numpy(x).requires_grad_(True)
-    z_t = F.interpolate(x_t, **case.options)
-    (dx_t,) = torch.autograd.grad(z_t, x_t, torch.from_numpy(delta))
-    return {
-        "shape()": (np.zeros(out_shape), np.zeros(tuple(z_t.shape))),
-        "z": (z, z_t.detach().numpy()),
-        "delta_prev": (dx, dx_t.numpy()),
-    }
-
-
 def check_against_torch(case: InterpCase) -> None:
-    for check, (got, want) in run_both(case).items():
-        _compare.assert_close(check, case.id, got, want, **TOL)
+    """Our layer against F.interpolate, forward and backward (tests/_layer_check.py)."""
+    x = np.random.default_rng(case.seed).standard_normal(case.in_shape)
+
+    def torch_fn(x_t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x_t, **case.options)
+
+    check_layer(case.id, Interpolate(**case.options), [x], torch_fn, tol=TOL, seed=case.seed)
 
 
 def _c(id: str, in_shape: tuple[int, ...], **options: Any) -> InterpCase:
@@ -268,7 +256,7 @@ def test_planted_double_floor_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         resample, "_floorf", lambda r: np.floor(np.asarray(r, dtype=np.float64)).astype(np.int64)
     )
-    with pytest.raises(AssertionError, match="z .nearest-exact-float32-rounding. at index"):
+    with pytest.raises(AssertionError, match=r"z\[0\] .nearest-exact-float32-rounding. at index"):
         check_against_torch(next(c for c in CASES if c.id == "nearest-exact-float32-rounding"))
 
 
@@ -283,7 +271,7 @@ def test_planted_non_transpose_backward_fails(monkeypatch: pytest.MonkeyPatch) -
         return dx, {}
 
     monkeypatch.setattr(Interpolate, "backward", even)
-    with pytest.raises(AssertionError, match="delta_prev"):
+    with pytest.raises(AssertionError, match="δ_prev of input 0"):
         check_against_torch(next(c for c in CASES if c.id == "bilinear-up"))
 
 

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from _tolerances import TOLERANCES
 from hypothesis import given, settings
 
 import torch_ref
 from torch_ref.registry import recurrent as rows
 from torch_ref.strategies import RNNSpec, rnn_models
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 
 
 def seeded(make, seed: int = 0) -> nn.Module:
@@ -348,7 +349,7 @@ def test_trace_matches_the_bptt_record_and_torch_unrolled(name):
     trace = torch_ref.manual_trace(model, loss, x, y)
 
     # what the trace reports is the layer's own record of backprop through time
-    bptt = trace.result.tape.cache["rnn"].bptt
+    bptt = trace.result.gradients.traces["rnn"]
     keys = [f"l{k}{d}" for k in range(rnn.num_layers)
             for d in ("", "_reverse")[: 1 + rnn.bidirectional]]  # fmt: skip
     assert list(bptt.delta) == keys

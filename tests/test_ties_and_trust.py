@@ -24,6 +24,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,7 +36,7 @@ from torch_ref.report import GradientReport
 
 pytest_plugins = ["pytester"]
 
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 
 
 def statuses(report: GradientReport) -> dict[str, int]:

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from _tolerances import TOLERANCES
 
 import torch_ref
 
 T = pytest.importorskip("transformers")
-TOL = {"rtol": 1e-9, "atol": 1e-12}
+TOL = TOLERANCES["model"]
 V = 50
 
 

@@ -15,6 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from torch_ref import tolerances
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -23,14 +25,9 @@ if TYPE_CHECKING:
     from torch_ref.oracle import LossFn
     from torch_ref.report import GradientReport
 
-#: default (rtol, atol) of `check_grads`, keyed by the dtype of the user's gradient; the
-#: oracle's value is float64, the user's carries the rounding of its own dtype
-GRAD_TOLERANCES: dict[str, tuple[float, float]] = {
-    "float64": (1e-7, 1e-10),
-    "float32": (1e-4, 1e-6),
-    "float16": (1e-2, 1e-4),
-    "bfloat16": (5e-2, 1e-3),
-}
+#: default (rtol, atol) of `check_grads`, keyed by the dtype of the user's gradient (the
+#: library's one table, torch_ref.tolerances)
+GRAD_TOLERANCES = tolerances.GRAD_TOLERANCES
 
 
 def _tolerances(

@@ -32,6 +32,7 @@ from manual_bp.network import Network, Result
 from torch_ref import custom, ties
 from torch_ref.problem import Problem, prepare, unwrap
 from torch_ref.report import GradientReport, Row, as_tie, compare, magnitude
+from torch_ref.tolerances import ATOL, RTOL
 
 LossFn = Callable[..., torch.Tensor]
 Inputs = torch.Tensor | Sequence[torch.Tensor]
@@ -203,10 +204,10 @@ def _named_tensor(model: nn.Module, name: str) -> torch.Tensor:
 def _deltas(problem: Problem, result: Result) -> dict[str, np.ndarray]:
     """δ of every weighted layer; zero for a layer the loss does not depend on. A recurrent
     layer's δ is that of every time step (see `_steps`)."""
-    shapes, nodes = problem.captured.shapes, _nodes(problem)
+    shapes = problem.captured.shapes
     out = {}
     for n in problem.captured.delta_nodes:
-        steps = _steps(nodes[n].layer, result.tape.cache.get(n), "delta")
+        steps = _steps(result.gradients.traces.get(n), "delta")
         if steps is not None:
             out[n] = steps
         elif n in result.deltas and isinstance(result.deltas[n], np.ndarray):
@@ -216,19 +217,15 @@ def _deltas(problem: Problem, result: Result) -> dict[str, np.ndarray]:
     return out
 
 
-def _nodes(problem: Problem) -> dict[str, Any]:
-    return {node.name: node for node in problem.captured.network.nodes}
-
-
 def _is_multi(shape: Any) -> bool:
     return bool(shape) and all(isinstance(s, tuple) for s in shape)
 
 
-def _steps(layer: Any, cache: Any, what: str) -> np.ndarray | None:
-    """A recurrent layer's record of backprop through time, stacked like torch's h_n: (layers ×
-    directions, T, N, ·) for RNN/LSTM/GRU, (N, ·) for a cell. `what`: "delta" (∂L/∂ of the
-    gate pre-activations), "dL_dh" (∂L/∂h_t) or "dL_dc" (LSTM's ∂L/∂c_t)."""
-    record = getattr(cache, "bptt", None)
+def _steps(record: Any, what: str) -> np.ndarray | None:
+    """A recurrent layer's record of backprop through time (its declared inner trace, kept in
+    Gradients.traces), stacked like torch's h_n: (layers × directions, T, N, ·) for
+    RNN/LSTM/GRU, (N, ·) for a cell. `what`: "delta" (∂L/∂ of the gate pre-activations),
+    "dL_dh" (∂L/∂h_t) or "dL_dc" (LSTM's ∂L/∂c_t)."""
     if record is None:
         return None
     by_key = getattr(record, what)
@@ -240,11 +237,11 @@ def _steps(layer: Any, cache: Any, what: str) -> np.ndarray | None:
 
 def _hidden_grads(problem: Problem, result: Result) -> dict[str, np.ndarray]:
     """∂L/∂h_t of every recurrent layer (and ∂L/∂c_t of an LSTM, as "<name>.c")."""
-    nodes, out = _nodes(problem), {}
+    out = {}
     for n in problem.captured.delta_nodes:
-        cache = result.tape.cache.get(n)
+        record = result.gradients.traces.get(n)
         for what, key in (("dL_dh", n), ("dL_dc", f"{n}.c")):
-            steps = _steps(nodes[n].layer, cache, what)
+            steps = _steps(record, what)
             if steps is not None:
                 out[key] = steps
     return out
@@ -467,8 +464,8 @@ def compare_gradients(
     target: torch.Tensor,
     *,
     l2: float = 0.0,
-    rtol: float = 1e-7,
-    atol: float = 1e-10,
+    rtol: float = RTOL,
+    atol: float = ATOL,
     input_grads: bool = False,
 ) -> GradientReport:
     """Manual ∂L/∂θ and δ (and ∂L/∂x with `input_grads=True`) against torch.autograd on a
@@ -522,8 +519,8 @@ def assert_gradients_close(
     target: torch.Tensor,
     *,
     l2: float = 0.0,
-    rtol: float = 1e-7,
-    atol: float = 1e-10,
+    rtol: float = RTOL,
+    atol: float = ATOL,
     input_grads: bool = False,
 ) -> GradientReport:
     """compare_gradients, raising AssertionError with the report table on any mismatch."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from torch_ref.checks import GRAD_TOLERANCES  # (no torch: the plugin stays cheap to load)
+from torch_ref.tolerances import ATOL, GRAD_TOLERANCES, RTOL  # (no torch: cheap to load)
 
 # NOTE: pytest imports every installed plugin at start-up, in every project; torch, NumPy
 # and pandas are imported where they are first needed, so an unused plugin costs nothing.
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from torch_ref.report import GradientReport
 
 #: the defaults of `assert_close`: those of `torch_ref.compare_gradients` (both sides float64)
-COMPARE_TOLERANCES = (1e-7, 1e-10)
+COMPARE_TOLERANCES = (RTOL, ATOL)
 
 
 def _num(x: float) -> str:

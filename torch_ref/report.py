@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from torch_ref.tolerances import ATOL, RTOL
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -148,8 +150,8 @@ class GradientReport:
     loss_manual: float | None
     loss_autograd: float | None
     rows: list[Row] = field(default_factory=list)
-    rtol: float = 1e-7
-    atol: float = 1e-10
+    rtol: float = RTOL
+    atol: float = ATOL
     #: the names of the two sides, (that of `Row.manual`, that of `Row.autograd`): the
     #: oracle's manual backprop against your autograd, or ("yours", "oracle") in check_grads
     labels: tuple[str, str] = ("oracle", "yours")

@@ -2,7 +2,7 @@
 
 Flow. A loss read at the last step only, L = (1/N) Σ_n u · h_T^(n) with a fixed random unit
 vector u, so that ∂L/∂h_T = u/N for every configuration and the whole curve is the product
-of step Jacobians. From the layer's BPTT trace (`cache.bptt.dL_dh`),
+of step Jacobians. From the layer's BPTT trace (`backward_trace`'s `dL_dh`),
 
     g_t = ‖∂L/∂h_t‖_F over the batch,   ∂h_{t+1}/∂h_t = diag(f′(z_{t+1})) W_hh  (plain RNN)
 
@@ -152,14 +152,16 @@ def measure_flow(
     outs, cache = layer.forward(x)
     d_out = np.zeros_like(outs[0])
     d_out[-1] = u / batch  # ∂L/∂h_T for L = (1/N) Σ_n u·h_T^(n)
-    layer.param_grads((d_out, *([None] * (layer.n_outputs - 1))), cache)
-    dL_dh, tape = cache.bptt.dL_dh["l0"], cache.tapes["l0"]
+    _, _, bptt = layer.backward_trace(
+        (d_out, *([None] * (layer.n_outputs - 1))), cache, input_grad=False
+    )
+    dL_dh, tape = bptt.dL_dh["l0"], cache.tapes["l0"]
     grad_h = np.sqrt(np.sum(dL_dh**2, axis=(1, 2)))  # (T,)
     rate = float(np.log10(grad_h[0] / grad_h[-1]) / (T - 1))
     grad_c = None
     gate_rate = deriv_mean = rate_bound = rate_bound_path = rate_exact = math.nan
     if config.cell == "LSTM":
-        grad_c = np.sqrt(np.sum(cache.bptt.dL_dc["l0"] ** 2, axis=(1, 2)))
+        grad_c = np.sqrt(np.sum(bptt.dL_dc["l0"] ** 2, axis=(1, 2)))
         f_gate = tape.gates[..., hidden : 2 * hidden]
         gate_rate = float(np.mean(np.log10(f_gate.mean(axis=(1, 2)))))
     elif config.cell == "GRU":

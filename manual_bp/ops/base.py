@@ -17,6 +17,12 @@ Layers with several outputs (an LSTM's out, h_n, c_n; chunk) set `n_outputs` = k
 forward returns a tuple of k arrays, shape a tuple of k shapes, and backward receives a
 tuple of k δ, None for an output the loss does not depend on (a zero δ).
 
+An inner trace. A layer whose backward computes more than δ_prev and ∂L/∂θ that a reader
+wants (a recurrent layer's δ and ∂L/∂h at every time step) declares it: `inner_trace =
+True`, and `backward_trace(delta, cache) -> (delta_prev, grads, record)` returns the record
+beside the pair (`backward` is the same without it). The network keeps the records of a
+traced run in `Gradients.traces`; no layer writes into its cache.
+
 Kinks and ties. Where a layer's backward takes a branch decided by its forward values (max
 pooling's winner, a clamp's bounds, relu's sign), float64 rounding can decide the branch
 when a value sits on the kink: torch and NumPy then take valid but different subgradients.
@@ -74,6 +80,9 @@ class Layer:
     #: for a layer with several outputs, `output_dtypes` gives one per output
     output_dtype: ClassVar[str | None] = None
     output_dtypes: ClassVar[tuple[str, ...] | None] = None
+    #: backward also computes a record of what happened inside the layer, which
+    #: `backward_trace` returns (recurrent layers: the BPTT record of every time step)
+    inner_trace: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.params = {}
@@ -86,6 +95,15 @@ class Layer:
 
     def backward(self, delta: Array, cache: Any) -> tuple[Any, dict[str, Array]]:
         raise NotImplementedError
+
+    def backward_trace(
+        self, delta: Array, cache: Any, *, input_grad: bool = True
+    ) -> tuple[Any, dict[str, Array], Any]:
+        """(δ_prev, ∂L/∂θ, record): backward and the layer's inner record (None without one).
+        With input_grad=False δ_prev is not formed (None) and only ∂L/∂θ is computed."""
+        if not input_grad:
+            return None, self.param_grads(delta, cache), None
+        return (*self.backward(delta, cache), None)
 
     def ties(self, *a_prev: Array) -> tuple[Array | None, ...] | None:
         """For each input, the entries within rounding distance of a kink or tie of this

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from torch_ref.errors import UnsupportedModuleError
+from torch_ref.tolerances import GRADCHECK_TOLERANCES
 
 _torch_gradcheck = sys.modules["torch.autograd.gradcheck"]
 
@@ -23,10 +24,7 @@ class GradcheckError(_torch_gradcheck.GradcheckError):
 #: tolerances by the inputs' dtype when atol/rtol are left at torch's defaults:
 #: max|yours − oracle| ≤ atol + rtol · max|oracle| over each (output, input) block
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
-    torch.float64: (1e-10, 1e-7),
-    torch.float32: (1e-6, 1e-4),
-    torch.float16: (1e-3, 1e-2),
-    torch.bfloat16: (1e-2, 5e-2),
+    getattr(torch, name): (atol, rtol) for name, (rtol, atol) in GRADCHECK_TOLERANCES.items()
 }
 
 

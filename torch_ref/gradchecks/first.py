@@ -14,7 +14,7 @@ from torch.utils import _pytree as pytree
 
 from manual_bp.network import Network, Result, Tape
 from manual_bp.ops.shape import Reshape
-from torch_ref import custom, ties
+from torch_ref import custom, ties, tolerances
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.gradchecks import forward
 from torch_ref.gradchecks.common import (
@@ -446,5 +446,5 @@ def _custom_notes(run: Run) -> list[str]:
         (o * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype)).sum()
         for o in outs
     )
-    _, notes = custom.explain(_Problem(run, loss), 1e-7, 1e-10)
+    _, notes = custom.explain(_Problem(run, loss), tolerances.RTOL, tolerances.ATOL)
     return [f"  {n}" for n in notes]
