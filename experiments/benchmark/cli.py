@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from experiments import bench_gradcheck
 from experiments.benchmark.gradcheck import gradcheck_speedup
 from experiments.benchmark.kernels import conv_kernels
 from experiments.benchmark.memory import _peak_worker, memory
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> None:
             print(f"  {case.name} at {n} thread(s): {spread(pd.Series(rows[-1]))}")
     rows.extend(without_arrangement(cases[:2], max(2, defaults), pairs))
     rows.append(gradcheck_speedup(pairs, quick))
+    drop_in = pd.DataFrame(bench_gradcheck.measure(quick))
+    print(f"  torch_ref.gradcheck: {len(drop_in)} checks against torch.autograd.gradcheck")
     stage_rows = []
     for n in settings:
         fresh_row, fresh_stages = fresh_model(pairs, quick, n)
@@ -88,15 +91,20 @@ def run(args: argparse.Namespace) -> None:
     write_csv(args.out / "benchmark.csv", frame)
     write_csv(args.out / "stages.csv", stages)
     write_csv(args.out / "layers.csv", layers)
+    write_csv(args.out / "gradcheck.csv", drop_in)
     plot(frame, exponents, args.out / "scaling.png")
     atomic_write(
-        args.out / "README.md", readme(env, frame, stages, layers, ops, exponents, kernels, pairs)
+        args.out / "README.md",
+        readme(env, frame, stages, layers, ops, exponents, kernels, pairs, drop_in),
     )
     print()
     print(text_table(["goal", "before", "target", "measured: median (min–max)", ""],
-                     goal_rows(frame)))  # fmt: skip
+                     goal_rows(frame, drop_in)))  # fmt: skip
     print(f"load average at the end: {env['load_end']}")
-    print(f"wrote {args.out}/README.md, benchmark.csv, stages.csv, layers.csv, scaling.png")
+    print(
+        f"wrote {args.out}/README.md, benchmark.csv, stages.csv, layers.csv, gradcheck.csv, "
+        "scaling.png"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -132,6 +132,25 @@ class GPTBlock(nn.Module):
         return self.head(self.ln_f(x)).transpose(1, 2)
 
 
+class EncoderLM(nn.Module):
+    """A small language model as users write one with torch's own blocks: token embedding plus
+    a learned positional parameter, a 2-layer pre-norm nn.TransformerEncoder, a head over the
+    vocabulary. Returns logits as (N, vocab, T) for CrossEntropyLoss over every position."""
+
+    def __init__(self, vocab: int = 50, dim: int = 32, heads: int = 2, context: int = 8) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(0.02 * torch.randn(context, dim))
+        layer = nn.TransformerEncoderLayer(
+            dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.emb(idx) + self.pos)).transpose(1, 2)
+
+
 @dataclass(frozen=True)
 class Case:
     """A model and a batch for it: `inputs(generator)` draws (x, target)."""
@@ -187,6 +206,7 @@ def headline_cases(quick: bool) -> list[Case]:
             Case("resnet-b2", lambda: ResNet((4, 8, 8, 8)), images(2, 8)),
             Case("vit-block-b2", lambda: ViTBlock(6, 8, 2, 4), tokens(2, 4, 6)),
             Case("gpt-block-b2", lambda: GPTBlock(11, 8, 2, 5), token_ids(2, 5, 11)),
+            Case("encoder-lm-b2", EncoderLM, token_ids(2, 8, 50)),
         ]
     return [
         Case("mlp-784-512-512-10", lambda: mlp((784, 512, 512, 10)), vectors(128, 784, 10)),
@@ -194,6 +214,7 @@ def headline_cases(quick: bool) -> list[Case]:
         Case("resnet-4-blocks", ResNet, images(32, 32)),
         Case("vit-block", ViTBlock, tokens(32, 64, 48)),
         Case("gpt-block", GPTBlock, token_ids(32, 32, 128)),
+        Case("encoder-lm-b2", EncoderLM, token_ids(2, 8, 50)),
     ]
 
 
@@ -205,9 +226,19 @@ GOALS: dict[str, tuple[str, str, float, str]] = {
     "resnet": ("CIFAR ResNet, 4 BasicBlocks with BatchNorm, b32", "2.7× / 1.75×", 1.3, "≤"),
     "vit": ("ViT encoder block (nn.MultiheadAttention), b32", "—", 1.5, "≤"),
     "gpt": ("GPT block (causal nn.MultiheadAttention), b32", "—", 1.5, "≤"),
+    "lm": (
+        "pre-norm nn.TransformerEncoder LM, width 32, b2",
+        "5.3× (fx trace, 1 thread)",
+        3.0,
+        "≤",
+    ),
     "gradcheck": ("speed-up over gradcheck, 1,893-parameter MLP", "229×", 1000.0, "≥"),
     "fresh": ("a fresh 20-32-32-5 MLP per compare_gradients call", "—", 3.0, "≤"),
     "memory": ("peak memory, CNN b256 3×64×64, over float64 autograd", "1.9×", 1.3, "≤"),
     "second-core": ("MLP width 1024: time at 2 threads over 1 thread", "≈ 1.0", 0.65, "≤"),
+    # torch_ref.gradcheck against torch.autograd.gradcheck (experiments.bench_gradcheck)
+    "drop-in-mlp": ("torch_ref.gradcheck over torch's, 1,893-parameter MLP", "181×", 1000.0, "≥"),
+    "drop-in-median": ("torch_ref.gradcheck over torch's, median function", "—", 10.0, "≥"),
+    "drop-in-overhead": ("torch_ref.gradcheck of a small function, per call", "1.35 ms", 2.0, "≤"),
 }
-HEADLINE_GOALS = ["mlp", "cnn", "resnet", "vit", "gpt"]
+HEADLINE_GOALS = ["mlp", "cnn", "resnet", "vit", "gpt", "lm"]

@@ -39,13 +39,32 @@ def spread(r: Any, fmt: str = ".2f", suffix: str = "×") -> str:
     return f"{r.ratio:{fmt}}{suffix} ({r.ratio_min:{fmt}}–{r.ratio_max:{fmt}})"
 
 
-def goal_rows(frame: pd.DataFrame) -> list[list[str]]:
+def goal_rows(frame: pd.DataFrame, drop_in: pd.DataFrame | None = None) -> list[list[str]]:
     """One row per goal: the case, the figure before, the goal, what was measured (median
-    and the min–max over pairs), met or missed (by the median)."""
+    and the min–max over pairs), met or missed (by the median). `drop_in`: the rows of
+    experiments.bench_gradcheck (best of repeats), for the torch_ref.gradcheck goals."""
     heads = frame[frame["section"] == "headline"]
     by_goal = dict(zip(HEADLINE_GOALS, heads["case"].drop_duplicates(), strict=False))
     out = []
     for key, (label, before, goal, sense) in GOALS.items():
+        if key.startswith("drop-in"):
+            rows = None if drop_in is None else _drop_in_rows(drop_in, key)
+            if rows is None or rows.empty:
+                out.append([label, before, f"{sense} {goal:g}", "not measured", "—"])
+                continue
+            if key == "drop-in-overhead":
+                values = rows["ours_ms"].tolist()
+                measured = f"{values[0]:.2f} ms (best of repeats)"
+            else:
+                values = [float(rows["speedup_vs_slow"].median())]
+                what = "median of" if key == "drop-in-median" else "best of repeats,"
+                measured = f"{values[0]:,.1f}× ({what} {len(rows)} check(s), slow mode)"
+            ok = all(v <= goal for v in values) if sense == "≤" else all(v >= goal for v in values)
+            unit = " ms" if key == "drop-in-overhead" else "×"
+            out.append(
+                [label, before, f"{sense} {goal:g}{unit}", measured, "met" if ok else "missed"]
+            )
+            continue
         if key in by_goal:
             rows = heads[heads["case"] == by_goal[key]]
             measured = "; ".join(f"{spread(r)} at {r.setting}" for r in rows.itertuples())
@@ -154,15 +173,17 @@ def readme(
     exponents: pd.DataFrame,
     kernels: pd.DataFrame,
     pairs: int,
+    drop_in: pd.DataFrame | None = None,
 ) -> str:
     """README.md: its sections, in order, each written by its own function below."""
     sections = [
         provenance(env, pairs),
-        goals_section(frame, stages, layers, ops),
+        goals_section(frame, stages, layers, ops, drop_in),
         headline_section(frame),
         stages_section(stages, layers, ops, pairs),
         fresh_section(frame),
         gradcheck_section(frame),
+        drop_in_section(drop_in),
         memory_section(frame),
         threads_section(frame),
         growth_section(frame, exponents, pairs),
@@ -218,12 +239,18 @@ own as the caller gave BLAS (see "Threads" below)."""
 
 
 def goals_section(
-    frame: pd.DataFrame, stages: pd.DataFrame, layers: pd.DataFrame, ops: pd.DataFrame
+    frame: pd.DataFrame,
+    stages: pd.DataFrame,
+    layers: pd.DataFrame,
+    ops: pd.DataFrame,
+    drop_in: pd.DataFrame | None = None,
 ) -> str:
     """The goal table, and what bounds each goal missed."""
-    goals = table(["case", "before", "goal", "measured: median (min–max)", ""], goal_rows(frame))
+    goals = table(
+        ["case", "before", "goal", "measured: median (min–max)", ""], goal_rows(frame, drop_in)
+    )
     missed = bounds(frame, stages, layers, ops)
-    return f"""## The goals (issue 11)
+    return f"""## The goals
 
 A goal is met when the median meets it at every thread setting measured.
 
@@ -306,6 +333,45 @@ def fresh_section(frame: pd.DataFrame) -> str:
 
 compare_gradients on a new {rows.iloc[0].case} each call (batch 16), as a property test calls it:
 {text}. Where it goes: the compare_gradients rows of "Where the time goes"."""
+
+
+def _drop_in_rows(drop_in: pd.DataFrame, key: str) -> pd.DataFrame:
+    kind = {"drop-in-mlp": "model", "drop-in-median": "function", "drop-in-overhead": "overhead"}
+    return drop_in[drop_in["kind"] == kind[key]]
+
+
+def drop_in_section(drop_in: pd.DataFrame | None) -> str:
+    """torch_ref.gradcheck against torch.autograd.gradcheck, case by case."""
+    if drop_in is None or drop_in.empty:
+        return (
+            "## torch_ref.gradcheck against torch.autograd.gradcheck\n\nNot measured in this run."
+        )
+    rows = [
+        [r.case, f"{r.torch_slow_ms:,.2f}", f"{r.ours_ms:.2f}", f"{r.speedup_vs_slow:,.1f}×",
+         f"{r.torch_fast_ms:.2f}", f"{r.ours_fast_ms:.2f}", f"{r.speedup_vs_fast:.2f}×"]
+        for r in drop_in.itertuples()
+    ]  # fmt: skip
+    functions = drop_in[drop_in["kind"] == "function"]
+    median = (
+        f"Over the {len(functions)} function-level checks the median speed-up is "
+        f"{functions['speedup_vs_slow'].median():.1f}× against torch's slow mode and "
+        f"{functions['speedup_vs_fast'].median():.2f}× against its fast mode."
+        if not functions.empty
+        else ""
+    )
+    head = ["case", "torch slow, ms", "ours, ms", "×", "torch fast, ms", "ours fast, ms", "×"]
+    return f"""## torch_ref.gradcheck against torch.autograd.gradcheck
+
+`python -m experiments.bench_gradcheck`: each check as a test suite calls it, one thread, the
+best of a few repeats (the least disturbed by other load); slow mode against slow mode, fast
+against fast. Our slow mode is the exact Jacobian (one VJP per output entry, batched), our
+fast mode three full input-gradient vectors for seeded cotangents; torch's columns are its
+own gradcheck with its defaults. Both include the checks torch runs beside the Jacobian
+(re-entrancy, undefined gradients), which run your backward again.
+
+{table(head, rows)}
+
+{median}"""
 
 
 def gradcheck_section(frame: pd.DataFrame) -> str:
