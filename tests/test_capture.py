@@ -389,17 +389,17 @@ class Fft(nn.Module):
         return torch.fft.fft(x).real
 
 
-class Histogram(nn.Module):
-    """histc: no row, no decomposition in torch._decomp, no derivative in torch either."""
+class Spectrum(nn.Module):
+    """A complex FFT's magnitude: no row, no decomposition in torch._decomp."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.histc(x, bins=3).sum()
+        return torch.fft.fft(x).abs()
 
 
-class WithHistogram(nn.Module):
+class WithSpectrum(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.block = nn.Sequential(nn.Linear(3, 12), nn.Unflatten(1, (4, 3)), Histogram())
+        self.block = nn.Sequential(nn.Linear(3, 12), nn.Unflatten(1, (4, 3)), Spectrum())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x)
@@ -476,9 +476,9 @@ REFUSALS = [
     Refusal("unsupported function", Fft, (2, 3), torch_ref.UnsupportedModuleError,
             ("fft", "test_capture.py", line_of(Fft, "torch.fft"), "return torch.fft.fft(x).real",
              "no registry row")),
-    Refusal("unsupported module", WithHistogram, (2, 3), torch_ref.UnsupportedModuleError,
-            ("torch.histc", "in module 'block.2' (Histogram)", "no registry row",
-             "aten.histc")),
+    Refusal("unsupported module", WithSpectrum, (2, 3), torch_ref.UnsupportedModuleError,
+            ("torch.fft.fft", "in module 'block.2' (Spectrum)", "no registry row",
+             "aten._fft_")),
     Refusal("more inputs than given", ThreeInputs, (2, 3), ValueError,
             ("ThreeInputs.forward(x, y, z)", "got 1", "missing: y, z")),
     Refusal("in-place on the input", InPlaceOnInput, (2, 3), torch_ref.UnsupportedModuleError,
@@ -524,10 +524,10 @@ def test_refusals_fail_before_touching_anything():
     """A refused model leaves the caller's state as it was (no partial conversion leaks)."""
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Linear(3, 12), nn.BatchNorm1d(12), nn.Unflatten(1, (4, 3)), Histogram()
+        nn.Linear(3, 12), nn.BatchNorm1d(12), nn.Unflatten(1, (4, 3)), Spectrum()
     ).double()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(torch_ref.UnsupportedModuleError, match=re.escape("'3' (Histogram)")):
+    with pytest.raises(torch_ref.UnsupportedModuleError, match=re.escape("'3' (Spectrum)")):
         torch_ref.compare_gradients(model.train(), nn.MSELoss(), torch.randn(4, 3).double(),
                                     torch.zeros(4, 4, 3).double())  # fmt: skip
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

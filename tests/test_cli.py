@@ -72,18 +72,18 @@ class WithDropout(nn.Module):
         return self.net(x)
 
 
-class Histogram(nn.Module):
-    # histc: no derivative in torch either, and no decomposition
+class Spectrum(nn.Module):
+    # a complex FFT's magnitude: no row, no decomposition
 
     def forward(self, x):
-        return x * torch.histc(x, bins=4).sum()
+        return torch.fft.fft(x).abs()
 
 
 class Patches(nn.Module):
     def __init__(self):
         super().__init__()
         self.scale = nn.Parameter(nn.init.ones_(nn.Linear(1, 1).weight[0].detach().clone()))
-        self.shuffle = Histogram()
+        self.shuffle = Spectrum()
 
     def forward(self, x):
         return self.shuffle(x * self.scale).flatten(1)
@@ -218,8 +218,7 @@ def test_subprocess_unsupported_module_exits_2_with_one_line(project: Path) -> N
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(
-        ERROR_PREFIX
-        + "UnsupportedModuleError: torch.histc in module 'shuffle' (Histogram)"
+        ERROR_PREFIX + "UnsupportedModuleError: torch.fft.fft in module 'shuffle' (Spectrum)"
     )
     assert "is not supported" in result.stderr
 
@@ -358,7 +357,7 @@ def test_init_args_reach_the_constructor(project, capsys, monkeypatch) -> None:
 ERROR_CASES = {
     "unsupported module": (
         ["models.py:Patches", "--input-shape", "2,1,4,4"],
-        "UnsupportedModuleError: torch.histc in module 'shuffle' (Histogram) at File *",
+        "UnsupportedModuleError: torch.fft.fft in module 'shuffle' (Spectrum) at File *",
     ),
     "missing file": (
         ["no_such_models.py:MLP", "--input-shape", "3,4"],
@@ -367,7 +366,7 @@ ERROR_CASES = {
     "missing class": (
         ["models.py:Nope", "--input-shape", "3,4"],
         "models.py has no attribute 'Nope'; the nn.Module classes it defines: "
-        "Histogram, MLP, Patches, SmallCNN, Tokens, Two, WithDropout",
+        "MLP, Patches, SmallCNN, Spectrum, Tokens, Two, WithDropout",
     ),
     "the file fails to import": (
         ["broken.py:Net", "--input-shape", "3,4"],

@@ -59,12 +59,12 @@ def _mlp(*tail: nn.Module, hidden_in: int = 5) -> nn.Sequential:
         )
 
 
-class _Histogram(nn.Module):
-    """An op torch cannot differentiate either (histc has no derivative), and which has no
+class _Spectrum(nn.Module):
+    """A real FFT's magnitude: torch runs it as one ATen op with complex values, no row and no
     decomposition: refused, naming the module."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.histc(x, bins=x.shape[-1]).sum()
+        return torch.fft.fft(x).abs()
 
 
 def _x(*shape: int) -> torch.Tensor:
@@ -418,7 +418,7 @@ CASES: list[Case] = [
             nn.Sequential(
                 nn.Linear(F_IN, 4 * F_IN),
                 nn.Unflatten(1, (4, F_IN)),
-                _Histogram(),
+                _Spectrum(),
                 nn.Flatten(),
                 nn.Linear(4 * F_IN, C),
             ),
@@ -427,18 +427,16 @@ CASES: list[Case] = [
             _y().float(),
         ),
         UnsupportedModuleError,
-        r"torch.histc in module '2' \(_Histogram\).* is not supported: it has no registry row, "
-        r"and torch runs it as aten.histc, which has no row and no decomposition",
+        r"torch.fft.fft in module '2' \(_Spectrum\).* is not supported: it has no registry row, "
+        r"and torch runs it as aten._fft_\w+, which has no row and no decomposition",
     ),
     Case(
         "fold_nested",
         _ce(
-            model=lambda: _Nested(
-                nn.Sequential(nn.Unflatten(1, (5, 1)), _Histogram(), nn.Flatten())
-            )
+            model=lambda: _Nested(nn.Sequential(nn.Unflatten(1, (5, 1)), _Spectrum(), nn.Flatten()))
         ),
         UnsupportedModuleError,
-        r"in module 'body\.2\.1' \(_Histogram\) at File .*line \d+.* is not supported",
+        r"in module 'body\.2\.1' \(_Spectrum\) at File .*line \d+.* is not supported",
     ),
     Case(
         "loss_reduction_none",
@@ -520,9 +518,9 @@ def test_table_names_are_unique():
 def test_unsupported_module_error_is_a_not_implemented_error():
     assert issubclass(UnsupportedModuleError, NotImplementedError)
     model = nn.Sequential(
-        nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), _Histogram(), nn.Flatten()
+        nn.Linear(F_IN, 4 * F_IN), nn.Unflatten(1, (4, F_IN)), _Spectrum(), nn.Flatten()
     )
-    with pytest.raises(NotImplementedError, match=r"'2' \(_Histogram\)"):
+    with pytest.raises(NotImplementedError, match=r"'2' \(_Spectrum\)"):
         torch_ref.manual_gradients(model, nn.MSELoss(), _x().float(), _y(N, 4 * F_IN).float())
 
 

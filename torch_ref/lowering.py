@@ -127,8 +127,12 @@ def _mutates(op: Any) -> bool:
     return alias is not None and alias.is_write
 
 
-def _float_tensors(value: Any) -> list[torch.Tensor]:
-    return [t for t in _tensors(value) if t.is_floating_point()]
+def _float_tensors(value: Any, complex_too: bool = False) -> list[torch.Tensor]:
+    return [
+        t
+        for t in _tensors(value)
+        if t.is_floating_point() or (complex_too and t.is_complex())
+    ]
 
 
 class Lowering(TorchDispatchMode):
@@ -140,6 +144,8 @@ class Lowering(TorchDispatchMode):
         self.what = what
         self.grad = grad  # grad mode at the call: a region inside with it off makes constants
         self.ops: list[str] = []
+        #: id → (a value an op without a row or decomposition made, its refusal)
+        self.poisoned: dict[int, tuple[torch.Tensor, Exception]] = {}
         #: id → (an output, whether the record made it live): the latest verdict on each tensor
         self.made: dict[int, tuple[torch.Tensor, bool]] = {}
 
@@ -148,11 +154,18 @@ class Lowering(TorchDispatchMode):
         rec = self.rec
         name = func._schema.name.split("::", 1)[1]
         mutates = _mutates(func)
+        poisoned = [t for t in _tensors((args, kwargs)) if id(t) in self.poisoned]
         live = (
-            rec.is_live((args, kwargs))
+            (rec.is_live((args, kwargs)) or bool(poisoned))
             and name not in _CONSTANT
             and (torch.is_grad_enabled() or not self.grad)
         )
+        if live and poisoned:  # (a value the record could not follow: so is what it makes,
+            out = func(*args, **kwargs)  # refused only if it leaves the call with gradient)
+            refusal = self.poisoned[id(poisoned[0])][1]
+            for t in _float_tensors(out, complex_too=True) + ([args[0]] if mutates else []):
+                self.poisoned[id(t)] = (t, refusal)
+            return out
         if not live:
             written = mutates and args and id(args[0]) in rec.live
             old = args[0].detach().clone() if written else None
@@ -202,13 +215,18 @@ class Lowering(TorchDispatchMode):
         this mode (its ops are recorded), standing for the op's own output."""
         decomposition = decomposition_table.get(func)
         if decomposition is None or _mutates(func):
-            raise _ours(
+            refusal = _ours(
                 UnsupportedModuleError(
                     f"{self.what}{_user_line()} is not supported: it has no registry row, and "
                     f"torch runs it as aten.{name}, which has no row and no decomposition in "
                     "torch._decomp; see the README's 'What is supported' table"
                 )
             )
+            out = func(*args, **kwargs)  # (refused where a floating value of it flows on:
+            written = [args[0]] if _mutates(func) else []  # an integer result is a constant)
+            for t in _float_tensors(out, complex_too=True) + written:
+                self.poisoned[id(t)] = (t, refusal)
+            return out
         out = func(*args, **kwargs)
         with self:
             mine = decomposition(*args, **kwargs)
@@ -284,6 +302,9 @@ def lowered(
         out = rec.run(func, args, kwargs)
     if not rec.carries(out):
         return out
+    for t in _tensors(out):
+        if id(t) in lowering.poisoned:
+            raise lowering.poisoned[id(t)][1]
     lowering.check(_tensors(out))
     for t in _tensors(out):
         if (t.requires_grad or not torch.is_grad_enabled()) and id(t) not in rec.live:
