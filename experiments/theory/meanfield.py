@@ -417,14 +417,14 @@ def correlation_map(
 
 @dataclass(frozen=True)
 class DepthScales:
-    """Schoenholz et al. (2017)'s depth scales at (σ_w², σ_b²)."""
+    """Schoenholz et al. (2017)'s depth scales at (σ_w², σ_b²) and dropout's keep probability."""
 
     q_star: float
-    chi1: float
-    c_star: float  # 1 in the ordered phase (χ1 ≤ 1)
+    chi1: float  # (σ_w²/ρ) E[φ′(√q* z)²]: one input's factor on ‖δ‖² per layer
+    c_star: float  # 1 in the ordered phase (χ1 ≤ 1) without dropout; < 1 with it
     chi_c: float  # σ_w² E[φ′(u1)φ′(u2)] at c*: the c-map's slope there
     xi_q: float  # −1/ln(d map/dq at q*)
-    xi_c: float  # −1/ln χ_c; ∞ on the critical line
+    xi_c: float  # −1/ln χ_c; ∞ on the critical line (without dropout)
 
 
 def _xi(slope: float) -> float:
@@ -433,24 +433,36 @@ def _xi(slope: float) -> float:
     return -1.0 / math.log(slope) if slope > 0 else 0.0
 
 
-def depth_scales(activation: str | Activation, sigma_w2: float, sigma_b2: float) -> DepthScales:
-    """q*, χ1, c*, the c-map's slope at c*, ξ_q and ξ_c.
+def depth_scales(
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, keep: float = 1.0
+) -> DepthScales:
+    """q*, χ1, c*, the c-map's slope at c*, ξ_q and ξ_c, with dropout of keep probability ρ
+    on every hidden activation (torch's: φ · mask/ρ, each input its own mask) if keep < 1.
 
-    c* = 1 is a fixed point of the c-map at q* whenever σ_b² ≥ 0; its slope there is χ1, so
-    it is stable for χ1 ≤ 1 (ordered). For χ1 > 1 the inputs decorrelate to the root c* < 1
-    of c-map(c) − c, found by brentq on [c_lo, 1 − 1e-9] with c-map(c_lo) > c_lo.
+    Dropout scales the diagonal of the map by 1/ρ (E[(mask/ρ)²] = 1/ρ) and leaves the
+    off-diagonal alone (two inputs' masks are independent): q* is the fixed point of
+    q ↦ (σ_w²/ρ) E[φ(√q z)²] + σ_b², and c^(l+1) = (σ_w² E[φ(u1)φ(u2)] + σ_b²)/q*
+    (Schoenholz et al. 2017, section 5).
+
+    c* = 1 is a fixed point of the c-map at q* when ρ = 1; its slope there is χ1, so it is
+    stable for χ1 ≤ 1 (ordered). For χ1 > 1, or any ρ < 1 (the map sends c = 1 to
+    1 − (1 − ρ)(q* − σ_b²)/q* < 1), the inputs decorrelate to the root c* < 1 of
+    c-map(c) − c, found by brentq on [c_lo, 1] with c-map(c_lo) > c_lo.
     """
     _check(sigma_w2, sigma_b2)
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"the keep probability ρ must lie in (0, 1], got {keep!r}")
     act = as_activation(activation)
-    q = fixed_point(act, sigma_w2, sigma_b2)
+    diagonal = sigma_w2 / keep  # the q-map's weight variance under dropout
+    q = fixed_point(act, diagonal, sigma_b2)
     if not 0 < q < math.inf:
         raise ValueError(
             f"depth scales need a finite q* > 0; {act!r} at σ_w² = {sigma_w2}, "
-            f"σ_b² = {sigma_b2} has q* = {q}"
+            f"σ_b² = {sigma_b2}, ρ = {keep} has q* = {q}"
         )
-    chi1 = chi(act, q, sigma_w2)
-    xi_q = _xi(variance_map_slope(act, q, sigma_w2))
-    if chi1 <= 1.0:
+    chi1 = chi(act, q, diagonal)
+    xi_q = _xi(variance_map_slope(act, q, diagonal))
+    if keep == 1.0 and chi1 <= 1.0:
         return DepthScales(q, chi1, 1.0, chi1, xi_q, _xi(chi1))
 
     def gap(c: float) -> float:
@@ -461,7 +473,7 @@ def depth_scales(activation: str | Activation, sigma_w2: float, sigma_b2: float)
         lo -= 0.25
         if lo < -1.0:
             raise ValueError(f"no correlation fixed point below 1 for {act!r} at σ_w² = {sigma_w2}")
-    hi = 1.0 - 1e-6
+    hi = 1.0 if keep < 1.0 else 1.0 - 1e-6
     if gap(hi) >= 0:  # χ1 − 1 below what the quadrature resolves: on the critical line
         return DepthScales(q, chi1, 1.0, chi1, xi_q, math.inf)
     c_star = _brentq(gap, lo, hi)
