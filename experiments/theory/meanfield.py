@@ -30,6 +30,11 @@ correlation map (c-map)
 whose fixed point c* (1 in the ordered phase) is approached as e^{−l/ξ_c}, with
 ξ_c = −1/ln χ_c(c*), χ_c = σ_w² E[φ′(u1) φ′(u2)] (= χ1 at c* = 1); q^(l) approaches q* as
 e^{−l/ξ_q}, ξ_q = −1/ln(d map/dq at q*). ξ_c diverges on the critical line χ1 = 1.
+Dropout with keep probability ρ puts 1/ρ on the q-map (the diagonal) but not on the c-map's
+numerator: c = 1 stops being a fixed point and ξ_c stays finite (`depth_scales(keep=ρ)`).
+
+The Gaussian quadrature lives in experiments.theory.quadrature, the batch's weight gradient
+(what the correlation map adds to the single-example theory) in theory.batch_gradient.
 
 Gaussian expectations E[g(√q z)]:
 - closed forms where they exist: linear, relu, leaky_relu (both moments for every q);
