@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, optimize, special
 
+from experiments.theory import batch_gradient
 from experiments.theory import meanfield as mf
 
 # --- the activations, written out independently (f, f′, kinks) ---------------------------------
@@ -433,9 +434,9 @@ def test_the_batch_theory_without_cross_terms_is_the_single_example_theory():
     where the output errors are uncorrelated too: a batch of one."""
     for act, sw2, depth in (("tanh", 1.0, 16), ("sigmoid", 1.0, 8), ("relu", 2.0, 32)):
         single = mf.grad_ratio_log10_theory(act, sw2, 0.0, depth)
-        assert mf.batch_grad_ratio_log10_theory(act, sw2, 0.0, depth, 1) == pytest.approx(
-            single, abs=1e-12
-        ), act
+        assert batch_gradient.batch_grad_ratio_log10_theory(
+            act, sw2, 0.0, depth, 1
+        ) == pytest.approx(single, abs=1e-12), act
 
 
 def test_the_batch_theory_predicts_relu_kaiming():
@@ -445,14 +446,14 @@ def test_the_batch_theory_predicts_relu_kaiming():
     want = {8: -0.51, 16: -0.60, 32: -0.64}
     for depth, value in want.items():
         assert mf.grad_ratio_log10_theory("relu", 2.0, 0.0, depth) == pytest.approx(0.0, abs=1e-12)
-        got = mf.batch_grad_ratio_log10_theory("relu", 2.0, 0.0, depth, 128)
+        got = batch_gradient.batch_grad_ratio_log10_theory("relu", 2.0, 0.0, depth, 128)
         assert got == pytest.approx(value, abs=0.01), (depth, got)
 
 
 def test_the_output_error_gram():
     """Uniform outputs (q = 0): E‖p − y‖² = 1 − 1/K, and the two examples' errors are
     uncorrelated; identical confident outputs (q large, c = 1): ⟨p, p′⟩ → 1."""
-    d, o = mf.output_error_gram(0.0, 0.0, 10)
+    d, o = batch_gradient.output_error_gram(0.0, 0.0, 10)
     assert d == pytest.approx(0.9, abs=1e-12) and o == pytest.approx(0.0, abs=1e-12)
-    d, o = mf.output_error_gram(1e8, 1.0, 10)
+    d, o = batch_gradient.output_error_gram(1e8, 1.0, 10)
     assert o == pytest.approx(0.9, abs=1e-3) and d == pytest.approx(1.8, abs=1e-3)

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.theory import meanfield
+from experiments.theory import batch_gradient, meanfield
 from experiments.theory.initializers import (
     EXPERIMENT_INITS,
     get_initializer,
@@ -201,7 +201,7 @@ def _theory(
         ("grad_ratio_log10_theory", ratios.grad_ratio_log10),
         (
             "grad_ratio_log10_batch_theory",
-            meanfield.batch_grad_ratio_log10_theory(act, sigma_w2, sigma_b2, depth, batch),
+            batch_gradient.batch_grad_ratio_log10_theory(act, sigma_w2, sigma_b2, depth, batch),
         ),
     )
 

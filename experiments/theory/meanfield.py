@@ -30,6 +30,11 @@ correlation map (c-map)
 whose fixed point c* (1 in the ordered phase) is approached as e^{−l/ξ_c}, with
 ξ_c = −1/ln χ_c(c*), χ_c = σ_w² E[φ′(u1) φ′(u2)] (= χ1 at c* = 1); q^(l) approaches q* as
 e^{−l/ξ_q}, ξ_q = −1/ln(d map/dq at q*). ξ_c diverges on the critical line χ1 = 1.
+Dropout with keep probability ρ puts 1/ρ on the q-map (the diagonal) but not on the c-map's
+numerator: c = 1 stops being a fixed point and ξ_c stays finite (`depth_scales(keep=ρ)`).
+
+The Gaussian quadrature lives in experiments.theory.quadrature, the batch's weight gradient
+(what the correlation map adds to the single-example theory) in theory.batch_gradient.
 
 Gaussian expectations E[g(√q z)]:
 - closed forms where they exist: linear, relu, leaky_relu (both moments for every q);
@@ -51,88 +56,28 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 from scipy.optimize import brentq
 
+from experiments.theory.quadrature import (
+    HERMITE_2D_NODES,
+    Q_MAX,
+    gauss_panels,
+    gaussian_expectation,
+    hermite,
+    nodes,
+)
 from manual_bp.ops.activations import Activation, get_activation
 
 Array = np.ndarray
 
-_HERMITE_NODES = 96
-_HERMITE_MAX_SCALE = 0.6
-_HERMITE_2D_NODES = 160
-_LEGENDRE_NODES = 24
-#: Gauss–Legendre nodes per panel in the nested pair quadrature (kinked φ)
-_PAIR_LEGENDRE_NODES = 16
-_Z_MAX = 12.0
-#: q beyond this is ∞ for float64 purposes; χ of every activation here has a limit there.
-Q_MAX = 1e300
 #: brentq's relative tolerance: 4 ulp, the smallest it accepts.
 _RTOL = 4 * np.finfo(float).eps
 
 
 def _brentq(f: Callable[[float], float], lo: float, hi: float) -> float:
     return float(brentq(f, lo, hi, xtol=1e-300, rtol=_RTOL, maxiter=400))
-
-
-# --- Gaussian expectations ------------------------------------------------------------
-
-
-@cache
-def _hermite(n: int = _HERMITE_NODES) -> tuple[Array, Array]:
-    x, w = np.polynomial.hermite.hermgauss(n)
-    return x * math.sqrt(2.0), w / math.sqrt(math.pi)  # ∫ g(z) φ(z) dz ≈ Σ w g(x)
-
-
-@cache
-def _legendre(order: int = _LEGENDRE_NODES) -> tuple[Array, Array]:
-    return np.polynomial.legendre.leggauss(order)
-
-
-def _panel_nodes(
-    scale: float, kinks: tuple[float, ...], order: int = _LEGENDRE_NODES
-) -> tuple[Array, Array]:
-    """Nodes u and weights for ∫ g(u) N(u; 0, scale²) du over |u| ≤ 12·scale.
-
-    Panels end at the kinks and at ±2ᵏ (k = −3…6: the activation's own scale) and at
-    ±scale·2⁻ʲ (j = 0…10: the Gaussian's); beyond |u| = 64 every activation here is
-    linear or constant to round-off, so a panel there only has to follow the Gaussian.
-    """
-    u_max = _Z_MAX * scale
-    own = 2.0 ** np.arange(-3, 7)
-    gaussian = scale * 2.0 ** -np.arange(0, 11)
-    ends = np.concatenate([own, gaussian, [u_max]])
-    cuts = np.concatenate([-ends, [0.0], ends, [k for k in kinks if abs(k) < u_max]])
-    cuts = np.unique(cuts[np.abs(cuts) <= u_max])
-    x, w = _legendre(order)
-    lo, hi = cuts[:-1, None], cuts[1:, None]
-    u = (0.5 * (hi - lo) * x + 0.5 * (hi + lo)).ravel()
-    weight = (0.5 * (hi - lo) * w).ravel()
-    density = np.exp(-0.5 * (u / scale) ** 2) / (scale * math.sqrt(2.0 * math.pi))
-    return u, weight * density
-
-
-def _nodes(q: float, kinks: tuple[float, ...]) -> tuple[Array, Array]:
-    """Nodes u = √q z and weights with E[g(√q z)] ≈ Σ w g(u)."""
-    if not q >= 0:
-        raise ValueError(f"the variance q must be non-negative, got {q}")
-    scale = math.sqrt(min(q, Q_MAX))
-    if scale == 0.0:
-        return np.zeros(1), np.ones(1)
-    if not kinks and scale <= _HERMITE_MAX_SCALE:
-        z, w = _hermite()
-        return scale * z, w
-    return _panel_nodes(scale, kinks)
-
-
-def gaussian_expectation(
-    g: Callable[[Array], Array], q: float, kinks: tuple[float, ...] = ()
-) -> float:
-    """E[g(√q z)], z ~ N(0, 1): Gauss–Hermite when g is smooth on the scale √q, else panels."""
-    u, w = _nodes(q, kinks)
-    return float(w @ g(u))
 
 
 # --- the table: per activation, E[φ(√q z)²] and E[φ′(√q z)²] ---------------------------
@@ -168,7 +113,7 @@ def _by_quadrature(act: Activation) -> Moments:
     where = kinks(act)
 
     def both(q: float) -> tuple[float, float]:
-        u, w = _nodes(q, where)
+        u, w = nodes(q, where)
         return float(w @ act.f(u) ** 2), float(w @ act.grad(u) ** 2)
 
     return both
@@ -361,99 +306,6 @@ def grad_ratio_log10_theory(
     return ratio_theory(activation, sigma_w2, sigma_b2, depth, var_x).grad_ratio_log10
 
 
-# --- the batch's weight gradient: what the correlation map adds ------------------------------
-
-
-@dataclass(frozen=True)
-class PairTrajectory:
-    """Per hidden layer l = 1..L−1 of a random MLP fed independent inputs: q_l, the inputs'
-    correlation c_l, and the four moments the weight gradient needs."""
-
-    q: tuple[float, ...]
-    c: tuple[float, ...]
-    phi2: tuple[float, ...]  # E[φ(z)²]: an example with itself
-    phi_pair: tuple[float, ...]  # E[φ(u1)φ(u2)] at c_l: two examples
-    dphi2: tuple[float, ...]  # E[φ′(z)²]
-    dphi_pair: tuple[float, ...]  # E[φ′(u1)φ′(u2)]
-
-
-def pair_trajectory(
-    activation: str | Activation, sigma_w2: float, sigma_b2: float, layers: int,
-    var_x: float = 1.0,
-) -> PairTrajectory:  # fmt: skip
-    """q^(1) = σ_w² Var(x) + σ_b², c^(1) = σ_b²/q^(1) (independent inputs), then
-    q^(l+1) = σ_w² E[φ²] + σ_b² and c^(l+1) q^(l+1) = σ_w² E[φ(u1)φ(u2)] + σ_b²."""
-    act = as_activation(activation)
-    q = min(sigma_w2 * var_x + sigma_b2, Q_MAX)
-    c = sigma_b2 / q if q > 0 else 1.0
-    rows = []
-    for _ in range(layers):
-        phi2, dphi2 = moments(act, q)
-        pair, dpair = pair_moments(act, q, min(max(c, -1.0), 1.0))
-        rows.append((q, c, phi2, pair, dphi2, dpair))
-        q_next = min(sigma_w2 * phi2 + sigma_b2, Q_MAX)
-        c = (sigma_w2 * pair + sigma_b2) / q_next if q_next > 0 else 1.0
-        q = q_next
-    return PairTrajectory(*(tuple(col) for col in zip(*rows, strict=True)))
-
-
-def _softmax(z: Array) -> Array:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def output_error_gram(
-    q: float, c: float, classes: int = 10, samples: int = 20000
-) -> tuple[float, float]:
-    """(E‖p − y‖², E⟨p − y, p′ − y′⟩) for the cross-entropy's δ = p − y of two examples whose
-    logits are N(0, q) per class with correlation c, labels drawn uniformly and independently:
-    E‖p‖² + 1 − 2/K and E⟨p, p′⟩ − 1/K, by a seeded Monte Carlo over the logits."""
-    rng = np.random.default_rng(20170101)
-    g1, g2 = rng.normal(size=(2, samples, classes))
-    c = min(max(c, -1.0), 1.0)
-    r = math.sqrt(min(q, Q_MAX))
-    p1 = _softmax(r * g1)
-    p2 = _softmax(r * (c * g1 + math.sqrt(1.0 - c * c) * g2))
-    return (
-        float(np.mean(np.sum(p1 * p1, axis=1))) + 1.0 - 2.0 / classes,
-        float(np.mean(np.sum(p1 * p2, axis=1))) - 1.0 / classes,
-    )
-
-
-def batch_grad_ratio_log10_theory(
-    activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
-    var_x: float = 1.0, classes: int = 10,
-) -> float:  # fmt: skip
-    """log10(‖∂L/∂W^(1)‖/‖∂L/∂W^(L−1)‖) of a batch of `batch` independent inputs.
-
-    ‖Σ_b δ_b a_bᵀ‖² = Σ_{b,b′} ⟨δ_b, δ_b′⟩⟨a_b, a_b′⟩: beside each example with itself (the
-    single-example theory) come the B(B − 1) cross terms. Forward, ⟨a_b, a_b′⟩ ∝ E[φ(u1)φ(u2)]
-    at the correlation c_l the c-map carries (0 at the input); backward, ⟨δ_b, δ_b′⟩ is the
-    output's error Gram (`output_error_gram` at the logits' q, c) times Π σ_w² E[φ′(u1)φ′(u2)]
-    over the layers above (the gradient-independence assumption, as for χ).
-    """
-    _check(sigma_w2, sigma_b2)
-    if depth < 3:
-        return 0.0
-    t = pair_trajectory(activation, sigma_w2, sigma_b2, depth - 1, var_x)
-    q_out = min(sigma_w2 * t.phi2[-1] + sigma_b2, Q_MAX)
-    c_out = (sigma_w2 * t.phi_pair[-1] + sigma_b2) / q_out if q_out > 0 else 1.0
-    if not (math.isfinite(q_out) and q_out < Q_MAX):
-        return math.nan
-    self_gram, cross_gram = output_error_gram(q_out, c_out, classes)
-    diag, cross = batch * self_gram, batch * (batch - 1) * cross_gram
-
-    def grad_norm2(l: int) -> float:  # l = 1..L−1; layers above l: l..L−1 in t (0-based l−1..)
-        back_d = math.prod(sigma_w2 * d for d in t.dphi2[l - 1 :])
-        back_c = math.prod(sigma_w2 * d for d in t.dphi_pair[l - 1 :])
-        a_d, a_c = (var_x, 0.0) if l == 1 else (t.phi2[l - 2], t.phi_pair[l - 2])
-        return back_d * a_d * diag + back_c * a_c * cross
-
-    first, last = grad_norm2(1), grad_norm2(depth - 1)
-    return 0.5 * (_log10(first) - _log10(last))
-
-
 def critical_sigma_w2(
     activation: str | Activation,
     sigma_b2: float = 0.0,
@@ -514,35 +366,17 @@ def _pair_leaky(act: Activation) -> Callable[[float, float], tuple[float, float]
     return both
 
 
-#: panel ends in units of the Gaussian's scale, for the nested pair quadrature
-_Z_CUTS = np.array([0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.5, 8.5, _Z_MAX])
-
-
-def _gauss_panels(scale: float, kinks: tuple[float, ...]) -> tuple[Array, Array]:
-    """Nodes and weights for ∫ g(u) N(u; 0, scale²) du over |u| ≤ 12·scale: Gauss–Legendre
-    panels that end at fixed multiples of the scale and at the kinks."""
-    u_max = _Z_MAX * scale
-    cuts = np.concatenate([-scale * _Z_CUTS, [0.0], scale * _Z_CUTS,
-                           [k for k in kinks if abs(k) < u_max]])  # fmt: skip
-    cuts = np.unique(cuts)
-    x, w = _legendre(_PAIR_LEGENDRE_NODES)
-    lo, hi = cuts[:-1, None], cuts[1:, None]
-    u = (0.5 * (hi - lo) * x + 0.5 * (hi + lo)).ravel()
-    weight = (0.5 * (hi - lo) * w).ravel()
-    return u, weight * np.exp(-0.5 * (u / scale) ** 2) / (scale * math.sqrt(2.0 * math.pi))
-
-
 def _pair_by_panels(act: Activation, q: float, c: float) -> tuple[float, float]:
     """E[φ(u1)φ(u2)], E[φ′(u1)φ′(u2)] for φ with kinks: u1 on panels that end at the kinks,
     and for each u1 the conditional u2 | u1 ~ N(c u1, q(1 − c²)) on panels that end at them."""
     where = kinks(act)
-    u, w = _gauss_panels(math.sqrt(min(q, Q_MAX)), where)
+    u, w = gauss_panels(math.sqrt(min(q, Q_MAX)), where)
     s = math.sqrt(min(q * (1.0 - c * c), Q_MAX))
     if s == 0.0:
         return moments(act, q)
     inner_f, inner_g = np.empty(len(u)), np.empty(len(u))
     for i, ui in enumerate(u):
-        y, v = _gauss_panels(s, tuple(k - c * ui for k in where))
+        y, v = gauss_panels(s, tuple(k - c * ui for k in where))
         u2 = c * ui + y
         inner_f[i], inner_g[i] = v @ act.f(u2), v @ act.grad(u2)
     return float(w @ (act.f(u) * inner_f)), float(w @ (act.grad(u) * inner_g))
@@ -569,7 +403,7 @@ def pair_moments(activation: str | Activation, q: float, c: float) -> tuple[floa
         return moments(act, q)
     if kinks(act):
         return _pair_by_panels(act, q, c)
-    z, w = _hermite(_HERMITE_2D_NODES)
+    z, w = hermite(HERMITE_2D_NODES)
     r = math.sqrt(q)
     u1 = r * z[:, None]
     u2 = r * (c * z[:, None] + math.sqrt(max(1.0 - c * c, 0.0)) * z[None, :])
@@ -588,14 +422,14 @@ def correlation_map(
 
 @dataclass(frozen=True)
 class DepthScales:
-    """Schoenholz et al. (2017)'s depth scales at (σ_w², σ_b²)."""
+    """Schoenholz et al. (2017)'s depth scales at (σ_w², σ_b²) and dropout's keep probability."""
 
     q_star: float
-    chi1: float
-    c_star: float  # 1 in the ordered phase (χ1 ≤ 1)
+    chi1: float  # (σ_w²/ρ) E[φ′(√q* z)²]: one input's factor on ‖δ‖² per layer
+    c_star: float  # 1 in the ordered phase (χ1 ≤ 1) without dropout; < 1 with it
     chi_c: float  # σ_w² E[φ′(u1)φ′(u2)] at c*: the c-map's slope there
     xi_q: float  # −1/ln(d map/dq at q*)
-    xi_c: float  # −1/ln χ_c; ∞ on the critical line
+    xi_c: float  # −1/ln χ_c; ∞ on the critical line (without dropout)
 
 
 def _xi(slope: float) -> float:
@@ -604,24 +438,36 @@ def _xi(slope: float) -> float:
     return -1.0 / math.log(slope) if slope > 0 else 0.0
 
 
-def depth_scales(activation: str | Activation, sigma_w2: float, sigma_b2: float) -> DepthScales:
-    """q*, χ1, c*, the c-map's slope at c*, ξ_q and ξ_c.
+def depth_scales(
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, keep: float = 1.0
+) -> DepthScales:
+    """q*, χ1, c*, the c-map's slope at c*, ξ_q and ξ_c, with dropout of keep probability ρ
+    on every hidden activation (torch's: φ · mask/ρ, each input its own mask) if keep < 1.
 
-    c* = 1 is a fixed point of the c-map at q* whenever σ_b² ≥ 0; its slope there is χ1, so
-    it is stable for χ1 ≤ 1 (ordered). For χ1 > 1 the inputs decorrelate to the root c* < 1
-    of c-map(c) − c, found by brentq on [c_lo, 1 − 1e-9] with c-map(c_lo) > c_lo.
+    Dropout scales the diagonal of the map by 1/ρ (E[(mask/ρ)²] = 1/ρ) and leaves the
+    off-diagonal alone (two inputs' masks are independent): q* is the fixed point of
+    q ↦ (σ_w²/ρ) E[φ(√q z)²] + σ_b², and c^(l+1) = (σ_w² E[φ(u1)φ(u2)] + σ_b²)/q*
+    (Schoenholz et al. 2017, section 5).
+
+    c* = 1 is a fixed point of the c-map at q* when ρ = 1; its slope there is χ1, so it is
+    stable for χ1 ≤ 1 (ordered). For χ1 > 1, or any ρ < 1 (the map sends c = 1 to
+    1 − (1 − ρ)(q* − σ_b²)/q* < 1), the inputs decorrelate to the root c* < 1 of
+    c-map(c) − c, found by brentq on [c_lo, 1] with c-map(c_lo) > c_lo.
     """
     _check(sigma_w2, sigma_b2)
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"the keep probability ρ must lie in (0, 1], got {keep!r}")
     act = as_activation(activation)
-    q = fixed_point(act, sigma_w2, sigma_b2)
+    diagonal = sigma_w2 / keep  # the q-map's weight variance under dropout
+    q = fixed_point(act, diagonal, sigma_b2)
     if not 0 < q < math.inf:
         raise ValueError(
             f"depth scales need a finite q* > 0; {act!r} at σ_w² = {sigma_w2}, "
-            f"σ_b² = {sigma_b2} has q* = {q}"
+            f"σ_b² = {sigma_b2}, ρ = {keep} has q* = {q}"
         )
-    chi1 = chi(act, q, sigma_w2)
-    xi_q = _xi(variance_map_slope(act, q, sigma_w2))
-    if chi1 <= 1.0:
+    chi1 = chi(act, q, diagonal)
+    xi_q = _xi(variance_map_slope(act, q, diagonal))
+    if keep == 1.0 and chi1 <= 1.0:
         return DepthScales(q, chi1, 1.0, chi1, xi_q, _xi(chi1))
 
     def gap(c: float) -> float:
@@ -632,7 +478,7 @@ def depth_scales(activation: str | Activation, sigma_w2: float, sigma_b2: float)
         lo -= 0.25
         if lo < -1.0:
             raise ValueError(f"no correlation fixed point below 1 for {act!r} at σ_w² = {sigma_w2}")
-    hi = 1.0 - 1e-6
+    hi = 1.0 if keep < 1.0 else 1.0 - 1e-6
     if gap(hi) >= 0:  # χ1 − 1 below what the quadrature resolves: on the critical line
         return DepthScales(q, chi1, 1.0, chi1, xi_q, math.inf)
     c_star = _brentq(gap, lo, hi)

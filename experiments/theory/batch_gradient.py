@@ -1,0 +1,115 @@
+"""The batch's weight gradient in mean-field theory: ‖Σ_b δ_b a_bᵀ‖² = Σ_{b,b′} ⟨δ_b, δ_b′⟩
+⟨a_b, a_b′⟩, the cross terms carried by the correlation map of experiments.theory.meanfield
+(Schoenholz et al. 2017) forward and by its derivative backward."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from experiments.theory.meanfield import (
+    Q_MAX,
+    _check,
+    _log10,
+    as_activation,
+    moments,
+    pair_moments,
+)
+from manual_bp.ops.activations import Activation
+
+Array = np.ndarray
+
+
+# --- the batch's weight gradient: what the correlation map adds ------------------------------
+
+
+@dataclass(frozen=True)
+class PairTrajectory:
+    """Per hidden layer l = 1..L−1 of a random MLP fed independent inputs: q_l, the inputs'
+    correlation c_l, and the four moments the weight gradient needs."""
+
+    q: tuple[float, ...]
+    c: tuple[float, ...]
+    phi2: tuple[float, ...]  # E[φ(z)²]: an example with itself
+    phi_pair: tuple[float, ...]  # E[φ(u1)φ(u2)] at c_l: two examples
+    dphi2: tuple[float, ...]  # E[φ′(z)²]
+    dphi_pair: tuple[float, ...]  # E[φ′(u1)φ′(u2)]
+
+
+def pair_trajectory(
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, layers: int,
+    var_x: float = 1.0,
+) -> PairTrajectory:  # fmt: skip
+    """q^(1) = σ_w² Var(x) + σ_b², c^(1) = σ_b²/q^(1) (independent inputs), then
+    q^(l+1) = σ_w² E[φ²] + σ_b² and c^(l+1) q^(l+1) = σ_w² E[φ(u1)φ(u2)] + σ_b²."""
+    act = as_activation(activation)
+    q = min(sigma_w2 * var_x + sigma_b2, Q_MAX)
+    c = sigma_b2 / q if q > 0 else 1.0
+    rows = []
+    for _ in range(layers):
+        phi2, dphi2 = moments(act, q)
+        pair, dpair = pair_moments(act, q, min(max(c, -1.0), 1.0))
+        rows.append((q, c, phi2, pair, dphi2, dpair))
+        q_next = min(sigma_w2 * phi2 + sigma_b2, Q_MAX)
+        c = (sigma_w2 * pair + sigma_b2) / q_next if q_next > 0 else 1.0
+        q = q_next
+    return PairTrajectory(*(tuple(col) for col in zip(*rows, strict=True)))
+
+
+def _softmax(z: Array) -> Array:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def output_error_gram(
+    q: float, c: float, classes: int = 10, samples: int = 20000
+) -> tuple[float, float]:
+    """(E‖p − y‖², E⟨p − y, p′ − y′⟩) for the cross-entropy's δ = p − y of two examples whose
+    logits are N(0, q) per class with correlation c, labels drawn uniformly and independently:
+    E‖p‖² + 1 − 2/K and E⟨p, p′⟩ − 1/K, by a seeded Monte Carlo over the logits."""
+    rng = np.random.default_rng(20170101)
+    g1, g2 = rng.normal(size=(2, samples, classes))
+    c = min(max(c, -1.0), 1.0)
+    r = math.sqrt(min(q, Q_MAX))
+    p1 = _softmax(r * g1)
+    p2 = _softmax(r * (c * g1 + math.sqrt(1.0 - c * c) * g2))
+    return (
+        float(np.mean(np.sum(p1 * p1, axis=1))) + 1.0 - 2.0 / classes,
+        float(np.mean(np.sum(p1 * p2, axis=1))) - 1.0 / classes,
+    )
+
+
+def batch_grad_ratio_log10_theory(
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
+    var_x: float = 1.0, classes: int = 10,
+) -> float:  # fmt: skip
+    """log10(‖∂L/∂W^(1)‖/‖∂L/∂W^(L−1)‖) of a batch of `batch` independent inputs.
+
+    ‖Σ_b δ_b a_bᵀ‖² = Σ_{b,b′} ⟨δ_b, δ_b′⟩⟨a_b, a_b′⟩: beside each example with itself (the
+    single-example theory) come the B(B − 1) cross terms. Forward, ⟨a_b, a_b′⟩ ∝ E[φ(u1)φ(u2)]
+    at the correlation c_l the c-map carries (0 at the input); backward, ⟨δ_b, δ_b′⟩ is the
+    output's error Gram (`output_error_gram` at the logits' q, c) times Π σ_w² E[φ′(u1)φ′(u2)]
+    over the layers above (the gradient-independence assumption, as for χ).
+    """
+    _check(sigma_w2, sigma_b2)
+    if depth < 3:
+        return 0.0
+    t = pair_trajectory(activation, sigma_w2, sigma_b2, depth - 1, var_x)
+    q_out = min(sigma_w2 * t.phi2[-1] + sigma_b2, Q_MAX)
+    c_out = (sigma_w2 * t.phi_pair[-1] + sigma_b2) / q_out if q_out > 0 else 1.0
+    if not (math.isfinite(q_out) and q_out < Q_MAX):
+        return math.nan
+    self_gram, cross_gram = output_error_gram(q_out, c_out, classes)
+    diag, cross = batch * self_gram, batch * (batch - 1) * cross_gram
+
+    def grad_norm2(l: int) -> float:  # l = 1..L−1; layers above l: l..L−1 in t (0-based l−1..)
+        back_d = math.prod(sigma_w2 * d for d in t.dphi2[l - 1 :])
+        back_c = math.prod(sigma_w2 * d for d in t.dphi_pair[l - 1 :])
+        a_d, a_c = (var_x, 0.0) if l == 1 else (t.phi2[l - 2], t.phi_pair[l - 2])
+        return back_d * a_d * diag + back_c * a_c * cross
+
+    first, last = grad_norm2(1), grad_norm2(depth - 1)
+    return 0.5 * (_log10(first) - _log10(last))
