@@ -30,9 +30,6 @@ STILL_LONG = {
     "manual_bp/ops/shape.py",
     "manual_bp/ops/activations.py",
     "manual_bp/ops/arithmetic.py",
-    "experiments/report/gradient_flow.py",
-    "experiments/report/training.py",
-    "experiments/theory/meanfield.py",
 }
 
 
