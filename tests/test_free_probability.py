@@ -90,3 +90,14 @@ def test_bad_input_is_refused():
         fp.jacobian_spectrum("tanh", "uniform", 1.0, 0.1, 2)
     with pytest.raises(ValueError, match="positive numbers"):
         fp.jacobian_spectrum("relu", "gaussian", 2.0, 1.0, 2).density(np.array([0.0, 1.0]))
+
+
+def test_a_coarse_path_stays_on_the_physical_root():
+    """On the report's grid (0.02 decades) the narrow depth-4 orthogonal tanh spectrum kept
+    its mass: a looser jump guard followed a second root with Im G ≤ 0 and half the mass."""
+    q = jm.critical_q("tanh", 1.05, 2.01e-5)
+    s = fp.jacobian_spectrum("tanh", "orthogonal", 1.05, q, 4)
+    lx = np.linspace(-8.0, 3.0, 551)
+    r = fp.log10_density(s, lx)
+    assert np.trapezoid(r, lx) == pytest.approx(1.0, abs=0.05)
+    assert lx[np.argmax(r)] == pytest.approx(0.06, abs=0.03)

@@ -129,7 +129,7 @@ class Spectrum:
     def green(self, x: Array) -> Array:
         """G(x + iεx) = (1 + m)/(x + iεx) at the points x > 0: followed along a path of ratio
         1 + STEP from above the spectrum's edge (m ≈ E[λ]/x there) down to min x, each solve
-        starting from the last root; a step is halved where Newton fails, jumps (|Δt| > |t|/2)
+        starting from the last root; a step is halved where Newton fails, jumps (|Δt| > |t|/10)
         or lands on the unphysical root (next to an edge)."""
         x = np.asarray(x, dtype=float)
         if x.ndim != 1 or not np.all(x > 0):
@@ -144,7 +144,7 @@ class Spectrum:
                 step = max(here / (1 + STEP), target)
                 while True:
                     new, ok = self._newton(t, step * (1 + 1j * ETA))
-                    if ok and abs(new - t) <= 0.5 * abs(t):
+                    if ok and abs(new - t) <= 0.1 * abs(t):
                         break
                     step = math.sqrt(here * step)
                     if step >= here * (1 - 1e-12):
