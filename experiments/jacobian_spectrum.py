@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     write_csv(out / "spectrum.csv", spectrum, "%.6g")
     write_csv(out / "density.csv", density, "%.6g")
-    write_csv(out / "theory_density.csv", theory[theory["density"] > 1e-5], "%.5g")
+    write_csv(out / "theory_density.csv", theory[theory["density"] > 1e-4], "%.4g")
     figures = report.write_figures(out, spectrum, density, theory, EDGES)
     command = command_line("experiments.jacobian_spectrum", sys.argv[1:] if argv is None else argv)
     atomic_write(

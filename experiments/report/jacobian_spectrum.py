@@ -319,38 +319,58 @@ def findings(spectrum: pd.DataFrame) -> list[str]:
     return out
 
 
-def density_finding(
+def density_match(
     spectrum: pd.DataFrame, density: pd.DataFrame, theory: pd.DataFrame, edges: np.ndarray
-) -> str:
-    """The measured histogram against the free-probability density at the deepest depth: the
-    share below 10^edges[0] and the upper edge."""
-    table = stats(spectrum)
+) -> pd.DataFrame:
+    """Per case at the deepest depth: the share of s² below 10^edges[0], measured and in the
+    density (the zero atom counted below), the density's upper edge (log10 s² where it falls
+    under 1e-3) and the range over seeds of the largest log10 s²."""
     deep = int(density["depth"].max())
-    seeds = int(table["seeds"].max())
-    parts = []
+    rows = []
     for (act, w), curve in theory[theory["depth"] == deep].groupby(
         ["activation", "weights"], sort=False
     ):
         counts = _counts(density, act, w, deep, len(edges) - 1)
         grid, rho = curve["log10_s2"].to_numpy(), curve["density"].to_numpy()
-        below = max(1.0 - float(np.trapezoid(rho, grid)), 0.0)  # the zero atom counted below
-        edge = grid[rho > 1e-3].max()
         top = spectrum[
             (spectrum["activation"] == act)
             & (spectrum["weights"] == w)
             & (spectrum["depth"] == deep)
         ]["s_max"]
-        lo, hi = np.log10(top.min() ** 2), np.log10(top.max() ** 2)
-        parts.append(
-            f"{act}/{w}: {counts[0] / counts.sum():.0%} of the measured s² below "
-            f"10^{edges[0]:.0f} against {below:.0%} of the density, the largest log10 s² "
-            f"{lo:+.2f} to {hi:+.2f} over seeds against the density's upper edge {edge:+.2f}"
+        rows.append(
+            {
+                "activation": act,
+                "weights": w,
+                "depth": deep,
+                "below": counts[0] / counts.sum(),
+                "below_theory": max(1.0 - float(np.trapezoid(rho, grid)), 0.0),
+                "edge": grid[rho > 1e-3].max(),
+                "top_lo": np.log10(top.min() ** 2),
+                "top_hi": np.log10(top.max() ** 2),
+            }
         )
+    return pd.DataFrame(rows)
+
+
+def density_finding(
+    spectrum: pd.DataFrame, density: pd.DataFrame, theory: pd.DataFrame, edges: np.ndarray
+) -> str:
+    """The measured histogram against the free-probability density at the deepest depth."""
+    match = density_match(spectrum, density, theory, edges)
+    seeds = int(spectrum["seed"].nunique())
+    parts = [
+        f"{r['activation']}/{r['weights']}: {r['below']:.0%} of the measured s² below "
+        f"10^{edges[0]:.0f} against {r['below_theory']:.0%} of the density, the largest "
+        f"log10 s² {r['top_lo']:+.2f} to {r['top_hi']:+.2f} over seeds against the density's "
+        f"upper edge {r['edge']:+.2f}"
+        for _, r in match.iterrows()
+    ]
     return (
         f"**The free-probability density is the measured spectrum's shape** (the black lines "
         f"of the density plot over the histograms of {seeds} networks of width "
-        f"{int(spectrum['width'].iloc[0])}); at depth {deep}: " + "; ".join(parts) + ". "
-        "The density is the width → ∞ limit: single nets' largest s² fall on both sides of "
+        f"{int(spectrum['width'].iloc[0])}); at depth {int(match['depth'].iloc[0])}: "
+        + "; ".join(parts)
+        + ". The density is the width → ∞ limit: single nets' largest s² fall on both sides of "
         "its upper edge, and the orthogonal tanh net's radial singular value sits alone below "
         "the bulk, where the density has no mass (one direction in N carries no weight as "
         "N → ∞)."
@@ -444,6 +464,13 @@ def readme(
         "## Summary",
         "",
         *summary(spectrum),
+        *(
+            f"- The free-probability density drawn over the histograms: at depth "
+            f"{int(r['depth'])}, {r['below']:.0%} of tanh/Gaussian s² lie below 1e-8 measured "
+            f"and {r['below_theory']:.0%} in the density."
+            for _, r in density_match(spectrum, *curves).iterrows()
+            if (r["activation"], r["weights"]) == ("tanh", "gaussian")
+        ),
         "",
         *glossary("σ_w², σ_b²", "q*", "χ1", "ξ", "edge of chaos")[:-1],
         "- **J, s**: J = ∂h^(L)/∂h^(0), the input–output Jacobian; s its singular values. "
@@ -506,7 +533,7 @@ def readme(
         "- `theory_density.csv`: the free-probability density of log10 s² "
         "(`experiments.theory.free_probability`, the S-transform equation solved by Newton's "
         "method): `activation`, `weights`, `depth`, `log10_s2`, `density` (points above "
-        "1e-5), `zero_mass` (relu's atom at s² = 0).",
+        "1e-4), `zero_mass` (relu's atom at s² = 0).",
         "",
     ]
     return "\n".join(lines)
