@@ -33,8 +33,8 @@ QUICK = {"depth": 8, "width": 16, "steps": 20, "seeds": 2, "sigma_b2": [1e-5, 0.
 LR = 0.01
 THRESHOLD = 0.5  # the normalised loss whose first crossing counts as "learnt"
 RUNTIME = (
-    "about 30 s of CPU time for the 24 runs; 110 s of wall time with --jobs 2 on two cores "
-    "shared with other work."
+    "about 23 to 28 s of CPU time for the 24 runs; 29 to 110 s of wall time with --jobs 2 on "
+    "two cores shared with other work."
 )
 
 

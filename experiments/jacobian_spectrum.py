@@ -35,8 +35,9 @@ DENSITY_DEPTHS = 3  # the density plot shows the shallowest, a middle and the de
 EDGES = np.linspace(-8.0, 3.0, 221)  # log10 s² bins; below 1e-8: dead units / rounding floor
 THEORY_GRID = np.linspace(-8.0, 3.0, 551)  # where the free-probability density is drawn
 RUNTIME = (
-    "about 32 s of CPU time for the 64 networks, the 12 densities and the plots (the densities "
-    "about 3 s of it); 100 s of wall time on two cores shared with other work."
+    "about 31 s of CPU time for the 64 networks, the 12 densities and the plots (the densities "
+    "about 3 s of it); 32 to 100 s of wall time with --jobs 2 on two cores shared with other "
+    "work."
 )
 
 

@@ -33,8 +33,9 @@ from experiments.theory import meanfield
 
 Array = np.ndarray
 
-#: relative imaginary part of x + iε: smooths the density by a Lorentzian of that width; so
-#: small that the tails it leaves outside the support carry < 1e-5 of the variance
+#: relative imaginary part of x + iε: smooths the density by a Lorentzian of that width; its
+#: tails outside the support add ∝ ε to the variance (ε = 1e-4 inflated the depth-64
+#: orthogonal tanh value 55-fold); at 1e-9 the moments match the closed forms to 1e-3
 ETA = 1e-9
 #: the continuation path's ratio between neighbouring points (halved where Newton fails)
 STEP = 0.05
