@@ -44,6 +44,7 @@ def test_sgd_lowers_the_loss_and_the_curve_is_evaluated_every_few_steps():
 def test_the_summary_counts_what_the_curves_show():
     curves = pd.DataFrame(
         {
+            "depth": 6,
             "activation": "tanh",
             "weights": "orthogonal",
             "sigma_w2": 1.0,
@@ -54,7 +55,8 @@ def test_the_summary_counts_what_the_curves_show():
             "loss": [1.0, 0.4, 0.3, 1.0, 0.8, 0.6],
         }
     )
-    (row,) = report.summarise(curves, {("tanh", "orthogonal", 0.0): 0.5}, 0.5).to_dict("records")
+    spread = {(6, "tanh", "orthogonal", 0.0): 0.5}
+    (row,) = report.summarise(curves, spread, 0.5).to_dict("records")
     assert row["final_median"] == pytest.approx(0.45, rel=1e-12)
     assert (row["final_min"], row["final_max"]) == (0.3, 0.6)
     assert row["reached"] == 1 and row["steps_to_median"] == 10.0

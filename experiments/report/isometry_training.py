@@ -12,35 +12,37 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from experiments.report.common import MEASURED, figure, findings_and_plots, legend_below
+from experiments.report.common import MEASURED, figure, findings_and_plots, legend_below, panels
 from experiments.report.io import write_png
 
 WEIGHT_STYLE = {"orthogonal": {"color": "tab:blue"}, "gaussian": {"color": "tab:orange"}}
-KEYS = ["activation", "sigma_b2", "weights"]
+KEYS = ["depth", "activation", "sigma_b2", "weights"]
 
 
-def _cell(activation: str, q_star: float) -> str:
-    return f"{activation}, q* = {q_star:.3g}"
+def _cell(activation: str, q_star: float, depth: int | None = None) -> str:
+    where = "" if depth is None else f"depth {depth}, "
+    return f"{where}{activation}, q* = {q_star:.3g}"
 
 
 def summarise(
-    curves: pd.DataFrame, spread: Mapping[tuple[str, str, float], float], threshold: float
+    curves: pd.DataFrame, spread: Mapping[tuple[int, str, str, float], float], threshold: float
 ) -> pd.DataFrame:
     """Per cell: the theory's normalised spectral variance, the loss after the budget (median,
     min, max over seeds) and the first evaluated step with loss ≤ threshold (median, min, max
     over the seeds that reach it; `reached` counts them)."""
     rows = []
-    for (act, sigma_b2, weights), part in curves.groupby(KEYS, sort=False):
+    for (depth, act, sigma_b2, weights), part in curves.groupby(KEYS, sort=False):
         final = part.sort_values("step").groupby("seed")["loss"].last()
         hit = part[part["loss"] <= threshold].groupby("seed")["step"].min()
         rows.append(
             {
+                "depth": depth,
                 "activation": act,
                 "weights": weights,
                 "sigma_w2": part["sigma_w2"].iloc[0],
                 "sigma_b2": sigma_b2,
                 "q_star": part["q_star"].iloc[0],
-                "normalised_var": spread[(act, weights, sigma_b2)],
+                "normalised_var": spread[(depth, act, weights, sigma_b2)],
                 "seeds": part["seed"].nunique(),
                 "steps": int(part["step"].max()),
                 "final_median": final.median(),
@@ -56,12 +58,16 @@ def summarise(
 
 
 def plot_curves(curves: pd.DataFrame, threshold: float) -> Figure:
-    """A panel per (activation, q*): the normalised loss against step, median over seeds and
-    the range, orthogonal against Gaussian."""
-    groups = list(dict.fromkeys(zip(curves["activation"], curves["q_star"], strict=True)))
-    fig, axes = figure(1, len(groups), width=3.2, height=3.0, sharey=True)
-    for ax, (act, q) in zip(axes.flat, groups, strict=True):
-        part = curves[(curves["activation"] == act) & (curves["q_star"] == q)]
+    """A panel per (depth, activation, q*): the normalised loss against step, median over
+    seeds and the range, orthogonal against Gaussian."""
+    groups = list(
+        dict.fromkeys(zip(curves["depth"], curves["activation"], curves["q_star"], strict=True))
+    )
+    fig, flat = panels(len(groups), max_cols=4, width=3.2, height=3.0, sharey=True)
+    for ax, (depth, act, q) in zip(flat, groups, strict=True):
+        part = curves[
+            (curves["depth"] == depth) & (curves["activation"] == act) & (curves["q_star"] == q)
+        ]
         for weights, rows in part.groupby("weights", sort=False):
             g = rows.groupby("step")["loss"]
             steps = np.array(sorted(rows["step"].unique()))
@@ -69,12 +75,13 @@ def plot_curves(curves: pd.DataFrame, threshold: float) -> Figure:
             ax.fill_between(steps, g.min(), g.max(), color=color, alpha=0.25, lw=0)
             ax.plot(steps, g.median(), color=color, lw=1.4, label=f"{weights} (median, range)")
         ax.axhline(threshold, color="0.5", lw=0.8, ls=":", label=f"threshold {threshold:g}")
-        ax.set_title(_cell(act, q), fontsize=10)
+        ax.set_title(_cell(act, q, depth), fontsize=10)
         ax.set_xlabel("SGD step")
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
-    axes[0, 0].set_ylabel("evaluation MSE / Var y")
-    legend_below(fig, axes[0, 0], ncols=3)
+    for ax in flat[:: min(4, len(flat))]:
+        ax.set_ylabel("evaluation MSE / Var y")
+    legend_below(fig, flat[0], ncols=3)
     fig.suptitle("Training a deep critical net on a linear teacher", fontsize=10)
     return fig
 
@@ -85,6 +92,7 @@ def plot_speed(summary: pd.DataFrame) -> Figure:
     ax = axes[0, 0]
     groups = list(dict.fromkeys(zip(summary["activation"], summary["q_star"], strict=True)))
     markers = dict(zip(groups, "o^Dsv<>", strict=False))
+    shallow = int(summary["depth"].min())
     for _, r in summary.iterrows():
         ax.errorbar(
             [r["normalised_var"]],
@@ -93,11 +101,15 @@ def plot_speed(summary: pd.DataFrame) -> Figure:
             color=WEIGHT_STYLE[r["weights"]]["color"],
             capsize=2,
             **{**MEASURED, "marker": markers[(r["activation"], r["q_star"])], "ms": 6},
+            mfc="white" if r["depth"] != shallow else None,
         )
     for weights, style in WEIGHT_STYLE.items():
         ax.plot([], [], ls="-", lw=6, alpha=0.6, color=style["color"], label=weights)
     for (act, q), marker in markers.items():
         ax.plot([], [], ls="", marker=marker, color="0.3", label=_cell(act, q))
+    for depth in sorted(summary["depth"].unique()):
+        hollow = {"mfc": "white"} if depth != shallow else {}
+        ax.plot([], [], ls="", marker="o", color="0.3", label=f"depth {depth}", **hollow)
     ax.set(
         xscale="log",
         yscale="log",
@@ -106,7 +118,10 @@ def plot_speed(summary: pd.DataFrame) -> Figure:
     )
     ax.grid(alpha=0.3, which="both")
     legend_below(fig, ax, ncols=3)
-    fig.suptitle("Loss after the budget against the Jacobian's spectral spread", fontsize=10)
+    fig.suptitle(
+        "Loss after the budget against the Jacobian's spectral spread (hollow: deeper nets)",
+        fontsize=10,
+    )
     return fig
 
 
@@ -139,11 +154,12 @@ def findings(summary: pd.DataFrame, threshold: float) -> list[str]:
     seeds, steps = int(summary["seeds"].min()), int(summary["steps"].max())
     tanh = summary[summary["activation"] == "tanh"]
     wins, losses = [], []
-    for q, part in tanh.groupby("q_star"):
+    for (depth, q), part in tanh.groupby(["depth", "q_star"]):
         o = part[part["weights"] == "orthogonal"].iloc[0]
         g = part[part["weights"] == "gaussian"].iloc[0]
         text = (
-            f"q* = {q:.3g}: orthogonal {_loss(o)} (spectral variance {o['normalised_var']:.3g}) "
+            f"depth {depth}, q* = {q:.3g}: orthogonal {_loss(o)} "
+            f"(spectral variance {o['normalised_var']:.3g}) "
             f"against Gaussian {_loss(g)} ({g['normalised_var']:.3g})"
         )
         (wins if o["final_max"] < g["final_min"] else losses).append(text)
@@ -156,14 +172,17 @@ def findings(summary: pd.DataFrame, threshold: float) -> list[str]:
     if losses:
         out.append("Where the ranges overlap no ordering is claimed: " + "; ".join(losses) + ".")
     rows = "; ".join(
-        f"{r['activation']}/{r['weights']} at q* = {r['q_star']:.3g}: {_steps(r)}"
+        f"{r['activation']}/{r['weights']} at depth {r['depth']}, q* = {r['q_star']:.3g}: "
+        f"{_steps(r)}"
         for _, r in summary.iterrows()
     )
     out.append(
         f"Steps to a loss ≤ {threshold:g} (median [range] over the seeds that reach it, "
         f"evaluated every 10 steps): {rows}."
     )
-    ortho = tanh[tanh["weights"] == "orthogonal"].sort_values("q_star")
+    shallow = int(summary["depth"].min())
+    ortho = tanh[(tanh["weights"] == "orthogonal") & (tanh["depth"] == shallow)]
+    ortho = ortho.sort_values("q_star")
     if len(ortho) >= 2:
         pairs = []
         rows = [r for _, r in ortho.iterrows()]
@@ -179,7 +198,7 @@ def findings(summary: pd.DataFrame, threshold: float) -> list[str]:
                 + ("" if word == "overlapping" else " (ranges disjoint)")
             )
         out.append(
-            "Among orthogonal tanh nets, loss after the budget by q*: "
+            f"Among orthogonal tanh nets of depth {shallow}, loss after the budget by q*: "
             + "; ".join(
                 f"{r['q_star']:.3g}: {_loss(r)} (spectral variance {r['normalised_var']:.3g})"
                 for _, r in ortho.iterrows()
@@ -195,16 +214,20 @@ def findings(summary: pd.DataFrame, threshold: float) -> list[str]:
                 else ""
             )
         )
-    relu = summary[summary["activation"] == "relu"]
-    if len(relu) and len(tanh):
-        best = tanh.loc[tanh["final_median"].idxmin()]
+    for depth in sorted(summary["depth"].unique()):
+        relu = summary[(summary["activation"] == "relu") & (summary["depth"] == depth)]
+        here = tanh[tanh["depth"] == depth]
+        if not len(relu) or not len(here):
+            continue
+        best = here.loc[here["final_median"].idxmin()]
         if relu["final_min"].min() > best["final_max"]:
             out.append(
-                "**ReLU trails the best tanh cell with either weights**: loss after the budget "
+                f"**At depth {depth} ReLU trails the best tanh cell with either weights**: "
+                "loss after the budget "
                 + "; ".join(f"{r['weights']} {_loss(r)}" for _, r in relu.iterrows())
                 + f" against {best['weights']} tanh at q* = {best['q_star']:.3g}, "
                 f"{_loss(best)}; its spectral variance is {relu['normalised_var'].min():.3g} or "
-                f"more whatever the weights. One rate serves every cell: ReLU at its own best "
+                "more whatever the weights. One rate serves every cell: ReLU at its own best "
                 "rate is not studied here."
             )
     rho = stats.spearmanr(summary["normalised_var"], summary["final_median"]).statistic
@@ -224,21 +247,25 @@ def readme(
 ) -> str:
     found = findings(summary, float(setup["threshold"]))
     table = [
-        "| activation | weights | σ_w² | σ_b² | q* | var(s²)/E[s²]² | loss after budget "
-        "[range] | steps to threshold [range] |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| depth | activation | weights | σ_w² | σ_b² | q* | var(s²)/E[s²]² | loss after "
+        "budget [range] | steps to threshold [range] |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(
-            f"| {r['activation']} | {r['weights']} | {r['sigma_w2']:.4g} | {r['sigma_b2']:.3g} "
+            f"| {r['depth']} | {r['activation']} | {r['weights']} | {r['sigma_w2']:.4g} "
+            f"| {r['sigma_b2']:.3g} "
             f"| {r['q_star']:.3g} | {r['normalised_var']:.3g} | {_loss(r)} | {_steps(r)} |"
             for _, r in summary.iterrows()
         ),
     ]
     lead = found[0].split(":", 1)[0].replace("**", "")
-    first = summary[summary["activation"] == "tanh"].sort_values("q_star")
+    shallow = int(summary["depth"].min())
+    first = summary[(summary["activation"] == "tanh") & (summary["depth"] == shallow)]
+    first = first.sort_values("q_star")
     if len(first) >= 2:
         o, g = (first[first["weights"] == w].iloc[0] for w in ("orthogonal", "gaussian"))
         lead += (
-            f"; at q* = {o['q_star']:.3g} the loss after {int(o['steps'])} steps is "
+            f"; at depth {shallow}, q* = {o['q_star']:.3g} the loss after {int(o['steps'])} "
+            "steps is "
             f"{_loss(o)} orthogonal against {_loss(g)} Gaussian"
         )
     lines = [
@@ -249,7 +276,7 @@ def readme(
         "## Summary",
         "",
         f"- {lead} (see Findings 1; {int(summary['seeds'].min())} seeds per cell).",
-        f"- The free-probability spectral variance of JJᵀ at depth {setup['depth']}: "
+        "- The free-probability spectral variance of JJᵀ: "
         f"{summary['normalised_var'].min():.3g} (orthogonal tanh, smallest q*) to "
         f"{summary['normalised_var'].max():.3g} (Gaussian relu).",
         "",
@@ -257,7 +284,8 @@ def readme(
         "",
         f"    {command}",
         "",
-        f"- Nets: {setup['depth']} square layers of width {setup['width']}, "
+        f"- Nets: {setup['depth']} square layers of width {setup['width']} (and "
+        f"{setup['deep']} for the smallest q* and relu), "
         "h^(l) = W_l φ(h^(l−1)) + b_l, and a linear readout N(0, 1/N) to 4 outputs; tanh on "
         "the critical line χ1 = 1 at σ_b² = "
         + ", ".join(f"{b:g}" for b in setup["sigma_b2"])
@@ -286,8 +314,8 @@ def readme(
     lines += [
         "## Files",
         "",
-        "- `curves.csv`: `activation`, `weights`, `sigma_w2`, `sigma_b2`, `q_star`, `seed`, "
-        "`step`, `loss` (evaluation MSE / Var y).",
+        "- `curves.csv`: `depth`, `activation`, `weights`, `sigma_w2`, `sigma_b2`, `q_star`, "
+        "`seed`, `step`, `loss` (evaluation MSE / Var y).",
         "- `summary.csv`: one row per cell, the table's numbers.",
         "",
     ]
