@@ -52,6 +52,7 @@ report: $(STAMP)
 	$(PY) -m experiments.training
 	$(PY) -m experiments.rnn_gradient_flow
 	$(PY) -m experiments.jacobian_spectrum
+	$(PY) -m experiments.isometry_training
 	$(PY) -m experiments.depth_scales
 	$(PY) -m experiments.finite_width
 	$(PY) -m experiments.benchmark

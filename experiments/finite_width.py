@@ -5,8 +5,8 @@ trajectory theory and gelu + kaiming_normal against width.
 
     python -m experiments.finite_width [--out DIR] [--jobs J] [--quick]
 
-Writes hanin.csv, hanin_step.csv, gelu_residual.csv, gelu_layers.csv, PNG plots and README.md
-into --out (default reports/finite_width/).
+Writes hanin_cells.csv, hanin.csv, hanin_step.csv, gelu_residual.csv, gelu_layers.csv, PNG plots
+and README.md into --out (default reports/finite_width/).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ QUICK = {
     "gelu_seeds": 2,
     "gelu_batch": 8,
 }
+SAMPLE = {"hanin": 8, "step": 50}  # networks per cell whose examples are written out
 RUNTIME = (
     "about 70 s of CPU time (46 s user, 25 s system) for the 4708 networks, measured with "
     "--jobs 2 on a shared two-core machine."
@@ -103,8 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     residual = pd.DataFrame([summary for summary, _ in gelu])
     layers = pd.DataFrame([row for _, rows in gelu for row in rows])
     out: Path = args.out
-    write_csv(out / "hanin.csv", hanin_frame, "%.6g")
-    write_csv(out / "hanin_step.csv", step_frame, "%.6g")
+    # NOTE: the report reads every example; the folder keeps per-cell summaries of all of
+    # them and the examples of the first SAMPLE networks per cell (the rest are rerun)
+    cells = finite_width.cells(pd.concat([step_frame, hanin_frame], ignore_index=True))
+    write_csv(out / "hanin_cells.csv", cells, "%.6g")
+    write_csv(out / "hanin.csv", hanin_frame[hanin_frame["seed"] < SAMPLE["hanin"]], "%.5g")
+    write_csv(out / "hanin_step.csv", step_frame[step_frame["seed"] < SAMPLE["step"]], "%.5g")
     write_csv(out / "gelu_residual.csv", residual, "%.6g")
     write_csv(out / "gelu_layers.csv", layers, "%.4g")
     figures = report.write_figures(out, hanin_frame, residual, layers)
@@ -114,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.readme(hanin_frame, step_frame, residual, layers, figures, command, RUNTIME),
     )
     n = len(hanin_configs) + len(step_configs) + len(gelu_configs)
-    print(f"{n} networks; wrote {out}/README.md, 4 CSV files and {len(figures)} PNG plots")
+    print(f"{n} networks; wrote {out}/README.md, 5 CSV files and {len(figures)} PNG plots")
     return 0
 
 

@@ -67,6 +67,7 @@ def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
         "gelu_residual.png",
         "hanin.csv",
         "hanin.png",
+        "hanin_cells.csv",
         "hanin_qq.png",
         "hanin_step.csv",
     ]

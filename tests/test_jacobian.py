@@ -115,6 +115,7 @@ def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
         "s_max_vs_depth.png",
         "spectral_density.png",
         "spectrum.csv",
+        "theory_density.csv",
         "variance_vs_depth.png",
     ]
     for name in files:

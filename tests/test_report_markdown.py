@@ -53,7 +53,7 @@ def test_the_check_finds_a_delimiter_row_too_long() -> None:
 
 
 STUDIES = ["gradient_flow", "training", "jacobian_spectrum", "depth_scales", "finite_width",
-           "rnn_gradient_flow"]  # fmt: skip
+           "rnn_gradient_flow", "isometry_training"]  # fmt: skip
 
 
 @pytest.mark.parametrize("study", STUDIES)

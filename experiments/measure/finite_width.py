@@ -40,6 +40,7 @@ import math
 import zlib
 
 import numpy as np
+import pandas as pd
 from scipy import special, stats
 
 from experiments.measure import flow
@@ -143,6 +144,22 @@ def measure_hanin(config: flow.Config) -> list[dict]:
         }
         for n in range(config.batch)
     ]
+
+
+#: the per-example columns of the Hanin study
+LN_COLUMNS = ("ln_ratio_loss", "ln_ratio_random", "ln_ratio_onehot", "ln_last_random")
+
+
+def cells(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (weights, depth, width): the networks, the examples, and for each ln column its
+    mean, variance (ddof = 1) and median over every example of every network."""
+    g = rows.groupby(["weights", "depth", "width"], sort=False)
+    out = g.agg(networks=("seed", "nunique"), examples=("example", "size"))
+    for column in LN_COLUMNS:
+        out[f"{column}_mean"] = g[column].mean()
+        out[f"{column}_var"] = g[column].var(ddof=1)
+        out[f"{column}_median"] = g[column].median()
+    return out.reset_index()
 
 
 def _per_example(config: flow.Config) -> dict[str, float]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.theory import meanfield
+from experiments.theory import free_probability, meanfield
 from manual_bp.network import mlp
 from manual_bp.ops.activations import get_activation
 
@@ -229,3 +229,22 @@ def measure(task: tuple[JacobianConfig, tuple[int, ...], Array]) -> list[dict]:
             }
         )
     return rows
+
+
+def theory_density(task: tuple[str, str, float, float, int, Array]) -> list[dict]:
+    """The free-probability density of log10 s² (experiments.theory.free_probability) for
+    (activation, weights, σ_w², q*, depth) on a grid of log10 s², one row per point."""
+    activation, weights, sigma_w2, q, depth, log10_s2 = task
+    spectrum = free_probability.jacobian_spectrum(activation, weights, sigma_w2, q, depth)
+    density = free_probability.log10_density(spectrum, log10_s2)
+    return [
+        {
+            "activation": activation,
+            "weights": weights,
+            "depth": depth,
+            "log10_s2": float(x),
+            "density": float(r),
+            "zero_mass": spectrum.zero_mass,
+        }
+        for x, r in zip(log10_s2, density, strict=True)
+    ]

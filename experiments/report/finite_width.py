@@ -223,10 +223,14 @@ def readme(
     lines += [
         "## Files",
         "",
-        "- `hanin.csv`: one row per (weights, depth, width, network, example): `weights`, "
-        "`depth`, `width`, `seed`, `example`, `ln_ratio_loss`, `ln_ratio_random`, "
-        "`ln_ratio_onehot`, `ln_last_random` (ln ‖δ^(L)‖² of the random direction).",
-        "- `hanin_step.csv`: the same columns for the one-step (depth 2) networks.",
+        "- `hanin_cells.csv`: one row per (weights, depth, width) over every example of every "
+        "network the findings use: `networks`, `examples`, and the `_mean`, `_var` (ddof = 1) "
+        "and `_median` of each per-example column below.",
+        "- `hanin.csv`: a sample, the examples of networks (seeds) 0–7 of each cell: one row "
+        "per (weights, depth, width, network, example): `weights`, `depth`, `width`, `seed`, "
+        "`example`, `ln_ratio_loss`, `ln_ratio_random`, `ln_ratio_onehot`, `ln_last_random` "
+        "(ln ‖δ^(L)‖² of the random direction), 5 significant digits.",
+        "- `hanin_step.csv`: the same columns for the one-step (depth 2) networks, seeds 0–49.",
         "- `gelu_residual.csv`: one row per width and seed: the δ and weight-gradient ratios "
         "and their theory, `delta_ratio_log10_median_example` (the median over examples of "
         "log10 ‖δ_n^(1)‖/‖δ_n^(L−1)‖) and `top_example_share` (the largest example's share "

@@ -69,49 +69,88 @@ def stats(spectrum: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def plot_densities(density: pd.DataFrame, edges: np.ndarray) -> Figure:
-    """Histograms of log10(s²), pooled over seeds: a panel per (activation, weights), a line
-    per depth."""
+def _counts(density: pd.DataFrame, act: str, w: str, depth: int, bins: int) -> np.ndarray:
+    """The pooled histogram of one case and depth, its empty bins restored."""
+    rows = density[
+        (density["activation"] == act) & (density["weights"] == w) & (density["depth"] == depth)
+    ]
+    counts = np.zeros(bins)
+    counts[rows["bin"].to_numpy(int)] = rows["count"].to_numpy(float)
+    return counts
+
+
+def plot_densities(
+    density: pd.DataFrame, theory: pd.DataFrame, table: pd.DataFrame, edges: np.ndarray
+) -> Figure:
+    """Histograms of log10(s²) pooled over seeds (a row per case, a column per depth) under
+    the free-probability density, the radial mode's predicted s² marked."""
     cases = list(dict.fromkeys(zip(density["activation"], density["weights"], strict=True)))
     depths = sorted(density["depth"].unique())
-    ncols = 2 if len(cases) > 1 else 1
-    fig, axes = figure(
-        (len(cases) + ncols - 1) // ncols, ncols, width=4.6, height=3.0, sharey=True, sharex=True
-    )
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    shades = {d: 0.35 + 0.65 * k / max(len(depths) - 1, 1) for k, d in enumerate(depths)}
-    for ax in list(axes.flat)[len(cases) :]:
-        ax.axis("off")
-    for ax, (act, w) in zip(axes.flat, cases, strict=False):
+    fig, axes = figure(len(cases), len(depths), width=3.3, height=2.3, sharex=True)
+    widths = np.diff(edges)
+    for i, (act, w) in enumerate(cases):
         color = CASE_STYLE.get((act, w), {}).get("color", "k")
-        for depth in depths:
-            rows = density[
-                (density["activation"] == act)
-                & (density["weights"] == w)
-                & (density["depth"] == depth)
-            ].sort_values("bin")
-            share = rows["count"].to_numpy() / max(rows["count"].sum(), 1)
-            ax.plot(
-                centres,
-                share / np.diff(edges),
+        for j, depth in enumerate(depths):
+            ax = axes[i, j]
+            counts = _counts(density, act, w, depth, len(widths))
+            share = counts / max(counts.sum(), 1.0)
+            # NOTE: the first bin holds everything below 10^edges[0]: told in words, not drawn
+            ax.stairs(
+                (share / widths)[1:],
+                edges[1:],
                 color=color,
-                alpha=shades[depth],
-                lw=1.4,
-                label=f"depth {depth}",
+                fill=True,
+                alpha=0.45,
+                label="measured (seeds pooled)",
             )
-        ax.axvline(0.0, color="0.5", lw=0.8, ls=":")
-        ax.set_title(CASE_STYLE.get((act, w), {}).get("label", f"{act}, {w}"), fontsize=10)
-        ax.set_xlabel("log10 s²  (s: singular value of J)")
-        ax.set_yscale("log")
-        ax.set_ylim(1e-4, None)
-        ax.grid(alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("density of log10 s²")
-    legend_below(fig, axes[0, 0], ncols=len(depths))
+            curve = theory[
+                (theory["activation"] == act)
+                & (theory["weights"] == w)
+                & (theory["depth"] == depth)
+            ]
+            ax.plot(
+                curve["log10_s2"],
+                curve["density"],
+                color="k",
+                lw=1.0,
+                label="free probability (width → ∞)",
+            )
+            row = _row(table, act, w, depth)
+            if w == "orthogonal" and row is not None and row["radial_theory"] < 0:
+                ax.axvline(
+                    row["radial_theory"],
+                    color="tab:purple",
+                    ls="--",
+                    lw=1.0,
+                    label="radial mode: s² = χ_q^(2L)",
+                )
+            zero = float(curve["zero_mass"].iloc[0]) if len(curve) else 0.0
+            ax.text(
+                0.03,
+                0.95,
+                f"below 1e{edges[0]:.0f}: {share[0]:.0%}\n(theory atom {zero:.0%})",
+                transform=ax.transAxes,
+                fontsize=7,
+                va="top",
+            )
+            ax.set_yscale("log")
+            ax.set_ylim(1e-3, 50.0)
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(f"depth {depth}", fontsize=10)
+            if j == 0:
+                label = CASE_STYLE.get((act, w), {}).get("label", f"{act}, {w}")
+                ax.set_ylabel(f"{label}\ndensity of log10 s²", fontsize=9)
+            if i == len(cases) - 1:
+                ax.set_xlabel("log10 s²")
+    handles = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=3, fontsize=9)
     fig.suptitle(
-        f"Spectrum of the input–output Jacobian (seeds pooled); the leftmost bin "
-        f"holds all s² below 10^{edges[0]:.0f}\n(ReLU's dead units, and the float64 "
-        "floor of the product)",
+        "Spectrum of the input–output Jacobian at criticality: measured (width "
+        f"{int(table['width'].iloc[0])}) under free probability",
         fontsize=10,
     )
     return fig
@@ -180,12 +219,16 @@ def plot_s_max(table: pd.DataFrame) -> Figure:
 
 
 def write_figures(
-    out: Path, spectrum: pd.DataFrame, density: pd.DataFrame, edges: np.ndarray
+    out: Path,
+    spectrum: pd.DataFrame,
+    density: pd.DataFrame,
+    theory: pd.DataFrame,
+    edges: np.ndarray,
 ) -> list[Path]:
     table = stats(spectrum)
     table["width"] = int(spectrum["width"].iloc[0])
     figures = {
-        "spectral_density.png": plot_densities(density, edges),
+        "spectral_density.png": plot_densities(density, theory, table, edges),
         "variance_vs_depth.png": plot_variance(table),
         "s_max_vs_depth.png": plot_s_max(table),
     }
@@ -276,6 +319,64 @@ def findings(spectrum: pd.DataFrame) -> list[str]:
     return out
 
 
+def density_match(
+    spectrum: pd.DataFrame, density: pd.DataFrame, theory: pd.DataFrame, edges: np.ndarray
+) -> pd.DataFrame:
+    """Per case at the deepest depth: the share of s² below 10^edges[0], measured and in the
+    density (the zero atom counted below), the density's upper edge (log10 s² where it falls
+    under 1e-3) and the range over seeds of the largest log10 s²."""
+    deep = int(density["depth"].max())
+    rows = []
+    for (act, w), curve in theory[theory["depth"] == deep].groupby(
+        ["activation", "weights"], sort=False
+    ):
+        counts = _counts(density, act, w, deep, len(edges) - 1)
+        grid, rho = curve["log10_s2"].to_numpy(), curve["density"].to_numpy()
+        top = spectrum[
+            (spectrum["activation"] == act)
+            & (spectrum["weights"] == w)
+            & (spectrum["depth"] == deep)
+        ]["s_max"]
+        rows.append(
+            {
+                "activation": act,
+                "weights": w,
+                "depth": deep,
+                "below": counts[0] / counts.sum(),
+                "below_theory": max(1.0 - float(np.trapezoid(rho, grid)), 0.0),
+                "edge": grid[rho > 1e-3].max(),
+                "top_lo": np.log10(top.min() ** 2),
+                "top_hi": np.log10(top.max() ** 2),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def density_finding(
+    spectrum: pd.DataFrame, density: pd.DataFrame, theory: pd.DataFrame, edges: np.ndarray
+) -> str:
+    """The measured histogram against the free-probability density at the deepest depth."""
+    match = density_match(spectrum, density, theory, edges)
+    seeds = int(spectrum["seed"].nunique())
+    parts = [
+        f"{r['activation']}/{r['weights']}: {r['below']:.0%} of the measured s² below "
+        f"10^{edges[0]:.0f} against {r['below_theory']:.0%} of the density, the largest "
+        f"log10 s² {r['top_lo']:+.2f} to {r['top_hi']:+.2f} over seeds against the density's "
+        f"upper edge {r['edge']:+.2f}"
+        for _, r in match.iterrows()
+    ]
+    return (
+        f"**The free-probability density is the measured spectrum's shape** (the black lines "
+        f"of the density plot over the histograms of {seeds} networks of width "
+        f"{int(spectrum['width'].iloc[0])}); at depth {int(match['depth'].iloc[0])}: "
+        + "; ".join(parts)
+        + ". The density is the width → ∞ limit: single nets' largest s² fall on both sides of "
+        "its upper edge, and the orthogonal tanh net's radial singular value sits alone below "
+        "the bulk, where the density has no mass (one direction in N carries no weight as "
+        "N → ∞)."
+    )
+
+
 def summary(spectrum: pd.DataFrame) -> list[str]:
     """The report's first lines, each with its numbers."""
     table = stats(spectrum)
@@ -343,7 +444,15 @@ def table_markdown(spectrum: pd.DataFrame) -> str:
     )
 
 
-def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtime: str) -> str:
+def readme(
+    spectrum: pd.DataFrame,
+    figures: Sequence[Path],
+    command: str,
+    runtime: str,
+    curves: tuple[pd.DataFrame, pd.DataFrame, np.ndarray],
+) -> str:
+    """The README; `curves` = (density, theory, edges): the histograms, the free-probability
+    densities and the bins' edges."""
     width = int(spectrum["width"].iloc[0])
     seeds = spectrum["seed"].nunique()
     depths = sorted(spectrum["depth"].unique())
@@ -355,6 +464,13 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "## Summary",
         "",
         *summary(spectrum),
+        *(
+            f"- The free-probability density drawn over the histograms: at depth "
+            f"{int(r['depth'])}, {r['below']:.0%} of tanh/Gaussian s² lie below 1e-8 measured "
+            f"and {r['below_theory']:.0%} in the density."
+            for _, r in density_match(spectrum, *curves).iterrows()
+            if (r["activation"], r["weights"]) == ("tanh", "gaussian")
+        ),
         "",
         *glossary("σ_w², σ_b²", "q*", "χ1", "ξ", "edge of chaos")[:-1],
         "- **J, s**: J = ∂h^(L)/∂h^(0), the input–output Jacobian; s its singular values. "
@@ -381,7 +497,11 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "Pennington, Schoenholz & Ganguli "
         '(2017), "Resurrecting the sigmoid in deep learning through dynamical isometry": '
         "E[s²] = Π χ_l and var(s²) = E[s²]² Σ_l (μ2/μ1² − 1 − s1), μ_k = E[φ′(√q z)^{2k}], "
-        "s1 = −1 for Gaussian and 0 for orthogonal weights; at χ = 1 their L(μ2/μ1² − 1 − s1).",
+        "s1 = −1 for Gaussian and 0 for orthogonal weights; at χ = 1 their L(μ2/μ1² − 1 − s1). "
+        "The density: the S-transform equation (S_W S_{D²})^L m/(1 + m) = 1/(x + iε) of "
+        'Pennington, Schoenholz & Ganguli (2018), "The emergence of spectral universality in '
+        "deep networks\", solved for m by Newton's method continued down x (ε = 1e-9·x); "
+        "its mass, mean and normalised variance are tested against the closed forms.",
         f"- Runtime: {runtime}",
         "",
         "## Numbers",
@@ -390,11 +510,15 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "",
     ]
     captions = {
-        "spectral_density.png": "The density of log10 s² at several depths.",
+        "spectral_density.png": "The density of log10 s² at three depths: the measured "
+        "histograms (seeds pooled) under the free-probability density, the radial mode's "
+        "predicted s² dashed.",
         "variance_vs_depth.png": "var(s²) against depth beside free probability.",
         "s_max_vs_depth.png": "The largest singular value against depth.",
     }
-    lines += findings_and_plots(findings(spectrum), figures, captions)
+    lines += findings_and_plots(
+        [density_finding(spectrum, *curves), *findings(spectrum)], figures, captions
+    )
     lines += [
         "## Files",
         "",
@@ -404,7 +528,12 @@ def readme(spectrum: pd.DataFrame, figures: Sequence[Path], command: str, runtim
         "bound over width), `mean_s2_theory`, `var_s2_theory`, `normalised_var_theory`, "
         "`radial_log10_s2_theory`.",
         "- `density.csv`: the histograms behind the density plot: `activation`, `weights`, "
-        "`depth`, `bin`, `lo`, `hi` (log10 s² edges), `count` (pooled over seeds).",
+        "`depth`, `bin`, `lo`, `hi` (log10 s² edges), `count` (pooled over seeds; empty bins "
+        "left out).",
+        "- `theory_density.csv`: the free-probability density of log10 s² "
+        "(`experiments.theory.free_probability`, the S-transform equation solved by Newton's "
+        "method): `activation`, `weights`, `depth`, `log10_s2`, `density` (points above "
+        "1e-4), `zero_mass` (relu's atom at s² = 0).",
         "",
     ]
     return "\n".join(lines)
