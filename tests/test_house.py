@@ -28,7 +28,6 @@ STILL_LONG = {
     "torch_ref/registry/shape.py",
     "manual_bp/ops/matrix.py",
     "manual_bp/ops/shape.py",
-    "manual_bp/ops/arithmetic.py",
     "experiments/report/gradient_flow.py",
     "experiments/report/training.py",
     "experiments/theory/meanfield.py",
