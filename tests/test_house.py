@@ -26,7 +26,6 @@ STILL_LONG = {
     "torch_ref/registry/matrix.py",
     "torch_ref/registry/indexing.py",
     "torch_ref/registry/shape.py",
-    "manual_bp/ops/shape.py",
     "experiments/report/gradient_flow.py",
     "experiments/report/training.py",
     "experiments/theory/meanfield.py",
