@@ -22,7 +22,6 @@ MAX_LINES = 600
 #: families, the recorder, the core's big op families, three lab modules); entries leave as
 #: those splits land (the test below fails on a stale one), none is ever added
 STILL_LONG = {
-    "torch_ref/registry/indexing.py",
     "experiments/report/gradient_flow.py",
     "experiments/report/training.py",
     "experiments/theory/meanfield.py",
