@@ -11,8 +11,8 @@ import pytest
 import torch
 from _layer_check import check_layer
 
-from manual_bp.ops import matrix
 from manual_bp.ops.matrix import QR, SVD, Cholesky, Eigh, HouseholderProduct, MatrixExp, Pinv
+from manual_bp.ops.matrix import factorizations as matrix
 
 rng = np.random.default_rng(0)
 TALL, WIDE, SQUARE = (
