@@ -399,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ops", action="store_true", help="run op_db (default: both)")
     parser.add_argument("--modules", action="store_true", help="run module_db (default: both)")
-    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
+    parser.add_argument(
+        "--samples", type=int, default=DEFAULT_SAMPLES, help="samples per entry at most"
+    )
     parser.add_argument("--only", nargs="*", default=None, help="entries by name")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="'-' writes nothing")
     args = parser.parse_args(argv)

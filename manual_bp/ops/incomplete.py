@@ -15,9 +15,8 @@ respect to `other`, and for `igamma`/`igammac` with respect to `other`.)
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
-from manual_bp.ops.arithmetic import _Binary
+from manual_bp.ops.arithmetic.binary import _Binary
 
 Array = np.ndarray
 
@@ -31,9 +30,13 @@ class Zeta(_Binary):
     """z = ζ(x, q), the Hurwitz zeta function;  δ_q = −δ x ζ(x + 1, q); δ_x: none (NaN)."""
 
     def f(self, x: Array, q: Array) -> Array:
+        from scipy import special  # (imported where used: the first oracle call stays light)
+
         return special.zeta(x, q)
 
     def partials(self, x: Array, q: Array, z: Array) -> tuple[Array, Array]:
+        from scipy import special
+
         return _none_like(z), -x * special.zeta(x + 1.0, q)
 
 
@@ -49,9 +52,13 @@ class GammaInc(_Binary):
         return "GammaIncC" if self.upper else "GammaInc"
 
     def f(self, a: Array, x: Array) -> Array:
+        from scipy import special
+
         return special.gammaincc(a, x) if self.upper else special.gammainc(a, x)
 
     def partials(self, a: Array, x: Array, z: Array) -> tuple[Array, Array]:
+        from scipy import special
+
         # e^(−x) x^(a−1) / Γ(a), in logs: −x + (a − 1) log x − log Γ(a)
         density = np.exp(-x + special.xlogy(a - 1.0, x) - special.gammaln(a))
         return _none_like(z), -density if self.upper else density
