@@ -85,6 +85,11 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[..., obj
     "channel_shuffle": (lambda h: F.channel_shuffle(h.view(3, 4, 1), 2), F.channel_shuffle),
     "renorm": (lambda h: torch.renorm(h, 2, 0, 1.0), torch.renorm),
     "aminmax": (lambda h: h * torch.aminmax(h).max, torch.aminmax),
+    "slice_scatter": (
+        lambda h: torch.slice_scatter(h, 2 * h[:, 1::2], 1, 1, 4, 2),
+        torch.slice_scatter,
+    ),
+    "select_scatter": (lambda h: torch.select_scatter(h, h[:, 0] ** 2, 1, 2), torch.select_scatter),
 }
 
 
@@ -215,3 +220,11 @@ def test_a_draw_from_a_private_generator_inside_a_lowered_call_is_refused():
     model = _model(lambda h: torch.normal(h, h.abs() + 1, generator=g))
     with pytest.raises(ValueError, match=r"torch\.normal.*draws random numbers.*aten\.normal"):
         torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 4))
+
+
+def test_a_decomposition_through_an_op_the_record_cannot_follow_is_refused_not_guessed():
+    """diagonal_scatter decomposes into as_strided (no row, no decomposition): the value it
+    makes is refused where it leaves the call, never taken for a constant."""
+    model = _model(lambda h: torch.diagonal_scatter(h[:, :3], 2 * h[:, 3]))
+    with pytest.raises(UnsupportedModuleError, match=r"torch\.diagonal_scatter .*aten\.as_strided"):
+        torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 3))

@@ -78,6 +78,10 @@ def _getitem_slice(x: Any, dim: int = 0, start: Any = None, end: Any = None, ste
     return (x, index), {}
 
 
+def _index_tuple(indices: Any) -> tuple:
+    return tuple(slice(None) if i is None else i for i in indices)
+
+
 #: ATen ops spelt differently in Python: op name → (the torch callable, an argument adapter)
 _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]]] = {
     "_unsafe_view": (torch.Tensor.view, lambda x, size: ((x, size), {})),
@@ -87,6 +91,9 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
     "_log_softmax": (F.log_softmax, lambda x, dim, half_to_float: ((x, dim), {})),
     "expand": (torch.Tensor.expand, lambda x, size, implicit=False: ((x, size), {})),
     "_to_copy": (torch.Tensor.clone, lambda x, **kw: ((x,), {})),
+    # x[i0, :, i2]: advanced indexing, None for a whole dimension (what x[...] lowers to)
+    "index": (operator.getitem, lambda x, indices: ((x, _index_tuple(indices)), {})),
+    "_unsafe_index": (operator.getitem, lambda x, indices: ((x, _index_tuple(indices)), {})),
     # dst.copy_(src): dst is src broadcast to dst's shape (the old dst gets no gradient)
     "copy_": (torch.Tensor.expand, lambda dst, src, non_blocking=False: ((src, dst.shape), {})),
     "native_layer_norm": (
@@ -120,6 +127,16 @@ def _entry(op: Any) -> tuple[OpEntry | None, Callable[..., tuple[tuple, dict]] |
     return lookup_method(name), None
 
 
+def _view_index(name: str, args: tuple, kwargs: dict) -> tuple | None:
+    """The index that makes an ATen view as `base[index]` (slice, select), or None."""
+    if name == "slice":
+        return _getitem_slice(*args, **kwargs)[0][1]
+    if name == "select":
+        x, dim, i = args[:3]
+        return (slice(None),) * (dim % max(len(x.shape), 1)) + (i,)
+    return None
+
+
 def _mutates(op: Any) -> bool:
     """Whether an ATen op writes its first argument (an in-place op)."""
     args = op._schema.arguments
@@ -128,11 +145,7 @@ def _mutates(op: Any) -> bool:
 
 
 def _float_tensors(value: Any, complex_too: bool = False) -> list[torch.Tensor]:
-    return [
-        t
-        for t in _tensors(value)
-        if t.is_floating_point() or (complex_too and t.is_complex())
-    ]
+    return [t for t in _tensors(value) if t.is_floating_point() or (complex_too and t.is_complex())]
 
 
 class Lowering(TorchDispatchMode):
@@ -174,6 +187,7 @@ class Lowering(TorchDispatchMode):
                 self.constant_write(args[0], old, name)
                 return out
             self.note(_float_tensors(out), False)
+            self.view(name, args, kwargs, out)
             return out
         if torch.Tag.nondeterministic_seeded in func.tags:  # (its decomposition draws anew)
             raise _ours(
@@ -208,7 +222,16 @@ class Lowering(TorchDispatchMode):
             return type(out)(values)
         bound = rec.bind_output(out, result, where, grad=False, copy=False)
         self.note(_float_tensors(bound), True)
+        self.view(name, args, kwargs, bound)
         return bound
+
+    def view(self, name: str, args: tuple, kwargs: dict, out: Any) -> None:
+        """An ATen view as base[index]: a later in-place write through it rebinds the base
+        (the recorder's write_back), as torch's CopySlices does."""
+        index = _view_index(name, args, kwargs)
+        if index is not None and isinstance(out, torch.Tensor):
+            self.rec.views[id(out)] = (args[0], index)
+            self.rec.keep.append(out)
 
     def decompose(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
         """An op without a row: torch's decomposition of it, run on the same values under
@@ -239,6 +262,9 @@ class Lowering(TorchDispatchMode):
                 )
             )
         for t, d in zip(theirs, ours, strict=True):
+            if id(d) in self.poisoned:  # (made by an op the record cannot follow)
+                self.poisoned[id(t)] = (t, self.poisoned[id(d)][1])
+                continue
             found = self.rec.bound.get(id(d))
             if found is not None and id(d) in self.rec.live:
                 self.rec.bind_output(t, found[0], self.what, grad=False, copy=False)
@@ -305,6 +331,15 @@ def lowered(
     for t in _tensors(out):
         if id(t) in lowering.poisoned:
             raise lowering.poisoned[id(t)][1]
+        found = rec.bound.get(id(t))
+        if found is not None and found[1] != t._version and id(t) in rec.live:
+            raise _ours(
+                UnsupportedModuleError(
+                    f"{what}{_user_line()} is not supported: it has no registry row, and "
+                    "torch's lowering of it writes its result in place through a view the "
+                    "oracle cannot follow"
+                )
+            )
     lowering.check(_tensors(out))
     for t in _tensors(out):
         if (t.requires_grad or not torch.is_grad_enabled()) and id(t) not in rec.live:
