@@ -85,6 +85,20 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[..., obj
     "channel_shuffle": (lambda h: F.channel_shuffle(h.view(3, 4, 1), 2), F.channel_shuffle),
     "renorm": (lambda h: torch.renorm(h, 2, 0, 1.0), torch.renorm),
     "aminmax": (lambda h: h * torch.aminmax(h).max, torch.aminmax),
+    "convolution": (
+        lambda h: torch.convolution(
+            h.view(1, 1, 3, 4),
+            h[:2, :2].reshape(1, 1, 2, 2),
+            None,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            False,
+            [0, 0],
+            1,
+        ),
+        torch.convolution,
+    ),  # fmt: skip
     "slice_scatter": (
         lambda h: torch.slice_scatter(h, 2 * h[:, 1::2], 1, 1, 4, 2),
         torch.slice_scatter,

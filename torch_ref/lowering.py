@@ -101,7 +101,36 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
         lambda x, shape, w, b, eps: ((x, shape, w, b, eps), {}),
     ),
 }
-_MULTI = {"native_layer_norm": 0}  # ops with auxiliary outputs: the index that is the value
+_MULTI = {"native_layer_norm": 0}
+
+
+def _convolution(
+    x: Any,
+    w: Any,
+    b: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    transposed: bool,
+    output_padding: Any,
+    groups: int,
+) -> tuple[Callable[..., Any], tuple, dict]:
+    """aten.convolution as the F.conv*d / F.conv_transpose*d call it is."""
+    n = len(x.shape) - 2
+    if transposed:
+        fn = getattr(F, f"conv_transpose{n}d", None)
+        return fn, (x, w, b, stride, padding, output_padding, groups, dilation), {}
+    return getattr(F, f"conv{n}d", None), (x, w, b, stride, padding, dilation, groups), {}
+
+
+#: ATen ops whose torch function depends on their arguments: name → (fn, args, kwargs)
+_CHOSEN: dict[str, Callable[..., tuple[Callable[..., Any], tuple, dict]]] = {
+    "convolution": _convolution,
+    "_adaptive_avg_pool2d": lambda x, size: (F.adaptive_avg_pool2d, (x, size), {}),
+    "_adaptive_avg_pool3d": lambda x, size: (F.adaptive_avg_pool3d, (x, size), {}),
+    "_cdist_forward": lambda a, b, p, mode=None: (torch.cdist, (a, b, p), {}),
+    "copy": lambda dst, src, non_blocking=False: (torch.Tensor.expand, (src, dst.shape), {}),
+}  # ops with auxiliary outputs: the index that is the value
 
 
 def _entry(op: Any) -> tuple[OpEntry | None, Callable[..., tuple[tuple, dict]] | None]:
@@ -109,12 +138,7 @@ def _entry(op: Any) -> tuple[OpEntry | None, Callable[..., tuple[tuple, dict]] |
     name = op._schema.name.split("::", 1)[1]
     if name in _SPELLING:
         fn, adapt = _SPELLING[name]
-        entry = lookup_function(fn)
-        if entry is None and getattr(fn, "__qualname__", "").startswith("TensorBase."):
-            entry = lookup_method(fn.__name__)
-        if entry is None and isinstance(fn, type(torch.Tensor.view)):
-            entry = lookup_method(fn.__name__)
-        return entry, adapt
+        return _row_of(fn), adapt
     for space, prefix in ((torch.linalg, "linalg_"), (torch.special, "special_")):
         if name.startswith(prefix) and hasattr(space, name[len(prefix) :]):
             entry = lookup_function(getattr(space, name[len(prefix) :]))
@@ -125,6 +149,16 @@ def _entry(op: Any) -> tuple[OpEntry | None, Callable[..., tuple[tuple, dict]] |
         if fn is not None and (entry := lookup_function(fn)) is not None:
             return entry, None
     return lookup_method(name), None
+
+
+def _row_of(fn: Any) -> OpEntry | None:
+    """The row of a torch function or Tensor method."""
+    entry = lookup_function(fn) if fn is not None else None
+    if entry is None and getattr(fn, "__qualname__", "").startswith("TensorBase."):
+        entry = lookup_method(fn.__name__)
+    if entry is None and isinstance(fn, type(torch.Tensor.view)):
+        entry = lookup_method(fn.__name__)
+    return entry
 
 
 def _view_index(name: str, args: tuple, kwargs: dict) -> tuple | None:
@@ -197,11 +231,15 @@ class Lowering(TorchDispatchMode):
                     "draws, so no reference gradient exists"
                 )
             )
-        entry, adapt = _entry(func)
+        if name in _CHOSEN:  # (the torch function depends on the arguments)
+            fn, vargs, vkwargs = _CHOSEN[name](*args, **kwargs)
+            entry = _row_of(fn)
+        else:
+            entry, adapt = _entry(func)
+            vargs, vkwargs = (args, kwargs) if adapt is None else adapt(*args, **kwargs)
         if entry is None:
             return self.decompose(func, name, args, kwargs)
         where = f"{self.what} (through torch's lowering: aten.{name})"
-        vargs, vkwargs = (args, kwargs) if adapt is None else adapt(*args, **kwargs)
         node = rec.node_name(name)
         result = rec.conv.call(
             entry, where, _user_line, node, tuple(rec.values_of(vargs, where)),
