@@ -33,7 +33,7 @@ def _x(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 def _mlp() -> tuple[Callable[..., Any], tuple]:
-    from experiments.benchmark import Case, mlp, vectors
+    from experiments.benchmark.models import Case, mlp, vectors
 
     model, loss_fn, x, t = Case(
         "mlp-20-32-32-5", lambda: mlp((20, 32, 32, 5)), vectors(16, 20, 5)
