@@ -347,8 +347,9 @@ def drop_in_section(drop_in: pd.DataFrame | None) -> str:
             "## torch_ref.gradcheck against torch.autograd.gradcheck\n\nNot measured in this run."
         )
     rows = [
-        [r.case, f"{r.torch_slow_ms:,.2f}", f"{r.ours_ms:.2f}", f"{r.speedup_vs_slow:,.1f}×",
-         f"{r.torch_fast_ms:.2f}", f"{r.ours_fast_ms:.2f}", f"{r.speedup_vs_fast:.2f}×"]
+        [r.case.replace("|", "\\|"), f"{r.torch_slow_ms:,.2f}", f"{r.ours_ms:.2f}",
+         f"{r.speedup_vs_slow:,.1f}×", f"{r.torch_fast_ms:.2f}", f"{r.ours_fast_ms:.2f}",
+         f"{r.speedup_vs_fast:.2f}×"]
         for r in drop_in.itertuples()
     ]  # fmt: skip
     functions = drop_in[drop_in["kind"] == "function"]
