@@ -96,6 +96,17 @@ class _Recorder(WholeModules, TorchFunctionMode):
         #: keep each weighted layer's z as computed (the reference takes δ of it)
         self.keep_z = True
 
+    def release(self) -> None:
+        """Drop what only the run needed: every tensor it kept alive, and the frames it held
+        (the recorder and this call's frame refer to each other: without this, the run's
+        tensors would wait for the garbage collector, through the NumPy pass)."""
+        self.keep.clear()
+        self.bound.clear()
+        self.views.clear()
+        self.regions.clear()
+        self.frames.clear()
+        self.stop = None  # type: ignore[assignment]
+
     # --- binding torch tensors to manual values ------------------------------------
 
     def bind(self, t: torch.Tensor, value: Ref | Param, live: bool, bump: int = 0) -> None:
@@ -540,7 +551,7 @@ def record(
     for src, act in fused.items():  # a fused node's a is the activation's value
         if act in values:
             values[src + ".a"] = values[act]
-    return Recording(
+    recording = Recording(
         network,
         b.params,
         module_outputs,
@@ -555,6 +566,8 @@ def record(
         {renamed.get(n, n): t for n, t in recorder.tensors.items()},
         recorder.lowered_calls,
     )
+    recorder.release()
+    return recording
 
 
 def _output_names(recorder: _Recorder, result: Any) -> Any:
