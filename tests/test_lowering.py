@@ -178,7 +178,7 @@ def test_an_op_with_neither_a_row_nor_a_decomposition_is_refused_naming_it():
         torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 3))
 
 
-def test_a_value_an_unfollowed_op_makes_is_refused_only_where_it_flows_on():
+def test_a_value_an_unfollowed_op_makes_is_a_constant_where_it_carries_no_gradient():
     """matrix_rank's integer result is a constant (as in autograd), though torch computes it
     through ops the record cannot follow; histc is a constant in autograd too."""
     model = _model(lambda h: h * torch.linalg.matrix_rank(h) + torch.histc(h, bins=4).sum())

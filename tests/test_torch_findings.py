@@ -22,7 +22,7 @@ class _Det(nn.Module):
         return torch.linalg.det(self.a * x).expand(1)
 
 
-def _adjugate_t(a: torch.Tensor) -> torch.Tensor:
+def _cofactors(a: torch.Tensor) -> torch.Tensor:
     """∂det/∂A = cof(A), the cofactor matrix, entry by entry (no inverse: A may be singular)."""
     n = a.shape[0]
     cof = torch.empty_like(a)
@@ -40,7 +40,7 @@ def test_det_at_an_exactly_singular_matrix_torch_returns_zero_the_oracle_the_cof
     model, x, t = _Det(a), torch.ones(3, 3, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
     loss = lambda out, t: (out * t).sum()  # noqa: E731
     grads = torch_ref.manual_gradients(model, loss, x, t)
-    cof = _adjugate_t(a)
+    cof = _cofactors(a)
     assert cof.abs().max() > 1  # (the derivative is not 0: cof[0, 0] = 4·5 − 6·1 = 14)
     torch.testing.assert_close(grads["a"], cof, rtol=1e-12, atol=1e-12)
     report = torch_ref.compare_gradients(model, loss, x, t)

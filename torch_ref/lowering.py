@@ -78,6 +78,11 @@ def _getitem_slice(x: Any, dim: int = 0, start: Any = None, end: Any = None, ste
     return (x, index), {}
 
 
+def _copy(dst: Any, src: Any, non_blocking: bool = False) -> tuple[tuple, dict]:
+    """dst.copy_(src): dst is src broadcast to dst's shape (the old dst gets no gradient)."""
+    return (src, dst.shape), {}
+
+
 def _index_tuple(indices: Any) -> tuple:
     return tuple(slice(None) if i is None else i for i in indices)
 
@@ -94,8 +99,11 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
     # x[i0, :, i2]: advanced indexing, None for a whole dimension (what x[...] lowers to)
     "index": (operator.getitem, lambda x, indices: ((x, _index_tuple(indices)), {})),
     "_unsafe_index": (operator.getitem, lambda x, indices: ((x, _index_tuple(indices)), {})),
-    # dst.copy_(src): dst is src broadcast to dst's shape (the old dst gets no gradient)
-    "copy_": (torch.Tensor.expand, lambda dst, src, non_blocking=False: ((src, dst.shape), {})),
+    "copy_": (torch.Tensor.expand, _copy),
+    "copy": (torch.Tensor.expand, _copy),  # (the out-of-place form: a new dst)
+    "_adaptive_avg_pool2d": (F.adaptive_avg_pool2d, lambda x, size: ((x, size), {})),
+    "_adaptive_avg_pool3d": (F.adaptive_avg_pool3d, lambda x, size: ((x, size), {})),
+    "_cdist_forward": (torch.cdist, lambda a, b, p, mode=None: ((a, b, p), {})),
     "native_layer_norm": (
         F.layer_norm,
         lambda x, shape, w, b, eps: ((x, shape, w, b, eps), {}),
@@ -126,10 +134,6 @@ def _convolution(
 #: ATen ops whose torch function depends on their arguments: name → (fn, args, kwargs)
 _CHOSEN: dict[str, Callable[..., tuple[Callable[..., Any], tuple, dict]]] = {
     "convolution": _convolution,
-    "_adaptive_avg_pool2d": lambda x, size: (F.adaptive_avg_pool2d, (x, size), {}),
-    "_adaptive_avg_pool3d": lambda x, size: (F.adaptive_avg_pool3d, (x, size), {}),
-    "_cdist_forward": lambda a, b, p, mode=None: (torch.cdist, (a, b, p), {}),
-    "copy": lambda dst, src, non_blocking=False: (torch.Tensor.expand, (src, dst.shape), {}),
 }  # ops with auxiliary outputs: the index that is the value
 
 

@@ -150,10 +150,14 @@ class _Recorder(WholeModules, TorchFunctionMode):
                     "needs every op that carries gradient to run inside the checked call"
                 )
             )
-        snapshot = t.detach().clone()
-        p = self.conv.model_tensor(snapshot, f"_oracle_constant_{len(self.conv.constants)}")
+        p = self.constant(t)
         self.bind(t, p, False)
         return p
+
+    def constant(self, t: torch.Tensor) -> Param:
+        """A tensor as a constant of the network: its value now."""
+        name = f"_oracle_constant_{len(self.conv.constants)}"
+        return self.conv.model_tensor(t.detach().clone(), name)
 
     def values_of(self, obj: Any, what: str) -> Any:
         if isinstance(obj, torch.Tensor):
@@ -318,11 +322,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
         if entry is None:
             return
         bound = self.bound.get(id(base))
-        if bound is None:  # a constant written through (a cache): its value now, the write over it
-            name = f"_oracle_constant_{len(self.conv.constants)}"
-            vbase = self.conv.model_tensor(base.detach().clone(), name)
-        else:
-            vbase = bound[0]
+        # a constant written through (a cache): its value now, the write over it
+        vbase = self.constant(base) if bound is None else bound[0]
         vview = self.bound[id(view)][0]
         index = self.values_of(index, what)
         result = self.conv.call(
