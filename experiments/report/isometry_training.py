@@ -119,7 +119,7 @@ def plot_speed(summary: pd.DataFrame) -> Figure:
     ax.grid(alpha=0.3, which="both")
     legend_below(fig, ax, ncols=3)
     fig.suptitle(
-        "Loss after the budget against the Jacobian's spectral spread (hollow: deeper nets)",
+        "Loss after the budget against the Jacobian's spectral spread\n(hollow: deeper nets)",
         fontsize=10,
     )
     return fig
