@@ -106,6 +106,7 @@ class _Builder:
         self.params: dict[tuple[str, str], str] = {}
         self.module_outputs: dict[str, str] = {}
         self.probes: dict[str, Probe] = {}
+        self.probed: dict[Any, list[str]] = {}  # probe target → its nodes, in order
         self.value_fx: dict[str, str] = {}
         self.leaves: dict[str, Ref] = {}  # model tensor name → its leaf node
         self.taken: set[str] = set(inputs)
@@ -149,6 +150,15 @@ class _Builder:
         self.shapes[name] = shape
         self.nodes.append(Node(name, layer, tuple(r.name for r in inputs), act))
         return Ref(name, shape, dtype)
+
+    def probe(self, node: str, probe: Probe, index: int | None, replace: bool = True) -> None:
+        """Where the autograd side finds node's value: output `index` of `probe`'s call."""
+        if node in self.probes:
+            if not replace:
+                return
+        else:
+            self.probed.setdefault(probe.target, []).append(node)
+        self.probes[node] = Probe(probe.kind, probe.target, probe.call, index)
 
     def leaf(self, p: Param) -> Ref:
         """The model tensor `p` as a value of the network (one leaf per tensor)."""
@@ -203,7 +213,7 @@ class _Builder:
                 )
                 result = op.outputs(outs) if op.outputs else outs
         if probe is not None and op.probe is not None and isinstance(result, Ref):
-            self.probes[result.name] = dataclasses.replace(probe, index=op.probe)
+            self.probe(result.name, probe, op.probe)
         built[id(op)] = result
         return result
 
@@ -372,7 +382,7 @@ class _Converter:
                 if isinstance(r, Op):
                     ref = self.b.emit(r, f"{name}.{k}", built, scope, probe)
                     if probe is not None:
-                        self._probe(ref, dataclasses.replace(probe, index=k))
+                        self._probe(ref, Probe(probe.kind, probe.target, probe.call, k))
                     out.append(ref)
                 else:
                     out.append(
@@ -383,7 +393,7 @@ class _Converter:
 
     def _probe(self, value: Any, probe: Probe, index: int | None = None) -> None:
         if isinstance(value, Ref):
-            self.b.probes.setdefault(value.name, dataclasses.replace(probe, index=index))
+            self.b.probe(value.name, probe, index, replace=False)
         elif isinstance(value, (tuple, list)):
             for k, v in enumerate(value):
                 self._probe(v, probe, k if index is None else index)

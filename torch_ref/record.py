@@ -336,7 +336,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
         """A composite's weighted layers (nn.MultiheadAttention's out_proj): δ is taken of
         output `index` of the call, which is that layer's z up to a reshape; the forward
         goes on with a copy of it."""
-        found = [(n, p.index) for n, p in self.b.probes.items() if p.target == target]
+        probes = self.b.probes
+        found = [(n, probes[n].index) for n in self.b.probed.get(target, ())]
         for node, index in found:
             if index is None or node in self.z_tensors:
                 continue
