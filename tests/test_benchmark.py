@@ -219,6 +219,7 @@ def test_quick_run_writes_every_file_and_a_goal_row_per_goal(tmp_path, capsys):
         assert line.rstrip(" |").endswith(("—",) if quick_skips else ("met", "missed")), line
     drop_in = pd.read_csv(tmp_path / "gradcheck.csv")
     assert {"function", "overhead"} <= set(drop_in["kind"]) and (drop_in["ours_ms"] > 0).all()
+    assert (drop_in["yours_ms"] > 0).all() and (drop_in["speedup_bound"] > 0).all()
     assert "## torch_ref.gradcheck against torch.autograd.gradcheck" in text
     assert "thread" in text and "openblas" in text.lower()
     out = capsys.readouterr().out

@@ -106,13 +106,14 @@ def _tensors(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Te
     out = [] if out is None else out
     if isinstance(value, torch.Tensor):
         out.append(value)
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            if isinstance(v, torch.Tensor):
-                out.append(v)
-            elif isinstance(v, (tuple, list, dict)):
-                _tensors(v, out)
-    elif isinstance(value, dict):
-        for v in value.values():
+        return out
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (tuple, list)):
+        return out
+    for v in value:  # (the common case, a flat tuple of arguments, without recursion)
+        if isinstance(v, torch.Tensor):
+            out.append(v)
+        elif isinstance(v, (tuple, list, dict)) and v:
             _tensors(v, out)
     return out

@@ -231,8 +231,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        autocast = [d for d in _AUTOCAST if torch.is_autocast_enabled(d)]
-        if autocast:  # an autocast region of the forward: float64 in the twin
+        if any(map(torch.is_autocast_enabled, _AUTOCAST)):  # autocast: float64 in the twin
+            autocast = [d for d in _AUTOCAST if torch.is_autocast_enabled(d)]
             self.casts.append(f"torch.autocast{_user_line()}")
             with contextlib.ExitStack() as stack:
                 for device in autocast:
@@ -451,6 +451,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
         if name in _FLOAT_CASTS and getattr(torch.Tensor, name, None) is func:
             self.casts.append(f"Tensor.{name}{_user_line()}")
             func = torch.Tensor.double
+        if not any(map(_not_float64, args)) and not any(map(_not_float64, kwargs.values())):
+            return func, args, kwargs  # (nearly every call: nothing to change)
         changed = False
 
         def fix(a: Any) -> Any:
@@ -583,6 +585,13 @@ def _output_names(recorder: _Recorder, result: Any) -> Any:
 
     leaves, spec = pytree.tree_flatten(result)
     return pytree.tree_unflatten([name(t) for t in leaves], spec)
+
+
+def _not_float64(a: Any) -> bool:
+    """A floating dtype or tensor other than float64 (which the twin makes float64)."""
+    if isinstance(a, torch.Tensor):
+        return a.dtype is not torch.float64 and a.is_floating_point()
+    return isinstance(a, torch.dtype) and a.is_floating_point and a is not torch.float64
 
 
 def _kind(t: torch.Tensor) -> str:
