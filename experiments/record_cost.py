@@ -8,7 +8,8 @@ recorded run of the forward and the loss, the checks), the same forward and loss
 with autograd's graph built, the cost per torch call of recording (prepare less the plain
 run and less prepare's fixed cost, over the torch calls; the fixed cost is prepare's for an
 nn.Linear(1, 1) with MSELoss, less its plain run), `manual_gradients` (prepare and the NumPy
-pass), and the forward and `loss.backward()` a user runs. Each figure is the median of `runs` calls after warm-up.
+pass), and the forward and `loss.backward()` a user runs. Each figure is the median of `runs`
+calls after warm-up.
 """
 
 from __future__ import annotations
