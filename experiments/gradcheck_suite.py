@@ -19,13 +19,14 @@ it, such as kornia's `testing.base`) by a wrapper that, for every call:
 4. appends one JSON line: the test, the call's index in it, the function, fast_mode, both
    verdicts and both wall times.
 
-Verdicts: torch's `pass`, `fail` (GradcheckError, or False with raise_exception=False) or
-`error <Type>`; ours `pass`, `fail`, `refused` (UnsupportedModuleError, ValueError or
-TypeError: the reason is kept) or `foreign <Type>` (any other exception: a bug of ours). The
-report (docs/gradcheck_suite.md) tabulates the verdict pairs, lists the refusals by reason and
-every disagreement, and gives the median speed-up over the calls both passed;
-docs/gradcheck_suite.csv has one row per call (deterministic), docs/gradcheck_suite_times.csv
-its wall times (which are not).
+Every test starts from the random seed 0 (kornia's tests draw their inputs unseeded), so a
+rerun sees the same inputs. Verdicts: torch's `pass`, `fail` (GradcheckError, or False with
+raise_exception=False) or `error <Type>`; ours `pass`, `fail`, `refused`
+(UnsupportedModuleError, ValueError or TypeError: the reason is kept) or `foreign <Type>`
+(any other exception: a bug of ours). The report (docs/gradcheck_suite.md) tabulates the
+verdict pairs, lists the refusals by reason and every disagreement, and gives the median
+speed-up over the calls both passed; docs/gradcheck_suite.csv has one row per call
+(deterministic), docs/gradcheck_suite_times.csv its wall times (which are not).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -53,6 +55,7 @@ DOC = ROOT / "docs" / "gradcheck_suite.md"
 TABLE = ROOT / "docs" / "gradcheck_suite.csv"
 TIMES = ROOT / "docs" / "gradcheck_suite_times.csv"
 _ENV = "TORCH_REF_GRADCHECK_SUITE"  # the records' path, set for the pytest subprocess
+_SHOW = "TORCH_REF_GRADCHECK_SUITE_SHOW"  # set: our whole failure or refusal, on stderr
 _torch_module = sys.modules["torch.autograd.gradcheck"]
 _TORCH_GRADCHECK = _torch_module.gradcheck
 
@@ -96,13 +99,23 @@ def _our_verdict(func: Any, inputs: Any, kwargs: dict) -> tuple[str, str]:
     kwargs = {**kwargs, "raise_exception": True}
     try:
         result = torch_ref.gradcheck(func, inputs, **kwargs)
-    except _torch_module.GradcheckError as err:  # (its second line: the worst block)
-        return "fail", _first_line(err, 2)
-    except (torch_ref.UnsupportedModuleError, ValueError, TypeError) as err:
-        return "refused", f"{type(err).__name__}: {_first_line(err)}"
-    except Exception as err:  # noqa: BLE001 (a foreign exception: a bug of ours)
-        return f"foreign {type(err).__name__}", _first_line(err)
+    except Exception as err:  # noqa: BLE001
+        if os.environ.get(_SHOW):  # (pytest -s: our whole message, to look into one test)
+            print(f"\n{type(err).__name__}: {err}", file=sys.stderr)
+        return _verdict_of(err)
     return ("pass" if result else "fail"), ""
+
+
+def _verdict_of(err: Exception) -> tuple[str, str]:
+    """fail (the worst block's line), refused (the reason) or foreign (a bug of ours)."""
+    import torch_ref
+
+    if isinstance(err, _torch_module.GradcheckError):
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        return "fail", _first_line(Exception(lines[1] if len(lines) > 1 else str(err)))
+    if isinstance(err, (torch_ref.UnsupportedModuleError, ValueError, TypeError)):
+        return "refused", f"{type(err).__name__}: {_first_line(err)}"
+    return f"foreign {type(err).__name__}", _first_line(err)
 
 
 def _name(func: Any) -> str:
@@ -155,6 +168,10 @@ def pytest_collection_finish(session: Any) -> None:
 
 def pytest_runtest_setup(item: Any) -> None:
     _current.update(test=item.nodeid, calls=0)
+    if os.environ.get(_ENV):  # (kornia's tests draw unseeded inputs: the same on every run)
+        torch.manual_seed(0)
+        np.random.seed(0)
+        random.seed(0)
 
 
 def pytest_runtest_teardown(item: Any) -> None:
