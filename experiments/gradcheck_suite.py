@@ -205,6 +205,22 @@ def load(path: Path = RECORDS) -> list[dict]:
     return sorted(rows, key=lambda r: (r["test"], r["call"]))  # (call 0: a test without one)
 
 
+#: disagreements looked into: where the test's id contains the key, why (and the test of ours
+#: that reproduces it small, in tests/test_gradcheck_suite_fixes.py)
+FINDINGS = {
+    "LAF": "torch's false failure: the LAFs put the sampling points on pixel centres, a kink "
+    "of bilinear interpolation in the point's coordinates; torch's central differences fail "
+    "there at every eps and pass with the points moved 1e-3 off the grid "
+    "(test_bilinear_sampling_on_the_pixel_grid_torch_fails_at_its_kinks)",
+    "get_laf_descriptors": "the same kink as the LAF tests: points on pixel centres",
+}
+
+
+def _finding(r: dict) -> str:
+    found = [why for key, why in FINDINGS.items() if key in r["test"] or key == r["func"]]
+    return f" — {found[0]}" if found else ""
+
+
 #: a disagreement: our verdict differs from torch's where torch decided (pass or fail)
 def _disagrees(r: dict) -> bool:
     if r["ours"].startswith("foreign"):
@@ -255,7 +271,7 @@ def render(rows: list[dict], source: str = "") -> str:
     lines += [
         f"- `{r['test']}` call {r['call']} ({r['func']}, fast_mode={r['fast_mode']}): torch "
         f"{r['torch']}{(' (' + r['torch_error'] + ')') if r['torch_error'] else ''}, ours "
-        f"{r['ours']}{(': ' + r['reason']) if r['reason'] else ''}"
+        f"{r['ours']}{(': ' + r['reason']) if r['reason'] else ''}{_finding(r)}"
         for r in bad
     ]
     lines += ["" if bad else "none", ""]

@@ -56,7 +56,7 @@ def near(x: Array, points: tuple[float, ...], scale: float | None = None) -> Arr
     finite = tuple(p for p in points if np.isfinite(p))
     if scale is None:
         top = float(np.max(np.abs(x), where=np.isfinite(x), initial=0.0))
-        scale = max(top, *(abs(p) for p in finite))
+        scale = max([top, *(abs(p) for p in finite)])
     tol = TIE_RTOL * scale
     mask = np.zeros(x.shape, dtype=bool)
     for p in points:

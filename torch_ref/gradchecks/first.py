@@ -59,6 +59,7 @@ class Run:
     once: bool
     #: where the forward cut the gradient of a value it uses again (torch_ref.gradchecks.cuts)
     cut: str | None = None
+    through: bool = False  # the record follows the cuts (the function's derivative)
 
 
 def _as_run(func: Any, floats: list[torch.Tensor], reference: Any) -> bool:
@@ -189,40 +190,18 @@ def gradcheck(
     check_inputs(tupled)
     diff = [k for k, x in enumerate(tupled) if isinstance(x, torch.Tensor) and x.requires_grad]
     run = _record(func, tupled, diff, reference)
-    cut = run.cut
-    if cut is not None:  # the oracle again, through the cut: the function's derivative
-        run = _record(func, tupled, diff, reference, through=True)
     outs = [o for o, _ in run.pairs]
     _torch_gradcheck._check_outputs(tuple(outs))
     dtype = next((tupled[j].dtype for j in diff), torch.float64)
     tol = Tolerance(atol, rtol, dtype)
     diff_inputs = [tupled[j] for j in diff]
-    jacobians: dict[tuple[int, int], np.ndarray] = {}  # (output, input) → the oracle's J
-    if check_backward_ad:
-        lines = _reverse(
-            run, tupled, diff, fast_mode, tol, nondet_tol, check_grad_dtypes, jacobians
-        )
-        if isinstance(lines, str):
-            return fail(lines, raise_exception)
-        if lines:
-            what = "random cotangents (fast_mode)" if fast_mode else "the whole Jacobian"
-            header = (
-                f"Jacobian mismatch for {name_of(func)}: yours (autograd's backward as you run "
-                f"it) against the oracle (the exact VJP of the forward), over {what}, {tol}:"
-            )
-            notes = [] if cut is None else [f"  (the oracle follows the gradient cut at {cut})"]
-            return fail("\n".join([header, *lines, *notes, *_custom_notes(run)]), raise_exception)
-    if check_forward_ad:
-        lines = forward.check(func, tupled, diff, run, fast_mode, tol, check_grad_dtypes, jacobians)
-        if lines:
-            return fail("\n".join(lines), raise_exception)
-    if run.cut is not None:  # (a cut even through the cuts: an op with no derivative)
-        raise UnsupportedModuleError(
-            f"gradcheck of {name_of(func)}: the forward computes a value from the inputs that "
-            f"autograd does not follow ({run.cut}) and uses it where the output depends on it: "
-            "torch's gradcheck differentiates the function through that path too, and the "
-            "oracle cannot (the op has no derivative; torch_ref.gradchecks.cuts)"
-        )
+    checks = (check_backward_ad, check_forward_ad, fast_mode, tol, nondet_tol, check_grad_dtypes)
+    failure = _compare(func, run, tupled, diff, *checks)
+    if failure is None and run.cut is not None:  # the function's derivative, through the cut
+        again = _through(func, run, tupled, diff, reference)
+        failure = _compare(func, again, tupled, diff, *checks)
+    if failure is not None:
+        return fail(failure, raise_exception)
     if check_batched_forward_grad:
         check = lambda: _torch_gradcheck._test_batched_grad_forward_ad(func, tupled)  # noqa: E731
         if not torch_check(check, raise_exception):
@@ -243,6 +222,71 @@ def gradcheck(
         differentiable, tupled, masked
     )  # (the last: it frees the graph)
     return torch_check(check, raise_exception)
+
+
+def _compare(
+    func: Any,
+    run: Run,
+    tupled: tuple,
+    diff: list[int],
+    check_backward_ad: bool,
+    check_forward_ad: bool,
+    fast_mode: bool,
+    tol: Tolerance,
+    nondet_tol: float,
+    check_grad_dtypes: bool,
+) -> str | None:
+    """The failure message of the reverse-mode and forward-mode checks of `run`, or None."""
+    jacobians: dict[tuple[int, int], np.ndarray] = {}  # (output, input) → the oracle's J
+    if check_backward_ad:
+        lines = _reverse(
+            run, tupled, diff, fast_mode, tol, nondet_tol, check_grad_dtypes, jacobians
+        )
+        if isinstance(lines, str):
+            return lines
+        if lines:
+            what = "random cotangents (fast_mode)" if fast_mode else "the whole Jacobian"
+            header = (
+                f"Jacobian mismatch for {name_of(func)}: yours (autograd's backward as you run "
+                f"it) against the oracle (the exact VJP of the forward), over {what}, {tol}:"
+            )
+            return "\n".join([header, *lines, *_through_note(run), *_custom_notes(run)])
+    if check_forward_ad:
+        lines = forward.check(func, tupled, diff, run, fast_mode, tol, check_grad_dtypes, jacobians)
+        if lines:
+            return "\n".join([*lines, *_through_note(run)])
+    return None
+
+
+def _through(func: Any, run: Run, tupled: tuple, diff: list[int], reference: Any) -> Run:
+    """The record again through the forward's gradient cuts (torch_ref.gradchecks.cuts):
+    where your backward matched the ops autograd follows, torch's gradcheck still takes the
+    function's derivative, through the cut values too; so does this oracle."""
+    cut = run.cut
+    what = (
+        f"gradcheck of {name_of(func)}: the forward computes a value from the inputs that "
+        f"autograd does not follow ({cut}) and uses it where the output depends on it; torch's "
+        "gradcheck differentiates the function through that path too"
+    )
+    try:
+        again = _record(func, tupled, diff, reference, through=True)
+    except (UnsupportedModuleError, ValueError) as err:
+        raise UnsupportedModuleError(f"{what}, and the oracle cannot follow it: {err}") from None
+    if again.cut is not None:
+        raise UnsupportedModuleError(
+            f"{what}, and the oracle cannot: {again.cut} has no derivative"
+        )
+    return replace(again, cut=cut, through=True)
+
+
+def _through_note(run: Run) -> list[str]:
+    if not run.through:
+        return []
+    return [
+        f"  (the oracle follows the value your forward cut from autograd at {run.cut}, as "
+        "torch's finite differences do: a straight-through estimator, a .detach() or a "
+        "no_grad block on the way from the inputs to the outputs)"
+    ]
 
 
 # --- reverse mode: yours against the oracle, block by block ------------------------------
