@@ -247,9 +247,14 @@ def render(rows: list[dict], source: str = "") -> str:
     lines = [
         "# kornia's gradcheck tests: torch's gradcheck and torch_ref.gradcheck",
         "",
-        "Written by `python -m experiments.gradcheck_suite` (see its docstring): every "
-        "`gradcheck` call of kornia's own tests run with torch's gradcheck and with "
-        "torch_ref.gradcheck on copies of the same inputs, on the CPU, inputs in float64.",
+        "Written by `python -m experiments.gradcheck_suite` "
+        "([experiments/gradcheck_suite.py](../experiments/gradcheck_suite.py), whose docstring "
+        "says how): every `gradcheck` call of kornia's own tests run with torch's gradcheck and "
+        "with torch_ref.gradcheck on copies of the same inputs, on the CPU, inputs in float64. "
+        "One row per call: [gradcheck_suite.csv](gradcheck_suite.csv); their wall times: "
+        "[gradcheck_suite_times.csv](gradcheck_suite_times.csv). What each finding became is "
+        "tested small in [tests/test_gradcheck_suite_fixes.py]"
+        "(../tests/test_gradcheck_suite_fixes.py).",
         "",
         f"- source: {source or 'kornia tests'}; torch {torch.__version__}",
         f"- {len(calls)} gradcheck calls in {len({r['test'] for r in calls})} tests; "

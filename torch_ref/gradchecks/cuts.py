@@ -88,6 +88,8 @@ class _Cuts(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if not self.cut and torch.is_grad_enabled() and func not in _DETACH and not _is_data(func):
+            return out  # (nothing cut yet, and nothing here cuts: most calls)
         name = getattr(func, "__name__", "")
         if name in _STEPS or name.startswith(_SHAPE_ONLY) or name.endswith(_SHAPE_ONLY[0]):
             return out
