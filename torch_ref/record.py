@@ -25,8 +25,7 @@ Casts are float64 in the twin: a floating `dtype` argument (`.to(torch.float32)`
 `.half()` / `.bfloat16()`, and floating tensors of another dtype met as operands (a float32
 attribute that is not a buffer) all become float64, factory calls without a dtype make
 float64, and autocast regions are turned off; each neutralised cast is listed in
-`Recording.casts`. `record(..., as_run=True)` (gradcheck's, on float64 inputs) keeps the run
-as the caller's: no cast is changed and random draws are constants of that one run.
+`Recording.casts`; `record(..., as_run=True)` (gradcheck's, on float64 inputs) changes none.
 """
 
 from __future__ import annotations
@@ -55,7 +54,7 @@ from torch_ref.capture import (
     _ours,
     _user_line,
 )
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NothingToDifferentiate, UnsupportedModuleError
 from torch_ref.lowering import lowered
 from torch_ref.recording import Recording, _float64_default, _hooks, random_state_kept
 from torch_ref.registry import lookup_method, registry
@@ -510,9 +509,8 @@ def record(
     tensors among the arguments that are the network's inputs, by name (integer ones too);
     `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted); `keep_z`:
     hand the forward a copy of each weighted layer's z and keep the original, for a reference
-    that takes δ of it (a pass without a reference saves the copies); `as_run`: the run is
-    the caller's own (no float64 twin: default dtype and casts as they are; the random draws
-    are constants of this run, neither refused nor undone)."""
+    that takes δ of it (a pass without a reference saves the copies); `as_run`: the caller's
+    run as it is (no float64 twin; its random draws are constants of it, and stay drawn)."""
     registry()
     b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
     conv = _Converter(model if model is not None else nn.Module(), b)
@@ -578,10 +576,6 @@ def record(
     )
     recorder.release()
     return recording
-
-
-class NothingToDifferentiate(ValueError):
-    """No output of the recorded run carries gradient (every output is a constant of it)."""
 
 
 def _output_names(recorder: _Recorder, result: Any) -> Any:
