@@ -290,7 +290,7 @@ REFUSALS = [
     ("pow_shapes", Pow, ((3, 2), (3,)), r"broadcast together"),
     ("rdiv_nan", lambda: RDiv(float("nan")), None, r"expected a finite constant, got nan"),
     ("rpow_inf", lambda: RPow(float("inf")), None, r"expected a finite constant, got inf"),
-    ("where_inf", lambda: Where(y=float("-inf")), None, r"where: expected a finite number as y"),
+    ("where_nan", lambda: Where(y=float("nan")), None, r"where: expected a number other than NaN"),
     ("where_inputs", Where, ((3,), (3,)), r"where: expected 3 inputs, got 2"),
     (
         "masked_fill_nan",

@@ -9,3 +9,7 @@ class UnsupportedModuleError(NotImplementedError):
     The message names the qualified module name (or graph node), its class, and what is
     supported, so that the user knows which layer to change.
     """
+
+
+class NothingToDifferentiate(ValueError):
+    """No output of a recorded run carries gradient (every output is a constant of it)."""

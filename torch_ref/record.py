@@ -25,7 +25,7 @@ Casts are float64 in the twin: a floating `dtype` argument (`.to(torch.float32)`
 `.half()` / `.bfloat16()`, and floating tensors of another dtype met as operands (a float32
 attribute that is not a buffer) all become float64, factory calls without a dtype make
 float64, and autocast regions are turned off; each neutralised cast is listed in
-`Recording.casts`.
+`Recording.casts`; `record(..., as_run=True)` (gradcheck's, on float64 inputs) changes none.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from torch.utils import _pytree as pytree
 
 from manual_bp.network import Network
 from manual_bp.ops.shape import Identity
+from torch_ref import ties
 from torch_ref.calls import _FLOAT_CASTS, _call_of, _tensors
 from torch_ref.capture import (
     FunctionCall,
@@ -53,7 +54,7 @@ from torch_ref.capture import (
     _ours,
     _user_line,
 )
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NothingToDifferentiate, UnsupportedModuleError
 from torch_ref.lowering import lowered
 from torch_ref.recording import Recording, _float64_default, _hooks, random_state_kept
 from torch_ref.registry import lookup_method, registry
@@ -95,6 +96,7 @@ class _Recorder(WholeModules, TorchFunctionMode):
         self.stop = stop
         #: keep each weighted layer's z as computed (the reference takes δ of it)
         self.keep_z = True
+        self.as_run = False  # the caller's run as it is (record(..., as_run=True))
 
     def release(self) -> None:
         """Drop what only the run needed: every tensor it kept alive, and the frames it held
@@ -240,7 +242,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
                 return self.__torch_function__(func, types, args, kwargs)
         if self.depth:
             return func(*args, **kwargs)
-        func, args, kwargs = self.float64(func, args, kwargs)
+        if not self.as_run:
+            func, args, kwargs = self.float64(func, args, kwargs)
         on, frame = self.recording((args, kwargs))
         if not on:
             out = self.run(func, args, kwargs)
@@ -498,6 +501,7 @@ def record(
     modules: tuple[tuple[str, nn.Module], ...] = (),
     caller: dict[str, torch.Tensor] | None = None,
     keep_z: bool = True,
+    as_run: bool = False,
 ) -> Recording:
     """Run `fn(*args, **kwargs)` once, recording it as a manual network.
 
@@ -508,7 +512,8 @@ def record(
     tensors among the arguments that are the network's inputs, by name (integer ones too);
     `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted); `keep_z`:
     hand the forward a copy of each weighted layer's z and keep the original, for a reference
-    that takes δ of it (a pass without a reference saves the copies)."""
+    that takes δ of it (a pass without a reference saves the copies); `as_run`: the caller's
+    run as it is (no float64 twin; its random draws are constants of it, and stay drawn)."""
     registry()
     b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
     conv = _Converter(model if model is not None else nn.Module(), b)
@@ -521,11 +526,12 @@ def record(
             live_params.add(id(t))
     recorder = _Recorder(conv, live_params, sys._getframe(0))
     recorder.keep_z = keep_z
+    recorder.as_run = as_run
     for n, t in inputs.items():
         recorder.bind(t, Ref(n, tuple(t.shape), _kind(t)), live_inputs and t.is_floating_point())
     with (
-        random_state_kept(what),
-        _float64_default(),
+        contextlib.nullcontext() if as_run else random_state_kept(what),
+        contextlib.nullcontext() if as_run else _float64_default(),
         _hooks([("", model)] * (model is not None) + list(modules), recorder),
         recorder,
     ):
@@ -536,7 +542,7 @@ def record(
     outputs = _output_names(recorder, result)
     names = [n for n in pytree.tree_leaves(outputs) if n is not None]
     if not names:
-        raise ValueError(
+        raise NothingToDifferentiate(
             f"{what} returned no tensor that carries gradient: nothing to differentiate "
             "(no parameter that requires grad reaches it; pass input_grads=True to "
             "differentiate with respect to the inputs)"
@@ -547,6 +553,7 @@ def record(
         first = "output"
     region_of = {n: f for f in recorder.frames for n in recorder.regions[f][2]}
     nodes, renamed, fused = b.fuse(first, region_of)
+    nodes = ties.torch_signs(nodes, recorder.values)  # (singular vectors' signs: torch's)
     network = Network(nodes, output=renamed.get(first, first), inputs=tuple(inputs))
     outputs = pytree.tree_map(lambda n: renamed.get(n, n) if n is not None else None, outputs)
     module_outputs = {m: renamed.get(n, n) for m, n in b.module_outputs.items()}
@@ -600,4 +607,4 @@ def _kind(t: torch.Tensor) -> str:
     return "bool" if t.dtype == torch.bool else "int"
 
 
-__all__ = ["Recording", "record", "random_state_kept"]
+__all__ = ["NothingToDifferentiate", "Recording", "record", "random_state_kept"]

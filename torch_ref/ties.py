@@ -20,13 +20,15 @@ forward on the float64 twin, the very values autograd's reference differentiated
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from manual_bp.network import Result, Tape
+from manual_bp.network import Node, Result, Tape
 from manual_bp.ops.activations import IDENTITY
+from manual_bp.ops.graph import Select
+from manual_bp.ops.matrix.factorizations import SVD, Eigh
 from manual_bp.ops.shape import Identity
 
 
@@ -134,3 +136,30 @@ def replay(problem: Any, result: Result) -> Replay | None:
         loss, dL_doutput = problem.loss(output, problem.y)
         gradients = net.backward(tape, dL_doutput, input_grad=problem.input_grads)
     return Replay(Result(float(loss), output, tape, gradients), changed)
+
+
+def torch_signs(nodes: list[Node], values: dict[str, Any]) -> list[Node]:
+    """The nodes with each SVD and eigh taking the signs of torch's singular vectors and
+    eigenvectors (LAPACKs choose them differently; a sign is torch's choice, as a tie is).
+    `values`: node name → (torch's tensor, its version when recorded)."""
+
+    def torch_value(name: str | None) -> np.ndarray | None:
+        found = values.get(name) if name is not None else None
+        if found is None or found[0]._version != found[1]:
+            return None
+        return found[0].detach().to("cpu").double().numpy()
+
+    selected = {(n.inputs[0], n.layer.k): n.name for n in nodes if isinstance(n.layer, Select)}
+    out = []
+    for n in nodes:
+        layer = n.layer
+        if isinstance(layer, SVD) and not layer.values_only:
+            U, Vh = (torch_value(selected.get((n.name, k))) for k in (0, 2))
+            if U is not None or Vh is not None:
+                layer = SVD(layer.full_matrices, signs=(U, Vh))  # type: ignore[arg-type]
+        elif isinstance(layer, Eigh) and not layer.values_only:
+            V = torch_value(selected.get((n.name, 1)))
+            if V is not None:
+                layer = Eigh(layer.uplo, signs=V)
+        out.append(n if layer is n.layer else replace(n, layer=layer))
+    return out

@@ -51,13 +51,16 @@ TIE_RTOL = 1e-9
 
 def near(x: Array, points: tuple[float, ...], scale: float | None = None) -> Array:
     """Entries of x within TIE_RTOL · scale of any of `points` (the kinks of an elementwise
-    f); scale defaults to max(max|x|, max|points|)."""
+    f); scale defaults to max(max|x|, max|points|) over the finite ones. An infinite point
+    (a comparison with −inf) is near only the entries equal to it."""
+    finite = tuple(p for p in points if np.isfinite(p))
     if scale is None:
-        scale = max(float(np.max(np.abs(x), initial=0.0)), *(abs(p) for p in points))
+        top = float(np.max(np.abs(x), where=np.isfinite(x), initial=0.0))
+        scale = max([top, *(abs(p) for p in finite)])
     tol = TIE_RTOL * scale
     mask = np.zeros(x.shape, dtype=bool)
     for p in points:
-        mask |= np.abs(x - p) <= tol
+        mask |= (np.abs(x - p) <= tol) if np.isfinite(p) else (x == p)
     return mask
 
 

@@ -176,9 +176,9 @@ class Pad(Layer):
                     f"got {len(pad)}: {pad}"
                 )
         elif value is not None and not (
-            isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value)
-        ):
-            raise ValueError(f"expected a finite number as the padding value, got {value!r}")
+            isinstance(value, (int, float, np.integer, np.floating)) and not np.isnan(value)
+        ):  # (±inf pads before a max: a morphological dilation)
+            raise ValueError(f"expected a finite number or ±inf as padding value, got {value!r}")
         self.pad = tuple(int(p) for p in pad)
         self.pads = pads_from_torch(self.pad)
         self.mode = mode

@@ -74,7 +74,7 @@ class IndexPut(Layer):
         basic, advanced = self.index._plan(x.shape, index)
         z = np.array(x, dtype=np.result_type(x, np.float64 if v is None else v), copy=True)
         value = np.asarray(self.value) if v is None else v
-        view = z[basic]
+        view = z[(*basic, ...)]  # (a view even where basic picks one entry: x[0] = ...)
         if advanced is None:
             view[...] = view + value if self.accumulate else value
         elif self.accumulate:
@@ -91,7 +91,7 @@ class IndexPut(Layer):
             grads.append(delta)
         else:
             dx = delta.copy()
-            view = dx[basic]
+            view = dx[(*basic, ...)]
             if advanced is None:
                 view[...] = 0.0
             else:

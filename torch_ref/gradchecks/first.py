@@ -16,7 +16,7 @@ from manual_bp.network import Network, Result, Tape
 from manual_bp.ops.shape import Reshape
 from torch_ref import custom, ties, tolerances
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.gradchecks import forward
+from torch_ref.gradchecks import cuts, forward
 from torch_ref.gradchecks.common import (
     ATOL,
     FAST_VECTORS,
@@ -38,7 +38,7 @@ from torch_ref.gradchecks.common import (
     vjp_rows,
 )
 from torch_ref.problem import run_error, twin_of
-from torch_ref.record import Recording, record
+from torch_ref.record import NothingToDifferentiate, Recording, record
 
 
 def _QUIET() -> Any:
@@ -51,21 +51,40 @@ class Run:
 
     outputs: Any  # what func returned, in your autograd graph
     pairs: list[tuple[torch.Tensor, str | None]]  # each tensor output, its node in the record
-    rec: Recording
+    #: the record (None where no output of it carries gradient: every output a constant)
+    rec: Recording | None
     named: dict[str, torch.Tensor]  # the differentiated inputs of the record, by node name
-    tape: Tape  # the manual forward over the record
+    tape: Tape | None  # the manual forward over the record
     #: "one run": the recorded run was your run (float64 inputs, no cast made float64)
     once: bool
+    #: where the forward cut the gradient of a value it uses again (torch_ref.gradchecks.cuts)
+    cut: str | None = None
+    through: bool = False  # the record follows the cuts (the function's derivative)
 
 
-def _record(func: Any, tupled: tuple, diff: list[int], reference: Any) -> Run:
-    """Record func (or `reference`) on the inputs: on yours where they are float64 already
-    (your run is then the recorded one, unless the record made a cast float64), else on
-    float64 copies, with your run beside it."""
+def _as_run(func: Any, floats: list[torch.Tensor], reference: Any) -> bool:
+    """Whether your run can be the recorded one: float64 inputs, and a module's floating
+    tensors float64 too (no float64 twin is needed)."""
+    if reference is not None or any(x.dtype != torch.float64 for x in floats):
+        return False
+    if not isinstance(func, nn.Module):
+        return True
+    tensors = [*func.parameters(), *func.buffers()]
+    return all(t.dtype == torch.float64 for t in tensors if t.is_floating_point())
+
+
+def _record(
+    func: Any, tupled: tuple, diff: list[int], reference: Any, through: bool = False
+) -> Run:
+    """Record func (or `reference`) on the inputs: your own run where every floating input
+    (and a module's floating tensor) is float64 already — the record is then your run as it
+    is, its random draws included — else the float64 twin's run on float64 copies, with your
+    run beside it (after the record, from the random state it started from). `through`: the
+    record follows the forward's gradient cuts too (torch_ref.gradchecks.cuts)."""
     fn = reference or func
     floats = [x for x in tupled if isinstance(x, torch.Tensor) and x.is_floating_point()]
-    once = reference is None and not isinstance(func, nn.Module)
-    once = once and all(x.dtype == torch.float64 for x in floats)
+    as_run = _as_run(func, floats, reference)
+    once = as_run and not through  # (through the cuts, your run is another one)
     twins = (
         tupled
         if once
@@ -77,19 +96,30 @@ def _record(func: Any, tupled: tuple, diff: list[int], reference: Any) -> Run:
         )
     )
     named = {f"input.{k}": twins[k] for k in diff}
-    model = twin_of(fn) if isinstance(fn, nn.Module) else None
+    model = (fn if as_run else twin_of(fn)) if isinstance(fn, nn.Module) else None
+    state = torch.get_rng_state()
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), cuts.watch() as cut:
+            traced = model if model is not None else fn
             rec = record(
-                model if model is not None else fn, twins, {}, model=model, inputs=named,
-                live_inputs=True, what=name_of(fn), keep_z=False,
+                cuts.through(traced) if through else traced, twins, {}, model=model,
+                inputs=named, live_inputs=True, what=name_of(fn), keep_z=False, as_run=as_run,
             )  # fmt: skip
+            cut.returned(rec.result)
+    except NothingToDifferentiate:  # every output is a constant of the run
+        with torch.enable_grad(), cuts.watch() as cut:
+            outputs = func(*tupled)
+            cut.returned(outputs)
+        leaves = [o for o in pytree.tree_leaves(outputs) if isinstance(o, torch.Tensor)]
+        return Run(outputs, [(o, None) for o in leaves], None, named, None, False, cut.used)
     except Exception as err:
         raise run_error(name_of(fn), err, [tuple(x.shape) for x in named.values()]) from None
     once = once and not rec.casts
     if once:
         outputs = rec.result
     else:
+        if as_run:  # (the record's draws were not undone: yours draws the same again)
+            torch.set_rng_state(state)
         with torch.enable_grad():
             outputs = func(*tupled)
     names = pytree.tree_leaves(rec.outputs, is_leaf=lambda v: v is None)
@@ -102,7 +132,7 @@ def _record(func: Any, tupled: tuple, diff: list[int], reference: Any) -> Run:
     xs = tuple(named[n].detach().numpy() for n in rec.network.inputs)
     with _QUIET():
         _, tape = rec.network.forward(*xs)
-    return Run(outputs, pairs, rec, named, tape, once)
+    return Run(outputs, pairs, rec, named, tape, once, cut.used)
 
 
 def gradcheck(
@@ -165,24 +195,13 @@ def gradcheck(
     dtype = next((tupled[j].dtype for j in diff), torch.float64)
     tol = Tolerance(atol, rtol, dtype)
     diff_inputs = [tupled[j] for j in diff]
-    jacobians: dict[tuple[int, int], np.ndarray] = {}  # (output, input) → the oracle's J
-    if check_backward_ad:
-        lines = _reverse(
-            run, tupled, diff, fast_mode, tol, nondet_tol, check_grad_dtypes, jacobians
-        )
-        if isinstance(lines, str):
-            return fail(lines, raise_exception)
-        if lines:
-            what = "random cotangents (fast_mode)" if fast_mode else "the whole Jacobian"
-            header = (
-                f"Jacobian mismatch for {name_of(func)}: yours (autograd's backward as you run "
-                f"it) against the oracle (the exact VJP of the forward), over {what}, {tol}:"
-            )
-            return fail("\n".join([header, *lines, *_custom_notes(run)]), raise_exception)
-    if check_forward_ad:
-        lines = forward.check(func, tupled, diff, run, fast_mode, tol, check_grad_dtypes, jacobians)
-        if lines:
-            return fail("\n".join(lines), raise_exception)
+    checks = (check_backward_ad, check_forward_ad, fast_mode, tol, nondet_tol, check_grad_dtypes)
+    failure = _compare(func, run, tupled, diff, *checks)
+    if failure is None and run.cut is not None:  # the function's derivative, through the cut
+        again = _through(func, run, tupled, diff, reference)
+        failure = _compare(func, again, tupled, diff, *checks)
+    if failure is not None:
+        return fail(failure, raise_exception)
     if check_batched_forward_grad:
         check = lambda: _torch_gradcheck._test_batched_grad_forward_ad(func, tupled)  # noqa: E731
         if not torch_check(check, raise_exception):
@@ -203,6 +222,71 @@ def gradcheck(
         differentiable, tupled, masked
     )  # (the last: it frees the graph)
     return torch_check(check, raise_exception)
+
+
+def _compare(
+    func: Any,
+    run: Run,
+    tupled: tuple,
+    diff: list[int],
+    check_backward_ad: bool,
+    check_forward_ad: bool,
+    fast_mode: bool,
+    tol: Tolerance,
+    nondet_tol: float,
+    check_grad_dtypes: bool,
+) -> str | None:
+    """The failure message of the reverse-mode and forward-mode checks of `run`, or None."""
+    jacobians: dict[tuple[int, int], np.ndarray] = {}  # (output, input) → the oracle's J
+    if check_backward_ad:
+        lines = _reverse(
+            run, tupled, diff, fast_mode, tol, nondet_tol, check_grad_dtypes, jacobians
+        )
+        if isinstance(lines, str):
+            return lines
+        if lines:
+            what = "random cotangents (fast_mode)" if fast_mode else "the whole Jacobian"
+            header = (
+                f"Jacobian mismatch for {name_of(func)}: yours (autograd's backward as you run "
+                f"it) against the oracle (the exact VJP of the forward), over {what}, {tol}:"
+            )
+            return "\n".join([header, *lines, *_through_note(run), *_custom_notes(run)])
+    if check_forward_ad:
+        lines = forward.check(func, tupled, diff, run, fast_mode, tol, check_grad_dtypes, jacobians)
+        if lines:
+            return "\n".join([*lines, *_through_note(run)])
+    return None
+
+
+def _through(func: Any, run: Run, tupled: tuple, diff: list[int], reference: Any) -> Run:
+    """The record again through the forward's gradient cuts (torch_ref.gradchecks.cuts):
+    where your backward matched the ops autograd follows, torch's gradcheck still takes the
+    function's derivative, through the cut values too; so does this oracle."""
+    cut = run.cut
+    what = (
+        f"gradcheck of {name_of(func)}: the forward computes a value from the inputs that "
+        f"autograd does not follow ({cut}) and uses it where the output depends on it; torch's "
+        "gradcheck differentiates the function through that path too"
+    )
+    try:
+        again = _record(func, tupled, diff, reference, through=True)
+    except (UnsupportedModuleError, ValueError) as err:
+        raise UnsupportedModuleError(f"{what}, and the oracle cannot follow it: {err}") from None
+    if again.cut is not None:
+        raise UnsupportedModuleError(
+            f"{what}, and the oracle cannot: {again.cut} has no derivative"
+        )
+    return replace(again, cut=cut, through=True)
+
+
+def _through_note(run: Run) -> list[str]:
+    if not run.through:
+        return []
+    return [
+        f"  (the oracle follows the value your forward cut from autograd at {run.cut}, as "
+        "torch's finite differences do: a straight-through estimator, a .detach() or a "
+        "no_grad block on the way from the inputs to the outputs)"
+    ]
 
 
 # --- reverse mode: yours against the oracle, block by block ------------------------------
@@ -420,6 +504,8 @@ class _Problem:
 def _replay(run: Run) -> Tape | None:
     """The manual forward again with torch's values at the entries near a kink or tie (the
     branch torch took there), or None where no entry is near one or none changed."""
+    if run.rec is None:
+        return None
     problem = _Problem(run)
     with _QUIET():
         result = Result(0.0, run.tape.a[run.rec.network.output], run.tape, None)  # type: ignore[arg-type]
@@ -432,7 +518,7 @@ def _replay(run: Run) -> Tape | None:
 def _custom_notes(run: Run) -> list[str]:
     """The custom Functions whose backward differs from their forward's derivative, on a
     seeded random cotangent of the recorded outputs."""
-    if not run.rec.functions:
+    if run.rec is None or not run.rec.functions:
         return []
     gen = torch.Generator().manual_seed(1)
     outs = [

@@ -142,6 +142,6 @@ def _writable(x: Any) -> Any:
 
 def _function_calls(run: Any) -> str:
     seen: dict[str, int] = {}
-    for call in run.rec.functions:
+    for call in run.rec.functions if run.rec is not None else ():
         seen[call.cls] = seen.get(call.cls, 0) + 1
     return ", ".join(f"{cls} ({n} call{'s' * (n > 1)})" for cls, n in seen.items())

@@ -21,6 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from manual_bp.ops.activations import PReLU, get_activation
+from manual_bp.ops.arithmetic import Where
+from manual_bp.ops.comparison import Compare
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import (
     Op,
@@ -114,10 +116,12 @@ def activation(
     module_args: Any = None,
     rule: Callable[..., Any] | None = None,
     refusals: Callable[[], list[Refusal]] | None = None,
+    more_samples: Callable[[], list[Sample]] | None = None,
     **defaults: Any,
 ) -> OpEntry:
     """The row of activation `name` (its manual_bp table name) with torch's option defaults."""
     instance = module_instance or (module() if module else None)
+    samples = _samples(sample or functions[0], instance, domain)
     return OpEntry(
         name=name,
         family=family,
@@ -127,7 +131,7 @@ def activation(
         modules=(module,) if module else (),
         module_args=module_args if module_args is not None else tuple(defaults),
         note=note,
-        samples=_samples(sample or functions[0], instance, domain),
+        samples=samples if more_samples is None else lambda: [*samples(), *more_samples()],
         refusals=refusals or (lambda: []),
     )
 
@@ -164,15 +168,26 @@ def prelu(input: Any, weight: Any) -> Op:
 
 
 def clamp(input: Any, min: Any = None, max: Any = None) -> Op:  # noqa: A002  (torch's names)
-    """torch.clamp / clip with numbers as bounds (at least one)."""
+    """torch.clamp / clip with numbers as bounds (at least one), or tensors (`_clamp_by`)."""
+    if isinstance(min, (Ref, Param)) or isinstance(max, (Ref, Param)):
+        return _clamp_by(tensor(input, "clamp"), min, max)
     bounds = {}
     for k, v in (("min", min), ("max", max)):
-        if isinstance(v, (Ref, Param, torch.Tensor)):
-            raise UnsupportedModuleError(
-                f"clamp: a tensor as {k} is not supported; only numbers (clamp(x, min=0.0))"
-            )
         bounds[k] = None if v is None else number(v, f"clamp ({k})")
     return Op(get_activation("clamp", **bounds), (tensor(input, "clamp"),))
+
+
+def _clamp_by(x: Any, lo: Any, hi: Any) -> Op:
+    """clamp(x, lo, hi) with a tensor bound: where(x ≤ hi, where(x ≥ lo, x, lo), hi), so
+    δx = δ on lo ≤ x ≤ hi, δlo = δ where x < lo, δhi = δ where x > hi (torch's clamp_backward;
+    a number bound stays a number)."""
+    for bound, op, k in ((lo, "ge", "min"), (hi, "le", "max")):
+        if isinstance(bound, (Ref, Param)):
+            x = Op(Where(), (Op(Compare(op), (x, bound)), x, bound))
+        elif bound is not None:
+            c = number(bound, f"clamp ({k})")
+            x = Op(Where(y=c), (Op(Compare(op, 1, c), (x,)), x))
+    return x
 
 
 def clamp_min(input: Any, min: Any) -> Op:  # noqa: A002
@@ -208,18 +223,19 @@ def _refusals(name: str, fn: Callable[..., Any], match: str) -> Callable[[], lis
     return refusals
 
 
-def _clamp_refusals() -> list[Refusal]:
-    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    lo = torch.zeros(4, dtype=torch.float64)
+def _clamp_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    lo, hi = -0.5 * torch.rand(4, generator=g, dtype=torch.float64), torch.rand(4, generator=g)
     return [
-        Refusal(
-            "a tensor as min",
+        Sample("a tensor as min", (x,), fn=lambda x, lo: torch.clamp(x, lo), params={"lo": lo}),
+        Sample(
+            "tensors as min and max, both carrying gradient",
             (x,),
-            UnsupportedModuleError,
-            "a tensor as min is not supported",
-            fn=lambda x, lo: torch.clamp(x, lo),
-            params={"lo": lo},
+            fn=lambda x, lo, hi: x.clamp(lo.sin(), hi.double().cos()),
+            params={"lo": lo, "hi": hi.double()},
         ),
+        Sample("a computed min (clamp_min)", (x,), fn=lambda x: x.clamp_min(x.mean(0))),
     ]
 
 
@@ -339,8 +355,8 @@ ROWS = [
         ("clamp", "clamp_", "clip", "clip_"),
         rule=clamp,
         sample=lambda x: torch.clamp(x, -1.0, 2.0),
-        note="numbers as min and/or max; clamp′ = 1 on the bounds",
-        refusals=_clamp_refusals,
+        note="numbers or tensors as min and/or max; clamp′ = 1 on the bounds",
+        more_samples=_clamp_samples,
     ),
     math(
         "clamp_min",

@@ -23,8 +23,8 @@ def compare_rule(op: str, fn: Callable[[Any, Any], Any]) -> Callable[..., Any]:
         if all(tensors):
             return Op(Compare(op), (input, other))
         if tensors[0]:
-            return Op(Compare(op, 1, number(other, op)), (input,))
-        return Op(Compare(_REFLECTED[op], 1, number(input, op)), (other,))
+            return Op(Compare(op, 1, number(other, op, infinite=True)), (input,))
+        return Op(Compare(_REFLECTED[op], 1, number(input, op, infinite=True)), (other,))
 
     return rule
 

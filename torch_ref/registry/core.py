@@ -141,15 +141,19 @@ def computed(x: Any, what: str) -> Ref:
     return x
 
 
-def number(c: Any, what: str) -> float:
-    """c as a finite Python number (a tensor is refused, naming it)."""
+def number(c: Any, what: str, *, infinite: bool = False) -> float:
+    """c as a finite Python number, or ±inf too where `infinite` (a comparison with −inf, a
+    fill value); a tensor or NaN is refused, naming it."""
     if isinstance(c, (bool, np.bool_)):
         return c
-    if isinstance(c, (int, float, np.integer, np.floating)) and np.isfinite(c):
+    if isinstance(c, (int, float, np.integer, np.floating)) and (
+        np.isfinite(c) or (infinite and not np.isnan(c))
+    ):
         return c
     if isinstance(c, (Ref, Param, torch.Tensor)):
         raise UnsupportedModuleError(f"{what}: expected a Python number, got a tensor")
-    raise UnsupportedModuleError(f"{what}: expected a finite Python number, got {c!r}")
+    kind = "a Python number other than NaN" if infinite else "a finite Python number"
+    raise UnsupportedModuleError(f"{what}: expected {kind}, got {c!r}")
 
 
 def param_arg(w: Any, what: str, name: str, *, optional: bool = False) -> Param | None:

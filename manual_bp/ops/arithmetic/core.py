@@ -362,8 +362,8 @@ class Where(Layer):
         self.x = None if x is None else float(x)
         self.y = None if y is None else float(y)
         for name, c in (("x", self.x), ("y", self.y)):
-            if c is not None and not np.isfinite(c):
-                raise ValueError(f"where: expected a finite number as {name}, got {c}")
+            if c is not None and np.isnan(c):  # (±inf is a fill: torch.where(m, x, -inf))
+                raise ValueError(f"where: expected a number other than NaN as {name}, got {c}")
         self.n_inputs = 1 + (self.x is None) + (self.y is None)  # type: ignore[misc]
 
     def __repr__(self) -> str:

@@ -10,9 +10,13 @@ forward and reverse mode AD"; Seeger et al. 2017 and Murray 2016 for the factori
     MatrixExp      Z = e^A                   Ā = L(Aᵀ, Z̄), the Fréchet derivative at Aᵀ
     HouseholderProduct, Lstsq, WithInfo (the *_ex forms)
 
-Repeated singular values or eigenvalues make the singular vectors or eigenvectors
-non-unique; their gradient is then inf or NaN in torch too (its docs warn of it): those
-layers refuse a loss that reaches the vectors of a (nearly) degenerate spectrum.
+Singular vectors and eigenvectors are defined up to sign, and two LAPACKs may choose
+differently: `signs=` (torch's vectors, from a recorded run) makes the forward take the
+signs those chose, so that what follows them (a sign fixed by a determinant, a constant
+taken from torch's run) sees the same vectors. Repeated singular values or eigenvalues make
+the singular vectors or eigenvectors non-unique; their gradient is then inf or NaN in torch
+too (its docs warn of it): those layers refuse a loss that reaches the vectors of a
+(nearly) degenerate spectrum.
 """
 
 from __future__ import annotations
@@ -27,6 +31,29 @@ from manual_bp.ops.base import Array, Layer, Shape
 from manual_bp.ops.matrix.inverse import _T, Inv, _degenerate, _diag, _matrices, _square
 
 # --- factorizations ---------------------------------------------------------------------
+
+
+def _like(ref: Array | None, shape: tuple[int, ...]) -> Array | None:
+    """ref as a reference for an array of `shape`: itself, or repeated along axis 0 (the
+    forward of a batch tiled m times), or None where there is none or it does not fit."""
+    if ref is None:
+        return None
+    ref = np.asarray(ref)
+    if ref.shape == shape:
+        return ref
+    if ref.ndim == len(shape) > 0 and ref.shape[1:] == shape[1:] and ref.shape[0]:
+        m, rest = divmod(shape[0], ref.shape[0])
+        return np.concatenate([ref] * m, axis=0) if m and not rest else None
+    return None
+
+
+def _column_signs(X: Array, ref: Array | None) -> Array:
+    """±1 per column of X (over its second-last axis): the sign that turns it towards the
+    reference's column (1 where there is none, or they are orthogonal)."""
+    if ref is None:
+        return np.ones(X.shape[:-2] + X.shape[-1:])
+    d = np.sign(np.sum(X * ref, axis=-2))
+    return np.where(d == 0, 1.0, d)
 
 
 def _phi(x: Array) -> Array:
@@ -134,12 +161,18 @@ class SVD(Layer):
     no gradient, as torch narrows them away);  with E_ij = s_j² − s_i² (1 on the diagonal),
     Ā = U [(skew(UᵀŪ) s_j + s_i skew(VᵀV̄)) / E + diag(s̄)] Vᵀ, plus (I − U Uᵀ) Ū diag(1/s) Vᵀ
     when m > n, or U diag(1/s) V̄ᵀ (I − V Vᵀ) when m < n (torch's svd_backward).
-    `values_only`: svdvals, Ā = U diag(s̄) Vᵀ."""
+    `values_only`: svdvals, Ā = U diag(s̄) Vᵀ. `signs`: (U, Vh) whose signs to take."""
 
-    def __init__(self, full_matrices: bool = True, values_only: bool = False) -> None:
+    def __init__(
+        self,
+        full_matrices: bool = True,
+        values_only: bool = False,
+        signs: tuple[Array, Array] | None = None,
+    ) -> None:
         super().__init__()
         self.full_matrices, self.values_only = bool(full_matrices), bool(values_only)
         self.n_outputs = 1 if self.values_only else 3  # type: ignore[misc]
+        self.signs = signs
 
     def __repr__(self) -> str:
         return "SVDVals" if self.values_only else f"SVD(full_matrices={self.full_matrices})"
@@ -158,6 +191,10 @@ class SVD(Layer):
         U, s, Vh = np.linalg.svd(a, full_matrices=self.full_matrices)
         if self.values_only:
             return s, (U, s, Vh)
+        if self.signs is not None:  # (u_i, v_i) turn together where s_i > 0; at s_i = 0 apart
+            rU, rVh = (_like(r, x.shape) for r, x in zip(self.signs, (U, Vh), strict=True))
+            U = U * _column_signs(U, rU)[..., None, :]
+            Vh = Vh * _column_signs(_T(Vh), None if rVh is None else _T(rVh))[..., :, None]
         return (U, s, Vh), (U, s, Vh)
 
     def backward(self, delta: Any, cache: Any) -> tuple[Array, dict]:
@@ -203,14 +240,18 @@ class SVD(Layer):
 class Eigh(Layer):
     """A = V diag(λ) Vᵀ for a symmetric A (its lower triangle read, UPLO='L', or the upper);
     Ā = V [ (skew(VᵀV̄)/2) / E + diag(λ̄) ] Vᵀ, E_ij = λ_j − λ_i (1 on the diagonal): torch's
-    linalg_eig_backward for Hermitian input. `values_only`: eigvalsh, Ā = V diag(λ̄) Vᵀ."""
+    linalg_eig_backward for Hermitian input. `values_only`: eigvalsh, Ā = V diag(λ̄) Vᵀ.
+    `signs`: the V whose column signs to take."""
 
-    def __init__(self, uplo: str = "L", values_only: bool = False) -> None:
+    def __init__(
+        self, uplo: str = "L", values_only: bool = False, signs: Array | None = None
+    ) -> None:
         super().__init__()
         if uplo not in ("L", "U"):
             raise ValueError(f"eigh: expected UPLO 'L' or 'U', got {uplo!r}")
         self.uplo, self.values_only = uplo, bool(values_only)
         self.n_outputs = 1 if self.values_only else 2  # type: ignore[misc]
+        self.signs = signs
 
     def __repr__(self) -> str:
         return f"{'EigvalsH' if self.values_only else 'Eigh'}(UPLO={self.uplo!r})"
@@ -223,6 +264,8 @@ class Eigh(Layer):
     def forward(self, a: Array) -> tuple[Any, Any]:
         self.shape(a.shape)
         lam, V = np.linalg.eigh(a, UPLO=self.uplo)
+        if self.signs is not None and not self.values_only:
+            V = V * _column_signs(V, _like(self.signs, V.shape))[..., None, :]
         return (lam if self.values_only else (lam, V)), (lam, V)
 
     def backward(self, delta: Any, cache: Any) -> tuple[Array, dict]:

@@ -174,8 +174,8 @@ def where(condition: Any, input: Any = None, other: Any = None) -> Op:
     x_t, y_t = _is_tensor(input), _is_tensor(other)
     if not x_t and not y_t:  # two numbers: both as constants, so the value is floating
         return Op(Where(), (cond, _constant(input, "where"), _constant(other, "where")))
-    x = None if x_t else number(input, "where")
-    y = None if y_t else number(other, "where")
+    x = None if x_t else number(input, "where", infinite=True)
+    y = None if y_t else number(other, "where", infinite=True)
     return Op(Where(x, y), (cond, *(t for t in (input, other) if _is_tensor(t))))
 
 
