@@ -117,3 +117,16 @@ def _tensors(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Te
         elif isinstance(v, (tuple, list, dict)) and v:
             _tensors(v, out)
     return out
+
+
+def _not_float64(a: Any) -> bool:
+    """A floating dtype or tensor other than float64 (which the twin makes float64)."""
+    if isinstance(a, torch.Tensor):
+        return a.dtype is not torch.float64 and a.is_floating_point()
+    return isinstance(a, torch.dtype) and a.is_floating_point and a is not torch.float64
+
+
+def _kind(t: torch.Tensor) -> str:
+    if t.is_floating_point():
+        return "float"
+    return "bool" if t.dtype == torch.bool else "int"

@@ -45,7 +45,7 @@ from torch.utils import _pytree as pytree
 from manual_bp.network import Network
 from manual_bp.ops.shape import Identity
 from torch_ref import ties
-from torch_ref.calls import _FLOAT_CASTS, _call_of, _tensors
+from torch_ref.calls import _FLOAT_CASTS, _call_of, _kind, _not_float64, _tensors
 from torch_ref.capture import (
     FunctionCall,
     Probe,
@@ -592,19 +592,6 @@ def _output_names(recorder: _Recorder, result: Any) -> Any:
 
     leaves, spec = pytree.tree_flatten(result)
     return pytree.tree_unflatten([name(t) for t in leaves], spec)
-
-
-def _not_float64(a: Any) -> bool:
-    """A floating dtype or tensor other than float64 (which the twin makes float64)."""
-    if isinstance(a, torch.Tensor):
-        return a.dtype is not torch.float64 and a.is_floating_point()
-    return isinstance(a, torch.dtype) and a.is_floating_point and a is not torch.float64
-
-
-def _kind(t: torch.Tensor) -> str:
-    if t.is_floating_point():
-        return "float"
-    return "bool" if t.dtype == torch.bool else "int"
 
 
 __all__ = ["NothingToDifferentiate", "Recording", "record", "random_state_kept"]
