@@ -47,9 +47,9 @@ QUICK = {
 LR = 0.01
 THRESHOLD = 0.5  # the normalised loss whose first crossing counts as "learnt"
 RUNTIME = (
-    "about 48 s of CPU time for the 36 runs (24 at depth 64, 12 at depth 128); 157 s of wall "
-    "time with --jobs 2 on two cores shared with the test suite (the depth-64 runs alone: 23 "
-    "to 28 s of CPU time, 29 s of wall time)."
+    "about 86 s of CPU time for the 48 runs (24 at depth 64, 12 each at depths 128 and 200; "
+    "the depth-200 runs are about 37 s of it, so about 19 s of wall time on two idle cores); "
+    "236 s of wall time with --jobs 2 on two cores shared with a load of about 8."
 )
 
 

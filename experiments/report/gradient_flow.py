@@ -119,6 +119,7 @@ def readme(
         "## Summary",
         "",
         *summary(grid, sweep),
+        *([] if t is None or t.empty else [widths_report.summary_line(t)]),
         "",
         *glossary("decades", "δ", "σ_w², σ_b²", "q*", "χ1", "c-map", "edge of chaos", "seeds"),
         "## What was run",
