@@ -11,7 +11,7 @@ with the sweep's own measurement (experiments.measure.flow). Writes one summary 
 configuration, in summary.csv's columns, to --out (default
 reports/gradient_flow/widths.csv), which the gradient-flow report reads.
 
-Not part of `make report` (about 40 min of CPU on one core with the defaults); the
+Not part of `make report` (about 30 min of CPU time on one core with the defaults); the
 committed widths.csv is what the report reads, and this command regenerates it.
 """
 

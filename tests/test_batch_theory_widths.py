@@ -11,6 +11,7 @@ import pytest
 
 from experiments import batch_theory_widths as bw
 from experiments import gradient_flow as gf
+from experiments.measure import flow
 from experiments.report import gradient_flow_widths as widths_report
 from experiments.theory import batch_gradient
 from experiments.theory import meanfield as mf
@@ -156,3 +157,19 @@ def test_the_floor_is_the_batch_theorys_scatter_over_the_logits_and_labels_drawn
     assert 0.01 < np.mean(relu) - theory < 0.08  # Jensen: E log < log E on the last layer
     again = batch_gradient.batch_grad_ratio_log10_draws("relu", 2.0, 0.0, 64, 128)
     np.testing.assert_array_equal(relu, again)  # seeded
+
+
+def test_pair_correlation_is_kept_by_orthogonal_layers_and_grown_by_gaussian_ones():
+    """Orthogonal linear layers keep every inner product, so the examples' mean c² at any
+    layer is the inputs' (about 1/N); a product of Gaussian layers correlates them, E[c²] ≈
+    (1 + L)/N by free probability."""
+    ortho = flow.Config("linear", "orthogonal", 10, 64, 0, 16)
+    x = flow.batch(ortho)[0]
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    c = unit @ unit.T
+    inputs = (np.sum(c * c) - 16) / (16 * 15)
+    assert flow.pair_correlation2(ortho, 8) == pytest.approx(inputs, rel=1e-9)
+    gauss = [flow.pair_correlation2(flow.Config("linear", "kaiming_normal", 18, 256, s, 32), 16)
+             for s in range(3)]  # fmt: skip
+    assert np.mean(gauss) == pytest.approx((1 + 16) / 256, rel=0.3)
+    assert np.mean(gauss) > 3 * inputs * 64 / 256

@@ -92,7 +92,8 @@ def _with_widths(found: list[str], sweep: Sweep, t: pd.DataFrame | None) -> list
     """The findings, the widths finding right after the batch theory's."""
     if t is None or t.empty:
         return found
-    extra = widths_report.findings(t, max(sweep.widths), len(sweep.seeds))
+    c2 = widths_report.linear_correlations(t, sweep.batch)
+    extra = widths_report.findings(t, max(sweep.widths), len(sweep.seeds), c2)
     at = next((k + 1 for k, f in enumerate(found) if f.startswith("**The batch theory")), None)
     return found + extra if at is None else found[:at] + extra + found[at:]
 
@@ -197,8 +198,10 @@ def readme(
             "",
             "Measured − batch theory of `grad_ratio_log10` (mean ± the seeds' standard "
             "deviation, decades) per missed cell and width; in brackets the finite-width law's "
-            "prediction from the first width, gap·N0/N. Regenerate `widths.csv` (about 40 min "
-            "of CPU, not part of `make report`) with",
+            "prediction from the first width, gap·N0/N. `floor`: the standard deviation one "
+            "network's ratio keeps at infinite width, where the batch's logits and labels are "
+            "still drawn once per network (`batch_gradient.batch_grad_ratio_log10_draws`). "
+            "Regenerate `widths.csv` (about 30 min of CPU, not part of `make report`) with",
             "",
             "    python -m experiments.batch_theory_widths",
             "",
