@@ -70,14 +70,19 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m experiments.batch_theory_widths",
         description="Measure the batch theory's missed cells again at larger widths.",
     )
-    p.add_argument("--widths", type=int, nargs="*", default=list(WIDTHS))
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--widths", type=int, nargs="*", default=list(WIDTHS),
+                   help="widths for every missed cell (default 256 512 1024)")  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                   help="seeds at those widths (default 0 to 5)")  # fmt: skip
     p.add_argument("--wide-widths", type=int, nargs="*", default=list(WIDE_WIDTHS),
-                   help="widths for the deepest missed cells only")  # fmt: skip
-    p.add_argument("--wide-seeds", type=int, nargs="*", default=list(WIDE_SEEDS))
-    p.add_argument("--summary", type=Path, default=SUMMARY)
-    p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+                   help="widths for the deepest missed cells only (default 2048)")  # fmt: skip
+    p.add_argument("--wide-seeds", type=int, nargs="*", default=list(WIDE_SEEDS),
+                   help="seeds at the wide widths (default 0 1 2)")  # fmt: skip
+    p.add_argument("--summary", type=Path, default=SUMMARY,
+                   help=f"the gradient-flow sweep's summary.csv (default {SUMMARY})")  # fmt: skip
+    p.add_argument("--out", type=Path, default=OUT, help=f"the CSV to write (default {OUT})")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes (default: every core)")  # fmt: skip
     return p
 
 
