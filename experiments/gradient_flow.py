@@ -349,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_report:
         numbers, layer_numbers = sweep.numeric(summary), sweep.numeric(layers)
         grid, scan = sweep.select(numbers, s)
-        widths = widths_report.read(out / widths_report.CSV)  # batch_theory_widths wrote it
+        rows = widths_report.read(out / widths_report.CSV)  # batch_theory_widths wrote it
+        widths = None if rows is None else widths_report.width_table(rows)
         files = report.write_figures(out, grid, scan, layer_numbers, s, widths)
         command = command_line("experiments.gradient_flow", sys.argv[1:] if argv is None else argv)
         text = report.readme(grid, scan, layer_numbers, s, command, files, checks, RUNTIME, widths)

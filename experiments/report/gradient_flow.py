@@ -68,7 +68,8 @@ def write_figures(
     sweep: Sweep,
     widths: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Every figure the rows allow, as PNG files in `out`; `widths` is widths.csv's rows."""
+    """Every figure the rows allow, as PNG files in `out`; `widths` is the missed cells'
+    table against width (`gradient_flow_widths.width_table`) or None."""
     figures: dict[str, Figure | None] = {
         "grad_norm_by_layer.png": plot_norm_by_layer(layers, sweep, "grad_w_norm"),
         "delta_norm_by_layer.png": plot_norm_by_layer(layers, sweep, "delta_norm"),
@@ -79,13 +80,9 @@ def write_figures(
         "sigma2_scan.png": plot_sigma2_scan(scan, sweep) if len(scan) else None,
         "tanh_power_law.png": plot_tanh_power_law(grid, sweep),
         "derivative_distribution.png": plot_derivative_distribution(layers, sweep),
-        "widths.png": None if widths is None else widths_report.plot(_width_table(widths)),
+        "widths.png": None if widths is None else widths_report.plot(widths),
     }
     return [write_png(out / name, fig) for name, fig in figures.items() if fig is not None]
-
-
-def _width_table(widths: pd.DataFrame) -> pd.DataFrame:
-    return widths_report.width_table(widths)
 
 
 def _with_widths(found: list[str], sweep: Sweep, t: pd.DataFrame | None) -> list[str]:
@@ -109,9 +106,10 @@ def readme(
     runtime: str,
     widths: pd.DataFrame | None = None,
 ) -> str:
-    """The README; `widths` is widths.csv's rows (experiments.batch_theory_widths) or None."""
+    """The README; `widths` is the missed cells' table against width
+    (`gradient_flow_widths.width_table` of experiments.batch_theory_widths' CSV) or None."""
     depth, width = max(sweep.depths), max(sweep.widths)
-    t = None if widths is None else _width_table(widths)
+    t = widths
     lines = [
         "# Gradient flow: δ and the weight gradients SGD uses, measured and predicted",
         "",

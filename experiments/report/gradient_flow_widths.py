@@ -224,6 +224,11 @@ def findings(
         part = v[v["verdict"] == verdict]
         if len(part):
             text += f"   - {lead} ({len(part)} cells, gap first → widest): {_cells(part)}.\n"
+        if verdict == "stays" and len(part):
+            text += (
+                "   - For these the batch theory is off at every width measured, beyond the "
+                "seeds' scatter; these runs do not establish why.\n"
+            )
     text += _linear_text(pd.DataFrame() if c2 is None else c2)
     noisy = v[v["floor"] >= AGREE / 2].sort_values("floor", ascending=False)
     if len(noisy):
@@ -279,7 +284,7 @@ def plot(t: pd.DataFrame) -> Figure:
                 color=color, label=label)  # fmt: skip
         a2.plot(part["depth_over_width"], part["spread"], "o-", ms=3, lw=0.9, alpha=0.7,
                 color=color, label=label)  # fmt: skip
-        if part["floor"].iloc[0] > 0:
+        if part["floor"].iloc[0] > 1e-3:  # linear and saturated nets: no floor (0 to rounding)
             a2.plot(part["depth_over_width"], part["floor"], ":", lw=1.0, color=color, alpha=0.7)
     x = np.geomspace(t["depth_over_width"].min(), t["depth_over_width"].max(), 20)
     top = t[t["width"] == t["width"].min()]
