@@ -38,7 +38,7 @@ DEFAULT = {
     "sigma_w2": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0],
     "depths": [4, 8, 16, 24, 32, 48, 64],
     "checkpoints": (100, 1000, 10000),
-    "deep": 32,  # deeper cells stop at the middle budget (the time budget)
+    "deep": 48,  # deeper cells stop at the middle budget (the time budget; see RUNTIME)
     "probe": probes.Probe(),
     "probe_seeds": (0, 1, 2, 3),
     "probe_sigma_w2": {
@@ -58,10 +58,12 @@ QUICK = {
 KEEPS = {"tanh": (1.0, 0.99, 0.95), "relu": (1.0,)}
 THEORY_GRID = np.round(np.arange(0.5, 4.0001, 0.025), 6)
 RUNTIME = (
-    "about 260 s of CPU time (60 random nets, 168 trained ones read at up to 3 budgets, the "
-    "theory), so about "
-    "130 s with --jobs 2 on two idle cores; 17 min of wall time on 2 cores shared with a "
-    "load of about 11."
+    "about 370 s of CPU time (60 random nets, 168 trained ones read at up to 3 budgets, the "
+    "theory), so about 185 s with --jobs 2 on two idle cores; the 10⁴-step budget at depth 48 "
+    "is about 100 s of the CPU time (about 50 s of wall time on two idle cores). 12.6 min of "
+    "wall time on 2 cores shared with a load of about 6. The 10⁴-step budget at depth 64 "
+    "would add about 140 s of CPU time more (about 70 s of wall time): over the lab's time "
+    "budget, so depth 64 stops at 10³ steps."
 )
 
 

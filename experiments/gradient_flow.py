@@ -32,6 +32,7 @@ import pandas as pd
 from experiments.measure import flow, sweep
 from experiments.measure.runner import run_tasks
 from experiments.report import gradient_flow as report
+from experiments.report import gradient_flow_widths as widths_report
 from experiments.report.common import command_line
 from experiments.report.io import atomic_write, write_csv
 
@@ -71,7 +72,8 @@ SCAN_FLAGS = ("scan_activation", "scan_depth", "scan_sigma2", "scan_sigma_b2")
 #: byte-identical between runs).
 RUNTIME = (
     "the default sweep (807 runs) takes about 60 s of CPU time, about 35 s with "
-    "--jobs 2 on two idle cores."
+    "--jobs 2 on two idle cores; the section on widths.csv adds about 10 s of CPU time (the "
+    "floor's draws and the linear nets' input correlations at widths 256 and 512)."
 )
 
 
@@ -348,9 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_report:
         numbers, layer_numbers = sweep.numeric(summary), sweep.numeric(layers)
         grid, scan = sweep.select(numbers, s)
-        files = report.write_figures(out, grid, scan, layer_numbers, s)
+        rows = widths_report.read(out / widths_report.CSV)  # batch_theory_widths wrote it
+        widths = None if rows is None else widths_report.width_table(rows)
+        files = report.write_figures(out, grid, scan, layer_numbers, s, widths)
         command = command_line("experiments.gradient_flow", sys.argv[1:] if argv is None else argv)
-        text = report.readme(grid, scan, layer_numbers, s, command, files, checks, RUNTIME)
+        text = report.readme(grid, scan, layer_numbers, s, command, files, checks, RUNTIME, widths)
         files.append(atomic_write(out / "README.md", text))
     print(f"{len(todo)} configurations measured ({len(configs) - len(todo)} resumed); wrote")
     for path in [out / "summary.csv", out / "layers.csv", *files]:

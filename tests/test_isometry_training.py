@@ -78,3 +78,26 @@ def test_the_experiment_writes_the_same_bytes_twice(tmp_path):
                      "summary.csv"]  # fmt: skip
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def _cell_row(depth, weights, low, high):
+    return {"depth": depth, "activation": "tanh", "weights": weights, "q_star": 0.02,
+            "normalised_var": 0.003 * depth, "final_median": (low + high) / 2,
+            "final_min": low, "final_max": high}  # fmt: skip
+
+
+def test_the_depth_trend_is_claimed_only_where_the_seed_ranges_are_disjoint():
+    rows = [
+        _cell_row(64, "orthogonal", 0.10, 0.12),
+        _cell_row(128, "orthogonal", 0.13, 0.15),
+        _cell_row(200, "orthogonal", 0.16, 0.20),
+        _cell_row(64, "gaussian", 0.5, 0.6),
+        _cell_row(128, "gaussian", 0.55, 0.7),
+        _cell_row(200, "gaussian", 0.8, 0.9),
+    ]
+    (text,) = report.depth_trend(pd.DataFrame(rows))
+    assert "**Depth 64, 128, 200**" in text
+    orthogonal, gaussian = text.split("; tanh/orthogonal")[1], text.split("; tanh/orthogonal")[0]
+    assert "rises with depth (ranges disjoint)" in orthogonal
+    assert "gaussian" in gaussian and "ranges overlap" in gaussian
+    assert report.depth_trend(pd.DataFrame(rows[:2] + rows[3:5])) == []  # two depths: no trend

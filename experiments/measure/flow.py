@@ -376,6 +376,18 @@ def measure(config: Config, params: tuple[list[Array], list[Array]] | None = Non
     return Measurement(summary, layers)
 
 
+def pair_correlation2(config: Config, layer: int) -> float:
+    """The mean over pairs n ≠ m of c_nm², c_nm = ⟨a_n, a_m⟩/(‖a_n‖‖a_m‖), the batch's
+    activations at hidden layer `layer`: how far one network of finite width has correlated
+    its independent inputs (mean-field theory: the c-map's c² at that layer)."""
+    _, tape = network(config).forward(batch(config)[0])
+    a = tape.a[str(layer)]
+    unit = a / np.linalg.norm(a, axis=1, keepdims=True)
+    c = unit @ unit.T  # (batch, batch)
+    n = len(c)
+    return float((np.sum(c * c) - np.sum(np.diag(c) ** 2)) / (n * (n - 1)))
+
+
 def measure_all(configs: Iterable[Config]) -> list[Measurement]:
     """measure() of each configuration, drawing the parameters once per activation-free key."""
     cache: dict[Config, tuple[list[Array], list[Array]]] = {}

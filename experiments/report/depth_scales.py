@@ -216,7 +216,7 @@ def plot_phase_diagram(
         depths, sigmas = grid.index.to_numpy(), grid.columns.to_numpy()
         ax.set_facecolor("0.8")
         if grid.isna().any().any():
-            ax.text(0.97, 0.97, "grey: not run\nat this budget", transform=ax.transAxes,
+            ax.text(0.97, 0.985, "grey: not run at this budget", transform=ax.transAxes,
                     ha="right", va="top", fontsize=7)  # fmt: skip
         x_edges, y_edges = _edges(sigmas), _edges(np.log2(depths))
         image = ax.pcolormesh(x_edges, 2.0**y_edges, grid.to_numpy(), cmap="viridis",

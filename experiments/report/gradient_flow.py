@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from experiments.measure import flow
 from experiments.measure.sweep import LAYER_COLUMNS, SUMMARY_COLUMNS, Sweep
+from experiments.report import gradient_flow_widths as widths_report
 from experiments.report.common import (
     findings_and_plots,
     glossary,
@@ -55,13 +56,20 @@ CAPTIONS = {
     "sigma2_scan.png": "The σ_w² scan at σ_b² > 0 across the critical line.",
     "tanh_power_law.png": "tanh at σ_w² = 1: the δ power law and the flat weight gradient.",
     "derivative_distribution.png": "f′(z) per layer for sigmoid and tanh (saturation).",
+    "widths.png": "The batch theory's missed cells at larger widths, against depth/width.",
 }
 
 
 def write_figures(
-    out: Path, grid: pd.DataFrame, scan: pd.DataFrame, layers: pd.DataFrame, sweep: Sweep
+    out: Path,
+    grid: pd.DataFrame,
+    scan: pd.DataFrame,
+    layers: pd.DataFrame,
+    sweep: Sweep,
+    widths: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Every figure the rows allow, as PNG files in `out`."""
+    """Every figure the rows allow, as PNG files in `out`; `widths` is the missed cells'
+    table against width (`gradient_flow_widths.width_table`) or None."""
     figures: dict[str, Figure | None] = {
         "grad_norm_by_layer.png": plot_norm_by_layer(layers, sweep, "grad_w_norm"),
         "delta_norm_by_layer.png": plot_norm_by_layer(layers, sweep, "delta_norm"),
@@ -72,8 +80,19 @@ def write_figures(
         "sigma2_scan.png": plot_sigma2_scan(scan, sweep) if len(scan) else None,
         "tanh_power_law.png": plot_tanh_power_law(grid, sweep),
         "derivative_distribution.png": plot_derivative_distribution(layers, sweep),
+        "widths.png": None if widths is None else widths_report.plot(widths),
     }
     return [write_png(out / name, fig) for name, fig in figures.items() if fig is not None]
+
+
+def _with_widths(found: list[str], sweep: Sweep, t: pd.DataFrame | None) -> list[str]:
+    """The findings, the widths finding right after the batch theory's."""
+    if t is None or t.empty:
+        return found
+    c2 = widths_report.linear_correlations(t, sweep.batch)
+    extra = widths_report.findings(t, max(sweep.widths), len(sweep.seeds), c2)
+    at = next((k + 1 for k, f in enumerate(found) if f.startswith("**The batch theory")), None)
+    return found + extra if at is None else found[:at] + extra + found[at:]
 
 
 def readme(
@@ -85,8 +104,12 @@ def readme(
     figures: Sequence[Path],
     checks: Sequence[str],
     runtime: str,
+    widths: pd.DataFrame | None = None,
 ) -> str:
+    """The README; `widths` is the missed cells' table against width
+    (`gradient_flow_widths.width_table` of experiments.batch_theory_widths' CSV) or None."""
     depth, width = max(sweep.depths), max(sweep.widths)
+    t = widths
     lines = [
         "# Gradient flow: δ and the weight gradients SGD uses, measured and predicted",
         "",
@@ -95,6 +118,7 @@ def readme(
         "## Summary",
         "",
         *summary(grid, sweep),
+        *([] if t is None or t.empty else [widths_report.summary_line(t)]),
         "",
         *glossary("decades", "δ", "σ_w², σ_b²", "q*", "χ1", "c-map", "edge of chaos", "seeds"),
         "## What was run",
@@ -164,7 +188,24 @@ def readme(
         headline(grid, sweep, "delta"),
         "",
     ]
-    lines += findings_and_plots(findings(grid, scan, layers, sweep), figures, CAPTIONS)
+    found = _with_widths(findings(grid, scan, layers, sweep), sweep, t)
+    lines += findings_and_plots(found, figures, CAPTIONS)
+    if t is not None and not t.empty:
+        lines += [
+            "## The batch theory's misses against width",
+            "",
+            "Measured − batch theory of `grad_ratio_log10` (mean ± the seeds' standard "
+            "deviation, decades) per missed cell and width; in brackets the finite-width law's "
+            "prediction from the first width, gap·N0/N. `floor`: the standard deviation one "
+            "network's ratio keeps at infinite width, where the batch's logits and labels are "
+            "still drawn once per network (`batch_gradient.batch_grad_ratio_log10_draws`). "
+            "Regenerate `widths.csv` (about 30 min of CPU, not part of `make report`) with",
+            "",
+            "    python -m experiments.batch_theory_widths",
+            "",
+            widths_report.table(t),
+            "",
+        ]
     if checks:
         lines += ["## Cross-check with torch.autograd", "", *[f"- {c}" for c in checks], ""]
     lines += [
@@ -178,6 +219,14 @@ def readme(
         + ", ".join(f"`{c}`" for c in LAYER_COLUMNS)
         + ". `saturated_frac` is the fraction of entries with f′(z) < 0.01, `dead_frac` the "
         "fraction of units with f′ = 0 for the whole batch.",
+        *(
+            []
+            if t is None
+            else [
+                "- `widths.csv`: the missed cells at larger widths, summary.csv's columns "
+                "(written by `python -m experiments.batch_theory_widths`)."
+            ]
+        ),
         "",
     ]
     return "\n".join(lines)

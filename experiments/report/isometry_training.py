@@ -92,7 +92,7 @@ def plot_speed(summary: pd.DataFrame) -> Figure:
     ax = axes[0, 0]
     groups = list(dict.fromkeys(zip(summary["activation"], summary["q_star"], strict=True)))
     markers = dict(zip(groups, "o^Dsv<>", strict=False))
-    shallow = int(summary["depth"].min())
+    fills = _depth_fills(summary)
     for _, r in summary.iterrows():
         ax.errorbar(
             [r["normalised_var"]],
@@ -101,15 +101,14 @@ def plot_speed(summary: pd.DataFrame) -> Figure:
             color=WEIGHT_STYLE[r["weights"]]["color"],
             capsize=2,
             **{**MEASURED, "marker": markers[(r["activation"], r["q_star"])], "ms": 6},
-            mfc="white" if r["depth"] != shallow else None,
+            **fills[r["depth"]],
         )
     for weights, style in WEIGHT_STYLE.items():
         ax.plot([], [], ls="-", lw=6, alpha=0.6, color=style["color"], label=weights)
     for (act, q), marker in markers.items():
         ax.plot([], [], ls="", marker=marker, color="0.3", label=_cell(act, q))
-    for depth in sorted(summary["depth"].unique()):
-        hollow = {"mfc": "white"} if depth != shallow else {}
-        ax.plot([], [], ls="", marker="o", color="0.3", label=f"depth {depth}", **hollow)
+    for depth, fill in fills.items():
+        ax.plot([], [], ls="", marker="o", color="0.3", label=f"depth {depth}", **fill)
     ax.set(
         xscale="log",
         yscale="log",
@@ -119,10 +118,20 @@ def plot_speed(summary: pd.DataFrame) -> Figure:
     ax.grid(alpha=0.3, which="both")
     legend_below(fig, ax, ncols=3)
     fig.suptitle(
-        "Loss after the budget against the Jacobian's spectral spread\n(hollow: deeper nets)",
+        "Loss after the budget against the Jacobian's spectral spread\n(filled: the shallowest "
+        "depth; hollow, then half-filled: deeper)",
         fontsize=10,
     )
     return fig
+
+
+#: marker faces by depth, shallowest first: filled, hollow, half-filled
+FILLS = ({}, {"mfc": "white"}, {"fillstyle": "bottom", "mfcalt": "white"})
+
+
+def _depth_fills(summary: pd.DataFrame) -> dict[int, dict[str, str]]:
+    depths = sorted(int(d) for d in summary["depth"].unique())
+    return {d: FILLS[min(k, len(FILLS) - 1)] for k, d in enumerate(depths)}
 
 
 def write_figures(
@@ -146,6 +155,52 @@ def _steps(r: pd.Series) -> str:
 
 def _loss(r: pd.Series) -> str:
     return f"{r['final_median']:.3f} [{r['final_min']:.3f}, {r['final_max']:.3f}]"
+
+
+def _order(values: Sequence[pd.Series]) -> str:
+    """'rises', 'falls' or '' for cells in depth order, by disjoint seed ranges only."""
+    pairs = list(zip(values[:-1], values[1:], strict=True))
+    if all(a["final_max"] < b["final_min"] for a, b in pairs):
+        return "rises"
+    if all(a["final_min"] > b["final_max"] for a, b in pairs):
+        return "falls"
+    return ""
+
+
+def depth_trend(summary: pd.DataFrame) -> list[str]:
+    """The loss after the budget against depth, for the cells run at every depth."""
+    depths = sorted(int(d) for d in summary["depth"].unique())
+    if len(depths) < 3:
+        return []
+    parts, moves = [], []
+    for (act, q, weights), part in summary.groupby(["activation", "q_star", "weights"]):
+        if sorted(int(d) for d in part["depth"]) != depths:
+            continue
+        rows = [r for _, r in part.sort_values("depth").iterrows()]
+        word = _order(rows)
+        parts.append(
+            f"{act}/{weights}, q* = {q:.3g}: "
+            + ", ".join(
+                f"{int(r['depth'])}: {_loss(r)} (spectral variance {r['normalised_var']:.3g})"
+                for r in rows
+            )
+            + (f" — {word} with depth (ranges disjoint)" if word else " — ranges overlap")
+        )
+        change = rows[-1]["final_median"] - rows[0]["final_median"]
+        moves.append(
+            f"{act}/{weights} {'+' if change >= 0 else '−'}{abs(change):.3f} (spread "
+            f"{rows[0]['normalised_var']:.3g} → {rows[-1]['normalised_var']:.3g})"
+        )
+    if not parts:
+        return []
+    return [
+        f"**Depth {', '.join(map(str, depths))}** (Pennington et al.'s headline depth is 200), "
+        "loss after the budget, median [range over seeds]: "
+        + "; ".join(parts)
+        + f". From depth {depths[0]} to {depths[-1]} the median moves by "
+        + ", ".join(moves)
+        + "; the free-probability spread var(s²)/E[s²]² grows ∝ L in every cell."
+    ]
 
 
 def findings(summary: pd.DataFrame, threshold: float) -> list[str]:
@@ -230,6 +285,7 @@ def findings(summary: pd.DataFrame, threshold: float) -> list[str]:
                 "more whatever the weights. One rate serves every cell: ReLU at its own best "
                 "rate is not studied here."
             )
+    out += depth_trend(summary)
     rho = stats.spearmanr(summary["normalised_var"], summary["final_median"]).statistic
     out.append(
         f"Across the {len(summary)} cells the median loss after the budget rises with the "
@@ -268,6 +324,16 @@ def readme(
             "steps is "
             f"{_loss(o)} orthogonal against {_loss(g)} Gaussian"
         )
+    deepest = int(summary["depth"].max())
+    last = summary[(summary["activation"] == "tanh") & (summary["depth"] == deepest)]
+    deep_line = []
+    if deepest != shallow and set(last["weights"]) == {"orthogonal", "gaussian"}:
+        last = last[last["q_star"] == last["q_star"].min()]
+        o, g = (last[last["weights"] == w].iloc[0] for w in ("orthogonal", "gaussian"))
+        deep_line = [
+            f"- At depth {deepest}, q* = {o['q_star']:.3g}: {_loss(o)} orthogonal against "
+            f"{_loss(g)} Gaussian; the depth trend is in the Findings."
+        ]
     lines = [
         "# Training speed at criticality: orthogonal against Gaussian weights",
         "",
@@ -276,6 +342,7 @@ def readme(
         "## Summary",
         "",
         f"- {lead} (see Findings 1; {int(summary['seeds'].min())} seeds per cell).",
+        *deep_line,
         "- The free-probability spectral variance of JJᵀ: "
         f"{summary['normalised_var'].min():.3g} (orthogonal tanh, smallest q*) to "
         f"{summary['normalised_var'].max():.3g} (Gaussian relu).",
@@ -285,7 +352,8 @@ def readme(
         f"    {command}",
         "",
         f"- Nets: {setup['depth']} square layers of width {setup['width']} (and "
-        f"{setup['deep']} for the smallest q* and relu), "
+        + " and ".join(map(str, setup["deep"]))
+        + " for the smallest q* and relu), "
         "h^(l) = W_l φ(h^(l−1)) + b_l, and a linear readout N(0, 1/N) to 4 outputs; tanh on "
         "the critical line χ1 = 1 at σ_b² = "
         + ", ".join(f"{b:g}" for b in setup["sigma_b2"])

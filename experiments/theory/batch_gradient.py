@@ -82,6 +82,30 @@ def output_error_gram(
     )
 
 
+def _layer_factors(
+    t: PairTrajectory, sigma_w2: float, l: int, var_x: float
+) -> tuple[float, float]:  # fmt: skip
+    """(diagonal, cross) factor of ‖∂L/∂W^(l)‖² = diag · Σ_b ‖e_b‖² + cross · Σ_{b≠b′} ⟨e_b, e_b′⟩
+    for output errors e_b: backward Π σ_w² E[φ′φ′] over the layers above l, forward the
+    activations' Gram (the input's at l = 1)."""
+    back_d = math.prod(sigma_w2 * d for d in t.dphi2[l - 1 :])
+    back_c = math.prod(sigma_w2 * d for d in t.dphi_pair[l - 1 :])
+    a_d, a_c = (var_x, 0.0) if l == 1 else (t.phi2[l - 2], t.phi_pair[l - 2])
+    return back_d * a_d, back_c * a_c
+
+
+def _output(
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, var_x: float
+) -> tuple[PairTrajectory, float, float] | None:  # fmt: skip
+    """The trajectory and the logits' (q, c), or None where q overflows."""
+    t = pair_trajectory(activation, sigma_w2, sigma_b2, depth - 1, var_x)
+    q_out = min(sigma_w2 * t.phi2[-1] + sigma_b2, Q_MAX)
+    c_out = (sigma_w2 * t.phi_pair[-1] + sigma_b2) / q_out if q_out > 0 else 1.0
+    if not (math.isfinite(q_out) and q_out < Q_MAX):
+        return None
+    return t, q_out, c_out
+
+
 def batch_grad_ratio_log10_theory(
     activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
     var_x: float = 1.0, classes: int = 10,
@@ -97,19 +121,52 @@ def batch_grad_ratio_log10_theory(
     _check(sigma_w2, sigma_b2)
     if depth < 3:
         return 0.0
-    t = pair_trajectory(activation, sigma_w2, sigma_b2, depth - 1, var_x)
-    q_out = min(sigma_w2 * t.phi2[-1] + sigma_b2, Q_MAX)
-    c_out = (sigma_w2 * t.phi_pair[-1] + sigma_b2) / q_out if q_out > 0 else 1.0
-    if not (math.isfinite(q_out) and q_out < Q_MAX):
+    out = _output(activation, sigma_w2, sigma_b2, depth, var_x)
+    if out is None:
         return math.nan
+    t, q_out, c_out = out
     self_gram, cross_gram = output_error_gram(q_out, c_out, classes)
     diag, cross = batch * self_gram, batch * (batch - 1) * cross_gram
 
-    def grad_norm2(l: int) -> float:  # l = 1..L−1; layers above l: l..L−1 in t (0-based l−1..)
-        back_d = math.prod(sigma_w2 * d for d in t.dphi2[l - 1 :])
-        back_c = math.prod(sigma_w2 * d for d in t.dphi_pair[l - 1 :])
-        a_d, a_c = (var_x, 0.0) if l == 1 else (t.phi2[l - 2], t.phi_pair[l - 2])
-        return back_d * a_d * diag + back_c * a_c * cross
+    def grad_norm2(l: int) -> float:
+        d, c = _layer_factors(t, sigma_w2, l, var_x)
+        return d * diag + c * cross
 
     first, last = grad_norm2(1), grad_norm2(depth - 1)
     return 0.5 * (_log10(first) - _log10(last))
+
+
+def batch_grad_ratio_log10_draws(
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
+    var_x: float = 1.0, classes: int = 10, draws: int = 400, seed: int = 20170102,
+) -> Array:  # fmt: skip
+    """The batch theory's ratio for `draws` networks of infinite width, one draw each of what
+    stays random there: the batch's logits and labels.
+
+    At N → ∞ the layers' Grams are the c-map's, but the output has only K = `classes`
+    channels: the logits of the batch are N(0, q_out) per class with correlation c_out
+    between examples (a common part √c g and an own part √(1 − c) h_b), drawn once per
+    network, and the labels are drawn once per batch. Each draw gives S_d = Σ_b ‖e_b‖² and
+    S_c = Σ_{b≠b′} ⟨e_b, e_b′⟩ for e_b = softmax(z_b) − y_b, and the ratio
+    ½ log10((d_1 S_d + c_1 S_c)/(d_{L−1} S_d + c_{L−1} S_c)). Their spread is the seed scatter
+    no width removes; `batch_grad_ratio_log10_theory` is the ratio of the draws' mean norms.
+    """
+    _check(sigma_w2, sigma_b2)
+    if depth < 3:
+        return np.zeros(draws)
+    out = _output(activation, sigma_w2, sigma_b2, depth, var_x)
+    if out is None:
+        return np.full(draws, math.nan)
+    t, q_out, c_out = out
+    rng = np.random.default_rng(seed)
+    c = min(max(c_out, 0.0), 1.0)
+    g = rng.normal(size=(draws, 1, classes))
+    h = rng.normal(size=(draws, batch, classes))
+    e = _softmax(math.sqrt(q_out) * (math.sqrt(c) * g + math.sqrt(1.0 - c) * h))
+    labels = rng.integers(0, classes, size=(draws, batch))
+    np.subtract.at(e, (np.arange(draws)[:, None], np.arange(batch)[None, :], labels), 1.0)
+    s_d = np.sum(e * e, axis=(1, 2))
+    s_c = np.sum(np.sum(e, axis=1) ** 2, axis=1) - s_d  # ‖Σ_b e_b‖² − Σ_b ‖e_b‖²
+    (d1, c1), (dl, cl) = (_layer_factors(t, sigma_w2, l, var_x) for l in (1, depth - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 0.5 * (np.log10(d1 * s_d + c1 * s_c) - np.log10(dl * s_d + cl * s_c))
