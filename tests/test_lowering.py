@@ -236,9 +236,43 @@ def test_a_draw_from_a_private_generator_inside_a_lowered_call_is_refused():
         torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 4))
 
 
-def test_a_decomposition_through_an_op_the_record_cannot_follow_is_refused_not_guessed():
-    """diagonal_scatter decomposes into as_strided (no row, no decomposition): the value it
-    makes is refused where it leaves the call, never taken for a constant."""
-    model = _model(lambda h: torch.diagonal_scatter(h[:, :3], 2 * h[:, 3]))
+def _diagonal_scatter() -> _Head:
+    return _model(lambda h: torch.diagonal_scatter(h[:, :3], 2 * h[:, 3]))
+
+
+def test_diagonal_scatter_matches_through_as_strided_and_a_write_through_its_diagonal():
+    report = torch_ref.compare_gradients(
+        _diagonal_scatter(), _loss, _x(), torch.randn(3, 3), rtol=1e-9, input_grads=True
+    )
+    assert report.ok, report.failure_message()
+
+
+def test_a_decomposition_through_an_op_the_record_cannot_follow_is_refused_not_guessed(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Planted: as_strided without its row (no decomposition either): the value
+    diagonal_scatter's decomposition makes through it is refused where it leaves the call,
+    never taken for a constant."""
+    from torch_ref import lowering
+
+    monkeypatch.delitem(lowering._SPELLING, "as_strided")
+    monkeypatch.setattr(lowering, "lookup_function", lambda fn: None)
+    monkeypatch.setattr(lowering, "lookup_method", lambda name: None)
     with pytest.raises(UnsupportedModuleError, match=r"torch\.diagonal_scatter .*aten\.as_strided"):
-        torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 3))
+        torch_ref.manual_gradients(_diagonal_scatter(), _loss, _x(), torch.zeros(3, 3))
+
+
+def test_a_write_inside_a_decomposition_through_a_view_it_cannot_follow_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Planted: diagonal_scatter's decomposition writes through a diagonal view below
+    autograd, where no version count tells; without the diagonal's write-back the base is
+    stale, and is refused rather than read (the written value would otherwise be lost)."""
+    from torch_ref import lowering
+
+    known = lowering._view_index
+    monkeypatch.setattr(
+        lowering, "_view_index", lambda n, a, k: None if n == "diagonal" else known(n, a, k)
+    )
+    with pytest.raises(UnsupportedModuleError, match=r"writes in place \(aten\.copy_to\)"):
+        torch_ref.manual_gradients(_diagonal_scatter(), _loss, _x(), torch.zeros(3, 3))

@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from torch_ref.aten_adapters import embedding_bag, loss, strided
 from torch_ref.calls import _tensors
 from torch_ref.capture import _ours, _user_line
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered, UnsupportedModuleError
 from torch_ref.registry import lookup_function, lookup_method
 from torch_ref.registry.core import OpEntry
 
@@ -101,6 +102,7 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
     "_unsafe_index": (operator.getitem, lambda x, indices: ((x, _index_tuple(indices)), {})),
     "copy_": (torch.Tensor.expand, _copy),
     "copy": (torch.Tensor.expand, _copy),  # (the out-of-place form: a new dst)
+    "copy_to": (torch.Tensor.expand, _copy),  # (prims.copy_to, in torch's decompositions)
     "_adaptive_avg_pool2d": (F.adaptive_avg_pool2d, lambda x, size: ((x, size), {})),
     "_adaptive_avg_pool3d": (F.adaptive_avg_pool3d, lambda x, size: ((x, size), {})),
     "_cdist_forward": (torch.cdist, lambda a, b, p, mode=None: ((a, b, p), {})),
@@ -108,8 +110,22 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
         F.layer_norm,
         lambda x, shape, w, b, eps: ((x, shape, w, b, eps), {}),
     ),
+    "mse_loss": (F.mse_loss, loss("reduction")),
+    "l1_loss": (F.l1_loss, loss("reduction")),
+    "smooth_l1_loss": (F.smooth_l1_loss, loss("reduction", "beta")),
+    "huber_loss": (F.huber_loss, loss("reduction", "delta")),
+    "binary_cross_entropy": (F.binary_cross_entropy, loss("weight", "reduction")),
+    "binary_cross_entropy_with_logits": (
+        F.binary_cross_entropy_with_logits,
+        loss("weight", "pos_weight", "reduction"),
+    ),
+    "nll_loss": (F.nll_loss, loss("weight", "reduction", "ignore_index")),
+    "as_strided": (torch.as_strided, strided),
+    "as_strided_copy": (torch.as_strided, strided),
+    "_embedding_bag": (F.embedding_bag, embedding_bag),
+    "_embedding_bag_forward_only": (F.embedding_bag, embedding_bag),
 }
-_MULTI = {"native_layer_norm": 0}
+_MULTI = {"native_layer_norm": 0, "_embedding_bag": 0, "_embedding_bag_forward_only": 0}
 
 
 def _convolution(
@@ -172,6 +188,15 @@ def _view_index(name: str, args: tuple, kwargs: dict) -> tuple | None:
     if name == "select":
         x, dim, i = args[:3]
         return (slice(None),) * (dim % max(len(x.shape), 1)) + (i,)
+    if name == "diagonal":  # (of the last two dims: x[..., rows, cols] is laid out as it)
+        x, offset, dim1, dim2 = (*args, 0, 0, 1)[:4] if len(args) < 4 else args[:4]
+        n = len(x.shape)
+        if (dim1 % n, dim2 % n) != (n - 2, n - 1):
+            return None
+        rows, cols = x.shape[-2], x.shape[-1]
+        k = max(0, min(rows + min(offset, 0), cols - max(offset, 0)))
+        start = torch.arange(k)
+        return (Ellipsis, start - min(offset, 0), start + max(offset, 0))
     return None
 
 
@@ -180,6 +205,28 @@ def _mutates(op: Any) -> bool:
     args = op._schema.arguments
     alias = args[0].alias_info if args else None
     return alias is not None and alias.is_write
+
+
+def _fresh_writes(func: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The arguments with a copy of each tensor the op writes in place besides its result
+    (native_batch_norm's running statistics: buffers, constants of the record)."""
+    written = {a.name for a in func._schema.arguments if a.alias_info and a.alias_info.is_write}
+
+    def copy(name: str, value: Any) -> Any:
+        return value.clone() if name in written and isinstance(value, torch.Tensor) else value
+
+    names = [a.name for a in func._schema.arguments]
+    return (
+        tuple(copy(n, v) for n, v in zip(names, args, strict=False)),
+        {k: copy(k, v) for k, v in kwargs.items()},
+    )
+
+
+def _storage(t: torch.Tensor) -> int | None:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # (a tensor without storage)
+        return None
 
 
 def _float_tensors(value: Any, complex_too: bool = False) -> list[torch.Tensor]:
@@ -194,6 +241,8 @@ class Lowering(TorchDispatchMode):
         self.rec = rec
         self.what = what
         self.grad = grad  # grad mode at the call: a region inside with it off makes constants
+        #: inside a decomposition (ops called below autograd: no version bump after a write)
+        self.inner = 0
         self.ops: list[str] = []
         #: id → (a value an op without a row or decomposition made, its refusal)
         self.poisoned: dict[int, tuple[torch.Tensor, Exception]] = {}
@@ -202,6 +251,32 @@ class Lowering(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        out = self.dispatch(func, args, kwargs)
+        if self.inner and _mutates(func) and args and isinstance(args[0], torch.Tensor):
+            self.aliases_written(args[0], func)
+        return out
+
+    def aliases_written(self, t: torch.Tensor, func: Any) -> None:
+        """An in-place write inside a decomposition (below autograd: no version count tells a
+        later read): every other tensor on t's storage, but the views the record writes back
+        through (slice, select), is poisoned, refused where it leaves the call with gradient."""
+        kept, u = {id(t)}, t
+        while id(u) in self.rec.views and id(t) not in self.poisoned:  # (written back)
+            u = self.rec.views[id(u)][0]
+            kept.add(id(u))
+        name = func._schema.name.split("::", 1)[1]
+        refusal = _ours(
+            UnsupportedModuleError(
+                f"{self.what}{_user_line()} is not supported: torch's decomposition of it "
+                f"writes in place (aten.{name}) through a view the oracle cannot follow"
+            )
+        )
+        ptr = _storage(t)
+        for u in [*self.rec.keep, *(v for v, _ in self.made.values())]:
+            if id(u) not in kept and u.is_floating_point() and ptr and _storage(u) == ptr:
+                self.poisoned[id(u)] = (u, refusal)
+
+    def dispatch(self, func: Any, args: Any, kwargs: dict) -> Any:
         rec = self.rec
         name = func._schema.name.split("::", 1)[1]
         mutates = _mutates(func)
@@ -245,15 +320,19 @@ class Lowering(TorchDispatchMode):
             return self.decompose(func, name, args, kwargs)
         where = f"{self.what} (through torch's lowering: aten.{name})"
         node = rec.node_name(name)
-        result = rec.conv.call(
-            entry, where, _user_line, node, tuple(rec.values_of(vargs, where)),
-            dict(rec.values_of(vkwargs, where)),
-        )  # fmt: skip
+        try:
+            result = rec.conv.call(
+                entry, where, _user_line, node, tuple(rec.values_of(vargs, where)),
+                dict(rec.values_of(vkwargs, where)),
+            )  # fmt: skip
+        except NotCovered as refusal:  # (a form its row does not cover: its decomposition)
+            return self.decompose(func, name, args, kwargs, refusal)
         out = func(*args, **kwargs)
         self.ops.append(name)
         if mutates:  # (autograd bumps the version after this returns)
-            rec.bind_output(args[0], result, where, grad=False, copy=False, bump=1)
-            rec.write_back(args[0], where, bump=1)
+            bump = 0 if self.inner else 1
+            rec.bind_output(args[0], result, where, grad=False, copy=False, bump=bump)
+            rec.write_back(args[0], where, bump=bump)
             self.note([args[0]], True)
             return out
         if name in _MULTI:
@@ -275,12 +354,19 @@ class Lowering(TorchDispatchMode):
             self.rec.views[id(out)] = (args[0], index)
             self.rec.keep.append(out)
 
-    def decompose(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
-        """An op without a row: torch's decomposition of it, run on the same values under
-        this mode (its ops are recorded), standing for the op's own output."""
+    def decompose(
+        self, func: Any, name: str, args: tuple, kwargs: dict, because: Exception | None = None
+    ) -> Any:
+        """An op without a row (or in a form its row does not cover: `because`): torch's
+        decomposition of it, run on the same values under this mode (its ops are recorded),
+        standing for the op's own output."""
         decomposition = decomposition_table.get(func)
+        if decomposition is None and torch._C._dispatch_has_kernel_for_dispatch_key(
+            func.name(), "CompositeImplicitAutograd"
+        ):  # (an op torch defines by other ops: that definition, as autograd runs it)
+            decomposition = func.decompose
         if decomposition is None or _mutates(func):
-            refusal = _ours(
+            refusal = because or _ours(
                 UnsupportedModuleError(
                     f"{self.what}{_user_line()} is not supported: it has no registry row, and "
                     f"torch runs it as aten.{name}, which has no row and no decomposition in "
@@ -292,9 +378,14 @@ class Lowering(TorchDispatchMode):
             for t in _float_tensors(out, complex_too=True) + written:
                 self.poisoned[id(t)] = (t, refusal)
             return out
-        out = func(*args, **kwargs)
-        with self:
-            mine = decomposition(*args, **kwargs)
+        fresh = _fresh_writes(func, args, kwargs)  # (the op writes those; so would its
+        out = func(*args, **kwargs)  # decomposition, a second time: it writes copies)
+        self.inner += 1
+        try:
+            with self:
+                mine = decomposition(*fresh[0], **fresh[1])
+        finally:
+            self.inner -= 1
         theirs, ours = _float_tensors(out), _float_tensors(mine)
         if len(theirs) != len(ours):
             raise _ours(
@@ -330,7 +421,7 @@ class Lowering(TorchDispatchMode):
         result = rec.conv.call(
             entry, self.what, _user_line, rec.node_name(name), (found[0], shift), {}
         )
-        rec.bind(t, result, True, bump=1)  # (autograd bumps the version after this returns)
+        rec.bind(t, result, True, bump=0 if self.inner else 1)  # (autograd bumps it after)
         self.note([t], True)
 
     def check(self, outputs: list[torch.Tensor]) -> None:
@@ -342,6 +433,9 @@ class Lowering(TorchDispatchMode):
         final = {id(t) for t in outputs}
         for t, live in self.made.values():
             seen = t.grad_fn is not None or id(t) in final
+            if live and not t.requires_grad and id(t) in final:  # (an output autograd does not
+                self.rec.bind(t, self.rec.constant(t), False)  # differentiate: a saved mean)
+                continue
             if seen and live != t.requires_grad:
                 said = "carries gradient" if t.requires_grad else "is a constant"
                 raise _ours(
@@ -354,9 +448,37 @@ class Lowering(TorchDispatchMode):
 
 
 def lowered(
-    rec: _Recorder, func: Any, name: str, args: tuple, kwargs: dict, frame: FrameType | None
+    rec: _Recorder,
+    func: Any,
+    name: str,
+    args: tuple,
+    kwargs: dict,
+    frame: FrameType | None,
+    because: NotCovered | None = None,
 ) -> Any:
-    """A call without a row, recorded through the ATen ops torch runs for it."""
+    """A call without a row (or in a form its row does not cover: `because`, the row's
+    refusal), recorded through the ATen ops torch runs for it."""
+    if because is None:
+        return _lowered(rec, func, name, args, kwargs, frame)
+    try:
+        return _lowered(rec, func, name, args, kwargs, frame, " (a form its row does not cover)")
+    except UnsupportedModuleError as err:
+        if isinstance(err, NotCovered):  # (the row's reason, met again inside)
+            raise
+        raise _ours(
+            NotCovered(f"{because}; and torch's lowering of it cannot be followed either: {err}")
+        ) from None
+
+
+def _lowered(
+    rec: _Recorder,
+    func: Any,
+    name: str,
+    args: tuple,
+    kwargs: dict,
+    frame: FrameType | None,
+    form: str = "",
+) -> Any:
     what = f"{name}{rec.where()}"
     if "out" in kwargs and kwargs["out"] is not None:
         raise _ours(
@@ -393,5 +515,5 @@ def lowered(
                     )
                 )
     rec.tag(frame, before)
-    rec.lowered_calls.append(f"{name}{_user_line()}")
+    rec.lowered_calls.append(f"{name}{form}{_user_line()}")
     return out

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from manual_bp.ops.activations import PReLU, get_activation
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered, UnsupportedModuleError
 from torch_ref.registry.core import (
     Op,
     OpEntry,
@@ -58,10 +58,8 @@ def activation_rule(act: str, **defaults: Any) -> Callable[..., Op]:
         if missing:
             raise UnsupportedModuleError(f"{act}: missing option(s) {missing}")
         for k, v in options.items():
-            if isinstance(v, (Ref, Param, torch.Tensor)):
-                raise UnsupportedModuleError(
-                    f"{act}: expected a number as {k}, got a tensor (only numbers are supported)"
-                )
+            if isinstance(v, (Ref, Param, torch.Tensor)):  # (torch's lowering, NotCovered)
+                raise NotCovered(f"{act}: this row takes a number as {k}, got a tensor")
         return Op(get_activation(act, **options), (tensor(input, act),))
 
     return rule
@@ -114,10 +112,13 @@ def activation(
     module_args: Any = None,
     rule: Callable[..., Any] | None = None,
     refusals: Callable[[], list[Refusal]] | None = None,
+    more: Callable[[], list[Sample]] = list,
     **defaults: Any,
 ) -> OpEntry:
-    """The row of activation `name` (its manual_bp table name) with torch's option defaults."""
+    """The row of activation `name` (its manual_bp table name) with torch's option defaults;
+    `more`: samples beside the standard ones."""
     instance = module_instance or (module() if module else None)
+    standard = _samples(sample or functions[0], instance, domain)
     return OpEntry(
         name=name,
         family=family,
@@ -127,7 +128,7 @@ def activation(
         modules=(module,) if module else (),
         module_args=module_args if module_args is not None else tuple(defaults),
         note=note,
-        samples=_samples(sample or functions[0], instance, domain),
+        samples=lambda: [*standard(), *more()],
         refusals=refusals or (lambda: []),
     )
 
@@ -164,13 +165,12 @@ def prelu(input: Any, weight: Any) -> Op:
 
 
 def clamp(input: Any, min: Any = None, max: Any = None) -> Op:  # noqa: A002  (torch's names)
-    """torch.clamp / clip with numbers as bounds (at least one)."""
+    """torch.clamp / clip with numbers as bounds (at least one); tensor bounds go through
+    torch's lowering (NotCovered)."""
     bounds = {}
     for k, v in (("min", min), ("max", max)):
         if isinstance(v, (Ref, Param, torch.Tensor)):
-            raise UnsupportedModuleError(
-                f"clamp: a tensor as {k} is not supported; only numbers (clamp(x, min=0.0))"
-            )
+            raise NotCovered(f"clamp: this row takes numbers as bounds, got a tensor as {k}")
         bounds[k] = None if v is None else number(v, f"clamp ({k})")
     return Op(get_activation("clamp", **bounds), (tensor(input, "clamp"),))
 
@@ -208,19 +208,18 @@ def _refusals(name: str, fn: Callable[..., Any], match: str) -> Callable[[], lis
     return refusals
 
 
-def _clamp_refusals() -> list[Refusal]:
-    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    lo = torch.zeros(4, dtype=torch.float64)
+def _clamp_tensors() -> list[Sample]:
+    """Tensor bounds: through torch's lowering (NotCovered), a model tensor or computed."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    lo = -0.5 * torch.rand(4, generator=g, dtype=torch.float64)
     return [
-        Refusal(
-            "a tensor as min",
-            (x,),
-            UnsupportedModuleError,
-            "a tensor as min is not supported",
-            fn=lambda x, lo: torch.clamp(x, lo),
-            params={"lo": lo},
-        ),
-    ]
+        Sample("a model tensor as min", (x,), fn=lambda x, lo: torch.clamp(x, lo),
+               params={"lo": lo}),
+        Sample("computed bounds", (x,), fn=lambda x, lo: x.clamp(lo.exp() - 1.5, x.flip(0).abs())
+               , params={"lo": lo}),
+        Sample("a tensor as max", (x,), fn=lambda x: torch.clamp_max(x, x.flip(1) + 0.1)),
+    ]  # fmt: skip
 
 
 ROWS = [
@@ -339,8 +338,9 @@ ROWS = [
         ("clamp", "clamp_", "clip", "clip_"),
         rule=clamp,
         sample=lambda x: torch.clamp(x, -1.0, 2.0),
-        note="numbers as min and/or max; clamp′ = 1 on the bounds",
-        refusals=_clamp_refusals,
+        note="numbers as min and/or max; clamp′ = 1 on the bounds; tensor bounds through "
+        "torch's lowering",
+        more=_clamp_tensors,
     ),
     math(
         "clamp_min",
@@ -362,6 +362,7 @@ ROWS = [
         (torch.round, torch.special.round),
         ("round", "round_"),
         note="decimals too; zero gradient",
+        decimals=0,
     ),
     math("floor", (torch.floor,), ("floor", "floor_"), note="zero gradient"),
     math("ceil", (torch.ceil,), ("ceil", "ceil_"), note="zero gradient"),
