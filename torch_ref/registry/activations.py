@@ -197,6 +197,8 @@ def _prelu_samples() -> list[Sample]:
         Sample("function, integer-valued", (ints,), fn=F.prelu, params={"weight": w}),
         Sample("a slope computed in forward", (x,), fn=lambda x, w: F.prelu(x, w.sigmoid()),
                params={"w": w}),
+        Sample("a 0-d slope", (x,), fn=F.prelu,
+               params={"weight": torch.tensor(0.25, dtype=torch.float64)}),
     ]  # fmt: skip
 
 
@@ -272,7 +274,18 @@ ROWS = [
     activation("softsign", (F.softsign,), module=nn.Softsign),
     activation("tanhshrink", (F.tanhshrink,), module=nn.Tanhshrink),
     activation(
-        "hardtanh", (F.hardtanh, F.hardtanh_), module=nn.Hardtanh, min_val=-1.0, max_val=1.0
+        "hardtanh",
+        (F.hardtanh, F.hardtanh_),
+        module=nn.Hardtanh,
+        min_val=-1.0,
+        max_val=1.0,
+        more=lambda: [  # (min = max: a constant, zero gradient, as torch)
+            Sample(
+                "min = max",
+                (torch.linspace(-2, 2, 9, dtype=torch.float64),),
+                fn=lambda x: x * F.hardtanh(x, 0.5, 0.5),
+            )
+        ],  # fmt: skip
     ),
     activation("relu6", (F.relu6,), module=nn.ReLU6),
     activation("hardsigmoid", (F.hardsigmoid,), module=nn.Hardsigmoid),

@@ -449,7 +449,12 @@ ROWS = [
         note="a buffer of indices or integer ids computed in forward(); sparse_grad: dense",
         samples=lambda: [
             Sample("ids that are an input", (_x(2, 5), _IDS), module=TokenGather("gather")),
-        ],
+            Sample(
+                "an empty index (of any shape: gathers nothing)",
+                (_x(5),),
+                fn=lambda x: x * (1 + torch.gather(x, 0, torch.zeros(2, 0, dtype=int)).sum()),
+            ),
+        ],  # fmt: skip
         **_MOVE,
     ),
     OpEntry(
