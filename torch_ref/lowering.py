@@ -106,6 +106,7 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
     "_adaptive_avg_pool2d": (F.adaptive_avg_pool2d, lambda x, size: ((x, size), {})),
     "_adaptive_avg_pool3d": (F.adaptive_avg_pool3d, lambda x, size: ((x, size), {})),
     "_cdist_forward": (torch.cdist, lambda a, b, p, mode=None: ((a, b, p), {})),
+    "_pdist_forward": (torch.pdist, lambda x, p=2.0: ((x, p), {})),
     "native_layer_norm": (
         F.layer_norm,
         lambda x, shape, w, b, eps: ((x, shape, w, b, eps), {}),

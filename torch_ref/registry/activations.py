@@ -371,6 +371,12 @@ ROWS = [
     ),
     math("sign", (torch.sign, torch.sgn), ("sign", "sign_", "sgn", "sgn_"), note="zero gradient"),
     math(
+        "angle",
+        (torch.angle,),
+        ("angle",),
+        note="of a real input: π below 0, else 0; zero gradient",
+    ),
+    math(
         "round",
         (torch.round, torch.special.round),
         ("round", "round_"),
