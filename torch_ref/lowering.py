@@ -367,15 +367,9 @@ class Lowering(TorchDispatchMode):
         ):  # (an op torch defines by other ops: that definition, as autograd runs it)
             decomposition = func.decompose
         if decomposition is None or _mutates(func):
-            refusal = because or _ours(
-                UnsupportedModuleError(
-                    f"{self.what}{_user_line()} is not supported: it has no registry row, and "
-                    f"torch runs it as aten.{name}, which has no row and no decomposition in "
-                    "torch._decomp; see the README's 'What is supported' table"
-                )
-            )
             out = func(*args, **kwargs)  # (refused where a floating value of it flows on:
             written = [args[0]] if _mutates(func) else []  # an integer result is a constant)
+            refusal = _ours(self.unfollowed(name, (out, args), because))
             for t in _float_tensors(out, complex_too=True) + written:
                 self.poisoned[id(t)] = (t, refusal)
             return out
@@ -404,6 +398,25 @@ class Lowering(TorchDispatchMode):
                 self.rec.bind_output(t, found[0], self.what, grad=False, copy=False)
             self.note([t], found is not None and id(d) in self.rec.live)
         return out
+
+    def unfollowed(self, name: str, values: Any, because: Exception | None) -> Exception:
+        """Why aten.<name>, with neither a row that covers it nor a decomposition, is refused."""
+        if because is not None:
+            return NotCovered(
+                f"{because}; and torch's lowering of it cannot be followed either: "
+                f"aten.{name} has no decomposition in torch._decomp"
+            )
+        what = f"{self.what}{_user_line()} is not supported"
+        if any(t.is_complex() for t in _tensors(values)):
+            return UnsupportedModuleError(
+                f"{what}: torch runs it as aten.{name}, on complex values; the oracle "
+                "differentiates real float64 values only"
+            )
+        return UnsupportedModuleError(
+            f"{what}: it has no registry row, and torch runs it as aten.{name}, which has no "
+            "row and no decomposition in torch._decomp; see the README's 'What is supported' "
+            "table"
+        )
 
     def note(self, tensors: list[torch.Tensor], live: bool) -> None:
         for t in tensors:
