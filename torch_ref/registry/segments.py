@@ -11,7 +11,7 @@ import torch
 
 from manual_bp.ops.segments import SegmentReduce
 from torch_ref.errors import UnsupportedModuleError
-from torch_ref.registry.core import Op, OpEntry, Param, Refusal, Sample, tensor
+from torch_ref.registry.core import Op, OpEntry, Param, Refusal, Sample, number, tensor
 
 
 def _constant(t: Any, what: str) -> np.ndarray:
@@ -33,20 +33,20 @@ def segment_reduce(
     unsafe: bool = False,
     initial: Any = None,
 ) -> Op:
-    """torch.segment_reduce(data, reduce, lengths= or offsets=) along axis 0, initial None."""
-    if axis != 0 or indices is not None or initial is not None:
-        raise UnsupportedModuleError(
-            "segment_reduce: only axis=0 with lengths or offsets, and initial=None, are supported"
-        )
+    """torch.segment_reduce(data, reduce, lengths= or offsets=, axis=, initial=); lengths or
+    offsets of rank axis + 1 (each index before axis its own segments)."""
+    if indices is not None:
+        raise UnsupportedModuleError("segment_reduce: indices= is not supported; use lengths")
     if (lengths is None) == (offsets is None):
         raise ValueError("segment_reduce: expected lengths or offsets (one of them)")
     if lengths is not None:
         n = _constant(lengths, "lengths")
     else:
-        n = np.diff(_constant(offsets, "offsets"))
-    if n.ndim != 1:
-        raise UnsupportedModuleError("segment_reduce: only 1-d lengths or offsets are supported")
-    return Op(SegmentReduce(reduce, n), (tensor(data, "segment_reduce"),))
+        n = np.diff(_constant(offsets, "offsets"), axis=-1)
+    if initial is not None:
+        initial = number(initial, "segment_reduce (initial)")
+    layer = SegmentReduce(reduce, n, int(axis) % max(n.ndim, 1), initial)
+    return Op(layer, (tensor(data, "segment_reduce"),))
 
 
 def _samples() -> list[Sample]:
@@ -64,6 +64,15 @@ def _samples() -> list[Sample]:
                fn=lambda x: torch.segment_reduce(x, "prod", offsets=offsets)),
         Sample("sum, offsets, an empty segment", (x,),
                fn=lambda x: torch.segment_reduce(x, "sum", offsets=offsets)),
+        Sample("initial (an empty segment holds it)", (with_zero,), fn=lambda x: torch.cat([
+            torch.segment_reduce(x, r, lengths=lengths, initial=2.5)
+            for r in ("sum", "mean", "prod")])),
+        Sample("axis 1, per-row lengths", (x.T.reshape(2, 8, 1),),
+               fn=lambda x: torch.segment_reduce(x, "max", lengths=torch.tensor([[3, 5], [8, 0]]),
+                                                 axis=1, initial=-9.0)),
+        Sample("unsafe: rows past the last segment (read by none)", (x,),
+               fn=lambda x: torch.segment_reduce(x, "sum", lengths=torch.tensor([2, 3]),
+                                                 unsafe=True)),
     ]  # fmt: skip
 
 
@@ -82,8 +91,8 @@ ROWS = [
         "reduction",
         segment_reduce,
         functions=(torch.segment_reduce,),
-        note="sum, mean, max, min, prod; lengths or offsets (constants), axis 0; a tied max/min "
-        "refused (torch splits only a positive cotangent)",
+        note="sum, mean, max, min, prod; lengths or offsets (constants), axis, initial; a tied "
+        "max/min refused (torch splits only a positive cotangent)",
         samples=_samples,
         refusals=_refusals,
     )
