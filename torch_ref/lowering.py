@@ -409,8 +409,8 @@ class Lowering(TorchDispatchMode):
         what = f"{self.what}{_user_line()} is not supported"
         if any(t.is_complex() for t in _tensors(values)):
             return UnsupportedModuleError(
-                f"{what}: torch runs it as aten.{name}, on complex values; the oracle "
-                "differentiates real float64 values only"
+                f"{what}: it has no registry row, and torch runs it as aten.{name}, on complex "
+                "values; the oracle differentiates real float64 values only"
             )
         return UnsupportedModuleError(
             f"{what}: it has no registry row, and torch runs it as aten.{name}, which has no "
