@@ -104,6 +104,15 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[..., obj
         torch.slice_scatter,
     ),
     "select_scatter": (lambda h: torch.select_scatter(h, h[:, 0] ** 2, 1, 2), torch.select_scatter),
+    # (their decompositions write through a diagonal view and a narrowed one)
+    "diagonal_scatter, dims and an offset": (
+        lambda h: torch.diagonal_scatter(h.view(3, 2, 2), h[:2, :2].sin(), 1, 2, 0),
+        torch.diagonal_scatter,
+    ),
+    "constant_pad_nd": (
+        lambda h: torch.constant_pad_nd(h, (1, 2, 0, 1), 0.5),
+        torch.constant_pad_nd,
+    ),
 }
 
 

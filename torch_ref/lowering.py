@@ -189,16 +189,27 @@ def _view_index(name: str, args: tuple, kwargs: dict) -> tuple | None:
     if name == "select":
         x, dim, i = args[:3]
         return (slice(None),) * (dim % max(len(x.shape), 1)) + (i,)
-    if name == "diagonal":  # (of the last two dims: x[..., rows, cols] is laid out as it)
-        x, offset, dim1, dim2 = (*args, 0, 0, 1)[:4] if len(args) < 4 else args[:4]
-        n = len(x.shape)
-        if (dim1 % n, dim2 % n) != (n - 2, n - 1):
-            return None
-        rows, cols = x.shape[-2], x.shape[-1]
-        k = max(0, min(rows + min(offset, 0), cols - max(offset, 0)))
-        start = torch.arange(k)
-        return (Ellipsis, start - min(offset, 0), start + max(offset, 0))
+    if name == "narrow":
+        x, dim, start, length = args[:4]
+        return (slice(None),) * (dim % len(x.shape)) + (slice(start, start + length),)
+    if name == "diagonal":
+        return _diagonal_index(*args, **kwargs)
     return None
+
+
+def _diagonal_index(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> tuple:
+    """x.diagonal(offset, dim1, dim2) as x[index]: an index array per dim, broadcast so that
+    the other dims come first and the diagonal last, as the view lays them out."""
+    n = len(x.shape)
+    dim1, dim2 = dim1 % n, dim2 % n
+    others = [d for d in range(n) if d not in (dim1, dim2)]
+    k = max(0, min(x.shape[dim1] + min(offset, 0), x.shape[dim2] - max(offset, 0)))
+    index: list[Any] = [None] * n
+    for j, d in enumerate(others):
+        index[d] = torch.arange(x.shape[d]).reshape((-1,) + (1,) * (len(others) - j))
+    along = torch.arange(k)
+    index[dim1], index[dim2] = along - min(offset, 0), along + max(offset, 0)
+    return tuple(index)
 
 
 def _mutates(op: Any) -> bool:
