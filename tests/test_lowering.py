@@ -109,6 +109,11 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[..., obj
         lambda h: torch.diagonal_scatter(h.view(3, 2, 2), h[:2, :2].sin(), 1, 2, 0),
         torch.diagonal_scatter,
     ),
+    "alias_copy": (lambda h: 2 * torch.alias_copy(h), torch.alias_copy),
+    "unfold_copy (Tensor.unfold's copy, not F.unfold)": (
+        lambda h: torch.unfold_copy(h, 1, 2, 1).sum(-1),
+        torch.unfold_copy,
+    ),
     "constant_pad_nd": (
         lambda h: torch.constant_pad_nd(h, (1, 2, 0, 1), 0.5),
         torch.constant_pad_nd,

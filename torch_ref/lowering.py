@@ -48,7 +48,6 @@ aten = torch.ops.aten
 #: ATen ops whose outputs carry no gradient whatever their inputs (autograd's verdict too)
 _CONSTANT = {
     "detach",
-    "alias_copy",  # (never reached with gradient: torch's own functionalisation copies)
     "lift_fresh",
     "lift_fresh_copy",
     "scalar_tensor",
@@ -92,6 +91,8 @@ def _index_tuple(indices: Any) -> tuple:
 _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]]] = {
     "_unsafe_view": (torch.Tensor.view, lambda x, size: ((x, size), {})),
     "alias": (torch.Tensor.view_as, lambda x: ((x, x), {})),
+    "alias_copy": (torch.Tensor.clone, lambda x: ((x,), {})),
+    "unfold": (torch.Tensor.unfold, lambda x, dim, size, step: ((x, dim, size, step), {})),
     "slice": (operator.getitem, _getitem_slice),
     "_softmax": (F.softmax, lambda x, dim, half_to_float: ((x, dim), {})),
     "_log_softmax": (F.log_softmax, lambda x, dim, half_to_float: ((x, dim), {})),
