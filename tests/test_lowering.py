@@ -109,6 +109,8 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[..., obj
         lambda h: torch.diagonal_scatter(h.view(3, 2, 2), h[:2, :2].sin(), 1, 2, 0),
         torch.diagonal_scatter,
     ),
+    "svd (deprecated; aten._linalg_svd)": (lambda h: torch.svd(h).V * torch.svd(h).S, torch.svd),
+    "linalg.cond (singular values alone)": (lambda h: h * torch.linalg.cond(h), torch.linalg.cond),
     "alias_copy": (lambda h: 2 * torch.alias_copy(h), torch.alias_copy),
     "unfold_copy (Tensor.unfold's copy, not F.unfold)": (
         lambda h: torch.unfold_copy(h, 1, 2, 1).sum(-1),

@@ -150,8 +150,19 @@ def _convolution(
 
 
 #: ATen ops whose torch function depends on their arguments: name → (fn, args, kwargs)
+def _linalg_svd(
+    A: Any, full_matrices: bool = False, compute_uv: bool = True, driver: Any = None
+) -> tuple[Callable[..., Any], tuple, dict]:
+    """aten._linalg_svd as torch.linalg.svd, or without the vectors (its U and Vh empty) as
+    torch.linalg.svdvals, whose value is output 1 (_MULTI)."""
+    if compute_uv:
+        return torch.linalg.svd, (A, full_matrices), {}
+    return torch.linalg.svdvals, (A,), {}
+
+
 _CHOSEN: dict[str, Callable[..., tuple[Callable[..., Any], tuple, dict]]] = {
     "convolution": _convolution,
+    "_linalg_svd": _linalg_svd,
 }  # ops with auxiliary outputs: the index that is the value
 
 
@@ -323,6 +334,7 @@ class Lowering(TorchDispatchMode):
                     "draws, so no reference gradient exists"
                 )
             )
+        fn = None
         if name in _CHOSEN:  # (the torch function depends on the arguments)
             fn, vargs, vkwargs = _CHOSEN[name](*args, **kwargs)
             entry = _row_of(fn)
@@ -348,11 +360,14 @@ class Lowering(TorchDispatchMode):
             rec.write_back(args[0], where, bump=bump)
             self.note([args[0]], True)
             return out
-        if name in _MULTI:
+        at = _MULTI.get(name)
+        if name == "_linalg_svd" and fn is torch.linalg.svdvals:
+            at = 1  # (S alone: U and Vh are empty)
+        if at is not None:
             values = list(out)
-            values[_MULTI[name]] = rec.bind_output(out[_MULTI[name]], result, where, False, False)
+            values[at] = rec.bind_output(out[at], result, where, False, False)
             for k, t in enumerate(values):
-                self.note(_float_tensors(t), k == _MULTI[name])
+                self.note(_float_tensors(t), k == at)
             return type(out)(values)
         bound = rec.bind_output(out, result, where, grad=False, copy=False)
         self.note(_float_tensors(bound), True)
