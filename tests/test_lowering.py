@@ -111,6 +111,10 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[..., obj
     ),
     "svd (deprecated; aten._linalg_svd)": (lambda h: torch.svd(h).V * torch.svd(h).S, torch.svd),
     "linalg.cond (singular values alone)": (lambda h: h * torch.linalg.cond(h), torch.linalg.cond),
+    "linalg.tensorsolve (aten._linalg_solve_ex)": (
+        lambda h: torch.linalg.tensorsolve(h[:, :3] + 3 * torch.eye(3), h[:, 3]),
+        torch.linalg.tensorsolve,
+    ),
     "alias_copy": (lambda h: 2 * torch.alias_copy(h), torch.alias_copy),
     "unfold_copy (Tensor.unfold's copy, not F.unfold)": (
         lambda h: torch.unfold_copy(h, 1, 2, 1).sum(-1),

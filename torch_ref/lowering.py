@@ -108,6 +108,10 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
     "_adaptive_avg_pool3d": (F.adaptive_avg_pool3d, lambda x, size: ((x, size), {})),
     "_cdist_forward": (torch.cdist, lambda a, b, p, mode=None: ((a, b, p), {})),
     "_pdist_forward": (torch.pdist, lambda x, p=2.0: ((x, p), {})),
+    "_linalg_solve_ex": (  # (result, LU, pivots, info): the result is the value (_MULTI)
+        torch.linalg.solve,
+        lambda A, B, left=True, check_errors=False: ((A, B), {"left": left}),
+    ),
     "native_layer_norm": (
         F.layer_norm,
         lambda x, shape, w, b, eps: ((x, shape, w, b, eps), {}),
@@ -127,7 +131,12 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
     "_embedding_bag": (F.embedding_bag, embedding_bag),
     "_embedding_bag_forward_only": (F.embedding_bag, embedding_bag),
 }
-_MULTI = {"native_layer_norm": 0, "_embedding_bag": 0, "_embedding_bag_forward_only": 0}
+_MULTI = {
+    "native_layer_norm": 0,
+    "_embedding_bag": 0,
+    "_embedding_bag_forward_only": 0,
+    "_linalg_solve_ex": 0,
+}
 
 
 def _convolution(
