@@ -551,7 +551,7 @@ def test_exact_gelu_is_minus_zero_where_torchs_is():
 REFUSALS = [
     ("unknown", "swish", {}, r"unknown activation 'swish'.*known activations: .*relu"),
     ("gelu approximate", "gelu", {"approximate": "erf"}, r"gelu: approximate must be one of"),
-    ("hardtanh min = max", "hardtanh", {"min_val": 1.0, "max_val": 1.0}, r"min_val must be below"),
+    ("hardtanh min > max", "hardtanh", {"min_val": 1.0, "max_val": 0.5}, r"must not exceed max"),
     ("celu alpha 0", "celu", {"alpha": 0.0}, r"celu: alpha must be nonzero"),
     ("softshrink negative", "softshrink", {"lambd": -0.5}, r"softshrink: lambd must be >= 0"),
     ("rrelu lower > upper", "rrelu", {"lower": 0.5, "upper": 0.1}, r"lower must not exceed"),
@@ -633,8 +633,8 @@ def test_prelu_module_default():
 PRELU_REFUSALS = [
     ("channels differ", np.ones(3), (2, 4), r"expected an input of shape \(N, 3, \*\)"),
     ("1-d input per channel", np.ones(3), (3,), r"expected an input of shape \(N, 3, \*\)"),
-    ("2-d weight", np.ones((3, 1)), None, r"weight of shape \(C,\) or \(1,\), got \(3, 1\)"),
-    ("empty weight", np.ones(0), None, r"weight of shape \(C,\) or \(1,\), got \(0,\)"),
+    ("2-d weight", np.ones((3, 1)), None, r"weight of shape \(C,\), \(1,\) or \(\), got \(3, 1\)"),
+    ("empty weight", np.ones(0), None, r"weight of shape \(C,\), \(1,\) or \(\), got \(0,\)"),
 ]
 
 

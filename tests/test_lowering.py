@@ -104,6 +104,26 @@ CASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[..., obj
         torch.slice_scatter,
     ),
     "select_scatter": (lambda h: torch.select_scatter(h, h[:, 0] ** 2, 1, 2), torch.select_scatter),
+    # (their decompositions write through a diagonal view and a narrowed one)
+    "diagonal_scatter, dims and an offset": (
+        lambda h: torch.diagonal_scatter(h.view(3, 2, 2), h[:2, :2].sin(), 1, 2, 0),
+        torch.diagonal_scatter,
+    ),
+    "svd (deprecated; aten._linalg_svd)": (lambda h: torch.svd(h).V * torch.svd(h).S, torch.svd),
+    "linalg.cond (singular values alone)": (lambda h: h * torch.linalg.cond(h), torch.linalg.cond),
+    "linalg.tensorsolve (aten._linalg_solve_ex)": (
+        lambda h: torch.linalg.tensorsolve(h[:, :3] + 3 * torch.eye(3), h[:, 3]),
+        torch.linalg.tensorsolve,
+    ),
+    "alias_copy": (lambda h: 2 * torch.alias_copy(h), torch.alias_copy),
+    "unfold_copy (Tensor.unfold's copy, not F.unfold)": (
+        lambda h: torch.unfold_copy(h, 1, 2, 1).sum(-1),
+        torch.unfold_copy,
+    ),
+    "constant_pad_nd": (
+        lambda h: torch.constant_pad_nd(h, (1, 2, 0, 1), 0.5),
+        torch.constant_pad_nd,
+    ),
 }
 
 
@@ -173,7 +193,7 @@ def test_a_correct_backward_of_the_same_call_passes():
 def test_an_op_with_neither_a_row_nor_a_decomposition_is_refused_naming_it():
     model = _model(lambda h: torch.fft.rfft(h).abs())
     with pytest.raises(
-        UnsupportedModuleError, match=r"torch\.fft\.rfft .*aten\._fft_r2c.*no decomp"
+        UnsupportedModuleError, match=r"torch\.fft\.rfft .*aten\._fft_r2c, on complex values"
     ):
         torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 3))
 
@@ -236,9 +256,43 @@ def test_a_draw_from_a_private_generator_inside_a_lowered_call_is_refused():
         torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 4))
 
 
-def test_a_decomposition_through_an_op_the_record_cannot_follow_is_refused_not_guessed():
-    """diagonal_scatter decomposes into as_strided (no row, no decomposition): the value it
-    makes is refused where it leaves the call, never taken for a constant."""
-    model = _model(lambda h: torch.diagonal_scatter(h[:, :3], 2 * h[:, 3]))
+def _diagonal_scatter() -> _Head:
+    return _model(lambda h: torch.diagonal_scatter(h[:, :3], 2 * h[:, 3]))
+
+
+def test_diagonal_scatter_matches_through_as_strided_and_a_write_through_its_diagonal():
+    report = torch_ref.compare_gradients(
+        _diagonal_scatter(), _loss, _x(), torch.randn(3, 3), rtol=1e-9, input_grads=True
+    )
+    assert report.ok, report.failure_message()
+
+
+def test_a_decomposition_through_an_op_the_record_cannot_follow_is_refused_not_guessed(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Planted: as_strided without its row (no decomposition either): the value
+    diagonal_scatter's decomposition makes through it is refused where it leaves the call,
+    never taken for a constant."""
+    from torch_ref import lowering
+
+    monkeypatch.delitem(lowering._SPELLING, "as_strided")
+    monkeypatch.setattr(lowering, "lookup_function", lambda fn: None)
+    monkeypatch.setattr(lowering, "lookup_method", lambda name: None)
     with pytest.raises(UnsupportedModuleError, match=r"torch\.diagonal_scatter .*aten\.as_strided"):
-        torch_ref.manual_gradients(model, _loss, _x(), torch.zeros(3, 3))
+        torch_ref.manual_gradients(_diagonal_scatter(), _loss, _x(), torch.zeros(3, 3))
+
+
+def test_a_write_inside_a_decomposition_through_a_view_it_cannot_follow_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Planted: diagonal_scatter's decomposition writes through a diagonal view below
+    autograd, where no version count tells; without the diagonal's write-back the base is
+    stale, and is refused rather than read (the written value would otherwise be lost)."""
+    from torch_ref import lowering
+
+    known = lowering._view_index
+    monkeypatch.setattr(
+        lowering, "_view_index", lambda n, a, k: None if n == "diagonal" else known(n, a, k)
+    )
+    with pytest.raises(UnsupportedModuleError, match=r"writes in place \(aten\.copy_to\)"):
+        torch_ref.manual_gradients(_diagonal_scatter(), _loss, _x(), torch.zeros(3, 3))

@@ -348,8 +348,8 @@ class _Converter:
             else:
                 result = entry.rule(*args, **kwargs)
             return self.build(result, name, probe, scope)
-        except UnsupportedModuleError as err:
-            raise _ours(UnsupportedModuleError(f"{what}{where()}: {err}")) from None
+        except UnsupportedModuleError as err:  # (NotCovered stays NotCovered: see record)
+            raise _ours(type(err)(f"{what}{where()}: {err}")) from None
         except TypeError as err:  # an option the rule does not take
             if getattr(err, "oracle", False):
                 raise

@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch._decomp import decomposition_table
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from torch_ref.aten_adapters import embedding_bag, loss, strided
 from torch_ref.calls import _tensors
 from torch_ref.capture import _ours, _user_line
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered, UnsupportedModuleError
 from torch_ref.registry import lookup_function, lookup_method
 from torch_ref.registry.core import OpEntry
 
@@ -47,7 +48,6 @@ aten = torch.ops.aten
 #: ATen ops whose outputs carry no gradient whatever their inputs (autograd's verdict too)
 _CONSTANT = {
     "detach",
-    "alias_copy",  # (never reached with gradient: torch's own functionalisation copies)
     "lift_fresh",
     "lift_fresh_copy",
     "scalar_tensor",
@@ -91,6 +91,8 @@ def _index_tuple(indices: Any) -> tuple:
 _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]]] = {
     "_unsafe_view": (torch.Tensor.view, lambda x, size: ((x, size), {})),
     "alias": (torch.Tensor.view_as, lambda x: ((x, x), {})),
+    "alias_copy": (torch.Tensor.clone, lambda x: ((x,), {})),
+    "unfold": (torch.Tensor.unfold, lambda x, dim, size, step: ((x, dim, size, step), {})),
     "slice": (operator.getitem, _getitem_slice),
     "_softmax": (F.softmax, lambda x, dim, half_to_float: ((x, dim), {})),
     "_log_softmax": (F.log_softmax, lambda x, dim, half_to_float: ((x, dim), {})),
@@ -101,15 +103,40 @@ _SPELLING: dict[str, tuple[Callable[..., Any], Callable[..., tuple[tuple, dict]]
     "_unsafe_index": (operator.getitem, lambda x, indices: ((x, _index_tuple(indices)), {})),
     "copy_": (torch.Tensor.expand, _copy),
     "copy": (torch.Tensor.expand, _copy),  # (the out-of-place form: a new dst)
+    "copy_to": (torch.Tensor.expand, _copy),  # (prims.copy_to, in torch's decompositions)
     "_adaptive_avg_pool2d": (F.adaptive_avg_pool2d, lambda x, size: ((x, size), {})),
     "_adaptive_avg_pool3d": (F.adaptive_avg_pool3d, lambda x, size: ((x, size), {})),
     "_cdist_forward": (torch.cdist, lambda a, b, p, mode=None: ((a, b, p), {})),
+    "_pdist_forward": (torch.pdist, lambda x, p=2.0: ((x, p), {})),
+    "_linalg_solve_ex": (  # (result, LU, pivots, info): the result is the value (_MULTI)
+        torch.linalg.solve,
+        lambda A, B, left=True, check_errors=False: ((A, B), {"left": left}),
+    ),
     "native_layer_norm": (
         F.layer_norm,
         lambda x, shape, w, b, eps: ((x, shape, w, b, eps), {}),
     ),
+    "mse_loss": (F.mse_loss, loss("reduction")),
+    "l1_loss": (F.l1_loss, loss("reduction")),
+    "smooth_l1_loss": (F.smooth_l1_loss, loss("reduction", "beta")),
+    "huber_loss": (F.huber_loss, loss("reduction", "delta")),
+    "binary_cross_entropy": (F.binary_cross_entropy, loss("weight", "reduction")),
+    "binary_cross_entropy_with_logits": (
+        F.binary_cross_entropy_with_logits,
+        loss("weight", "pos_weight", "reduction"),
+    ),
+    "nll_loss": (F.nll_loss, loss("weight", "reduction", "ignore_index")),
+    "as_strided": (torch.as_strided, strided),
+    "as_strided_copy": (torch.as_strided, strided),
+    "_embedding_bag": (F.embedding_bag, embedding_bag),
+    "_embedding_bag_forward_only": (F.embedding_bag, embedding_bag),
 }
-_MULTI = {"native_layer_norm": 0}
+_MULTI = {
+    "native_layer_norm": 0,
+    "_embedding_bag": 0,
+    "_embedding_bag_forward_only": 0,
+    "_linalg_solve_ex": 0,
+}
 
 
 def _convolution(
@@ -132,8 +159,19 @@ def _convolution(
 
 
 #: ATen ops whose torch function depends on their arguments: name → (fn, args, kwargs)
+def _linalg_svd(
+    A: Any, full_matrices: bool = False, compute_uv: bool = True, driver: Any = None
+) -> tuple[Callable[..., Any], tuple, dict]:
+    """aten._linalg_svd as torch.linalg.svd, or without the vectors (its U and Vh empty) as
+    torch.linalg.svdvals, whose value is output 1 (_MULTI)."""
+    if compute_uv:
+        return torch.linalg.svd, (A, full_matrices), {}
+    return torch.linalg.svdvals, (A,), {}
+
+
 _CHOSEN: dict[str, Callable[..., tuple[Callable[..., Any], tuple, dict]]] = {
     "convolution": _convolution,
+    "_linalg_svd": _linalg_svd,
 }  # ops with auxiliary outputs: the index that is the value
 
 
@@ -172,7 +210,27 @@ def _view_index(name: str, args: tuple, kwargs: dict) -> tuple | None:
     if name == "select":
         x, dim, i = args[:3]
         return (slice(None),) * (dim % max(len(x.shape), 1)) + (i,)
+    if name == "narrow":
+        x, dim, start, length = args[:4]
+        return (slice(None),) * (dim % len(x.shape)) + (slice(start, start + length),)
+    if name == "diagonal":
+        return _diagonal_index(*args, **kwargs)
     return None
+
+
+def _diagonal_index(x: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> tuple:
+    """x.diagonal(offset, dim1, dim2) as x[index]: an index array per dim, broadcast so that
+    the other dims come first and the diagonal last, as the view lays them out."""
+    n = len(x.shape)
+    dim1, dim2 = dim1 % n, dim2 % n
+    others = [d for d in range(n) if d not in (dim1, dim2)]
+    k = max(0, min(x.shape[dim1] + min(offset, 0), x.shape[dim2] - max(offset, 0)))
+    index: list[Any] = [None] * n
+    for j, d in enumerate(others):
+        index[d] = torch.arange(x.shape[d]).reshape((-1,) + (1,) * (len(others) - j))
+    along = torch.arange(k)
+    index[dim1], index[dim2] = along - min(offset, 0), along + max(offset, 0)
+    return tuple(index)
 
 
 def _mutates(op: Any) -> bool:
@@ -180,6 +238,28 @@ def _mutates(op: Any) -> bool:
     args = op._schema.arguments
     alias = args[0].alias_info if args else None
     return alias is not None and alias.is_write
+
+
+def _fresh_writes(func: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The arguments with a copy of each tensor the op writes in place besides its result
+    (native_batch_norm's running statistics: buffers, constants of the record)."""
+    written = {a.name for a in func._schema.arguments if a.alias_info and a.alias_info.is_write}
+
+    def copy(name: str, value: Any) -> Any:
+        return value.clone() if name in written and isinstance(value, torch.Tensor) else value
+
+    names = [a.name for a in func._schema.arguments]
+    return (
+        tuple(copy(n, v) for n, v in zip(names, args, strict=False)),
+        {k: copy(k, v) for k, v in kwargs.items()},
+    )
+
+
+def _storage(t: torch.Tensor) -> int | None:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # (a tensor without storage)
+        return None
 
 
 def _float_tensors(value: Any, complex_too: bool = False) -> list[torch.Tensor]:
@@ -194,6 +274,8 @@ class Lowering(TorchDispatchMode):
         self.rec = rec
         self.what = what
         self.grad = grad  # grad mode at the call: a region inside with it off makes constants
+        #: inside a decomposition (ops called below autograd: no version bump after a write)
+        self.inner = 0
         self.ops: list[str] = []
         #: id → (a value an op without a row or decomposition made, its refusal)
         self.poisoned: dict[int, tuple[torch.Tensor, Exception]] = {}
@@ -202,6 +284,32 @@ class Lowering(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        out = self.dispatch(func, args, kwargs)
+        if self.inner and _mutates(func) and args and isinstance(args[0], torch.Tensor):
+            self.aliases_written(args[0], func)
+        return out
+
+    def aliases_written(self, t: torch.Tensor, func: Any) -> None:
+        """An in-place write inside a decomposition (below autograd: no version count tells a
+        later read): every other tensor on t's storage, but the views the record writes back
+        through (slice, select), is poisoned, refused where it leaves the call with gradient."""
+        kept, u = {id(t)}, t
+        while id(u) in self.rec.views and id(t) not in self.poisoned:  # (written back)
+            u = self.rec.views[id(u)][0]
+            kept.add(id(u))
+        name = func._schema.name.split("::", 1)[1]
+        refusal = _ours(
+            UnsupportedModuleError(
+                f"{self.what}{_user_line()} is not supported: torch's decomposition of it "
+                f"writes in place (aten.{name}) through a view the oracle cannot follow"
+            )
+        )
+        ptr = _storage(t)
+        for u in [*self.rec.keep, *(v for v, _ in self.made.values())]:
+            if id(u) not in kept and u.is_floating_point() and ptr and _storage(u) == ptr:
+                self.poisoned[id(u)] = (u, refusal)
+
+    def dispatch(self, func: Any, args: Any, kwargs: dict) -> Any:
         rec = self.rec
         name = func._schema.name.split("::", 1)[1]
         mutates = _mutates(func)
@@ -235,6 +343,7 @@ class Lowering(TorchDispatchMode):
                     "draws, so no reference gradient exists"
                 )
             )
+        fn = None
         if name in _CHOSEN:  # (the torch function depends on the arguments)
             fn, vargs, vkwargs = _CHOSEN[name](*args, **kwargs)
             entry = _row_of(fn)
@@ -245,22 +354,29 @@ class Lowering(TorchDispatchMode):
             return self.decompose(func, name, args, kwargs)
         where = f"{self.what} (through torch's lowering: aten.{name})"
         node = rec.node_name(name)
-        result = rec.conv.call(
-            entry, where, _user_line, node, tuple(rec.values_of(vargs, where)),
-            dict(rec.values_of(vkwargs, where)),
-        )  # fmt: skip
+        try:
+            result = rec.conv.call(
+                entry, where, _user_line, node, tuple(rec.values_of(vargs, where)),
+                dict(rec.values_of(vkwargs, where)),
+            )  # fmt: skip
+        except NotCovered as refusal:  # (a form its row does not cover: its decomposition)
+            return self.decompose(func, name, args, kwargs, refusal)
         out = func(*args, **kwargs)
         self.ops.append(name)
         if mutates:  # (autograd bumps the version after this returns)
-            rec.bind_output(args[0], result, where, grad=False, copy=False, bump=1)
-            rec.write_back(args[0], where, bump=1)
+            bump = 0 if self.inner else 1
+            rec.bind_output(args[0], result, where, grad=False, copy=False, bump=bump)
+            rec.write_back(args[0], where, bump=bump)
             self.note([args[0]], True)
             return out
-        if name in _MULTI:
+        at = _MULTI.get(name)
+        if name == "_linalg_svd" and fn is torch.linalg.svdvals:
+            at = 1  # (S alone: U and Vh are empty)
+        if at is not None:
             values = list(out)
-            values[_MULTI[name]] = rec.bind_output(out[_MULTI[name]], result, where, False, False)
+            values[at] = rec.bind_output(out[at], result, where, False, False)
             for k, t in enumerate(values):
-                self.note(_float_tensors(t), k == _MULTI[name])
+                self.note(_float_tensors(t), k == at)
             return type(out)(values)
         bound = rec.bind_output(out, result, where, grad=False, copy=False)
         self.note(_float_tensors(bound), True)
@@ -275,26 +391,32 @@ class Lowering(TorchDispatchMode):
             self.rec.views[id(out)] = (args[0], index)
             self.rec.keep.append(out)
 
-    def decompose(self, func: Any, name: str, args: tuple, kwargs: dict) -> Any:
-        """An op without a row: torch's decomposition of it, run on the same values under
-        this mode (its ops are recorded), standing for the op's own output."""
+    def decompose(
+        self, func: Any, name: str, args: tuple, kwargs: dict, because: Exception | None = None
+    ) -> Any:
+        """An op without a row (or in a form its row does not cover: `because`): torch's
+        decomposition of it, run on the same values under this mode (its ops are recorded),
+        standing for the op's own output."""
         decomposition = decomposition_table.get(func)
+        if decomposition is None and torch._C._dispatch_has_kernel_for_dispatch_key(
+            func.name(), "CompositeImplicitAutograd"
+        ):  # (an op torch defines by other ops: that definition, as autograd runs it)
+            decomposition = func.decompose
         if decomposition is None or _mutates(func):
-            refusal = _ours(
-                UnsupportedModuleError(
-                    f"{self.what}{_user_line()} is not supported: it has no registry row, and "
-                    f"torch runs it as aten.{name}, which has no row and no decomposition in "
-                    "torch._decomp; see the README's 'What is supported' table"
-                )
-            )
             out = func(*args, **kwargs)  # (refused where a floating value of it flows on:
             written = [args[0]] if _mutates(func) else []  # an integer result is a constant)
+            refusal = _ours(self.unfollowed(name, (out, args), because))
             for t in _float_tensors(out, complex_too=True) + written:
                 self.poisoned[id(t)] = (t, refusal)
             return out
-        out = func(*args, **kwargs)
-        with self:
-            mine = decomposition(*args, **kwargs)
+        fresh = _fresh_writes(func, args, kwargs)  # (the op writes those; so would its
+        out = func(*args, **kwargs)  # decomposition, a second time: it writes copies)
+        self.inner += 1
+        try:
+            with self:
+                mine = decomposition(*fresh[0], **fresh[1])
+        finally:
+            self.inner -= 1
         theirs, ours = _float_tensors(out), _float_tensors(mine)
         if len(theirs) != len(ours):
             raise _ours(
@@ -313,6 +435,25 @@ class Lowering(TorchDispatchMode):
             self.note([t], found is not None and id(d) in self.rec.live)
         return out
 
+    def unfollowed(self, name: str, values: Any, because: Exception | None) -> Exception:
+        """Why aten.<name>, with neither a row that covers it nor a decomposition, is refused."""
+        if because is not None:
+            return NotCovered(
+                f"{because}; and torch's lowering of it cannot be followed either: "
+                f"aten.{name} has no decomposition in torch._decomp"
+            )
+        what = f"{self.what}{_user_line()} is not supported"
+        if any(t.is_complex() for t in _tensors(values)):
+            return UnsupportedModuleError(
+                f"{what}: it has no registry row, and torch runs it as aten.{name}, on complex "
+                "values; the oracle differentiates real float64 values only"
+            )
+        return UnsupportedModuleError(
+            f"{what}: it has no registry row, and torch runs it as aten.{name}, which has no "
+            "row and no decomposition in torch._decomp; see the README's 'What is supported' "
+            "table"
+        )
+
     def note(self, tensors: list[torch.Tensor], live: bool) -> None:
         for t in tensors:
             self.made[id(t)] = (t, live)
@@ -330,7 +471,7 @@ class Lowering(TorchDispatchMode):
         result = rec.conv.call(
             entry, self.what, _user_line, rec.node_name(name), (found[0], shift), {}
         )
-        rec.bind(t, result, True, bump=1)  # (autograd bumps the version after this returns)
+        rec.bind(t, result, True, bump=0 if self.inner else 1)  # (autograd bumps it after)
         self.note([t], True)
 
     def check(self, outputs: list[torch.Tensor]) -> None:
@@ -342,6 +483,9 @@ class Lowering(TorchDispatchMode):
         final = {id(t) for t in outputs}
         for t, live in self.made.values():
             seen = t.grad_fn is not None or id(t) in final
+            if live and not t.requires_grad and id(t) in final:  # (an output autograd does not
+                self.rec.bind(t, self.rec.constant(t), False)  # differentiate: a saved mean)
+                continue
             if seen and live != t.requires_grad:
                 said = "carries gradient" if t.requires_grad else "is a constant"
                 raise _ours(
@@ -354,9 +498,37 @@ class Lowering(TorchDispatchMode):
 
 
 def lowered(
-    rec: _Recorder, func: Any, name: str, args: tuple, kwargs: dict, frame: FrameType | None
+    rec: _Recorder,
+    func: Any,
+    name: str,
+    args: tuple,
+    kwargs: dict,
+    frame: FrameType | None,
+    because: NotCovered | None = None,
 ) -> Any:
-    """A call without a row, recorded through the ATen ops torch runs for it."""
+    """A call without a row (or in a form its row does not cover: `because`, the row's
+    refusal), recorded through the ATen ops torch runs for it."""
+    if because is None:
+        return _lowered(rec, func, name, args, kwargs, frame)
+    try:
+        return _lowered(rec, func, name, args, kwargs, frame, " (a form its row does not cover)")
+    except UnsupportedModuleError as err:
+        if isinstance(err, NotCovered):  # (the row's reason, met again inside)
+            raise
+        raise _ours(
+            NotCovered(f"{because}; and torch's lowering of it cannot be followed either: {err}")
+        ) from None
+
+
+def _lowered(
+    rec: _Recorder,
+    func: Any,
+    name: str,
+    args: tuple,
+    kwargs: dict,
+    frame: FrameType | None,
+    form: str = "",
+) -> Any:
     what = f"{name}{rec.where()}"
     if "out" in kwargs and kwargs["out"] is not None:
         raise _ours(
@@ -393,5 +565,5 @@ def lowered(
                     )
                 )
     rec.tag(frame, before)
-    rec.lowered_calls.append(f"{name}{_user_line()}")
+    rec.lowered_calls.append(f"{name}{form}{_user_line()}")
     return out

@@ -500,11 +500,12 @@ def compare_gradients(
             f"{len(problem.rec.casts)} floating cast(s) made float64 in the twin "
             f"({', '.join(casts)}): the reference is float64 end to end"
         )
-    if problem.rec.lowered:  # calls without a row of their own
+    if problem.rec.lowered:  # calls without a row of their own (or beyond what it covers)
         calls = list(dict.fromkeys(c.split(" at ", 1)[0] for c in problem.rec.lowered))
         notes.append(
-            f"{len(problem.rec.lowered)} call(s) without a registry row differentiated through "
-            f"the ATen ops torch runs for them ({', '.join(calls)})"
+            f"{len(problem.rec.lowered)} call(s) without a registry row (or in a form their "
+            f"row does not cover) differentiated through the ATen ops torch runs for them "
+            f"({', '.join(calls)})"
         )
     if not all(r.ok for r in rows):  # name any custom autograd.Function that is responsible
         fn_rows, notes = custom.explain(problem, rtol, atol)

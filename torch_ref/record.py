@@ -54,7 +54,7 @@ from torch_ref.capture import (
     _ours,
     _user_line,
 )
-from torch_ref.errors import NothingToDifferentiate, UnsupportedModuleError
+from torch_ref.errors import NotCovered, NothingToDifferentiate, UnsupportedModuleError
 from torch_ref.lowering import lowered
 from torch_ref.recording import Recording, _float64_default, _hooks, random_state_kept
 from torch_ref.registry import lookup_method, registry
@@ -288,6 +288,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
                 Probe("function", f"fn:{name}", 0), scope, torch_module,
             )  # fmt: skip
         except (UnsupportedModuleError, ValueError) as refusal:
+            if isinstance(refusal, NotCovered):  # (a form the row's formula does not cover)
+                return lowered(self, func, call.what, args, kwargs, frame, refusal)
             try:
                 out = self.run(func, args, kwargs)
             except ValueError:

@@ -10,6 +10,7 @@ their slice are ties (see manual_bp.ops.base), torch's choice replayed there.
     KthValue    the k-th smallest, one per slice
     Median      the lower median, one per slice (dim given) — or of all entries, δ shared by
                 the entries equal to it (torch's evenly_distribute_backward)
+    Mode        the most frequent value, one per slice, at the last index holding it
 """
 
 from __future__ import annotations
@@ -184,6 +185,29 @@ class NanMedianDim(MedianDim):
         order = np.argsort(x, axis=d, kind="stable")  # NaN last
         m = np.sum(~np.isnan(x), axis=d, keepdims=True)
         return np.take_along_axis(order, np.maximum(m - 1, 0) // 2, axis=d)
+
+
+class Mode(_Picks):
+    """(z, i) = the most frequent value along dim (the smallest of equally frequent ones) and
+    the last index holding it, as torch's CPU mode;  δ_prev_i = δ."""
+
+    def __repr__(self) -> str:
+        return f"Mode(dim={self.dim}, keepdim={self.keepdim})"
+
+    def _count(self, n: int) -> int | None:
+        if n == 0:
+            raise ValueError(f"mode: expected a nonempty dim {self.dim}, got size 0")
+        return 1 if self.keepdim else None
+
+    def _positions(self, x: Array, d: int) -> Array:
+        xs = np.moveaxis(x, d, -1)  # (…, n)
+        same = xs[..., :, None] == xs[..., None, :]
+        count = same.sum(-1)
+        top = count == count.max(-1, keepdims=True)
+        value = np.where(top, xs, np.inf).min(-1, keepdims=True)
+        n = xs.shape[-1]
+        last = np.where(xs == value, np.arange(n), -1).max(-1, keepdims=True)
+        return np.moveaxis(last, -1, d)
 
 
 class Median(Layer):

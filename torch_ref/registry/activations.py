@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from manual_bp.ops.activations import PReLU, get_activation
 from manual_bp.ops.arithmetic import Where
 from manual_bp.ops.comparison import Compare
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered, UnsupportedModuleError
 from torch_ref.registry.core import (
     Op,
     OpEntry,
@@ -60,10 +60,8 @@ def activation_rule(act: str, **defaults: Any) -> Callable[..., Op]:
         if missing:
             raise UnsupportedModuleError(f"{act}: missing option(s) {missing}")
         for k, v in options.items():
-            if isinstance(v, (Ref, Param, torch.Tensor)):
-                raise UnsupportedModuleError(
-                    f"{act}: expected a number as {k}, got a tensor (only numbers are supported)"
-                )
+            if isinstance(v, (Ref, Param, torch.Tensor)):  # (torch's lowering, NotCovered)
+                raise NotCovered(f"{act}: this row takes a number as {k}, got a tensor")
         return Op(get_activation(act, **options), (tensor(input, act),))
 
     return rule
@@ -116,12 +114,13 @@ def activation(
     module_args: Any = None,
     rule: Callable[..., Any] | None = None,
     refusals: Callable[[], list[Refusal]] | None = None,
-    more_samples: Callable[[], list[Sample]] | None = None,
+    more: Callable[[], list[Sample]] = list,
     **defaults: Any,
 ) -> OpEntry:
-    """The row of activation `name` (its manual_bp table name) with torch's option defaults."""
+    """The row of activation `name` (its manual_bp table name) with torch's option defaults;
+    `more`: samples beside the standard ones."""
     instance = module_instance or (module() if module else None)
-    samples = _samples(sample or functions[0], instance, domain)
+    standard = _samples(sample or functions[0], instance, domain)
     return OpEntry(
         name=name,
         family=family,
@@ -131,7 +130,7 @@ def activation(
         modules=(module,) if module else (),
         module_args=module_args if module_args is not None else tuple(defaults),
         note=note,
-        samples=samples if more_samples is None else lambda: [*samples(), *more_samples()],
+        samples=lambda: [*standard(), *more()],
         refusals=refusals or (lambda: []),
     )
 
@@ -212,6 +211,8 @@ def _prelu_samples() -> list[Sample]:
         Sample("function, integer-valued", (ints,), fn=F.prelu, params={"weight": w}),
         Sample("a slope computed in forward", (x,), fn=lambda x, w: F.prelu(x, w.sigmoid()),
                params={"w": w}),
+        Sample("a 0-d slope", (x,), fn=F.prelu,
+               params={"weight": torch.tensor(0.25, dtype=torch.float64)}),
     ]  # fmt: skip
 
 
@@ -237,6 +238,20 @@ def _clamp_samples() -> list[Sample]:
         ),
         Sample("a computed min (clamp_min)", (x,), fn=lambda x: x.clamp_min(x.mean(0))),
     ]
+
+
+def _clamp_tensors() -> list[Sample]:
+    """More tensor bounds: a model tensor, computed bounds, a tensor as max."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    lo = -0.5 * torch.rand(4, generator=g, dtype=torch.float64)
+    return [
+        Sample("a model tensor as min", (x,), fn=lambda x, lo: torch.clamp(x, lo),
+               params={"lo": lo}),
+        Sample("computed bounds", (x,), fn=lambda x, lo: x.clamp(lo.exp() - 1.5, x.flip(0).abs())
+               , params={"lo": lo}),
+        Sample("a tensor as max", (x,), fn=lambda x: torch.clamp_max(x, x.flip(1) + 0.1)),
+    ]  # fmt: skip
 
 
 ROWS = [
@@ -289,7 +304,18 @@ ROWS = [
     activation("softsign", (F.softsign,), module=nn.Softsign),
     activation("tanhshrink", (F.tanhshrink,), module=nn.Tanhshrink),
     activation(
-        "hardtanh", (F.hardtanh, F.hardtanh_), module=nn.Hardtanh, min_val=-1.0, max_val=1.0
+        "hardtanh",
+        (F.hardtanh, F.hardtanh_),
+        module=nn.Hardtanh,
+        min_val=-1.0,
+        max_val=1.0,
+        more=lambda: [  # (min = max: a constant, zero gradient, as torch)
+            Sample(
+                "min = max",
+                (torch.linspace(-2, 2, 9, dtype=torch.float64),),
+                fn=lambda x: x * F.hardtanh(x, 0.5, 0.5),
+            )
+        ],  # fmt: skip
     ),
     activation("relu6", (F.relu6,), module=nn.ReLU6),
     activation("hardsigmoid", (F.hardsigmoid,), module=nn.Hardsigmoid),
@@ -356,7 +382,7 @@ ROWS = [
         rule=clamp,
         sample=lambda x: torch.clamp(x, -1.0, 2.0),
         note="numbers or tensors as min and/or max; clamp′ = 1 on the bounds",
-        more_samples=_clamp_samples,
+        more=lambda: [*_clamp_samples(), *_clamp_tensors()],
     ),
     math(
         "clamp_min",
@@ -374,10 +400,17 @@ ROWS = [
     ),
     math("sign", (torch.sign, torch.sgn), ("sign", "sign_", "sgn", "sgn_"), note="zero gradient"),
     math(
+        "angle",
+        (torch.angle,),
+        ("angle",),
+        note="of a real input: π below 0, else 0; zero gradient",
+    ),
+    math(
         "round",
         (torch.round, torch.special.round),
         ("round", "round_"),
         note="decimals too; zero gradient",
+        decimals=0,
     ),
     math("floor", (torch.floor,), ("floor", "floor_"), note="zero gradient"),
     math("ceil", (torch.ceil,), ("ceil", "ceil_"), note="zero gradient"),

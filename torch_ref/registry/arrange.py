@@ -27,7 +27,7 @@ from manual_bp.ops.shape import (
     Split,
     Transpose,
 )
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered, UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Sample, number, tensor
 
 
@@ -116,6 +116,8 @@ def rot90(input: Any, k: int = 1, dims: Any = (0, 1)) -> Any:
 def tensor_split(input: Any, indices_or_sections: Any, dim: int = 0) -> Any:
     """torch.tensor_split: n near-equal parts (the first n % size one larger) or at indices."""
     x = tensor(input, "tensor_split")
+    if isinstance(indices_or_sections, (Ref, Param)):  # (torch reads its values: lowering)
+        raise NotCovered("tensor_split: this row takes sections or indices as numbers")
     d = dim % max(x.ndim, 1)
     n = x.shape[d]
     if isinstance(indices_or_sections, int):
@@ -328,7 +330,17 @@ CASES: dict[str, list[tuple[str, tuple[torch.Tensor, ...], Any]]] = {
     "tensor_split": [
         ("sections", (X,), lambda x: torch.tensor_split(x, 3, dim=1)[0]),
         ("indices", (X,), lambda x: x.tensor_split([1, 3], 1)[1] * 2),
-    ],
+        (
+            "indices as a tensor (torch's lowering)",
+            (X,),
+            lambda x: torch.tensor_split(x, torch.tensor([1, 3]), 1)[1] * 2,
+        ),
+        (
+            "sections as a 0-d tensor (torch's lowering)",
+            (X,),
+            lambda x: torch.tensor_split(x, torch.tensor(2))[0],
+        ),
+    ],  # fmt: skip
     "take": [("constant indices", (X,), lambda x: torch.take(x, torch.tensor([[0, 11], [5, 5]])))],
     "masked_select": [
         (

@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from manual_bp.ops.activations import Activation
 from manual_bp.ops.base import Layer
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered, UnsupportedModuleError
 
 Shape = tuple[int, ...]
 
@@ -164,7 +164,8 @@ def param_arg(w: Any, what: str, name: str, *, optional: bool = False) -> Param 
     if isinstance(w, Param):
         return w
     got = "a tensor computed in forward()" if isinstance(w, Ref) else repr(w)
-    raise UnsupportedModuleError(
+    refusal = NotCovered if isinstance(w, Ref) else UnsupportedModuleError  # (torch's lowering)
+    raise refusal(
         f"{what}: the {name} must be a parameter or buffer of the model (self.<name>), got {got}"
     )
 

@@ -21,9 +21,6 @@ from torch_ref.registry.core import (
     Ref,
     Refusal,
     Sample,
-    array,
-    fused,
-    param_arg,
     tensor,
     weighted,
 )
@@ -67,26 +64,29 @@ def embedding_bag(
     include_last_offset: bool = False,
     padding_idx: int | None = None,
 ) -> Op:
-    """F.embedding_bag: an EmbeddingBag layer holding a copy of the weight; its inputs are
-    the ids, the offsets (if any) and the per-sample weights (if any)."""
-    w = param_arg(weight, "embedding_bag", "weight")
-    layer = EmbeddingBag(
-        array(w),
-        mode,
-        has_offsets=offsets is not None,
-        has_per_sample_weights=per_sample_weights is not None,
-        include_last_offset=include_last_offset,
-        padding_idx=padding_idx,
-        max_norm=max_norm,
-        scale_grad_by_freq=scale_grad_by_freq,
-        sparse=sparse,
-    )
+    """F.embedding_bag: an EmbeddingBag layer holding a copy of the weight (or, computed in
+    forward, taking it as an input); its inputs are the ids, the offsets (if any) and the
+    per-sample weights (if any)."""
+
+    def make(w: Any, b: Any) -> EmbeddingBag:
+        return EmbeddingBag(
+            w,
+            mode,
+            has_offsets=offsets is not None,
+            has_per_sample_weights=per_sample_weights is not None,
+            include_last_offset=include_last_offset,
+            padding_idx=padding_idx,
+            max_norm=max_norm,
+            scale_grad_by_freq=scale_grad_by_freq,
+            sparse=sparse,
+        )
+
     inputs = [_ids(input, "embedding_bag")]
     if offsets is not None:
         inputs.append(_ids(offsets, "embedding_bag (offsets)"))
     if per_sample_weights is not None:
         inputs.append(tensor(per_sample_weights, "embedding_bag (per_sample_weights)"))
-    return Op(layer, tuple(inputs), fused(weight=w))
+    return weighted(make, "embedding_bag", tuple(inputs), weight)
 
 
 def embedding_bag_module(
@@ -162,6 +162,18 @@ def _bag_function_samples() -> list[Sample]:
             "per-sample weights (their gradient too)",
             (ids, torch.tensor([0, 4]), psw),
             fn=lambda i, o, p, w: bag(i, w, o, mode="sum", per_sample_weights=p),
+            params={"w": w},
+        ),
+        Sample(
+            "a table computed in forward, offsets, max",
+            (ids, torch.tensor([0, 3, 3])),
+            fn=lambda i, o, w: bag(i, w.tanh() * 2, o, mode="max"),
+            params={"w": w},
+        ),
+        Sample(
+            "torch.embedding_bag (what F.embedding_bag calls), mean",
+            (ids, torch.tensor([0, 2, 5])),
+            fn=lambda i, o, w: torch.embedding_bag(w, i, o, False, 1)[0],
             params={"w": w},
         ),
     ]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import manual_bp.losses as L
 from manual_bp.ops.loss import LossNode
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered
 from torch_ref.losses import FUNCTIONAL_LOSSES, MODULE_CONVERTERS, _convert_function
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Refusal, Sample, tensor
 
@@ -47,11 +47,10 @@ def check_target(loss: L.Loss, target: torch.Tensor) -> None:
 
 def _node(what: str, loss: L.Loss, input: Any, target: Any) -> Op:
     y = tensor(input, what)
-    if isinstance(target, Ref) and target.dtype == "float":
-        raise UnsupportedModuleError(
-            f"{what}: the target carries gradient (it is computed from the model's parameters "
-            "or inputs); the oracle differentiates a loss with respect to its input only: "
-            "pass target.detach() if that is what you mean"
+    if isinstance(target, Ref):  # (torch's lowering differentiates the target too)
+        raise NotCovered(
+            f"{what}: this row takes a constant target, got one computed in the run"
+            + (" that carries gradient" if target.dtype == "float" else "")
         )
     if not isinstance(target, Param):
         err = TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
@@ -89,7 +88,9 @@ def _functional(fn: Callable[..., Any]) -> Callable[..., Any]:
         what = f"F.{fn.__name__}"
         options = _options(fn, args, kwargs)
         if any(isinstance(v, Ref) for v in options.values()):
-            raise UnsupportedModuleError(f"{what}: a weight that carries gradient is not supported")
+            raise NotCovered(f"{what}: this row takes constant options, got a computed weight")
+        if fn in _CLASS and options.get("reduction") == "none":
+            raise NotCovered(f"{what}: this row takes reduction 'mean' or 'sum'")
         return _node(what, _convert_function(fn, (), options), input, target)
 
     rule.__name__ = fn.__name__
@@ -106,6 +107,16 @@ _MODULE_OF = {
     F.binary_cross_entropy: nn.BCELoss,
     F.binary_cross_entropy_with_logits: nn.BCEWithLogitsLoss,
 }
+
+
+_CLASS = (F.cross_entropy, F.nll_loss)  # (their LossNode reduces over the batch)
+
+
+def _module_loss(m: nn.Module) -> dict[str, Any]:
+    """A loss module's options as the rule's keywords."""
+    if isinstance(m, (nn.CrossEntropyLoss, nn.NLLLoss)) and m.reduction == "none":
+        raise NotCovered(f"nn.{type(m).__name__}: this row takes reduction 'mean' or 'sum'")
+    return {"_loss": MODULE_CONVERTERS[type(m)](m), "_what": f"nn.{type(m).__name__}"}
 
 
 _WEIGHTS = torch.linspace(0.5, 2, 5, dtype=torch.float64)
@@ -128,14 +139,20 @@ def _samples(fn: Callable[..., Any]) -> Callable[[], list[Sample]]:
             Sample("function", (y,), fn=lambda y, t=t, o=opts: fn(y, t, **o)),
             Sample("module", (y,), fn=lambda y, t=t, o=opts, m=module: m(**o)(y, t)),
         ]
-        if fn not in (F.cross_entropy, F.nll_loss):
-            samples.append(
-                Sample(
-                    "reduction='none', then weighted and summed",
-                    (y,),
-                    fn=lambda y, t=t, w=_WEIGHTS: (fn(y, t, reduction="none") * w).sum(),
-                )  # fmt: skip
+        samples.append(
+            Sample(  # (a class-index loss: through torch's lowering, NotCovered)
+                "reduction='none', then weighted and summed",
+                (y,),
+                fn=lambda y, t=t, w=_WEIGHTS[:4] if fn in _CLASS else _WEIGHTS: (
+                    fn(y, t, reduction="none") * w
+                ).sum(),
             )
+        )
+        if fn not in _CLASS:  # (through torch's lowering, NotCovered)
+            samples.append(
+                Sample("a target that carries gradient", (y,),
+                       fn=lambda y, t=t: fn(y, 0.5 * y.flip(0).sigmoid() + 0.5 * t)),
+            )  # fmt: skip
         return samples
 
     return samples
@@ -148,13 +165,16 @@ def _refusals(fn: Callable[..., Any]) -> Callable[[], list[Refusal]]:
             t = torch.randn(4, 3, dtype=torch.float64)
             return [Refusal("a target of another shape", (y,), ValueError, "target",
                             fn=lambda y: fn(y.sigmoid(), t))]  # fmt: skip
-        t = torch.tensor([0, 3, 1, 4])
+        t = torch.tensor([0, 3, 1, 5])
         return [
             Refusal(
-                "reduction='none'", (y,), UnsupportedModuleError, "reduction='none'",
-                fn=lambda y: fn(y, t, reduction="none").sum(),
-            ),
-        ]  # fmt: skip
+                "a class index out of range",
+                (y,),
+                ValueError,
+                r"class indices in \[0, 5\)",
+                fn=lambda y: fn(y, t, reduction="sum"),
+            )
+        ]
 
     return refusals
 
@@ -166,10 +186,7 @@ ROWS = [
         _functional(fn),
         functions=(fn,),
         modules=(module,),
-        module_args=lambda m: {
-            "_loss": MODULE_CONVERTERS[type(m)](m),
-            "_what": f"nn.{type(m).__name__}",
-        },
+        module_args=_module_loss,
         note="z = ℓ(y, t), a scalar; the target is a constant",
         samples=_samples(fn),
         refusals=_refusals(fn),

@@ -232,6 +232,21 @@ def _bn_samples() -> list[Sample]:
             (torch.randn(2, 3, 2, 1, 2, 2, generator=g, dtype=torch.float64),),
             fn=lambda x: F.batch_norm(x, None, None, training=True),
         ),
+        Sample(  # (computed weights: through torch's lowering, NotCovered)
+            "function, a weight computed in forward, training",
+            (x4,),
+            fn=lambda x, w: F.batch_norm(x, None, None, w.exp(), w.tanh(), training=True),
+            params={"w": torch.randn(3, generator=g, dtype=torch.float64)},
+        ),
+        Sample(
+            "function, a weight computed in forward, running statistics",
+            (x4,),
+            fn=lambda x, w, m: F.batch_norm(x, m.detach(), m.detach().exp(), w * m, None),
+            params={
+                "w": torch.randn(3, generator=g, dtype=torch.float64),
+                "m": torch.randn(3, generator=g, dtype=torch.float64),
+            },
+        ),  # fmt: skip
     ]
 
 
@@ -274,7 +289,9 @@ def _in_samples() -> list[Sample]:
         Sample("InstanceNorm2d affine, running stats", (x4,), module=tracked, train=True),
         Sample("InstanceNorm3d affine", (x5,), module=nn.InstanceNorm3d(3, affine=True).double()),
         Sample("function with running statistics", (x4,), module=_InstanceNormWithStats(rm, rv)),
-    ]
+        Sample("function, a weight computed in forward", (x4,),  # (torch's lowering)
+               fn=lambda x, w: F.instance_norm(x, weight=2 * w, bias=w.sin()), params={"w": rm}),
+    ]  # fmt: skip
 
 
 def _in_refusals() -> list[Refusal]:
@@ -303,7 +320,9 @@ def _gn_samples() -> list[Sample]:
         Sample("module, 1-d, no affine", (x[..., 0],), module=nn.GroupNorm(2, 6, affine=False)),
         Sample("module, one group per channel", (x,), module=nn.GroupNorm(6, 6).double()),
         Sample("function", (x,), fn=lambda x, w: F.group_norm(x, 2, w), params={"w": w}),
-    ]
+        Sample("function, a weight computed in forward", (x,),  # (torch's lowering)
+               fn=lambda x, w: F.group_norm(x, 3, w.sqrt(), w.flip(0)), params={"w": w}),
+    ]  # fmt: skip
 
 
 def _gn_refusals() -> list[Refusal]:
@@ -327,7 +346,9 @@ def _ln_samples() -> list[Sample]:
         Sample("module", (x,), module=nn.LayerNorm(6).double()),
         Sample("module, 2 dims, no bias", (x,), module=nn.LayerNorm((4, 6), bias=False).double()),
         Sample("function", (x,), fn=lambda x, w: F.layer_norm(x, (6,), w), params={"w": w}),
-    ]
+        Sample("function, a weight computed in forward", (x,),  # (torch's lowering)
+               fn=lambda x, w: F.layer_norm(x, (6,), w.log(), w.flip(0)), params={"w": w}),
+    ]  # fmt: skip
 
 
 def _rms_samples() -> list[Sample]:
@@ -340,6 +361,8 @@ def _rms_samples() -> list[Sample]:
                module=nn.RMSNorm((4, 6), eps=1e-3, elementwise_affine=False).double()),
         Sample("function", (x,), fn=lambda x, w: F.rms_norm(x, (6,), w, 1e-6), params={"w": w}),
         Sample("function, a list shape", (x,), fn=lambda x: F.rms_norm(x, [4, 6])),
+        Sample("function, a weight computed in forward", (x,),  # (torch's lowering)
+               fn=lambda x, w: F.rms_norm(x, (6,), w.log()), params={"w": w}),
     ]  # fmt: skip
 
 

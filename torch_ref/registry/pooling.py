@@ -333,7 +333,7 @@ ROWS = (
             module_args=_AVG2,
             note="ceil_mode, count_include_pad, divisor_override",
             linear=True,
-            samples=_samples(lambda x, fn=fn: fn(x, 3, 2, 1), n, module(3, 2)),
+            samples=_samples(lambda x, fn=fn: fn(x, 3, 2, (1,)), n, module(3, 2)),  # ((1,): all)
         )
         for n, cls, fn, module in (
             (2, AvgPool2d, F.avg_pool2d, nn.AvgPool2d),

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from manual_bp.ops.sorting import KthValue, Median, MedianDim, NanMedianDim, Sort, TopK
+from manual_bp.ops.sorting import KthValue, Median, MedianDim, Mode, NanMedianDim, Sort, TopK
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Refusal, Sample, tensor
 
@@ -48,6 +48,22 @@ def kthvalue(input: Any, k: int, dim: int = -1, keepdim: bool = False) -> Op:
     return Op(
         layer, (tensor(input, "kthvalue"),), outputs=lambda refs: torch.return_types.kthvalue(refs)
     )
+
+
+def mode(input: Any, dim: int = -1, keepdim: bool = False) -> Op:
+    layer = Mode(_int(dim, "mode (dim)"), bool(keepdim))
+    return Op(layer, (tensor(input, "mode"),), outputs=lambda refs: torch.return_types.mode(refs))
+
+
+def _mode_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(90)
+    x = torch.randint(0, 3, (4, 6), generator=g).double() + torch.rand(4, 1, generator=g)
+    return [
+        Sample("dim -1 (values repeat)", (x,), fn=lambda x: torch.mode(x).values),
+        Sample("dim 0, keepdim", (x,), fn=lambda x: x.mode(0, True)[0]),
+        Sample("all distinct (the smallest)", (x[0].unique() + 0 * x[0, :1],),
+               fn=lambda x: torch.mode(x)[0]),
+    ]  # fmt: skip
 
 
 def median(input: Any, dim: Any = None, keepdim: bool = False) -> Op:
@@ -180,6 +196,16 @@ ROWS = [
         methods=("kthvalue",),
         note="keepdim; ties reported",
         samples=_kthvalue_samples,
+    ),
+    OpEntry(
+        "mode",
+        "sorting",
+        mode,
+        functions=(torch.mode,),
+        methods=("mode",),
+        note="(values, indices): the smallest of the most frequent values, at its last index, "
+        "as torch's CPU mode; ties reported",
+        samples=_mode_samples,
     ),
     OpEntry(
         "median",

@@ -74,6 +74,7 @@ from manual_bp.ops.activations.core import (
 )
 from manual_bp.ops.activations.elementwise import (
     abs_,
+    angle,
     ceil,
     clamp,
     cos,
@@ -198,6 +199,7 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     "cos": cos,
     "clamp": clamp,
     "sign": sign,
+    "angle": angle,
     "round": round_,
     "floor": floor,
     "ceil": ceil,
@@ -312,6 +314,7 @@ __all__ = [
     "selu",
     "sigmoid",
     "sign",
+    "angle",
     "silu",
     "sin",
     "sinc",

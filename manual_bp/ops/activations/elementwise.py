@@ -172,6 +172,11 @@ def sign() -> Activation:
     return _step("sign", np.sign, _kinks(0.0))
 
 
+def angle() -> Activation:
+    """f = arg z of a real z: π where z < 0, else 0; f′ = 0 (torch's angle_backward, real)."""
+    return _step("angle", lambda z: np.where(z < 0, np.pi, 0.0), _kinks(0.0))
+
+
 def floor() -> Activation:
     """f = ⌊z⌋, f′ = 0."""
     return _step("floor", np.floor, _near_integer)

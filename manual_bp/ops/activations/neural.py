@@ -242,8 +242,8 @@ def tanhshrink() -> Activation:
 def hardtanh(min_val: float = -1.0, max_val: float = 1.0) -> Activation:
     """f = clip(z, min, max), f′ = [min < z < max]."""
     lo, hi = _number(min_val, "hardtanh: min_val"), _number(max_val, "hardtanh: max_val")
-    if not lo < hi:
-        raise ValueError(f"hardtanh: min_val must be below max_val, got {lo} and {hi}")
+    if lo > hi:  # (min_val = max_val: a constant, f′ = 0 everywhere, as torch)
+        raise ValueError(f"hardtanh: min_val must not exceed max_val, got {lo} and {hi}")
     # NOTE: f'(min) = f'(max) = 0, as in torch's hardtanh_backward.
     return Activation(
         "hardtanh",

@@ -13,14 +13,14 @@ from manual_bp.ops.base import Array, Layer, Shape, near
 
 
 class PReLU(Layer):
-    """z = a if a > 0 else w·a, w of shape (C,) on channel dim 1 (or (1,), shared);
+    """z = a if a > 0 else w·a, w of shape (C,) on channel dim 1 (or (1,) or (), shared);
     δ_prev = δ ⊙ (a > 0 ? 1 : w),  ∂L/∂w = Σ_{all but dim 1} δ ⊙ (a > 0 ? 0 : a)."""
 
     def __init__(self, weight: Array) -> None:
         super().__init__()
         w = np.asarray(weight, dtype=np.float64)
-        if w.ndim != 1 or w.size == 0:
-            raise ValueError(f"PReLU: expected a weight of shape (C,) or (1,), got {w.shape}")
+        if w.ndim > 1 or w.size == 0:
+            raise ValueError(f"PReLU: expected a weight of shape (C,), (1,) or (), got {w.shape}")
         self.params["weight"] = w
 
     def __repr__(self) -> str:
@@ -54,7 +54,7 @@ class PReLU(Layer):
         w = self.params["weight"]
         if w.size > 1:  # Σ over every dim but the channels, dim 1
             return {"weight": dw.sum(axis=tuple(i for i in range(a.ndim) if i != 1))}
-        return {"weight": np.atleast_1d(dw.sum())}
+        return {"weight": dw.sum().reshape(w.shape)}
 
     def ties(self, a: Array) -> tuple[Array]:
         return (near(a, (0.0,)),)

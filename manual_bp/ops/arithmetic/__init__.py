@@ -6,8 +6,8 @@
     Pow, RPow                a^b, c^b                    (a^c is the activation "pow")
     Maximum, Minimum         max(a, b), min(a, b)        (δ split in halves at a tie)
     Where, MaskedFill        cond ? x : y, mask ? value : x   (a constant condition)
-    Atan2, Hypot, Remainder, Fmod, XLogY, Lerp, AddCMul, LogAddExp, FMax, FMin, CopySign
-                             two- and three-operand elementwise functions
+    Atan2, Hypot, Remainder, Fmod, XLogY, Lerp, AddCMul, LogAddExp, FMax, FMin, CopySign,
+    NextAfter, Frexp, Fill   two- and three-operand elementwise functions (and frexp, fill)
 
 Each is a Layer (see manual_bp.ops.base) with its forward and backward side by side. Layers
 with several inputs have `n_inputs` > 1 and return a tuple of δ_prev, one per input, in
@@ -27,12 +27,15 @@ from manual_bp.ops.arithmetic.binary import (
     AddCMul,
     Atan2,
     CopySign,
+    Fill,
     FMax,
     FMin,
     Fmod,
+    Frexp,
     Hypot,
     Lerp,
     LogAddExp,
+    NextAfter,
     Remainder,
     XLogY,
 )
@@ -61,6 +64,10 @@ __all__ = [
     "AddConstant",
     "Atan2",
     "CopySign",
+    "Fill",
+    "Fill",
+    "Frexp",
+    "NextAfter",
     "Div",
     "DivTensor",
     "FMax",

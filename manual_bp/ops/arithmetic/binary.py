@@ -242,3 +242,61 @@ class CopySign(_Binary):
 
     def ties(self, a: Array, b: Array) -> tuple[Array, Array]:
         return near(a, (0.0,)), near(b, (0.0,))
+
+
+class NextAfter(_Binary):
+    """z = the next float after a toward b;  δ_a = δ, δ_b = 0 (torch's nextafter derivative:
+    z is a up to one unit in the last place)."""
+
+    def f(self, a: Array, b: Array) -> Array:
+        return np.nextafter(a, b)
+
+    def partials(self, a: Array, b: Array, z: Array) -> tuple[Array, Array]:
+        return np.ones(np.shape(a)), np.zeros(np.shape(b))
+
+
+class Frexp(Layer):
+    """(m, e) = frexp(a), a = m · 2^e with ½ ≤ |m| < 1 (0 for 0);  δ_a = δ_m / 2^e (the
+    exponent, an integer, carries none)."""
+
+    n_outputs = 2
+    output_dtypes = ("float", "int")
+
+    def shape(self, in_shape: Shape) -> tuple[Shape, Shape]:  # type: ignore[override]
+        return tuple(in_shape), tuple(in_shape)
+
+    def forward(self, a: Array) -> tuple[tuple[Array, Array], Array]:
+        m, e = np.frexp(a)
+        return (m, e.astype(np.int64)), e
+
+    def backward(self, delta: tuple[Array | None, Any], e: Array) -> tuple[Array, dict]:
+        if delta[0] is None:
+            return np.zeros(e.shape), {}
+        return delta[0] / np.exp2(e), {}
+
+
+class Fill(Layer):
+    """z = a filled with a value (torch.fill, fill_, zero_): a number, or a 0-d tensor as a
+    second input;  δ_a = 0,  δ_value = Σ δ."""
+
+    def __init__(self, value: float | None = None) -> None:
+        super().__init__()
+        self.value = value  # (None: the value is the second input)
+        self.n_inputs = 1 if value is not None else 2  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"Fill({'input' if self.value is None else self.value})"
+
+    def shape(self, a_shape: Shape, v_shape: Shape = ()) -> Shape:
+        if tuple(v_shape) != ():
+            raise ValueError(f"fill: expected a 0-d value, got shape {tuple(v_shape)}")
+        return tuple(a_shape)
+
+    def forward(self, a: Array, v: Array | None = None) -> tuple[Array, Shape]:
+        value = self.value if v is None else v
+        return np.full(a.shape, value, dtype=np.float64), a.shape
+
+    def backward(self, delta: Array, shape: Shape) -> tuple[Any, dict]:
+        if self.value is not None:
+            return np.zeros(shape), {}
+        return (np.zeros(shape), np.asarray(delta.sum())), {}

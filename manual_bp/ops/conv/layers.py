@@ -16,8 +16,11 @@ from manual_bp.ops.padding import PADDING_MODES, Pads, fold_pad, pad
 
 
 def ntuple(value: int | Sequence[int], n: int, name: str, *, minimum: int) -> tuple[int, ...]:
-    """An int or a length-n sequence of ints, each ≥ minimum, as an n-tuple (torch's _ntuple)."""
+    """An int or a length-n sequence of ints, each ≥ minimum, as an n-tuple (torch's _ntuple;
+    a sequence of one stands for all n, as torch's kernels expand it)."""
     values = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) == 1:
+        values = values * n
     if len(values) != n or not all(
         isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum
         for v in values

@@ -39,10 +39,11 @@ from manual_bp.ops.matrix.factorizations import (
     WithInfo,
 )
 from manual_bp.ops.matrix.inverse import Det, Inv, SlogDet, Solve, SolveTriangular
-from manual_bp.ops.matrix.norms import MATRIX_ORDS, Cdist, Cross, MatrixNorm
+from manual_bp.ops.matrix.norms import MATRIX_ORDS, Cdist, Cross, MatrixNorm, Pdist
 
 __all__ = [
     "Cdist",
+    "Pdist",
     "Cholesky",
     "Cross",
     "Det",

@@ -164,6 +164,40 @@ class Cross(Layer):
         return (unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)), {}
 
 
+def _distance(d: Array, p: float) -> Array:
+    """‖d‖_p over the last axis (p = 0 counts the nonzeros)."""
+    ad = np.abs(d)
+    if p == 0:
+        return (ad != 0).sum(-1).astype(np.float64)
+    if p == np.inf:
+        return ad.max(-1)
+    if p == 1:
+        return ad.sum(-1)
+    if p == 2:
+        return np.sqrt((d * d).sum(-1))
+    return (ad**p).sum(-1) ** (1.0 / p)
+
+
+def _distance_grad(d: Array, z: Array, p: float) -> Array:
+    """∂‖d‖_p/∂d: d/z (p = 2), sgn d (p = 1), sgn d |d|^{p−1} / z^{p−1} (other p; 0 where
+    d = 0 for p < 1), sgn d on the largest |d| (p = inf), 0 (p = 0); 0 wherever z = 0."""
+    zz = z[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if p == 0:
+            dz = np.zeros(d.shape)
+        elif p == 1:
+            dz = np.sign(d)
+        elif p == 2:
+            dz = d / zz
+        elif p == np.inf:
+            dz = np.sign(d) * (np.abs(d) == zz)
+        else:
+            dz = np.sign(d) * np.abs(d) ** (p - 1) / zz ** (p - 1)
+            if p < 1:
+                dz = np.where(d == 0, 0.0, dz)
+    return np.where(zz == 0, 0.0, dz)
+
+
 class Cdist(Layer):
     """z_ij = ‖x1_i − x2_j‖_p over batches of row vectors x1 (*, P, M), x2 (*, R, M);
     with d = x1_i − x2_j:  x̄1_i = Σ_j z̄_ij ∂z/∂d,  x̄2_j = −Σ_i z̄_ij ∂z/∂d, where
@@ -193,40 +227,12 @@ class Cdist(Layer):
     def forward(self, a: Array, b: Array) -> tuple[Array, Any]:
         self.shape(a.shape, b.shape)
         d = a[..., :, None, :] - b[..., None, :, :]  # (*, P, R, M)
-        ad = np.abs(d)
-        p = self.p
-        if p == 0:
-            z = (ad != 0).sum(-1).astype(np.float64)
-        elif p == np.inf:
-            z = ad.max(-1)
-        elif p == 1:
-            z = ad.sum(-1)
-        elif p == 2:
-            z = np.sqrt((d * d).sum(-1))
-        else:
-            z = (ad**p).sum(-1) ** (1.0 / p)
+        z = _distance(d, self.p)
         return z, (a.shape, b.shape, d, z)
 
     def backward(self, delta: Array, cache: Any) -> tuple[tuple[Array, Array], dict]:
         a_shape, b_shape, d, z = cache
-        p = self.p
-        zz = z[..., None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if p == 0:
-                dz = np.zeros(d.shape)
-            elif p == 1:
-                dz = np.sign(d)
-            elif p == 2:
-                dz = d / zz
-            elif p == np.inf:
-                ad = np.abs(d)
-                dz = np.sign(d) * (ad == zz)
-            elif p < 1:
-                dz = np.sign(d) * np.abs(d) ** (p - 1) / zz ** (p - 1)
-                dz = np.where(d == 0, 0.0, dz)
-            else:
-                dz = np.sign(d) * np.abs(d) ** (p - 1) / zz ** (p - 1)
-        dz = np.where(zz == 0, 0.0, dz)
+        dz = _distance_grad(d, z, self.p)
         g = delta[..., None] * dz  # (*, P, R, M)
         return (unbroadcast(g.sum(-2), a_shape), unbroadcast(-g.sum(-3), b_shape)), {}
 
@@ -244,3 +250,55 @@ class Cdist(Layer):
         ma = unbroadcast(mask.any(-2).astype(np.float64), a.shape) > 0
         mb = unbroadcast(mask.any(-3).astype(np.float64), b.shape) > 0
         return ma, mb
+
+
+class Pdist(Layer):
+    """z_k = ‖x_i − x_j‖_p over the pairs i < j of the rows of x (N, M), in row-major order
+    (F.pdist);  x̄_i += z̄_k ∂z/∂d, x̄_j −= z̄_k ∂z/∂d, ∂z/∂d as cdist's (torch's
+    _pdist_backward)."""
+
+    def __init__(self, p: float = 2.0) -> None:
+        super().__init__()
+        if not p >= 0:
+            raise ValueError(f"pdist: expected p >= 0, got {p}")
+        self.p = float(p)
+
+    def __repr__(self) -> str:
+        return f"Pdist(p={self.p})"
+
+    def shape(self, in_shape: Shape) -> Shape:
+        if len(in_shape) != 2:
+            raise ValueError(f"pdist: expected x of shape (N, M), got {tuple(in_shape)}")
+        n = in_shape[0]
+        return (n * (n - 1) // 2,)
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        self.shape(x.shape)
+        i, j = np.triu_indices(x.shape[0], 1)
+        d = x[i] - x[j]  # (K, M)
+        z = _distance(d, self.p)
+        return z, (x.shape, i, j, d, z)
+
+    def backward(self, delta: Array, cache: Any) -> tuple[Array, dict]:
+        shape, i, j, d, z = cache
+        g = delta[:, None] * _distance_grad(d, z, self.p)
+        out = np.zeros(shape)
+        np.add.at(out, i, g)
+        np.add.at(out, j, -g)
+        return out, {}
+
+    def ties(self, x: Array) -> tuple[Array]:
+        """Rows at (nearly) zero distance, or (p = inf) with two coordinates tied largest."""
+        i, j = np.triu_indices(x.shape[0], 1)
+        d = x[i] - x[j]
+        tol = TIE_RTOL * max(float(np.max(np.abs(x), initial=0.0)), 1e-300)
+        pair = np.all(np.abs(d) <= tol, axis=-1)
+        if self.p <= 1:
+            pair |= np.any(np.abs(d) <= tol, axis=-1)
+        if self.p == np.inf:
+            ad = np.abs(d)
+            pair |= (np.abs(ad - ad.max(-1, keepdims=True)) <= tol).sum(-1) >= 2
+        mask = np.zeros(x.shape, dtype=bool)
+        mask[i[pair]] = True
+        mask[j[pair]] = True
+        return (mask,)

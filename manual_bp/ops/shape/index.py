@@ -323,8 +323,9 @@ class Gather(Index):
             raise ValueError("gather() of a 0-d input is not supported")
         d = _axis(self.dim, len(in_shape), "dim", in_shape)
         idx = arrays[0] if self.idx is None else self.idx
-        if idx.ndim != len(in_shape) or any(
-            idx.shape[k] > in_shape[k] for k in range(len(in_shape)) if k != d
+        if idx.size and (  # (an empty index of any shape gathers nothing, as torch)
+            idx.ndim != len(in_shape)
+            or any(idx.shape[k] > in_shape[k] for k in range(len(in_shape)) if k != d)
         ):
             raise ValueError(
                 f"expected an index of rank {len(in_shape)} no larger than the input {in_shape} "

@@ -17,12 +17,15 @@ from manual_bp.ops.arithmetic import (
     AddCMul,
     Atan2,
     CopySign,
+    Fill,
     FMax,
     FMin,
     Fmod,
+    Frexp,
     Hypot,
     Lerp,
     LogAddExp,
+    NextAfter,
     Remainder,
     XLogY,
 )
@@ -370,7 +373,77 @@ ROWS += [
         note="a number or a tensor sign (no gradient)",
         samples=_copysign_samples,
     ),
+    OpEntry(
+        "nextafter",
+        "arithmetic",
+        binary_rule(NextAfter, "nextafter"),
+        functions=(torch.nextafter,),
+        methods=("nextafter", "nextafter_"),
+        note="f′ = 1 in the first operand, 0 in the second (torch's)",
+        samples=lambda: [Sample("broadcast", _pair(26), fn=torch.nextafter)],
+    ),
+    OpEntry(
+        "frexp",
+        "arithmetic",
+        lambda input: Op(Frexp(), (tensor(input, "frexp"),), outputs=torch.return_types.frexp),
+        functions=(torch.frexp,),
+        methods=("frexp",),
+        note="(mantissa, exponent); δ = δ_mantissa / 2^exponent",
+        samples=lambda: [Sample("mantissa", _pair(27)[:1], fn=lambda x: torch.frexp(8 * x)[0])],
+    ),
 ]
+
+
+def fill(input: Any, value: Any) -> Op:
+    """torch.fill(x, value) / x.fill_(value): value a number, or a 0-d tensor (its gradient
+    the sum of δ)."""
+    x = tensor(input, "fill")
+    if isinstance(value, (Ref, Param)):
+        return Op(Fill(), (x, value))
+    return Op(Fill(number(value, "fill (value)")), (x,))
+
+
+def zero_(input: Any) -> Op:
+    return Op(Fill(0.0), (tensor(input, "zero_"),))
+
+
+def _fill_samples() -> list[Sample]:
+    x, v = _pair(28)
+    return [
+        Sample("a number", (x,), fn=lambda x: x * torch.fill(x, 2.5)),
+        Sample("a 0-d tensor that carries gradient", (x,),
+               fn=lambda x, v: torch.fill(x, v.exp()) * x, params={"v": v[0].clone()}),
+        Sample("fill_ on a computed tensor", (x,), fn=lambda x: (2 * x).fill_(1.5) + x),
+    ]  # fmt: skip
+
+
+ROWS += [
+    OpEntry(
+        "fill",
+        "arithmetic",
+        fill,
+        functions=(torch.fill,),
+        methods=("fill_",),
+        note="a number, or a 0-d tensor value (δ_value = Σ δ); the filled tensor gets 0",
+        samples=_fill_samples,
+    ),
+    OpEntry(
+        "zero_",
+        "arithmetic",
+        zero_,
+        functions=(torch.zero_,),
+        methods=("zero_",),
+        note="the zeroed tensor gets 0",
+        samples=lambda: [Sample("in place", _pair(29)[:1], fn=lambda x: (x * x).zero_() + x)],
+    ),
+]
+
+
+def _pair(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(
+        4, generator=g, dtype=torch.float64
+    )
 
 
 # --- reflected operators as Tensor methods (`2 / x` is x.__rtruediv__(2)) ---------------------

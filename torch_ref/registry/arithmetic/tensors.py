@@ -35,7 +35,7 @@ from manual_bp.ops.arithmetic import (
     Where,
 )
 from manual_bp.ops.graph import Constant
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered, UnsupportedModuleError
 from torch_ref.registry.core import (
     Op,
     OpEntry,
@@ -189,10 +189,8 @@ def masked_fill(input: Any, mask: Any, value: Any) -> Op:
     softmax), or a 0-d tensor of the model."""
     if isinstance(value, Param) and value.ndim == 0 and not value.trainable:
         value = float(value.tensor)
-    if isinstance(value, (Ref, Param)):
-        raise UnsupportedModuleError(
-            "masked_fill: a tensor as the fill value is not supported; only a number"
-        )
+    if isinstance(value, (Ref, Param)):  # (torch's lowering: the value gets Σ δ over the mask)
+        raise NotCovered("masked_fill: this row takes a number as the fill value, got a tensor")
     infinite = isinstance(value, (float, np.floating)) and math.isinf(value)
     return Op(
         MaskedFill(value if infinite else number(value, "masked_fill")),
@@ -355,6 +353,12 @@ def _masked_fill_samples() -> list[Sample]:
             (torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(12), dtype=x.dtype),),
             fn=lambda s: torch.softmax(s.masked_fill(causal, float("-inf")), -1),
         ),
+        Sample(  # (through torch's lowering: NotCovered)
+            "a tensor fill value that carries gradient",
+            (x,),
+            fn=lambda x, v: x.masked_fill(_MASK, v.tanh()),
+            params={"v": torch.tensor(1.0, dtype=torch.float64)},
+        ),
     ]
 
 
@@ -374,14 +378,6 @@ def _where_refusals() -> list[Refusal]:
 def _masked_fill_refusals() -> list[Refusal]:
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     return [
-        Refusal(
-            "a tensor fill value",
-            (x,),
-            UnsupportedModuleError,
-            "a tensor as the fill value",
-            fn=lambda x, v: x.masked_fill(_MASK, v),
-            params={"v": torch.tensor(1.0, dtype=torch.float64)},
-        ),
         Refusal(
             "a NaN fill value",
             (x,),

@@ -6,12 +6,13 @@ torch's; each backward is the matrix-calculus formula written out (Giles 2008).
 The family's rows live in three modules: `decompositions` (inverses, solves, determinants,
 the factorizations, the pseudo-inverse, the matrix exponential), `products` (matrix norms,
 cross and dot products, distances, Householder products, triangular solves, powers,
-covariance) and `least_squares` (least squares and the *_ex forms); ROWS joins them in the order
+covariance), `least_squares` (least squares and the *_ex forms) and `factored` (the LU family,
+the Cholesky solves); ROWS joins them in the order
 docs/ops.md lists them. Every rule is re-exported here."""
 
 from __future__ import annotations
 
-from torch_ref.registry.matrix import decompositions, least_squares, products
+from torch_ref.registry.matrix import decompositions, factored, least_squares, products
 from torch_ref.registry.matrix.decompositions import (
     cholesky,
     eigh,
@@ -48,7 +49,7 @@ from torch_ref.registry.matrix.products import (
 )
 
 #: the rows in the order docs/ops.md lists them
-ROWS = [*decompositions.ROWS, *products.ROWS, *least_squares.ROWS]
+ROWS = [*decompositions.ROWS, *products.ROWS, *least_squares.ROWS, *factored.ROWS]
 
 __all__ = [
     "cdist",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from manual_bp.ops.activations import get_activation
 from manual_bp.ops.arithmetic import AddConstant, DivTensor, Mul, Sub
@@ -21,6 +22,7 @@ from manual_bp.ops.matrix import (
     HouseholderProduct,
     Inv,
     MatrixNorm,
+    Pdist,
     SolveTriangular,
 )
 from manual_bp.ops.reductions import Mean, Norm, Sum
@@ -58,6 +60,22 @@ def cdist(x1: Any, x2: Any, p: float = 2.0, compute_mode: Any = None) -> Op:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 0:
         raise UnsupportedModuleError(f"cdist: expected a number p >= 0 (inf too), got {p!r}")
     return Op(Cdist(p), (tensor(x1, "cdist"), tensor(x2, "cdist")))
+
+
+def pdist(input: Any, p: float = 2.0) -> Op:
+    """F.pdist(x, p): the distances of the pairs i < j of x's rows, as cdist's."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 0:
+        raise UnsupportedModuleError(f"pdist: expected a number p >= 0 (inf too), got {p!r}")
+    return Op(Pdist(p), (tensor(input, "pdist"),))
+
+
+def _pdist_samples() -> list[Sample]:
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(80), dtype=torch.float64)
+    twin = torch.cat([x, x[:1]])  # (a zero distance: no gradient there, as torch)
+    return [
+        Sample(f"p = {p}", (x,), fn=lambda x, p=p: torch.pdist(x, p))
+        for p in (2.0, 1.0, 0.5, 3.0, float("inf"), 0.0)
+    ] + [Sample("a repeated row", (twin,), fn=lambda x: F.pdist(x))]
 
 
 def vdot(input: Any, other: Any) -> Op:
@@ -263,6 +281,15 @@ ROWS = [
         functions=(torch.cdist,),
         note="any p ≥ 0 (0, 1, 2, inf included), batched; zero distances and p = inf ties reported",
         samples=_cdist_samples,
+    ),
+    OpEntry(
+        "pdist",
+        "matrix",
+        pdist,
+        functions=(torch.pdist,),
+        note="any p ≥ 0, the pairs i < j in torch's order; zero distances and p = inf ties "
+        "reported",
+        samples=_pdist_samples,
     ),
     OpEntry(
         "vdot",

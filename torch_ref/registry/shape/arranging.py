@@ -33,6 +33,7 @@ from manual_bp.ops.shape import (
     chunk_sizes,
     split_sizes,
 )
+from torch_ref.errors import NotCovered
 from torch_ref.registry import core
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Sample, tensor
 from torch_ref.registry.shape.reshaping import (
@@ -76,8 +77,9 @@ def roll(input: Any, shifts: Any, dims: Any = None) -> Op:
     return Op(Roll(shifts, None if dims in (None, ()) else dims), (tensor(input, "roll"),))
 
 
-def flip(input: Any, *dims: Any) -> Op:
-    return Op(Flip(sizes("flip", dims)), (tensor(input, "flip"),))
+def flip(input: Any, *args: Any, dims: Any = None) -> Op:
+    """torch.flip(x, dims) / x.flip(*dims)."""
+    return Op(Flip(sizes("flip", args if dims is None else (dims,))), (tensor(input, "flip"),))
 
 
 def fliplr(input: Any) -> Op:
@@ -144,6 +146,8 @@ def triu(input: Any, diagonal: int = 0) -> Op:
 
 
 def narrow(input: Any, dim: int, start: int, length: int) -> Op:
+    if isinstance(start, (Ref, Param)):  # (torch reads its value: lowering)
+        raise NotCovered("narrow: this row takes start as a number, got a tensor")
     return Op(Narrow(dim, start, length), (tensor(input, "narrow"),))
 
 
@@ -295,7 +299,10 @@ ROWS = [
         flip,
         functions=(torch.flip,),
         methods=("flip",),
-        samples=_cases(("flip", lambda x: torch.flip(x, (0, 2)) + x.flip(-1), (_x(2, 3, 4),))),
+        samples=_cases(
+            ("flip", lambda x: torch.flip(x, (0, 2)) + x.flip(-1), (_x(2, 3, 4),)),
+            ("dims as a keyword", lambda x: torch.flip(x, dims=[1]), (_x(2, 3, 4),)),
+        ),
         **_MOVE,
     ),
     OpEntry(
@@ -398,7 +405,17 @@ ROWS = [
         functions=(torch.narrow,),
         methods=("narrow",),
         samples=_cases(
-            ("narrow", lambda x: x.narrow(1, 1, 2) + torch.narrow(x, -1, -3, 2)[:, :2], (_x(3, 4),))
+            (
+                "narrow",
+                lambda x: x.narrow(1, 1, 2) + torch.narrow(x, -1, -3, 2)[:, :2],
+                (_x(3, 4),),
+            ),
+            (
+                "start a 0-d tensor (torch's lowering)",
+                lambda x: x.narrow(1, torch.tensor(2), 2),
+                (_x(3, 4),),
+            ),
+            # fmt: skip
         ),
         **_VIEW,
     ),
@@ -432,7 +449,12 @@ ROWS = [
         note="a buffer of indices or integer ids computed in forward(); sparse_grad: dense",
         samples=lambda: [
             Sample("ids that are an input", (_x(2, 5), _IDS), module=TokenGather("gather")),
-        ],
+            Sample(
+                "an empty index (of any shape: gathers nothing)",
+                (_x(5),),
+                fn=lambda x: x * (1 + torch.gather(x, 0, torch.zeros(2, 0, dtype=int)).sum()),
+            ),
+        ],  # fmt: skip
         **_MOVE,
     ),
     OpEntry(
