@@ -61,7 +61,10 @@ CASES: dict[str, Callable[..., torch.Tensor]] = {
     "cross_entropy, reduction='none'": lambda h, w: F.cross_entropy(
         h * w, torch.tensor([0, 3, 1]), reduction="none"
     ),
-    "clamp, tensor bounds": lambda h, w: torch.clamp(h, -w, h.flip(0).abs()),
+    "rms_norm, a computed weight": lambda h, w: F.rms_norm(h, (4,), w.exp()),
+    "instance_norm, a computed weight": lambda h, w: F.instance_norm(
+        h.view(1, 3, 4), weight=w[:3].cos(), bias=None
+    ),
     "masked_fill, a tensor value": lambda h, w: h.masked_fill(h > 0, w[0]),
     "narrow, a 0-d tensor start": lambda h, w: h.narrow(1, torch.tensor(1), 2) * w[:2],
 }
