@@ -358,3 +358,10 @@ def test_oracle_refuses_what_torch_cannot_run(bad: Refusal) -> None:
     for fn in (torch_ref.manual_gradients, torch_ref.compare_gradients):
         with pytest.raises(ValueError, match=bad.match):
             fn(model, nn.MSELoss(), x, target)
+
+
+@settings(max_examples=100)
+@given(cnn_specs())
+def test_integer_valued_cnns_are_drawn_in_float64_only(spec):
+    """(as mlp_specs: an integer net saturates a float32 softmax)"""
+    assert spec.dtype == "float64" or not spec.integer_valued, spec

@@ -312,12 +312,16 @@ def cnn_specs(
     Max pooling is not differentiable at a tie, and two correct convolutions that sum in
     different orders round two mathematically equal values (from padding copies, overlapping
     windows, constant regions) differently and route δ to different winners. So ties are
-    drawn only where they are exact: `integer_valued` draws weights and inputs from {−2..2}
-    and defaults to EXACT_ACTIVATIONS and EXACT_POOLS, keeping every value an exact small
-    number; otherwise a max pool is drawn only in the first block after a conv that copies
-    no input values into its padding (random inputs are distinct; a window on zero padding
-    alone gives exactly the bias in any order)."""
-    integer = draw(st.booleans()) if integer_valued is None else integer_valued
+    drawn only where they are exact: `integer_valued` (drawn for float64 only) draws weights
+    and inputs from {−2..2} and defaults to EXACT_ACTIVATIONS and EXACT_POOLS, keeping every
+    value an exact small number; otherwise a max pool is drawn only in the first block after
+    a conv that copies no input values into its padding (random inputs are distinct; a window
+    on zero padding alone gives exactly the bias in any order)."""
+    dtype = draw(st.sampled_from(dtypes))
+    # (not drawn below float64: integer nets saturate a float32 softmax; see mlp_specs)
+    integer = integer_valued
+    if integer is None:
+        integer = dtype == "float64" and draw(st.booleans())
     activations = activations or (EXACT_ACTIVATIONS if integer else tuple(ACTIVATION_MODULES))
     pools = pools or (EXACT_POOLS if integer else POOL_KINDS)
     dims = draw(st.sampled_from(conv_dims))
@@ -359,7 +363,7 @@ def cnn_specs(
         loss_options=tuple(sorted(loss_options.items())),
         batch=draw(st.integers(1, max_batch)),
         l2=draw(st.sampled_from([0.0, 0.0, 0.1, 1.0])),
-        dtype=draw(st.sampled_from(dtypes)),
+        dtype=dtype,
         seed=draw(st.integers(0, 2**16)),
         integer_valued=integer,
     )
