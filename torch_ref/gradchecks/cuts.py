@@ -38,6 +38,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
+from torch_ref.calls import _tensors
 from torch_ref.capture import _user_line
 
 #: ops whose floating result does not move with the values they read (zero derivative)
@@ -93,9 +94,9 @@ class _Cuts(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in _STEPS or name.startswith(_SHAPE_ONLY) or name.endswith(_SHAPE_ONLY[0]):
             return out
-        ins = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        ins = _tensors((args, kwargs))
         origin = self.origin(ins)
-        outs = [t for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        outs = _tensors(out)
         if origin is not None and self.used is None and any(t.requires_grad for t in outs):
             self.used = origin
         if origin is None and _cuts(func, ins):
