@@ -2,7 +2,8 @@
 
 Every activation × loss pair is its own test case, so CI draws each pair; within a pair,
 hypothesis draws depth 1–6, widths 1–16, bias on/off, the loss's options, batch 1–8,
-l2 on/off, float32 or float64, and (in float64) integer-valued weights and inputs that land on kinks."""
+l2 on/off, float32 or float64, and (in float64) integer-valued weights and inputs that land
+on kinks."""
 
 import pytest
 import torch
