@@ -55,6 +55,7 @@ import torch.nn as nn
 from torch.utils import _pytree as pytree
 
 import torch_ref
+from experiments import core_aten
 from experiments.report.io import atomic_write
 
 DEFAULT_OUT = Path("docs/coverage.md")
@@ -385,7 +386,7 @@ def markdown(ops: list[Entry] | None, modules: list[Entry] | None, k: int) -> st
         lines += _summary("op_db (float64 autograd on the CPU)", ops)
     if modules is not None:
         lines += _summary("module_db (float64)", modules)
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + core_aten.markdown()
 
 
 def _run_all(entries: list[Any], run: Callable[[Any, int], Entry], k: int) -> Iterator[Entry]:
