@@ -1,7 +1,7 @@
 """How the record reaches every op of PyTorch's Core ATen opset (the ~190 overloads tagged
 `torch.Tag.core` that every exported model lowers to): a section of docs/coverage.md.
 
-    python -m experiments.core_aten
+    python -m experiments.core_aten [--out FILE]
 
 Each overload is looked up the way torch_ref.lowering looks up an ATen op it meets inside a
 call without a registry row: a registry row (by the torch function or method of its name,
@@ -15,7 +15,9 @@ values (refused: the oracle is real float64).
 
 from __future__ import annotations
 
+import argparse
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,5 +96,17 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write the section to this file (default: print)"
+    )
+    out = parser.parse_args(argv).out
+    if out is None:
+        print(markdown(), end="")
+    else:
+        out.write_text(markdown())
+
+
 if __name__ == "__main__":
-    print(markdown())
+    main()
