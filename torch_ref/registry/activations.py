@@ -225,6 +225,7 @@ def _refusals(name: str, fn: Callable[..., Any], match: str) -> Callable[[], lis
 
 
 def _clamp_samples() -> list[Sample]:
+    """Tensor bounds: a model tensor, tensors computed in forward, one bound or both."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 4, generator=g, dtype=torch.float64)
     lo, hi = -0.5 * torch.rand(4, generator=g, dtype=torch.float64), torch.rand(4, generator=g)
@@ -237,21 +238,14 @@ def _clamp_samples() -> list[Sample]:
             params={"lo": lo, "hi": hi.double()},
         ),
         Sample("a computed min (clamp_min)", (x,), fn=lambda x: x.clamp_min(x.mean(0))),
-    ]
-
-
-def _clamp_tensors() -> list[Sample]:
-    """More tensor bounds: a model tensor, computed bounds, a tensor as max."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
-    lo = -0.5 * torch.rand(4, generator=g, dtype=torch.float64)
-    return [
-        Sample("a model tensor as min", (x,), fn=lambda x, lo: torch.clamp(x, lo),
-               params={"lo": lo}),
-        Sample("computed bounds", (x,), fn=lambda x, lo: x.clamp(lo.exp() - 1.5, x.flip(0).abs())
-               , params={"lo": lo}),
+        Sample(
+            "computed bounds",
+            (x,),
+            fn=lambda x, lo: x.clamp(lo.exp() - 1.5, x.flip(0).abs()),
+            params={"lo": lo},
+        ),
         Sample("a tensor as max", (x,), fn=lambda x: torch.clamp_max(x, x.flip(1) + 0.1)),
-    ]  # fmt: skip
+    ]
 
 
 ROWS = [
@@ -382,7 +376,7 @@ ROWS = [
         rule=clamp,
         sample=lambda x: torch.clamp(x, -1.0, 2.0),
         note="numbers or tensors as min and/or max; clamp′ = 1 on the bounds",
-        more=lambda: [*_clamp_samples(), *_clamp_tensors()],
+        more=_clamp_samples,
     ),
     math(
         "clamp_min",
