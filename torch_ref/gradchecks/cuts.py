@@ -4,10 +4,10 @@ torch's gradcheck compares autograd against the derivative of the function: fini
 differences move the inputs and see every path from them to the outputs. The oracle's
 reference is the exact derivative of the ops autograd follows, so the two references part
 where the forward computes a floating value from the inputs outside autograd — `.detach()`,
-an op under `torch.no_grad()`, an op autograd does not differentiate (`nextafter`) — and
-then uses that value where the output depends on it smoothly: `x / x.norm().detach()`, a
-straight-through estimator `x + (x.round() - x).detach()`, a threshold nudged by
-`nextafter(boundary.detach())`. There the oracle agrees with autograd by construction while
+an op under `torch.no_grad()` — and then uses that value where the output depends on it
+smoothly: `x / x.norm().detach()`, a straight-through estimator
+`x + (x.round() - x).detach()`, a threshold nudged by `nextafter(boundary.detach())`. There
+the oracle agrees with autograd by construction while
 the function's derivative differs, so gradcheck cannot tell a right backward from a wrong one,
 and says so instead of passing.
 
@@ -16,8 +16,9 @@ the forward with every `.detach()` an identity view and every op under `no_grad`
 custom Function's forward) run with grad enabled, so that the record follows the paths
 autograd does not — the derivative of the function, as finite differences take it. A cut that
 changes nothing (a projective scale detached before a division the output is invariant to)
-then passes, a straight-through estimator fails as in torch, and an op on the way that has no
-derivative at all (`nextafter`) is refused, naming it.
+then passes, a straight-through estimator fails as in torch (so does otsu's threshold nudged
+by `nextafter`, whose row takes torch's derivative), and a path the record cannot follow is
+refused, naming the cut.
 
 `watch()` follows those values (a mode over the run): a floating output that carries no
 gradient but is computed from a value that does (or from such a value), is "cut"; the first
