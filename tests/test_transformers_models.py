@@ -35,6 +35,9 @@ MODELS: dict[str, Callable[[], Any]] = {
     "llama": lambda: T.LlamaForCausalLM(_small(T.LlamaConfig, num_key_value_heads=1)),
     "mistral": lambda: T.MistralForCausalLM(_small(T.MistralConfig, num_key_value_heads=1)),
     "qwen2": lambda: T.Qwen2ForCausalLM(_small(T.Qwen2Config, num_key_value_heads=1)),
+    "mixtral": lambda: T.MixtralForCausalLM(  # (experts by torch._grouped_mm)
+        _small(T.MixtralConfig, num_key_value_heads=1, num_local_experts=4, num_experts_per_tok=2)
+    ),
     "gemma": lambda: T.GemmaForCausalLM(_small(T.GemmaConfig, num_key_value_heads=1, head_dim=8)),
     "phi": lambda: T.PhiForCausalLM(_small(T.PhiConfig)),
     "gpt2": lambda: T.GPT2LMHeadModel(

@@ -47,7 +47,6 @@ from manual_bp.ops.shape import Identity
 from torch_ref import ties
 from torch_ref.calls import _FLOAT_CASTS, _call_of, _kind, _not_float64, _tensors
 from torch_ref.capture import (
-    FunctionCall,
     Probe,
     _Builder,
     _Converter,
@@ -56,9 +55,16 @@ from torch_ref.capture import (
 )
 from torch_ref.errors import NotCovered, NothingToDifferentiate, UnsupportedModuleError
 from torch_ref.lowering import lowered
-from torch_ref.recording import Recording, _float64_default, _hooks, random_state_kept
+from torch_ref.recording import (
+    Recording,
+    _float64_default,
+    _hooks,
+    function_calls,
+    random_state_kept,
+)
 from torch_ref.registry import lookup_method, registry
 from torch_ref.registry.core import Param, Ref
+from torch_ref.twin_forms import FORMS
 from torch_ref.whole_modules import WholeModules
 
 _GETITEM = torch.Tensor.__getitem__
@@ -244,6 +250,11 @@ class _Recorder(WholeModules, TorchFunctionMode):
             return func(*args, **kwargs)
         if not self.as_run:
             func, args, kwargs = self.float64(func, args, kwargs)
+            if func in FORMS:  # (no float64 kernel in torch: its definition, op by op)
+                if self.is_live((args, kwargs)):
+                    self.lowered_calls.append(f"{_call_of(func).what}{_user_line()}")
+                with self:
+                    return FORMS[func](*args, **kwargs)
         on, frame = self.recording((args, kwargs))
         if not on:
             out = self.run(func, args, kwargs)
@@ -480,16 +491,6 @@ class _Recorder(WholeModules, TorchFunctionMode):
             return func, args2, kwargs2
         return func, args, kwargs
 
-    def functions(self, network: Network) -> list[FunctionCall]:
-        out = []
-        for frame in self.frames:
-            cls, ins, region = self.regions[frame]
-            inside = set(region)
-            used = {i for n in network.nodes if n.name not in inside for i in n.inputs}
-            outs = tuple(n for n in region if n in used or n == network.output)
-            out.append(FunctionCall(cls, tuple(ins), tuple(region), outs))
-        return out
-
 
 def record(
     fn: Callable[..., Any],
@@ -570,7 +571,7 @@ def record(
         module_outputs,
         delta_nodes,
         b.shapes,
-        recorder.functions(network),
+        function_calls(recorder.frames, recorder.regions, network),
         outputs,
         result,
         recorder.z_tensors,

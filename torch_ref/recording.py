@@ -56,6 +56,21 @@ class Recording:
         return found[0].detach().to("cpu", torch.float64).numpy()
 
 
+def function_calls(
+    frames: list[Any], regions: dict[Any, Any], network: Network
+) -> list[FunctionCall]:
+    """Each custom Function's call: its class, the values it was called with, the nodes its
+    forward built, and those of them used outside it (its outputs)."""
+    out = []
+    for frame in frames:
+        cls, ins, region = regions[frame]
+        inside = set(region)
+        used = {i for n in network.nodes if n.name not in inside for i in n.inputs}
+        outs = tuple(n for n in region if n in used or n == network.output)
+        out.append(FunctionCall(cls, tuple(ins), tuple(region), outs))
+    return out
+
+
 @contextlib.contextmanager
 def _hooks(models: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
     """The recorder's pre-hook and hook (first among the module's own) on every module of
