@@ -108,3 +108,20 @@ def test_a_real_model_as_users_hold_it_matches_autograd(name: str) -> None:
     assert {r.name for r in report.rows if r.kind == "param"} == params
     assert any(r.kind == "delta" for r in report.rows)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_model_trained_with_gradient_checkpointing_and_its_own_loss_matches():
+    """model.gradient_checkpointing_enable() in training mode (dropout 0), the labels passed
+    in and `out.loss` the loss: the checkpoint recomputes the forward in backward, and its
+    float32 casts are float64 in the twin as in the recorded run."""
+    torch.manual_seed(0)
+    model = T.LlamaForCausalLM(_small(T.LlamaConfig, num_key_value_heads=1)).train()
+    model.gradient_checkpointing_enable()
+    ids = torch.randint(3, V, (2, 6))
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+    report = torch_ref.compare_gradients(model, lambda out, _: out.loss, inputs, None, **TOL)
+    assert report.ok, str(report)
+    assert {r.name for r in report.rows if r.kind == "param"} == {
+        n for n, p in model.named_parameters() if p.requires_grad
+    }

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from manual_bp.network import Network
+from torch_ref.recording import autograd_grads
 from torch_ref.report import Row, compare
 
 
@@ -68,8 +69,7 @@ def explain(problem: Any, rtol: float, atol: float) -> tuple[list[Row], list[str
     try:
         wrt = [p for p in problem.twin_params.values() if p.requires_grad]
         wrt += [t for t in problem.twin_inputs.values() if t.requires_grad]
-        with torch.enable_grad():
-            torch.autograd.grad(rec.result, wrt, allow_unused=True, retain_graph=True)
+        autograd_grads(rec.result, wrt, rec)
     finally:
         for h in handles:
             h.remove()

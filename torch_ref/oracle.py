@@ -31,6 +31,7 @@ from manual_bp import parallel
 from manual_bp.network import Network, Result
 from torch_ref import custom, ties
 from torch_ref.problem import Problem, prepare, unwrap
+from torch_ref.recording import autograd_grads
 from torch_ref.report import GradientReport, Row, as_tie, compare, magnitude
 from torch_ref.tolerances import ATOL, RTOL
 
@@ -374,20 +375,13 @@ def _autograd(problem: Problem) -> _Reference:
     caller = dict(unwrap(problem.model).named_parameters())
     read = [n for n in names if n in caller and caller[n].requires_grad]
     wrt = [twin_params[n] for n in names] + [rec.z_tensors[n] for n in deltas] + floats
-    with torch.enable_grad():
-        try:
-            grads = (
-                torch.autograd.grad(
-                    loss, wrt + [caller[n] for n in read], allow_unused=True, retain_graph=True
-                )
-                if wrt
-                else ()
-            )
-        except RuntimeError as err:  # torch's own autograd refuses this program
-            raise ValueError(
-                f"torch.autograd cannot differentiate this forward, so there is no reference "
-                f"to compare with ({err}); manual_gradients still gives the oracle's gradients"
-            ) from None
+    try:
+        grads = autograd_grads(loss, wrt + [caller[n] for n in read], rec) if wrt else ()
+    except RuntimeError as err:  # torch's own autograd refuses this program
+        raise ValueError(
+            f"torch.autograd cannot differentiate this forward, so there is no reference "
+            f"to compare with ({err}); manual_gradients still gives the oracle's gradients"
+        ) from None
     extra = dict(zip(read, grads[len(wrt) :], strict=True))
     grads = grads[: len(wrt)]
     as_np = [_numpy(g, t) for t, g in zip(wrt, grads, strict=True)]
@@ -508,8 +502,16 @@ def compare_gradients(
             f"({', '.join(calls)})"
         )
     if not all(r.ok for r in rows):  # name any custom autograd.Function that is responsible
-        fn_rows, notes = custom.explain(problem, rtol, atol)
+        fn_rows, fn_notes = custom.explain(problem, rtol, atol)
         rows.extend(fn_rows)
+        notes.extend(fn_notes)
+        if any(f.cls == "CheckpointFunction" for f in problem.rec.functions):
+            notes.append(
+                "torch.utils.checkpoint(use_reentrant=True) ran: where none of its inputs "
+                "requires grad, torch's reentrant checkpoint gives the parameters inside it "
+                "no gradient (torch warns 'None of the inputs have requires_grad=True'); "
+                "use_reentrant=False differentiates them"
+            )
     return GradientReport(manual.loss, ref.loss, rows, rtol=rtol, atol=atol, notes=notes)
 
 

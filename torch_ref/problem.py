@@ -434,7 +434,9 @@ def _prepare(
     twin = twin_of(model)
     _check_call(twin, args, kwargs)
     device = next((p.device for p in model.parameters()), None)
-    twins = {n: _twin_tensor(x, input_grads) for n, x in named.items()}
+    # (an input that requires grad does in the twin too: reentrant checkpoints and
+    # `x.requires_grad` branches see what they see in your run)
+    twins = {n: _twin_tensor(x, input_grads or x.requires_grad) for n, x in named.items()}
     if device is not None:
         twins = {n: t.to(device) if t.device != device else t for n, t in twins.items()}
     xs = tuple(_array(t) for t in twins.values())

@@ -26,6 +26,7 @@ Casts are float64 in the twin: a floating `dtype` argument (`.to(torch.float32)`
 attribute that is not a buffer) all become float64, factory calls without a dtype make
 float64, and autocast regions are turned off; each neutralised cast is listed in
 `Recording.casts`; `record(..., as_run=True)` (gradcheck's, on float64 inputs) changes none.
+A call torch has no float64 kernel for is made of its definition (torch_ref.twin_forms).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from torch_ref.recording import (
     _float64_default,
     _hooks,
     function_calls,
+    output_names,
     random_state_kept,
 )
 from torch_ref.registry import lookup_method, registry
@@ -531,7 +533,8 @@ def record(
     recorder.keep_z = keep_z
     recorder.as_run = as_run
     for n, t in inputs.items():
-        recorder.bind(t, Ref(n, tuple(t.shape), _kind(t)), live_inputs and t.is_floating_point())
+        live = (live_inputs or t.requires_grad) and t.is_floating_point()
+        recorder.bind(t, Ref(n, tuple(t.shape), _kind(t)), live)
     with (
         contextlib.nullcontext() if as_run else random_state_kept(what),
         contextlib.nullcontext() if as_run else _float64_default(),
@@ -542,7 +545,7 @@ def record(
     for prefix, _ in modules:  # a loss module is not one of the model's modules
         for key in [k for k in b.module_outputs if k == prefix or k.startswith(prefix + ".")]:
             del b.module_outputs[key]
-    outputs = _output_names(recorder, result)
+    outputs = output_names(recorder, result)
     names = [n for n in pytree.tree_leaves(outputs) if n is not None]
     if not names:
         raise NothingToDifferentiate(
@@ -582,19 +585,6 @@ def record(
     )
     recorder.release()
     return recording
-
-
-def _output_names(recorder: _Recorder, result: Any) -> Any:
-    def name(t: Any) -> str | None:
-        if not isinstance(t, torch.Tensor) or id(t) not in recorder.live:
-            return None
-        value = recorder.bound[id(t)][0]
-        if isinstance(value, Param):
-            return recorder.b.leaf(value).name
-        return value.name
-
-    leaves, spec = pytree.tree_flatten(result)
-    return pytree.tree_unflatten([name(t) for t in leaves], spec)
 
 
 __all__ = ["NothingToDifferentiate", "Recording", "record", "random_state_kept"]

@@ -12,9 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from manual_bp.network import Network
+from torch_ref.calls import _not_float64
 from torch_ref.capture import FunctionCall
+from torch_ref.registry.core import Param
 
 
 @dataclass
@@ -71,6 +75,22 @@ def function_calls(
     return out
 
 
+def output_names(recorder: Any, result: Any) -> Any:
+    """The run's result with each tensor that carries gradient as its node's name (None
+    for any other leaf)."""
+
+    def name(t: Any) -> str | None:
+        if not isinstance(t, torch.Tensor) or id(t) not in recorder.live:
+            return None
+        value = recorder.bound[id(t)][0]
+        if isinstance(value, Param):
+            return recorder.b.leaf(value).name
+        return value.name
+
+    leaves, spec = pytree.tree_flatten(result)
+    return pytree.tree_unflatten([name(t) for t in leaves], spec)
+
+
 @contextlib.contextmanager
 def _hooks(models: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
     """The recorder's pre-hook and hook (first among the module's own) on every module of
@@ -123,6 +143,72 @@ def _float64_default() -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(was)
+
+
+class _Float64Again(TorchDispatchMode):
+    """The casts of the twin's forward made float64 again where autograd runs part of that
+    forward a second time (torch.utils.checkpoint's recompute, in backward): below autograd,
+    a floating dtype or tensor other than float64 in an ATen call becomes float64."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        leaves = pytree.tree_leaves((args, kwargs))
+        if any(map(_not_float64, leaves)):
+            args, kwargs = pytree.tree_map(_as_float64, (args, kwargs))
+        return func(*args, **kwargs)
+
+
+def _as_float64(a: Any) -> Any:
+    if isinstance(a, torch.Tensor) and _not_float64(a):
+        return a.double()
+    return torch.float64 if _not_float64(a) else a
+
+
+@contextlib.contextmanager
+def twin_backward() -> Iterator[None]:
+    """Around autograd's backward of the twin's recorded run: what it recomputes of the
+    forward is float64, as the run was."""
+    with _float64_default(), _Float64Again():
+        yield
+
+
+def autograd_grads(loss: torch.Tensor, wrt: list[torch.Tensor], rec: Recording) -> tuple[Any, ...]:
+    """torch.autograd.grad(loss, wrt) of the twin's recorded run, in twin_backward. Where
+    the run went through a reentrant torch.utils.checkpoint (`use_reentrant=True`, its
+    default), whose backward accumulates into `.grad` (autograd.grad would see nothing of
+    it, or refuse), loss.backward() as users run it: the gradients read from `.grad` (kept
+    for the non-leaf tensors), and every leaf's `.grad` as it was afterwards."""
+    with torch.enable_grad(), twin_backward():
+        if not any(f.cls == "CheckpointFunction" for f in rec.functions):
+            return torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
+        leaves = _leaves(loss) | {t for t in wrt if t.is_leaf}
+        kept = {t: t.grad for t in leaves}
+        try:
+            for t in leaves:
+                t.grad = None
+            for t in wrt:
+                if not t.is_leaf:
+                    t.retain_grad()
+                    t.grad = None
+            loss.backward(retain_graph=True)
+            return tuple(t.grad for t in wrt)
+        finally:
+            for t, g in kept.items():
+                t.grad = g
+
+
+def _leaves(loss: torch.Tensor) -> set[torch.Tensor]:
+    """The leaf tensors autograd accumulates into from `loss`."""
+    seen, stack, out = set(), [loss.grad_fn], set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if hasattr(fn, "variable"):
+            out.add(fn.variable)
+        stack.extend(f for f, _ in fn.next_functions)
+    return out
 
 
 @contextlib.contextmanager
