@@ -505,6 +505,13 @@ def compare_gradients(
         fn_rows, fn_notes = custom.explain(problem, rtol, atol)
         rows.extend(fn_rows)
         notes.extend(fn_notes)
+        if problem.rec.hooks:
+            notes.append(
+                f"{len(problem.rec.hooks)} gradient hook(s) registered in the forward "
+                f"({'; '.join(dict.fromkeys(problem.rec.hooks))}): a hook that returns a value "
+                "replaces autograd's gradient where it acts, so yours is not the loss's "
+                "derivative there (the oracle's is)"
+            )
         if any(f.cls == "CheckpointFunction" for f in problem.rec.functions):
             notes.append(
                 "torch.utils.checkpoint(use_reentrant=True) ran: where none of its inputs "

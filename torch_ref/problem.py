@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 from torch.utils import _pytree as pytree
 
 from manual_bp.ops.loss import NetworkLoss
@@ -104,6 +106,17 @@ def check_finite(name: str, t: torch.Tensor, what: str) -> None:
     if not bool(torch.isfinite(t).all()):  # (a finite sum can also overflow: look closer)
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{what} {name!r} holds {bad} NaN/Inf value(s); expected finite values")
+
+
+def check_initialised(name: str, t: torch.Tensor, what: str = "parameter") -> None:
+    """A lazy module's parameter or buffer (nn.LazyLinear, ...) has no shape or values until
+    the module's first forward, which draws them."""
+    if isinstance(t, nn.parameter.UninitializedTensorMixin):
+        raise ValueError(
+            f"{what} {name!r} is not initialised yet (a lazy module: nn.LazyLinear, "
+            "nn.LazyConv2d, ...); its first forward draws it at random, so run the model once "
+            "on a batch before the check"
+        )
 
 
 def check_layout(name: str, t: torch.Tensor) -> None:
@@ -210,6 +223,10 @@ def unwrap(model: Any) -> nn.Module:
     return orig if isinstance(orig, nn.Module) else model
 
 
+#: forward pre-hooks that set a module's tensor attribute before every forward
+_RECOMPUTED = (WeightNorm, SpectralNorm)
+
+
 def twin_of(model: nn.Module) -> nn.Module:
     """The float64 twin: a deep copy, floating parameters and buffers float64."""
     memo: dict[int, Any] = {}
@@ -217,6 +234,13 @@ def twin_of(model: nn.Module) -> nn.Module:
         if type(t) in (nn.Parameter, torch.Tensor):
             data = t.detach().to(torch.float64 if t.is_floating_point() else t.dtype, copy=True)
             memo[id(t)] = nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
+    for m in model.modules():  # nn.utils.weight_norm / spectral_norm (the old forms): the
+        for hook in m._forward_pre_hooks.values():  # weight each forward recomputes first
+            if isinstance(hook, _RECOMPUTED) and isinstance(
+                getattr(m, hook.name, None), torch.Tensor
+            ):
+                t = getattr(m, hook.name)
+                memo.setdefault(id(t), t.detach().to(torch.float64, copy=True))
     try:
         twin = _copy_module(model, memo)
     except Exception as err:
@@ -405,9 +429,11 @@ def _prepare(
     model = unwrap(model)
     refuse_backward_hooks(model)
     for name, p in model.named_parameters():
+        check_initialised(name, p)
         check_layout(f"parameter {name!r}", p)
         check_finite(name, p, "parameter")
     for name, buf in model.named_buffers():
+        check_initialised(name, buf, "buffer")
         check_layout(f"buffer {name!r}", buf)
         check_finite(name, buf, "buffer")
     form, args, kwargs, named = split_inputs(inputs)

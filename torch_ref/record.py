@@ -70,6 +70,7 @@ from torch_ref.twin_forms import FORMS
 from torch_ref.whole_modules import WholeModules
 
 _GETITEM = torch.Tensor.__getitem__
+_REGISTER_HOOK = torch.Tensor.register_hook
 _APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignore[attr-defined]
 
 #: the devices whose autocast regions the record turns off (the twin computes in float64)
@@ -97,6 +98,7 @@ class _Recorder(WholeModules, TorchFunctionMode):
         self.values: dict[str, tuple[torch.Tensor, int]] = {}
         self.casts: list[str] = []
         self.lowered_calls: list[str] = []  # calls recorded through torch's lowering
+        self.hooks: list[str] = []  # Tensor.register_hook on what carries gradient
         self.tensors: dict[str, torch.Tensor] = {}
         #: id(view) → (its base, the index): the indexing views in-place writes go through
         self.views: dict[int, tuple[torch.Tensor, Any]] = {}
@@ -258,6 +260,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
                 with self:
                     return FORMS[func](*args, **kwargs)
         on, frame = self.recording((args, kwargs))
+        if func is _REGISTER_HOOK and on:  # (autograd's backward runs it; the manual pass not)
+            self.hooks.append(f"Tensor.register_hook{_user_line()}")
         if not on:
             out = self.run(func, args, kwargs)
             if func is _GETITEM and isinstance(out, torch.Tensor) and out._base is not None:
@@ -582,6 +586,7 @@ def record(
         recorder.casts,
         {renamed.get(n, n): t for n, t in recorder.tensors.items()},
         recorder.lowered_calls,
+        recorder.hooks,
     )
     recorder.release()
     return recording

@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from manual_bp.network import Network
 from torch_ref.calls import _not_float64
-from torch_ref.capture import FunctionCall
+from torch_ref.capture import FunctionCall, _ours
 from torch_ref.registry.core import Param
 
 
@@ -51,6 +51,9 @@ class Recording:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     #: the calls without a row, recorded through torch's lowering, as "F.pdist at <line>"
     lowered: list[str] = field(default_factory=list)
+    #: gradient hooks the forward put on tensors that carry gradient (Tensor.register_hook),
+    #: as "Tensor.register_hook at <line>": they act in autograd's backward only
+    hooks: list[str] = field(default_factory=list)
 
     def torch_value(self, node: str) -> np.ndarray | None:
         """torch's value of a node as it was computed (None if torch changed it since)."""
@@ -240,9 +243,11 @@ def random_state_kept(what: str) -> Iterator[None]:
         if drew_py:
             random.setstate(py_state)
         if not failed and (drew or drew_np or drew_py):
-            raise ValueError(
-                f"{what} draws random numbers (dropout or stochastic depth in training mode, "
-                "torch.rand, bernoulli_, NumPy or Python random, ...): the manual pass and "
-                "autograd would see different draws, so no reference gradient exists; "
-                "expected model.eval() or a forward without random draws"
+            raise _ours(
+                ValueError(
+                    f"{what} draws random numbers (dropout or stochastic depth in training mode, "
+                    "torch.rand, bernoulli_, NumPy or Python random, ...): the manual pass and "
+                    "autograd would see different draws, so no reference gradient exists; "
+                    "expected model.eval() or a forward without random draws"
+                )
             )

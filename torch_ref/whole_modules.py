@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from torch_ref.calls import _tensors
 from torch_ref.capture import Probe, _user_line
 from torch_ref.errors import NotCovered
 from torch_ref.registry import lookup_module
@@ -28,8 +29,11 @@ class WholeModules:
             self.pending.append(None)
             return
         on, frame = self.recording((args, kwargs), module)
-        if not on:
-            self.pending.append(None)
+        if not on or any(  # (a weight this run computed: nn.utils.weight_norm's pre-hook)
+            id(t) in self.bound and id(t) in self.live
+            for t in _tensors(entry.module_kwargs(module))
+        ):  # fmt: skip
+            self.pending.append(None)  # (its forward's calls, one by one)
             return
         what = f"module {path!r} ({type(module).__name__})"
         if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):

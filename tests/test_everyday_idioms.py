@@ -1,0 +1,93 @@
+"""More idioms of everyday torch code, each written as users write it: the old
+weight_norm / spectral_norm hooks, lazy modules, gradient hooks put on tensors in the
+forward, a random draw in the forward. Each matches autograd, or is refused or reported
+with the true reason."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from _tolerances import TOLERANCES
+
+import torch_ref
+
+TOL = TOLERANCES["model"]
+Y = torch.tensor([0, 1, 2, 0])
+
+
+@pytest.mark.parametrize("wrap", ["weight_norm", "spectral_norm"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_the_old_weight_norm_and_spectral_norm_hooks_match_autograd(wrap, train):
+    """nn.utils.weight_norm / spectral_norm (deprecated, still everywhere): a pre-hook
+    recomputes `weight` from weight_g and weight_v (or weight_orig) before each forward; after
+    one forward the module holds that computed tensor, which torch itself cannot deep-copy."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        layer = getattr(nn.utils, wrap)(nn.Linear(8, 8))
+    model = nn.Sequential(layer, nn.Tanh(), nn.Linear(8, 3)).train(train)
+    x = torch.randn(4, 8)
+    model(x)  # (the computed weight is now an attribute of the module)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = torch_ref.compare_gradients(model, nn.CrossEntropyLoss(), x, Y, **TOL)
+    assert report.ok, str(report)
+    assert {r.name for r in report.rows if r.kind == "param"} == {
+        n for n, _ in model.named_parameters()
+    }
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_lazy_module_not_yet_run_is_refused_naming_the_parameter():
+    model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"parameter '0.weight' is not initialised yet"):
+        torch_ref.compare_gradients(model, nn.CrossEntropyLoss(), torch.randn(4, 5), Y)
+    model(torch.randn(1, 5))  # (its first forward draws the weights)
+    assert torch_ref.compare_gradients(model, nn.CrossEntropyLoss(), torch.randn(4, 5), Y).ok
+
+
+class Hooked(nn.Module):
+    def __init__(self, rescale: bool) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 3)
+        self.rescale, self.seen = rescale, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.a(x))
+        if h.requires_grad:
+            h.register_hook(lambda g: 2 * g if self.rescale else self.seen.append(g))
+        return self.b(h)
+
+
+def test_a_gradient_hook_that_rescales_is_a_real_difference_and_the_report_says_why():
+    torch.manual_seed(0)
+    report = torch_ref.compare_gradients(
+        Hooked(True), nn.CrossEntropyLoss(), torch.randn(4, 8), Y, **TOL
+    )
+    assert {r.name for r in report.rows if not r.ok} == {"a.weight", "a.bias", "a"}
+    assert any("Tensor.register_hook" in n and "test_everyday_idioms.py" in n for n in report.notes)
+
+
+def test_a_gradient_hook_that_only_reads_changes_nothing():
+    """Grad-CAM's pattern: the hook keeps the gradient and returns None."""
+    torch.manual_seed(0)
+    model = Hooked(False)
+    report = torch_ref.compare_gradients(model, nn.CrossEntropyLoss(), torch.randn(4, 8), Y, **TOL)
+    assert report.ok, str(report)
+    assert model.seen == []  # (the twin's run kept its gradients, not the caller's model)
+
+
+def test_a_forward_that_draws_is_refused_with_the_reason_itself():
+    class Gumbel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.gumbel_softmax(self.a(x), hard=True)
+
+    with pytest.raises(ValueError, match=r"^Gumbel.forward draws random numbers"):
+        torch_ref.compare_gradients(Gumbel(), nn.CrossEntropyLoss(), torch.randn(4, 8), Y)
