@@ -53,6 +53,12 @@ CASES = [
         "freq_and_padding", [[0, 2, 5], [1, 0, 2]], {"scale_grad_by_freq": True, "padding_idx": 0}
     ),
     Case("exact_integers", [[0, 2, 5], [1, 2, 2]], {"scale_grad_by_freq": True}, integers=True),
+    Case("max_norm", [[0, 2, 5], [1, 2, 2]], {"max_norm": 1.0}),
+    Case(
+        "max_norm_p1_padding",
+        [[0, 2, 5], [1, 2, 2]],
+        {"max_norm": 1.2, "norm_type": 1.0, "padding_idx": 5},
+    ),
     # --- EmbeddingBag ---
     Case("bag_2d_mean", [[0, 2, 5], [1, 2, 2]], bag=True),
     Case("bag_2d_sum", [[0, 2, 5], [1, 2, 2]], {"mode": "sum"}, bag=True),
@@ -96,6 +102,21 @@ CASES = [
         bag=True,
     ),
     Case("bag_mean_padding_all", [[1, 1], [0, 2]], {"padding_idx": 1}, bag=True),
+    Case(
+        "bag_max_norm_max",
+        [0, 1, 1, 2, 3, 0],
+        {"mode": "max", "max_norm": 0.8},
+        offsets=[0, 3],
+        bag=True,
+    ),
+    Case(
+        "bag_max_norm_psw",
+        [0, 1, 1, 2, 3, 0],
+        {"mode": "sum", "max_norm": 1.0},
+        offsets=[0, 3, 3],
+        psw=True,
+        bag=True,
+    ),
     Case("bag_max_padding", [[1, 3], [1, 1]], {"mode": "max", "padding_idx": 1}, bag=True),
     Case(
         "bag_max_exact_padding",
@@ -232,10 +253,6 @@ T0 = torch.zeros(NUM, DIM)
 
 
 REFUSALS = [
-    Refusal(
-        "max_norm", lambda: Embedding(W0, max_norm=1.0), None, "renormalises the looked-up rows"
-    ),
-    Refusal("bag_max_norm", lambda: EmbeddingBag(W0, max_norm=1.0), None, "in place"),
     Refusal(
         "bag_scale_grad_by_freq",
         lambda: EmbeddingBag(W0, "mean", scale_grad_by_freq=True),

@@ -91,3 +91,16 @@ def test_a_forward_that_draws_is_refused_with_the_reason_itself():
 
     with pytest.raises(ValueError, match=r"^Gumbel.forward draws random numbers"):
         torch_ref.compare_gradients(Gumbel(), nn.CrossEntropyLoss(), torch.randn(4, 8), Y)
+
+
+def test_an_embedding_with_max_norm_matches_and_the_callers_weight_is_not_renormalised():
+    """torch renormalises the looked-up rows in place before the lookup: in the twin's weight
+    here, so the caller's model is as it was."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(10, 8, max_norm=1.0), nn.Flatten(), nn.Linear(40, 3))
+    ids = torch.randint(0, 10, (4, 5))
+    before = model[0].weight.detach().clone()
+    report = torch_ref.compare_gradients(model, nn.CrossEntropyLoss(), ids, Y, **TOL)
+    assert report.ok, str(report)
+    assert torch.equal(model[0].weight, before)
+    assert (before[ids.unique()].norm(dim=1) > 1.0).any()  # (some rows were renormalised)

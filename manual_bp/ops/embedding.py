@@ -13,8 +13,10 @@ Options as torch has them, and where we stop:
   EmbeddingBag's is refused: torch's CPU kernel divides by counts that are not the ids'
   frequencies (ids [0, 1, 1, 2, 3, 0] in bags [0:3], [3:6]: rows 2 and 3, once each, are
   halved), so there is no formula to check it against.
-- `max_norm`: refused. torch renormalises the rows it looks up in place, a change to the
-  caller's model (and a forward that is not a function of the weight alone).
+- `max_norm`: torch first renormalises, in place and without gradient, each looked-up row
+  whose `norm_type`-norm exceeds max_norm (row ·= max_norm / (norm + 1e-7)); the lookup reads
+  the renormalised rows, and the gradient is the lookup's, with respect to the weight as it
+  now is. Here the renormalisation is made on a copy (the layer's weight is left as given).
 - `sparse=True`: the gradient given is the dense one. The values are the same; only
   torch's storage differs (a sparse COO tensor of the rows looked up, duplicates unsummed).
 """
@@ -50,12 +52,16 @@ def _padding(padding_idx: int | None, num: int) -> int | None:
     return padding_idx % num
 
 
-def _max_norm_refused(max_norm: float | None) -> None:
-    if max_norm is not None:
-        raise ValueError(
-            f"max_norm={max_norm} is not supported: torch renormalises the looked-up rows of "
-            "the weight in place, changing the caller's model (use max_norm=None)"
-        )
+def _renormed(W: Array, ids: Array, max_norm: float | None, norm_type: float) -> Array:
+    """torch's embedding_renorm_ on a copy: each row among the ids whose norm exceeds max_norm
+    scaled by max_norm / (norm + 1e-7); W itself when max_norm is None."""
+    if max_norm is None:
+        return W
+    rows = np.unique(ids)
+    norms = np.linalg.norm(W[rows], ord=norm_type, axis=1)
+    out = W.copy()
+    out[rows] *= np.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0)[:, None]
+    return out
 
 
 class Embedding(Layer):
@@ -73,9 +79,10 @@ class Embedding(Layer):
         max_norm: float | None = None,
         scale_grad_by_freq: bool = False,
         sparse: bool = False,
+        norm_type: float = 2.0,
     ) -> None:
         super().__init__()
-        _max_norm_refused(max_norm)
+        self.max_norm, self.norm_type = max_norm, float(norm_type)
         self.params["weight"] = np.asarray(weight, dtype=np.float64)
         if self.params["weight"].ndim != 2:
             raise ValueError(
@@ -96,7 +103,7 @@ class Embedding(Layer):
     def forward(self, ids: Array) -> tuple[Array, Array]:
         W = self.params["weight"]
         ids = _ids(ids, W.shape[0], "an embedding")
-        return W[ids], ids  # (*ids.shape, dim)
+        return _renormed(W, ids, self.max_norm, self.norm_type)[ids], ids  # (*ids.shape, dim)
 
     def backward(self, delta: Array, ids: Array) -> tuple[None, dict[str, Array]]:
         return None, self.param_grads(delta, ids)
@@ -153,9 +160,10 @@ class EmbeddingBag(Layer):
         max_norm: float | None = None,
         scale_grad_by_freq: bool = False,
         sparse: bool = False,
+        norm_type: float = 2.0,
     ) -> None:
         super().__init__()
-        _max_norm_refused(max_norm)
+        self.max_norm, self.norm_type = max_norm, float(norm_type)
         if mode not in ("sum", "mean", "max"):
             raise ValueError(f"expected mode 'sum', 'mean' or 'max', got {mode!r}")
         if scale_grad_by_freq:
@@ -233,6 +241,7 @@ class EmbeddingBag(Layer):
         offsets = rest[0] if self.has_offsets else None
         psw = rest[-1] if self.has_psw else None
         ids = _ids(ids, W.shape[0], "an embedding bag")
+        W = _renormed(W, ids, self.max_norm, self.norm_type)
         bag, B = self._bag_of(ids, offsets)
         ids = ids.reshape(-1)
         keep = ids != self.padding_idx if self.padding_idx is not None else np.ones(len(ids), bool)
@@ -252,11 +261,10 @@ class EmbeddingBag(Layer):
             np.add.at(z, bag, rows)
             if self.mode == "mean":
                 z /= np.maximum(count, 1)[:, None]
-        return z, (ids, bag, keep, count, first, psw)
+        return z, (ids, bag, keep, count, first, psw, W)
 
     def backward(self, delta: Array, cache: Any) -> tuple[Any, dict[str, Array]]:
-        ids, bag, keep, count, first, psw = cache
-        W = self.params["weight"]
+        ids, bag, keep, count, first, psw, W = cache
         deltas: list[Array | None] = [None] * (1 + self.has_offsets)
         if self.has_psw:
             d_psw = np.zeros(keep.shape)
@@ -266,8 +274,7 @@ class EmbeddingBag(Layer):
         return (deltas[0] if self.n_inputs == 1 else tuple(deltas)), grads
 
     def param_grads(self, delta: Array, cache: Any) -> dict[str, Array]:
-        ids, bag, keep, count, first, psw = cache
-        W = self.params["weight"]
+        ids, bag, keep, count, first, psw, W = cache
         dW = np.zeros_like(W)
         if self.mode == "max":
             won = count > 0  # (B,): an empty bag sends nothing back

@@ -2,8 +2,9 @@
 nn.EmbeddingBag / F.embedding_bag, with integer ids as inputs (they carry no gradient).
 
 sparse=True gives the dense gradient (torch's sparse COO gradient holds the same values);
-max_norm is refused (torch renormalises the weight's rows in place, changing your model), and
-so is EmbeddingBag's scale_grad_by_freq (torch's counts are not the ids' frequencies).
+max_norm renormalises the looked-up rows first, as torch does (in the twin's weight, in place;
+the manual layer on a copy); EmbeddingBag's scale_grad_by_freq is refused (torch's counts are
+not the ids' frequencies).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def embedding(
     """F.embedding / nn.Embedding: an Embedding layer holding a copy of the weight."""
 
     def make(w: Any, b: Any) -> Embedding:
-        return Embedding(w, padding_idx, max_norm, scale_grad_by_freq, sparse)
+        return Embedding(w, padding_idx, max_norm, scale_grad_by_freq, sparse, norm_type)
 
     return weighted(make, "embedding", (_ids(input, "embedding"),), weight)
 
@@ -79,6 +80,7 @@ def embedding_bag(
             max_norm=max_norm,
             scale_grad_by_freq=scale_grad_by_freq,
             sparse=sparse,
+            norm_type=norm_type,
         )
 
     inputs = [_ids(input, "embedding_bag")]
@@ -116,6 +118,16 @@ def _embedding_samples() -> list[Sample]:
             module=nn.Embedding(6, 3, padding_idx=2, scale_grad_by_freq=True).double(),
         ),
         Sample(
+            "max_norm: the rows over it renormalised first (in the twin's weight, in place)",
+            (ids,),
+            module=nn.Embedding(6, 3, max_norm=1.0).double(),
+        ),
+        Sample(
+            "max_norm, norm_type 1, padding_idx",
+            (ids,),
+            module=nn.Embedding(6, 3, max_norm=1.5, norm_type=1.0, padding_idx=5).double(),
+        ),
+        Sample(
             "function",
             (ids,),
             fn=lambda ids, w: F.embedding(ids, w, padding_idx=-1),
@@ -127,13 +139,6 @@ def _embedding_samples() -> list[Sample]:
 def _embedding_refusals() -> list[Refusal]:
     ids = torch.tensor([[0, 2]])
     return [
-        Refusal(
-            "max_norm",
-            (ids,),
-            ValueError,
-            "in place",
-            module=nn.Embedding(6, 3, max_norm=1.0).double(),
-        ),
         Refusal(
             "float ids",
             (ids.double(),),
@@ -189,6 +194,16 @@ def _bag_samples() -> list[Sample]:
         Sample("offsets, sum", (ids, offsets), module=nn.EmbeddingBag(6, 3, mode="sum").double()),
         Sample("offsets, max", (ids, offsets), module=nn.EmbeddingBag(6, 3, mode="max").double()),
         Sample(
+            "max_norm, max (the winners among the renormalised rows)",
+            (ids, offsets),
+            module=nn.EmbeddingBag(6, 3, mode="max", max_norm=0.8).double(),
+        ),
+        Sample(
+            "max_norm, per-sample weights",
+            (ids, offsets, psw),
+            module=nn.EmbeddingBag(6, 3, mode="sum", max_norm=1.0).double(),
+        ),
+        Sample(
             "per-sample weights, padding_idx",
             (ids, offsets, psw),
             module=nn.EmbeddingBag(6, 3, mode="sum", padding_idx=1).double(),
@@ -233,7 +248,7 @@ ROWS = [
             "sparse",
         ),
         note="integer ids of any shape, padding_idx, scale_grad_by_freq; sparse=True gives the "
-        "dense gradient; max_norm refused (it renormalises your weight in place)",
+        "dense gradient; max_norm (the looked-up rows renormalised first, as torch does)",
         samples=_embedding_samples,
         refusals=_embedding_refusals,
     ),
@@ -243,7 +258,7 @@ ROWS = [
         embedding_bag,
         functions=(F.embedding_bag,),
         note="sum, mean, max (first index wins a tie), offsets, include_last_offset, "
-        "per_sample_weights, padding_idx; max_norm and scale_grad_by_freq refused",
+        "per_sample_weights, padding_idx, max_norm; scale_grad_by_freq refused",
         samples=_bag_function_samples,
     ),
     OpEntry(
