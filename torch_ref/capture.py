@@ -233,7 +233,10 @@ class _Builder:
         fused: dict[str, str] = {}
         out: list[Node] = []
         for node in self.nodes:
-            node = dataclasses.replace(node, inputs=tuple(renamed.get(i, i) for i in node.inputs))
+            if any(i in renamed for i in node.inputs):
+                node = dataclasses.replace(
+                    node, inputs=tuple(renamed.get(i, i) for i in node.inputs)
+                )
             is_act = isinstance(node.layer, Identity) and node.act is not IDENTITY
             if is_act and len(node.inputs) == 1:
                 src = node.inputs[0]

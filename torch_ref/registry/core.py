@@ -21,6 +21,7 @@ torch's OpInfo.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +145,8 @@ def computed(x: Any, what: str) -> Ref:
 def number(c: Any, what: str, *, infinite: bool = False) -> float:
     """c as a finite Python number, or ±inf too where `infinite` (a comparison with −inf, a
     fill value); a tensor or NaN is refused, naming it."""
+    if type(c) is int or (type(c) is float and math.isfinite(c)):  # (nearly every call)
+        return c
     if isinstance(c, (bool, np.bool_)):
         return c
     if isinstance(c, (int, float, np.integer, np.floating)) and (

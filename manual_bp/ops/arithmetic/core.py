@@ -35,11 +35,17 @@ def unbroadcast(g: Array, shape: Shape) -> Array:
 
 
 def _broadcast_shape(in_shapes: Sequence[Shape]) -> Shape:
-    try:
-        return tuple(np.broadcast_shapes(*(tuple(s) for s in in_shapes)))
-    except ValueError:
-        shapes = ", ".join(str(tuple(s)) for s in in_shapes)
-        raise ValueError(f"expected shapes that broadcast together, got {shapes}") from None
+    """NumPy's (and torch's) broadcast of the shapes, right-aligned."""
+    shapes = [tuple(s) for s in in_shapes]
+    n = max(map(len, shapes), default=0)
+    out = []
+    for dims in zip(*((1,) * (n - len(s)) + s for s in shapes), strict=True):
+        sizes = set(dims) - {1}
+        if len(sizes) > 1:
+            listed = ", ".join(str(s) for s in shapes)
+            raise ValueError(f"expected shapes that broadcast together, got {listed}")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 # --- elementwise arithmetic of tensors -------------------------------------------------

@@ -4,6 +4,7 @@ transpose; δ_prev is δ moved back (see manual_bp.ops.shape).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,7 +51,7 @@ class Flatten(Layer):
             )
         if len(in_shape) == 0:
             return (1,)
-        merged = int(np.prod(in_shape[start : end + 1], dtype=np.int64))
+        merged = math.prod(in_shape[start : end + 1])
         return (*in_shape[:start], merged, *in_shape[end + 1 :])
 
     def forward(self, a: Array) -> tuple[Array, Shape]:
@@ -80,13 +81,13 @@ class Reshape(Layer):
 
     def shape(self, in_shape: Shape) -> Shape:
         in_shape = tuple(in_shape)
-        numel = int(np.prod(in_shape, dtype=np.int64))
+        numel = math.prod(in_shape)
         bad = [(i, n) for i, n in enumerate(self.target) if n < -1]
         if bad or self.target.count(-1) > 1:
             raise ValueError(
                 f"expected a shape of sizes >= 0 with at most one -1, got {self.target}"
             )
-        known = int(np.prod([n for n in self.target if n != -1], dtype=np.int64))
+        known = math.prod(n for n in self.target if n != -1)
         if -1 in self.target:
             if known == 0:
                 raise ValueError(
