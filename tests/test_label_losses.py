@@ -64,6 +64,25 @@ def test_multilabel_margin_loss_of_one_sample(reduction: str) -> None:
     assert report.ok, str(report)
 
 
+@pytest.mark.parametrize("shape", [(), (5,), (4, 5)], ids=["()", "(C,)", "(N, C)"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_multilabel_margin_loss_value_and_chain_match_torch(shape: tuple, reduction: str) -> None:
+    """The manual loss alone: its value and δ_x = chain(δ, ∂ℓ/∂x) for a random δ of the
+    loss's shape, against torch's, for every input shape torch takes."""
+    x = torch.randn(shape, generator=_g(9), dtype=torch.float64, requires_grad=True)
+    t = {2: LABELS, 1: LABELS[0], 0: torch.tensor([0])}[len(shape)]  # (() has one class)
+    value = F.multilabel_margin_loss(x, t, reduction=reduction)
+    delta = torch.randn(value.shape, generator=_g(10), dtype=torch.float64)
+    (grad,) = torch.autograd.grad(value, x, delta)
+    manual = L.MultiLabelMarginLoss(reduction)
+    got, dx = manual(x.detach().numpy(), t.numpy())
+    assert np.shape(got) == tuple(value.shape) == manual.output_shape(shape)
+    np.testing.assert_allclose(got, value.detach().numpy(), **TOLERANCES["loss"])
+    chained = manual.chain(delta.numpy(), dx)
+    assert chained.shape == tuple(grad.shape), f"δ_x of shape {chained.shape}"
+    np.testing.assert_allclose(chained, grad.numpy(), **TOLERANCES["loss"])
+
+
 def test_multilabel_margin_loss_takes_torchs_subgradient_at_the_hinge() -> None:
     """z = 1 − x[y_j] + x[i] = 0 exactly: torch counts the pair where z > 0 only."""
     x = np.array([[1.0, 0.0, -0.5, 0.25], [0.5, -0.5, 2.0, 0.0]])  # z = 0 at (0, 1), (1, 1)

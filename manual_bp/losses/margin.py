@@ -58,8 +58,10 @@ class MultiLabelMarginLoss(Loss):
         return tuple(y_shape[:-1]) if self.reduction == "none" and len(y_shape) == 2 else ()
 
     def chain(self, delta: Array, dL_dy: Array) -> Array:
-        """δ_x = δ_n ∂ℓ_n/∂x along sample n's classes (reduction='none'), else δ ∂ℓ/∂x."""
-        return np.expand_dims(delta, -1) * dL_dy if self.reduction == "none" else delta * dL_dy
+        """δ_x = δ_n ∂ℓ_n/∂x along sample n's classes (reduction='none', (N, C)), else δ ∂ℓ/∂x."""
+        if self.reduction == "none" and dL_dy.ndim == 2:
+            return np.asarray(delta)[:, None] * dL_dy
+        return delta * dL_dy
 
     def _pairs(self, x: Array, target: Array) -> tuple[Array, Array, Array]:
         """listed (N, C) slots before the first −1, one_hot (N, slot, C) of the listed

@@ -300,7 +300,7 @@ def _ctc_refusals() -> list[Refusal]:
     u = torch.randn(4, 2, 5, dtype=torch.float64)
     t = torch.tensor([[1, 2, 3], [1, 1, 0]])
     return [
-        Refusal("an infinite loss (a target longer than its input)", (u,), ValueError,
+        Refusal("an infinite loss (a repeated label in too few frames)", (u,), ValueError,
                 r"infinite for sample 1: .* no finite gradient",
                 fn=lambda u: F.ctc_loss(u.log_softmax(-1), t, (4, 2), (3, 2))),
         Refusal("a label out of range", (u,), ValueError, r"target labels in \[0, 5\)",
