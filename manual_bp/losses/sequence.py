@@ -209,11 +209,21 @@ class CTCLoss(Loss):
         log_p = _logsumexp(np.stack([end, before]))
         return np.where(T_n > 0, -log_p, np.where(S_n == 0, 0.0, np.inf))
 
+    def _gradient(self, lp: Array, ext: Array, log_ab: Array, nll: Array, kept: Array) -> Array:
+        """∂ℓ_n/∂lp[t, n, c] = e^{lp} − e^{log Σ_{s: l′_s = c} α_t(s) β_t(s) + ℓ_n − lp} for
+        t < T_n, 0 after and for a sample zero_infinity dropped (log_ab: log α β, (T, N, 2S+1))."""
+        T, N, C = lp.shape
+        per_class = np.where(ext[None, :, :, None] == np.arange(C), log_ab[..., None], _NEG_INF)
+        collected = _logsumexp(np.moveaxis(per_class, 2, 0))  # (T, N, C)
+        grad = np.exp(lp) - np.exp(collected + np.where(kept, nll, 0.0)[:, None] - lp)
+        live = (np.arange(T)[:, None] < np.array(self.input_lengths)) & kept  # (T, N)
+        return np.where(live[:, :, None], grad, 0.0)
+
     def __call__(self, y: Array, target: Array) -> tuple[Any, Array]:
         lp = _input(type(self).__name__, y)
         self.check(lp.shape, target)
         lp3 = lp if lp.ndim == 3 else lp[:, None, :]  # (T, N, C)
-        T, N, C = lp3.shape
+        N = lp3.shape[1]
         ext, in_use, skip = self._extended(self._labels(np.asarray(target), N))
         lpe = lp3[:, np.arange(N)[:, None], ext]  # (T, N, 2S+1)
         alpha = self._alpha(lpe, in_use, skip)
@@ -227,14 +237,8 @@ class CTCLoss(Loss):
                 f"frames has nonzero probability, so there is no finite gradient (torch's is NaN); "
                 f"pass zero_infinity=True to count such a sample as 0"
             )
-        beta = self._beta(lpe, in_use, skip)
-        # log Σ_{s: l′_s = c} α_t(s) β_t(s), per class: (T, N, C)
-        lab = np.where(ext[None, :, :, None] == np.arange(C), (alpha + beta)[..., None], _NEG_INF)
-        log_ab = _logsumexp(np.moveaxis(lab, 2, 0))
         kept = ~infinite  # (zero_infinity: the infinite samples give 0 and no gradient)
-        grad = np.exp(lp3) - np.exp(log_ab + np.where(kept, nll, 0.0)[:, None] - lp3)
-        live = (np.arange(T)[:, None] < np.array(self.input_lengths)) & kept  # (T, N)
-        grad = np.where(live[:, :, None], grad, 0.0)
+        grad = self._gradient(lp3, ext, self._beta(lpe, in_use, skip) + alpha, nll, kept)
         terms = np.where(kept, nll, 0.0)  # (N,)
         weight = np.ones(N)  # ∂(reduction)/∂ℓ_n
         if self.reduction == "mean":
