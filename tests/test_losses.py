@@ -842,6 +842,8 @@ def test_losses_table_lists_every_loss() -> None:
         "binary_cross_entropy",
         "binary_cross_entropy_with_logits",
         "half_squared_error",
+        "multilabel_margin_loss",
+        "ctc_loss",
     }
     assert set(L.LOSSES) == expected, f"LOSSES keys {sorted(L.LOSSES)} vs {sorted(expected)}"
     assert repr(L.get_loss("huber_loss", delta=2.0)) == "HuberLoss(reduction='mean', delta=2.0)"

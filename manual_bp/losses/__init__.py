@@ -6,9 +6,10 @@ A loss is a small object with two methods:
     loss(y, target)         -> (L: float, ∂L/∂y)      calls check itself first
 
 The constructor keywords are torch's (`reduction`, `weight`, `ignore_index`,
-`label_smoothing`, `beta`, `delta`, `pos_weight`); `reduction='none'` is refused, since a
-vector of losses has no scalar gradient. Losses are listed in `LOSSES` by torch's
-functional name; `get_loss(name, **options)` builds one.
+`label_smoothing`, `beta`, `delta`, `pos_weight`, CTC's lengths and `blank`); a loss that
+gives one term per element or per sample (`per_element`) also takes `reduction='none'` (a
+node of a network carries the terms on), the others refuse it. Losses are listed in `LOSSES`
+by torch's functional name; `get_loss(name, **options)` builds one.
 
 The classification losses share one form, softmax cross-entropy's p − q generalised. With A the
 effective target weights (class weights, label smoothing ε/C, ignored rows zero), along
@@ -35,6 +36,8 @@ from what was asked we refuse too, and say so below:
 | `base`           | the protocol (`Loss`) and the argument checks                     |
 | `elementwise`    | MSE, L1, smooth L1, Huber, ½ squared error, BCE, BCE with logits  |
 | `classification` | CrossEntropyLoss, NLLLoss                                         |
+| `margin`         | MultiLabelMarginLoss                                              |
+| `sequence`       | CTCLoss (over the alignments of a label sequence)                 |
 
 The table (`LOSSES`, `SHORT_LOSS_NAMES`, `get_loss`) is below.
 """
@@ -54,6 +57,8 @@ from manual_bp.losses.elementwise import (
     MSELoss,
     SmoothL1Loss,
 )
+from manual_bp.losses.margin import MultiLabelMarginLoss
+from manual_bp.losses.sequence import CTCLoss
 
 # --- the table -----------------------------------------------------------------------
 
@@ -69,6 +74,8 @@ LOSSES: dict[str, type[Loss]] = {
         BCELoss,
         BCEWithLogitsLoss,
         HalfSquaredError,
+        MultiLabelMarginLoss,
+        CTCLoss,
     )
 }
 
@@ -104,12 +111,14 @@ __all__ = [
     "SHORT_LOSS_NAMES",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "CTCLoss",
     "CrossEntropyLoss",
     "HalfSquaredError",
     "HuberLoss",
     "L1Loss",
     "Loss",
     "MSELoss",
+    "MultiLabelMarginLoss",
     "NLLLoss",
     "SmoothL1Loss",
     "get_loss",

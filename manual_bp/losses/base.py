@@ -85,7 +85,8 @@ class Loss:
 
     name: ClassVar[str] = "loss"
 
-    #: elementwise losses also give one loss per element (reduction='none')
+    #: the loss also gives its terms unreduced (reduction='none'): one per element for the
+    #: elementwise losses, one per sample for the per-sample ones (`output_shape`, `chain`)
     per_element: ClassVar[bool] = False
 
     def __init__(self, reduction: str = "mean") -> None:
@@ -106,6 +107,14 @@ class Loss:
 
     def __call__(self, y: Array, target: Array) -> tuple[float, Array]:
         raise NotImplementedError
+
+    def output_shape(self, y_shape: Shape) -> Shape:
+        """The loss's shape: a scalar, or with reduction='none' one term per element of y."""
+        return tuple(y_shape) if self.reduction == "none" else ()
+
+    def chain(self, delta: Array, dL_dy: Array) -> Array:
+        """δ_y = δ · ∂ℓ/∂y (δ a scalar), or δ ⊙ ∂ℓ/∂y for one term per element."""
+        return delta * dL_dy
 
     def ties(self, y: Array, target: Array) -> Array | None:
         """Entries of y within rounding distance of a kink of ℓ′ (see manual_bp.ops.base),

@@ -2,7 +2,8 @@
 
     LossNode(ℓ)   z = ℓ(y, t)          δ_y = δ · ∂ℓ/∂y      (t: a constant, no gradient)
 
-with reduction='none' (elementwise losses) z is one loss per element and δ_y = δ ⊙ ∂ℓ/∂y.
+with reduction='none' z is one loss per element (elementwise losses, δ_y = δ ⊙ ∂ℓ/∂y) or
+per sample (δ_y = δ_n ∂ℓ_n/∂y along the sample's entries): the loss's `chain` says which.
 
 When the loss is part of the recorded program (`loss_fn(model(x), t)`, any callable), the
 network ends in the loss itself: a scalar node whose δ is 1 (∂L/∂L), and backward starts
@@ -34,14 +35,14 @@ class LossNode(Layer):
         return f"LossNode({self.loss!r})"
 
     def shape(self, y_shape: Shape, t_shape: Shape) -> Shape:
-        return tuple(y_shape) if self.loss.reduction == "none" else ()
+        return self.loss.output_shape(y_shape)
 
     def forward(self, y: Array, t: Array) -> tuple[Array, Array]:
         value, dL_dy = self.loss(y, t)
         return np.asarray(value, dtype=np.float64), dL_dy
 
     def backward(self, delta: Array, dL_dy: Array) -> tuple[tuple[Any, None], dict[str, Array]]:
-        return (delta * dL_dy, None), {}
+        return (self.loss.chain(delta, dL_dy), None), {}
 
     def ties(self, y: Array, t: Array) -> tuple[Array | None, None] | None:
         mask = self.loss.ties(y, t)

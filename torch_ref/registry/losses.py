@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn._reduction import legacy_get_string
 
 import manual_bp.losses as L
 from manual_bp.ops.loss import LossNode
@@ -24,12 +25,27 @@ from torch_ref.errors import NotCovered
 from torch_ref.losses import FUNCTIONAL_LOSSES, MODULE_CONVERTERS, _convert_function
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Refusal, Sample, tensor
 
+#: the losses whose target is integer labels only, and the dtypes torch takes for them
+_LABEL_TARGETS = {
+    L.MultiLabelMarginLoss: (torch.int64,),
+    L.CTCLoss: (torch.int32, torch.int64),
+}
+
 
 def check_target(loss: L.Loss, target: torch.Tensor) -> None:
     """The target's dtype as torch's loss takes it: class indices int64 or uint8,
     probabilities and regression targets floating (we refuse the integer targets torch
-    would promote for MSE and friends, as we refuse the shapes it would broadcast)."""
+    would promote for MSE and friends, as we refuse the shapes it would broadcast), labels
+    of the label losses integer."""
     name = type(loss).__name__
+    labels = _LABEL_TARGETS.get(type(loss))
+    if labels is not None:
+        if target.dtype not in labels:
+            raise ValueError(
+                f"{name}: expected a target of labels of dtype "
+                f"{' or '.join(str(d) for d in labels)}, got dtype {target.dtype}"
+            )
+        return
     indices = "a target of class indices (int64 or uint8)"
     if isinstance(loss, L.NLLLoss):
         wanted = indices
@@ -179,6 +195,121 @@ def _refusals(fn: Callable[..., Any]) -> Callable[[], list[Refusal]]:
     return refusals
 
 
+# --- losses over labels: multi-label margin, CTC (their own rules: torch's signatures) ----
+
+
+def multilabel_margin_loss(
+    input: Any,
+    target: Any,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Op:
+    """ℓ = Σ_{j target} Σ_{i not} max(0, 1 − x[y_j] + x[i]) / C (manual_bp.losses.margin)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_get_string(size_average, reduce, emit_warning=False)
+    loss = L.MultiLabelMarginLoss(reduction)
+    return _node("F.multilabel_margin_loss", loss, input, target)
+
+
+def _lengths(what: str, lengths: Any) -> tuple[int, ...]:
+    """CTC's input_lengths / target_lengths, constants of the run: a tensor or a sequence."""
+    if isinstance(lengths, Ref):
+        raise NotCovered(f"F.ctc_loss: {what} computed in the run (this row takes constants)")
+    if isinstance(lengths, Param):
+        if lengths.tensor.is_floating_point() or lengths.tensor.dtype == torch.bool:
+            raise ValueError(f"expected integer {what}, got dtype {lengths.tensor.dtype}")
+        return tuple(int(v) for v in lengths.tensor.reshape(-1).tolist())
+    if isinstance(lengths, (tuple, list)):
+        return tuple(_lengths(what, v)[0] if isinstance(v, (Ref, Param)) else v for v in lengths)
+    return (lengths,)
+
+
+def ctc_loss(
+    log_probs: Any,
+    targets: Any,
+    input_lengths: Any,
+    target_lengths: Any,
+    blank: int = 0,
+    reduction: str = "mean",
+    zero_infinity: bool = False,
+) -> Op:
+    """−log Σ over the alignments of each target (manual_bp.losses.sequence); the lengths
+    are read as the constants they are."""
+    loss = L.CTCLoss(
+        _lengths("input_lengths", input_lengths),
+        _lengths("target_lengths", target_lengths),
+        blank=blank,
+        reduction=reduction,
+        zero_infinity=zero_infinity,
+    )
+    return _node("F.ctc_loss", loss, log_probs, targets)
+
+
+class _WithTarget(nn.Module):
+    """A loss module called on the sample's input and fixed label arguments."""
+
+    def __init__(self, loss: nn.Module, *args: Any) -> None:
+        super().__init__()
+        self.loss, self.args = loss, args
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.loss(x, *self.args)
+
+
+def _label_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    # (a duplicate label, a row with no label, every class a label, a label after the −1)
+    t = torch.tensor([[1, 1, 3, -1, 0], [-1, 2, 0, 0, 0], [4, 3, 2, 1, 0], [2, -1, 4, 0, 0]])
+    f = F.multilabel_margin_loss
+    return [
+        Sample("function", (x,), fn=lambda x: f(x, t)),
+        Sample(
+            "module, sum", (x,), module=_WithTarget(nn.MultiLabelMarginLoss(reduction="sum"), t)
+        ),
+        Sample("reduction='none'", (x,), fn=lambda x: f(x, t, reduction="none")),
+        Sample("one sample (C,)", (x[0],), fn=lambda x: f(x, t[0])),
+    ]
+
+
+def _ctc_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(6)
+    u = torch.randn(7, 3, 5, generator=g, dtype=torch.float64)
+    padded = torch.tensor([[1, 1, 2], [3, 2, 0], [4, 0, 0]])  # (a repeated label)
+    joined = torch.tensor([1, 1, 2, 3, 2, 0])
+    lengths = (torch.tensor([7, 5, 6]), torch.tensor([3, 2, 1]))
+    f = F.ctc_loss
+    return [
+        Sample("log_softmax, padded targets", (u,),
+               fn=lambda u: f(u.log_softmax(-1), padded, *lengths)),
+        Sample("module, concatenated targets, blank=C-1, sum", (u,),
+               module=_WithTarget(nn.CTCLoss(blank=4, reduction="sum"), joined,
+                                  (7, 5, 6), (3, 2, 1))),
+        Sample("log_probs not normalised (torch's convention), reduction='none'", (u,),
+               fn=lambda u: f(u, padded, (7, 7, 4), (3, 2, 0), reduction="none")),
+        Sample("zero_infinity, one impossible sample", (u,),
+               fn=lambda u: f(u.log_softmax(-1), padded, (7, 1, 6), (3, 2, 1),
+                              zero_infinity=True)),
+        Sample("unbatched (T, C)", (u[:, 0],),
+               fn=lambda u: f(u.log_softmax(-1), padded[0], (6,), (3,))),
+    ]  # fmt: skip
+
+
+def _ctc_refusals() -> list[Refusal]:
+    u = torch.randn(4, 2, 5, dtype=torch.float64)
+    t = torch.tensor([[1, 2, 3], [1, 1, 0]])
+    return [
+        Refusal("an infinite loss (a repeated label in too few frames)", (u,), ValueError,
+                r"infinite for sample 1: .* no finite gradient",
+                fn=lambda u: F.ctc_loss(u.log_softmax(-1), t, (4, 2), (3, 2))),
+        Refusal("a label out of range", (u,), ValueError, r"target labels in \[0, 5\)",
+                fn=lambda u: F.ctc_loss(u.log_softmax(-1), t + 4, (4, 4), (1, 1))),
+        Refusal("a label that is the blank", (u,), ValueError, r"other than blank=0, got 0",
+                fn=lambda u: F.ctc_loss(u.log_softmax(-1), t - 1, (4, 4), (1, 1))),
+    ]  # fmt: skip
+
+
 ROWS = [
     OpEntry(
         fn.__name__,
@@ -192,5 +323,28 @@ ROWS = [
         refusals=_refusals(fn),
     )
     for fn, module in _MODULE_OF.items()
+] + [
+    OpEntry(
+        "multilabel_margin_loss",
+        "loss",
+        multilabel_margin_loss,
+        functions=(F.multilabel_margin_loss,),
+        modules=(nn.MultiLabelMarginLoss,),
+        module_args=("reduction",),
+        note="ℓ = Σ hinge(target − other) / C per sample; the target is a constant",
+        samples=_label_samples,
+    ),
+    OpEntry(
+        "ctc_loss",
+        "loss",
+        ctc_loss,
+        functions=(F.ctc_loss,),
+        modules=(nn.CTCLoss,),
+        module_args=("blank", "reduction", "zero_infinity"),
+        note="α/β recursions; torch's gradient convention (exp(lp) − posterior); "
+        "an infinite loss without zero_infinity refused",
+        samples=_ctc_samples,
+        refusals=_ctc_refusals,
+    ),
 ]
 assert set(_MODULE_OF) == set(FUNCTIONAL_LOSSES)
