@@ -445,6 +445,24 @@ CASES: list[Case] = [
         r"loss_fn must return a scalar .*got shape \(6,\).*reduction='none'",
     ),
     Case(
+        "loss_returns_a_float",
+        _regression(lambda: lambda out, t: float(F.mse_loss(out, t)), _y),
+        ValueError,  # (said of the loss, not wrapped as a failed check of the model)
+        r"^loss_fn must return a scalar floating tensor, got float from the loss .*float\(\)",
+    ),
+    Case(
+        "loss_returns_none",
+        _regression(lambda: lambda out, t: None, _y),
+        ValueError,
+        r"^loss_fn must return a scalar floating tensor, got NoneType from the loss",
+    ),
+    Case(
+        "loss_detached",
+        _regression(lambda: lambda out, t: F.mse_loss(out, t).detach(), _y),
+        ValueError,  # (the record's own reason, not "a check in ... failed")
+        r"^\w+\.forward returned no tensor that carries gradient",
+    ),
+    Case(
         "functional_loss_reduction_none",
         _regression(lambda: functools.partial(F.mse_loss, reduction="none"), _y),
         ValueError,  # (one loss per element is a row of its own; the loss_fn must reduce it)

@@ -483,9 +483,20 @@ def _prepare(
     def run() -> Any:
         out = twin(*targs, **tkwargs)
         try:
-            return loss64(out, ttarget)
+            loss = loss64(out, ttarget)
         except Exception as err:
             raise _ours(run_error(f"the loss {_loss_name(loss_fn)}", err)) from None
+        if not isinstance(loss, torch.Tensor):
+            hint = " (float() or .item() takes it out of autograd's graph)" * isinstance(
+                loss, (int, float)
+            )
+            raise _ours(
+                ValueError(
+                    f"loss_fn must return a scalar floating tensor, got {type(loss).__name__} "
+                    f"from the loss {_loss_name(loss_fn)}{hint}"
+                )
+            )
+        return loss
 
     try:
         with torch.inference_mode(False), torch.enable_grad():

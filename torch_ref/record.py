@@ -552,10 +552,14 @@ def record(
     outputs = output_names(recorder, result)
     names = [n for n in pytree.tree_leaves(outputs) if n is not None]
     if not names:
-        raise NothingToDifferentiate(
-            f"{what} returned no tensor that carries gradient: nothing to differentiate "
-            "(no parameter that requires grad reaches it; pass input_grads=True to "
-            "differentiate with respect to the inputs)"
+        raise _ours(
+            NothingToDifferentiate(
+                f"{what} returned no tensor that carries gradient (got "
+                f"{[tuple(t.shape) for t in _tensors(result)] or type(result).__name__}): "
+                "nothing to differentiate "
+                "(no parameter that requires grad reaches it; pass input_grads=True to "
+                "differentiate with respect to the inputs)"
+            )
         )
     first = names[0]
     if first in inputs:  # the input itself (an eval-mode dropout)

@@ -29,10 +29,7 @@ class WholeModules:
             self.pending.append(None)
             return
         on, frame = self.recording((args, kwargs), module)
-        if not on or any(  # (a weight this run computed: nn.utils.weight_norm's pre-hook)
-            id(t) in self.bound and id(t) in self.live
-            for t in _tensors(entry.module_kwargs(module))
-        ):  # fmt: skip
+        if not on or self.computed_weight(entry, module):
             self.pending.append(None)  # (its forward's calls, one by one)
             return
         what = f"module {path!r} ({type(module).__name__})"
@@ -56,6 +53,16 @@ class WholeModules:
         self.tag(frame, before)
         self.pending.append((result, frame, before))
         self.depth += 1
+
+    def computed_weight(self, entry: Any, module: nn.Module) -> bool:
+        """A tensor the row would take from the module was computed in this run and carries
+        gradient (nn.utils.weight_norm's pre-hook sets `weight`), or the row does not cover
+        the module's form: either way its forward's calls are recorded one by one."""
+        try:
+            held = _tensors(entry.module_kwargs(module))
+        except NotCovered:
+            return True
+        return any(id(t) in self.bound and id(t) in self.live for t in held)
 
     def leave(self, path: str, module: nn.Module, output: Any) -> Any:
         self.scope.pop()

@@ -32,8 +32,9 @@ _LABEL_TARGETS = {
 }
 
 
-def check_target(loss: L.Loss, target: torch.Tensor) -> None:
-    """The target's dtype as torch's loss takes it: class indices int64 or uint8,
+def check_target(loss: L.Loss, target: torch.Tensor, input_ndim: int = 2) -> None:
+    """The target's dtype as torch's loss takes it: class indices int64 (or uint8, for an
+    input of at most 2 dims: torch's K-dimensional kernel takes int64 only),
     probabilities and regression targets floating (we refuse the integer targets torch
     would promote for MSE and friends, as we refuse the shapes it would broadcast), labels
     of the label losses integer."""
@@ -54,6 +55,11 @@ def check_target(loss: L.Loss, target: torch.Tensor) -> None:
     else:
         wanted = "a floating-point target"
     integer_ok = isinstance(loss, (L.CrossEntropyLoss, L.NLLLoss))
+    if integer_ok and target.dtype == torch.uint8 and input_ndim > 2:
+        raise ValueError(
+            f"{name}: expected class indices of dtype int64 for an input of {input_ndim} dims "
+            "(torch takes uint8 indices for (N, C) inputs only), got dtype torch.uint8"
+        )
     if target.dtype in (torch.int64, torch.uint8) if integer_ok else target.is_floating_point():
         return
     if isinstance(loss, L.CrossEntropyLoss) and target.is_floating_point():
@@ -72,7 +78,7 @@ def _node(what: str, loss: L.Loss, input: Any, target: Any) -> Op:
         err = TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
         err.oracle = True  # type: ignore[attr-defined]
         raise err
-    check_target(loss, target.tensor)
+    check_target(loss, target.tensor, len(y.shape))
     loss.check(y.shape, target.array())
     return Op(LossNode(loss), (y, target))
 
