@@ -14,20 +14,11 @@ at zero, as torch's. The outputs come back as torch returns them, so
 
 all trace. The trace reports each layer's δ of every time step (torch_ref.oracle.Trace).
 
-Packed sequences, as users write them, trace too:
+A PackedSequence as the input (`self.lstm(packed, hx)`) traces too: torch_ref.registry.packed
+holds its rule and the rows of the packing ops.
 
-    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    out, (h_n, c_n) = self.lstm(packed, hx)
-    y, lens = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
-
-torch._pack_padded_sequence is a gather of the padded batch (manual_bp's PackPadded),
-torch._pad_packed_sequence its scatter back (PadPacked); the module on a PackedSequence is
-the layer on the padded batch with each sample's steps past its length frozen (PackedRNN),
-the sort and unsort of the states constants. `out.data` is packed data like any tensor.
-
-Refused: lengths that are an input of the model or computed from one (the packed shape would
-depend on their values; enforce_sorted=False sorts them into constants), inter-layer dropout
-in training mode (random), and what the manual layer refuses (shapes, proj_size).
+Refused: inter-layer dropout in training mode (random), and what the manual layer refuses
+(shapes, proj_size).
 """
 
 from __future__ import annotations
@@ -36,15 +27,11 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
 
 from manual_bp.ops import recurrent as R
-from manual_bp.ops.padding import Pad
-from manual_bp.ops.shape import Stack
-from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import (
     Op,
     OpEntry,
@@ -54,28 +41,10 @@ from torch_ref.registry.core import (
     Sample,
     array,
     fused,
-    number,
     param_arg,
     tensor,
 )
-
-
-def _constant_ints(x: Any, what: str, name: str) -> np.ndarray:
-    """Sequence lengths or batch sizes, which fix the packed shape: constants only."""
-    if isinstance(x, Param):
-        return x.array()
-    if isinstance(x, Ref):
-        raise UnsupportedModuleError(
-            f"{what}: the {name} are an input of the model or computed from one, and the "
-            "packed data's shape depends on their values; the oracle needs them constant: "
-            "pass them as a list, or pack with enforce_sorted=False (its sort makes them so)"
-        )
-    return np.asarray(x, dtype=np.int64)
-
-
-def _int_constant(name: str, values: np.ndarray) -> Param:
-    """An integer output (batch sizes, lengths): a constant, it carries no gradient."""
-    return Param(name, torch.as_tensor(values, dtype=torch.int64), False)
+from torch_ref.registry.packed import on_packed, packed_samples
 
 
 def _states(hx: Any, n_states: int, what: str) -> tuple[Ref | Param, ...]:
@@ -123,36 +92,13 @@ def recurrent_rule(cls: type[R.RNNBase]) -> Callable[..., Op]:
         weights = _weights(what, kwargs)
         params = {n: array(p) for n, p in weights.items()}
         if packed:
-            return _on_packed(cls, input, x, states, options, params, weights)
+            return on_packed(cls, input, x, states, options, params, weights, _AS_TORCH)
         layer = cls(**options, params=params, initial_state=bool(states))
         return Op(layer, (x, *states), fused(**weights), outputs=_AS_TORCH[layer.n_outputs])
 
     rule.__name__ = cls.__name__.lower()
     rule.__doc__ = f"nn.{cls.__name__}(...)(input, hx=None) as manual_bp's {cls.__name__}."
     return rule
-
-
-def _on_packed(cls: type[R.RNNBase], packed: PackedSequence, x: Ref | Param,
-               states: tuple[Ref | Param, ...], options: dict[str, Any],
-               params: dict[str, np.ndarray], weights: dict[str, Param]) -> Op:  # fmt: skip
-    """The module on a PackedSequence (data, batch_sizes, sorted_indices, unsorted_indices):
-    the layer on the padded batch, sequence-first, each sample's steps past its length frozen;
-    it returns a PackedSequence of the same batch sizes and indices, and (h_n, c_n) as torch."""
-    what = f"nn.{cls.__name__} on a PackedSequence"
-    batch_sizes, order, unorder = packed[1:]
-    lengths = R.lengths_of(_constant_ints(batch_sizes, what, "batch sizes"))
-    sorted_indices = None if order is None else _constant_ints(order, what, "sorted indices")
-    layer = cls(**(options | {"batch_first": False}), params=params,
-                initial_state=bool(states), lengths=lengths)  # fmt: skip
-    arrange = _AS_TORCH[layer.n_outputs]
-    return Op(
-        R.PackedRNN(layer, sorted_indices),
-        (x, *states),
-        fused(**weights),
-        outputs=lambda o: arrange(
-            (PackedSequence._make((o[0], batch_sizes, order, unorder)), *o[1:])
-        ),  # fmt: skip
-    )
 
 
 def cell_rule(cls: type[R.CellBase]) -> Callable[..., Op]:
@@ -190,55 +136,6 @@ def module_args(cls: type[R.RNNBase] | type[R.CellBase]) -> Callable[[nn.Module]
         return out | {n: getattr(m, n) for n in names}
 
     return args
-
-
-def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False) -> tuple:
-    """torch._pack_padded_sequence (nn.utils.rnn.pack_padded_sequence, pack_sequence): the
-    padded batch, sorted by decreasing length, as (data, batch_sizes); data = x[t < L_b]."""
-    what = "pack_padded_sequence"
-    L = _constant_ints(lengths, what, "lengths")
-    layer = R.PackPadded(L, batch_first)
-    batch_sizes = (L[None, :] > np.arange(L.max())[:, None]).sum(axis=1)  # #{b : L_b > t}
-    return Op(layer, (tensor(input, what),)), _int_constant("batch_sizes", batch_sizes)
-
-
-def pad_packed_sequence(
-    data: Any,
-    batch_sizes: Any,
-    batch_first: bool = False,
-    padding_value: float = 0.0,
-    total_length: int | None = None,
-) -> tuple:
-    """torch._pad_packed_sequence (nn.utils.rnn.pad_packed_sequence): packed data back to the
-    padded batch, padding_value elsewhere (a constant), and the lengths."""
-    what = "pad_packed_sequence"
-    bs = _constant_ints(batch_sizes, what, "batch sizes")
-    value = number(padding_value, f"{what} (padding_value)", infinite=True)
-    layer = R.PadPacked(bs, batch_first, value, total_length)
-    return Op(layer, (tensor(data, what),)), _int_constant("lengths", layer.lengths)
-
-
-def pad_sequence(
-    sequences: Any,
-    batch_first: bool = False,
-    padding_value: float = 0.0,
-    padding_side: str = "right",
-) -> Op:
-    """torch._C._nn.pad_sequence (nn.utils.rnn.pad_sequence, pack_sequence): each sequence
-    (L_i, *) padded with padding_value along its first axis to the longest, then stacked
-    (on dim 1, or on dim 0 with batch_first)."""
-    what = "pad_sequence"
-    xs = [tensor(x, what) for x in sequences]
-    value = number(padding_value, f"{what} (padding_value)", infinite=True)
-    if padding_side not in ("right", "left"):
-        raise ValueError(f"{what}: expected padding_side 'right' or 'left', got {padding_side!r}")
-    T = max(x.shape[0] for x in xs)
-
-    def padded(x: Ref | Param) -> Op:
-        grow = (0, T - x.shape[0]) if padding_side == "right" else (T - x.shape[0], 0)
-        return Op(Pad((0, 0) * (x.ndim - 1) + grow, "constant", value), (x,))
-
-    return Op(Stack(0 if batch_first else 1, len(xs)), tuple(padded(x) for x in xs))
 
 
 # --- samples and refusals ------------------------------------------------------------
@@ -429,123 +326,6 @@ def _rnn_cell_samples() -> list[Sample]:
     ]
 
 
-class PackedUses(nn.Module):
-    """`rnn` on x packed with these lengths (and hx from the inputs after x), the output
-    padded back to x's length; it and the final states, flattened into one vector."""
-
-    def __init__(self, rnn: nn.RNNBase, lengths: list[int], enforce_sorted: bool = False) -> None:
-        super().__init__()
-        self.rnn, self.lengths, self.enforce_sorted = rnn, lengths, enforce_sorted
-
-    def forward(self, x: torch.Tensor, *states: torch.Tensor) -> torch.Tensor:
-        bf = self.rnn.batch_first
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, self.lengths, batch_first=bf, enforce_sorted=self.enforce_sorted
-        )
-        hx = None if not states else states[0] if len(states) == 1 else tuple(states)
-        out, h = self.rnn(packed, hx)
-        T = x.shape[1 if bf else 0]
-        padded, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=bf, total_length=T)
-        return torch.cat([o.flatten() for o in (padded, *(h if isinstance(h, tuple) else (h,)))])
-
-
-def _packed(name: str, make: Callable[[], nn.RNNBase], x_shape: tuple[int, ...],
-            lengths: list[int], *, hx: bool = False, sorted: bool = False) -> Sample:  # fmt: skip
-    """`make()` on a packed batch of x_shape with these lengths (and states with `hx`)."""
-    sample = _sample(name, make, x_shape, hx=hx)
-    rnn = sample.module.rnn  # type: ignore[union-attr]
-    return Sample(name, sample.inputs, module=PackedUses(rnn, lengths, sorted))
-
-
-def _packed_rows() -> dict[type[nn.Module], list[Sample]]:
-    """Packed samples of each module row: unsorted lengths with a tie and a length 1 (states
-    given: a batch of 3, as _state_shapes makes them)."""
-    return {
-        nn.RNN: [
-            _packed("packed, relu, 2 layers, bidirectional, h0 given",
-                    lambda: nn.RNN(3, 4, 2, nonlinearity="relu", bidirectional=True),
-                    (5, 3, 3), [3, 1, 3], hx=True),
-            _packed("packed, tanh, batch_first, sorted", lambda: nn.RNN(2, 3, batch_first=True),
-                    (3, 4, 2), [4, 2, 2], sorted=True),
-        ],
-        nn.LSTM: [
-            _packed("packed, 2 layers, bidirectional, batch_first, (h0, c0) given",
-                    lambda: nn.LSTM(3, 4, 2, batch_first=True, bidirectional=True),
-                    (3, 5, 3), [2, 5, 1], hx=True),
-            _packed("packed, proj_size, bidirectional", lambda: nn.LSTM(2, 3, proj_size=2,
-                    bidirectional=True), (4, 3, 2), [1, 4, 3]),
-        ],
-        nn.GRU: [
-            _packed("packed, 2 layers, bidirectional, h0 given",
-                    lambda: nn.GRU(3, 4, 2, bidirectional=True), (5, 3, 3), [5, 1, 5], hx=True),
-        ],
-    }  # fmt: skip
-
-
-def _pack_samples() -> list[Sample]:
-    """Packing alone: its data, sorted or not, batch_first or not, the input longer than the
-    longest sequence."""
-    pack = nn.utils.rnn.pack_padded_sequence
-    return [
-        Sample("batch_first, sorted, .data", (_randn(3, 4, 2, seed=0),),
-               fn=lambda x: pack(x, [4, 2, 2], batch_first=True).data),
-        Sample("sequence-first, unsorted: a tie and a length 1, T longer than the longest",
-               (_randn(5, 4, 2, seed=1),),
-               fn=lambda x: pack(x, [3, 1, 4, 3], enforce_sorted=False).data),
-        Sample("pack_sequence of three sequences", (_randn(4, 3, seed=2), _randn(2, 3, seed=3),
-               _randn(3, 3, seed=4)),
-               fn=lambda a, b, c: nn.utils.rnn.pack_sequence([a, b, c], enforce_sorted=False).data),
-    ]  # fmt: skip
-
-
-def _pad_samples() -> list[Sample]:
-    """Packed, then padded back: padding_value, total_length, batch_first or not."""
-    pack, pad = nn.utils.rnn.pack_padded_sequence, nn.utils.rnn.pad_packed_sequence
-    return [
-        Sample("batch_first, unsorted, padding_value -1, total_length", (_randn(3, 4, 2, seed=5),),
-               fn=lambda x: pad(pack(x, [2, 4, 1], batch_first=True, enforce_sorted=False),
-                                batch_first=True, padding_value=-1.0, total_length=6)[0]),
-        Sample("sequence-first, sorted", (_randn(4, 3, 2, seed=6),),
-               fn=lambda x: pad(pack(x, [4, 4, 2]))[0]),
-    ]  # fmt: skip
-
-
-def _pad_sequence_samples() -> list[Sample]:
-    pad = nn.utils.rnn.pad_sequence
-    xs = (_randn(4, 3, seed=7), _randn(2, 3, seed=8), _randn(4, 3, seed=9))
-    return [
-        Sample("sequence-first", xs, fn=lambda a, b, c: pad([a, b, c])),
-        Sample("batch_first, padding_value 2, left", xs,
-               fn=lambda a, b, c: pad([a, b, c], True, 2.0, padding_side="left")),
-    ]  # fmt: skip
-
-
-class _PackWithLengths(nn.Module):
-    """Lengths handed in as an input tensor, packed as they are (enforce_sorted=True)."""
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True).data
-
-
-def _pack_refusals() -> list[Refusal]:
-    return [
-        Refusal(
-            "lengths an input of the model",
-            (_randn(2, 4, 3, seed=0), torch.tensor([4, 2])),
-            UnsupportedModuleError,
-            "the lengths are an input of the model .* enforce_sorted=False",
-            module=_PackWithLengths(),
-        ),
-        Refusal(
-            "enforce_sorted with unsorted lengths",
-            (_randn(2, 4, 3, seed=0),),
-            ValueError,
-            r"must be sorted in decreasing order, got \[2, 4\]",
-            fn=lambda x: nn.utils.rnn.pack_padded_sequence(x, [2, 4], batch_first=True).data,
-        ),
-    ]
-
-
 class _Hx(nn.Module):
     """rnn(x, hx) with hx as the test hands it: one tensor, or a tuple of the inputs."""
 
@@ -698,7 +478,7 @@ ROWS = [
         "rnn",
         nn.RNN,
         R.RNN,
-        lambda: _rnn_samples() + _packed_rows()[nn.RNN],
+        lambda: _rnn_samples() + packed_samples()[nn.RNN],
         _rnn_refusals,
         f"tanh and relu; {_LAYERS}",
     ),
@@ -706,7 +486,7 @@ ROWS = [
         "lstm",
         nn.LSTM,
         R.LSTM,
-        lambda: _lstm_samples() + _packed_rows()[nn.LSTM],
+        lambda: _lstm_samples() + packed_samples()[nn.LSTM],
         _lstm_refusals,
         f"proj_size; {_LAYERS}",
     ),
@@ -714,7 +494,7 @@ ROWS = [
         "gru",
         nn.GRU,
         R.GRU,
-        lambda: _gru_samples() + _packed_rows()[nn.GRU],
+        lambda: _gru_samples() + packed_samples()[nn.GRU],
         _gru_refusals,
         _LAYERS,
     ),
@@ -742,34 +522,4 @@ ROWS = [
         _cell_refusals(nn.GRUCell),
         _CELLS,
     ),  # fmt: skip
-    OpEntry(
-        "pack_padded_sequence",
-        "recurrent",
-        pack_padded_sequence,
-        functions=(torch._pack_padded_sequence,),
-        linear=True,
-        note="nn.utils.rnn.pack_padded_sequence, pack_sequence: sorted or not (enforce_sorted), "
-        "batch_first or not; constant lengths; the PackedSequence to nn.RNN/LSTM/GRU, or its .data",
-        samples=_pack_samples,
-        refusals=_pack_refusals,
-    ),
-    OpEntry(
-        "pad_packed_sequence",
-        "recurrent",
-        pad_packed_sequence,
-        functions=(torch._pad_packed_sequence,),
-        linear=True,
-        note="nn.utils.rnn.pad_packed_sequence: batch_first or not, padding_value, total_length",
-        samples=_pad_samples,
-    ),
-    OpEntry(
-        "pad_sequence",
-        "recurrent",
-        pad_sequence,
-        functions=(torch._C._nn.pad_sequence,),
-        linear=True,
-        note="nn.utils.rnn.pad_sequence (and pack_sequence): batch_first, padding_value, "
-        "padding_side",
-        samples=_pad_sequence_samples,
-    ),
 ]
