@@ -350,3 +350,26 @@ def test_planted_bug_no_mask_fails(monkeypatch) -> None:
     model, loss, inputs, target = _setup(Case("LSTM", 1, False))
     report = torch_ref.compare_gradients(model, loss, inputs, target, input_grads=True, **TOL)
     assert not report.ok
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda p: R.GRU(3, 4, params=p, lengths=[2, 6]), r"each in 1\.\.5"),
+        (lambda p: R.GRU(3, 4, params=p, lengths=[2, 0]), r"each in 1\.\.5"),
+        (lambda p: R.GRU(3, 4, params=p, lengths=[2, 1, 1]), r"lengths of the 2 samples"),
+    ],
+    ids=["longer than T", "a length 0", "one length too many"],
+)
+def test_lengths_the_layer_refuses(make, match) -> None:
+    gru = Case("GRU").module()
+    layer = make({n: p.detach().numpy() for n, p in gru.named_parameters()})
+    with pytest.raises(ValueError, match=match):
+        layer.forward(np.zeros((5, 2, 3)))
+
+
+def test_packing_refuses_unsorted_lengths_and_pad_a_short_total_length() -> None:
+    with pytest.raises(ValueError, match="sorted in decreasing order"):
+        R.PackPadded([2, 3])
+    with pytest.raises(ValueError, match="total_length ≥ the longest sequence's 3"):
+        R.PadPacked([2, 2, 1], total_length=2)

@@ -62,11 +62,12 @@ def _on(valid: Array | None, a: Array) -> Array:
 #
 # Every kernel takes gx = x_t W_ihᵀ + b_ih for all t at once, (T, N, G·H) (the input side has
 # no recurrence, so the layer forms it in one product), the initial state and the direction's
-# parameters under their short names ("weight_hh", "bias_hh", "weight_hr"). It returns the
-# hidden states h_1..h_T (T, N, H_out), the final state and a tape for backward.
+# parameters under their short names ("weight_hh", "bias_hh", "weight_hr"), and `valid` (see
+# above; None: every step counts). It returns the hidden states h_1..h_T (T, N, H_out), 0 past
+# each sample's length, the final state and a tape for backward.
 #
-# Backward takes ∂L/∂h_t from the layer's output (T, N, H_out) and ∂L/∂(final state) (None
-# where unused) and returns
+# Backward takes ∂L/∂h_t from the layer's output (T, N, H_out), ∂L/∂(final state) (None
+# where unused) and the same `valid`, and returns
 #     δ      (T, N, G·H): ∂L/∂(x_t W_ihᵀ + b_ih), whence ∂L/∂W_ih, ∂L/∂b_ih and ∂L/∂x_t
 #     ∂L/∂(initial state), ∂L/∂θ of the recurrent side, and the trace (see BPTT).
 

@@ -35,6 +35,9 @@ class BPTT:
       also gets ∂L/∂h_n). For a loss at the last step only, this is the gradient flowing
       back in time.
     - `dL_dc`    (T, N, H), LSTM only: ∂L/∂c_t, the constant error carousel.
+
+    With `lengths`, δ and ∂L/∂c_t (of the step's new cell) are 0 past a sample's length, and
+    ∂L/∂h_t there is what passes through the frozen state.
     """
 
     delta: dict[str, Array] = field(default_factory=dict)
