@@ -30,7 +30,7 @@ from torch.nn.utils.rnn import PackedSequence
 from manual_bp.ops import recurrent as R
 from manual_bp.ops.padding import Pad
 from manual_bp.ops.shape import Stack
-from torch_ref.errors import UnsupportedModuleError
+from torch_ref.errors import NotCovered, UnsupportedModuleError
 from torch_ref.registry.core import (
     Op,
     OpEntry,
@@ -136,6 +136,20 @@ def on_packed(cls: type[R.RNNBase], packed: PackedSequence, x: Ref | Param,
             (PackedSequence._make((o[0], batch_sizes, order, unorder)), *o[1:])
         ),  # fmt: skip
     )
+
+
+def functional_rnn(input: Any, *args: Any, **kwargs: Any) -> Any:
+    """torch.lstm / gru / rnn_tanh / rnn_relu, the kernels a module runs when it is recorded op
+    by op (its weights computed in forward: weight_norm, a parametrization): torch's lowering,
+    except on packed data (the form `(data, batch_sizes, hx, …)`), refused."""
+    if args and isinstance(args[0], (Ref, Param)) and args[0].ndim == 1:
+        raise UnsupportedModuleError(
+            "a recurrent module on a PackedSequence whose weights are computed in forward() "
+            "(weight_norm, a parametrization) runs torch's packed kernel, which writes its "
+            "states in place where the oracle cannot follow; keep the weights parameters, or "
+            "pass the padded batch and mask the padded steps out of the loss"
+        )
+    raise NotCovered("torch's recurrent kernel on a padded batch: its lowering")
 
 
 # --- samples and refusals ------------------------------------------------------------
@@ -244,6 +258,35 @@ def _pad_sequence_samples() -> list[Sample]:
     ]  # fmt: skip
 
 
+class _WeightNormed(nn.Module):
+    """An LSTM with weight_hh_l0 weight-normalised (computed in forward), on x or x packed."""
+
+    def __init__(self, packed: bool) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            lstm = nn.LSTM(3, 4, batch_first=True).double()
+        self.lstm = nn.utils.parametrizations.weight_norm(lstm, "weight_hh_l0")
+        self.packed = packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.packed:
+            return self.lstm(x)[0]
+        packed = nn.utils.rnn.pack_padded_sequence(x, [4, 2], True, enforce_sorted=False)
+        return self.lstm(packed)[0].data
+
+
+def _functional_samples() -> list[Sample]:
+    return [Sample("weight_norm on weight_hh, padded batch", (_randn(2, 4, 3, seed=10),),
+                   module=_WeightNormed(packed=False))]  # fmt: skip
+
+
+def _functional_refusals() -> list[Refusal]:
+    return [Refusal("weight_norm on weight_hh, packed batch", (_randn(2, 4, 3, seed=10),),
+                    UnsupportedModuleError, "runs torch's packed kernel",
+                    module=_WeightNormed(packed=True))]  # fmt: skip
+
+
 class _PackWithLengths(nn.Module):
     """Lengths handed in as an input tensor, packed as they are (enforce_sorted=True)."""
 
@@ -300,5 +343,15 @@ ROWS = [
         note="nn.utils.rnn.pad_sequence (and pack_sequence): batch_first, padding_value, "
         "padding_side",
         samples=_pad_sequence_samples,
+    ),
+    OpEntry(
+        "functional_rnn",
+        "recurrent",
+        functional_rnn,
+        functions=(torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu),
+        note="the kernels of a module recorded op by op (weights computed in forward): torch's "
+        "lowering; on a PackedSequence refused (its kernel writes its states in place)",
+        samples=_functional_samples,
+        refusals=_functional_refusals,
     ),
 ]
