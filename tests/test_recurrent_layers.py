@@ -440,18 +440,21 @@ def _gru(forward=recurrent.gru_forward, backward=recurrent.gru_backward):
 
 def _rnn(forward=recurrent.rnn_forward, backward=recurrent.rnn_backward):
     act = recurrent.get_activation("tanh")
-    return recurrent.Cell("RNN_TANH", 1, 1, lambda gx, s, p: forward(gx, s, p, act),
-                          lambda d, df, tape, p: backward(d, df, tape, p, act))  # fmt: skip
+    return recurrent.Cell(
+        "RNN_TANH", 1, 1,
+        lambda gx, s, p, v=None: forward(gx, s, p, act, v),
+        lambda d, df, tape, p, v=None: backward(d, df, tape, p, act, v),
+    )  # fmt: skip
 
 
 PLANTED = {
     "lstm: the carousel forgets to multiply by f_{t+1}": (
         "LSTM", lambda: _lstm(backward=mutated(
-            recurrent.lstm_backward, "dL_dc[t + 1] * f[t + 1]", "dL_dc[t + 1]")),
+            recurrent.lstm_backward, "dL_dc[t] * f[t] + kept_c", "dL_dc[t] + kept_c")),
     ),
     "lstm: the carousel multiplies by f_t, not f_{t+1}": (
         "LSTM", lambda: _lstm(backward=mutated(
-            recurrent.lstm_backward, "dL_dc[t + 1] * f[t + 1]", "dL_dc[t + 1] * f[t]")),
+            recurrent.lstm_backward, "dL_dc[t] * f[t] + kept_c", "dL_dc[t] * f[t - 1] + kept_c")),
     ),
     "lstm: tanh′(c_t) left out of the output route": (
         "LSTM", lambda: _lstm(backward=mutated(
@@ -464,7 +467,8 @@ PLANTED = {
     ),
     "lstm: ∂L/∂c0 without the forget gate": (
         "LSTM", lambda: _lstm(backward=mutated(
-            recurrent.lstm_backward, "dL_dc0 = dL_dc[0] * f[0]", "dL_dc0 = dL_dc[0]")),
+            recurrent.lstm_backward, "dL_dc[t] * f[t] + kept_c",
+            "dL_dc[t] * (f[t] if t else 1) + kept_c")),
     ),
     "gru: b_hn outside the reset product": (
         "GRU", lambda: _gru(forward=mutated(
@@ -478,7 +482,7 @@ PLANTED = {
     ),
     "gru: the direct route h_{t−1} → h_t left out": (
         "GRU", lambda: _gru(backward=mutated(
-            recurrent.gru_backward, "dL_dh[t] * z[t] + delta_hh", "delta_hh")),
+            recurrent.gru_backward, "dL_dh_new * z[t] + delta_hh", "delta_hh")),
     ),
     "rnn: no recurrent route back in time": (
         "RNN_TANH", lambda: _rnn(backward=mutated(

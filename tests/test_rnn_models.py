@@ -542,45 +542,6 @@ def test_frozen_parameters_get_no_row_and_the_rest_match():
 # --- refusals ------------------------------------------------------------------------------
 
 
-class PackedLSTM(nn.Module):
-    def __init__(self, enforce_sorted: bool):
-        super().__init__()
-        self.lstm = nn.LSTM(3, 4, batch_first=True)
-        self.enforce_sorted = enforce_sorted
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, [2, 4], batch_first=True, enforce_sorted=self.enforce_sorted
-        )
-        out, _ = self.lstm(packed)
-        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True)[0]
-
-
-class PackSequence(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.gru = nn.GRU(3, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_sequence([x[0], x[1]], enforce_sorted=False)
-        out, _ = self.gru(packed)
-        return nn.utils.rnn.pad_packed_sequence(out)[0]
-
-
-@pytest.mark.parametrize(
-    ("model", "match"),
-    [
-        (lambda: PackedLSTM(enforce_sorted=False), "packed sequences .* are not supported"),
-        (PackSequence, "not supported"),
-    ],
-    ids=["pack_padded_sequence, unsorted", "pack_sequence"],
-)
-def test_packed_sequences_are_refused(model, match):
-    x = randn(2, 4, 3, seed=0)
-    with pytest.raises(torch_ref.UnsupportedModuleError, match=match):
-        torch_ref.manual_gradients(seeded(model), nn.MSELoss(), x, torch.zeros(2, 4, 4))
-
-
 def test_training_mode_dropout_between_layers_is_refused_and_eval_is_not():
     model = seeded(lambda: Head(nn.GRU(3, 4, num_layers=2, dropout=0.3)))
     x, y = randn(5, 2, 3, seed=1), randn(5, 2, 2, seed=2)

@@ -143,8 +143,9 @@ def test_planted_bug_is_caught():
     original = recurrent.CELLS["RNN_TANH"]
     act = recurrent.get_activation("tanh")
 
-    def no_recurrence(d, df, tape, p):
-        return recurrent.rnn_backward(d, df, tape, {**p, "weight_hh": 0 * p["weight_hh"]}, act)
+    def no_recurrence(d, df, tape, p, valid=None):
+        zero_w = {**p, "weight_hh": 0 * p["weight_hh"]}
+        return recurrent.rnn_backward(d, df, tape, zero_w, act, valid)
 
     recurrent.CELLS["RNN_TANH"] = recurrent.Cell("RNN_TANH", 1, 1, original.forward, no_recurrence)
     try:

@@ -174,13 +174,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
     def values_of(self, obj: Any, what: str) -> Any:
         if isinstance(obj, torch.Tensor):
             return self.value(obj, what)
-        if isinstance(obj, PackedSequence):
-            raise _ours(
-                UnsupportedModuleError(
-                    f"{what}{_user_line()}: packed sequences (PackedSequence) are not "
-                    "supported: check sequences of one length at a time"
-                )
-            )
+        if isinstance(obj, PackedSequence):  # (its own __new__ would check the values' devices)
+            return PackedSequence._make(self.values_of(v, what) for v in obj)
         if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
             return type(obj)(self.values_of(v, what) for v in obj)
         if isinstance(obj, tuple):  # a named tuple

@@ -14,8 +14,11 @@ at zero, as torch's. The outputs come back as torch returns them, so
 
 all trace. The trace reports each layer's δ of every time step (torch_ref.oracle.Trace).
 
-Refused: packed sequences (nn.utils.rnn.pack_padded_sequence, pack_sequence), inter-layer
-dropout in training mode (random), and what the manual layer refuses (shapes, proj_size).
+A PackedSequence as the input (`self.lstm(packed, hx)`) traces too: torch_ref.registry.packed
+holds its rule and the rows of the packing ops.
+
+Refused: inter-layer dropout in training mode (random), and what the manual layer refuses
+(shapes, proj_size).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.rnn import PackedSequence
 
 from manual_bp.ops import recurrent as R
-from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import (
     Op,
     OpEntry,
@@ -41,19 +44,7 @@ from torch_ref.registry.core import (
     param_arg,
     tensor,
 )
-
-PACKED = (
-    "packed sequences (nn.utils.rnn.pack_padded_sequence, pack_sequence, PackedSequence) are "
-    "not supported: check sequences of one length at a time (equal lengths need no packing), "
-    "or pass the padded tensor itself and mask the padded steps out of the loss (a "
-    "unidirectional layer's outputs at the valid steps are the packed ones; h_n is not)"
-)
-
-
-def _input(x: Any, what: str) -> Ref | Param:
-    if isinstance(x, nn.utils.rnn.PackedSequence):
-        raise UnsupportedModuleError(f"{what}: {PACKED}")
-    return tensor(x, what)
+from torch_ref.registry.packed import on_packed, packed_samples
 
 
 def _states(hx: Any, n_states: int, what: str) -> tuple[Ref | Param, ...]:
@@ -87,7 +78,8 @@ def recurrent_rule(cls: type[R.RNNBase]) -> Callable[..., Op]:
     what = f"nn.{cls.__name__}"
 
     def rule(input: Any, hx: Any = None, *, training: bool = False, **kwargs: Any) -> Op:
-        x = _input(input, what)
+        packed = isinstance(input, PackedSequence)
+        x = tensor(input.data if packed else input, what)
         options = {k: kwargs.pop(k) for k in cls.OPTIONS if k in kwargs}
         dropout, layers = options.get("dropout", 0.0), options.get("num_layers", 1)
         if training and dropout > 0 and layers > 1:
@@ -98,11 +90,10 @@ def recurrent_rule(cls: type[R.RNNBase]) -> Callable[..., Op]:
             )
         states = _states(hx, 2 if cls is R.LSTM else 1, what)
         weights = _weights(what, kwargs)
-        layer = cls(
-            **options,
-            params={n: array(p) for n, p in weights.items()},
-            initial_state=bool(states),
-        )
+        params = {n: array(p) for n, p in weights.items()}
+        if packed:
+            return on_packed(cls, input, x, states, options, params, weights, _AS_TORCH)
+        layer = cls(**options, params=params, initial_state=bool(states))
         return Op(layer, (x, *states), fused(**weights), outputs=_AS_TORCH[layer.n_outputs])
 
     rule.__name__ = cls.__name__.lower()
@@ -115,7 +106,7 @@ def cell_rule(cls: type[R.CellBase]) -> Callable[..., Op]:
     what = f"nn.{cls.__name__}"
 
     def rule(input: Any, hx: Any = None, **kwargs: Any) -> Op:
-        x = _input(input, what)
+        x = tensor(input, what)
         options = {k: kwargs.pop(k) for k in cls.OPTIONS if k in kwargs}
         states = _states(hx, 2 if cls is R.LSTMCell else 1, what)
         weights = _weights(what, kwargs)
@@ -145,11 +136,6 @@ def module_args(cls: type[R.RNNBase] | type[R.CellBase]) -> Callable[[nn.Module]
         return out | {n: getattr(m, n) for n in names}
 
     return args
-
-
-def pack_padded_sequence(*args: Any, **kwargs: Any) -> Any:
-    """torch's _pack_padded_sequence, which nn.utils.rnn.pack_padded_sequence calls: refused."""
-    raise UnsupportedModuleError(PACKED)
 
 
 # --- samples and refusals ------------------------------------------------------------
@@ -340,58 +326,6 @@ def _rnn_cell_samples() -> list[Sample]:
     ]
 
 
-class Packed(nn.Module):
-    """The usual way to feed sequences of several lengths to `lstm` (batch_first): packed,
-    then padded back."""
-
-    def __init__(self, lstm: nn.LSTM, lengths: list[int], enforce_sorted: bool = True) -> None:
-        super().__init__()
-        self.lstm, self.lengths, self.enforce_sorted = lstm, lengths, enforce_sorted
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, self.lengths, batch_first=True, enforce_sorted=self.enforce_sorted
-        )
-        out, _ = self.lstm(packed)
-        padded, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
-        return padded
-
-
-class Masked(nn.Module):
-    """What the refusal of packing advises: the padded batch (batch_first) through `lstm`,
-    each sequence's steps past its length masked out of the output."""
-
-    def __init__(self, lstm: nn.LSTM, lengths: list[int], T: int) -> None:
-        super().__init__()
-        self.lstm = lstm
-        mask = torch.arange(T)[None, :, None] < torch.tensor(lengths)[:, None, None]
-        self.register_buffer("mask", mask.to(torch.float64))  # (N, T, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(x)
-        return out * self.mask
-
-
-def _packed_samples() -> list[Sample]:
-    """NOTE: the row refuses every call; its sample is the route its message advises."""
-    lstm = _built(lambda: nn.LSTM(3, 4, batch_first=True), 0)
-    return [Sample("advised instead: the padded batch, padded steps masked", (_randn(2, 4, 3,
-            seed=0),), module=Masked(lstm, [4, 2], T=4))]  # fmt: skip
-
-
-def _packed_refusals() -> list[Refusal]:
-    lstm = _built(lambda: nn.LSTM(3, 4, batch_first=True), 0)
-    return [
-        Refusal(
-            "pack_padded_sequence before an LSTM",
-            (_randn(2, 4, 3, seed=0),),
-            UnsupportedModuleError,
-            "packed sequences .* are not supported: check sequences of one length at a time",
-            module=Packed(lstm, [4, 2]),
-        )
-    ]
-
-
 class _Hx(nn.Module):
     """rnn(x, hx) with hx as the test hands it: one tensor, or a tuple of the inputs."""
 
@@ -534,14 +468,36 @@ def _row(
 
 _LAYERS = (
     "num_layers, bidirectional, batch_first or sequence-first, bias, hx given (computed or "
-    "learned) or zero, unbatched input, dropout in eval mode; δ of every step in the trace"
+    "learned) or zero, unbatched input, a PackedSequence, dropout in eval mode; δ of every "
+    "step in the trace"
 )
 _CELLS = "one step; state given (computed or learned) or zero; unbatched input"
 
 ROWS = [
-    _row("rnn", nn.RNN, R.RNN, _rnn_samples, _rnn_refusals, f"tanh and relu; {_LAYERS}"),
-    _row("lstm", nn.LSTM, R.LSTM, _lstm_samples, _lstm_refusals, f"proj_size; {_LAYERS}"),
-    _row("gru", nn.GRU, R.GRU, _gru_samples, _gru_refusals, _LAYERS),
+    _row(
+        "rnn",
+        nn.RNN,
+        R.RNN,
+        lambda: _rnn_samples() + packed_samples()[nn.RNN],
+        _rnn_refusals,
+        f"tanh and relu; {_LAYERS}",
+    ),
+    _row(
+        "lstm",
+        nn.LSTM,
+        R.LSTM,
+        lambda: _lstm_samples() + packed_samples()[nn.LSTM],
+        _lstm_refusals,
+        f"proj_size; {_LAYERS}",
+    ),
+    _row(
+        "gru",
+        nn.GRU,
+        R.GRU,
+        lambda: _gru_samples() + packed_samples()[nn.GRU],
+        _gru_refusals,
+        _LAYERS,
+    ),
     _row(
         "rnn_cell",
         nn.RNNCell,
@@ -566,13 +522,4 @@ ROWS = [
         _cell_refusals(nn.GRUCell),
         _CELLS,
     ),  # fmt: skip
-    OpEntry(
-        "pack_padded_sequence",
-        "recurrent",
-        pack_padded_sequence,
-        functions=(torch._pack_padded_sequence,),
-        note="refused: packed sequences (nn.utils.rnn.pack_padded_sequence, pack_sequence)",
-        samples=_packed_samples,
-        refusals=_packed_refusals,
-    ),
 ]

@@ -36,6 +36,11 @@ k > 0 reads the concatenation [forward, reverse] of layer k − 1's outputs; the
 layer k, direction d sits at index k·D + d of h0/h_n. Inter-layer dropout is applied in
 training only: these layers are the eval-mode function, where it is the identity.
 
+Sequences of several lengths (`lengths`, one per sample, as a PackedSequence holds them): a
+step t ≥ L_b leaves sample b's state as it was, h_t = v_t ⊙ h_new + (1 − v_t) ⊙ h_{t−1} with
+v_t = [t < L_b] (c_t alike), and its output is 0; backprop through time splits ∂L/∂h_t the
+same way. The reverse direction reads v flipped, so it starts at step L_b − 1.
+
 What backprop through time saw inside the layer (δ and ∂L/∂h for every time step) is the
 `BPTT` record that `backward_trace(delta, cache)` returns beside δ_prev and ∂L/∂θ, the layer
 protocol's declared inner trace (manual_bp.ops.base.Layer.inner_trace; see `BPTT` for its
@@ -46,6 +51,7 @@ layout). A network run with a trace keeps it in `Gradients.traces`.
 | `kernels` | one direction of one layer per cell: forward, BPTT, the table `CELLS`      |
 | `layers`  | RNN, LSTM, GRU (layers × directions), the `BPTT` record, parameter checks |
 | `cells`   | RNNCell, LSTMCell, GRUCell: one step                                      |
+| `packed`  | PackedSequence's layout: pack, pad, and a layer run on packed data        |
 """
 
 from manual_bp.ops.activations import get_activation
@@ -66,6 +72,14 @@ from manual_bp.ops.recurrent.kernels import (
     rnn_forward,
 )
 from manual_bp.ops.recurrent.layers import BPTT, GRU, LSTM, RNN, RecurrentCache, RNNBase
+from manual_bp.ops.recurrent.packed import (
+    PackedRNN,
+    PackPadded,
+    PadPacked,
+    lengths_of,
+    pack,
+    pad,
+)
 
 __all__ = [
     "BPTT",
@@ -81,6 +95,9 @@ __all__ = [
     "GRUTape",
     "LSTMCell",
     "LSTMTape",
+    "PackPadded",
+    "PackedRNN",
+    "PadPacked",
     "RNNBase",
     "RNNCell",
     "RNNTape",
@@ -90,7 +107,10 @@ __all__ = [
     "gru_backward",
     "gru_forward",
     "lstm_backward",
+    "lengths_of",
     "lstm_forward",
+    "pack",
+    "pad",
     "rnn_backward",
     "rnn_forward",
 ]

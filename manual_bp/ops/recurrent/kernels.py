@@ -32,15 +32,42 @@ def _zeros_if_none(x: Array | None, like: Array) -> Array:
     return np.zeros_like(like) if x is None else x
 
 
+# --- variable lengths: a step past a sample's length leaves its state as it was ---------------
+#
+# `valid` (T, N, 1) bool, or None where every step counts: v_t = 1 while t < L_b (the reverse
+# direction gets it flipped: its steps past L_b come first, and it starts at L_b − 1). Then
+#     h_t = v_t ⊙ h_new + (1 − v_t) ⊙ h_{t−1}   (c_t alike),   out_t = v_t ⊙ h_t
+# and backward splits ∂L/∂h_t into v_t ⊙ ∂L/∂h_t, into the step, and (1 − v_t) ⊙ ∂L/∂h_t,
+# straight on to h_{t−1}.
+
+
+def _kept(valid: Array | None, t: int, new: Array, old: Array) -> Array:
+    """h_t = v_t ⊙ h_new + (1 − v_t) ⊙ h_{t−1}: a step past the sample's length keeps its state."""
+    return new if valid is None else np.where(valid[t], new, old)
+
+
+def _split(valid: Array | None, t: int, g: Array) -> tuple[Array, Array | float]:
+    """(v_t ⊙ g, (1 − v_t) ⊙ g): ∂L/∂h_t into step t's new state, and on to h_{t−1} as it is."""
+    if valid is None:
+        return g, 0.0
+    return np.where(valid[t], g, 0.0), np.where(valid[t], 0.0, g)
+
+
+def _on(valid: Array | None, a: Array) -> Array:
+    """v ⊙ a over every step: the outputs (and their δ) are zero past a sample's length."""
+    return a if valid is None else np.where(valid, a, 0.0)
+
+
 # --- one direction of one layer: forward over t = 0..T−1, then BPTT back -------------------
 #
 # Every kernel takes gx = x_t W_ihᵀ + b_ih for all t at once, (T, N, G·H) (the input side has
 # no recurrence, so the layer forms it in one product), the initial state and the direction's
-# parameters under their short names ("weight_hh", "bias_hh", "weight_hr"). It returns the
-# hidden states h_1..h_T (T, N, H_out), the final state and a tape for backward.
+# parameters under their short names ("weight_hh", "bias_hh", "weight_hr"), and `valid` (see
+# above; None: every step counts). It returns the hidden states h_1..h_T (T, N, H_out), 0 past
+# each sample's length, the final state and a tape for backward.
 #
-# Backward takes ∂L/∂h_t from the layer's output (T, N, H_out) and ∂L/∂(final state) (None
-# where unused) and returns
+# Backward takes ∂L/∂h_t from the layer's output (T, N, H_out), ∂L/∂(final state) (None
+# where unused) and the same `valid`, and returns
 #     δ      (T, N, G·H): ∂L/∂(x_t W_ihᵀ + b_ih), whence ∂L/∂W_ih, ∂L/∂b_ih and ∂L/∂x_t
 #     ∂L/∂(initial state), ∂L/∂θ of the recurrent side, and the trace (see BPTT).
 
@@ -52,9 +79,9 @@ class RNNTape:
 
 
 def rnn_forward(
-    gx: Array, state0: State, p: Mapping[str, Array], act: Activation
+    gx: Array, state0: State, p: Mapping[str, Array], act: Activation, valid: Array | None = None
 ) -> tuple[Array, State, RNNTape]:
-    """h_t = f(z_t),  z_t = gx_t + h_{t−1} W_hhᵀ + b_hh."""
+    """h_t = f(z_t),  z_t = gx_t + h_{t−1} W_hhᵀ + b_hh  (h_t = h_{t−1} past the length)."""
     (h0,) = state0
     W_hh, b_hh = p["weight_hh"], _bias(p, "bias_hh")
     T = len(gx)
@@ -63,25 +90,28 @@ def rnn_forward(
     h[0] = h0
     for t in range(T):
         z[t] = gx[t] + h[t] @ W_hh.T + b_hh
-        h[t + 1] = act(z[t])
-    return h[1:], (h[T],), RNNTape(z, h)
+        h[t + 1] = _kept(valid, t, act(z[t]), h[t])
+    return _on(valid, h[1:]), (h[T],), RNNTape(z, h)
 
 
 def rnn_backward(
     dL_dh_out: Array, dL_dfinal: tuple[Array | None, ...], tape: RNNTape,
-    p: Mapping[str, Array], act: Activation,
+    p: Mapping[str, Array], act: Activation, valid: Array | None = None,
 ) -> tuple[Array, State, dict[str, Array], dict[str, Array]]:  # fmt: skip
     """δ_t = f′(z_t) ⊙ (W_hhᵀ δ_{t+1} + ∂L/∂h_t);  ∂L/∂W_hh = Σ_t δ_t h_{t−1}ᵀ, ∂L/∂b_hh = Σ δ_t."""
     W_hh = p["weight_hh"]
     z, h = tape.z, tape.h
     T, H = len(z), z.shape[-1]
+    # NOTE: past a sample's length h_t is h_{t−1}, not f(z_t): f′ there is never used (v_t = 0)
     f_prime = act.derivative(z, h[1:])  # (T, N, H)
     delta, dL_dh = np.empty_like(z), np.empty_like(z)
+    dL_dh_out = _on(valid, dL_dh_out)
     from_next = _zeros_if_none(dL_dfinal[0], h[0])  # W_hhᵀ δ_{t+1}; at t = T: ∂L/∂h_n
     for t in reversed(range(T)):
         dL_dh[t] = dL_dh_out[t] + from_next  # both routes into h_t
-        delta[t] = f_prime[t] * dL_dh[t]
-        from_next = delta[t] @ W_hh  # W_hhᵀ δ_t, for step t − 1
+        dL_dh_new, kept = _split(valid, t, dL_dh[t])
+        delta[t] = f_prime[t] * dL_dh_new
+        from_next = delta[t] @ W_hh + kept  # W_hhᵀ δ_t, for step t − 1
     grads = {"weight_hh": delta.reshape(-1, H).T @ h[:-1].reshape(-1, H)}
     if "bias_hh" in p:
         grads["bias_hh"] = delta.sum(axis=(0, 1))
@@ -97,7 +127,9 @@ class LSTMTape:
     m: Array | None  # (T, N, H): o ⊙ tanh(c), kept only with proj_size (for ∂L/∂W_hr)
 
 
-def lstm_forward(gx: Array, state0: State, p: Mapping[str, Array]) -> tuple[Array, State, LSTMTape]:
+def lstm_forward(
+    gx: Array, state0: State, p: Mapping[str, Array], valid: Array | None = None
+) -> tuple[Array, State, LSTMTape]:
     """[i f g o] = gx_t + h_{t−1} W_hhᵀ + b_hh; c_t = f⊙c_{t−1} + i⊙g; h_t = o⊙tanh(c_t) (W_hrᵀ)."""
     h0, c0 = state0
     W_hh, b_hh, W_hr = p["weight_hh"], _bias(p, "bias_hh"), p.get("weight_hr")
@@ -113,19 +145,21 @@ def lstm_forward(gx: Array, state0: State, p: Mapping[str, Array]) -> tuple[Arra
         gates[t] = _sigmoid(a)  # i, f, o: σ (and g's block, overwritten next)
         gates[t, :, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])  # g: tanh
         i, f, g, o = (gates[t, :, k * H : (k + 1) * H] for k in range(4))
-        c[t + 1] = f * c[t] + i * g
-        tanh_c[t] = np.tanh(c[t + 1])
+        c_new = f * c[t] + i * g
+        tanh_c[t] = np.tanh(c_new)
         if W_hr is None:
-            h[t + 1] = o * tanh_c[t]
+            h_new = o * tanh_c[t]
         else:
             m[t] = o * tanh_c[t]
-            h[t + 1] = m[t] @ W_hr.T  # (N, H) → (N, P)
-    return h[1:], (h[T], c[T]), LSTMTape(gates, c, tanh_c, h, m)
+            h_new = m[t] @ W_hr.T  # (N, H) → (N, P)
+        c[t + 1], h[t + 1] = _kept(valid, t, c_new, c[t]), _kept(valid, t, h_new, h[t])
+    return _on(valid, h[1:]), (h[T], c[T]), LSTMTape(gates, c, tanh_c, h, m)
 
 
 def lstm_backward(
-    dL_dh_out: Array, dL_dfinal: tuple[Array | None, ...], tape: LSTMTape, p: Mapping[str, Array]
-) -> tuple[Array, State, dict[str, Array], dict[str, Array]]:
+    dL_dh_out: Array, dL_dfinal: tuple[Array | None, ...], tape: LSTMTape,
+    p: Mapping[str, Array], valid: Array | None = None,
+) -> tuple[Array, State, dict[str, Array], dict[str, Array]]:  # fmt: skip
     """∂L/∂c_t = ∂L/∂c_{t+1} ⊙ f_{t+1} + ∂L/∂m_t ⊙ o_t ⊙ tanh′(c_t); δ = ∂L/∂(pre-[i f g o])."""
     W_hh, W_hr = p["weight_hh"], p.get("weight_hr")
     gates, c, tanh_c, h = tape.gates, tape.c, tape.tanh_c, tape.h
@@ -139,28 +173,30 @@ def lstm_backward(
     dm_dc = o * (1.0 - tanh_c**2)  # ∂m_t/∂c_t = o_t ⊙ tanh′(c_t)
     delta = np.empty_like(gates)
     dL_dh, dL_dc = np.empty_like(h[1:]), np.empty_like(c[1:])
+    dL_dh_out = _on(valid, dL_dh_out)
     from_next = _zeros_if_none(dL_dfinal[0], h[0])  # W_hhᵀ δ_{t+1}; at t = T: ∂L/∂h_n
-    dL_dc_n = _zeros_if_none(dL_dfinal[1], c[0])
+    from_next_c = _zeros_if_none(dL_dfinal[1], c[0])  # ∂L/∂c_t from step t + 1; at t = T: ∂L/∂c_n
     for t in reversed(range(T)):
         dL_dh[t] = dL_dh_out[t] + from_next
-        dL_dm = dL_dh[t] if W_hr is None else dL_dh[t] @ W_hr  # h_t = m_t W_hrᵀ
-        # the constant error carousel: the cell state's own route back in time
-        dL_dc_next = dL_dc[t + 1] * f[t + 1] if t + 1 < T else dL_dc_n
-        dL_dc[t] = dL_dc_next + dL_dm * dm_dc[t]
+        dL_dh_new, kept_h = _split(valid, t, dL_dh[t])
+        dL_dc_new, kept_c = _split(valid, t, from_next_c)
+        dL_dm = dL_dh_new if W_hr is None else dL_dh_new @ W_hr  # h_t = m_t W_hrᵀ
+        dL_dc[t] = dL_dc_new + dL_dm * dm_dc[t]
         delta[t, :, :H] = dL_dc[t] * dc_di[t]
         delta[t, :, H : 2 * H] = dL_dc[t] * dc_df[t]
         delta[t, :, 2 * H : 3 * H] = dL_dc[t] * dc_dg[t]
         delta[t, :, 3 * H :] = dL_dm * dm_do[t]
-        from_next = delta[t] @ W_hh
-    dL_dc0 = dL_dc[0] * f[0]  # the carousel's last step, into c0
+        from_next = delta[t] @ W_hh + kept_h
+        # the constant error carousel: the cell state's own route back in time
+        from_next_c = dL_dc[t] * f[t] + kept_c
     P = h.shape[-1]
     grads = {"weight_hh": delta.reshape(-1, 4 * H).T @ h[:-1].reshape(-1, P)}
     if "bias_hh" in p:
         grads["bias_hh"] = delta.sum(axis=(0, 1))
-    if W_hr is not None:
-        grads["weight_hr"] = dL_dh.reshape(-1, P).T @ tape.m.reshape(-1, H)  # Σ_t ∂L/∂h_t m_tᵀ
+    if W_hr is not None:  # Σ_t ∂L/∂h_t m_tᵀ, over the steps inside each sample's length
+        grads["weight_hr"] = _on(valid, dL_dh).reshape(-1, P).T @ tape.m.reshape(-1, H)
     trace = {"delta_hh": delta, "dL_dh": dL_dh, "dL_dc": dL_dc}
-    return delta, (from_next, dL_dc0), grads, trace
+    return delta, (from_next, from_next_c), grads, trace
 
 
 @dataclass
@@ -172,7 +208,9 @@ class GRUTape:
     h: Array  # (T + 1, N, H): h[0] = h0
 
 
-def gru_forward(gx: Array, state0: State, p: Mapping[str, Array]) -> tuple[Array, State, GRUTape]:
+def gru_forward(
+    gx: Array, state0: State, p: Mapping[str, Array], valid: Array | None = None
+) -> tuple[Array, State, GRUTape]:
     """[r z] = σ(gx + h W_hhᵀ + b_hh); n = tanh(gx_n + r ⊙ (h W_hnᵀ + b_hn)); h′ = (1−z)⊙n + z⊙h."""
     (h0,) = state0
     W_hh, b_hh = p["weight_hh"], _bias(p, "bias_hh")
@@ -186,13 +224,14 @@ def gru_forward(gx: Array, state0: State, p: Mapping[str, Array]) -> tuple[Array
         r[t], z[t] = rz[:, :H], rz[:, H:]
         gh_n[t] = gh[:, 2 * H :]
         n[t] = np.tanh(gx[t, :, 2 * H :] + r[t] * gh_n[t])  # NOTE: b_hn inside r ⊙ (·), as torch
-        h[t + 1] = (1.0 - z[t]) * n[t] + z[t] * h[t]
-    return h[1:], (h[T],), GRUTape(r, z, n, gh_n, h)
+        h[t + 1] = _kept(valid, t, (1.0 - z[t]) * n[t] + z[t] * h[t], h[t])
+    return _on(valid, h[1:]), (h[T],), GRUTape(r, z, n, gh_n, h)
 
 
 def gru_backward(
-    dL_dh_out: Array, dL_dfinal: tuple[Array | None, ...], tape: GRUTape, p: Mapping[str, Array]
-) -> tuple[Array, State, dict[str, Array], dict[str, Array]]:
+    dL_dh_out: Array, dL_dfinal: tuple[Array | None, ...], tape: GRUTape,
+    p: Mapping[str, Array], valid: Array | None = None,
+) -> tuple[Array, State, dict[str, Array], dict[str, Array]]:  # fmt: skip
     """∂L/∂h_{t−1} = ∂L/∂h_t ⊙ z_t + W_hhᵀ δ^hh_t; δ^hh = δ except its n block, r ⊙ δ_n."""
     W_hh = p["weight_hh"]
     r, z, n, gh_n, h = tape.r, tape.z, tape.n, tape.gh_n, tape.h
@@ -204,16 +243,18 @@ def gru_backward(
     delta = np.empty((T, *r.shape[1:-1], 3 * H))  # ∂L/∂(x W_ihᵀ + b_ih): r, z, n
     delta_hh = np.empty_like(delta)  # ∂L/∂(h W_hhᵀ + b_hh)
     dL_dh = np.empty_like(r)
+    dL_dh_out = _on(valid, dL_dh_out)
     from_next = _zeros_if_none(dL_dfinal[0], h[0])
     for t in reversed(range(T)):
         dL_dh[t] = dL_dh_out[t] + from_next
-        delta_n = dL_dh[t] * dh_dn[t]
+        dL_dh_new, kept = _split(valid, t, dL_dh[t])
+        delta_n = dL_dh_new * dh_dn[t]
         delta[t, :, :H] = delta_n * dn_dr[t]  # δ_r
-        delta[t, :, H : 2 * H] = dL_dh[t] * dh_dz[t]  # δ_z
+        delta[t, :, H : 2 * H] = dL_dh_new * dh_dz[t]  # δ_z
         delta[t, :, 2 * H :] = delta_n
         delta_hh[t, :, : 2 * H] = delta[t, :, : 2 * H]
         delta_hh[t, :, 2 * H :] = r[t] * delta_n  # the reset gate multiplies the hidden side
-        from_next = dL_dh[t] * z[t] + delta_hh[t] @ W_hh
+        from_next = dL_dh_new * z[t] + delta_hh[t] @ W_hh + kept
     grads = {"weight_hh": delta_hh.reshape(-1, 3 * H).T @ h[:-1].reshape(-1, H)}
     if "bias_hh" in p:
         grads["bias_hh"] = delta_hh.sum(axis=(0, 1))
@@ -238,8 +279,8 @@ def _rnn_cell(nonlinearity: str) -> Cell:
     act = get_activation(nonlinearity)
     return Cell(
         f"RNN_{nonlinearity.upper()}", 1, 1,
-        lambda gx, s, p: rnn_forward(gx, s, p, act),
-        lambda d, df, tape, p: rnn_backward(d, df, tape, p, act),
+        lambda gx, s, p, valid=None: rnn_forward(gx, s, p, act, valid),
+        lambda d, df, tape, p, valid=None: rnn_backward(d, df, tape, p, act, valid),
     )  # fmt: skip
 
 

@@ -4,7 +4,7 @@ manual_bp.ops.recurrent.kernels), in torch's layouts, and the record of backprop
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,6 +35,9 @@ class BPTT:
       also gets ∂L/∂h_n). For a loss at the last step only, this is the gradient flowing
       back in time.
     - `dL_dc`    (T, N, H), LSTM only: ∂L/∂c_t, the constant error carousel.
+
+    With `lengths`, δ and ∂L/∂c_t (of the step's new cell) are 0 past a sample's length, and
+    ∂L/∂h_t there is what passes through the frozen state.
     """
 
     delta: dict[str, Array] = field(default_factory=dict)
@@ -62,6 +65,7 @@ class RecurrentCache:
     inputs: list[Array]  # layer k's input, (T, N, in_k)
     tapes: dict[str, Any]  # by suffix "l{k}[_reverse]"
     batched: bool
+    valid: Array | None = None  # (T, N, 1): t < L_b, with `lengths`
 
 
 # --- checks, before any arithmetic ---------------------------------------------------------
@@ -113,6 +117,10 @@ class RNNBase(Layer):
 
     `initial_state`: forward takes h0 (LSTM: h0 and c0) after x, as torch's hx; otherwise the
     state starts at zero. `mode` (RNNBase only) is a key of CELLS.
+
+    `lengths` (one per sample, batched input only): sample b's sequence is its first L_b steps,
+    as a PackedSequence's (manual_bp.ops.recurrent.packed): the recurrence runs t = 0..L_b − 1
+    (the reverse direction L_b − 1..0), h_n is the state after it, the outputs past L_b are 0.
     """
 
     reports_delta = True
@@ -137,9 +145,11 @@ class RNNBase(Layer):
         *,
         params: Mapping[str, Any],
         initial_state: bool = False,
+        lengths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.cell = _cell(mode)
+        self.lengths = None if lengths is None else np.asarray(lengths, dtype=np.int64)
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
         self.num_layers = _positive_int("num_layers", num_layers)
@@ -228,6 +238,13 @@ class RNNBase(Layer):
         T, N = (x[1], x[0]) if batched and self.batch_first else (x[0], x[1] if batched else None)
         if T < 1:
             raise ValueError(f"expected sequence length to be larger than 0, got shape {x}")
+        if self.lengths is not None:
+            L = self.lengths
+            if not batched or L.shape != (N,) or L.min() < 1 or L.max() > T:
+                raise ValueError(
+                    f"expected lengths of the {N} samples, each in 1..{T}, for a batched input; "
+                    f"got lengths {L.tolist()} for an input of shape {x}"
+                )
         names = ("h0", "c0")
         for name, got, want in zip(names, in_shapes[1:], self._state_shapes(N), strict=False):
             _check_state(name, got, want)
@@ -257,7 +274,8 @@ class RNNBase(Layer):
         self.shape(*(a.shape for a in a_prev))
         batched = a_prev[0].ndim == 3
         x = self._to_time_major(a_prev[0], batched)  # (T, N, I)
-        N = x.shape[1]
+        T, N = x.shape[:2]
+        valid = None if self.lengths is None else self._valid(T)
         states0 = [s if batched else s[:, None] for s in a_prev[1:]]  # (L·D, N, ·) each
         if not states0:
             states0 = [np.zeros(s) for s in self._state_shapes(N)]
@@ -274,7 +292,8 @@ class RNNBase(Layer):
                 if d == 1:
                     gx = gx[::-1]  # the reverse direction reads t = T−1 … 0
                 state0 = tuple(s0[k * D + d] for s0 in states0)
-                h, final, tapes[s] = self.cell.forward(gx, state0, p)
+                v = None if valid is None else valid[::-1] if d == 1 else valid
+                h, final, tapes[s] = self.cell.forward(gx, state0, p, v)
                 outs.append(h[::-1] if d == 1 else h)
                 for j, v in enumerate(final):
                     finals[j].append(v)
@@ -282,7 +301,11 @@ class RNNBase(Layer):
             # NOTE: inter-layer dropout is the identity in eval mode
         out = self._from_time_major(layer_in, batched)
         final_states = [np.stack(f) if batched else np.stack(f)[:, 0] for f in finals]
-        return (out, *final_states), RecurrentCache(inputs, tapes, batched)
+        return (out, *final_states), RecurrentCache(inputs, tapes, batched, valid)
+
+    def _valid(self, T: int) -> Array:
+        """v[t, b] = t < L_b, (T, N, 1): the steps inside each sample's sequence."""
+        return (np.arange(T)[:, None] < self.lengths[None, :])[..., None]
 
     def backward_trace(
         self, delta: tuple[Array | None, ...], cache: RecurrentCache, *, input_grad: bool = True
@@ -321,10 +344,12 @@ class RNNBase(Layer):
                 p = self._direction_params(s)
                 dL_dh_out = d_layer[..., d * self.h_out : (d + 1) * self.h_out]
                 d_final = tuple(None if f is None else f[k * D + d] for f in d_finals)
+                v = cache.valid
                 if d == 1:
                     dL_dh_out = dL_dh_out[::-1]
+                    v = None if v is None else v[::-1]
                 delta_k, d_state0, g_hh, trace = self.cell.backward(
-                    dL_dh_out, d_final, cache.tapes[s], p
+                    dL_dh_out, d_final, cache.tapes[s], p, v
                 )
                 if d == 1:  # back to the sequence's own time order
                     delta_k = delta_k[::-1]
@@ -389,11 +414,13 @@ class RNN(RNNBase):
         *,
         params: Mapping[str, Any],
         initial_state: bool = False,
+        lengths: Sequence[int] | None = None,
     ) -> None:
         self.nonlinearity = nonlinearity
         super().__init__(
             _rnn_mode(nonlinearity), input_size, hidden_size, num_layers, bias, batch_first,
             dropout, bidirectional, params=params, initial_state=initial_state,
+            lengths=lengths,
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -419,10 +446,12 @@ class LSTM(RNNBase):
         *,
         params: Mapping[str, Any],
         initial_state: bool = False,
+        lengths: Sequence[int] | None = None,
     ) -> None:
         super().__init__(
             "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, proj_size, params=params, initial_state=initial_state,
+            lengths=lengths,
         )  # fmt: skip
 
 
@@ -441,8 +470,10 @@ class GRU(RNNBase):
         *,
         params: Mapping[str, Any],
         initial_state: bool = False,
+        lengths: Sequence[int] | None = None,
     ) -> None:
         super().__init__(
             "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
             bidirectional, params=params, initial_state=initial_state,
+            lengths=lengths,
         )  # fmt: skip
