@@ -45,3 +45,23 @@ def test_det_at_an_exactly_singular_matrix_torch_returns_zero_the_oracle_the_cof
     torch.testing.assert_close(grads["a"], cof, rtol=1e-12, atol=1e-12)
     report = torch_ref.compare_gradients(model, loss, x, t)
     assert not report.ok and "oracle 14" in report.failure_message()
+
+
+def test_torchs_decomposition_of_multilabel_margin_loss_counts_the_padded_targets():
+    """torch._decomp's multilabel_margin_loss_forward (what torch.compile and export run)
+    does not mask the target positions after the first −1: each counts as a copy of class 0.
+    The kernel and the formula agree; the oracle has a row of its own, and refuses any
+    decomposition whose values are not its kernel's (tests/test_not_covered.py)."""
+    from torch._decomp import decomposition_table
+
+    x = torch.tensor([[0.3, 0.1, 0.2]], dtype=torch.float64)
+    y = torch.tensor([[0, 2, -1]])
+    formula = sum(max(0.0, 1 - (x[0, j] - x[0, 1]).item()) for j in (0, 2)) / 3  # targets 0, 2
+    kernel = torch.nn.functional.multilabel_margin_loss(x, y)
+    decomposed, _ = decomposition_table[torch.ops.aten.multilabel_margin_loss_forward.default](
+        x, y, 1
+    )
+    assert abs(kernel.item() - formula) < 1e-15
+    assert abs(decomposed.item() - formula) > 0.1  # (the padded position: 1 − (x0 − x1) / 3 more)
+    model = nn.Linear(3, 3).double()
+    assert torch_ref.compare_gradients(model, nn.MultiLabelMarginLoss(), x, y).ok
