@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 import torch_ref
+from experiments.measure.transformers_cases import Case, V, cases
 from experiments.report.io import atomic_write
-from experiments.transformers_cases import Case, V, cases
 
 OUT = Path("docs/transformers_models.md")
 RTOL, ATOL = 1e-9, 1e-12
@@ -110,9 +110,12 @@ def check(case: Case, transformers: Any) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.transformers_models")
-    p.add_argument("--only", nargs="*", help="case names to run (default: all)")
-    p.add_argument("--out", type=Path, default=OUT)
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.transformers_models",
+        description="Check transformers models as users hold them; write the table.",
+    )
+    p.add_argument("--only", nargs="*", help="case names to run (default: all; no file written)")
+    p.add_argument("--out", type=Path, default=OUT, help=f"the Markdown table (default {OUT})")
     args = p.parse_args(argv)
     import transformers
 
