@@ -181,7 +181,9 @@ def split_inputs(inputs: Any) -> tuple[str, tuple, dict, dict[str, torch.Tensor]
 _HOOKS = ("_backward_pre_hooks", "_backward_hooks")
 
 
-def refuse_backward_hooks(model: nn.Module) -> None:
+def refuse_backward_hooks(
+    model: nn.Module, named: list[tuple[str, torch.Tensor]] | None = None
+) -> None:
     """Forward hooks run in the twin as in the model; a backward hook changes the gradient
     autograd returns, which the twin's copy would not see (or would apply to the reference
     only): refused, naming it."""
@@ -201,7 +203,7 @@ def refuse_backward_hooks(model: nn.Module) -> None:
                     f"{kind.strip('_').replace('_', ' ')}; they change the gradients autograd "
                     "returns: remove them for the check"
                 )
-    for name, p in model.named_parameters():
+    for name, p in model.named_parameters() if named is None else named:
         if getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None):
             raise UnsupportedModuleError(
                 f"parameter {name!r} has a gradient hook (register_hook); it changes the "
@@ -230,17 +232,19 @@ _RECOMPUTED = (WeightNorm, SpectralNorm)
 def twin_of(model: nn.Module) -> nn.Module:
     """The float64 twin: a deep copy, floating parameters and buffers float64."""
     memo: dict[int, Any] = {}
-    for t in [*model.parameters(), *model.buffers()]:  # float64 as they are copied
-        if type(t) in (nn.Parameter, torch.Tensor):
-            data = t.detach().to(torch.float64 if t.is_floating_point() else t.dtype, copy=True)
-            memo[id(t)] = nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
-    for m in model.modules():  # nn.utils.weight_norm / spectral_norm (the old forms): the
-        for hook in m._forward_pre_hooks.values():  # weight each forward recomputes first
-            if isinstance(hook, _RECOMPUTED) and isinstance(
-                getattr(m, hook.name, None), torch.Tensor
-            ):
-                t = getattr(m, hook.name)
-                memo.setdefault(id(t), t.detach().to(torch.float64, copy=True))
+    for m in model.modules():
+        for t in (*m._parameters.values(), *m._buffers.values()):  # float64 as they are copied
+            if type(t) in (nn.Parameter, torch.Tensor) and id(t) not in memo:
+                dtype = torch.float64 if t.is_floating_point() else t.dtype
+                data = t.detach().to(dtype, copy=True)
+                memo[id(t)] = (
+                    nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
+                )
+        for hook in m._forward_pre_hooks.values():  # the old nn.utils.weight_norm and
+            if isinstance(hook, _RECOMPUTED):  # spectral_norm: a weight each forward recomputes
+                computed = getattr(m, hook.name, None)
+                if isinstance(computed, torch.Tensor):
+                    memo.setdefault(id(computed), computed.detach().to(torch.float64, copy=True))
     try:
         twin = _copy_module(model, memo)
     except Exception as err:
@@ -427,8 +431,9 @@ def _prepare(
 ) -> Problem:
     user = model
     model = unwrap(model)
-    refuse_backward_hooks(model)
-    for name, p in model.named_parameters():
+    own = list(model.named_parameters())
+    refuse_backward_hooks(model, own)
+    for name, p in own:
         check_initialised(name, p)
         check_layout(f"parameter {name!r}", p)
         check_finite(name, p, "parameter")
@@ -459,7 +464,7 @@ def _prepare(
         )
     twin = twin_of(model)
     _check_call(twin, args, kwargs)
-    device = next((p.device for p in model.parameters()), None)
+    device = own[0][1].device if own else None
     # (an input that requires grad does in the twin too: reentrant checkpoints and
     # `x.requires_grad` branches see what they see in your run)
     twins = {n: _twin_tensor(x, input_grads or x.requires_grad) for n, x in named.items()}
@@ -504,7 +509,7 @@ def _prepare(
                 run, (), {}, model=twin, inputs=twins, live_inputs=input_grads,
                 what=f"{cls}.forward",
                 modules=(("loss", loss64),) if isinstance(loss64, nn.Module) else (),
-                caller=dict(model.named_parameters()),
+                caller=dict(own),
                 keep_z=reference,
             )  # fmt: skip
     except Exception as err:
@@ -518,7 +523,9 @@ def _prepare(
             f"loss_fn must return a scalar floating tensor, got {got} (reduction='none' "
             "needs a reduction such as .mean() or .sum() after it)"
         )
-    params = {n: p for n, p in user.named_parameters() if p.requires_grad}
+    params = {
+        n: p for n, p in (own if user is model else user.named_parameters()) if p.requires_grad
+    }
     return Problem(
         user, loss_fn, inputs, target, twin, rec, xs, twins, l2, params, bool(input_grads),
         form, NetworkLoss(),
