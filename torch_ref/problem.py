@@ -119,6 +119,27 @@ def check_initialised(name: str, t: torch.Tensor, what: str = "parameter") -> No
         )
 
 
+def check_all_finite(named: list[tuple[str, torch.Tensor]], what: str) -> None:
+    """check_finite of each tensor, a few at a time: small floating tensors of one dtype
+    and device are looked at together (one isfinite), each alone only where that finds a
+    NaN or Inf."""
+    groups: dict[tuple[Any, Any], list[tuple[str, torch.Tensor]]] = {}
+    for name, t in named:
+        if t.is_floating_point() and t.numel() <= _TOGETHER:
+            groups.setdefault((t.device, t.dtype), []).append((name, t))
+        else:
+            check_finite(name, t, what)
+    for items in groups.values():
+        flat = torch.cat([t.detach().reshape(-1) for _, t in items])
+        if not bool(torch.isfinite(flat).all()):
+            for name, t in items:
+                check_finite(name, t, what)
+
+
+#: tensors up to this many entries are checked together (their copy is cheap)
+_TOGETHER = 1 << 16
+
+
 def check_layout(name: str, t: torch.Tensor) -> None:
     """Sparse, meta and quantised tensors hold no plain values to read."""
     what = f"{name} of shape {tuple(t.shape)}"
@@ -436,11 +457,12 @@ def _prepare(
     for name, p in own:
         check_initialised(name, p)
         check_layout(f"parameter {name!r}", p)
-        check_finite(name, p, "parameter")
-    for name, buf in model.named_buffers():
+    buffers = list(model.named_buffers())
+    for name, buf in buffers:
         check_initialised(name, buf, "buffer")
         check_layout(f"buffer {name!r}", buf)
-        check_finite(name, buf, "buffer")
+    check_all_finite(own, "parameter")
+    check_all_finite(buffers, "buffer")
     form, args, kwargs, named = split_inputs(inputs)
     if not callable(loss_fn):
         raise TypeError(
