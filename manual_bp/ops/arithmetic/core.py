@@ -408,7 +408,8 @@ class Where(Layer):
 class MaskedFill(Layer):
     """z = mask ? value : x (mask and x broadcast);  δ_x = unbroadcast(δ ⊙ ¬mask).
     Inputs: x, then the mask (a constant: its δ is None). The value may be ±inf (a causal
-    mask before softmax, as GPT code writes it): δ_x does not depend on it."""
+    mask before softmax, as GPT code writes it) or NaN (a mark of what was not computed):
+    δ_x does not depend on it."""
 
     n_inputs = 2
     integer_inputs = True  # the mask is bool
@@ -416,8 +417,6 @@ class MaskedFill(Layer):
     def __init__(self, value: float) -> None:
         super().__init__()
         self.value = float(value)
-        if np.isnan(self.value):
-            raise ValueError(f"masked_fill: expected a finite value or ±inf, got {value}")
 
     def __repr__(self) -> str:
         return f"MaskedFill({self.value})"

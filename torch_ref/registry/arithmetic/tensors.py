@@ -186,14 +186,14 @@ def where_method(input: Any, condition: Any, other: Any) -> Op:
 
 def masked_fill(input: Any, mask: Any, value: Any) -> Op:
     """x.masked_fill(mask, value): value a number, ±inf included (float("-inf") before a
-    softmax), or a 0-d tensor of the model."""
+    softmax) and NaN (a mark of what was not computed), or a 0-d tensor of the model."""
     if isinstance(value, Param) and value.ndim == 0 and not value.trainable:
         value = float(value.tensor)
     if isinstance(value, (Ref, Param)):  # (torch's lowering: the value gets Σ δ over the mask)
         raise NotCovered("masked_fill: this row takes a number as the fill value, got a tensor")
-    infinite = isinstance(value, (float, np.floating)) and math.isinf(value)
+    special = isinstance(value, (float, np.floating)) and not math.isfinite(value)
     return Op(
-        MaskedFill(value if infinite else number(value, "masked_fill")),
+        MaskedFill(value if special else number(value, "masked_fill")),
         (tensor(input, "masked_fill"), _mask(mask, "masked_fill")),
     )
 
@@ -353,6 +353,11 @@ def _masked_fill_samples() -> list[Sample]:
             (torch.randn(2, 4, 4, generator=torch.Generator().manual_seed(12), dtype=x.dtype),),
             fn=lambda s: torch.softmax(s.masked_fill(causal, float("-inf")), -1),
         ),
+        Sample(  # (kornia's median_blur marks what it cannot compute so)
+            "a NaN fill value, replaced before the loss",
+            (x,),
+            fn=lambda x: torch.nan_to_num(x.masked_fill(_MASK, float("nan")), nan=0.5) * x,
+        ),
         Sample(  # (through torch's lowering: NotCovered)
             "a tensor fill value that carries gradient",
             (x,),
@@ -371,19 +376,6 @@ def _where_refusals() -> list[Refusal]:
             UnsupportedModuleError,
             "expected a bool condition, got .* of dtype torch.float64",
             fn=lambda x: torch.where(_MASK.double(), x, 0.0),
-        ),
-    ]
-
-
-def _masked_fill_refusals() -> list[Refusal]:
-    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    return [
-        Refusal(
-            "a NaN fill value",
-            (x,),
-            UnsupportedModuleError,
-            "masked_fill: expected a finite Python number, got nan",
-            fn=lambda x: x.masked_fill(_MASK, float("nan")),
         ),
     ]
 
@@ -520,6 +512,5 @@ ROWS = [
         methods=("masked_fill", "masked_fill_"),
         note="a bool mask (broadcast), a number as the value",
         samples=_masked_fill_samples,
-        refusals=_masked_fill_refusals,
     ),
 ]
