@@ -317,3 +317,38 @@ def test_bilinear_sampling_on_the_pixel_grid_torch_fails_at_its_kinks() -> None:
     img = _x(1, 1, 4, 4)
     assert _both(_sample_on_the_grid, (img, _grid(0.0))) == (False, True)
     assert _both(_sample_on_the_grid, (img, _grid(1e-3))) == (True, True)
+
+
+# --- a module's parameter that is not an input is a constant of the check --------------
+
+
+class _PositionEmbedding(nn.Module):
+    """kornia's siglip2 vision embeddings: a learned table added to the input; gradcheck
+    differentiates with respect to the input only, so the table (which requires grad) is a
+    constant of the check, for torch's finite differences and for autograd alike."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.table = nn.Parameter(torch.randn(4, 3, generator=g, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.table.unsqueeze(0).tanh()
+
+
+def test_a_parameter_that_is_not_an_input_is_a_constant_of_the_check():
+    assert _both(_PositionEmbedding(), (_x(2, 4, 3),)) == (True, True)
+
+
+def test_a_tensor_kept_from_the_input_before_the_call_is_still_refused():
+    """One that reaches an input of the check is not a constant for autograd: torch's finite
+    differences see a constant and fail; ours refuses, naming the line."""
+    x = _x(2, 3)
+    kept = x * 2
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return x.sin() + kept
+
+    assert not _torch_gradcheck(f, (x,), raise_exception=False)
+    with pytest.raises(torch_ref.UnsupportedModuleError, match="computed where the record"):
+        torch_ref.gradcheck(f, (x,))

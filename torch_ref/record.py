@@ -61,6 +61,7 @@ from torch_ref.recording import (
     _float64_default,
     _hooks,
     function_calls,
+    graph_leaves,
     output_names,
     random_state_kept,
 )
@@ -152,7 +153,9 @@ class _Recorder(WholeModules, TorchFunctionMode):
         name = self.conv.names.get(id(t))
         if name is not None and name not in self.conv.constants:
             return self.conv.model_tensor(t)
-        if t.requires_grad and t.grad_fn is not None and torch.is_grad_enabled():
+        if (  # (what reaches nothing differentiated here is a constant, as in autograd)
+            t.requires_grad and t.grad_fn is not None and torch.is_grad_enabled()
+        ) and any(id(leaf) in self.live for leaf in graph_leaves(t)):
             fn = type(t.grad_fn).__name__
             raise _ours(
                 UnsupportedModuleError(

@@ -184,7 +184,7 @@ def autograd_grads(loss: torch.Tensor, wrt: list[torch.Tensor], rec: Recording) 
     with torch.enable_grad(), twin_backward():
         if not any(f.cls == "CheckpointFunction" for f in rec.functions):
             return torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
-        leaves = _leaves(loss) | {t for t in wrt if t.is_leaf}
+        leaves = graph_leaves(loss) | {t for t in wrt if t.is_leaf}
         kept = {t: t.grad for t in leaves}
         try:
             for t in leaves:
@@ -200,7 +200,7 @@ def autograd_grads(loss: torch.Tensor, wrt: list[torch.Tensor], rec: Recording) 
                 t.grad = g
 
 
-def _leaves(loss: torch.Tensor) -> set[torch.Tensor]:
+def graph_leaves(loss: torch.Tensor) -> set[torch.Tensor]:
     """The leaf tensors autograd accumulates into from `loss`."""
     seen, stack, out = set(), [loss.grad_fn], set()
     while stack:
