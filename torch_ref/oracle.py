@@ -30,6 +30,7 @@ import torch.nn as nn
 from manual_bp import parallel
 from manual_bp.network import Network, Result
 from torch_ref import custom, ties
+from torch_ref.errors import UnsupportedModuleError
 from torch_ref.problem import Problem, prepare, unwrap
 from torch_ref.recording import autograd_grads
 from torch_ref.report import GradientReport, Row, as_tie, compare, magnitude
@@ -477,6 +478,14 @@ def compare_gradients(
     problem = _prepare(model, loss_fn, inputs, target, l2, input_grads=input_grads)
     manual = _run(problem)
     ref = _autograd(problem)
+    changed = list(dict.fromkeys(w.where for w in problem.rec.hooks if w.changed))
+    if changed:  # (as a parameter's gradient hook is: see problem.refuse_backward_hooks)
+        raise UnsupportedModuleError(
+            f"a gradient hook registered in the forward ({'; '.join(changed)}) changed the "
+            "gradient autograd returns (it returned a tensor), so the oracle would answer for "
+            "another function: remove it for the check (a hook that only reads the gradient "
+            "and returns None is fine)"
+        )
     rows = _rows(problem, manual, ref, rtol, atol)
     if not all(r.ok for r in rows):
         replayed = ties.replay(problem, manual.result)
@@ -505,13 +514,6 @@ def compare_gradients(
         fn_rows, fn_notes = custom.explain(problem, rtol, atol)
         rows.extend(fn_rows)
         notes.extend(fn_notes)
-        if problem.rec.hooks:
-            notes.append(
-                f"{len(problem.rec.hooks)} gradient hook(s) registered in the forward "
-                f"({'; '.join(dict.fromkeys(problem.rec.hooks))}): a hook that returns a value "
-                "replaces autograd's gradient where it acts, so yours is not the loss's "
-                "derivative there (the oracle's is)"
-            )
         if any(f.cls == "CheckpointFunction" for f in problem.rec.functions):
             notes.append(
                 "torch.utils.checkpoint(use_reentrant=True) ran: where none of its inputs "

@@ -57,6 +57,7 @@ from torch_ref.capture import (
 from torch_ref.errors import NotCovered, NothingToDifferentiate, UnsupportedModuleError
 from torch_ref.lowering import lowered
 from torch_ref.recording import (
+    HookWatch,
     Recording,
     _float64_default,
     _hooks,
@@ -99,7 +100,7 @@ class _Recorder(WholeModules, TorchFunctionMode):
         self.values: dict[str, tuple[torch.Tensor, int]] = {}
         self.casts: list[str] = []
         self.lowered_calls: list[str] = []  # calls recorded through torch's lowering
-        self.hooks: list[str] = []  # Tensor.register_hook on what carries gradient
+        self.hooks: list[HookWatch] = []  # Tensor.register_hook on what carries gradient
         self.tensors: dict[str, torch.Tensor] = {}
         #: id(view) → (its base, the index): the indexing views in-place writes go through
         self.views: dict[int, tuple[torch.Tensor, Any]] = {}
@@ -258,8 +259,9 @@ class _Recorder(WholeModules, TorchFunctionMode):
                 with self:
                     return FORMS[func](*args, **kwargs)
         on, frame = self.recording((args, kwargs))
-        if func is _REGISTER_HOOK and on:  # (autograd's backward runs it; the manual pass not)
-            self.hooks.append(f"Tensor.register_hook{_user_line()}")
+        if func is _REGISTER_HOOK and on and len(args) == 2:  # (autograd's backward runs it)
+            self.hooks.append(HookWatch(args[1], f"Tensor.register_hook{_user_line()}"))
+            args = (args[0], self.hooks[-1])
         if not on:
             out = self.run(func, args, kwargs)
             if func is _GETITEM and isinstance(out, torch.Tensor) and out._base is not None:

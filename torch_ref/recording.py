@@ -21,6 +21,19 @@ from torch_ref.capture import FunctionCall, _ours
 from torch_ref.registry.core import Param
 
 
+class HookWatch:
+    """A gradient hook the twin's forward registered (`where`: its line), run as it is;
+    `changed` once it has returned a tensor (a hook that only reads returns None)."""
+
+    def __init__(self, hook: Any, where: str) -> None:
+        self.hook, self.where, self.changed = hook, where, False
+
+    def __call__(self, grad: torch.Tensor) -> Any:
+        out = self.hook(grad)
+        self.changed |= out is not None
+        return out
+
+
 @dataclass
 class Recording:
     """A recorded run: the manual network, and how its values map onto torch's."""
@@ -51,9 +64,9 @@ class Recording:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     #: the calls without a row, recorded through torch's lowering, as "F.pdist at <line>"
     lowered: list[str] = field(default_factory=list)
-    #: gradient hooks the forward put on tensors that carry gradient (Tensor.register_hook),
-    #: as "Tensor.register_hook at <line>": they act in autograd's backward only
-    hooks: list[str] = field(default_factory=list)
+    #: gradient hooks the forward put on tensors that carry gradient (Tensor.register_hook):
+    #: they act in autograd's backward only, which says whether one changed a gradient
+    hooks: list[HookWatch] = field(default_factory=list)
 
     def torch_value(self, node: str) -> np.ndarray | None:
         """torch's value of a node as it was computed (None if torch changed it since)."""
