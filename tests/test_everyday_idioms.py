@@ -111,3 +111,39 @@ def test_an_embedding_with_max_norm_matches_and_the_callers_weight_is_not_renorm
     assert report.ok, str(report)
     assert torch.equal(model[0].weight, before)
     assert (before[ids.unique()].norm(dim=1) > 1.0).any()  # (some rows were renormalised)
+
+
+class _Maml(nn.Module):
+    """MAML's inner step: a gradient taken inside the forward, with create_graph=True."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
+        inner = F.cross_entropy(self.fc(xs), ys)
+        gw, gb = torch.autograd.grad(inner, (self.fc.weight, self.fc.bias), create_graph=True)
+        return F.linear(xq, self.fc.weight - 0.1 * gw, self.fc.bias - 0.1 * gb)
+
+
+def test_a_second_order_forward_is_refused_with_its_reason():
+    torch.manual_seed(0)
+    x = torch.randn(4, 8)
+    with pytest.raises(
+        torch_ref.UnsupportedModuleError,
+        match=r"torch\.autograd\.grad .*differentiates inside the forward \(a second-order",
+    ):
+        torch_ref.compare_gradients(_Maml(), nn.CrossEntropyLoss(), (x, Y, x), Y)
+
+
+def test_a_torch_func_transform_inside_the_forward_is_refused_with_its_reason():
+    class PerSample(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.vmap(lambda row: self.fc(row).tanh())(x)
+
+    with pytest.raises(torch_ref.UnsupportedModuleError, match=r"runs under a torch\.func"):
+        torch_ref.compare_gradients(PerSample(), nn.CrossEntropyLoss(), torch.randn(4, 8), Y)

@@ -66,6 +66,7 @@ from torch_ref.recording import (
     output_names,
     random_state_kept,
 )
+from torch_ref.refusals import SECOND_ORDER, Refusals
 from torch_ref.registry import lookup_method, registry
 from torch_ref.registry.core import Param, Ref
 from torch_ref.twin_forms import FORMS
@@ -79,7 +80,7 @@ _APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignor
 _AUTOCAST = ("cpu", "cuda")
 
 
-class _Recorder(WholeModules, TorchFunctionMode):
+class _Recorder(WholeModules, Refusals, TorchFunctionMode):
     """The mode and the module hooks that turn a run into manual nodes."""
 
     def __init__(self, converter: _Converter, live_params: set[int], stop: FrameType) -> None:
@@ -166,6 +167,7 @@ class _Recorder(WholeModules, TorchFunctionMode):
                     "needs every op that carries gradient to run inside the checked call"
                 )
             )
+        self.refuse_transformed(t, what)
         p = self.constant(t)
         self.bind(t, p, False)
         return p
@@ -251,6 +253,8 @@ class _Recorder(WholeModules, TorchFunctionMode):
                 return self.__torch_function__(func, types, args, kwargs)
         if self.depth:
             return func(*args, **kwargs)
+        if func in SECOND_ORDER:
+            self.refuse_second_order(func, args, kwargs)
         if not self.as_run:
             func, args, kwargs = self.float64(func, args, kwargs)
             if func in FORMS:  # (no float64 kernel in torch: its definition, op by op)
@@ -390,20 +394,6 @@ class _Recorder(WholeModules, TorchFunctionMode):
                     f"run on tensors of shapes {shapes} ({type(err).__name__}: {err})"
                 )
             ) from None
-
-    def refuse_leaf_write(self, t: torch.Tensor, what: str) -> None:
-        """An in-place op on a tensor autograd cannot let change (torch's own rule: a leaf
-        that requires grad, an input or a parameter), refused before torch refuses it."""
-        if not (t.is_leaf and t.requires_grad and torch.is_grad_enabled()):
-            return
-        found = self.bound.get(id(t))
-        name = found[0].name if found is not None else self.conv.names.get(id(t), "a leaf tensor")
-        raise _ours(
-            UnsupportedModuleError(
-                f"{what}{self.where()}{_user_line()} modifies {name!r} in place (an input or a "
-                "tensor of the model); use the out-of-place form"
-            )
-        )
 
     @staticmethod
     def carries(out: Any) -> bool:
