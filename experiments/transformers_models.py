@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import torch_ref
-from experiments.measure.transformers_cases import Case, V, cases
+from experiments.acceptance.transformers import Case, V, cases
 from experiments.report.io import atomic_write
 
 OUT = Path("docs/transformers_models.md")
