@@ -175,22 +175,34 @@ def network(config: Config) -> Network:
     return mlp(weights, biases, get_activation(config.activation))
 
 
+def layer_params(config: Config, shape: tuple[int, int]) -> tuple[float, float]:
+    """(σ_w², σ_b²) of a layer of `shape` (out, in): the init's, σ_b² the configuration's
+    where it sets one."""
+    sigma_w2, sigma_b2 = mean_field_params(config.init, shape)
+    return sigma_w2, sigma_b2 if config.sigma_b2 is None else config.sigma_b2
+
+
 def mean_field(config: Config) -> dict[str, float]:
-    """σ_w², σ_b², q^(1), q*, chi1_theory and the two ratios' theory for the configuration."""
-    sigma_w2, sigma_b2 = mean_field_params(config.init, (config.width, config.width))
-    if config.sigma_b2 is not None:
-        sigma_b2 = config.sigma_b2
-    return dict(_theory(config.activation, sigma_w2, sigma_b2, config.depth, config.batch))
+    """σ_w², σ_b² (hidden layers), q^(1), q*, chi1_theory and the two ratios' theory for the
+    configuration; the batch theory also reads the output layer's own σ_w², σ_b²."""
+    hidden = layer_params(config, (config.width, config.width))
+    output = layer_params(config, (CLASSES, config.width))
+    return dict(_theory(config.activation, *hidden, config.depth, config.batch, *output))
 
 
 @lru_cache(maxsize=1024)
 def _theory(
-    activation: str, sigma_w2: float, sigma_b2: float, depth: int, batch: int
-) -> tuple[tuple[str, float], ...]:
+    activation: str, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
+    sigma_w2_out: float, sigma_b2_out: float,
+) -> tuple[tuple[str, float], ...]:  # fmt: skip
     act = get_activation(activation)
     q1 = sigma_w2 * 1.0 + sigma_b2  # Var(x) = 1
     q_star = meanfield.fixed_point(act, sigma_w2, sigma_b2, q1)
     ratios = meanfield.ratio_theory(act, sigma_w2, sigma_b2, depth)
+    out = {"sigma_w2_out": sigma_w2_out, "sigma_b2_out": sigma_b2_out}
+    batch_ratio = batch_gradient.batch_grad_ratio_log10_theory(
+        act, sigma_w2, sigma_b2, depth, batch, **out
+    )
     return (
         ("sigma_w2", sigma_w2),
         ("sigma_b2", sigma_b2),
@@ -199,10 +211,7 @@ def _theory(
         ("chi1_theory", meanfield.chi(act, min(q_star, meanfield.Q_MAX), sigma_w2)),
         ("delta_ratio_log10_theory", ratios.delta_ratio_log10),
         ("grad_ratio_log10_theory", ratios.grad_ratio_log10),
-        (
-            "grad_ratio_log10_batch_theory",
-            batch_gradient.batch_grad_ratio_log10_theory(act, sigma_w2, sigma_b2, depth, batch),
-        ),
+        ("grad_ratio_log10_batch_theory", batch_ratio),
     )
 
 

@@ -57,14 +57,20 @@ def width_table(rows: pd.DataFrame) -> pd.DataFrame:
     shrink = ref["width"].to_numpy() / t["width"].to_numpy()
     t["gap_law"] = ref["gap"].to_numpy() * shrink
     t["spread_law"] = ref["spread"].to_numpy() * np.sqrt(shrink)
-    first = rows.groupby(KEYS)[["sigma_w2", "sigma_b2", "batch"]].first()
-    floor = {
-        key: float(np.std(batch_grad_ratio_log10_draws(key[0], r.sigma_w2, r.sigma_b2, key[2],
-                                                       int(r.batch)), ddof=1))
-        for key, r in first.iterrows()
-    }  # fmt: skip
+    first = rows.groupby(KEYS)[["sigma_w2", "sigma_b2", "batch", "width"]].first()
+    floor = {key: _floor(key, r) for key, r in first.iterrows()}
     t["floor"] = [floor[k] for k in t[KEYS].itertuples(index=False, name=None)]
     return t
+
+
+def _floor(key: tuple[str, str, int], r: pd.Series) -> float:
+    """The standard deviation of the batch theory's draws for the cell (its first width's
+    output layer)."""
+    config = flow.Config(key[0], key[1], int(key[2]), int(r.width), 0, int(r.batch))
+    sw_out, sb_out = flow.layer_params(config, (flow.CLASSES, config.width))
+    draws = batch_grad_ratio_log10_draws(key[0], r.sigma_w2, r.sigma_b2, key[2], int(r.batch),
+                                         sigma_w2_out=sw_out, sigma_b2_out=sb_out)  # fmt: skip
+    return float(np.std(draws, ddof=1))
 
 
 def counts(t: pd.DataFrame) -> pd.DataFrame:
