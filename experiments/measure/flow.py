@@ -397,6 +397,58 @@ def pair_correlation2(config: Config, layer: int) -> float:
     return float((np.sum(c * c) - np.sum(np.diag(c) ** 2)) / (n * (n - 1)))
 
 
+#: the columns of `example_terms`: the weight-gradient ratio and the four terms it is the sum of
+EXAMPLE_TERMS = ("grad_ratio_log10", "delta_term", "forward_term", "weighting_term",
+                 "cross_term")  # fmt: skip
+
+
+def example_terms(config: Config) -> dict[str, float]:
+    """The weight-gradient ratio of one network as the sum of four terms, and how its
+    examples spread (depth ≥ 3). With g_l = ‖∂L/∂W^(l)‖, d_n = ‖δ_n^(1)‖², e_n = ‖δ_n^(L−1)‖²,
+    x_n = ‖x_n‖², a_n = ‖a_n^(L−2)‖²:
+
+        log10 g_1/g_{L−1} = ½ log10(Σd/Σe)                      delta_term (the δ ratio)
+                          + ½ log10(Σx/Σa)                      forward_term
+                          + ½ log10(w_1/w_{L−1})                weighting_term
+                          + cross_first_log10 − cross_last_log10  cross_term
+
+    with w_1 = B Σ d_n x_n/(Σd Σx), w_{L−1} = B Σ e_n a_n/(Σe Σa): 1 where an example's δ and
+    activations are uncorrelated over the batch, above 1 where the examples with large δ also
+    have large activations. Also: `example_median_log10`, the median over examples of each
+    one's own ratio ½ log10(d_n x_n/(e_n a_n)); `delta_spread`, `act_spread`, the standard
+    deviation over examples of log10 √d_n and log10 √a_n; `top_share`, max d_n/Σd; `logit_q`,
+    the logits' mean square (mean-field: q_out).
+    """
+    if config.depth < 3:
+        raise ValueError(f"example_terms needs depth ≥ 3 (two hidden layers), got {config.depth}")
+    x, target = batch(config)
+    depth = config.depth
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        result = network(config).loss_and_gradients(x, target, CrossEntropyLoss())
+        deltas, grads = result.gradients.deltas, result.gradients.grads
+        top, bottom = str(depth - 1), str(depth - 2)
+        a_prev = result.tape.a[bottom]
+        d, e = np.sum(deltas["1"] ** 2, axis=1), np.sum(deltas[top] ** 2, axis=1)
+        xs, a = np.sum(x**2, axis=1), np.sum(a_prev**2, axis=1)
+        g1, gl = _norm(grads["1"]["weight"]), _norm(grads[top]["weight"])
+        n = len(x)
+        w1 = n * np.sum(d * xs) / (d.sum() * xs.sum())
+        wl = n * np.sum(e * a) / (e.sum() * a.sum())
+        own = 0.5 * np.log10(d * xs / (e * a))
+        return {
+            "grad_ratio_log10": _log10_ratio(g1, gl),
+            "delta_term": 0.5 * float(np.log10(d.sum() / e.sum())),
+            "forward_term": 0.5 * float(np.log10(xs.sum() / a.sum())),
+            "weighting_term": 0.5 * float(np.log10(w1 / wl)),
+            "cross_term": cross_log10(deltas["1"], x, g1) - cross_log10(deltas[top], a_prev, gl),
+            "example_median_log10": float(np.median(own)),
+            "delta_spread": float(np.std(0.5 * np.log10(d))),
+            "act_spread": float(np.std(0.5 * np.log10(a))),
+            "top_share": float(d.max() / d.sum()),
+            "logit_q": float(np.mean(result.output**2)),
+        }
+
+
 def measure_all(configs: Iterable[Config]) -> list[Measurement]:
     """measure() of each configuration, drawing the parameters once per activation-free key."""
     cache: dict[Config, tuple[list[Array], list[Array]]] = {}

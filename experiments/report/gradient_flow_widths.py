@@ -170,6 +170,21 @@ def linear_correlations(t: pd.DataFrame, batch: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _stays_text(part: pd.DataFrame, cells: pd.DataFrame | None) -> str:
+    """What is known of the cells that stay off: the cells finding's, where it has them."""
+    lead = (
+        "   - For these the batch theory is off at every width measured, beyond the seeds' scatter"
+    )
+    if cells is None or cells.empty:
+        return lead + "; these runs do not establish why.\n"
+    have = set(map(tuple, cells[KEYS].to_numpy().tolist()))
+    taken = [r for r in part.itertuples() if (r.activation, r.init, r.depth) in have]
+    if not taken:
+        return lead + "; these runs do not establish why.\n"
+    names = ", ".join(f"{r.activation} + {r.init} at depth {r.depth}" for r in taken)
+    return lead + f"; the next finding takes {names} apart, network by network.\n"
+
+
 def _linear_text(c2: pd.DataFrame) -> str:
     if c2.empty:
         return ""
@@ -191,9 +206,14 @@ def _linear_text(c2: pd.DataFrame) -> str:
 
 
 def findings(
-    t: pd.DataFrame, sweep_width: int, sweep_seeds: int, c2: pd.DataFrame | None = None
+    t: pd.DataFrame,
+    sweep_width: int,
+    sweep_seeds: int,
+    c2: pd.DataFrame | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> list[str]:
-    """The batch theory's misses against width, worded by what the rows show."""
+    """The batch theory's misses against width, worded by what the rows show; `cells` is
+    `gradient_flow_cells.cell_table` of the cells measured network by network, or None."""
     if t.empty:
         return []
     c = counts(t)
@@ -234,10 +254,7 @@ def findings(
         if len(part):
             text += f"   - {lead} ({len(part)} cells, gap first → widest): {_cells(part)}.\n"
         if verdict == "stays" and len(part):
-            text += (
-                "   - For these the batch theory is off at every width measured, beyond the "
-                "seeds' scatter; these runs do not establish why.\n"
-            )
+            text += _stays_text(part, cells)
     text += _linear_text(pd.DataFrame() if c2 is None else c2)
     noisy = v[v["floor"] >= AGREE / 2].sort_values("floor", ascending=False)
     if len(noisy):

@@ -114,6 +114,17 @@ def _output(
     return t, q_out, c_out
 
 
+def logit_moments(
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int,
+    var_x: float = 1.0, sigma_w2_out: float | None = None, sigma_b2_out: float | None = None,
+) -> tuple[float, float]:  # fmt: skip
+    """(q_out, c_out): the logits' mean square and two independent inputs' logit correlation
+    (NaN, NaN where q overflows)."""
+    _check(sigma_w2, sigma_b2)
+    out = _output(activation, sigma_w2, sigma_b2, depth, var_x, sigma_w2_out, sigma_b2_out)
+    return (math.nan, math.nan) if out is None else (out[1], out[2])
+
+
 def batch_grad_ratio_log10_theory(
     activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
     var_x: float = 1.0, classes: int = 10,
