@@ -5,8 +5,8 @@
 
 For sigmoid + xavier_normal at depths 4, 32, 64 and gelu + kaiming_normal at depths 32 and
 64 (the cells experiments.batch_theory_widths left off the batch theory at every width), at
-widths 256 and 1024 with seeds 0..N−1 (default 24), and gelu + kaiming_normal at depth 32
-(WIDE) also at width 2048 with seeds 0..--wide-seeds−1 (default 12): one row per network,
+widths 256 and 1024 with seeds 0..N−1 (default 24), and gelu + kaiming_normal (WIDE) also
+at width 2048 with seeds 0..--wide-seeds−1 (default 12): one row per network,
 the weight-gradient ratio split into the four terms of `flow.example_terms` (δ, forward,
 weighting, cross terms), how its examples spread, the logits' mean square, and the theories
 beside them: the batch theory, the batch theory with the hidden layers' σ_w² for the output
@@ -37,7 +37,7 @@ CELLS = (("sigmoid", "xavier_normal", 4), ("sigmoid", "xavier_normal", 32),
          ("sigmoid", "xavier_normal", 64), ("gelu", "kaiming_normal", 32),
          ("gelu", "kaiming_normal", 64))  # fmt: skip
 WIDTHS, SEEDS = (256, 1024), 24
-WIDE = (("gelu", "kaiming_normal", 32),)
+WIDE = (("gelu", "kaiming_normal", 32), ("gelu", "kaiming_normal", 64))
 WIDE_WIDTH, WIDE_SEEDS = 2048, 12
 BATCH = 128
 KEYS = ("activation", "init", "depth", "width", "seed", "batch")

@@ -74,7 +74,8 @@ SCAN_FLAGS = ("scan_activation", "scan_depth", "scan_sigma2", "scan_sigma_b2")
 RUNTIME = (
     "the default sweep (807 runs) takes about 60 s of CPU time, about 35 s with "
     "--jobs 2 on two idle cores; the section on widths.csv adds about 10 s of CPU time (the "
-    "floor's draws and the linear nets' input correlations at widths 256 and 512)."
+    "floor's draws and the linear nets' input correlations at widths 256 and 512), the one on "
+    "cells.csv about 3 s (bootstrap intervals and the theory's draws)."
 )
 
 

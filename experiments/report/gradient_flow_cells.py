@@ -13,6 +13,7 @@ ratio of the sums is the δ, forward and weighting terms of `flow.example_terms`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from matplotlib.figure import Figure
 from experiments.measure import flow
 from experiments.measure.sweep import numeric
 from experiments.report.common import figure, legend_below, signed
-from experiments.theory.batch_gradient import batch_grad_ratio_log10_draws
+from experiments.theory.batch_gradient import batch_grad_ratio_log10_draws, logit_moments
 
 CSV = "cells.csv"
 CELL = ["activation", "init", "depth"]
@@ -68,6 +69,12 @@ def draws(activation: str, init: str, depth: int, width: int, batch: int) -> np.
                                         sigma_w2_out=sw_out, sigma_b2_out=sb_out)  # fmt: skip
 
 
+def hidden_logit_q(activation: str, init: str, depth: int, width: int) -> float:
+    """q_out as the batch theory had it: the hidden layers' σ_w², σ_b² for the output layer."""
+    config = flow.Config(activation, init, depth, width, 0, 1)
+    return logit_moments(activation, *flow.layer_params(config, (width, width)), depth)[0]
+
+
 def cell_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per cell and width: networks, the mean gap and its bootstrap interval, the median gap,
     the mean gap against the hidden-output theory (and its interval), the parts' means, the
@@ -105,6 +112,7 @@ def cell_table(rows: pd.DataFrame) -> pd.DataFrame:
                 "logit_lo": qlo,
                 "logit_hi": qhi,
                 "logit_q_theory": part["logit_q_theory"].iloc[0],
+                "logit_q_hidden": hidden_logit_q(*key),
                 "theory": part["batch_theory"].iloc[0],
                 "theory_hidden_out": part["batch_theory_hidden_out"].iloc[0],
                 "draws_offset": float(np.mean(theirs)) - part["batch_theory"].iloc[0],
@@ -118,8 +126,100 @@ def _gap(r: pd.Series, col: str = "gap", lo: str = "gap_lo", hi: str = "gap_hi")
     return f"{signed(r[col])} [{signed(r[lo])}, {signed(r[hi])}]"
 
 
-def _within(t: pd.DataFrame, col: str, agree: float) -> int:
-    return int((t[col].abs() < agree).sum())
+def _holds(t: pd.DataFrame, col: str) -> int:
+    """How many rows' interval of `col` holds the theory's draws offset."""
+    lo, hi = t[f"{col}_lo"], t[f"{col}_hi"]
+    return int(((lo <= t["draws_offset"]) & (t["draws_offset"] <= hi)).sum())
+
+
+def _sigmoid_text(sig: pd.DataFrame) -> str:
+    sig = sig.sort_values(["depth", "width"])
+    return (
+        "   - sigmoid + xavier_normal: the output layer. xavier's variance 2/(fan_in + "
+        "fan_out) gives the (10, N) output layer σ_w² = 2N/(N + 10), about 2 where the hidden "
+        "layers have 1, and the batch theory had read the hidden σ_w² for the logits. With "
+        "c_out = 1 every example's logits are alike, so the outputs' common error, and with it "
+        "the cross terms at W^(L−1), grow with the logits' q_out. The logits' mean square, "
+        "measured, against q_out with the output layer's σ_w² (with the hidden one's): "
+        + "; ".join(
+            f"depth {r.depth}, width {r.width}: {r.logit_q:.3f} [{r.logit_lo:.3f}, "
+            f"{r.logit_hi:.3f}] against {r.logit_q_theory:.3f} ({r.logit_q_hidden:.3f})"
+            for r in sig.itertuples()
+        )
+        + ".\n"
+        "   - Gap against the batch theory with the output layer's own σ_w² (with the hidden "
+        "one's in brackets after it): "
+        + "; ".join(
+            f"depth {r['depth']}, width {r['width']}: {_gap(r)} "
+            f"({_gap(r, 'hidden', 'hidden_lo', 'hidden_hi')})"
+            for _, r in sig.iterrows()
+        )
+        + ". The theory's own draws at N → ∞ put the mean over networks "
+        f"{signed(sig['draws_offset'].mean())} above it (`draws_offset`: the mean of the logs "
+        "lies above the log of the mean norms); intervals that hold that offset: "
+        f"{_holds(sig, 'gap')} of {len(sig)} with the output layer's σ_w², "
+        f"{_holds(sig, 'hidden')} of {len(sig)} with the hidden one's. One network scatters "
+        f"about it by the floor, {sig['floor'].max():.2f} decade, and a mean over n networks "
+        "by floor/√n.\n"
+    )
+
+
+def _gelu_text(gelu: pd.DataFrame, agree: float) -> str:
+    gelu = gelu.sort_values(["depth", "width"])
+    text = (
+        "   - gelu + kaiming_normal: the gap (median over networks after it) and its three "
+        "parts, the median example against the single-example theory, the batch's sums over "
+        "the median example, and the cross terms against the batch theory's: "
+        + "; ".join(
+            f"depth {r['depth']}, width {r['width']} ({r['networks']} networks): {_gap(r)} "
+            f"(median {signed(r['gap_median'])}) = {signed(r['typical'])} + "
+            f"{signed(r['sums'])} + {signed(r['cross'])}"
+            for _, r in gelu.iterrows()
+        )
+        + ".\n"
+        "   - The examples of one network spread: the standard deviation over the batch of "
+        "log10 ‖δ_n^(1)‖ and of log10 ‖a_n^(L−2)‖ (mean over networks), and the largest "
+        "example's share of ‖δ^(1)‖² (median over networks): "
+        + "; ".join(
+            f"depth {r.depth}, width {r.width}: {r.delta_spread:.2f} and {r.act_spread:.2f} "
+            f"decades, {r.top_share:.2f}"
+            for r in gelu.itertuples()
+        )
+        + ".\n"
+    )
+    verdicts = []
+    for depth, part in gelu.groupby("depth", sort=True):
+        gaps = part["gap"].to_numpy()
+        last = part.iloc[-1]
+        falls = (
+            "falls at every step in width"
+            if np.all(np.diff(gaps) < 0)
+            else "does not fall at every step in width"
+        )
+        where = (
+            f"its interval lies within {agree}"
+            if last["gap_hi"] < agree
+            else f"its interval lies above {agree}"
+            if last["gap_lo"] > agree
+            else f"its interval reaches both sides of {agree}"
+        )
+        spread = part["delta_spread"].to_numpy()
+        verdicts.append(
+            f"at depth {depth} the gap {falls}, to {_gap(last)} at width {last['width']}: "
+            f"{where}; the examples' spread in log10 ‖δ_n^(1)‖ falls from {spread[0]:.2f} to "
+            f"{spread[-1]:.2f} over the same widths (log10 of the ratio "
+            f"{signed(math.log10(spread[-1] / spread[0]))}, where 1/√N gives "
+            f"{signed(-0.5 * math.log10(part['width'].iloc[-1] / part['width'].iloc[0]))})"
+        )
+    same = gelu.groupby("width").filter(lambda g: g["depth"].nunique() > 1)
+    overlap = [w for w, g in same.groupby("width") if g["gap_lo"].max() <= g["gap_hi"].min()]
+    text += "   - Against width: " + "; ".join(verdicts) + "."
+    if len(same):
+        text += (
+            f" At equal width the depths' intervals overlap at {len(overlap)} of "
+            f"{same['width'].nunique()} widths ({', '.join(map(str, overlap)) or 'none'})."
+        )
+    return text + "\n"
 
 
 def findings(t: pd.DataFrame, agree: float) -> list[str]:
@@ -134,92 +234,28 @@ def findings(t: pd.DataFrame, agree: float) -> list[str]:
     )
     sig = t[(t["activation"] == "sigmoid") & (t["init"] == "xavier_normal")]
     if len(sig):
-        sig = sig.sort_values(["depth", "width"])
-        text += (
-            "   - sigmoid + xavier_normal: the output layer. xavier's variance 2/(fan_in + "
-            "fan_out) gives the (10, N) output layer σ_w² = 2N/(N + 10), about 2 where the "
-            "hidden layers have 1, and the batch theory had read the hidden σ_w² for the "
-            "logits. With c_out = 1 every example's logits are alike, so the outputs' common "
-            "error, and with it the cross terms at W^(L−1), grow with the logits' q_out. The "
-            "logits' mean square, measured against q_out: "
-            + "; ".join(
-                f"depth {r.depth}, width {r.width}: {r.logit_q:.3f} [{r.logit_lo:.3f}, "
-                f"{r.logit_hi:.3f}] against {r.logit_q_theory:.3f}"
-                for r in sig.itertuples()
-            )
-            + ".\n"
-            "   - Gap against the batch theory with the output layer's own σ_w² (with the "
-            "hidden one's in brackets after it): "
-            + "; ".join(
-                f"depth {r['depth']}, width {r['width']}: {_gap(r)} ({_gap(r, 'hidden', 'hidden_lo', 'hidden_hi')})"  # noqa: E501
-                for _, r in sig.iterrows()
-            )
-            + f". Within {agree} of the theory: {_within(sig, 'gap', agree)} of {len(sig)} "
-            f"(hidden output σ_w²: {_within(sig, 'hidden', agree)} of {len(sig)}); intervals "
-            f"that hold 0: {int(((sig['gap_lo'] <= 0) & (sig['gap_hi'] >= 0)).sum())} of "
-            f"{len(sig)}.\n"
-        )
+        text += _sigmoid_text(sig)
     gelu = t[(t["activation"] == "gelu") & (t["init"] == "kaiming_normal")]
     if len(gelu):
-        gelu = gelu.sort_values(["depth", "width"])
-        text += (
-            "   - gelu + kaiming_normal: the gap (median over networks after it) and its three "
-            "parts, the median example against the single-example theory, the batch's sums "
-            "over the median example, and the cross terms against the batch theory's: "
-            + "; ".join(
-                f"depth {r['depth']}, width {r['width']}: {_gap(r)} (median "
-                f"{signed(r['gap_median'])}) = {signed(r['typical'])} + {signed(r['sums'])} + "
-                f"{signed(r['cross'])}"
-                for _, r in gelu.iterrows()
-            )
-            + ".\n"
-            "   - The examples of one network spread: the standard deviation over the batch of "
-            "log10 ‖δ_n^(1)‖ and of log10 ‖a_n^(L−2)‖ (mean over networks), and the largest "
-            "example's share of ‖δ^(1)‖² (median over networks): "
-            + "; ".join(
-                f"depth {r.depth}, width {r.width}: {r.delta_spread:.2f} and "
-                f"{r.act_spread:.2f} decades, {r.top_share:.2f}"
-                for r in gelu.itertuples()
-            )
-            + ".\n"
-        )
-        text += _gelu_verdict(gelu, agree)
+        text += _gelu_text(gelu, agree)
     return [text.rstrip("\n")]
-
-
-def _gelu_verdict(gelu: pd.DataFrame, agree: float) -> str:
-    """Per depth at its widest width: is the mean gap's interval above `agree`, and which part
-    is the largest."""
-    out = []
-    for depth, part in gelu.groupby("depth", sort=True):
-        r = part.sort_values("width").iloc[-1]
-        if r["gap_lo"] > agree:
-            where = f"its interval lies above {agree}"
-        elif r["gap_hi"] < agree:
-            where = f"its interval lies within {agree}"
-        else:
-            where = f"its interval reaches both sides of {agree}"
-        largest = max(PARTS, key=lambda p: abs(r[p]))
-        out.append(
-            f"at depth {depth}, width {r['width']} ({r['networks']} networks), the gap is "
-            f"{_gap(r)}: {where}; its largest part is {PARTS[largest]} ({signed(r[largest])})"
-        )
-    return "   - gelu + kaiming_normal: " + "; ".join(out) + ".\n"
 
 
 def summary_line(t: pd.DataFrame, agree: float) -> str:
     """One Summary bullet: the cells taken apart, at their widest width."""
     widest = t.loc[t.groupby(CELL)["width"].idxmax()].sort_values(CELL)
-    sig = widest[widest["activation"] == "sigmoid"]
-    rest = widest[widest["activation"] != "sigmoid"]
     parts = []
+    sig = widest[widest["activation"] == "sigmoid"]
     if len(sig):
         parts.append(
-            "sigmoid + xavier_normal agrees with the batch theory once its logits read the "
-            f"output layer's own σ_w² (xavier's 2N/(N + 10)): at depths "
-            f"{', '.join(str(d) for d in sig['depth'])} the gap at the widest width is "
+            "sigmoid + xavier_normal's gap was the output layer's σ_w² (xavier's 2N/(N + 10), "
+            "not the hidden 1) in the logits: with it, at depths "
+            f"{', '.join(str(d) for d in sig['depth'])} and width {sig['width'].max()}, "
             + ", ".join(_gap(r) for _, r in sig.iterrows())
+            + ", without it "
+            + ", ".join(_gap(r, "hidden", "hidden_lo", "hidden_hi") for _, r in sig.iterrows())
         )
+    rest = widest[widest["activation"] != "sigmoid"]
     if len(rest):
         parts.append(
             "; ".join(
@@ -229,9 +265,11 @@ def summary_line(t: pd.DataFrame, agree: float) -> str:
             )
         )
     return (
-        f"- The cells that stayed off, network by network (95 % bootstrap intervals, within "
-        f"{agree}: {int((widest['gap'].abs() < agree).sum())} of {len(widest)} at their widest "
-        "width): " + "; ".join(parts) + " (the finding on the cells)."
+        "- The cells that stayed off, network by network (mean gap over networks, 95 % "
+        f"bootstrap interval; within {agree} at the widest width: "
+        f"{int((widest['gap'].abs() < agree).sum())} of {len(widest)}): "
+        + "; ".join(parts)
+        + " (the finding on the cells)."
     )
 
 
@@ -253,6 +291,10 @@ def plot(rows: pd.DataFrame) -> Figure:
                 label="the output layer's own σ_w²")  # fmt: skip
         for dx, col in ((-0.2, "gap_hidden_out"), (0.2, "gap")):
             a1.plot([k + dx - 0.18, k + dx + 0.18], [part[col].mean()] * 2, "k-", lw=1.5)
+    offset = t.loc[(t["activation"] == "sigmoid") & (t["init"] == "xavier_normal"), "draws_offset"]
+    if len(offset):
+        a1.axhline(offset.mean(), color="tab:blue", ls="--", lw=1.0,
+                   label="the theory's draws at N → ∞: their mean")  # fmt: skip
     a1.set_xticks(range(len(groups)), [f"L={d}\nN={w}" for (d, w), _ in groups], fontsize=8)
     a1.set_title("sigmoid + xavier_normal: measured − batch theory", fontsize=10)
     gel = t[(t["activation"] == "gelu") & (t["init"] == "kaiming_normal")]
@@ -272,7 +314,7 @@ def plot(rows: pd.DataFrame) -> Figure:
             ax.axhline(y, color="0.5", ls=":", lw=0.8)
         ax.set_ylabel("decades")
         ax.grid(alpha=0.3, axis="y")
-    legend_below(fig, a1, ncols=2)
+    legend_below(fig, a1, ncols=3)
     a2.legend(fontsize=8, frameon=False)
     fig.suptitle("The batch theory's hardest cells, network by network (dotted: ±0.1 decade)")
     return fig

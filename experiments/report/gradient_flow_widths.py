@@ -96,7 +96,7 @@ def summary_line(t: pd.DataFrame) -> str:
     return (
         f"- The batch theory's {len(v)} misses, measured again at larger widths: "
         f"{int((v['last'].abs() < AGREE).sum())} of {len(v)} come within {AGREE} at the "
-        f"widest width each was run at, {int((v['verdict'] == 'stays').sum())} stay off; "
+        f"widest width each was run at, {_stay_off(int((v['verdict'] == 'stays').sum()))}; "
         + "; ".join(
             f"width {w}: {int(r.within)} of {int(r.cells)} within {AGREE}, median |gap| "
             f"{r.median_gap:.2f}"
@@ -181,8 +181,20 @@ def _stays_text(part: pd.DataFrame, cells: pd.DataFrame | None) -> str:
     taken = [r for r in part.itertuples() if (r.activation, r.init, r.depth) in have]
     if not taken:
         return lead + "; these runs do not establish why.\n"
-    names = ", ".join(f"{r.activation} + {r.init} at depth {r.depth}" for r in taken)
-    return lead + f"; the next finding takes {names} apart, network by network.\n"
+    widest = cells.loc[cells.groupby(KEYS)["width"].idxmax()].set_index(KEYS)
+    named = []
+    for r in taken:
+        w = widest.loc[(r.activation, r.init, r.depth)]
+        named.append(
+            f"{r.activation} + {r.init} at depth {r.depth} apart with {int(w['networks'])} "
+            f"networks: at width {int(w['width'])} its mean gap is {signed(w['gap'])} "
+            f"[{signed(w['gap_lo'])}, {signed(w['gap_hi'])}]"
+        )
+    return lead + "; the next finding takes " + "; ".join(named) + ".\n"
+
+
+def _stay_off(n: int) -> str:
+    return f"{n} stays off" if n == 1 else f"{n} stay off"
 
 
 def _linear_text(c2: pd.DataFrame) -> str:
