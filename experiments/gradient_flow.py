@@ -32,6 +32,7 @@ import pandas as pd
 from experiments.measure import flow, sweep
 from experiments.measure.runner import run_tasks
 from experiments.report import gradient_flow as report
+from experiments.report import gradient_flow_cells as cells_report
 from experiments.report import gradient_flow_widths as widths_report
 from experiments.report.common import command_line
 from experiments.report.io import atomic_write, write_csv
@@ -73,7 +74,8 @@ SCAN_FLAGS = ("scan_activation", "scan_depth", "scan_sigma2", "scan_sigma_b2")
 RUNTIME = (
     "the default sweep (807 runs) takes about 60 s of CPU time, about 35 s with "
     "--jobs 2 on two idle cores; the section on widths.csv adds about 10 s of CPU time (the "
-    "floor's draws and the linear nets' input correlations at widths 256 and 512)."
+    "floor's draws and the linear nets' input correlations at widths 256 and 512), the one on "
+    "cells.csv about 3 s (bootstrap intervals and the theory's draws)."
 )
 
 
@@ -352,9 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid, scan = sweep.select(numbers, s)
         rows = widths_report.read(out / widths_report.CSV)  # batch_theory_widths wrote it
         widths = None if rows is None else widths_report.width_table(rows)
-        files = report.write_figures(out, grid, scan, layer_numbers, s, widths)
+        cells = cells_report.read(out / cells_report.CSV)  # batch_theory_cells wrote it
+        files = report.write_figures(out, grid, scan, layer_numbers, s, widths, cells)
         command = command_line("experiments.gradient_flow", sys.argv[1:] if argv is None else argv)
-        text = report.readme(grid, scan, layer_numbers, s, command, files, checks, RUNTIME, widths)
+        text = report.readme(
+            grid, scan, layer_numbers, s, command, files, checks, RUNTIME, widths, cells
+        )
         files.append(atomic_write(out / "README.md", text))
     print(f"{len(todo)} configurations measured ({len(configs) - len(todo)} resumed); wrote")
     for path in [out / "summary.csv", out / "layers.csv", *files]:

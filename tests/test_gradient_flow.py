@@ -523,6 +523,20 @@ def test_sigmoid_xavier_weight_gradient_truly_vanishes():
     assert s["grad_ratio_log10"] < -5 and s["regime"] == "vanishing", s
 
 
+def test_the_batch_theory_reads_the_output_layers_own_init():
+    """xavier_normal's output layer (10, N) has σ_w² = 2N/(N + 10), not the hidden 1; the batch
+    theory's logits read it, orthogonal's (σ_w² = 1 for every layer) is unchanged by it."""
+    xavier = Config("sigmoid", "xavier_normal", 64, 256, 0, 128)
+    assert flow.layer_params(xavier, (flow.CLASSES, 256)) == pytest.approx((512 / 266, 0.0))
+    assert flow.layer_params(xavier, (256, 256)) == pytest.approx((1.0, 0.0))
+    biased = Config("tanh", "sigma2=1.5", 8, 64, 0, 16, sigma_b2=0.05)
+    assert flow.layer_params(biased, (flow.CLASSES, 64)) == pytest.approx((1.5, 0.05))
+    got = flow.mean_field(xavier)["grad_ratio_log10_batch_theory"]
+    ortho = flow.mean_field(Config("sigmoid", "orthogonal", 64, 256, 0, 128))
+    assert got == pytest.approx(-39.070, abs=2e-3)
+    assert ortho["grad_ratio_log10_batch_theory"] == pytest.approx(-38.955, abs=2e-3)
+
+
 def test_tanh_large_normal_explodes():
     s = _measure("tanh", "large_normal", 16)
     assert s["regime"] == "exploding" and s["delta_regime"] == "exploding", s

@@ -450,6 +450,39 @@ def test_the_batch_theory_predicts_relu_kaiming():
         assert got == pytest.approx(value, abs=0.01), (depth, got)
 
 
+def test_the_batch_theory_reads_the_output_layers_own_sigma_w2():
+    """The logits' q is σ_w,out² E[φ²] + σ_b,out², with the (K, N) output layer's own
+    variance: xavier_normal's 2/(fan_in + fan_out) gives σ_w,out² = 2N/(N + K), about 2 where
+    the hidden layers have 1. For sigmoid (c_out = 1: every example's logits alike) that
+    doubles the outputs' common error, the cross terms at W^(L−1) grow, and the ratio falls
+    from −38.955 to −39.07 at depth 64 (measured at width 256, 6 seeds: −39.10 ± 0.03; at
+    depth 4, −1.335 to −1.449, measured −1.39 ± 0.04). Without an output variance the theory
+    is the hidden one's; a linear net (c_out = 0, no cross terms) does not see it."""
+    for act, sw2, depth in (("sigmoid", 1.0, 64), ("relu", 2.0, 16), ("tanh", 1.0, 8)):
+        same = batch_gradient.batch_grad_ratio_log10_theory(
+            act, sw2, 0.0, depth, 128, sigma_w2_out=sw2, sigma_b2_out=0.0
+        )
+        assert same == batch_gradient.batch_grad_ratio_log10_theory(act, sw2, 0.0, depth, 128)
+    out = 2 * 256 / 266  # xavier_normal's (10, 256) output layer
+    for depth, old, new in ((64, -38.955, -39.070), (4, -1.335, -1.449)):
+        got = batch_gradient.batch_grad_ratio_log10_theory(
+            "sigmoid", 1.0, 0.0, depth, 128, sigma_w2_out=out
+        )
+        hidden = batch_gradient.batch_grad_ratio_log10_theory("sigmoid", 1.0, 0.0, depth, 128)
+        assert hidden == pytest.approx(old, abs=2e-3) and got == pytest.approx(new, abs=2e-3)
+    linear = [
+        batch_gradient.batch_grad_ratio_log10_theory("linear", 1.0, 0.0, 16, 128, sigma_w2_out=s)
+        for s in (1.0, 2.0)
+    ]
+    assert linear[0] == pytest.approx(linear[1], abs=1e-12)
+    draws = batch_gradient.batch_grad_ratio_log10_draws(
+        "sigmoid", 1.0, 0.0, 64, 128, sigma_w2_out=out, draws=50
+    )
+    assert np.mean(draws) == pytest.approx(-39.07, abs=0.05)  # the draws read it too
+    with pytest.raises(ValueError):
+        batch_gradient.batch_grad_ratio_log10_theory("relu", 2.0, 0.0, 8, 4, sigma_w2_out=-1.0)
+
+
 def test_the_output_error_gram():
     """Uniform outputs (q = 0): E‖p − y‖² = 1 − 1/K, and the two examples' errors are
     uncorrelated; identical confident outputs (q large, c = 1): ⟨p, p′⟩ → 1."""

@@ -175,22 +175,34 @@ def network(config: Config) -> Network:
     return mlp(weights, biases, get_activation(config.activation))
 
 
+def layer_params(config: Config, shape: tuple[int, int]) -> tuple[float, float]:
+    """(σ_w², σ_b²) of a layer of `shape` (out, in): the init's, σ_b² the configuration's
+    where it sets one."""
+    sigma_w2, sigma_b2 = mean_field_params(config.init, shape)
+    return sigma_w2, sigma_b2 if config.sigma_b2 is None else config.sigma_b2
+
+
 def mean_field(config: Config) -> dict[str, float]:
-    """σ_w², σ_b², q^(1), q*, chi1_theory and the two ratios' theory for the configuration."""
-    sigma_w2, sigma_b2 = mean_field_params(config.init, (config.width, config.width))
-    if config.sigma_b2 is not None:
-        sigma_b2 = config.sigma_b2
-    return dict(_theory(config.activation, sigma_w2, sigma_b2, config.depth, config.batch))
+    """σ_w², σ_b² (hidden layers), q^(1), q*, chi1_theory and the two ratios' theory for the
+    configuration; the batch theory also reads the output layer's own σ_w², σ_b²."""
+    hidden = layer_params(config, (config.width, config.width))
+    output = layer_params(config, (CLASSES, config.width))
+    return dict(_theory(config.activation, *hidden, config.depth, config.batch, *output))
 
 
 @lru_cache(maxsize=1024)
 def _theory(
-    activation: str, sigma_w2: float, sigma_b2: float, depth: int, batch: int
-) -> tuple[tuple[str, float], ...]:
+    activation: str, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
+    sigma_w2_out: float, sigma_b2_out: float,
+) -> tuple[tuple[str, float], ...]:  # fmt: skip
     act = get_activation(activation)
     q1 = sigma_w2 * 1.0 + sigma_b2  # Var(x) = 1
     q_star = meanfield.fixed_point(act, sigma_w2, sigma_b2, q1)
     ratios = meanfield.ratio_theory(act, sigma_w2, sigma_b2, depth)
+    out = {"sigma_w2_out": sigma_w2_out, "sigma_b2_out": sigma_b2_out}
+    batch_ratio = batch_gradient.batch_grad_ratio_log10_theory(
+        act, sigma_w2, sigma_b2, depth, batch, **out
+    )
     return (
         ("sigma_w2", sigma_w2),
         ("sigma_b2", sigma_b2),
@@ -199,10 +211,7 @@ def _theory(
         ("chi1_theory", meanfield.chi(act, min(q_star, meanfield.Q_MAX), sigma_w2)),
         ("delta_ratio_log10_theory", ratios.delta_ratio_log10),
         ("grad_ratio_log10_theory", ratios.grad_ratio_log10),
-        (
-            "grad_ratio_log10_batch_theory",
-            batch_gradient.batch_grad_ratio_log10_theory(act, sigma_w2, sigma_b2, depth, batch),
-        ),
+        ("grad_ratio_log10_batch_theory", batch_ratio),
     )
 
 
@@ -386,6 +395,58 @@ def pair_correlation2(config: Config, layer: int) -> float:
     c = unit @ unit.T  # (batch, batch)
     n = len(c)
     return float((np.sum(c * c) - np.sum(np.diag(c) ** 2)) / (n * (n - 1)))
+
+
+#: the columns of `example_terms`: the weight-gradient ratio and the four terms it is the sum of
+EXAMPLE_TERMS = ("grad_ratio_log10", "delta_term", "forward_term", "weighting_term",
+                 "cross_term")  # fmt: skip
+
+
+def example_terms(config: Config) -> dict[str, float]:
+    """The weight-gradient ratio of one network as the sum of four terms, and how its
+    examples spread (depth ≥ 3). With g_l = ‖∂L/∂W^(l)‖, d_n = ‖δ_n^(1)‖², e_n = ‖δ_n^(L−1)‖²,
+    x_n = ‖x_n‖², a_n = ‖a_n^(L−2)‖²:
+
+        log10 g_1/g_{L−1} = ½ log10(Σd/Σe)                      delta_term (the δ ratio)
+                          + ½ log10(Σx/Σa)                      forward_term
+                          + ½ log10(w_1/w_{L−1})                weighting_term
+                          + cross_first_log10 − cross_last_log10  cross_term
+
+    with w_1 = B Σ d_n x_n/(Σd Σx), w_{L−1} = B Σ e_n a_n/(Σe Σa): 1 where an example's δ and
+    activations are uncorrelated over the batch, above 1 where the examples with large δ also
+    have large activations. Also: `example_median_log10`, the median over examples of each
+    one's own ratio ½ log10(d_n x_n/(e_n a_n)); `delta_spread`, `act_spread`, the standard
+    deviation over examples of log10 √d_n and log10 √a_n; `top_share`, max d_n/Σd; `logit_q`,
+    the logits' mean square (mean-field: q_out).
+    """
+    if config.depth < 3:
+        raise ValueError(f"example_terms needs depth ≥ 3 (two hidden layers), got {config.depth}")
+    x, target = batch(config)
+    depth = config.depth
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        result = network(config).loss_and_gradients(x, target, CrossEntropyLoss())
+        deltas, grads = result.gradients.deltas, result.gradients.grads
+        top, bottom = str(depth - 1), str(depth - 2)
+        a_prev = result.tape.a[bottom]
+        d, e = np.sum(deltas["1"] ** 2, axis=1), np.sum(deltas[top] ** 2, axis=1)
+        xs, a = np.sum(x**2, axis=1), np.sum(a_prev**2, axis=1)
+        g1, gl = _norm(grads["1"]["weight"]), _norm(grads[top]["weight"])
+        n = len(x)
+        w1 = n * np.sum(d * xs) / (d.sum() * xs.sum())
+        wl = n * np.sum(e * a) / (e.sum() * a.sum())
+        own = 0.5 * np.log10(d * xs / (e * a))
+        return {
+            "grad_ratio_log10": _log10_ratio(g1, gl),
+            "delta_term": 0.5 * float(np.log10(d.sum() / e.sum())),
+            "forward_term": 0.5 * float(np.log10(xs.sum() / a.sum())),
+            "weighting_term": 0.5 * float(np.log10(w1 / wl)),
+            "cross_term": cross_log10(deltas["1"], x, g1) - cross_log10(deltas[top], a_prev, gl),
+            "example_median_log10": float(np.median(own)),
+            "delta_spread": float(np.std(0.5 * np.log10(d))),
+            "act_spread": float(np.std(0.5 * np.log10(a))),
+            "top_share": float(d.max() / d.sum()),
+            "logit_q": float(np.mean(result.output**2)),
+        }
 
 
 def measure_all(configs: Iterable[Config]) -> list[Measurement]:

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from experiments.measure import flow
 from experiments.measure.sweep import LAYER_COLUMNS, SUMMARY_COLUMNS, Sweep
+from experiments.report import gradient_flow_cells as cells_report
 from experiments.report import gradient_flow_widths as widths_report
 from experiments.report.common import (
     findings_and_plots,
@@ -57,6 +58,7 @@ CAPTIONS = {
     "tanh_power_law.png": "tanh at σ_w² = 1: the δ power law and the flat weight gradient.",
     "derivative_distribution.png": "f′(z) per layer for sigmoid and tanh (saturation).",
     "widths.png": "The batch theory's missed cells at larger widths, against depth/width.",
+    "cells.png": "The cells that stayed off, network by network.",
 }
 
 
@@ -67,9 +69,11 @@ def write_figures(
     layers: pd.DataFrame,
     sweep: Sweep,
     widths: pd.DataFrame | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Every figure the rows allow, as PNG files in `out`; `widths` is the missed cells'
-    table against width (`gradient_flow_widths.width_table`) or None."""
+    table against width (`gradient_flow_widths.width_table`) or None, `cells` the rows of
+    cells.csv (experiments.batch_theory_cells) or None."""
     figures: dict[str, Figure | None] = {
         "grad_norm_by_layer.png": plot_norm_by_layer(layers, sweep, "grad_w_norm"),
         "delta_norm_by_layer.png": plot_norm_by_layer(layers, sweep, "delta_norm"),
@@ -81,16 +85,21 @@ def write_figures(
         "tanh_power_law.png": plot_tanh_power_law(grid, sweep),
         "derivative_distribution.png": plot_derivative_distribution(layers, sweep),
         "widths.png": None if widths is None else widths_report.plot(widths),
+        "cells.png": None if cells is None else cells_report.plot(cells),
     }
     return [write_png(out / name, fig) for name, fig in figures.items() if fig is not None]
 
 
-def _with_widths(found: list[str], sweep: Sweep, t: pd.DataFrame | None) -> list[str]:
-    """The findings, the widths finding right after the batch theory's."""
+def _with_widths(
+    found: list[str], sweep: Sweep, t: pd.DataFrame | None, ct: pd.DataFrame | None = None
+) -> list[str]:
+    """The findings, the widths finding and the cells' (`ct`, the cells' table) right after
+    the batch theory's."""
     if t is None or t.empty:
         return found
     c2 = widths_report.linear_correlations(t, sweep.batch)
-    extra = widths_report.findings(t, max(sweep.widths), len(sweep.seeds), c2)
+    extra = widths_report.findings(t, max(sweep.widths), len(sweep.seeds), c2, ct)
+    extra += [] if ct is None else cells_report.findings(ct, AGREE)
     at = next((k + 1 for k, f in enumerate(found) if f.startswith("**The batch theory")), None)
     return found + extra if at is None else found[:at] + extra + found[at:]
 
@@ -105,11 +114,14 @@ def readme(
     checks: Sequence[str],
     runtime: str,
     widths: pd.DataFrame | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> str:
     """The README; `widths` is the missed cells' table against width
-    (`gradient_flow_widths.width_table` of experiments.batch_theory_widths' CSV) or None."""
+    (`gradient_flow_widths.width_table` of experiments.batch_theory_widths' CSV) or None,
+    `cells` the rows of experiments.batch_theory_cells' CSV or None."""
     depth, width = max(sweep.depths), max(sweep.widths)
     t = widths
+    ct = None if cells is None else cells_report.cell_table(cells)
     lines = [
         "# Gradient flow: δ and the weight gradients SGD uses, measured and predicted",
         "",
@@ -119,6 +131,7 @@ def readme(
         "",
         *summary(grid, sweep),
         *([] if t is None or t.empty else [widths_report.summary_line(t)]),
+        *([] if ct is None else [cells_report.summary_line(ct, AGREE)]),
         "",
         *glossary("decades", "δ", "σ_w², σ_b²", "q*", "χ1", "c-map", "edge of chaos", "seeds"),
         "## What was run",
@@ -188,7 +201,7 @@ def readme(
         headline(grid, sweep, "delta"),
         "",
     ]
-    found = _with_widths(findings(grid, scan, layers, sweep), sweep, t)
+    found = _with_widths(findings(grid, scan, layers, sweep), sweep, t, ct)
     lines += findings_and_plots(found, figures, CAPTIONS)
     if t is not None and not t.empty:
         lines += [
@@ -206,6 +219,14 @@ def readme(
             widths_report.table(t),
             "",
         ]
+        if cells is not None:
+            lines += [
+                "`cells.csv`, the cells that stayed off network by network (about 12 min of "
+                "CPU, not part of `make report`):",
+                "",
+                "    python -m experiments.batch_theory_cells",
+                "",
+            ]
     if checks:
         lines += ["## Cross-check with torch.autograd", "", *[f"- {c}" for c in checks], ""]
     lines += [
@@ -225,6 +246,16 @@ def readme(
             else [
                 "- `widths.csv`: the missed cells at larger widths, summary.csv's columns "
                 "(written by `python -m experiments.batch_theory_widths`)."
+            ]
+        ),
+        *(
+            []
+            if cells is None
+            else [
+                "- `cells.csv`: one row per network of the cells that stayed off: the "
+                "weight-gradient ratio's four terms (`flow.example_terms`), the examples' "
+                "spread, the logits' mean square, and the theories beside them (written by "
+                "`python -m experiments.batch_theory_cells`)."
             ]
         ),
         "",

@@ -57,14 +57,20 @@ def width_table(rows: pd.DataFrame) -> pd.DataFrame:
     shrink = ref["width"].to_numpy() / t["width"].to_numpy()
     t["gap_law"] = ref["gap"].to_numpy() * shrink
     t["spread_law"] = ref["spread"].to_numpy() * np.sqrt(shrink)
-    first = rows.groupby(KEYS)[["sigma_w2", "sigma_b2", "batch"]].first()
-    floor = {
-        key: float(np.std(batch_grad_ratio_log10_draws(key[0], r.sigma_w2, r.sigma_b2, key[2],
-                                                       int(r.batch)), ddof=1))
-        for key, r in first.iterrows()
-    }  # fmt: skip
+    first = rows.groupby(KEYS)[["sigma_w2", "sigma_b2", "batch", "width"]].first()
+    floor = {key: _floor(key, r) for key, r in first.iterrows()}
     t["floor"] = [floor[k] for k in t[KEYS].itertuples(index=False, name=None)]
     return t
+
+
+def _floor(key: tuple[str, str, int], r: pd.Series) -> float:
+    """The standard deviation of the batch theory's draws for the cell (its first width's
+    output layer)."""
+    config = flow.Config(key[0], key[1], int(key[2]), int(r.width), 0, int(r.batch))
+    sw_out, sb_out = flow.layer_params(config, (flow.CLASSES, config.width))
+    draws = batch_grad_ratio_log10_draws(key[0], r.sigma_w2, r.sigma_b2, key[2], int(r.batch),
+                                         sigma_w2_out=sw_out, sigma_b2_out=sb_out)  # fmt: skip
+    return float(np.std(draws, ddof=1))
 
 
 def counts(t: pd.DataFrame) -> pd.DataFrame:
@@ -90,7 +96,7 @@ def summary_line(t: pd.DataFrame) -> str:
     return (
         f"- The batch theory's {len(v)} misses, measured again at larger widths: "
         f"{int((v['last'].abs() < AGREE).sum())} of {len(v)} come within {AGREE} at the "
-        f"widest width each was run at, {int((v['verdict'] == 'stays').sum())} stay off; "
+        f"widest width each was run at, {_stay_off(int((v['verdict'] == 'stays').sum()))}; "
         + "; ".join(
             f"width {w}: {int(r.within)} of {int(r.cells)} within {AGREE}, median |gap| "
             f"{r.median_gap:.2f}"
@@ -164,6 +170,33 @@ def linear_correlations(t: pd.DataFrame, batch: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _stays_text(part: pd.DataFrame, cells: pd.DataFrame | None) -> str:
+    """What is known of the cells that stay off: the cells finding's, where it has them."""
+    lead = (
+        "   - For these the batch theory is off at every width measured, beyond the seeds' scatter"
+    )
+    if cells is None or cells.empty:
+        return lead + "; these runs do not establish why.\n"
+    have = set(map(tuple, cells[KEYS].to_numpy().tolist()))
+    taken = [r for r in part.itertuples() if (r.activation, r.init, r.depth) in have]
+    if not taken:
+        return lead + "; these runs do not establish why.\n"
+    widest = cells.loc[cells.groupby(KEYS)["width"].idxmax()].set_index(KEYS)
+    named = []
+    for r in taken:
+        w = widest.loc[(r.activation, r.init, r.depth)]
+        named.append(
+            f"{r.activation} + {r.init} at depth {r.depth} apart with {int(w['networks'])} "
+            f"networks: at width {int(w['width'])} its mean gap is {signed(w['gap'])} "
+            f"[{signed(w['gap_lo'])}, {signed(w['gap_hi'])}]"
+        )
+    return lead + "; the next finding takes " + "; ".join(named) + ".\n"
+
+
+def _stay_off(n: int) -> str:
+    return f"{n} stays off" if n == 1 else f"{n} stay off"
+
+
 def _linear_text(c2: pd.DataFrame) -> str:
     if c2.empty:
         return ""
@@ -185,9 +218,14 @@ def _linear_text(c2: pd.DataFrame) -> str:
 
 
 def findings(
-    t: pd.DataFrame, sweep_width: int, sweep_seeds: int, c2: pd.DataFrame | None = None
+    t: pd.DataFrame,
+    sweep_width: int,
+    sweep_seeds: int,
+    c2: pd.DataFrame | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> list[str]:
-    """The batch theory's misses against width, worded by what the rows show."""
+    """The batch theory's misses against width, worded by what the rows show; `cells` is
+    `gradient_flow_cells.cell_table` of the cells measured network by network, or None."""
     if t.empty:
         return []
     c = counts(t)
@@ -228,10 +266,7 @@ def findings(
         if len(part):
             text += f"   - {lead} ({len(part)} cells, gap first → widest): {_cells(part)}.\n"
         if verdict == "stays" and len(part):
-            text += (
-                "   - For these the batch theory is off at every width measured, beyond the "
-                "seeds' scatter; these runs do not establish why.\n"
-            )
+            text += _stays_text(part, cells)
     text += _linear_text(pd.DataFrame() if c2 is None else c2)
     noisy = v[v["floor"] >= AGREE / 2].sort_values("floor", ascending=False)
     if len(noisy):

@@ -95,20 +95,40 @@ def _layer_factors(
 
 
 def _output(
-    activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, var_x: float
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, var_x: float,
+    sigma_w2_out: float | None = None, sigma_b2_out: float | None = None,
 ) -> tuple[PairTrajectory, float, float] | None:  # fmt: skip
-    """The trajectory and the logits' (q, c), or None where q overflows."""
+    """The trajectory and the logits' (q, c), or None where q overflows.
+
+    q_out = σ_w,out² E[φ²] + σ_b,out² with the output layer's own σ_w,out², σ_b,out² (the
+    hidden layers' where None): an init whose variance reads fan_out, as xavier's
+    2/(fan_in + fan_out), gives the (K, N) output layer σ_w,out² = 2N/(N + K) ≈ 2, not 1."""
+    sw_out = sigma_w2 if sigma_w2_out is None else sigma_w2_out
+    sb_out = sigma_b2 if sigma_b2_out is None else sigma_b2_out
+    _check(sw_out, sb_out)
     t = pair_trajectory(activation, sigma_w2, sigma_b2, depth - 1, var_x)
-    q_out = min(sigma_w2 * t.phi2[-1] + sigma_b2, Q_MAX)
-    c_out = (sigma_w2 * t.phi_pair[-1] + sigma_b2) / q_out if q_out > 0 else 1.0
+    q_out = min(sw_out * t.phi2[-1] + sb_out, Q_MAX)
+    c_out = (sw_out * t.phi_pair[-1] + sb_out) / q_out if q_out > 0 else 1.0
     if not (math.isfinite(q_out) and q_out < Q_MAX):
         return None
     return t, q_out, c_out
 
 
+def logit_moments(
+    activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int,
+    var_x: float = 1.0, sigma_w2_out: float | None = None, sigma_b2_out: float | None = None,
+) -> tuple[float, float]:  # fmt: skip
+    """(q_out, c_out): the logits' mean square and two independent inputs' logit correlation
+    (NaN, NaN where q overflows)."""
+    _check(sigma_w2, sigma_b2)
+    out = _output(activation, sigma_w2, sigma_b2, depth, var_x, sigma_w2_out, sigma_b2_out)
+    return (math.nan, math.nan) if out is None else (out[1], out[2])
+
+
 def batch_grad_ratio_log10_theory(
     activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
     var_x: float = 1.0, classes: int = 10,
+    sigma_w2_out: float | None = None, sigma_b2_out: float | None = None,
 ) -> float:  # fmt: skip
     """log10(‖∂L/∂W^(1)‖/‖∂L/∂W^(L−1)‖) of a batch of `batch` independent inputs.
 
@@ -116,12 +136,14 @@ def batch_grad_ratio_log10_theory(
     single-example theory) come the B(B − 1) cross terms. Forward, ⟨a_b, a_b′⟩ ∝ E[φ(u1)φ(u2)]
     at the correlation c_l the c-map carries (0 at the input); backward, ⟨δ_b, δ_b′⟩ is the
     output's error Gram (`output_error_gram` at the logits' q, c) times Π σ_w² E[φ′(u1)φ′(u2)]
-    over the layers above (the gradient-independence assumption, as for χ).
+    over the layers above (the gradient-independence assumption, as for χ). The logits' q
+    reads the output layer's own σ_w,out², σ_b,out² (`_output`); the backward step through
+    W^(L) multiplies both layers' norms alike and cancels from the ratio.
     """
     _check(sigma_w2, sigma_b2)
     if depth < 3:
         return 0.0
-    out = _output(activation, sigma_w2, sigma_b2, depth, var_x)
+    out = _output(activation, sigma_w2, sigma_b2, depth, var_x, sigma_w2_out, sigma_b2_out)
     if out is None:
         return math.nan
     t, q_out, c_out = out
@@ -139,6 +161,7 @@ def batch_grad_ratio_log10_theory(
 def batch_grad_ratio_log10_draws(
     activation: str | Activation, sigma_w2: float, sigma_b2: float, depth: int, batch: int,
     var_x: float = 1.0, classes: int = 10, draws: int = 400, seed: int = 20170102,
+    sigma_w2_out: float | None = None, sigma_b2_out: float | None = None,
 ) -> Array:  # fmt: skip
     """The batch theory's ratio for `draws` networks of infinite width, one draw each of what
     stays random there: the batch's logits and labels.
@@ -154,7 +177,7 @@ def batch_grad_ratio_log10_draws(
     _check(sigma_w2, sigma_b2)
     if depth < 3:
         return np.zeros(draws)
-    out = _output(activation, sigma_w2, sigma_b2, depth, var_x)
+    out = _output(activation, sigma_w2, sigma_b2, depth, var_x, sigma_w2_out, sigma_b2_out)
     if out is None:
         return np.full(draws, math.nan)
     t, q_out, c_out = out
