@@ -352,3 +352,33 @@ def test_a_tensor_kept_from_the_input_before_the_call_is_still_refused():
     assert not _torch_gradcheck(f, (x,), raise_exception=False)
     with pytest.raises(torch_ref.UnsupportedModuleError, match="computed where the record"):
         torch_ref.gradcheck(f, (x,))
+
+
+# --- a slice written into a row of a buffer made in the function --------------------------
+
+
+def _crop_by_rows(x: torch.Tensor) -> torch.Tensor:
+    """kornia's crop_by_indices: `out = torch.empty(...)`, then `out[i] = x[i:i+1, ...]`, a
+    (1, C, h, w) value into a (C, h, w) row: torch drops the value's leading 1s."""
+    out = torch.empty(x.shape[0], x.shape[1], 4, 2, dtype=x.dtype)
+    for i in range(x.shape[0]):
+        out[i] = x[i : i + 1, :, 0:4, 1:3]
+    return out
+
+
+def test_a_value_with_leading_ones_written_into_a_row_passes_as_in_torch():
+    assert _both(_crop_by_rows, (_x(2, 2, 5, 4),)) == (True, True)
+
+
+def test_a_write_whose_row_refuses_is_never_dropped_silently(monkeypatch):
+    """Planted: the setitem row refuses every value. torch makes the write, and the written
+    tensor now carries gradient: the refusal stands (before, the write was taken for a call
+    that carries no gradient, setitem returning None, and its gradient was lost)."""
+    from manual_bp.ops import scatter
+
+    def refuse(self, *shapes):
+        raise ValueError("planted: no value fits")
+
+    monkeypatch.setattr(scatter.IndexPut, "shape", refuse)
+    with pytest.raises(ValueError, match=r"Tensor\.__setitem__ .*planted: no value fits"):
+        torch_ref.gradcheck(_crop_by_rows, (_x(2, 2, 5, 4),))

@@ -315,8 +315,8 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
                 out = self.run(func, args, kwargs)
             except ValueError:
                 raise refusal from None  # (torch refuses it too: the rule says why)
-            if self.carries(out):
-                raise
+            if self.carries(out) or (call.inplace and self.carries(args[:1])):
+                raise  # (in place: what the written tensor carries now counts too)
             return out  # (a refusal of a call that carries no gradient is no refusal)
         out = self.run(func, args, kwargs)
         written = args[0] if call.inplace and args and isinstance(args[0], torch.Tensor) else None

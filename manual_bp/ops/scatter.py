@@ -27,6 +27,15 @@ from manual_bp.ops.shape import FROM_INPUT, Index
 # --- x[idx] = v ---------------------------------------------------------------------------
 
 
+def _unit_free(shape: Shape) -> Shape:
+    """The shape without its leading dims of size 1 (torch's slicePrefix1sSize)."""
+    shape = tuple(shape)
+    k = 0
+    while k < len(shape) and shape[k] == 1:
+        k += 1
+    return shape[k:]
+
+
 class IndexPut(Layer):
     """z = x with x[index] = v (accumulate: x[index] += v, repeats adding up), v broadcast to
     the indexed shape;  δ_x = δ with the written entries 0 (accumulate: δ itself),
@@ -35,6 +44,8 @@ class IndexPut(Layer):
 
     `index` as for manual_bp.ops.shape.Index (ints, slices, None, ..., integer or bool arrays,
     FROM_INPUT). Inputs: x, v (unless `value`, a number, is given), then the FROM_INPUT arrays.
+    v's leading dims of size 1 are dropped first, as torch's `x[index] = v` drops them (a
+    (1, C, h, w) slice written into x[i] of shape (C, h, w)).
     """
 
     integer_inputs = True
@@ -59,7 +70,7 @@ class IndexPut(Layer):
     def shape(self, *in_shapes: Shape) -> Shape:
         x_shape, v_shape, index_shapes = self._split(in_shapes)
         target = self.index.shape(x_shape, *index_shapes)
-        if v_shape is not None and _broadcast_shape((tuple(v_shape), tuple(target))) != tuple(
+        if v_shape is not None and _broadcast_shape((_unit_free(v_shape), tuple(target))) != tuple(
             target
         ):
             raise ValueError(
@@ -73,7 +84,7 @@ class IndexPut(Layer):
         self.shape(x.shape, *((v.shape,) if v is not None else ()), *(i.shape for i in index))
         basic, advanced = self.index._plan(x.shape, index)
         z = np.array(x, dtype=np.result_type(x, np.float64 if v is None else v), copy=True)
-        value = np.asarray(self.value) if v is None else v
+        value = np.asarray(self.value) if v is None else v.reshape(_unit_free(v.shape))
         view = z[(*basic, ...)]  # (a view even where basic picks one entry: x[0] = ...)
         if advanced is None:
             view[...] = view + value if self.accumulate else value
@@ -98,7 +109,7 @@ class IndexPut(Layer):
                 view[advanced] = 0.0
             grads.append(dx)
         if v_shape is not None:
-            grads.append(unbroadcast(np.asarray(written), v_shape))
+            grads.append(unbroadcast(np.asarray(written), _unit_free(v_shape)).reshape(v_shape))
         grads += [None] * n_index
         return (grads[0] if len(grads) == 1 else tuple(grads)), {}
 

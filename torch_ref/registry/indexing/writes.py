@@ -230,10 +230,20 @@ def _set_by_mask_tensor(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def _set_row_slice(x: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(2, 2, 3, dtype=x.dtype)
+    for i in range(2):
+        out[i] = x[i : i + 1] * 2
+    return out
+
+
 def _setitem_samples() -> list[Sample]:
     x = _randn(0, 4, 3)
     return [
         Sample("y[:, 0] = 0", (x,), fn=_set_first_column),
+        Sample(  # (kornia's crop_by_indices: a (1, C, h, w) slice into out[i])
+            "a value with leading 1s (torch drops them)", (_randn(5, 2, 2, 3),), fn=_set_row_slice
+        ),
         Sample("H[..., -1, -1] += 1", (_randn(1, 2, 3, 3),), fn=_set_corner),
         Sample(
             "a bool mask (a constant) with other items", (_randn(34, 4, 3),), fn=_masked_with_more
