@@ -382,3 +382,28 @@ def test_a_write_whose_row_refuses_is_never_dropped_silently(monkeypatch):
     monkeypatch.setattr(scatter.IndexPut, "shape", refuse)
     with pytest.raises(ValueError, match=r"Tensor\.__setitem__ .*planted: no value fits"):
         torch_ref.gradcheck(_crop_by_rows, (_x(2, 2, 5, 4),))
+
+
+# --- a real difference torch's fast mode misses -------------------------------------------
+
+
+_W = torch.randn(256, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) / 16
+
+
+def _normalised_detached(x: torch.Tensor) -> torch.Tensor:
+    """kornia's HardNet: each sample normalised by its own mean and std, detached, then a
+    layer; autograd's gradient misses the statistics' share (a few % of each entry)."""
+    mean, std = torch.std_mean(x, dim=1, keepdim=True)
+    return (((x - mean.detach()) / (std.detach() + 1e-7)) @ _W).tanh()
+
+
+def test_a_detached_normalisation_is_caught_where_torchs_fast_mode_misses_it():
+    x = torch.rand(2, 256, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x.requires_grad_()
+    kw = {"eps": 1e-4, "atol": 1e-4, "raise_exception": False}
+    assert not _torch_gradcheck(_normalised_detached, (x,), **kw)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # (torch's fast mode draws its u and v from the global generator)
+        assert _torch_gradcheck(_normalised_detached, (x,), fast_mode=True, **kw)
+    for fast in (False, True):
+        assert not torch_ref.gradcheck(_normalised_detached, (x,), fast_mode=fast, **kw)
