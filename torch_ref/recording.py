@@ -189,14 +189,25 @@ def twin_backward() -> Iterator[None]:
 
 
 def autograd_grads(loss: torch.Tensor, wrt: list[torch.Tensor], rec: Recording) -> tuple[Any, ...]:
-    """torch.autograd.grad(loss, wrt) of the twin's recorded run, in twin_backward. Where
-    the run went through a reentrant torch.utils.checkpoint (`use_reentrant=True`, its
-    default), whose backward accumulates into `.grad` (autograd.grad would see nothing of
-    it, or refuse), loss.backward() as users run it: the gradients read from `.grad` (kept
-    for the non-leaf tensors), and every leaf's `.grad` as it was afterwards."""
-    with torch.enable_grad(), twin_backward():
+    """torch.autograd.grad(loss, wrt) of the twin's recorded run. A non-reentrant
+    torch.utils.checkpoint recomputes part of the forward in backward: where its check finds
+    the recompute's dtypes not the run's (a float32 cast the record made float64), the
+    backward runs again in twin_backward (only then: that mode costs every ATen op of the
+    backward a Python call). Where the run went through a reentrant checkpoint
+    (`use_reentrant=True`, its default), whose backward accumulates into `.grad`
+    (autograd.grad would see nothing of it, or refuse): loss.backward() as users run it, in
+    twin_backward, the gradients read from `.grad` (kept for the non-leaf tensors), and every
+    leaf's `.grad` as it was afterwards."""
+    with torch.enable_grad():
         if not any(f.cls == "CheckpointFunction" for f in rec.functions):
-            return torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
+            try:
+                return torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
+            except RuntimeError as err:
+                if "torch.utils.checkpoint: Recomputed values" not in str(err):
+                    raise
+            with twin_backward():
+                return torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=True)
+    with torch.enable_grad(), twin_backward():
         leaves = graph_leaves(loss) | {t for t in wrt if t.is_leaf}
         kept = {t: t.grad for t in leaves}
         try:
