@@ -8,9 +8,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from manual_bp.ops.base import Array, Layer, Shape, _one_or_tuple
+from manual_bp.ops.base import Array, Shape, _one_or_tuple
 from manual_bp.ops.recurrent.kernels import _bias, _cell, _rnn_mode
-from manual_bp.ops.recurrent.layers import BPTT, _check_params, _check_state, _positive_int
+from manual_bp.ops.recurrent.layers import (
+    BPTT,
+    TracedLayer,
+    _check_params,
+    _check_state,
+    _positive_int,
+)
 
 
 @dataclass
@@ -22,7 +28,7 @@ class CellCache:
     batched: bool
 
 
-class CellBase(Layer):
+class CellBase(TracedLayer):
     """nn.RNNCell / nn.LSTMCell / nn.GRUCell: one step of the kernels above.
 
     Takes x (N, I) or unbatched (I,), and h (LSTM: h and c) of shape (N, H) / (H,) when
@@ -32,7 +38,6 @@ class CellBase(Layer):
     """
 
     reports_delta = True
-    inner_trace = True  # backward_trace returns the step's BPTT record
     decayed = ()
     OPTIONS: ClassVar[tuple[str, ...]] = ("input_size", "hidden_size", "bias")
 
@@ -125,14 +130,6 @@ class CellBase(Layer):
         if not self.initial_state:
             return unbatch(d_x), grads, bptt
         return tuple(unbatch(a) for a in (d_x, *d_state0)), grads, bptt
-
-    def backward(self, delta: Any, cache: CellCache) -> tuple[Any, dict[str, Array]]:
-        """(∂L/∂x [, ∂L/∂h, ∂L/∂c]), ∂L/∂θ: backward_trace without its record."""
-        d_prev, grads, _ = self.backward_trace(delta, cache)
-        return d_prev, grads
-
-    def param_grads(self, delta: Any, cache: CellCache) -> dict[str, Array]:
-        return self.backward_trace(delta, cache, input_grad=False)[1]
 
 
 class RNNCell(CellBase):

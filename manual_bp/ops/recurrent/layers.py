@@ -104,7 +104,22 @@ def _check_state(what: str, got: Shape, want: Shape) -> None:
 # --- the layers ------------------------------------------------------------------------------
 
 
-class RNNBase(Layer):
+class TracedLayer(Layer):
+    """A layer whose backward is its `backward_trace` (the BPTT record of every step) without
+    the record: the recurrent layers, the cells and the layer on packed data."""
+
+    inner_trace = True
+
+    def backward(self, delta: Any, cache: Any) -> tuple[Any, dict[str, Array]]:
+        """(∂L/∂x [, ∂L/∂h0, ∂L/∂c0]), ∂L/∂θ: backward_trace without its record."""
+        d_prev, grads, _ = self.backward_trace(delta, cache)
+        return d_prev, grads
+
+    def param_grads(self, delta: Any, cache: Any) -> dict[str, Array]:
+        return self.backward_trace(delta, cache, input_grad=False)[1]
+
+
+class RNNBase(TracedLayer):
     """nn.RNN / nn.LSTM / nn.GRU in eval mode: L layers × D directions of one cell kind.
 
     `params` maps torch's names (weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0,
@@ -124,7 +139,6 @@ class RNNBase(Layer):
     """
 
     reports_delta = True
-    inner_trace = True  # backward_trace returns the BPTT record of every step
     decayed = ()  # NOTE: the contract's L2 covers Linear and Conv weights only
     OPTIONS: ClassVar[tuple[str, ...]] = (
         "input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
@@ -382,18 +396,6 @@ class RNNBase(Layer):
         if not self.initial_state:
             return d_x, grads, bptt
         return (d_x, *d_states), grads, bptt
-
-    def backward(
-        self, delta: tuple[Array | None, ...], cache: RecurrentCache
-    ) -> tuple[Any, dict[str, Array]]:
-        """(∂L/∂x [, ∂L/∂h0, ∂L/∂c0]), ∂L/∂θ: backward_trace without its record."""
-        d_prev, grads, _ = self.backward_trace(delta, cache)
-        return d_prev, grads
-
-    def param_grads(
-        self, delta: tuple[Array | None, ...], cache: RecurrentCache
-    ) -> dict[str, Array]:
-        return self.backward_trace(delta, cache, input_grad=False)[1]
 
 
 class RNN(RNNBase):

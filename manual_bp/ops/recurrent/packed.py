@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from manual_bp.ops.base import Array, Layer, Shape
-from manual_bp.ops.recurrent.layers import BPTT, RecurrentCache, RNNBase
+from manual_bp.ops.recurrent.layers import BPTT, RecurrentCache, RNNBase, TracedLayer
 
 
 def lengths_of(batch_sizes: Sequence[int] | Array) -> Array:
@@ -137,7 +137,7 @@ class PadPacked(Layer):
         return pack(_time_major(np.asarray(delta), self.batch_first), self.lengths), {}
 
 
-class PackedRNN(Layer):
+class PackedRNN(TracedLayer):
     """nn.RNN / nn.LSTM / nn.GRU called on a PackedSequence: packed data in, packed data out.
 
         x = pad(data);  h0 ← h0[:, sorted];  (out, h_n) = layer(x, h0);
@@ -149,7 +149,6 @@ class PackedRNN(Layer):
     as torch's. The inner trace is the layer's BPTT, time-major, in the sorted order."""
 
     reports_delta = True
-    inner_trace = True
     decayed = ()
 
     def __init__(self, layer: RNNBase, sorted_indices: Sequence[int] | Array | None) -> None:
@@ -206,14 +205,3 @@ class PackedRNN(Layer):
         if not self.layer.initial_state:
             return d_data_prev, grads, bptt
         return (d_data_prev, *(d[:, self.unorder] for d in d_states)), grads, bptt
-
-    def backward(
-        self, delta: tuple[Array | None, ...], cache: RecurrentCache
-    ) -> tuple[Any, dict[str, Array]]:
-        d_prev, grads, _ = self.backward_trace(delta, cache)
-        return d_prev, grads
-
-    def param_grads(
-        self, delta: tuple[Array | None, ...], cache: RecurrentCache
-    ) -> dict[str, Array]:
-        return self.backward_trace(delta, cache, input_grad=False)[1]
