@@ -29,6 +29,15 @@ def _small(config: Any, **kw: Any) -> Any:
     return config(**(base | kw))
 
 
+def _patches(config: Any, **kw: Any) -> Any:
+    """A vision transformer's config: 32×32 images in 8×8 patches, width 16, 2 layers."""
+    base = dict(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=32,
+    )  # fmt: skip
+    return config(**(base | kw))
+
+
 def _seq2seq(config: Any, **kw: Any) -> Any:
     return config(
         vocab_size=V, d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
@@ -406,61 +415,22 @@ def cases() -> list[Case]:
         # vision and audio encoders
         Case(
             "vit",
-            lambda T: T.ViTForImageClassification(
-                T.ViTConfig(
-                    image_size=32,
-                    patch_size=8,
-                    hidden_size=16,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    intermediate_size=32,
-                    num_labels=3,
-                )  # fmt: skip
-            ),
+            lambda T: T.ViTForImageClassification(_patches(T.ViTConfig, num_labels=3)),
             "image",
         ),
         Case(
             "deit",
-            lambda T: T.DeiTForImageClassification(
-                T.DeiTConfig(
-                    image_size=32,
-                    patch_size=8,
-                    hidden_size=16,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    intermediate_size=32,
-                    num_labels=3,
-                )  # fmt: skip
-            ),
+            lambda T: T.DeiTForImageClassification(_patches(T.DeiTConfig, num_labels=3)),
             "image",
         ),
         Case(
             "beit",
-            lambda T: T.BeitForImageClassification(
-                T.BeitConfig(
-                    image_size=32,
-                    patch_size=8,
-                    hidden_size=16,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    intermediate_size=32,
-                    num_labels=3,
-                )  # fmt: skip
-            ),
+            lambda T: T.BeitForImageClassification(_patches(T.BeitConfig, num_labels=3)),
             "image",
         ),
         Case(
             "dinov2",
-            lambda T: T.Dinov2ForImageClassification(
-                T.Dinov2Config(
-                    image_size=32,
-                    patch_size=8,
-                    hidden_size=16,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    num_labels=3,
-                )  # fmt: skip
-            ),
+            lambda T: T.Dinov2ForImageClassification(_patches(T.Dinov2Config, num_labels=3)),
             "image",
         ),
         Case(
@@ -535,16 +505,7 @@ def cases() -> list[Case]:
         ),
         Case(
             "clip_vision",
-            lambda T: T.CLIPVisionModel(
-                T.CLIPVisionConfig(
-                    image_size=32,
-                    patch_size=8,
-                    hidden_size=16,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    intermediate_size=32,
-                )  # fmt: skip
-            ),
+            lambda T: T.CLIPVisionModel(_patches(T.CLIPVisionConfig)),
             "image_hidden",
         ),
         Case(
