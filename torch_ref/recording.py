@@ -224,9 +224,9 @@ def autograd_grads(loss: torch.Tensor, wrt: list[torch.Tensor], rec: Recording) 
                 t.grad = g
 
 
-def graph_leaves(loss: torch.Tensor) -> set[torch.Tensor]:
-    """The leaf tensors autograd accumulates into from `loss`."""
-    seen, stack, out = set(), [loss.grad_fn], set()
+def graph_leaves(t: torch.Tensor) -> set[torch.Tensor]:
+    """The leaf tensors autograd accumulates into from `t`."""
+    seen, stack, out = set(), [t.grad_fn], set()
     while stack:
         fn = stack.pop()
         if fn is None or fn in seen:

@@ -29,7 +29,7 @@ class WholeModules:
             self.pending.append(None)
             return
         on, frame = self.recording((args, kwargs), module)
-        if not on or self.computed_weight(entry, module):
+        if not on or self.by_its_calls(entry, module):
             self.pending.append(None)  # (its forward's calls, one by one)
             return
         what = f"module {path!r} ({type(module).__name__})"
@@ -54,7 +54,7 @@ class WholeModules:
         self.pending.append((result, frame, before))
         self.depth += 1
 
-    def computed_weight(self, entry: Any, module: nn.Module) -> bool:
+    def by_its_calls(self, entry: Any, module: nn.Module) -> bool:
         """A tensor the row would take from the module was computed in this run and carries
         gradient (nn.utils.weight_norm's pre-hook sets `weight`), or the row does not cover
         the module's form: either way its forward's calls are recorded one by one."""
