@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from experiments.measure import flow
 from experiments.measure.sweep import numeric
@@ -330,6 +331,9 @@ def plot(t: pd.DataFrame) -> Figure:
         level = float(np.median(top[column].abs() / top["depth_over_width"] ** power))
         ax.plot(x, level * x**power, "k--", lw=1.2, label=f"finite-width law {name}")
         ax.set(xscale="log", yscale="log", xlabel="depth / width  L/N")
+        ax.xaxis.set_major_locator(FixedLocator([2.0**-k for k in range(2, 7)]))
+        ax.xaxis.set_major_formatter(FixedFormatter([f"1/{2**k}" for k in range(2, 7)]))
+        ax.xaxis.set_minor_locator(NullLocator())  # (minor labels of a log axis overlap here)
         ax.grid(alpha=0.3, which="both")
     a1.axhline(AGREE, color="0.5", ls=":", lw=1.0, label=f"{AGREE} decade")
     a1.set_ylabel("|measured − batch theory| [decades], mean over seeds")
