@@ -27,6 +27,7 @@ from manual_bp.ops.shape import (
     MoveDim,
     Narrow,
     Permute,
+    Rearrange,
     Repeat,
     Roll,
     SelectDim,
@@ -286,6 +287,18 @@ CASES = [
     Case("swapaxes", lambda: Transpose(0, 2), ((2, 3, 4),), lambda x: x.swapaxes(0, 2)),
     Case("T_3d_reverses", lambda: Permute((2, 1, 0)), ((2, 3, 4),), lambda x: x.permute(2, 1, 0)),
     Case("mT", lambda: Transpose(-2, -1), ((2, 3, 4),), lambda x: x.mT),
+    Case(
+        "rearrange_split_heads",
+        lambda: Rearrange((5, 2, 3, 4), (1, 2, 0, 3), (2, 3, 5, 4)),
+        ((5, 2, 12),),
+        lambda x: x.reshape(5, 6, 4).transpose(0, 1).reshape(2, 3, 5, 4),
+    ),
+    Case(
+        "rearrange_merge_heads",
+        lambda: Rearrange((2, 3, 5, 4), (2, 0, 1, 3), (10, 12)),
+        ((2, 3, 5, 4),),
+        lambda x: x.permute(2, 0, 1, 3).reshape(10, 12),
+    ),
     # --- stack, split, chunk, unbind ---
     Case("stack", lambda: Stack(0, 3), ((2, 3),) * 3, lambda *x: torch.stack(x)),
     Case("stack_last", lambda: Stack(-1, 2), ((2, 3),) * 2, lambda *x: torch.stack(x, -1)),

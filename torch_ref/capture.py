@@ -128,12 +128,13 @@ class _Builder:
     ) -> Ref:
         """A node; its value is floating unless every input is integer and it has no
         parameters (indexing or reshaping token ids keeps them integer)."""
-        if dtype is None and getattr(layer, "output_dtype", None):
-            dtype = layer.output_dtype
+        params = layer.params
         if dtype is None:
-            floating = layer.params or not inputs or any(r.dtype == "float" for r in inputs)
+            dtype = getattr(layer, "output_dtype", None) or None
+        if dtype is None:
+            floating = params or not inputs or any(r.dtype == "float" for r in inputs)
             dtype = "float" if floating or act is not IDENTITY else inputs[0].dtype
-        if layer.params and not getattr(layer, "integer_inputs", False):
+        if params and not getattr(layer, "integer_inputs", False):
             bad = [r for r in inputs if r.dtype != "float"]  # (torch's weighted layers refuse)
             if bad:
                 raise ValueError(
@@ -141,13 +142,18 @@ class _Builder:
                     f"{bad[0].shape} (integer inputs are token ids and indices: for Embedding, "
                     "indexing and shape ops)"
                 )
-        name = self.unique(name)
+        if name in self.taken:
+            name = self.unique(name)
+        else:
+            self.taken.add(name)
+        shapes = self.shapes
         try:
-            shape = layer.shape(*(self.shapes[r.name] for r in inputs))
+            shape = layer.shape(*[shapes[r.name] for r in inputs])
         except ValueError as err:
             raise ValueError(f"layer {name!r} ({layer!r}): {err}") from None
-        shape = tuple(shape) if not _is_multi(shape) else tuple(tuple(s) for s in shape)
-        self.shapes[name] = shape
+        if type(shape) is not tuple or (shape and isinstance(shape[0], tuple)):  # (rarely)
+            shape = tuple(shape) if not _is_multi(shape) else tuple(tuple(s) for s in shape)
+        shapes[name] = shape
         self.nodes.append(Node(name, layer, tuple(r.name for r in inputs), act))
         return Ref(name, shape, dtype)
 
@@ -328,11 +334,13 @@ class _Converter:
         probe: Probe | None = None,
         scope: str = "",
         in_torch_module: bool = False,
+        module_kwargs: dict[str, Any] | None = None,
     ) -> Any:
         """Run `entry`'s rule on the call and build its nodes; errors name the call and line.
         `scope`: the module the call sits in (named nodes of a composite go under it);
         `in_torch_module`: that module is a torch.nn module with no row (its refusal lists
-        the modules that have one)."""
+        the modules that have one); `module_kwargs`: the module's arguments to the rule, where
+        the caller has taken them already."""
         if entry is None:
             modules = f"; supported modules: {supported_modules()}" if in_torch_module else ""
             raise _ours(
@@ -343,7 +351,8 @@ class _Converter:
             )
         try:
             if module is not None:
-                module_kwargs = entry.module_kwargs(module)
+                if module_kwargs is None:
+                    module_kwargs = entry.module_kwargs(module)
                 extra = {
                     k: self.tensors_to_params(v, f"{name}.{k}") for k, v in module_kwargs.items()
                 }

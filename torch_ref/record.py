@@ -253,6 +253,11 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
                 return self.__torch_function__(func, types, args, kwargs)
         if self.depth:
             return func(*args, **kwargs)
+        call = _call_of(func)
+        if call.attribute:  # (x.dtype, x.is_nested, ...: read as it is, of the float64 twin)
+            if not self.as_run:
+                func, args, kwargs = self.float64(func, args, kwargs)
+            return self.run(func, args, kwargs)
         if func in SECOND_ORDER:
             self.refuse_second_order(func, args, kwargs)
         if not self.as_run:
@@ -272,11 +277,9 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
                 self.views[id(out)] = (args[0], args[1] if len(args) > 1 else None)
                 self.keep.append(out)  # (a view of a constant: a write through it is followed)
             return out
-        call = _call_of(func)
+        call = _call_of(func)  # (float64 may have made a cast Tensor.double)
         if call.inplace and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], call.what)
-        if call.attribute:
-            return self.run(func, args, kwargs)
         if call.entry is None:  # torch's lowering of it, op by op (torch_ref.lowering)
             return lowered(self, func, call.what, args, kwargs, frame)
         if call.entry.family == "sizes":

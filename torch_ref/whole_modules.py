@@ -29,7 +29,8 @@ class WholeModules:
             self.pending.append(None)
             return
         on, frame = self.recording((args, kwargs), module)
-        if not on or self.by_its_calls(entry, module):
+        module_kwargs = self.row_kwargs(entry, module) if on else None
+        if module_kwargs is None:
             self.pending.append(None)  # (its forward's calls, one by one)
             return
         what = f"module {path!r} ({type(module).__name__})"
@@ -44,7 +45,7 @@ class WholeModules:
         try:
             result = self.conv.call(
                 entry, what, _user_line, path or "model", tuple(vargs), dict(vkwargs), module,
-                probe, path,
+                probe, path, module_kwargs=module_kwargs,
             )  # fmt: skip
         except NotCovered:  # (a form its row does not cover: its forward's calls, one by one)
             self.calls[path] = k
@@ -54,15 +55,19 @@ class WholeModules:
         self.pending.append((result, frame, before))
         self.depth += 1
 
-    def by_its_calls(self, entry: Any, module: nn.Module) -> bool:
-        """A tensor the row would take from the module was computed in this run and carries
-        gradient (nn.utils.weight_norm's pre-hook sets `weight`), or the row does not cover
-        the module's form: either way its forward's calls are recorded one by one."""
+    def row_kwargs(self, entry: Any, module: nn.Module) -> dict[str, Any] | None:
+        """The module's arguments to its row's rule, or None where its forward's calls are
+        recorded one by one instead: a tensor the row would take from the module was
+        computed in this run and carries gradient (nn.utils.weight_norm's pre-hook sets
+        `weight`), or the row does not cover the module's form."""
         try:
-            held = _tensors(entry.module_kwargs(module))
+            module_kwargs = entry.module_kwargs(module)
         except NotCovered:
-            return True
-        return any(id(t) in self.bound and id(t) in self.live for t in held)
+            return None
+        held = _tensors(module_kwargs)
+        if any(id(t) in self.bound and id(t) in self.live for t in held):
+            return None
+        return module_kwargs
 
     def leave(self, path: str, module: nn.Module, output: Any) -> Any:
         self.scope.pop()

@@ -31,7 +31,7 @@ from manual_bp.ops.graph import Constant
 from manual_bp.ops.linalg import MatMul
 from manual_bp.ops.linear import Linear
 from manual_bp.ops.reductions import Mean
-from manual_bp.ops.shape import Cat, Permute, Repeat, Reshape, Transpose
+from manual_bp.ops.shape import Cat, Rearrange, Repeat, Reshape, Transpose
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.registry.core import (
     Op,
@@ -93,6 +93,13 @@ def scaled_dot_product_attention(
 def _heads(x: Any, length: int, batch: int, heads: int, head_dim: int) -> Op:
     """(T, N, E) → (N·H, T, hd), as torch's q.view(T, N·H, hd).transpose(0, 1)."""
     return Op(Transpose(0, 1), (Op(Reshape((length, batch * heads, head_dim)), (x,)),))
+
+
+def _split_heads(x: Any, length: int, batch: int, heads: int, head_dim: int) -> Op:
+    """(T, N, E) → (N, H, T, hd): torch's q.view(T, N·H, hd).transpose(0, 1) then
+    .view(N, H, T, hd), as one node."""
+    split = (length, batch, heads, head_dim)
+    return Op(Rearrange(split, (1, 2, 0, 3), (batch, heads, length, head_dim)), (x,))
 
 
 def _check(cond: bool, message: str) -> None:
@@ -218,20 +225,24 @@ def multi_head_attention_forward(
         vp = Op(Cat(0, 2), (vp, Op(Repeat((1, N, 1)), (bv,))))
         pad += 1
     S_kv = S + pad
-    q_h = _heads(qp, L, N, H, hd)  # (N·H, L, hd)
-    k_h = _heads(kp, S_kv, N, H, hd)
-    v_h = _heads(vp, S_kv, N, H, hd)
     if add_zero_attn:  # a zero key and value appended after the heads split
+        q_h = _heads(qp, L, N, H, hd)  # (N·H, L, hd)
+        k_h = _heads(kp, S_kv, N, H, hd)
+        v_h = _heads(vp, S_kv, N, H, hd)
         zeros = Op(Constant(np.zeros((N * H, 1, hd))), ())
         k_h = Op(Cat(1, 2), (k_h, zeros))
         v_h = Op(Cat(1, 2), (v_h, zeros))
         pad += 1
         S_kv += 1
 
-    def four(x: Op, length: int) -> Op:
-        return Op(Reshape((N, H, length, hd)), (x,))
+        def four(x: Op, length: int) -> Op:
+            return Op(Reshape((N, H, length, hd)), (x,))
 
-    q4, k4, v4 = four(q_h, L), four(k_h, S_kv), four(v_h, S_kv)
+        q4, k4, v4 = four(q_h, L), four(k_h, S_kv), four(v_h, S_kv)
+    else:  # (T, N, E) → (N, H, T, hd): the same three steps as one node
+        q4 = _split_heads(qp, L, N, H, hd)
+        k4 = _split_heads(kp, S_kv, N, H, hd)
+        v4 = _split_heads(vp, S_kv, N, H, hd)
     merged = None
     if masks:
         merged = Op(
@@ -258,7 +269,7 @@ def multi_head_attention_forward(
             has_mask=merged is not None, is_causal=use_causal, empty_rows=EMPTY_ROWS
         )
         attn = Op(layer, (q4, k4, v4, *mask_in))
-    merged_heads = Op(Reshape((L * N, E)), (Op(Permute((2, 0, 1, 3)), (attn,)),))
+    merged_heads = Op(Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E)), (attn,))  # (L·N, E)
     Wo = param_arg(out_proj_weight, what, "out_proj.weight")
     bo = param_arg(out_proj_bias, what, "out_proj.bias", optional=True)
     out = Op(

@@ -79,8 +79,8 @@ class Param:
         into the caller's tensor: a read-only view of a float64 CPU tensor (no copy), a copy
         of anything else."""
         t = self.tensor.detach()
-        if t.device.type == "cpu" and t.dtype == torch.float64 and not t.is_conj():
-            view = t.numpy().view()
+        if t.dtype is torch.float64 and t.device.type == "cpu" and not t.is_conj():
+            view = t.numpy()  # (a new array object on the tensor's memory)
             view.flags.writeable = False
             return view
         t = t.to("cpu")

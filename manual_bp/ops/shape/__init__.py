@@ -4,7 +4,7 @@ The family lives in four modules, re-exported here:
 
 | module    | what lives there                                                              |
 |-----------|-------------------------------------------------------------------------------|
-| `core`    | identity, flatten, reshape, permute, transpose                                |
+| `core`    | identity, flatten, reshape, permute, transpose, rearrange                     |
 | `index`   | one Index layer for x[...], narrow, select, index_select and gather           |
 | `arrange` | expand, repeat, tile, roll, flip, movedim, unflatten, triangles and diagonals |
 | `pieces`  | several tensors in or out: cat, stack, split and chunk, unbind                |
@@ -24,7 +24,7 @@ from manual_bp.ops.shape.arrange import (
     Triangle,
     Unflatten,
 )
-from manual_bp.ops.shape.core import Flatten, Identity, Permute, Reshape, Transpose
+from manual_bp.ops.shape.core import Flatten, Identity, Permute, Rearrange, Reshape, Transpose
 from manual_bp.ops.shape.index import (
     FROM_INPUT,
     Gather,
@@ -52,6 +52,7 @@ __all__ = [
     "MoveDim",
     "Narrow",
     "Permute",
+    "Rearrange",
     "Repeat",
     "Reshape",
     "Roll",

@@ -143,6 +143,45 @@ class Permute(Layer):
         return delta.transpose(np.argsort(perm)), {}
 
 
+class Rearrange(Layer):
+    """z = a.reshape(split).permute(dims).reshape(shape), laid out afresh (as torch's reshape
+    of a permuted view copies);  δ_prev = δ moved back the same three steps in reverse.
+
+    One node for what attention does to its heads: (T, N, E) → (N, H, T, hd) and back."""
+
+    integer_inputs = True
+
+    def __init__(self, split: Sequence[int], dims: Sequence[int], shape: Sequence[int]) -> None:
+        super().__init__()
+        self.split = tuple(int(n) for n in split)
+        self.dims = tuple(int(d) for d in dims)
+        self.target = tuple(int(n) for n in shape)
+        if sorted(self.dims) != list(range(len(self.split))):
+            raise ValueError(f"expected a permutation of 0..{len(self.split) - 1}, got {self.dims}")
+        if math.prod(self.target) != math.prod(self.split):
+            raise ValueError(
+                f"cannot reshape {self.split} permuted by {self.dims} into {self.target}"
+            )
+        self.inverse = tuple(int(d) for d in np.argsort(self.dims))
+        self.permuted = tuple(self.split[d] for d in self.dims)
+
+    def __repr__(self) -> str:
+        return f"Rearrange({self.split}, {self.dims}, {self.target})"
+
+    def shape(self, in_shape: Shape) -> Shape:
+        if math.prod(in_shape) != math.prod(self.split):
+            raise ValueError(f"cannot reshape {tuple(in_shape)} into {self.split}")
+        return self.target
+
+    def forward(self, a: Array) -> tuple[Array, Shape]:
+        z = np.ascontiguousarray(a.reshape(self.split).transpose(self.dims))
+        return z.reshape(self.target), a.shape
+
+    def backward(self, delta: Array, in_shape: Shape) -> tuple[Array, dict[str, Array]]:
+        moved = np.ascontiguousarray(delta.reshape(self.permuted).transpose(self.inverse))
+        return moved.reshape(in_shape), {}
+
+
 class Transpose(Layer):
     """z = a.transpose(dim0, dim1);  δ_prev = δ.transpose(dim0, dim1)."""
 
