@@ -292,17 +292,39 @@ def _ours(err: Exception) -> Exception:
 # --- the conversion of one call ------------------------------------------------------
 
 
+def module_walk(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """(path, module) for every module of `model`, in the order and with the repeats of
+    model.named_modules(prefix=prefix, remove_duplicate=False) (a shared module under each
+    of its paths), without its generators' cost."""
+    out: list[tuple[str, nn.Module]] = []
+    stack = [(prefix, model)]
+    while stack:
+        path, m = stack.pop()
+        out.append((path, m))
+        children = [(k, c) for k, c in m._modules.items() if c is not None]
+        stack.extend((f"{path}.{k}" if path else k, c) for k, c in reversed(children))
+    return out
+
+
 class _Converter:
     """Looks a call up in the registry, runs its rule, and turns its Op into nodes."""
 
-    def __init__(self, model: nn.Module, builder: _Builder) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        builder: _Builder,
+        modules: list[tuple[str, nn.Module]] | None = None,
+    ) -> None:
+        """`modules`: module_walk(model), where the caller has it already."""
         self.model = model
         self.b = builder
         self.names: dict[int, str] = {}  # id(tensor) → qualified name (first of tied names)
-        for name, p in model.named_parameters(remove_duplicate=False):
-            self.names.setdefault(id(p), name)
-        for name, t in model.named_buffers(remove_duplicate=False):
-            self.names.setdefault(id(t), name)
+        modules = module_walk(model) if modules is None else modules
+        for table in ("_parameters", "_buffers"):  # (named_parameters(), then named_buffers())
+            for path, m in modules:
+                for k, t in getattr(m, table).items():
+                    if t is not None:
+                        self.names.setdefault(id(t), f"{path}.{k}" if path else k)
         self.constants: dict[str, torch.Tensor] = {}
 
     def model_tensor(self, t: torch.Tensor, fallback: str | None = None) -> Param:

@@ -53,6 +53,7 @@ from torch_ref.capture import (
     _Converter,
     _ours,
     _user_line,
+    module_walk,
 )
 from torch_ref.errors import NotCovered, NothingToDifferentiate, UnsupportedModuleError
 from torch_ref.lowering import lowered
@@ -518,9 +519,10 @@ def record(
     run as it is (no float64 twin; its random draws are constants of it, and stay drawn)."""
     registry()
     b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
-    conv = _Converter(model if model is not None else nn.Module(), b)
+    walk = module_walk(model) if model is not None else []
+    conv = _Converter(model if model is not None else nn.Module(), b, walk)
     live_params = {
-        id(p) for p in (model.parameters() if model is not None else ()) if p.requires_grad
+        id(p) for _, m in walk for p in m._parameters.values() if p is not None and p.requires_grad
     }
     for name, t in (caller or {}).items():  # the caller's own tensors, by the same names
         conv.names.setdefault(id(t), name)
@@ -535,7 +537,7 @@ def record(
     with (
         contextlib.nullcontext() if as_run else random_state_kept(what),
         contextlib.nullcontext() if as_run else _float64_default(),
-        _hooks([("", model)] * (model is not None) + list(modules), recorder),
+        _hooks(walk + [w for prefix, m in modules for w in module_walk(m, prefix)], recorder),
         recorder,
     ):
         result = fn(*args, **kwargs)

@@ -108,15 +108,16 @@ def output_names(recorder: Any, result: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _hooks(models: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
+def _hooks(walk: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
     """The recorder's pre-hook and hook (first among the module's own) on every module of
-    the twin, written into the module's hook tables as register_forward_(pre_)hook(...,
-    with_kwargs=True) writes them, under a key of ours; removed afterwards."""
+    `walk` ((path, module) pairs, a shared module under its first path), written into the
+    module's hook tables as register_forward_(pre_)hook(..., with_kwargs=True) writes them,
+    under a key of ours; removed afterwards."""
     paths: dict[int, str] = {}
     modules: list[nn.Module] = []
-    for prefix, model in models:
-        for path, m in model.named_modules(prefix=prefix):
-            paths.setdefault(id(m), path)
+    for path, m in walk:
+        if id(m) not in paths:
+            paths[id(m)] = path
             modules.append(m)
     key = _HookKey()
 

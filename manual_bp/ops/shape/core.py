@@ -162,7 +162,7 @@ class Rearrange(Layer):
             raise ValueError(
                 f"cannot reshape {self.split} permuted by {self.dims} into {self.target}"
             )
-        self.inverse = tuple(int(d) for d in np.argsort(self.dims))
+        self.inverse = tuple(sorted(range(len(self.dims)), key=self.dims.__getitem__))
         self.permuted = tuple(self.split[d] for d in self.dims)
 
     def __repr__(self) -> str:
