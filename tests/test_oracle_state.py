@@ -363,3 +363,19 @@ def test_tied_weight_is_decayed_once():
     )
     want = _autograd(problem.model, problem, l2=l2)
     _assert_close("tied_weight: grad of 0.weight vs autograd", grads["0.weight"], want["0.weight"])
+
+
+def test_a_module_recorded_whole_that_raises_leaves_torch_dispatch_as_it_was(monkeypatch):
+    """Inside a module recorded whole the record's mode steps off torch's stack; when that
+    module's forward raises, the mode is back and gone, and dispatch is on, as before."""
+
+    def broken(*args: Any, **kwargs: Any) -> torch.Tensor:
+        raise RuntimeError("a failure inside nn.Linear's forward")
+
+    model = nn.Sequential(nn.Linear(F_IN, C))
+    x, t = torch.randn(N, F_IN), torch.randint(0, C, (N,))
+    monkeypatch.setattr(torch.nn.modules.linear.F, "linear", broken)
+    with pytest.raises(ValueError, match="a failure inside nn.Linear's forward"):
+        torch_ref.manual_gradients(model, nn.CrossEntropyLoss(), x, t)
+    assert torch._C._len_torch_function_stack() == 0
+    assert torch._C._is_torch_function_enabled()

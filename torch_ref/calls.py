@@ -13,6 +13,8 @@ import torch
 from torch_ref.registry import lookup_function, lookup_method, torch_name
 from torch_ref.registry.core import OpEntry
 
+#: the devices whose autocast regions the record turns off (the twin computes in float64)
+_AUTOCAST = ("cpu", "cuda")
 #: Tensor methods that cast to a floating dtype: the twin's is float64
 _FLOAT_CASTS = {"float", "half", "bfloat16"}
 #: reflected operators: `1 - x` arrives as x.__rsub__(1), the rule of operator.sub(1, x)

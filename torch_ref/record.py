@@ -46,7 +46,7 @@ from torch.utils import _pytree as pytree
 from manual_bp.network import Network
 from manual_bp.ops.shape import Identity
 from torch_ref import ties
-from torch_ref.calls import _FLOAT_CASTS, _call_of, _kind, _not_float64, _tensors
+from torch_ref.calls import _AUTOCAST, _FLOAT_CASTS, _call_of, _kind, _not_float64, _tensors
 from torch_ref.capture import (
     Probe,
     _Builder,
@@ -76,9 +76,6 @@ from torch_ref.whole_modules import WholeModules
 _GETITEM = torch.Tensor.__getitem__
 _REGISTER_HOOK = torch.Tensor.register_hook
 _APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignore[attr-defined]
-
-#: the devices whose autocast regions the record turns off (the twin computes in float64)
-_AUTOCAST = ("cpu", "cuda")
 
 
 class _Recorder(WholeModules, Refusals, TorchFunctionMode):
@@ -122,6 +119,10 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
         self.regions.clear()
         self.frames.clear()
         self.stop = None  # type: ignore[assignment]
+
+    def __exit__(self, *exc: Any) -> None:
+        self.step_back()  # (a module recorded whole raised: the mode is back, then leaves)
+        super().__exit__(*exc)
 
     # --- binding torch tensors to manual values ------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from torch_ref.calls import _tensors
+from torch_ref.calls import _AUTOCAST, _tensors
 from torch_ref.capture import Probe, _user_line
 from torch_ref.errors import NotCovered
 from torch_ref.registry import lookup_module
@@ -18,6 +18,8 @@ from torch_ref.registry.core import Ref
 
 class WholeModules:
     """The recorder's module hooks: a module with a row is one call of its rule."""
+
+    aside = False  # the mode is off the stack inside a module recorded whole
 
     def enter(self, path: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self.scope.append((path, module))
@@ -54,6 +56,25 @@ class WholeModules:
         self.tag(frame, before)
         self.pending.append((result, frame, before))
         self.depth += 1
+        self.step_aside()
+
+    def step_aside(self) -> None:
+        """Inside a module recorded whole, torch's calls are its own business: the mode
+        leaves the stack until the module returns (its calls then dispatch as in a plain
+        run), unless autocast is on, which the mode turns off call by call."""
+        top = torch._C._len_torch_function_stack() - 1
+        if top < 0 or torch._C._get_function_stack_at(top) is not self:
+            return
+        if any(map(torch.is_autocast_enabled, _AUTOCAST)):
+            return
+        torch._C._pop_torch_function_stack()
+        self.aside = True
+
+    def step_back(self) -> None:
+        """The mode on the stack again (a module recorded whole returned, or raised)."""
+        if self.aside:
+            self.aside = False
+            torch._C._push_on_torch_function_stack(self)
 
     def row_kwargs(self, entry: Any, module: nn.Module) -> dict[str, Any] | None:
         """The module's arguments to its row's rule, or None where its forward's calls are
@@ -74,6 +95,7 @@ class WholeModules:
         pending = self.pending.pop()
         if pending is None:
             return None
+        self.step_back()
         self.depth -= 1
         result, _, before = pending
         grad = torch.is_grad_enabled()
