@@ -182,6 +182,15 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
     def values_of(self, obj: Any, what: str) -> Any:
         if isinstance(obj, torch.Tensor):
             return self.value(obj, what)
+        if type(obj) is tuple or type(obj) is list:  # (nearly every call: flat arguments)
+            return type(obj)(
+                self.value(v, what)
+                if isinstance(v, torch.Tensor)
+                else self.values_of(v, what)
+                if isinstance(v, (tuple, list, dict))
+                else v
+                for v in obj
+            )
         if isinstance(obj, PackedSequence):  # (its own __new__ would check the values' devices)
             return PackedSequence._make(self.values_of(v, what) for v in obj)
         if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
@@ -192,9 +201,14 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
             return {k: self.values_of(v, what) for k, v in obj.items()}
         return obj
 
-    def is_live(self, obj: Any) -> bool:
+    def is_live(self, *objs: Any) -> bool:
         # (a stale value is live too: value() refuses it where it is read, with the reason)
-        return any(id(t) in self.live for t in _tensors(obj))
+        live = self.live
+        for obj in objs:
+            for t in _tensors(obj):
+                if id(t) in live:
+                    return True
+        return False
 
     # --- custom autograd Functions -------------------------------------------------
 
@@ -228,12 +242,12 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
         return self.regions[frame][2]
 
     def recording(
-        self, args: Any, module: nn.Module | None = None
+        self, args: tuple, kwargs: dict, module: nn.Module | None = None
     ) -> tuple[bool, FrameType | None]:
         """Whether a call on these arguments is part of the differentiated program: some
         argument (or the module's own parameter) carries gradient, and grad mode is on or
         the call is inside a custom Function's forward."""
-        if not self.is_live(args) and not (
+        if not self.is_live(args, kwargs) and not (
             module is not None and any(id(p) in self.live for p in module.parameters())
         ):
             return False, None
@@ -246,7 +260,7 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if any(map(torch.is_autocast_enabled, _AUTOCAST)):  # autocast: float64 in the twin
+        if torch._C._is_any_autocast_enabled() and any(map(torch.is_autocast_enabled, _AUTOCAST)):
             autocast = [d for d in _AUTOCAST if torch.is_autocast_enabled(d)]
             self.casts.append(f"torch.autocast{_user_line()}")
             with contextlib.ExitStack() as stack:
@@ -269,7 +283,7 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
                     self.lowered_calls.append(f"{_call_of(func).what}{_user_line()}")
                 with self:
                     return FORMS[func](*args, **kwargs)
-        on, frame = self.recording((args, kwargs))
+        on, frame = self.recording(args, kwargs)
         if func is _REGISTER_HOOK and on and len(args) == 2:  # (autograd's backward runs it)
             self.hooks.append(HookWatch(args[1], f"Tensor.register_hook{_user_line()}"))
             args = (args[0], self.hooks[-1])

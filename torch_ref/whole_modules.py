@@ -30,13 +30,17 @@ class WholeModules:
         if entry is None or "forward" in vars(module):
             self.pending.append(None)
             return
-        on, frame = self.recording((args, kwargs), module)
+        on, frame = self.recording(args, kwargs, module)
         module_kwargs = self.row_kwargs(entry, module) if on else None
         if module_kwargs is None:
             self.pending.append(None)  # (its forward's calls, one by one)
             return
         what = f"module {path!r} ({type(module).__name__})"
-        if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
+        if (
+            vars(module).get("inplace", False) is True
+            and args
+            and isinstance(args[0], torch.Tensor)
+        ):
             self.refuse_leaf_write(args[0], what)
         vargs = self.values_of(args, what)
         vkwargs = self.values_of(kwargs, what)
@@ -65,7 +69,7 @@ class WholeModules:
         top = torch._C._len_torch_function_stack() - 1
         if top < 0 or torch._C._get_function_stack_at(top) is not self:
             return
-        if any(map(torch.is_autocast_enabled, _AUTOCAST)):
+        if torch._C._is_any_autocast_enabled() and any(map(torch.is_autocast_enabled, _AUTOCAST)):
             return
         torch._C._pop_torch_function_stack()
         self.aside = True
