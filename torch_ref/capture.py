@@ -21,8 +21,10 @@ import linecache
 import os
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from types import FrameType
 from typing import Any
 
@@ -229,17 +231,14 @@ class _Builder:
         """Fuse each activation into the node that made its input when that node feeds it
         alone: a^(l) = f(layer(a^(l−1))), the textbook node. Returns the nodes, the renames
         (activation node → the node it joined) and the z map (fused node → its own name)."""
-        consumers: dict[str, int] = {}
-        for node in self.nodes:
-            for i in node.inputs:
-                consumers[i] = consumers.get(i, 0) + 1
-        consumers[output] = consumers.get(output, 0) + 1
+        consumers = Counter(chain.from_iterable(node.inputs for node in self.nodes))
+        consumers[output] += 1
         by_name = {n.name: n for n in self.nodes}
         renamed: dict[str, str] = {}
         fused: dict[str, str] = {}
         out: list[Node] = []
         for node in self.nodes:
-            if any(i in renamed for i in node.inputs):
+            if renamed and any(i in renamed for i in node.inputs):
                 node = dataclasses.replace(
                     node, inputs=tuple(renamed.get(i, i) for i in node.inputs)
                 )

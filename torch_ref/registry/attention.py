@@ -179,12 +179,14 @@ def multi_head_attention_forward(
 
     # in-projection: three row blocks of in_proj_weight, or the separate weights
     b = param_arg(in_proj_bias, what, "in_proj_bias", optional=True)
+    b_all = array(b)
     blocks = [(0, E), (E, 2 * E), (2 * E, 3 * E)]
     projected = []
     if not use_separate_proj_weight:
         W = param_arg(in_proj_weight, what, "in_proj_weight")
+        W_all = array(W)  # (read-only: the three layers share it, and the bias)
         for x, rows, proj in zip((q, k, v), blocks, _PROJECTIONS, strict=True):
-            layer = InProjection(array(W), array(b), rows, rows)
+            layer = InProjection(W_all, b_all, rows, rows)
             projected.append(Op(layer, (x,), fused(weight=W, bias=b), name=proj))
     else:
         for x, w, rows, proj in zip(
@@ -192,7 +194,7 @@ def multi_head_attention_forward(
             strict=True,
         ):  # fmt: skip
             Wx = param_arg(w, what, "q/k/v_proj_weight")
-            layer = InProjection(array(Wx), array(b), None, rows)
+            layer = InProjection(array(Wx), b_all, None, rows)
             projected.append(Op(layer, (x,), fused(weight=Wx, bias=b), name=proj))
     qp, kp, vp = projected
 
