@@ -18,7 +18,7 @@ def my_buggy_backward(model, x, t):
 
 
 def test_my_buggy_backward_fails(gradient_oracle):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-    x, t = torch.randn(5, 3), torch.randn(5, 2)
+    torch.manual_seed(0)  # (float64: the digits printed are then the same on every CPU)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    x, t = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
     gradient_oracle.check_grads(model, nn.MSELoss(), x, t, my_buggy_backward(model, x, t))

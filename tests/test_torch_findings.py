@@ -35,16 +35,18 @@ def _cofactors(a: torch.Tensor) -> torch.Tensor:
 
 def test_det_at_an_exactly_singular_matrix_torch_returns_zero_the_oracle_the_cofactors():
     """torch 2.13 (CPU): the backward of det at a matrix of rank n − 1 whose LU has an exact
-    zero pivot is 0, though det's derivative there is the cofactor matrix (nonzero)."""
-    a = torch.tensor([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.0, 1.0, 5.0]], dtype=torch.float64)
+    zero pivot is 0, though det's derivative there is the cofactor matrix (nonzero). A row
+    of zeros makes that pivot exactly zero whatever order LAPACK sums in (a singular matrix
+    whose LU cancels to zero on one CPU ends 1 ulp off it on another, and torch is right)."""
+    a = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [0.0, 1.0, 5.0]], dtype=torch.float64)
     model, x, t = _Det(a), torch.ones(3, 3, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
     loss = lambda out, t: (out * t).sum()  # noqa: E731
     grads = torch_ref.manual_gradients(model, loss, x, t)
     cof = _cofactors(a)
-    assert cof.abs().max() > 1  # (the derivative is not 0: cof[0, 0] = 4·5 − 6·1 = 14)
+    assert cof.abs().max() > 1  # (the derivative is not 0: cof[1, 0] = −(2·5 − 3·1) = −7)
     torch.testing.assert_close(grads["a"], cof, rtol=1e-12, atol=1e-12)
     report = torch_ref.compare_gradients(model, loss, x, t)
-    assert not report.ok and "oracle 14" in report.failure_message()
+    assert not report.ok and "oracle -7" in report.failure_message()
 
 
 def test_torchs_decomposition_of_multilabel_margin_loss_counts_the_padded_targets():
