@@ -46,7 +46,7 @@ from torch.utils import _pytree as pytree
 from manual_bp.network import Network
 from manual_bp.ops.shape import Identity
 from torch_ref import ties
-from torch_ref.calls import _AUTOCAST, _FLOAT_CASTS, _call_of, _kind, _not_float64, _tensors
+from torch_ref.calls import _AUTOCAST, _call_of, _kind, _tensors
 from torch_ref.capture import (
     Probe,
     _Builder,
@@ -55,6 +55,7 @@ from torch_ref.capture import (
     _user_line,
     module_walk,
 )
+from torch_ref.casts import Casts
 from torch_ref.errors import NotCovered, NothingToDifferentiate, UnsupportedModuleError
 from torch_ref.lowering import lowered
 from torch_ref.recording import (
@@ -78,7 +79,7 @@ _REGISTER_HOOK = torch.Tensor.register_hook
 _APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignore[attr-defined]
 
 
-class _Recorder(WholeModules, Refusals, TorchFunctionMode):
+class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
     """The mode and the module hooks that turn a run into manual nodes."""
 
     def __init__(self, converter: _Converter, live_params: set[int], stop: FrameType) -> None:
@@ -475,36 +476,6 @@ class _Recorder(WholeModules, Refusals, TorchFunctionMode):
             if n.name == node:
                 return bool(n.layer.reports_delta)
         return False
-
-    def float64(self, func: Any, args: tuple, kwargs: dict) -> tuple[Any, tuple, dict]:
-        """The call as the float64 twin makes it (see the module docstring)."""
-        name = getattr(func, "__name__", "")
-        if name in _FLOAT_CASTS and getattr(torch.Tensor, name, None) is func:
-            self.casts.append(f"Tensor.{name}{_user_line()}")
-            func = torch.Tensor.double
-        if not any(map(_not_float64, args)) and not any(map(_not_float64, kwargs.values())):
-            return func, args, kwargs  # (nearly every call: nothing to change)
-        changed = False
-
-        def fix(a: Any) -> Any:
-            nonlocal changed
-            if isinstance(a, torch.dtype) and a.is_floating_point and a != torch.float64:
-                changed = True
-                return torch.float64
-            if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != torch.float64:
-                changed = True
-                out = a.double()
-                if self.conv.names.get(id(a)) is not None:  # the caller's own parameter
-                    self.bind(out, self.conv.model_tensor(a), id(a) in self.live)
-                return out
-            return a
-
-        args2 = tuple(fix(a) for a in args)
-        kwargs2 = {k: fix(v) for k, v in kwargs.items()}
-        if changed:
-            self.casts.append(f"{_call_of(func).what}{_user_line()}")
-            return func, args2, kwargs2
-        return func, args, kwargs
 
 
 def record(
