@@ -28,6 +28,8 @@ from manual_bp.ops.base import TIE_RTOL, Array, Layer, Shape, _one_or_tuple, nea
 
 def unbroadcast(g: Array, shape: Shape) -> Array:
     """Σ of g over the axes along which an array of `shape` was broadcast to g.shape."""
+    if g.shape == shape:  # not broadcast
+        return g
     lead = g.ndim - len(shape)
     g = g.sum(axis=tuple(range(lead))) if lead else g  # axes the input lacked
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
@@ -37,6 +39,8 @@ def unbroadcast(g: Array, shape: Shape) -> Array:
 def _broadcast_shape(in_shapes: Sequence[Shape]) -> Shape:
     """NumPy's (and torch's) broadcast of the shapes, right-aligned."""
     shapes = [tuple(s) for s in in_shapes]
+    if all(s == shapes[0] for s in shapes):  # one shape: nothing to broadcast
+        return shapes[0] if shapes else ()
     n = max(map(len, shapes), default=0)
     out = []
     for dims in zip(*((1,) * (n - len(s)) + s for s in shapes), strict=True):

@@ -72,9 +72,10 @@ class LayerNorm(Layer):
         self.shape(x.shape)
         axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))  # the trailing axes
         mu = x.mean(axis=axes, keepdims=True)
-        var = x.var(axis=axes, keepdims=True)  # biased
+        centred = x - mu
+        var = (centred * centred).mean(axis=axes, keepdims=True)  # biased: x.var's own steps
         inv_std = 1.0 / np.sqrt(var + self.eps)  # (*, 1, …, 1)
-        x_hat = (x - mu) * inv_std
+        x_hat = centred * inv_std
         z = x_hat * self.params["weight"] if "weight" in self.params else x_hat
         if "bias" in self.params:
             z = z + self.params["bias"]

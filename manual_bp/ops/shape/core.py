@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from manual_bp.ops.base import Array, Layer, Shape, _axis, _dim
 
 # --- shape-only layers ---------------------------------------------------------------
@@ -140,7 +138,8 @@ class Permute(Layer):
         return a.transpose(perm), perm
 
     def backward(self, delta: Array, perm: tuple[int, ...]) -> tuple[Array, dict[str, Array]]:
-        return delta.transpose(np.argsort(perm)), {}
+        inverse = sorted(range(len(perm)), key=perm.__getitem__)  # dims⁻¹: perm's argsort
+        return delta.transpose(inverse), {}
 
 
 class Rearrange(Layer):
@@ -209,7 +208,7 @@ class Transpose(Layer):
 
     def forward(self, a: Array) -> tuple[Array, tuple[int, int]]:
         i, j = self._axes(a.shape)
-        return (np.swapaxes(a, i, j) if a.ndim else a), (i, j)
+        return (a.swapaxes(i, j) if a.ndim else a), (i, j)
 
     def backward(self, delta: Array, axes: tuple[int, int]) -> tuple[Array, dict[str, Array]]:
-        return (np.swapaxes(delta, *axes) if delta.ndim else delta), {}
+        return (delta.swapaxes(*axes) if delta.ndim else delta), {}
