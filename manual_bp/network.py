@@ -256,13 +256,14 @@ class Network:
         a = tape.a
         a.update(zip(self.inputs, xs, strict=True))
         for node, keeps_z, done, _ in self._steps:
-            z, tape.cache[node.name] = node.layer.forward(*[a[i] for i in node.inputs])
-            a[node.name] = z if node.act is IDENTITY else node.act(z)
+            name = node.name
+            z, tape.cache[name] = node.layer.forward(*[a[i] for i in node.inputs])
+            a[name] = z if node.act is IDENTITY else node.act(z)
             if trace or keeps_z:
-                tape.z[node.name] = z
+                tape.z[name] = z
             if not trace:
-                for name in done:
-                    a.pop(name, None)  # no later layer reads it, backward does not either
+                for value in done:
+                    a.pop(value, None)  # no later layer reads it, backward does not either
         return a[self.output], tape
 
     def backward(self, tape: Tape, dL_doutput: Array, *, input_grad: bool = True) -> Gradients:
@@ -291,37 +292,39 @@ class Network:
         grads: dict[str, dict[str, Array]] = {}
         kept: dict[str, Any] = {}
         traces: dict[str, Any] = {}
+        trace = tape.trace
         for node, _, _, fed_by_inputs in reversed(self._steps):
-            if node.name not in dL_da:  # feeds nothing the loss depends on
+            name, layer = node.name, node.layer
+            if name not in dL_da:  # feeds nothing the loss depends on
                 continue
             # δ^(l) = f′(z^(l)) ⊙ ∂L/∂a^(l)
-            delta = dL_da.pop(node.name)
-            if node.name in keep:
-                kept[node.name] = delta
+            delta = dL_da.pop(name)
+            if name in keep:
+                kept[name] = delta
             if node.act is not IDENTITY:
-                z, a = tape.z.get(node.name), tape.a.get(node.name)
+                z, a = tape.z.get(name), tape.a.get(name)
                 delta = node.act.derivative(z, a) * delta
-            if tape.trace:
-                deltas[node.name] = delta
+            if trace:
+                deltas[name] = delta
             else:  # what backward needed of this node is used: free it (autograd's rule)
-                tape.z.pop(node.name, None)
-                if node.name != self.output:
-                    tape.a.pop(node.name, None)
-            cache = tape.cache[node.name] if tape.trace else tape.cache.pop(node.name)
+                tape.z.pop(name, None)
+                if name != self.output:
+                    tape.a.pop(name, None)
+            cache = tape.cache[name] if trace else tape.cache.pop(name)
             # fed by network inputs only, and no ∂L/∂x asked for: ∂L/∂θ alone
             only_params = fed_by_inputs and not input_grad
-            if tape.trace and node.layer.inner_trace:  # the layer's declared inner record
-                dL_dprev, grads[node.name], traces[node.name] = node.layer.backward_trace(
+            if trace and layer.inner_trace:  # the layer's declared inner record
+                dL_dprev, grads[name], traces[name] = layer.backward_trace(
                     delta, cache, input_grad=not only_params
                 )
             elif only_params:
-                grads[node.name] = node.layer.param_grads(delta, cache)
+                grads[name] = layer.param_grads(delta, cache)
             else:
                 # ∂L/∂a^(l-1) = (W^(l))ᵀ δ^(l) (or the layer's own transpose), ∂L/∂θ^(l)
-                dL_dprev, grads[node.name] = node.layer.backward(delta, cache)
+                dL_dprev, grads[name] = layer.backward(delta, cache)
             if only_params:
                 continue
-            if node.layer.n_inputs == 1:
+            if layer.n_inputs == 1:
                 dL_dprev = (dL_dprev,)
             for src, g in zip(node.inputs, dL_dprev, strict=True):
                 if g is not None:
