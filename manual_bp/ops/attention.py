@@ -344,11 +344,12 @@ class InProjection(Layer):
     def param_grads(self, delta: Array, a: Array) -> dict[str, Array]:
         W = self.params["weight"]
         rows = delta.reshape(-1, delta.shape[-1])  # (N·…, out): leading dims are a batch
-        dW = np.zeros_like(W)
+        # NOTE: np.zeros as np.zeros_like would lay them out, without its per-call cost
+        dW = np.zeros(W.shape, W.dtype) if W.flags.c_contiguous else np.zeros_like(W)
         dW[self.weight_rows] = rows.T @ a.reshape(-1, W.shape[1])
         grads = {"weight": dW}
         if "bias" in self.params:
-            db = np.zeros_like(self.params["bias"])
+            db = np.zeros(self.params["bias"].shape, self.params["bias"].dtype)  # 1-d
             db[self.bias_rows] = rows.sum(axis=0)
             grads["bias"] = db
         return grads
