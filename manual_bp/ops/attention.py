@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from manual_bp.ops.arithmetic import _broadcast_shape, unbroadcast
-from manual_bp.ops.base import Array, Layer, Shape
+from manual_bp.ops.base import Array, Layer, Shape, zeros_like
 
 
 def _causal(L: int, S: int) -> Array:
@@ -187,7 +187,7 @@ def _weights(
     if keep is not None:
         S = np.where(keep, S, -np.inf)
     top = S.max(axis=-1, keepdims=True) if S.shape[-1] else np.full((*S.shape[:-1], 1), -np.inf)
-    empty = np.isneginf(top)  # rows whose every key is masked
+    empty = top == -np.inf  # rows whose every key is masked
     if not empty.any():
         e = np.exp(S - top)
         return e / e.sum(axis=-1, keepdims=True), Kr
@@ -344,12 +344,11 @@ class InProjection(Layer):
     def param_grads(self, delta: Array, a: Array) -> dict[str, Array]:
         W = self.params["weight"]
         rows = delta.reshape(-1, delta.shape[-1])  # (N·…, out): leading dims are a batch
-        # NOTE: np.zeros as np.zeros_like would lay them out, without its per-call cost
-        dW = np.zeros(W.shape, W.dtype) if W.flags.c_contiguous else np.zeros_like(W)
+        dW = zeros_like(W)
         dW[self.weight_rows] = rows.T @ a.reshape(-1, W.shape[1])
         grads = {"weight": dW}
         if "bias" in self.params:
-            db = np.zeros(self.params["bias"].shape, self.params["bias"].dtype)  # 1-d
+            db = zeros_like(self.params["bias"])
             db[self.bias_rows] = rows.sum(axis=0)
             grads["bias"] = db
         return grads
