@@ -103,7 +103,6 @@ class _ClassLoss(Loss):
     def _check_indices(self, y_shape: Shape, t: Array) -> None:
         loss = type(self).__name__
         expected = self._index_shape(y_shape)
-        also = f" or probabilities of shape {y_shape}" if self.probability_targets else ""
         if len(y_shape) >= 2 and t.ndim >= 1 and t.shape[0] != y_shape[0]:
             raise ValueError(
                 f"{loss}: expected target batch size {y_shape[0]} (input shape {y_shape}), "
@@ -111,6 +110,7 @@ class _ClassLoss(Loss):
             )
         # NOTE: torch's forward takes a (1,) target for a (C,) input, its backward does not
         if t.shape != expected:
+            also = f" or probabilities of shape {y_shape}" if self.probability_targets else ""
             raise ValueError(
                 f"{loss}: expected class indices of shape {expected}{also} for input of "
                 f"shape {y_shape}, got target shape {t.shape}"
