@@ -80,13 +80,12 @@ class Reshape(Layer):
     def shape(self, in_shape: Shape) -> Shape:
         in_shape = tuple(in_shape)
         numel = math.prod(in_shape)
-        bad = [(i, n) for i, n in enumerate(self.target) if n < -1]
-        if bad or self.target.count(-1) > 1:
+        if min(self.target, default=0) < -1 or self.target.count(-1) > 1:
             raise ValueError(
                 f"expected a shape of sizes >= 0 with at most one -1, got {self.target}"
             )
-        known = math.prod(n for n in self.target if n != -1)
         if -1 in self.target:
+            known = math.prod(n for n in self.target if n != -1)
             if known == 0:
                 raise ValueError(
                     f"cannot reshape {in_shape} into {self.target}: with another size 0 the "
@@ -95,7 +94,7 @@ class Reshape(Layer):
             if numel % known:
                 raise ValueError(f"cannot reshape {in_shape} ({numel} elements) into {self.target}")
             return tuple(numel // known if n == -1 else n for n in self.target)
-        if known != numel:
+        if math.prod(self.target) != numel:
             raise ValueError(f"cannot reshape {in_shape} ({numel} elements) into {self.target}")
         return self.target
 
