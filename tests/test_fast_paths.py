@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manual_bp.losses import MSELoss
+from manual_bp.losses import CrossEntropyLoss, MSELoss
 from manual_bp.network import INPUT, Network, Node
 from manual_bp.ops import Linear
 from manual_bp.ops.activations import get_activation
@@ -144,3 +144,11 @@ def test_freeing_plan_keeps_what_the_readers_count_kept(picks) -> None:
     full = net.loss_and_gradients(x, np.zeros((2, 3)), MSELoss())
     assert lean.grads.keys() == full.grads.keys()
     assert all(np.array_equal(g, full.grads[k]) for k, g in lean.grads.items())
+
+
+def test_unweighted_target_weights_are_the_weighted_ones_with_weight_one() -> None:
+    t = np.array([[0, 3, -100], [2, -100, 1]])
+    unweighted = CrossEntropyLoss(ignore_index=-100)
+    ones = CrossEntropyLoss(weight=np.ones(4), ignore_index=-100)
+    for a, b in zip(unweighted._index_weights(4, t), ones._index_weights(4, t), strict=True):
+        assert np.array_equal(a, b) and a.dtype == b.dtype

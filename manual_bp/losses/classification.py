@@ -146,6 +146,8 @@ class _ClassLoss(Loss):
     def _index_weights(self, C: int, t: Array) -> tuple[Array, Array]:
         """kept ∈ {0, 1} (target ≠ ignore_index) and w_t = weight[t] · kept, shape of t."""
         kept = t != self.ignore_index
+        if self.weight is None:  # w_t = 1 · kept
+            return kept, kept.astype(np.float64)
         safe = np.where(kept, t, 0)
         return kept, self._class_weight(C)[safe] * kept
 
