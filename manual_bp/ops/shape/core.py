@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from manual_bp.ops.base import Array, Layer, Shape, _axis, _dim
 
 # --- shape-only layers ---------------------------------------------------------------
