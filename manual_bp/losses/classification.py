@@ -155,9 +155,9 @@ class _ClassLoss(Loss):
         """A (in y's layout) and the normaliser of L = −Σ A ⊙ log p / norm."""
         axis = _class_axis(len(y_shape))
         C = y_shape[axis]
-        w = self._class_weight(C)
         eps = self.label_smoothing
         if self._is_probability_target(y_shape, target):
+            w = self._class_weight(C)
             q = np.moveaxis(np.asarray(target, dtype=np.float64), axis, -1)  # (N, d1, …, C)
             A = w * ((1.0 - eps) * q + eps / C) if eps > 0 else w * q
             # NOTE: torch's mean divides by N·d1·…, not by the weights
@@ -168,7 +168,7 @@ class _ClassLoss(Loss):
             one_hot = t[..., None] == np.arange(C)  # (N, d1, …, C)
             A = one_hot * w_t[..., None]
             if eps > 0:
-                A = (1.0 - eps) * A + (eps / C) * w * kept[..., None]
+                A = (1.0 - eps) * A + (eps / C) * self._class_weight(C) * kept[..., None]
             norm = float(w_t.sum())
         if self.reduction == "sum":
             norm = 1.0
