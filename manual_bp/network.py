@@ -84,7 +84,7 @@ class _Step(NamedTuple):
 
 def _steps(net: Network) -> tuple[_Step, ...]:
     needs = {n.name: _needs(n) for n in net.nodes}
-    last_read = {}  # each value's last reader; a node read by none: itself
+    last_read: dict[str, int] = {}  # each value's last reader; a node read by none: itself
     for k, node in enumerate(net.nodes):
         last_read[node.name] = k
         for i in node.inputs:
