@@ -54,7 +54,9 @@ def _mean(x: Array, axes: tuple[int, ...]) -> Array:
     n = math.prod(x.shape[a] for a in axes)
     if x.dtype != np.float64 or n == 0:  # (NumPy's own rules for other dtypes and for 0/0)
         return x.mean(axis=axes, keepdims=True)
-    return x.sum(axis=axes, keepdims=True) / n
+    total = x.sum(axis=axes, keepdims=True)
+    total /= n  # in place, as NumPy's mean divides
+    return total
 
 
 def _normalised_backward(g: Array, cache: _NormCache) -> Array:
