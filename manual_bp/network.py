@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,6 +66,42 @@ class Node:
     #: the name the activation's output goes by, where it differs from `name` (the
     #: qualified name of a torch activation module fused into this node).
     act_name: str | None = None
+
+
+class _Step(NamedTuple):
+    """A node with what a pass reads of the graph around it, worked out once when the network
+    is built (a network does not change afterwards)."""
+
+    node: Node
+    #: f′ is taken from z (see _needs): forward keeps z without a trace
+    keeps_z: bool
+    #: the values no later layer reads once this node has run, and backward does not either
+    #: (not the output, not an a that f′ is taken from): forward without a trace frees them
+    done: tuple[str, ...]
+    #: every input of the node is a network input (a leaf, with none, is not)
+    fed_by_inputs: bool
+
+
+def _steps(net: Network) -> tuple[_Step, ...]:
+    needs = {n.name: _needs(n) for n in net.nodes}
+    last_read: dict[str, int] = {}  # each value's last reader; a node read by none: itself
+    for k, node in enumerate(net.nodes):
+        last_read[node.name] = k
+        for i in node.inputs:
+            last_read[i] = k
+    done: list[list[str]] = [[] for _ in net.nodes]
+    for name, k in last_read.items():
+        if name != net.output and needs.get(name) != "a":
+            done[k].append(name)
+    return tuple(
+        _Step(
+            node,
+            keeps_z=needs[node.name] == "z",
+            done=tuple(done[k]),
+            fed_by_inputs=bool(node.inputs) and all(s in net.inputs for s in node.inputs),
+        )
+        for k, node in enumerate(net.nodes)
+    )
 
 
 @dataclass
@@ -159,6 +195,7 @@ class Network:
         self.output = output or self.nodes[-1].name
         if self.output not in known:
             raise ValueError(f"output {self.output!r} is not a node")
+        self._steps = _steps(self)
 
     @classmethod
     def sequential(cls, layers: Iterable[tuple[str, Layer, Activation | None]]) -> Network:
@@ -216,26 +253,18 @@ class Network:
         if len(xs) != len(self.inputs):
             raise ValueError(f"expected {len(self.inputs)} input(s), got {len(xs)}")
         tape = Tape(trace=trace)
-        tape.a.update(zip(self.inputs, xs, strict=True))
-        # without a trace: how many layers still read each value, and what backward reads
-        readers = dict.fromkeys((*self.inputs, *(n.name for n in self.nodes)), 0)
-        for node in self.nodes:
-            for i in node.inputs:
-                readers[i] += 1
-        needs = {n.name: _needs(n) for n in self.nodes}
-        for node in self.nodes:
-            z, tape.cache[node.name] = node.layer.forward(*(tape.a[i] for i in node.inputs))
-            tape.a[node.name] = z if node.act is IDENTITY else node.act(z)
-            if trace:
-                tape.z[node.name] = z
-                continue
-            if needs[node.name] == "z":
-                tape.z[node.name] = z
-            for name in (*node.inputs, node.name):
-                readers[name] -= name in node.inputs
-                if readers[name] == 0 and name != self.output and needs.get(name) != "a":
-                    tape.a.pop(name, None)  # no later layer reads it, backward does not either
-        return tape.a[self.output], tape
+        a = tape.a
+        a.update(zip(self.inputs, xs, strict=True))
+        for node, keeps_z, done, _ in self._steps:
+            name = node.name
+            z, tape.cache[name] = node.layer.forward(*[a[i] for i in node.inputs])
+            a[name] = z if node.act is IDENTITY else node.act(z)
+            if trace or keeps_z:
+                tape.z[name] = z
+            if not trace:
+                for value in done:
+                    a.pop(value, None)  # no later layer reads it, backward does not either
+        return a[self.output], tape
 
     def backward(self, tape: Tape, dL_doutput: Array, *, input_grad: bool = True) -> Gradients:
         """The δ recursion, from ∂L/∂(output) back to the inputs.
@@ -263,43 +292,44 @@ class Network:
         grads: dict[str, dict[str, Array]] = {}
         kept: dict[str, Any] = {}
         traces: dict[str, Any] = {}
-        for node in reversed(self.nodes):
-            if node.name not in dL_da:  # feeds nothing the loss depends on
+        trace = tape.trace
+        for node, _, _, fed_by_inputs in reversed(self._steps):
+            name, layer = node.name, node.layer
+            if name not in dL_da:  # feeds nothing the loss depends on
                 continue
             # δ^(l) = f′(z^(l)) ⊙ ∂L/∂a^(l)
-            delta = dL_da.pop(node.name)
-            if node.name in keep:
-                kept[node.name] = delta
+            delta = dL_da.pop(name)
+            if name in keep:
+                kept[name] = delta
             if node.act is not IDENTITY:
-                z, a = tape.z.get(node.name), tape.a.get(node.name)
+                z, a = tape.z.get(name), tape.a.get(name)
                 delta = node.act.derivative(z, a) * delta
-            if tape.trace:
-                deltas[node.name] = delta
+            if trace:
+                deltas[name] = delta
             else:  # what backward needed of this node is used: free it (autograd's rule)
-                tape.z.pop(node.name, None)
-                if node.name != self.output:
-                    tape.a.pop(node.name, None)
-            cache = tape.cache[node.name] if tape.trace else tape.cache.pop(node.name)
+                tape.z.pop(name, None)
+                if name != self.output:
+                    tape.a.pop(name, None)
+            cache = tape.cache[name] if trace else tape.cache.pop(name)
             # fed by network inputs only, and no ∂L/∂x asked for: ∂L/∂θ alone
-            only_params = (
-                bool(node.inputs) and not input_grad and all(s in self.inputs for s in node.inputs)
-            )
-            if tape.trace and node.layer.inner_trace:  # the layer's declared inner record
-                dL_dprev, grads[node.name], traces[node.name] = node.layer.backward_trace(
+            only_params = fed_by_inputs and not input_grad
+            if trace and layer.inner_trace:  # the layer's declared inner record
+                dL_dprev, grads[name], traces[name] = layer.backward_trace(
                     delta, cache, input_grad=not only_params
                 )
             elif only_params:
-                grads[node.name] = node.layer.param_grads(delta, cache)
+                grads[name] = layer.param_grads(delta, cache)
             else:
                 # ∂L/∂a^(l-1) = (W^(l))ᵀ δ^(l) (or the layer's own transpose), ∂L/∂θ^(l)
-                dL_dprev, grads[node.name] = node.layer.backward(delta, cache)
+                dL_dprev, grads[name] = layer.backward(delta, cache)
             if only_params:
                 continue
-            if node.layer.n_inputs == 1:
+            if layer.n_inputs == 1:
                 dL_dprev = (dL_dprev,)
             for src, g in zip(node.inputs, dL_dprev, strict=True):
                 if g is not None:
-                    dL_da[src] = _accumulate(dL_da.get(src), g)
+                    old = dL_da.get(src)
+                    dL_da[src] = g if old is None else _accumulate(old, g)
         inputs = {k: dL_da[k] for k in self.inputs if dL_da.get(k) is not None}
         kept.update({k: v for k, v in inputs.items() if k in keep})
         return Gradients(deltas, grads, inputs, kept, traces)

@@ -103,7 +103,6 @@ class _ClassLoss(Loss):
     def _check_indices(self, y_shape: Shape, t: Array) -> None:
         loss = type(self).__name__
         expected = self._index_shape(y_shape)
-        also = f" or probabilities of shape {y_shape}" if self.probability_targets else ""
         if len(y_shape) >= 2 and t.ndim >= 1 and t.shape[0] != y_shape[0]:
             raise ValueError(
                 f"{loss}: expected target batch size {y_shape[0]} (input shape {y_shape}), "
@@ -111,6 +110,7 @@ class _ClassLoss(Loss):
             )
         # NOTE: torch's forward takes a (1,) target for a (C,) input, its backward does not
         if t.shape != expected:
+            also = f" or probabilities of shape {y_shape}" if self.probability_targets else ""
             raise ValueError(
                 f"{loss}: expected class indices of shape {expected}{also} for input of "
                 f"shape {y_shape}, got target shape {t.shape}"
@@ -146,6 +146,8 @@ class _ClassLoss(Loss):
     def _index_weights(self, C: int, t: Array) -> tuple[Array, Array]:
         """kept ∈ {0, 1} (target ≠ ignore_index) and w_t = weight[t] · kept, shape of t."""
         kept = t != self.ignore_index
+        if self.weight is None:  # w_t = 1 · kept
+            return kept, kept.astype(np.float64)
         safe = np.where(kept, t, 0)
         return kept, self._class_weight(C)[safe] * kept
 
@@ -153,9 +155,9 @@ class _ClassLoss(Loss):
         """A (in y's layout) and the normaliser of L = −Σ A ⊙ log p / norm."""
         axis = _class_axis(len(y_shape))
         C = y_shape[axis]
-        w = self._class_weight(C)
         eps = self.label_smoothing
         if self._is_probability_target(y_shape, target):
+            w = self._class_weight(C)
             q = np.moveaxis(np.asarray(target, dtype=np.float64), axis, -1)  # (N, d1, …, C)
             A = w * ((1.0 - eps) * q + eps / C) if eps > 0 else w * q
             # NOTE: torch's mean divides by N·d1·…, not by the weights
@@ -166,7 +168,7 @@ class _ClassLoss(Loss):
             one_hot = t[..., None] == np.arange(C)  # (N, d1, …, C)
             A = one_hot * w_t[..., None]
             if eps > 0:
-                A = (1.0 - eps) * A + (eps / C) * w * kept[..., None]
+                A = (1.0 - eps) * A + (eps / C) * self._class_weight(C) * kept[..., None]
             norm = float(w_t.sum())
         if self.reduction == "sum":
             norm = 1.0

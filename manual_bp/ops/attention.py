@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from manual_bp.ops.arithmetic import _broadcast_shape, unbroadcast
-from manual_bp.ops.base import Array, Layer, Shape
+from manual_bp.ops.base import Array, Layer, Shape, zeros_like
 
 
 def _causal(L: int, S: int) -> Array:
@@ -131,7 +131,7 @@ class ScaledDotProductAttention(Layer):
 
     def forward(self, q: Array, k: Array, v: Array, *mask: Array) -> tuple[Any, Any]:
         scores_shape, _, group = self._shapes(q.shape, k.shape, v.shape, *(m.shape for m in mask))
-        if not all(np.issubdtype(x.dtype, np.floating) for x in (q, k, v)):
+        if not (q.dtype.kind == k.dtype.kind == v.dtype.kind == "f"):
             raise ValueError(
                 f"expected floating query, key and value, got {q.dtype}, {k.dtype}, {v.dtype}"
             )
@@ -148,8 +148,8 @@ class ScaledDotProductAttention(Layer):
         q, Kr, Vr, P, scale, group, (k_shape, v_shape), float_mask = cache
         dO, dP_out = delta if self.need_weights else (delta, None)
         dO = np.zeros((*P.shape[:-1], Vr.shape[-1])) if dO is None else dO
-        dV = np.swapaxes(P, -1, -2) @ dO  # δV = Pᵀ δO
-        dP = dO @ np.swapaxes(Vr, -1, -2)  # δP = δO Vᵀ
+        dV = P.swapaxes(-1, -2) @ dO  # δV = Pᵀ δO
+        dP = dO @ Vr.swapaxes(-1, -2)  # δP = δO Vᵀ
         if dP_out is not None:
             dP = dP + dP_out
         if group > 1:  # each key head served `group` query heads: their δ add up
@@ -176,7 +176,7 @@ def _weights(
     if m is not None and not (m.dtype == bool or np.issubdtype(m.dtype, np.floating)):
         raise ValueError(f"expected a bool or float attn_mask, got dtype {m.dtype}")
     Kr = np.repeat(k, group, axis=-3) if group > 1 else k  # (…, H, S, E): a key per query head
-    S = scale * (q @ np.swapaxes(Kr, -1, -2))  # (…, L, S)
+    S = scale * (q @ Kr.swapaxes(-1, -2))  # (…, L, S)
     keep = None  # where S is not masked to −∞ (bool and causal masks)
     if m is not None and m.dtype == bool:
         keep = np.broadcast_to(m, scores_shape)
@@ -187,8 +187,11 @@ def _weights(
     if keep is not None:
         S = np.where(keep, S, -np.inf)
     top = S.max(axis=-1, keepdims=True) if S.shape[-1] else np.full((*S.shape[:-1], 1), -np.inf)
-    empty = np.isneginf(top)  # rows whose every key is masked
-    if empty_rows == "refuse" and empty.any():
+    empty = top == -np.inf  # rows whose every key is masked
+    if not empty.any():
+        e = np.exp(S - top)
+        return e / e.sum(axis=-1, keepdims=True), Kr
+    if empty_rows == "refuse":
         raise ValueError(
             f"{int(empty.sum())} query row(s) have every key masked: torch gives NaN there, so "
             "there is no gradient to compare"
@@ -210,7 +213,7 @@ def _weights_backward(
     """δQ = scale · δS K,  δK = scale · δSᵀ Q,  δM = δS, with δS = softmax's backward of δP."""
     dS = _softmax_backward(P, dP)
     dQ = scale * (dS @ Kr)  # δQ = scale · δS K
-    dK = scale * (np.swapaxes(dS, -1, -2) @ q)  # δK = scale · δSᵀ Q
+    dK = scale * (dS.swapaxes(-1, -2) @ q)  # δK = scale · δSᵀ Q
     if group > 1:  # each key head served `group` query heads: their δ add up
         dK = _sum_groups(dK, group)
     dM = None if float_mask is None else unbroadcast(dS, float_mask)
@@ -341,11 +344,11 @@ class InProjection(Layer):
     def param_grads(self, delta: Array, a: Array) -> dict[str, Array]:
         W = self.params["weight"]
         rows = delta.reshape(-1, delta.shape[-1])  # (N·…, out): leading dims are a batch
-        dW = np.zeros_like(W)
+        dW = zeros_like(W)
         dW[self.weight_rows] = rows.T @ a.reshape(-1, W.shape[1])
         grads = {"weight": dW}
         if "bias" in self.params:
-            db = np.zeros_like(self.params["bias"])
+            db = zeros_like(self.params["bias"])
             db[self.bias_rows] = rows.sum(axis=0)
             grads["bias"] = db
         return grads

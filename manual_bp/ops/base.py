@@ -122,6 +122,14 @@ class Layer:
         return type(self).__name__
 
 
+def zeros_like(a: Array) -> Array:
+    """np.zeros_like(a); for a plain C-contiguous array that is np.zeros of its shape and dtype,
+    made without zeros_like's per-call cost (a gradient buffer of a small layer)."""
+    if type(a) is np.ndarray and a.flags.c_contiguous:
+        return np.zeros(a.shape, a.dtype)
+    return np.zeros_like(a)
+
+
 def _dim(d: int, ndim: int) -> int:
     return d + ndim if d < 0 else d
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from manual_bp.ops.base import Array, Layer, Shape
+from manual_bp.ops.base import Array, Layer, Shape, zeros_like
 
 
 def _ids(x: Array, num: int, what: str) -> Array:
@@ -114,7 +114,7 @@ class Embedding(Layer):
         rows = delta.reshape(-1, W.shape[1])  # (entries, dim)
         if self.scale_grad_by_freq:  # each entry's δ ÷ its id's count, as torch adds them
             rows = rows * (1.0 / np.bincount(flat)[flat])[:, None]
-        dW = np.zeros_like(W)
+        dW = zeros_like(W)
         np.add.at(dW, flat, rows)  # rows looked up twice add up
         if self.padding_idx is not None:
             dW[self.padding_idx] = 0.0  # NOTE: torch skips the padding row's gradient
@@ -275,7 +275,7 @@ class EmbeddingBag(Layer):
 
     def param_grads(self, delta: Array, cache: Any) -> dict[str, Array]:
         ids, bag, keep, count, first, psw, W = cache
-        dW = np.zeros_like(W)
+        dW = zeros_like(W)
         if self.mode == "max":
             won = count > 0  # (B,): an empty bag sends nothing back
             cols = np.broadcast_to(np.arange(W.shape[1]), first.shape)

@@ -28,6 +28,8 @@ from manual_bp.ops.base import TIE_RTOL, Array, Layer, Shape, _one_or_tuple, nea
 
 def unbroadcast(g: Array, shape: Shape) -> Array:
     """Σ of g over the axes along which an array of `shape` was broadcast to g.shape."""
+    if g.shape == shape:  # not broadcast
+        return g
     lead = g.ndim - len(shape)
     g = g.sum(axis=tuple(range(lead))) if lead else g  # axes the input lacked
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
@@ -37,6 +39,8 @@ def unbroadcast(g: Array, shape: Shape) -> Array:
 def _broadcast_shape(in_shapes: Sequence[Shape]) -> Shape:
     """NumPy's (and torch's) broadcast of the shapes, right-aligned."""
     shapes = [tuple(s) for s in in_shapes]
+    if len(set(shapes)) == 1:  # one shape: nothing to broadcast
+        return shapes[0]
     n = max(map(len, shapes), default=0)
     out = []
     for dims in zip(*((1,) * (n - len(s)) + s for s in shapes), strict=True):
@@ -69,11 +73,12 @@ class Add(Layer):
         return _broadcast_shape(in_shapes)
 
     def forward(self, *a: Array) -> tuple[Array, list[Shape]]:
-        self.shape(*(x.shape for x in a))
+        shapes = [x.shape for x in a]
+        self.shape(*shapes)
         z = a[0]
         for x in a[1:]:
             z = z + x
-        return z, [x.shape for x in a]
+        return z, shapes
 
     def backward(self, delta: Array, in_shapes: list[Shape]) -> tuple[Any, dict[str, Array]]:
         return _one_or_tuple([unbroadcast(delta, s) for s in in_shapes]), {}

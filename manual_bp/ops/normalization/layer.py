@@ -10,6 +10,7 @@ import numpy as np
 from manual_bp.ops.base import Array, Layer, Shape
 from manual_bp.ops.normalization.common import (
     _as_float64,
+    _mean,
     _normalised_backward,
     _NormCache,
 )
@@ -71,10 +72,11 @@ class LayerNorm(Layer):
     def forward(self, x: Array) -> tuple[Array, _NormCache]:
         self.shape(x.shape)
         axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))  # the trailing axes
-        mu = x.mean(axis=axes, keepdims=True)
-        var = x.var(axis=axes, keepdims=True)  # biased
+        mu = _mean(x, axes)
+        centred = x - mu
+        var = _mean(centred * centred, axes)  # biased: x.var's own steps
         inv_std = 1.0 / np.sqrt(var + self.eps)  # (*, 1, …, 1)
-        x_hat = (x - mu) * inv_std
+        x_hat = centred * inv_std
         z = x_hat * self.params["weight"] if "weight" in self.params else x_hat
         if "bias" in self.params:
             z = z + self.params["bias"]

@@ -82,13 +82,12 @@ class Reshape(Layer):
     def shape(self, in_shape: Shape) -> Shape:
         in_shape = tuple(in_shape)
         numel = math.prod(in_shape)
-        bad = [(i, n) for i, n in enumerate(self.target) if n < -1]
-        if bad or self.target.count(-1) > 1:
+        if min(self.target, default=0) < -1 or self.target.count(-1) > 1:
             raise ValueError(
                 f"expected a shape of sizes >= 0 with at most one -1, got {self.target}"
             )
-        known = math.prod(n for n in self.target if n != -1)
         if -1 in self.target:
+            known = math.prod(n for n in self.target if n != -1)
             if known == 0:
                 raise ValueError(
                     f"cannot reshape {in_shape} into {self.target}: with another size 0 the "
@@ -97,7 +96,7 @@ class Reshape(Layer):
             if numel % known:
                 raise ValueError(f"cannot reshape {in_shape} ({numel} elements) into {self.target}")
             return tuple(numel // known if n == -1 else n for n in self.target)
-        if known != numel:
+        if math.prod(self.target) != numel:
             raise ValueError(f"cannot reshape {in_shape} ({numel} elements) into {self.target}")
         return self.target
 
@@ -140,7 +139,8 @@ class Permute(Layer):
         return a.transpose(perm), perm
 
     def backward(self, delta: Array, perm: tuple[int, ...]) -> tuple[Array, dict[str, Array]]:
-        return delta.transpose(np.argsort(perm)), {}
+        inverse = sorted(range(len(perm)), key=perm.__getitem__)  # dims⁻¹: perm's argsort
+        return delta.transpose(inverse), {}
 
 
 class Rearrange(Layer):
@@ -209,7 +209,7 @@ class Transpose(Layer):
 
     def forward(self, a: Array) -> tuple[Array, tuple[int, int]]:
         i, j = self._axes(a.shape)
-        return (np.swapaxes(a, i, j) if a.ndim else a), (i, j)
+        return (a.swapaxes(i, j) if a.ndim else a), (i, j)
 
     def backward(self, delta: Array, axes: tuple[int, int]) -> tuple[Array, dict[str, Array]]:
-        return (np.swapaxes(delta, *axes) if delta.ndim else delta), {}
+        return (delta.swapaxes(*axes) if delta.ndim else delta), {}
