@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import types
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,8 +122,8 @@ def check_initialised(name: str, t: torch.Tensor, what: str = "parameter") -> No
 
 def check_all_finite(named: list[tuple[str, torch.Tensor]], what: str) -> None:
     """check_finite of each tensor, a few at a time: small floating tensors of one dtype
-    and device are looked at together (one isfinite), each alone only where that finds a
-    NaN or Inf."""
+    and device are looked at together (one sum), each alone only where that sum is not
+    finite (a NaN or Inf, or an overflow)."""
     groups: dict[tuple[Any, Any], list[tuple[str, torch.Tensor]]] = {}
     for name, t in named:
         if t.is_floating_point() and t.numel() <= _TOGETHER:
@@ -130,8 +131,9 @@ def check_all_finite(named: list[tuple[str, torch.Tensor]], what: str) -> None:
         else:
             check_finite(name, t, what)
     for items in groups.values():
-        flat = torch.cat([t.detach().reshape(-1) for _, t in items])
-        if not bool(torch.isfinite(flat).all()):
+        with torch.no_grad():  # (as t.detach() each)
+            flat = torch.cat([t.reshape(-1) for _, t in items])
+        if not bool(torch.isfinite(flat.sum())):  # (as check_finite looks first)
             for name, t in items:
                 check_finite(name, t, what)
 
@@ -142,6 +144,8 @@ _TOGETHER = 1 << 16
 
 def check_layout(name: str, t: torch.Tensor) -> None:
     """Sparse, meta and quantised tensors hold no plain values to read."""
+    if t.layout == torch.strided and not t.is_meta and not t.is_quantized:
+        return
     what = f"{name} of shape {tuple(t.shape)}"
     if t.layout != torch.strided:
         raise ValueError(f"expected a dense (strided) tensor, got {what} as {t.layout}")
@@ -257,7 +261,8 @@ def twin_of(model: nn.Module) -> nn.Module:
         for t in (*m._parameters.values(), *m._buffers.values()):  # float64 as they are copied
             if type(t) in (nn.Parameter, torch.Tensor) and id(t) not in memo:
                 dtype = torch.float64 if t.is_floating_point() else t.dtype
-                data = t.detach().to(dtype, copy=True)
+                data = t.detach()  # (clone: the copy `to` makes, for less)
+                data = data.clone() if t.dtype == dtype else data.to(dtype, copy=True)
                 memo[id(t)] = (
                     nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
                 )
@@ -307,9 +312,38 @@ def _copy_module(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
     copied = {}
     for k, v in state.items():  # (empty hook tables are most of a module's state)
         kind = type(v)
-        empty = kind in (dict, OrderedDict, set) and not v
-        copied[k] = kind() if empty else copy.deepcopy(v, memo)
+        if kind in _ATOMIC:
+            copied[k] = v
+        elif kind in _TABLES and not v:
+            copied[k] = kind()
+        elif kind is dict:
+            copied[k] = _copy_dict(v, memo)
+        else:
+            copied[k] = copy.deepcopy(v, memo)
     new.__setstate__(copied)
+    return new
+
+
+#: what copy.deepcopy returns as it is (among its atomic types)
+_ATOMIC = frozenset({type(None), bool, int, float, str, types.FunctionType, type})
+#: a module's hook tables (and `_non_persistent_buffers_set`): an empty one copies as a new one
+_TABLES = frozenset({dict, OrderedDict, set})
+
+
+def _copy_dict(d: dict, memo: dict[int, Any]) -> dict:
+    """copy.deepcopy(d, memo) of a dict (a module's `_parameters`, `_buffers`, `_modules`:
+    their tensors and submodules are in the memo), its steps written out."""
+    found = memo.get(id(d))
+    if found is not None:
+        return found
+    new: dict = {}
+    memo[id(d)] = new
+    for k, v in d.items():
+        if type(k) is not str:
+            k = copy.deepcopy(k, memo)
+        value = memo.get(id(v))
+        new[k] = value if value is not None else copy.deepcopy(v, memo)
+    memo.setdefault(id(memo), []).append(d)  # (deepcopy keeps d alive: its id stays its)
     return new
 
 
@@ -334,7 +368,7 @@ def _uncopyable(model: nn.Module, err: Exception) -> str:
 def float64_loss(loss_fn: Any) -> Any:
     """The loss with its weight tensors in float64 (a copy: the caller's loss is untouched)."""
     if isinstance(loss_fn, nn.Module):
-        return copy.deepcopy(loss_fn).to(torch.float64)
+        return _copy_module(loss_fn, {}).to(torch.float64)
     if isinstance(loss_fn, functools.partial):
         return functools.partial(
             loss_fn.func,
