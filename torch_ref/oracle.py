@@ -147,8 +147,10 @@ def _one_blas_thread() -> Iterator[None]:
     if pools is None or not pools.lib_controllers:
         yield
         return
-    n = max(lib.num_threads for lib in pools.lib_controllers)
-    with pools.limit(limits=1), parallel.threads(n):  # the caller's count, our own threads
+    counts = [lib.num_threads for lib in pools.lib_controllers]
+    # (at one thread already there is nothing to limit and set back)
+    one = pools.limit(limits=1) if counts != [1] * len(counts) else contextlib.nullcontext()
+    with one, parallel.threads(max(counts)):  # the caller's count, our own threads
         yield
 
 

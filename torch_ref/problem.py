@@ -21,6 +21,7 @@ import copy
 import functools
 import inspect
 import types
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -412,6 +413,8 @@ def _array(t: torch.Tensor) -> np.ndarray:
 
 def _check_call(model: nn.Module, args: tuple, kwargs: dict) -> None:
     """The forward accepts these inputs (Python's own binding, said for people)."""
+    if _binds(model.forward, args, kwargs):
+        return
     try:
         sig = inspect.signature(model.forward)
     except (TypeError, ValueError):
@@ -431,6 +434,35 @@ def _check_call(model: nn.Module, args: tuple, kwargs: dict) -> None:
             f"without defaults, got {len(args) + len(kwargs)} (missing: "
             f"{', '.join(missing) or 'none'}; {err})"
         ) from None
+
+
+#: a plain method's signature by its function, with what binding reads of the function
+_SIGNATURES: weakref.WeakKeyDictionary[Callable, tuple[tuple, inspect.Signature]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _binds(forward: Any, args: tuple, kwargs: dict) -> bool:
+    """True where inspect.signature(forward).bind(*args, **kwargs) succeeds, for a method of a
+    plain Python function (its signature kept while its code and which of its parameters have
+    defaults stay the same: all that binding reads); False: not known here."""
+    func = getattr(forward, "__func__", None)
+    if type(forward) is not types.MethodType or type(func) is not types.FunctionType:
+        return False
+    if any(hasattr(func, a) for a in ("__wrapped__", "__signature__", "_partialmethod")):
+        return False  # (inspect.signature reads these first)
+    reads = (func.__code__, len(func.__defaults__ or ()), tuple(func.__kwdefaults__ or ()))
+    kept = _SIGNATURES.get(func)
+    if kept is None or kept[0] != reads:
+        try:
+            kept = _SIGNATURES[func] = (reads, inspect.signature(forward))
+        except (TypeError, ValueError):
+            return False
+    try:
+        kept[1].bind(*args, **kwargs)
+    except TypeError:
+        return False
+    return True
 
 
 def run_error(what: str, err: Exception, shapes: list[tuple[int, ...]] | None = None) -> Exception:
