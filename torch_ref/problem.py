@@ -208,11 +208,14 @@ _HOOKS = ("_backward_pre_hooks", "_backward_hooks")
 
 
 def refuse_backward_hooks(
-    model: nn.Module, named: list[tuple[str, torch.Tensor]] | None = None
+    model: nn.Module,
+    named: list[tuple[str, torch.Tensor]] | None = None,
+    modules: list[tuple[str, nn.Module]] | None = None,
 ) -> None:
     """Forward hooks run in the twin as in the model; a backward hook changes the gradient
     autograd returns, which the twin's copy would not see (or would apply to the reference
-    only): refused, naming it."""
+    only): refused, naming it. (`named`, `modules`: the model's named_parameters() and
+    named_modules(), where the caller has them.)"""
     import torch.nn.modules.module as module_globals
 
     for kind in _HOOKS:
@@ -221,7 +224,7 @@ def refuse_backward_hooks(
                 f"a global module hook is registered ({kind.strip('_').replace('_', ' ')}); "
                 "it changes the gradients autograd returns: remove it for the check"
             )
-    for name, m in model.named_modules():
+    for name, m in model.named_modules() if modules is None else modules:
         for kind in _HOOKS:
             if getattr(m, kind, None):
                 raise UnsupportedModuleError(
@@ -236,6 +239,38 @@ def refuse_backward_hooks(
                 "gradient autograd returns for it, so the oracle would answer for another "
                 "function: remove it for the check"
             )
+
+
+def modules_of(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[nn.Module]]:
+    """list(model.named_modules()) and list(model.modules()), from one walk where the model's
+    class lists its modules as nn.Module does."""
+    named = list(model.named_modules())
+    if type(model).modules is not nn.Module.modules:
+        return named, list(model.modules())
+    return named, [m for _, m in named]
+
+
+def named_members(
+    model: nn.Module, modules: list[tuple[str, nn.Module]], table: str
+) -> list[tuple[str, torch.Tensor]]:
+    """list(model.named_parameters()) (table "_parameters") or list(model.named_buffers())
+    ("_buffers"), as nn.Module's Module._named_members lists them, from `modules` =
+    list(model.named_modules()), where the model's class lists them as nn.Module does."""
+    own = {"_parameters": "named_parameters", "_buffers": "named_buffers"}[table]
+    cls = type(model)
+    if getattr(cls, own) is not getattr(nn.Module, own) or (
+        cls._named_members is not nn.Module._named_members
+    ):
+        return list(getattr(model, own)())
+    seen = set()
+    named = []
+    for prefix, m in modules:
+        for k, v in getattr(m, table).items():
+            if v is None or v in seen:
+                continue
+            seen.add(v)
+            named.append((prefix + ("." if prefix else "") + k, v))
+    return named
 
 
 def unwrap(model: Any) -> nn.Module:
@@ -255,10 +290,11 @@ def unwrap(model: Any) -> nn.Module:
 _RECOMPUTED = (WeightNorm, SpectralNorm)
 
 
-def twin_of(model: nn.Module) -> nn.Module:
-    """The float64 twin: a deep copy, floating parameters and buffers float64."""
+def twin_of(model: nn.Module, modules: list[nn.Module] | None = None) -> nn.Module:
+    """The float64 twin: a deep copy, floating parameters and buffers float64. (`modules`:
+    the model's modules(), where the caller has them.)"""
     memo: dict[int, Any] = {}
-    for m in model.modules():
+    for m in model.modules() if modules is None else modules:
         for t in (*m._parameters.values(), *m._buffers.values()):  # float64 as they are copied
             if type(t) in (nn.Parameter, torch.Tensor) and id(t) not in memo:
                 dtype = torch.float64 if t.is_floating_point() else t.dtype
@@ -518,12 +554,13 @@ def _prepare(
 ) -> Problem:
     user = model
     model = unwrap(model)
-    own = list(model.named_parameters())
-    refuse_backward_hooks(model, own)
+    named_modules, modules = modules_of(model)
+    own = named_members(model, named_modules, "_parameters")  # (model.named_parameters())
+    refuse_backward_hooks(model, own, named_modules)
     for name, p in own:
         check_initialised(name, p)
         check_layout(f"parameter {name!r}", p)
-    buffers = list(model.named_buffers())
+    buffers = named_members(model, named_modules, "_buffers")  # (model.named_buffers())
     for name, buf in buffers:
         check_initialised(name, buf, "buffer")
         check_layout(f"buffer {name!r}", buf)
@@ -550,7 +587,7 @@ def _prepare(
             "expected a model with at least one layer, got an empty nn.Sequential() "
             "(nothing to differentiate)"
         )
-    twin = twin_of(model)
+    twin = twin_of(model, modules)
     _check_call(twin, args, kwargs)
     device = own[0][1].device if own else None
     # (an input that requires grad does in the twin too: reentrant checkpoints and
