@@ -132,8 +132,8 @@ def check_all_finite(named: list[tuple[str, torch.Tensor]], what: str) -> None:
         else:
             check_finite(name, t, what)
     for items in groups.values():
-        with torch.no_grad():  # (as t.detach() each)
-            flat = torch.cat([t.reshape(-1) for _, t in items])
+        with torch.no_grad():  # (as t.detach() each; torch.cat of each one flat, in one call)
+            flat = torch._utils._flatten_dense_tensors([t for _, t in items])
         if not bool(torch.isfinite(flat.sum())):  # (as check_finite looks first)
             for name, t in items:
                 check_finite(name, t, what)
@@ -273,6 +273,18 @@ def named_members(
     return named
 
 
+def tensors_of(model: nn.Module) -> list[torch.Tensor]:
+    """[*model.parameters(), *model.buffers()], from one walk where the model's class lists
+    them as nn.Module does."""
+    cls = type(model)
+    if cls.parameters is not nn.Module.parameters or cls.buffers is not nn.Module.buffers:
+        return [*model.parameters(), *model.buffers()]
+    modules = list(model.named_modules())
+    return [
+        t for table in ("_parameters", "_buffers") for _, t in named_members(model, modules, table)
+    ]
+
+
 def unwrap(model: Any) -> nn.Module:
     """The module to check: a torch.compile'd module's original; refuse what cannot be."""
     if not isinstance(model, nn.Module):
@@ -294,28 +306,29 @@ def twin_of(model: nn.Module, modules: list[nn.Module] | None = None) -> nn.Modu
     """The float64 twin: a deep copy, floating parameters and buffers float64. (`modules`:
     the model's modules(), where the caller has them.)"""
     memo: dict[int, Any] = {}
-    for m in model.modules() if modules is None else modules:
-        for t in (*m._parameters.values(), *m._buffers.values()):  # float64 as they are copied
-            if type(t) in (nn.Parameter, torch.Tensor) and id(t) not in memo:
-                dtype = torch.float64 if t.is_floating_point() else t.dtype
-                data = t.detach()  # (clone: the copy `to` makes, for less)
-                data = data.clone() if t.dtype == dtype else data.to(dtype, copy=True)
-                memo[id(t)] = (
-                    nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
-                )
-        for hook in m._forward_pre_hooks.values():  # the old nn.utils.weight_norm and
-            if isinstance(hook, _RECOMPUTED):  # spectral_norm: a weight each forward recomputes
-                computed = getattr(m, hook.name, None)
-                if isinstance(computed, torch.Tensor):
-                    memo.setdefault(id(computed), computed.detach().to(torch.float64, copy=True))
+    with torch.no_grad():  # (the copies as of t.detach())
+        for m in model.modules() if modules is None else modules:
+            for t in (*m._parameters.values(), *m._buffers.values()):  # float64 as copied
+                if type(t) in (nn.Parameter, torch.Tensor) and id(t) not in memo:
+                    dtype = torch.float64 if t.is_floating_point() else t.dtype
+                    # (clone: the copy `to` makes, for less)
+                    data = t.clone() if t.dtype == dtype else t.to(dtype, copy=True)
+                    memo[id(t)] = (
+                        nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
+                    )
+            for hook in m._forward_pre_hooks.values():  # the old nn.utils.weight_norm and
+                if isinstance(hook, _RECOMPUTED):  # spectral_norm: a weight each forward
+                    computed = getattr(m, hook.name, None)  # recomputes
+                    if isinstance(computed, torch.Tensor):
+                        memo.setdefault(id(computed), computed.to(torch.float64, copy=True))
     try:
         twin = _copy_module(model, memo)
     except Exception as err:
         raise UnsupportedModuleError(_uncopyable(model, err)) from None
-    tensors = [*twin.parameters(), *twin.buffers()]
+    tensors = tensors_of(twin)
     if any(t.is_floating_point() and t.dtype != torch.float64 for t in tensors):
         twin = twin.to(torch.float64)  # (what a module's own __deepcopy__ copied as it was)
-        tensors = [*twin.parameters(), *twin.buffers()]
+        tensors = tensors_of(twin)
     for t in tensors:  # made under torch.inference_mode()
         if t.is_inference():
             t.data = t.data.clone()
