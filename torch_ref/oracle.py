@@ -179,13 +179,14 @@ def _run(problem: Problem, result: Result | None = None, *, trace: bool = True) 
 def _param_grads(problem: Problem, result: Result) -> dict[str, np.ndarray]:
     """∂L/∂θ keyed like named_parameters(); a parameter used in several places gets the sum."""
     grads: dict[str, np.ndarray] = {}
+    by_node, params = result.gradients.grads, problem.params
     for (node, p), name in problem.captured.params.items():
-        g = result.gradients.grads.get(node, {}).get(p)
-        if name in problem.params and g is not None:
+        g = by_node[node].get(p) if node in by_node else None
+        if name in params and g is not None:
             grads[name] = grads[name] + g if name in grads else g
     return {
         name: grads[name] if name in grads else np.zeros(tuple(p.shape))
-        for name, p in problem.params.items()
+        for name, p in params.items()
     }
 
 

@@ -143,11 +143,12 @@ def check_all_finite(named: list[tuple[str, torch.Tensor]], what: str) -> None:
 _TOGETHER = 1 << 16
 
 
-def check_layout(name: str, t: torch.Tensor) -> None:
-    """Sparse, meta and quantised tensors hold no plain values to read."""
+def check_layout(name: str, t: torch.Tensor, kind: str = "") -> None:
+    """Sparse, meta and quantised tensors hold no plain values to read. (`kind`: the tensor is
+    called "{kind} {name!r}" where given, else `name`.)"""
     if t.layout == torch.strided and not t.is_meta and not t.is_quantized:
         return
-    what = f"{name} of shape {tuple(t.shape)}"
+    what = f"{f'{kind} {name!r}' if kind else name} of shape {tuple(t.shape)}"
     if t.layout != torch.strided:
         raise ValueError(f"expected a dense (strided) tensor, got {what} as {t.layout}")
     if t.is_meta:
@@ -572,11 +573,11 @@ def _prepare(
     refuse_backward_hooks(model, own, named_modules)
     for name, p in own:
         check_initialised(name, p)
-        check_layout(f"parameter {name!r}", p)
+        check_layout(name, p, "parameter")
     buffers = named_members(model, named_modules, "_buffers")  # (model.named_buffers())
     for name, buf in buffers:
         check_initialised(name, buf, "buffer")
-        check_layout(f"buffer {name!r}", buf)
+        check_layout(name, buf, "buffer")
     check_all_finite(own, "parameter")
     check_all_finite(buffers, "buffer")
     form, args, kwargs, named = split_inputs(inputs)
