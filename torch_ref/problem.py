@@ -591,7 +591,8 @@ def _prepare(
                 f"the loss's {name} requires grad; the oracle differentiates the model's "
                 "parameters only: pass a tensor that does not require grad (weight.detach())"
             )
-    for leaf in pytree.tree_leaves(target):
+    plain = type(target) is torch.Tensor  # (its own only leaf: no pytree walk)
+    for leaf in [target] if plain else pytree.tree_leaves(target):
         if isinstance(leaf, torch.Tensor):
             check_layout("target", leaf)
             if leaf.is_complex():
@@ -615,12 +616,11 @@ def _prepare(
     tkwargs = {
         k: by_id.get(id(v), v) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()
     }
-    ttarget = pytree.tree_map(
-        lambda t: (
-            _twin_tensor(t, False).to(device or t.device) if isinstance(t, torch.Tensor) else t
-        ),
-        target,
-    )
+
+    def twin_target(t: Any) -> Any:
+        return _twin_tensor(t, False).to(device or t.device) if isinstance(t, torch.Tensor) else t
+
+    ttarget = twin_target(target) if plain else pytree.tree_map(twin_target, target)
     loss64 = float64_loss(loss_fn)
     cls = type(model).__name__
 
