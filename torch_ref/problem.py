@@ -246,7 +246,8 @@ def modules_of(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[nn.M
     """list(model.named_modules()) and list(model.modules()), from one walk where the model's
     class lists its modules as nn.Module does."""
     named = list(model.named_modules())
-    if type(model).modules is not nn.Module.modules:
+    cls = type(model)
+    if cls.named_modules is not nn.Module.named_modules or cls.modules is not nn.Module.modules:
         return named, list(model.modules())
     return named, [m for _, m in named]
 
@@ -259,8 +260,9 @@ def named_members(
     list(model.named_modules()), where the model's class lists them as nn.Module does."""
     own = {"_parameters": "named_parameters", "_buffers": "named_buffers"}[table]
     cls = type(model)
-    if getattr(cls, own) is not getattr(nn.Module, own) or (
-        cls._named_members is not nn.Module._named_members
+    if any(
+        getattr(cls, f) is not getattr(nn.Module, f)
+        for f in (own, "_named_members", "named_modules")
     ):
         return list(getattr(model, own)())
     seen = set()
@@ -390,10 +392,9 @@ def _copy_dict(d: dict, memo: dict[int, Any]) -> dict:
     new: dict = {}
     memo[id(d)] = new
     for k, v in d.items():
-        if type(k) is not str:
-            k = copy.deepcopy(k, memo)
         value = memo.get(id(v))
-        new[k] = value if value is not None else copy.deepcopy(v, memo)
+        value = value if value is not None else copy.deepcopy(v, memo)  # (before its key)
+        new[k if type(k) is str else copy.deepcopy(k, memo)] = value
     memo.setdefault(id(memo), []).append(d)  # (deepcopy keeps d alive: its id stays its)
     return new
 
