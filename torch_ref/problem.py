@@ -487,32 +487,33 @@ def _check_call(model: nn.Module, args: tuple, kwargs: dict) -> None:
         ) from None
 
 
-#: a plain method's signature by its function, with what binding reads of the function
-_SIGNATURES: weakref.WeakKeyDictionary[Callable, tuple[tuple, inspect.Signature]] = (
-    weakref.WeakKeyDictionary()
-)
+#: per plain function: what binding reads of it, and the call shapes its signature binds
+_BINDS: weakref.WeakKeyDictionary[Callable, tuple[tuple, set]] = weakref.WeakKeyDictionary()
+#: what inspect.signature reads of a function before its code
+_READ_FIRST = ("__wrapped__", "__signature__", "_partialmethod")
 
 
 def _binds(forward: Any, args: tuple, kwargs: dict) -> bool:
-    """True where inspect.signature(forward).bind(*args, **kwargs) succeeds, for a method of a
-    plain Python function (its signature kept while its code and which of its parameters have
-    defaults stay the same: all that binding reads); False: not known here."""
+    """True where inspect.signature(forward).bind(*args, **kwargs) succeeds. Known without
+    the signature for a method of a plain Python function whose code and defaulted parameters
+    (all that binding reads) are as when this call's shape (how many positional inputs, which
+    keywords) last bound; False: it fails, or is not known here."""
     func = getattr(forward, "__func__", None)
     if type(forward) is not types.MethodType or type(func) is not types.FunctionType:
         return False
-    if any(hasattr(func, a) for a in ("__wrapped__", "__signature__", "_partialmethod")):
-        return False  # (inspect.signature reads these first)
+    if not vars(func).keys().isdisjoint(_READ_FIRST):
+        return False
     reads = (func.__code__, len(func.__defaults__ or ()), tuple(func.__kwdefaults__ or ()))
-    kept = _SIGNATURES.get(func)
+    kept = _BINDS.get(func)
     if kept is None or kept[0] != reads:
+        kept = _BINDS[func] = (reads, set())
+    shape = (len(args), frozenset(kwargs))
+    if shape not in kept[1]:
         try:
-            kept = _SIGNATURES[func] = (reads, inspect.signature(forward))
+            inspect.signature(forward).bind(*args, **kwargs)
         except (TypeError, ValueError):
             return False
-    try:
-        kept[1].bind(*args, **kwargs)
-    except TypeError:
-        return False
+        kept[1].add(shape)
     return True
 
 
