@@ -341,8 +341,9 @@ def twin_of(model: nn.Module, modules: list[nn.Module] | None = None) -> nn.Modu
 def _copy_module(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
     """copy.deepcopy(m, memo), step for step as deepcopy rebuilds a module whose class
     copies as nn.Module does (`__new__`, a deep copy of `__getstate__()`, `__setstate__`),
-    without its generic path's cost: submodules first, empty hook tables made empty. Any
-    module that copies otherwise goes through copy.deepcopy itself."""
+    without its generic path's cost: submodules first, empty hook tables made empty, what
+    deepcopy returns as it is kept, the entries of `_parameters`, `_buffers` and `_modules`
+    looked up in the memo. Any module that copies otherwise goes through copy.deepcopy."""
     found = memo.get(id(m))
     if found is not None:
         return found
