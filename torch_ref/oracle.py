@@ -147,8 +147,10 @@ def _one_blas_thread() -> Iterator[None]:
     if pools is None or not pools.lib_controllers:
         yield
         return
-    n = max(lib.num_threads for lib in pools.lib_controllers)
-    with pools.limit(limits=1), parallel.threads(n):  # the caller's count, our own threads
+    counts = [lib.num_threads for lib in pools.lib_controllers]
+    # (at one thread already there is nothing to limit and set back)
+    one = pools.limit(limits=1) if counts != [1] * len(counts) else contextlib.nullcontext()
+    with one, parallel.threads(max(counts)):  # the caller's count, our own threads
         yield
 
 
@@ -163,7 +165,9 @@ def _run(problem: Problem, result: Result | None = None, *, trace: bool = True) 
     grads = _param_grads(problem, result)
     penalty = _l2_penalty(problem, grads)
     # NaN/Inf make the sum non-finite; only then look at every entry (the sum may overflow)
-    broken = [n for n, g in grads.items() if not np.isfinite(g.sum()) and not np.isfinite(g).all()]
+    broken = [
+        n for n, g in grads.items() if not math.isfinite(g.sum()) and not np.isfinite(g).all()
+    ]
     if not np.isfinite(result.loss + penalty) or broken:
         raise ValueError(
             f"the loss ({result.loss}) or the gradients of {broken or 'no parameter'} are not "
@@ -175,13 +179,14 @@ def _run(problem: Problem, result: Result | None = None, *, trace: bool = True) 
 def _param_grads(problem: Problem, result: Result) -> dict[str, np.ndarray]:
     """∂L/∂θ keyed like named_parameters(); a parameter used in several places gets the sum."""
     grads: dict[str, np.ndarray] = {}
+    by_node, params = result.gradients.grads, problem.params
     for (node, p), name in problem.captured.params.items():
-        g = result.gradients.grads.get(node, {}).get(p)
-        if name in problem.params and g is not None:
+        g = by_node[node].get(p) if node in by_node else None
+        if name in params and g is not None:
             grads[name] = grads[name] + g if name in grads else g
     return {
         name: grads[name] if name in grads else np.zeros(tuple(p.shape))
-        for name, p in problem.params.items()
+        for name, p in params.items()
     }
 
 
@@ -278,6 +283,13 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
 
 
+def _like(a: np.ndarray, p: torch.Tensor) -> torch.Tensor:
+    """The gradient `a` as a tensor in `p`'s dtype and on its device (a view of `a` where
+    they are float64 on the CPU already, as .to() gives)."""
+    g = torch.from_numpy(a)
+    return g if g.dtype == p.dtype and g.device == p.device else g.to(p.device, p.dtype)
+
+
 def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: _tensor(v) for k, v in arrays.items()}
 
@@ -298,10 +310,7 @@ def manual_gradients(
     problem = _prepare(model, loss_fn, inputs, target, l2, reference=False)
     problem.release()  # (no reference here: torch's activations and graph go first)
     grads = _run(problem, trace=False).grads
-    return {
-        name: torch.from_numpy(grads[name]).to(device=p.device, dtype=p.dtype)
-        for name, p in problem.params.items()
-    }
+    return {name: _like(grads[name], p) for name, p in problem.params.items()}
 
 
 def manual_trace(

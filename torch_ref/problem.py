@@ -2,12 +2,13 @@
 
     L = loss_fn(model(inputs), target) + (l2/2) Σ ‖W‖²
 
-`prepare` checks what the caller handed over, builds the float64 twin of the model (once:
-a deep copy, floating parameters and buffers float64, on the model's device), and records
-one run of `loss_fn(twin(inputs), target)` (torch_ref.record). That run is both sides of
-the comparison: the manual network is built from the ops it executed, and autograd's graph
-of the same run gives the reference (torch_ref.oracle). The tie replay reads torch's values
-from it and the custom-Function explanation its Function calls; nothing rebuilds anything.
+`prepare` checks what the caller handed over, builds the float64 twin of the model (once,
+torch_ref.twin: a deep copy, floating parameters and buffers float64, on the model's device),
+and records one run of `loss_fn(twin(inputs), target)` (torch_ref.record). That run is both
+sides of the comparison: the manual network is built from the ops it executed, and
+autograd's graph of the same run gives the reference (torch_ref.oracle). The tie replay reads
+torch's values from it and the custom-Function explanation its Function calls; nothing
+rebuilds anything.
 
 The caller's model is never run or touched: its forward runs on the twin, exactly as the
 caller calls it (positional inputs, a dict of keyword inputs, defaults bound by Python, a
@@ -17,10 +18,10 @@ Python attributes, caches and counters happens to the twin.
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
-from collections import OrderedDict
+import types
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,14 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.utils.spectral_norm import SpectralNorm
-from torch.nn.utils.weight_norm import WeightNorm
 from torch.utils import _pytree as pytree
 
 from manual_bp.ops.loss import NetworkLoss
 from torch_ref.capture import INPUT, _ours, _user_line_of
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.record import Recording, record
+from torch_ref.twin import copy_module, modules_of, named_members, twin_of
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -121,8 +121,8 @@ def check_initialised(name: str, t: torch.Tensor, what: str = "parameter") -> No
 
 def check_all_finite(named: list[tuple[str, torch.Tensor]], what: str) -> None:
     """check_finite of each tensor, a few at a time: small floating tensors of one dtype
-    and device are looked at together (one isfinite), each alone only where that finds a
-    NaN or Inf."""
+    and device are looked at together (one sum), each alone only where that sum is not
+    finite (a NaN or Inf, or an overflow)."""
     groups: dict[tuple[Any, Any], list[tuple[str, torch.Tensor]]] = {}
     for name, t in named:
         if t.is_floating_point() and t.numel() <= _TOGETHER:
@@ -130,8 +130,9 @@ def check_all_finite(named: list[tuple[str, torch.Tensor]], what: str) -> None:
         else:
             check_finite(name, t, what)
     for items in groups.values():
-        flat = torch.cat([t.detach().reshape(-1) for _, t in items])
-        if not bool(torch.isfinite(flat).all()):
+        with torch.no_grad():  # (as t.detach() each; torch.cat of each one flat, in one call)
+            flat = torch._utils._flatten_dense_tensors([t for _, t in items])
+        if not bool(torch.isfinite(flat.sum())):  # (as check_finite looks first)
             for name, t in items:
                 check_finite(name, t, what)
 
@@ -140,9 +141,12 @@ def check_all_finite(named: list[tuple[str, torch.Tensor]], what: str) -> None:
 _TOGETHER = 1 << 16
 
 
-def check_layout(name: str, t: torch.Tensor) -> None:
-    """Sparse, meta and quantised tensors hold no plain values to read."""
-    what = f"{name} of shape {tuple(t.shape)}"
+def check_layout(name: str, t: torch.Tensor, kind: str = "") -> None:
+    """Sparse, meta and quantised tensors hold no plain values to read. (`kind`: the tensor is
+    called "{kind} {name!r}" where given, else `name`.)"""
+    if t.layout == torch.strided and not t.is_meta and not t.is_quantized:
+        return
+    what = f"{f'{kind} {name!r}' if kind else name} of shape {tuple(t.shape)}"
     if t.layout != torch.strided:
         raise ValueError(f"expected a dense (strided) tensor, got {what} as {t.layout}")
     if t.is_meta:
@@ -203,11 +207,14 @@ _HOOKS = ("_backward_pre_hooks", "_backward_hooks")
 
 
 def refuse_backward_hooks(
-    model: nn.Module, named: list[tuple[str, torch.Tensor]] | None = None
+    model: nn.Module,
+    named: list[tuple[str, torch.Tensor]] | None = None,
+    modules: list[tuple[str, nn.Module]] | None = None,
 ) -> None:
     """Forward hooks run in the twin as in the model; a backward hook changes the gradient
     autograd returns, which the twin's copy would not see (or would apply to the reference
-    only): refused, naming it."""
+    only): refused, naming it. (`named`, `modules`: the model's named_parameters() and
+    named_modules(), where the caller has them.)"""
     import torch.nn.modules.module as module_globals
 
     for kind in _HOOKS:
@@ -216,7 +223,7 @@ def refuse_backward_hooks(
                 f"a global module hook is registered ({kind.strip('_').replace('_', ' ')}); "
                 "it changes the gradients autograd returns: remove it for the check"
             )
-    for name, m in model.named_modules():
+    for name, m in model.named_modules() if modules is None else modules:
         for kind in _HOOKS:
             if getattr(m, kind, None):
                 raise UnsupportedModuleError(
@@ -246,95 +253,10 @@ def unwrap(model: Any) -> nn.Module:
     return orig if isinstance(orig, nn.Module) else model
 
 
-#: forward pre-hooks that set a module's tensor attribute before every forward
-_RECOMPUTED = (WeightNorm, SpectralNorm)
-
-
-def twin_of(model: nn.Module) -> nn.Module:
-    """The float64 twin: a deep copy, floating parameters and buffers float64."""
-    memo: dict[int, Any] = {}
-    for m in model.modules():
-        for t in (*m._parameters.values(), *m._buffers.values()):  # float64 as they are copied
-            if type(t) in (nn.Parameter, torch.Tensor) and id(t) not in memo:
-                dtype = torch.float64 if t.is_floating_point() else t.dtype
-                data = t.detach().to(dtype, copy=True)
-                memo[id(t)] = (
-                    nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
-                )
-        for hook in m._forward_pre_hooks.values():  # the old nn.utils.weight_norm and
-            if isinstance(hook, _RECOMPUTED):  # spectral_norm: a weight each forward recomputes
-                computed = getattr(m, hook.name, None)
-                if isinstance(computed, torch.Tensor):
-                    memo.setdefault(id(computed), computed.detach().to(torch.float64, copy=True))
-    try:
-        twin = _copy_module(model, memo)
-    except Exception as err:
-        raise UnsupportedModuleError(_uncopyable(model, err)) from None
-    tensors = [*twin.parameters(), *twin.buffers()]
-    if any(t.is_floating_point() and t.dtype != torch.float64 for t in tensors):
-        twin = twin.to(torch.float64)  # (what a module's own __deepcopy__ copied as it was)
-        tensors = [*twin.parameters(), *twin.buffers()]
-    for t in tensors:  # made under torch.inference_mode()
-        if t.is_inference():
-            t.data = t.data.clone()
-    return twin
-
-
-def _copy_module(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
-    """copy.deepcopy(m, memo), step for step as deepcopy rebuilds a module whose class
-    copies as nn.Module does (`__new__`, a deep copy of `__getstate__()`, `__setstate__`),
-    without its generic path's cost: submodules first, empty hook tables made empty. Any
-    module that copies otherwise goes through copy.deepcopy itself."""
-    found = memo.get(id(m))
-    if found is not None:
-        return found
-    cls = type(m)
-    if (
-        getattr(cls, "__deepcopy__", None) is not None
-        or cls.__reduce_ex__ is not object.__reduce_ex__
-        or cls.__reduce__ is not object.__reduce__
-        or hasattr(cls, "__getnewargs_ex__")
-        or hasattr(cls, "__getnewargs__")
-        or hasattr(cls, "__slots__")
-    ):
-        return copy.deepcopy(m, memo)
-    new = cls.__new__(cls)
-    memo[id(m)] = new
-    state = m.__getstate__()
-    for sub in state.get("_modules", {}).values():
-        if isinstance(sub, nn.Module):
-            _copy_module(sub, memo)
-    copied = {}
-    for k, v in state.items():  # (empty hook tables are most of a module's state)
-        kind = type(v)
-        empty = kind in (dict, OrderedDict, set) and not v
-        copied[k] = kind() if empty else copy.deepcopy(v, memo)
-    new.__setstate__(copied)
-    return new
-
-
-def _uncopyable(model: nn.Module, err: Exception) -> str:
-    for path, m in model.named_modules():
-        for k, v in vars(m).items():
-            if k.startswith("_") and k in ("_parameters", "_buffers", "_modules"):
-                continue
-            try:
-                copy.deepcopy(v)
-            except Exception:
-                where = f"{path}.{k}" if path else k
-                return (
-                    f"the model cannot be deep-copied: attribute {where!r} of "
-                    f"{type(m).__name__} ({type(v).__name__}) fails ({type(err).__name__}: "
-                    f"{err}); the oracle runs a float64 copy and never the model itself: make "
-                    "it copyable (e.g. __deepcopy__, or create it outside the module)"
-                )
-    return f"the model cannot be deep-copied ({type(err).__name__}: {err})"
-
-
 def float64_loss(loss_fn: Any) -> Any:
     """The loss with its weight tensors in float64 (a copy: the caller's loss is untouched)."""
     if isinstance(loss_fn, nn.Module):
-        return copy.deepcopy(loss_fn).to(torch.float64)
+        return copy_module(loss_fn, {}).to(torch.float64)
     if isinstance(loss_fn, functools.partial):
         return functools.partial(
             loss_fn.func,
@@ -378,6 +300,8 @@ def _array(t: torch.Tensor) -> np.ndarray:
 
 def _check_call(model: nn.Module, args: tuple, kwargs: dict) -> None:
     """The forward accepts these inputs (Python's own binding, said for people)."""
+    if _binds(model.forward, args, kwargs):
+        return
     try:
         sig = inspect.signature(model.forward)
     except (TypeError, ValueError):
@@ -397,6 +321,36 @@ def _check_call(model: nn.Module, args: tuple, kwargs: dict) -> None:
             f"without defaults, got {len(args) + len(kwargs)} (missing: "
             f"{', '.join(missing) or 'none'}; {err})"
         ) from None
+
+
+#: per plain function: what binding reads of it, and the call shapes its signature binds
+_BINDS: weakref.WeakKeyDictionary[Callable, tuple[tuple, set]] = weakref.WeakKeyDictionary()
+#: what inspect.signature reads of a function before its code
+_READ_FIRST = ("__wrapped__", "__signature__", "_partialmethod")
+
+
+def _binds(forward: Any, args: tuple, kwargs: dict) -> bool:
+    """True where inspect.signature(forward).bind(*args, **kwargs) succeeds. Known without
+    the signature for a method of a plain Python function whose code and defaulted parameters
+    (all that binding reads) are as when this call's shape (how many positional inputs, which
+    keywords) last bound; False: it fails, or is not known here."""
+    func = getattr(forward, "__func__", None)
+    if type(forward) is not types.MethodType or type(func) is not types.FunctionType:
+        return False
+    if not vars(func).keys().isdisjoint(_READ_FIRST):
+        return False
+    reads = (func.__code__, len(func.__defaults__ or ()), tuple(func.__kwdefaults__ or ()))
+    kept = _BINDS.get(func)
+    if kept is None or kept[0] != reads:
+        kept = _BINDS[func] = (reads, set())
+    shape = (len(args), frozenset(kwargs))
+    if shape not in kept[1]:
+        try:
+            inspect.signature(forward).bind(*args, **kwargs)
+        except (TypeError, ValueError):
+            return False
+        kept[1].add(shape)
+    return True
 
 
 def run_error(what: str, err: Exception, shapes: list[tuple[int, ...]] | None = None) -> Exception:
@@ -452,15 +406,16 @@ def _prepare(
 ) -> Problem:
     user = model
     model = unwrap(model)
-    own = list(model.named_parameters())
-    refuse_backward_hooks(model, own)
+    named_modules, modules = modules_of(model)
+    own = named_members(model, named_modules, "_parameters")  # (model.named_parameters())
+    refuse_backward_hooks(model, own, named_modules)
     for name, p in own:
         check_initialised(name, p)
-        check_layout(f"parameter {name!r}", p)
-    buffers = list(model.named_buffers())
+        check_layout(name, p, "parameter")
+    buffers = named_members(model, named_modules, "_buffers")  # (model.named_buffers())
     for name, buf in buffers:
         check_initialised(name, buf, "buffer")
-        check_layout(f"buffer {name!r}", buf)
+        check_layout(name, buf, "buffer")
     check_all_finite(own, "parameter")
     check_all_finite(buffers, "buffer")
     form, args, kwargs, named = split_inputs(inputs)
@@ -474,7 +429,8 @@ def _prepare(
                 f"the loss's {name} requires grad; the oracle differentiates the model's "
                 "parameters only: pass a tensor that does not require grad (weight.detach())"
             )
-    for leaf in pytree.tree_leaves(target):
+    plain = type(target) is torch.Tensor  # (its own only leaf: no pytree walk)
+    for leaf in [target] if plain else pytree.tree_leaves(target):
         if isinstance(leaf, torch.Tensor):
             check_layout("target", leaf)
             if leaf.is_complex():
@@ -484,7 +440,7 @@ def _prepare(
             "expected a model with at least one layer, got an empty nn.Sequential() "
             "(nothing to differentiate)"
         )
-    twin = twin_of(model)
+    twin = twin_of(model, modules)
     _check_call(twin, args, kwargs)
     device = own[0][1].device if own else None
     # (an input that requires grad does in the twin too: reentrant checkpoints and
@@ -498,12 +454,11 @@ def _prepare(
     tkwargs = {
         k: by_id.get(id(v), v) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()
     }
-    ttarget = pytree.tree_map(
-        lambda t: (
-            _twin_tensor(t, False).to(device or t.device) if isinstance(t, torch.Tensor) else t
-        ),
-        target,
-    )
+
+    def twin_target(t: Any) -> Any:
+        return _twin_tensor(t, False).to(device or t.device) if isinstance(t, torch.Tensor) else t
+
+    ttarget = twin_target(target) if plain else pytree.tree_map(twin_target, target)
     loss64 = float64_loss(loss_fn)
     cls = type(model).__name__
 

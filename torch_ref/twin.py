@@ -1,0 +1,190 @@
+"""The float64 twin of a model: a deep copy, made afresh at each call, whose floating
+parameters and buffers are float64; and the walks over a model's modules, parameters and
+buffers that the prepared problem (torch_ref.problem) reads, each from one walk.
+
+The copy is copy.deepcopy's, step for step, without its generic path's cost where a module's
+class copies as nn.Module does (`copy_module`); the tensors are copied first, straight to
+float64, so that no float32 copy is ever made.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+from collections import OrderedDict
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
+
+from torch_ref.errors import UnsupportedModuleError
+
+# --- walks: a model's modules, parameters and buffers --------------------------------
+
+
+def modules_of(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[nn.Module]]:
+    """list(model.named_modules()) and list(model.modules()), from one walk where the model's
+    class lists its modules as nn.Module does."""
+    named = list(model.named_modules())
+    cls = type(model)
+    if cls.named_modules is not nn.Module.named_modules or cls.modules is not nn.Module.modules:
+        return named, list(model.modules())
+    return named, [m for _, m in named]
+
+
+def named_members(
+    model: nn.Module, modules: list[tuple[str, nn.Module]], table: str
+) -> list[tuple[str, torch.Tensor]]:
+    """list(model.named_parameters()) (table "_parameters") or list(model.named_buffers())
+    ("_buffers"), as nn.Module's Module._named_members lists them, from `modules` =
+    list(model.named_modules()), where the model's class lists them as nn.Module does."""
+    own = {"_parameters": "named_parameters", "_buffers": "named_buffers"}[table]
+    cls = type(model)
+    if any(
+        getattr(cls, f) is not getattr(nn.Module, f)
+        for f in (own, "_named_members", "named_modules")
+    ):
+        return list(getattr(model, own)())
+    seen = set()
+    named = []
+    for prefix, m in modules:
+        for k, v in getattr(m, table).items():
+            if v is None or v in seen:
+                continue
+            seen.add(v)
+            named.append((prefix + ("." if prefix else "") + k, v))
+    return named
+
+
+def tensors_of(model: nn.Module) -> list[torch.Tensor]:
+    """[*model.parameters(), *model.buffers()], from one walk where the model's class lists
+    them as nn.Module does."""
+    cls = type(model)
+    if cls.parameters is not nn.Module.parameters or cls.buffers is not nn.Module.buffers:
+        return [*model.parameters(), *model.buffers()]
+    modules = list(model.named_modules())
+    return [
+        t for table in ("_parameters", "_buffers") for _, t in named_members(model, modules, table)
+    ]
+
+
+# --- the twin -----------------------------------------------------------------------
+
+
+#: forward pre-hooks that set a module's tensor attribute before every forward
+_RECOMPUTED = (WeightNorm, SpectralNorm)
+
+
+def twin_of(model: nn.Module, modules: list[nn.Module] | None = None) -> nn.Module:
+    """The float64 twin: a deep copy, floating parameters and buffers float64. (`modules`:
+    the model's modules(), where the caller has them.)"""
+    memo: dict[int, Any] = {}
+    with torch.no_grad():  # (the copies as of t.detach())
+        for m in model.modules() if modules is None else modules:
+            for t in (*m._parameters.values(), *m._buffers.values()):  # float64 as copied
+                if type(t) in (nn.Parameter, torch.Tensor) and id(t) not in memo:
+                    dtype = torch.float64 if t.is_floating_point() else t.dtype
+                    # (clone: the copy `to` makes, for less)
+                    data = t.clone() if t.dtype == dtype else t.to(dtype, copy=True)
+                    memo[id(t)] = (
+                        nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
+                    )
+            for hook in m._forward_pre_hooks.values():  # the old nn.utils.weight_norm and
+                if isinstance(hook, _RECOMPUTED):  # spectral_norm: a weight each forward
+                    computed = getattr(m, hook.name, None)  # recomputes
+                    if isinstance(computed, torch.Tensor):
+                        memo.setdefault(id(computed), computed.to(torch.float64, copy=True))
+    try:
+        twin = copy_module(model, memo)
+    except Exception as err:
+        raise UnsupportedModuleError(_uncopyable(model, err)) from None
+    tensors = tensors_of(twin)
+    if any(t.is_floating_point() and t.dtype != torch.float64 for t in tensors):
+        twin = twin.to(torch.float64)  # (what a module's own __deepcopy__ copied as it was)
+        tensors = tensors_of(twin)
+    for t in tensors:  # made under torch.inference_mode()
+        if t.is_inference():
+            t.data = t.data.clone()
+    return twin
+
+
+def copy_module(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
+    """copy.deepcopy(m, memo), step for step as deepcopy rebuilds a module whose class
+    copies as nn.Module does (`__new__`, a deep copy of `__getstate__()`, `__setstate__`),
+    without its generic path's cost: submodules first, empty hook tables made empty, what
+    deepcopy returns as it is kept, the entries of `_parameters`, `_buffers` and `_modules`
+    looked up in the memo. Any module that copies otherwise goes through copy.deepcopy."""
+    found = memo.get(id(m))
+    if found is not None:
+        return found
+    cls = type(m)
+    if (
+        getattr(cls, "__deepcopy__", None) is not None
+        or cls.__reduce_ex__ is not object.__reduce_ex__
+        or cls.__reduce__ is not object.__reduce__
+        or hasattr(cls, "__getnewargs_ex__")
+        or hasattr(cls, "__getnewargs__")
+        or hasattr(cls, "__slots__")
+    ):
+        return copy.deepcopy(m, memo)
+    new = cls.__new__(cls)
+    memo[id(m)] = new
+    state = m.__getstate__()
+    for sub in state.get("_modules", {}).values():
+        if isinstance(sub, nn.Module):
+            copy_module(sub, memo)
+    copied = {}
+    for k, v in state.items():  # (empty hook tables are most of a module's state)
+        kind = type(v)
+        if kind in _ATOMIC:
+            copied[k] = v
+        elif kind in _TABLES and not v:
+            copied[k] = kind()
+        elif kind is dict:
+            copied[k] = _copy_dict(v, memo)
+        else:
+            copied[k] = copy.deepcopy(v, memo)
+    new.__setstate__(copied)
+    return new
+
+
+#: what copy.deepcopy returns as it is (among its atomic types)
+_ATOMIC = frozenset({type(None), bool, int, float, str, types.FunctionType, type})
+#: a module's hook tables (and `_non_persistent_buffers_set`): an empty one copies as a new one
+_TABLES = frozenset({dict, OrderedDict, set})
+
+
+def _copy_dict(d: dict, memo: dict[int, Any]) -> dict:
+    """copy.deepcopy(d, memo) of a dict (a module's `_parameters`, `_buffers`, `_modules`:
+    their tensors and submodules are in the memo), its steps written out."""
+    found = memo.get(id(d))
+    if found is not None:
+        return found
+    new: dict = {}
+    memo[id(d)] = new
+    for k, v in d.items():
+        value = memo.get(id(v))
+        value = value if value is not None else copy.deepcopy(v, memo)  # (before its key)
+        new[k if type(k) is str else copy.deepcopy(k, memo)] = value
+    memo.setdefault(id(memo), []).append(d)  # (deepcopy keeps d alive: its id stays its)
+    return new
+
+
+def _uncopyable(model: nn.Module, err: Exception) -> str:
+    for path, m in model.named_modules():
+        for k, v in vars(m).items():
+            if k.startswith("_") and k in ("_parameters", "_buffers", "_modules"):
+                continue
+            try:
+                copy.deepcopy(v)
+            except Exception:
+                where = f"{path}.{k}" if path else k
+                return (
+                    f"the model cannot be deep-copied: attribute {where!r} of "
+                    f"{type(m).__name__} ({type(v).__name__}) fails ({type(err).__name__}: "
+                    f"{err}); the oracle runs a float64 copy and never the model itself: make "
+                    "it copyable (e.g. __deepcopy__, or create it outside the module)"
+                )
+    return f"the model cannot be deep-copied ({type(err).__name__}: {err})"
