@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -42,15 +42,16 @@ from torch_ref.registry import (
     supported_modules,
 )
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Shape
+from torch_ref.twin import lists_as_nn_module, module_walk
 
 INPUT = "input"
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(NamedTuple):
     """Where the autograd side finds the value a manual node computed, in the user's own
     model: output `index` of the `call`-th call (0-based) of the leaf module `target`
-    (kind "module"), or of the torch function `target` (kind "function")."""
+    (kind "module"), or of the torch function `target` (kind "function"). (A named tuple:
+    one is made for every call the record sees.)"""
 
     kind: str
     target: Any
@@ -291,20 +292,6 @@ def _ours(err: Exception) -> Exception:
 # --- the conversion of one call ------------------------------------------------------
 
 
-def module_walk(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """(path, module) for every module of `model`, in the order and with the repeats of
-    model.named_modules(prefix=prefix, remove_duplicate=False) (a shared module under each
-    of its paths), without its generators' cost."""
-    out: list[tuple[str, nn.Module]] = []
-    stack = [(prefix, model)]
-    while stack:
-        path, m = stack.pop()
-        out.append((path, m))
-        children = [(k, c) for k, c in m._modules.items() if c is not None]
-        stack.extend((f"{path}.{k}" if path else k, c) for k, c in reversed(children))
-    return out
-
-
 class _Converter:
     """Looks a call up in the registry, runs its rule, and turns its Op into nodes."""
 
@@ -318,6 +305,13 @@ class _Converter:
         self.model = model
         self.b = builder
         self.names: dict[int, str] = {}  # id(tensor) → qualified name (first of tied names)
+        if not lists_as_nn_module(model):  # (its class lists its tensors its own way)
+            for name, t in (
+                *model.named_parameters(remove_duplicate=False),
+                *model.named_buffers(remove_duplicate=False),
+            ):
+                self.names.setdefault(id(t), name)
+            modules = []
         modules = module_walk(model) if modules is None else modules
         for table in ("_parameters", "_buffers"):  # (named_parameters(), then named_buffers())
             for path, m in modules:

@@ -53,7 +53,6 @@ from torch_ref.capture import (
     _Converter,
     _ours,
     _user_line,
-    module_walk,
 )
 from torch_ref.casts import Casts
 from torch_ref.errors import NotCovered, NothingToDifferentiate, UnsupportedModuleError
@@ -71,6 +70,7 @@ from torch_ref.recording import (
 from torch_ref.refusals import SECOND_ORDER, Refusals
 from torch_ref.registry import lookup_method, registry
 from torch_ref.registry.core import Param, Ref
+from torch_ref.twin import lists_as_nn_module, module_walk
 from torch_ref.twin_forms import FORMS
 from torch_ref.whole_modules import WholeModules
 
@@ -507,9 +507,15 @@ def record(
     b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
     walk = module_walk(model) if model is not None else []
     conv = _Converter(model if model is not None else nn.Module(), b, walk)
-    live_params = {
-        id(p) for _, m in walk for p in m._parameters.values() if p is not None and p.requires_grad
-    }
+    if model is not None and not lists_as_nn_module(model):  # (its own way of listing)
+        live_params = {id(p) for p in model.parameters() if p.requires_grad}
+    else:
+        live_params = {
+            id(p)
+            for _, m in walk
+            for p in m._parameters.values()
+            if p is not None and p.requires_grad
+        }
     for name, t in (caller or {}).items():  # the caller's own tensors, by the same names
         conv.names.setdefault(id(t), name)
         if t.requires_grad:

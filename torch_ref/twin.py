@@ -24,6 +24,42 @@ from torch_ref.errors import UnsupportedModuleError
 # --- walks: a model's modules, parameters and buffers --------------------------------
 
 
+#: the methods by which nn.Module lists a model's modules and tensors
+_LISTINGS = (
+    "named_modules",
+    "modules",
+    "named_parameters",
+    "parameters",
+    "named_buffers",
+    "buffers",
+    "_named_members",
+)
+
+
+def lists_as_nn_module(model: nn.Module) -> bool:
+    """The model's class lists its modules, parameters and buffers as nn.Module does (none
+    of those methods overridden): a walk of the module tables gives what they give."""
+    cls = type(model)
+    return all(getattr(cls, f) is getattr(nn.Module, f) for f in _LISTINGS)
+
+
+def module_walk(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """(path, module) for every module of `model`, in the order and with the repeats of
+    model.named_modules(prefix=prefix, remove_duplicate=False) (a shared module under each
+    of its paths), without its generators' cost where the model's class lists its modules
+    as nn.Module does."""
+    if type(model).named_modules is not nn.Module.named_modules:
+        return list(model.named_modules(prefix=prefix, remove_duplicate=False))
+    out: list[tuple[str, nn.Module]] = []
+    stack = [(prefix, model)]
+    while stack:
+        path, m = stack.pop()
+        out.append((path, m))
+        children = [(k, c) for k, c in m._modules.items() if c is not None]
+        stack.extend((f"{path}.{k}" if path else k, c) for k, c in reversed(children))
+    return out
+
+
 def modules_of(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[nn.Module]]:
     """list(model.named_modules()) and list(model.modules()), from one walk where the model's
     class lists its modules as nn.Module does."""

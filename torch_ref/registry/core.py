@@ -78,12 +78,12 @@ class Param:
         """The tensor as a float64 (or integer/bool, as stored) NumPy array that cannot write
         into the caller's tensor: a read-only view of a float64 CPU tensor (no copy), a copy
         of anything else."""
-        t = self.tensor.detach()
-        if t.dtype is torch.float64 and t.device.type == "cpu" and not t.is_conj():
-            view = t.numpy()  # (a new array object on the tensor's memory)
+        t = self.tensor
+        if t.dtype is torch.float64 and t.is_cpu:  # (real: no conjugate bit)
+            view = (t.detach() if t.requires_grad else t).numpy()  # (a new array object)
             view.flags.writeable = False
             return view
-        t = t.to("cpu")
+        t = t.detach().to("cpu")
         if t.is_floating_point():
             t = t.to(torch.float64)
         return np.array(t.numpy(), copy=True)
