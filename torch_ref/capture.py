@@ -57,6 +57,8 @@ class Probe(NamedTuple):
     target: Any
     call: int
     index: int | None = None
+    #: the output permuted by these dims is the node's value, up to a reshape
+    dims: tuple[int, ...] | None = None
 
 
 # --- where in the user's code --------------------------------------------------------
@@ -160,14 +162,22 @@ class _Builder:
         self.nodes.append(Node(name, layer, tuple(r.name for r in inputs), act))
         return Ref(name, shape, dtype)
 
-    def probe(self, node: str, probe: Probe, index: int | None, replace: bool = True) -> None:
-        """Where the autograd side finds node's value: output `index` of `probe`'s call."""
+    def probe(
+        self,
+        node: str,
+        probe: Probe,
+        index: int | None,
+        replace: bool = True,
+        dims: tuple[int, ...] | None = None,
+    ) -> None:
+        """Where the autograd side finds node's value: output `index` of `probe`'s call
+        (permuted by `dims`)."""
         if node in self.probes:
             if not replace:
                 return
         else:
             self.probed.setdefault(probe.target, []).append(node)
-        self.probes[node] = Probe(probe.kind, probe.target, probe.call, index)
+        self.probes[node] = Probe(probe.kind, probe.target, probe.call, index, dims)
 
     def leaf(self, p: Param) -> Ref:
         """The model tensor `p` as a value of the network (one leaf per tensor)."""
@@ -222,7 +232,7 @@ class _Builder:
                 )
                 result = op.outputs(outs) if op.outputs else outs
         if probe is not None and op.probe is not None and isinstance(result, Ref):
-            self.probe(result.name, probe, op.probe)
+            self.probe(result.name, probe, op.probe, dims=op.probe_dims)
         built[id(op)] = result
         return result
 

@@ -380,24 +380,30 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
 
     def inner_deltas(self, target: str, out: Any) -> Any:
         """A composite's weighted layers (nn.MultiheadAttention's out_proj): δ is taken of
-        output `index` of the call, which is that layer's z up to a reshape; the forward
-        goes on with a copy of it."""
+        output `index` of the call, which is that layer's z up to a reshape (once permuted
+        by the probe's dims: a copy so laid out is taken, the output a permuted copy of
+        it); the forward goes on with a copy of it."""
         probes = self.b.probes
-        found = [(n, probes[n].index) for n in self.b.probed.get(target, ())]
-        for node, index in found:
+        found = [(n, probes[n].index, probes[n].dims) for n in self.b.probed.get(target, ())]
+        for node, index, dims in found:
             if index is None or node in self.z_tensors:
                 continue
             many = isinstance(out, (tuple, list))
             inner = out[index] if many else out
             if not isinstance(inner, torch.Tensor) or not inner.requires_grad:
                 continue
+            if dims is not None:  # (its z, as torch lays it out, in the graph)
+                inner = inner.permute(dims).clone()
+                carried = inner.permute(tuple(sorted(range(len(dims)), key=dims.__getitem__)))
+            else:
+                carried = inner
             self.z_tensors[node] = inner
             if many:
                 items = list(out)
-                items[index] = inner.clone()
+                items[index] = carried.clone()
                 out = type(out)(*items) if hasattr(out, "_fields") else type(out)(items)
             else:
-                out = inner.clone()
+                out = carried.clone()
         return out
 
     def run(self, func: Any, args: tuple, kwargs: dict) -> Any:

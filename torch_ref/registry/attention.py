@@ -1,14 +1,13 @@
 """Attention (manual_bp.ops.attention): F.scaled_dot_product_attention, and
-F.multi_head_attention_forward (nn.MultiheadAttention, nn.TransformerEncoderLayer and
-DecoderLayer trace to it) as a composite of the manual layers.
+nn.MultiheadAttention and F.multi_head_attention_forward as a composite of the manual layers.
 
-nn.MultiheadAttention's forward is traced through: its batch_first transposes and mask
-checks are ordinary ops, and torch.fx records F.multi_head_attention_forward as one call.
-Its rule below follows torch's function step by step: the in-projection (rows of the packed
-in_proj_weight, or q/k/v_proj_weight for kdim/vdim), bias_k/bias_v, the heads, add_zero_attn,
-the masks merged as torch merges them, then scaled_dot_product_attention (need_weights=False)
-or the explicit softmax (need_weights=True, the weights averaged over heads or not), and
-out_proj.
+nn.MultiheadAttention (and so nn.TransformerEncoderLayer and DecoderLayer) is recorded whole:
+its forward is F.multi_head_attention_forward between batch_first's transposes, and its row
+is the function's between the same transposes. The function's rule follows torch's function
+step by step: the in-projection (rows of the packed in_proj_weight, or
+q/k/v_proj_weight for kdim/vdim), bias_k/bias_v, the heads, add_zero_attn, the masks merged
+as torch merges them, then scaled_dot_product_attention (need_weights=False) or the explicit
+softmax (need_weights=True, the weights averaged over heads or not), and out_proj.
 """
 
 from __future__ import annotations
@@ -108,6 +107,14 @@ def _check(cond: bool, message: str) -> None:
 
 
 def multi_head_attention_forward(
+    query: Any, key: Any, value: Any, *args: Any, **kwargs: Any
+) -> Any:
+    """F.multi_head_attention_forward, step by step as torch computes it (see the module's
+    docstring); returns (attn_output, attn_weights or None)."""
+    return _attention(query, key, value, *args, **kwargs, batch_first=False)
+
+
+def _attention(
     query: Any,
     key: Any,
     value: Any,
@@ -133,9 +140,12 @@ def multi_head_attention_forward(
     static_v: Any = None,
     average_attn_weights: bool = True,
     is_causal: bool = False,
+    *,
+    batch_first: bool,
 ) -> tuple[Op, Op | None]:
-    """F.multi_head_attention_forward, step by step as torch computes it (see the module's
-    docstring); returns (attn_output, attn_weights or None)."""
+    """F.multi_head_attention_forward's steps; `batch_first`: batched inputs and output are
+    (N, T, E), transposed to and from the function's (T, N, E) as nn.MultiheadAttention's
+    forward transposes them (one transpose for tensors passed twice)."""
     what = "multi_head_attention_forward"
     if static_k is not None or static_v is not None:
         raise UnsupportedModuleError(f"{what}: static_k / static_v are not supported")
@@ -150,9 +160,10 @@ def multi_head_attention_forward(
         f"{what}: expected query, key and value all 3-d (L, N, E) or all 2-d (L, E), got "
         f"shapes {q_in.shape}, {k_in.shape}, {v_in.shape}",
     )
-    L, E = q_in.shape[0], q_in.shape[-1]
-    N = q_in.shape[1] if batched else 1
-    S = k_in.shape[0]
+    batch_first = batch_first and batched
+    L, E = q_in.shape[int(batch_first)], q_in.shape[-1]
+    N = q_in.shape[1 - int(batch_first)] if batched else 1
+    S = k_in.shape[int(batch_first)]
     H = int(num_heads)
     _check(E == embed_dim_to_check, f"{what}: expected embed_dim {embed_dim_to_check}, got {E}")
     _check(E % H == 0, f"{what}: embed_dim {E} is not divisible by num_heads {H}")
@@ -176,6 +187,9 @@ def multi_head_attention_forward(
     q = unbatch(q_in, (L, 1, E))
     k = unbatch(k_in, (S, 1, k_in.shape[-1]))
     v = unbatch(v_in, (S, 1, v_in.shape[-1]))
+    if batch_first:  # (N, T, E) → (T, N, E)
+        seq_first: dict[int, Op] = {}
+        q, k, v = (seq_first.setdefault(id(x), Op(Transpose(1, 0), (x,))) for x in (q, k, v))
 
     # in-projection: three row blocks of in_proj_weight, or the separate weights
     b = param_arg(in_proj_bias, what, "in_proj_bias", optional=True)
@@ -280,9 +294,54 @@ def multi_head_attention_forward(
         fused(weight=Wo, bias=bo),
         name="out_proj",
         probe=0,
+        probe_dims=(1, 0, 2) if batch_first else None,  # (the module's output is (N, L, E))
     )
     out = Op(Reshape((L, N, E) if batched else (L, E)), (out,))
+    if batch_first:
+        out = Op(Transpose(1, 0), (out,))
     return out, weights
+
+
+def multihead_attention(
+    query: Any,
+    key: Any,
+    value: Any,
+    key_padding_mask: Any = None,
+    need_weights: bool = True,
+    attn_mask: Any = None,
+    average_attn_weights: bool = True,
+    is_causal: bool = False,
+    **module: Any,
+) -> tuple[Op, Op | None]:
+    """nn.MultiheadAttention: its forward's F.multi_head_attention_forward between
+    batch_first's transposes (its masks as given: the function canonicalises them as the
+    module does)."""
+    return _attention(
+        query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
+        attn_mask=attn_mask, average_attn_weights=average_attn_weights, is_causal=is_causal,
+        **module,
+    )  # fmt: skip
+
+
+def _mha_module_args(m: nn.MultiheadAttention) -> dict[str, Any]:
+    return {
+        "embed_dim_to_check": m.embed_dim,
+        "num_heads": m.num_heads,
+        "in_proj_weight": m.in_proj_weight,
+        "in_proj_bias": m.in_proj_bias,
+        "bias_k": m.bias_k,
+        "bias_v": m.bias_v,
+        "add_zero_attn": m.add_zero_attn,
+        "dropout_p": m.dropout,
+        "out_proj_weight": m.out_proj.weight,
+        "out_proj_bias": m.out_proj.bias,
+        "training": m.training,
+        "use_separate_proj_weight": not m._qkv_same_embed_dim,
+        "q_proj_weight": m.q_proj_weight,
+        "k_proj_weight": m.k_proj_weight,
+        "v_proj_weight": m.v_proj_weight,
+        "batch_first": m.batch_first,
+    }
 
 
 #: the δ names of the three in-projections, under the attention module's name
@@ -415,6 +474,44 @@ def _mha_samples() -> list[Sample]:
     ]
 
 
+class FunctionalAttend(nn.Module):
+    """F.multi_head_attention_forward called directly, as a model written with torch's
+    functional API calls it (sequence first), on an nn.MultiheadAttention's tensors."""
+
+    def __init__(self, mha: nn.MultiheadAttention, **call: Any) -> None:
+        super().__init__()
+        self.mha, self.call = mha, call
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.mha
+        out, w = F.multi_head_attention_forward(
+            x, x, x, m.embed_dim, m.num_heads, m.in_proj_weight, m.in_proj_bias, m.bias_k,
+            m.bias_v, m.add_zero_attn, m.dropout, m.out_proj.weight, m.out_proj.bias,
+            training=m.training, **self.call,
+        )  # fmt: skip
+        return out if w is None else torch.cat([out.flatten(), w.flatten()])
+
+
+def _mha_function_samples() -> list[Sample]:
+    g = torch.Generator().manual_seed(3)
+    x = _randn(g, 5, 2, 8)  # (L, N, E)
+    padding = torch.zeros(2, 5, dtype=torch.bool)
+    padding[0, -1:] = True
+    return [
+        Sample("called directly", (x,), module=FunctionalAttend(_mha(g, 8, 2), need_weights=False)),
+        Sample(
+            "called directly, key padding, weights",
+            (x,),
+            module=FunctionalAttend(_mha(g, 8, 4), key_padding_mask=padding),
+        ),
+        Sample(
+            "called directly, bias_kv and zero_attn",
+            (x,),
+            module=FunctionalAttend(_mha(g, 8, 2, add_bias_kv=True, add_zero_attn=True)),
+        ),
+    ]
+
+
 def _mha_refusals() -> list[Refusal]:
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     train = nn.MultiheadAttention(8, 2, dropout=0.1, batch_first=True, dtype=torch.float64)
@@ -433,15 +530,26 @@ ROWS = [
         refusals=_sdpa_refusals,
     ),
     OpEntry(
+        "MultiheadAttention",
+        "attention",
+        multihead_attention,
+        modules=(nn.MultiheadAttention,),
+        module_args=_mha_module_args,
+        note="nn.MultiheadAttention (in nn.TransformerEncoderLayer/DecoderLayer too): packed "
+        "or separate q/k/v weights (kdim, vdim), bias on/off, batch_first, key_padding_mask, "
+        "attn_mask, is_causal, need_weights (averaged or not), add_bias_kv, add_zero_attn; "
+        "eval or dropout 0",
+        samples=_mha_samples,
+        refusals=_mha_refusals,
+    ),
+    OpEntry(
         "multi_head_attention_forward",
         "attention",
         multi_head_attention_forward,
         functions=(F.multi_head_attention_forward,),
-        note="nn.MultiheadAttention, nn.TransformerEncoderLayer/DecoderLayer: packed or "
-        "separate q/k/v weights (kdim, vdim), bias on/off, add_bias_kv, add_zero_attn, "
-        "key_padding_mask, attn_mask, is_causal, need_weights (averaged or not); eval or "
-        "dropout 0",
-        samples=_mha_samples,
+        note="the function, called directly (or by an nn.MultiheadAttention whose forward is "
+        "replaced): everything the module row takes",
+        samples=_mha_function_samples,
         refusals=_mha_refusals,
     ),
 ]

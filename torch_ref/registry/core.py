@@ -114,6 +114,9 @@ class Op:
     #: inside a composite: this op's value is output k of the call, up to a reshape (the
     #: autograd side can take its δ there)
     probe: int | None = None
+    #: that output permuted by these dims is this op's value, up to a reshape
+    #: (nn.MultiheadAttention(batch_first=True)'s output against its out_proj)
+    probe_dims: tuple[int, ...] | None = None
 
 
 # --- argument helpers for rules -----------------------------------------------------
