@@ -81,7 +81,7 @@ class Param:
         t = self.tensor
         if t.dtype is torch.float64 and t.is_cpu:  # (real: no conjugate bit)
             view = (t.detach() if t.requires_grad else t).numpy()  # (a new array object)
-            view.flags.writeable = False
+            view.setflags(write=False)
             return view
         t = t.detach().to("cpu")
         if t.is_floating_point():
