@@ -180,9 +180,10 @@ def multi_head_attention_forward(
     if not use_separate_proj_weight:
         W = param_arg(in_proj_weight, what, "in_proj_weight")
         W_all = array(W)  # (read-only: the three layers share it, and the bias)
+        names = fused(weight=W, bias=b)
         for x, rows, proj in zip((q, k, v), blocks, _PROJECTIONS, strict=True):
             layer = InProjection(W_all, b_all, rows, rows)
-            projected.append(Op(layer, (x,), fused(weight=W, bias=b), name=proj))
+            projected.append(Op(layer, (x,), dict(names), name=proj))
     else:
         for x, w, rows, proj in zip(
             (q, k, v), (q_proj_weight, k_proj_weight, v_proj_weight), blocks, _PROJECTIONS,

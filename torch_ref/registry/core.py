@@ -207,7 +207,10 @@ def array(p: Param | None) -> np.ndarray | None:
 
 def is_plain(*values: Any) -> bool:
     """No tensor among the values: sizes and numbers, computed here (x.size(1) // 2)."""
-    return not any(isinstance(v, (Ref, Param, torch.Tensor)) for v in values)
+    for v in values:
+        if isinstance(v, (Ref, Param, torch.Tensor)):
+            return False
+    return True
 
 
 # --- the row -------------------------------------------------------------------------
