@@ -321,7 +321,9 @@ class InProjection(Layer):
         return f"InProjection(rows {rows.start}:{rows.stop}, bias={'bias' in self.params})"
 
     def shape(self, in_shape: Shape) -> Shape:
-        out_features, in_features = self.params["weight"][self.weight_rows].shape
+        W = self.params["weight"]
+        out_features = len(range(*self.weight_rows.indices(W.shape[0])))  # W[rows].shape[0]
+        in_features = W.shape[1]
         if len(in_shape) == 0 or in_shape[-1] != in_features:
             raise ValueError(
                 f"expected input (*, {in_features}) with {in_features} features, got shape "
