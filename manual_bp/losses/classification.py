@@ -121,6 +121,10 @@ class _ClassLoss(Loss):
                 f"(torch refuses non-integer class targets too)"
             )
         C = y_shape[_class_axis(len(y_shape))]
+        if self.weight is None and t.size:  # the common case, in two reductions
+            lo, hi = int(np.minimum.reduce(t, axis=None)), int(np.maximum.reduce(t, axis=None))
+            if 0 <= lo and hi < C and not lo <= self.ignore_index <= hi:
+                return  # every index in [0, C), none ignored: nothing below can fail
         bad = (t != self.ignore_index) & ((t < 0) | (t >= C))
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0]) if t.ndim else ()

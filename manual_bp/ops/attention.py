@@ -308,11 +308,9 @@ class InProjection(Layer):
         self.weight_rows = slice(*weight_rows) if weight_rows else slice(None)
         self.bias_rows = slice(*bias_rows) if bias_rows else slice(None)
         W = self.params["weight"]
-        if W.ndim != 2 or W[self.weight_rows].shape[0] == 0:
+        if W.ndim != 2 or (rows := W[self.weight_rows].shape[0]) == 0:
             raise ValueError(f"expected a 2-d weight with rows {weight_rows}, got {W.shape}")
-        if bias is not None and self.params["bias"][self.bias_rows].shape != (
-            W[self.weight_rows].shape[0],
-        ):
+        if bias is not None and self.params["bias"][self.bias_rows].shape != (rows,):
             raise ValueError(
                 f"expected bias rows {bias_rows} as many as the weight rows {weight_rows}, got "
                 f"a bias of shape {self.params['bias'].shape}"
@@ -323,7 +321,9 @@ class InProjection(Layer):
         return f"InProjection(rows {rows.start}:{rows.stop}, bias={'bias' in self.params})"
 
     def shape(self, in_shape: Shape) -> Shape:
-        out_features, in_features = self.params["weight"][self.weight_rows].shape
+        W = self.params["weight"]
+        out_features = len(range(*self.weight_rows.indices(W.shape[0])))  # W[rows].shape[0]
+        in_features = W.shape[1]
         if len(in_shape) == 0 or in_shape[-1] != in_features:
             raise ValueError(
                 f"expected input (*, {in_features}) with {in_features} features, got shape "

@@ -56,7 +56,7 @@ class _OverDims(Layer):
 
     def _count(self, in_shape: Shape, axes: tuple[int, ...]) -> int:
         """How many entries each output reduces."""
-        return int(np.prod([in_shape[i] for i in axes], dtype=np.int64))
+        return math.prod([in_shape[i] for i in axes])
 
     def shape(self, in_shape: Shape) -> Shape:
         in_shape = tuple(in_shape)

@@ -45,16 +45,19 @@ def activation_rule(act: str, **defaults: Any) -> Callable[..., Op]:
     positional order (`defaults` gives names, order and torch's default values; REQUIRED for
     an option without one)."""
     names = [*defaults, "inplace"]
+    known = frozenset(names)
 
     def rule(input: Any, *args: Any, **kwargs: Any) -> Op:
         if len(args) > len(names):
             raise UnsupportedModuleError(f"{act}: expected at most {len(names)} options")
         options = dict(defaults)
-        options.update(zip(names, args, strict=False))
-        unknown = set(kwargs) - set(names)
-        if unknown:
-            raise UnsupportedModuleError(f"{act}: unsupported option(s) {sorted(unknown)}")
-        options.update(kwargs)
+        if args:
+            options.update(zip(names, args, strict=False))
+        if kwargs:
+            unknown = kwargs.keys() - known
+            if unknown:
+                raise UnsupportedModuleError(f"{act}: unsupported option(s) {sorted(unknown)}")
+            options.update(kwargs)
         options.pop("inplace", None)  # in-place or not, the value is the same (see capture)
         missing = [k for k, v in options.items() if v is REQUIRED]
         if missing:

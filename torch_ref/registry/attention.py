@@ -101,11 +101,6 @@ def _split_heads(x: Any, length: int, batch: int, heads: int, head_dim: int) -> 
     return Op(Rearrange(split, (1, 2, 0, 3), (batch, heads, length, head_dim)), (x,))
 
 
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ValueError(message)
-
-
 def multi_head_attention_forward(
     query: Any, key: Any, value: Any, *args: Any, **kwargs: Any
 ) -> Any:
@@ -153,26 +148,26 @@ def _attention(
         _dropout_refused(
             number(dropout_p, f"{what} (dropout)"), "MultiheadAttention in training mode"
         )
-    q_in, k_in, v_in = (tensor(t, what) for t in (query, key, value))
+    # (each check's message is formed only where it fails)
+    q_in, k_in, v_in = tensor(query, what), tensor(key, what), tensor(value, what)
     batched = q_in.ndim == 3
-    _check(
-        q_in.ndim in (2, 3) and k_in.ndim == v_in.ndim == q_in.ndim,
-        f"{what}: expected query, key and value all 3-d (L, N, E) or all 2-d (L, E), got "
-        f"shapes {q_in.shape}, {k_in.shape}, {v_in.shape}",
-    )
+    if not (q_in.ndim in (2, 3) and k_in.ndim == v_in.ndim == q_in.ndim):
+        raise ValueError(
+            f"{what}: expected query, key and value all 3-d (L, N, E) or all 2-d (L, E), got "
+            f"shapes {q_in.shape}, {k_in.shape}, {v_in.shape}"
+        )
     batch_first = batch_first and batched
     L, E = q_in.shape[int(batch_first)], q_in.shape[-1]
     N = q_in.shape[1 - int(batch_first)] if batched else 1
     S = k_in.shape[int(batch_first)]
     H = int(num_heads)
-    _check(E == embed_dim_to_check, f"{what}: expected embed_dim {embed_dim_to_check}, got {E}")
-    _check(E % H == 0, f"{what}: embed_dim {E} is not divisible by num_heads {H}")
+    if E != embed_dim_to_check:
+        raise ValueError(f"{what}: expected embed_dim {embed_dim_to_check}, got {E}")
+    if E % H != 0:
+        raise ValueError(f"{what}: embed_dim {E} is not divisible by num_heads {H}")
     hd = E // H
-    if not use_separate_proj_weight:
-        _check(
-            k_in.shape == v_in.shape,
-            f"{what}: key shape {k_in.shape} does not match value shape {v_in.shape}",
-        )
+    if not use_separate_proj_weight and k_in.shape != v_in.shape:
+        raise ValueError(f"{what}: key shape {k_in.shape} does not match value shape {v_in.shape}")
     if is_causal and attn_mask is None:
         raise ValueError(
             f"{what}: is_causal=True needs the attn_mask it hints at (as torch requires)"
@@ -199,9 +194,10 @@ def _attention(
     if not use_separate_proj_weight:
         W = param_arg(in_proj_weight, what, "in_proj_weight")
         W_all = array(W)  # (read-only: the three layers share it, and the bias)
+        names = fused(weight=W, bias=b)
         for x, rows, proj in zip((q, k, v), blocks, _PROJECTIONS, strict=True):
             layer = InProjection(W_all, b_all, rows, rows)
-            projected.append(Op(layer, (x,), fused(weight=W, bias=b), name=proj))
+            projected.append(Op(layer, (x,), dict(names), name=proj))
     else:
         for x, w, rows, proj in zip(
             (q, k, v), (q_proj_weight, k_proj_weight, v_proj_weight), blocks, _PROJECTIONS,
@@ -218,23 +214,24 @@ def _attention(
     if attn_mask is not None:
         m = tensor(attn_mask, f"{what} (attn_mask)")
         want = (L, S) if m.ndim == 2 else (N * H, L, S)
-        _check(
-            m.shape == want,
-            f"{what}: expected an attn_mask of shape {(L, S)} or {(N * H, L, S)}, got {m.shape}",
-        )
+        if m.shape != want:
+            raise ValueError(
+                f"{what}: expected an attn_mask of shape {(L, S)} or {(N * H, L, S)}, got {m.shape}"
+            )
         masks.append(m)
     if key_padding_mask is not None:
         kpm = tensor(key_padding_mask, f"{what} (key_padding_mask)")
-        _check(
-            kpm.shape == ((N, S) if batched else (S,)),
-            f"{what}: expected a key_padding_mask of shape {(N, S) if batched else (S,)}, got "
-            f"{kpm.shape}",
-        )
+        if kpm.shape != ((N, S) if batched else (S,)):
+            raise ValueError(
+                f"{what}: expected a key_padding_mask of shape {(N, S) if batched else (S,)}, "
+                f"got {kpm.shape}"
+            )
         masks.append(kpm if batched else Op(Reshape((1, S)), (kpm,)))
 
     # bias_k / bias_v: one more key and value, the same for every batch entry
     if bias_k is not None or bias_v is not None:
-        _check(bias_k is not None and bias_v is not None, f"{what}: bias_k and bias_v go together")
+        if bias_k is None or bias_v is None:
+            raise ValueError(f"{what}: bias_k and bias_v go together")
         bk = tensor(bias_k, f"{what} (bias_k)")
         bv = tensor(bias_v, f"{what} (bias_v)")
         kp = Op(Cat(0, 2), (kp, Op(Repeat((1, N, 1)), (bk,))))

@@ -81,7 +81,7 @@ class Param:
         t = self.tensor
         if t.dtype is torch.float64 and t.is_cpu:  # (real: no conjugate bit)
             view = (t.detach() if t.requires_grad else t).numpy()  # (a new array object)
-            view.flags.writeable = False
+            view.setflags(write=False)
             return view
         t = t.detach().to("cpu")
         if t.is_floating_point():
@@ -210,7 +210,10 @@ def array(p: Param | None) -> np.ndarray | None:
 
 def is_plain(*values: Any) -> bool:
     """No tensor among the values: sizes and numbers, computed here (x.size(1) // 2)."""
-    return not any(isinstance(v, (Ref, Param, torch.Tensor)) for v in values)
+    for v in values:
+        if isinstance(v, (Ref, Param, torch.Tensor)):
+            return False
+    return True
 
 
 # --- the row -------------------------------------------------------------------------

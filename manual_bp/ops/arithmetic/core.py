@@ -42,13 +42,14 @@ def _broadcast_shape(in_shapes: Sequence[Shape]) -> Shape:
     if len(set(shapes)) == 1:  # one shape: nothing to broadcast
         return shapes[0]
     n = max(map(len, shapes), default=0)
-    out = []
-    for dims in zip(*((1,) * (n - len(s)) + s for s in shapes), strict=True):
-        sizes = set(dims) - {1}
-        if len(sizes) > 1:
-            listed = ", ".join(str(s) for s in shapes)
-            raise ValueError(f"expected shapes that broadcast together, got {listed}")
-        out.append(sizes.pop() if sizes else 1)
+    out = [1] * n
+    for s in shapes:  # right-aligned: s's dims are out's last len(s)
+        for i, size in enumerate(s, n - len(s)):
+            if size != 1 and size != out[i]:
+                if out[i] != 1:  # two sizes other than 1 on one axis
+                    listed = ", ".join(str(s) for s in shapes)
+                    raise ValueError(f"expected shapes that broadcast together, got {listed}")
+                out[i] = size
     return tuple(out)
 
 

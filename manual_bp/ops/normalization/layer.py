@@ -37,7 +37,7 @@ class LayerNorm(Layer):
         super().__init__()
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (int(normalized_shape),)
-        self.normalized_shape = tuple(int(n) for n in normalized_shape)
+        self.normalized_shape = tuple(map(int, normalized_shape))
         if not self.normalized_shape or min(self.normalized_shape) < 1:
             raise ValueError(
                 "expected normalized_shape with at least one dim, all positive, "
@@ -108,7 +108,7 @@ class RMSNorm(Layer):
         super().__init__()
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (int(normalized_shape),)
-        self.normalized_shape = tuple(int(n) for n in normalized_shape)
+        self.normalized_shape = tuple(map(int, normalized_shape))
         if not self.normalized_shape or min(self.normalized_shape) < 1:
             raise ValueError(
                 "expected normalized_shape with at least one dim, all positive, "

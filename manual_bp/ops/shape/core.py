@@ -74,7 +74,7 @@ class Reshape(Layer):
 
     def __init__(self, shape: Sequence[int]) -> None:
         super().__init__()
-        self.target = tuple(int(n) for n in shape)
+        self.target = tuple(map(int, shape))
 
     def __repr__(self) -> str:
         return f"Reshape({self.target})"
@@ -114,7 +114,7 @@ class Permute(Layer):
 
     def __init__(self, dims: Sequence[int]) -> None:
         super().__init__()
-        self.dims = tuple(int(d) for d in dims)
+        self.dims = tuple(map(int, dims))
 
     def __repr__(self) -> str:
         return f"Permute({self.dims})"
@@ -153,23 +153,27 @@ class Rearrange(Layer):
 
     def __init__(self, split: Sequence[int], dims: Sequence[int], shape: Sequence[int]) -> None:
         super().__init__()
-        self.split = tuple(int(n) for n in split)
-        self.dims = tuple(int(d) for d in dims)
-        self.target = tuple(int(n) for n in shape)
+        self.split = tuple(map(int, split))
+        self.dims = tuple(map(int, dims))
+        self.target = tuple(map(int, shape))
+        self.numel = math.prod(self.split)
         if sorted(self.dims) != list(range(len(self.split))):
             raise ValueError(f"expected a permutation of 0..{len(self.split) - 1}, got {self.dims}")
-        if math.prod(self.target) != math.prod(self.split):
+        if math.prod(self.target) != self.numel:
             raise ValueError(
                 f"cannot reshape {self.split} permuted by {self.dims} into {self.target}"
             )
-        self.inverse = tuple(sorted(range(len(self.dims)), key=self.dims.__getitem__))
-        self.permuted = tuple(self.split[d] for d in self.dims)
+        inverse = [0] * len(self.dims)  # dims⁻¹: inverse[dims[i]] = i
+        for i, d in enumerate(self.dims):
+            inverse[d] = i
+        self.inverse = tuple(inverse)
+        self.permuted = tuple(map(self.split.__getitem__, self.dims))
 
     def __repr__(self) -> str:
         return f"Rearrange({self.split}, {self.dims}, {self.target})"
 
     def shape(self, in_shape: Shape) -> Shape:
-        if math.prod(in_shape) != math.prod(self.split):
+        if math.prod(in_shape) != self.numel:
             raise ValueError(f"cannot reshape {tuple(in_shape)} into {self.split}")
         return self.target
 
