@@ -379,7 +379,10 @@ class _Converter:
                 if module_kwargs is None:
                     module_kwargs = entry.module_kwargs(module)
                 extra = {
-                    k: self.tensors_to_params(v, f"{name}.{k}") for k, v in module_kwargs.items()
+                    k: self.tensors_to_params(v, f"{name}.{k}")
+                    if isinstance(v, (torch.Tensor, tuple, list))
+                    else v  # (eps, num_heads, ...: as they are)
+                    for k, v in module_kwargs.items()
                 }
                 result = entry.rule(*args, **kwargs, **extra)
             else:
