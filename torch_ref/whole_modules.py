@@ -36,11 +36,7 @@ class WholeModules:
             self.pending.append(None)  # (its forward's calls, one by one)
             return
         what = f"module {path!r} ({type(module).__name__})"
-        if (
-            vars(module).get("inplace", False) is True
-            and args
-            and isinstance(args[0], torch.Tensor)
-        ):
+        if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], what)
         vargs = self.values_of(args, what)
         vkwargs = self.values_of(kwargs, what)
