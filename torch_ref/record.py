@@ -44,6 +44,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
 from manual_bp.network import Network
+from manual_bp.ops.base import inverse_permutation
 from manual_bp.ops.shape import Identity
 from torch_ref import ties
 from torch_ref.calls import _AUTOCAST, _call_of, _kind, _tensors
@@ -394,7 +395,7 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
                 continue
             if dims is not None:  # (its z, as torch lays it out, in the graph)
                 inner = inner.permute(dims).clone()
-                carried = inner.permute(tuple(sorted(range(len(dims)), key=dims.__getitem__)))
+                carried = inner.permute(inverse_permutation(dims))
             else:
                 carried = inner
             self.z_tensors[node] = inner

@@ -34,6 +34,7 @@ other entry is never touched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -128,6 +129,14 @@ def zeros_like(a: Array) -> Array:
     if type(a) is np.ndarray and a.flags.c_contiguous:
         return np.zeros(a.shape, a.dtype)
     return np.zeros_like(a)
+
+
+def inverse_permutation(dims: Sequence[int]) -> tuple[int, ...]:
+    """dims⁻¹: inverse[dims[i]] = i, so that a.transpose(dims).transpose(inverse) is a."""
+    inverse = [0] * len(dims)
+    for i, d in enumerate(dims):
+        inverse[d] = i
+    return tuple(inverse)
 
 
 def _dim(d: int, ndim: int) -> int:

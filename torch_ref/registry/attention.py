@@ -182,9 +182,12 @@ def _attention(
     q = unbatch(q_in, (L, 1, E))
     k = unbatch(k_in, (S, 1, k_in.shape[-1]))
     v = unbatch(v_in, (S, 1, v_in.shape[-1]))
-    if batch_first:  # (N, T, E) → (T, N, E)
-        seq_first: dict[int, Op] = {}
-        q, k, v = (seq_first.setdefault(id(x), Op(Transpose(1, 0), (x,))) for x in (q, k, v))
+    if batch_first:  # (N, T, E) → (T, N, E); a tensor passed twice is transposed once
+        turned: dict[int, Op] = {}
+        for x in (q, k, v):
+            if id(x) not in turned:
+                turned[id(x)] = Op(Transpose(1, 0), (x,))
+        q, k, v = turned[id(q)], turned[id(k)], turned[id(v)]
 
     # in-projection: three row blocks of in_proj_weight, or the separate weights
     b = param_arg(in_proj_bias, what, "in_proj_bias", optional=True)

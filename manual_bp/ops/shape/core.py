@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from manual_bp.ops.base import Array, Layer, Shape, _axis, _dim
+from manual_bp.ops.base import Array, Layer, Shape, _axis, _dim, inverse_permutation
 
 # --- shape-only layers ---------------------------------------------------------------
 
@@ -139,8 +139,7 @@ class Permute(Layer):
         return a.transpose(perm), perm
 
     def backward(self, delta: Array, perm: tuple[int, ...]) -> tuple[Array, dict[str, Array]]:
-        inverse = sorted(range(len(perm)), key=perm.__getitem__)  # dims⁻¹: perm's argsort
-        return delta.transpose(inverse), {}
+        return delta.transpose(inverse_permutation(perm)), {}
 
 
 class Rearrange(Layer):
@@ -163,10 +162,7 @@ class Rearrange(Layer):
             raise ValueError(
                 f"cannot reshape {self.split} permuted by {self.dims} into {self.target}"
             )
-        inverse = [0] * len(self.dims)  # dims⁻¹: inverse[dims[i]] = i
-        for i, d in enumerate(self.dims):
-            inverse[d] = i
-        self.inverse = tuple(inverse)
+        self.inverse = inverse_permutation(self.dims)
         self.permuted = tuple(map(self.split.__getitem__, self.dims))
 
     def __repr__(self) -> str:
