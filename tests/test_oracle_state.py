@@ -379,3 +379,30 @@ def test_a_module_recorded_whole_that_raises_leaves_torch_dispatch_as_it_was(mon
         torch_ref.manual_gradients(model, nn.CrossEntropyLoss(), x, t)
     assert torch._C._len_torch_function_stack() == 0
     assert torch._C._is_torch_function_enabled()
+
+
+def test_a_model_that_lists_its_tensors_its_own_way_gets_the_same_gradients():
+    """A class that overrides named_modules / named_parameters / parameters (as wrappers
+    do) is listed through its own methods, not the module tables: its gradients are the
+    plain model's, under the same names."""
+
+    class Listed(nn.Sequential):
+        def named_modules(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+            yield from super().named_modules(*args, **kwargs)
+
+        def named_parameters(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+            yield from super().named_parameters(*args, **kwargs)
+
+        def parameters(self, recurse: bool = True):  # type: ignore[override]
+            yield from super().parameters(recurse)
+
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(F_IN, 6), nn.Tanh(), nn.Linear(6, C))
+    listed = Listed(*copy.deepcopy(list(plain)))
+    x, t = torch.randn(N, F_IN), torch.randint(0, C, (N,))
+    want = torch_ref.manual_gradients(plain, nn.CrossEntropyLoss(), x, t)
+    got = torch_ref.manual_gradients(listed, nn.CrossEntropyLoss(), x, t)
+    assert list(got) == list(want)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=0)
+    assert torch_ref.compare_gradients(listed, nn.CrossEntropyLoss(), x, t).ok

@@ -42,7 +42,7 @@ from torch_ref.registry import (
     supported_modules,
 )
 from torch_ref.registry.core import Op, OpEntry, Param, Ref, Shape
-from torch_ref.twin import lists_as_nn_module, module_walk
+from torch_ref.twin import module_walk, named_members
 
 INPUT = "input"
 
@@ -315,19 +315,10 @@ class _Converter:
         self.model = model
         self.b = builder
         self.names: dict[int, str] = {}  # id(tensor) → qualified name (first of tied names)
-        if not lists_as_nn_module(model):  # (its class lists its tensors its own way)
-            for name, t in (
-                *model.named_parameters(remove_duplicate=False),
-                *model.named_buffers(remove_duplicate=False),
-            ):
-                self.names.setdefault(id(t), name)
-            modules = []
         modules = module_walk(model) if modules is None else modules
         for table in ("_parameters", "_buffers"):  # (named_parameters(), then named_buffers())
-            for path, m in modules:
-                for k, t in getattr(m, table).items():
-                    if t is not None:
-                        self.names.setdefault(id(t), f"{path}.{k}" if path else k)
+            for name, t in named_members(model, modules, table):
+                self.names.setdefault(id(t), name)
         self.constants: dict[str, torch.Tensor] = {}
 
     def model_tensor(self, t: torch.Tensor, fallback: str | None = None) -> Param:

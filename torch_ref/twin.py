@@ -46,9 +46,8 @@ def lists_as_nn_module(model: nn.Module) -> bool:
 def module_walk(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     """(path, module) for every module of `model`, in the order and with the repeats of
     model.named_modules(prefix=prefix, remove_duplicate=False) (a shared module under each
-    of its paths), without its generators' cost where the model's class lists its modules
-    as nn.Module does."""
-    if type(model).named_modules is not nn.Module.named_modules:
+    of its paths), without its generators' cost."""
+    if not lists_as_nn_module(model):
         return list(model.named_modules(prefix=prefix, remove_duplicate=False))
     out: list[tuple[str, nn.Module]] = []
     stack = [(prefix, model)]
@@ -61,12 +60,16 @@ def module_walk(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module
 
 
 def modules_of(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[nn.Module]]:
-    """list(model.named_modules()) and list(model.modules()), from one walk where the model's
-    class lists its modules as nn.Module does."""
-    named = list(model.named_modules())
-    cls = type(model)
-    if cls.named_modules is not nn.Module.named_modules or cls.modules is not nn.Module.modules:
-        return named, list(model.modules())
+    """list(model.named_modules()) and list(model.modules()): each module under its first
+    path (a shared module's second path, and what lies under it, left out)."""
+    if not lists_as_nn_module(model):
+        return list(model.named_modules()), list(model.modules())
+    seen: set[int] = set()
+    named = []
+    for path, m in module_walk(model):
+        if id(m) not in seen:
+            seen.add(id(m))
+            named.append((path, m))
     return named, [m for _, m in named]
 
 
@@ -74,14 +77,10 @@ def named_members(
     model: nn.Module, modules: list[tuple[str, nn.Module]], table: str
 ) -> list[tuple[str, torch.Tensor]]:
     """list(model.named_parameters()) (table "_parameters") or list(model.named_buffers())
-    ("_buffers"), as nn.Module's Module._named_members lists them, from `modules` =
-    list(model.named_modules()), where the model's class lists them as nn.Module does."""
-    own = {"_parameters": "named_parameters", "_buffers": "named_buffers"}[table]
-    cls = type(model)
-    if any(
-        getattr(cls, f) is not getattr(nn.Module, f)
-        for f in (own, "_named_members", "named_modules")
-    ):
+    ("_buffers"): each tensor once, under its first name, read from `modules` (the model's
+    (path, module) pairs, as modules_of or module_walk lists them)."""
+    if not lists_as_nn_module(model):
+        own = {"_parameters": "named_parameters", "_buffers": "named_buffers"}[table]
         return list(getattr(model, own)())
     seen = set()
     named = []
@@ -95,12 +94,10 @@ def named_members(
 
 
 def tensors_of(model: nn.Module) -> list[torch.Tensor]:
-    """[*model.parameters(), *model.buffers()], from one walk where the model's class lists
-    them as nn.Module does."""
-    cls = type(model)
-    if cls.parameters is not nn.Module.parameters or cls.buffers is not nn.Module.buffers:
+    """[*model.parameters(), *model.buffers()]."""
+    if not lists_as_nn_module(model):
         return [*model.parameters(), *model.buffers()]
-    modules = list(model.named_modules())
+    modules = module_walk(model)
     return [
         t for table in ("_parameters", "_buffers") for _, t in named_members(model, modules, table)
     ]
