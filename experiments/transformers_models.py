@@ -22,71 +22,18 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 import torch_ref
-from experiments.acceptance.transformers import Case, V, cases
+from experiments.acceptance.transformers import Case, cases, data
 from experiments.report.io import atomic_write
 
 OUT = Path("docs/transformers_models.md")
 RTOL, ATOL = 1e-9, 1e-12
-
-
-def _token_loss(out: Any, t: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(out.logits.flatten(0, 1), t.flatten())
-
-
-def _hidden_loss(out: Any, _: Any) -> torch.Tensor:
-    return out.last_hidden_state.pow(2).mean()
-
-
-def _everything_loss(out: Any, t: torch.Tensor) -> torch.Tensor:
-    hidden = sum(h.pow(2).mean() for h in out.hidden_states)
-    return _token_loss(out, t) + hidden + sum(a.mean() for a in out.attentions)
-
-
-def _data(kind: str) -> tuple[dict[str, Any], Any, Callable[..., torch.Tensor]]:
-    """Inputs as keyword arguments, the target, and the loss over the ModelOutput."""
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(3, V, (2, 6), generator=g)
-    left = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])  # (padded on the left)
-    right = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
-    pixels = torch.randn(2, 3, 32, 32, generator=g)
-    own_loss = lambda out, _: out.loss  # noqa: E731
-    if kind == "lm":
-        return {"input_ids": ids, "attention_mask": left}, ids, _token_loss
-    if kind == "labels":
-        labels = ids.masked_fill(left == 0, -100)
-        return {"input_ids": ids, "attention_mask": left, "labels": labels}, None, own_loss
-    if kind == "everything":
-        extra = {"output_hidden_states": True, "output_attentions": True}
-        return {"input_ids": ids, "attention_mask": left, **extra}, ids, _everything_loss
-    if kind == "mlm":
-        return {"input_ids": ids, "attention_mask": right}, ids, _token_loss
-    if kind == "classes":
-        inputs = {"input_ids": ids, "attention_mask": right, "labels": torch.tensor([0, 2])}
-        return inputs, None, own_loss
-    if kind == "s2s":
-        inputs = {"input_ids": ids, "attention_mask": right, "decoder_input_ids": ids[:, :4]}
-        return inputs, ids[:, 1:5], _token_loss
-    if kind == "audio_s2s":
-        features = torch.randn(2, 8, 16, generator=g)
-        return {"input_features": features, "labels": ids[:, :4]}, None, own_loss
-    if kind == "image":
-        return {"pixel_values": pixels, "labels": torch.tensor([0, 2])}, None, own_loss
-    if kind == "image_hidden":
-        return {"pixel_values": pixels}, None, _hidden_loss
-    if kind == "text_hidden":
-        return {"input_ids": ids, "attention_mask": right}, None, _hidden_loss
-    audio = torch.randn(2, 400, generator=g)
-    if kind == "audio_ctc":
-        return {"input_values": audio}, None, lambda out, _: out.logits.logsumexp(-1).mean()
-    return {"input_values": audio}, None, _hidden_loss
 
 
 def check(case: Case, transformers: Any) -> tuple[str, str]:
@@ -95,7 +42,7 @@ def check(case: Case, transformers: Any) -> tuple[str, str]:
     model = case.build(transformers).train(case.train)
     if case.setup is not None:
         case.setup(model)
-    inputs, target, loss = _data(case.data)
+    inputs, target, loss = data(case.data)
     try:
         report = torch_ref.compare_gradients(model, loss, inputs, target, rtol=RTOL, atol=ATOL)
     except (torch_ref.UnsupportedModuleError, ValueError, TypeError) as err:
