@@ -185,14 +185,17 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         if isinstance(obj, torch.Tensor):
             return self.value(obj, what)
         if type(obj) is tuple or type(obj) is list:  # (nearly every call: flat arguments)
-            return type(obj)(
+            values = [
                 self.value(v, what)
                 if isinstance(v, torch.Tensor)
                 else self.values_of(v, what)
                 if isinstance(v, (tuple, list, dict))
                 else v
                 for v in obj
-            )
+            ]
+            return values if type(obj) is list else tuple(values)
+        if type(obj) is dict and not obj:  # (no keyword arguments: most calls)
+            return {}
         if isinstance(obj, PackedSequence):  # (its own __new__ would check the values' devices)
             return PackedSequence._make(self.values_of(v, what) for v in obj)
         if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
@@ -207,8 +210,11 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         # (a stale value is live too: value() refuses it where it is read, with the reason)
         live = self.live
         for obj in objs:
-            for t in _tensors(obj):
-                if id(t) in live:
+            for v in obj if type(obj) is tuple else _tensors(obj):  # (flat arguments: as they are)
+                if isinstance(v, torch.Tensor):
+                    if id(v) in live:
+                        return True
+                elif isinstance(v, (tuple, list, dict)) and self.is_live(v):
                     return True
         return False
 
@@ -315,9 +321,7 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         name = self.node_name(call.base)
         before = len(self.b.nodes)
         scope = self.scope[-1][0] if self.scope else ""
-        torch_module = bool(self.scope) and type(self.scope[-1][1]).__module__.startswith(
-            "torch.nn"
-        )
+        target = f"fn:{name}"
         try:  # the rule first: its checks say what is wrong before torch's do
             vargs = self.values_of(args, what)
             vkwargs = self.values_of(kwargs, what)
@@ -327,7 +331,7 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
                 vargs = call.adapt(tuple(vargs))
             result = self.conv.call(
                 call.entry, what, _user_line, name, tuple(vargs), dict(vkwargs), None,
-                Probe("function", f"fn:{name}", 0), scope, torch_module,
+                Probe("function", target, 0), scope,
             )  # fmt: skip
         except (UnsupportedModuleError, ValueError) as refusal:
             if isinstance(refusal, NotCovered):  # (a form the row's formula does not cover)
@@ -351,7 +355,7 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         if not self.carries(out):
             return out  # nothing here carries gradient: constants where they are used
         self.tag(frame, before)
-        out = self.inner_deltas(f"fn:{name}", out)
+        out = self.inner_deltas(target, out)
         out = self.bind_output(out, result, call.what, torch.is_grad_enabled())
         if call.base == "getitem" and isinstance(out, torch.Tensor) and out._base is not None:
             self.views[id(out)] = (args[0], args[1] if len(args) > 1 else None)
@@ -385,8 +389,8 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         by the probe's dims: a copy so laid out is taken, the output a permuted copy of
         it); the forward goes on with a copy of it."""
         probes = self.b.probes
-        found = [(n, probes[n].index, probes[n].dims) for n in self.b.probed.get(target, ())]
-        for node, index, dims in found:
+        for node in self.b.probed.get(target, ()):
+            index, dims = probes[node].index, probes[node].dims
             if index is None or node in self.z_tensors:
                 continue
             many = isinstance(out, (tuple, list))
@@ -425,6 +429,8 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
     @staticmethod
     def carries(out: Any) -> bool:
         grad = torch.is_grad_enabled()
+        if isinstance(out, torch.Tensor):  # (nearly every call: one tensor)
+            return out.requires_grad if grad else out.is_floating_point()
         return any(t.requires_grad if grad else t.is_floating_point() for t in _tensors(out))
 
     def where(self) -> str:
@@ -453,7 +459,7 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         if isinstance(out, torch.Tensor):
             if not isinstance(result, (Ref, Param)):
                 raise AssertionError(f"{what}: the rule returned {result!r} for one tensor")
-            if tuple(out.shape) != tuple(result.shape):
+            if out.shape != tuple(result.shape):  # (a torch.Size is a tuple)
                 raise _ours(
                     UnsupportedModuleError(
                         f"{what}{_user_line()}: the oracle's rule computes shape "
