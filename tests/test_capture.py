@@ -596,3 +596,20 @@ def test_data_dependent_control_flow_takes_the_branch_of_this_batch():
         used, unused = ("fc", "other") if sign > 0 else ("other", "fc")
         assert grads[f"{used}.weight"].abs().sum() > 0
         assert grads[f"{unused}.weight"].abs().sum() == 0
+
+
+@pytest.mark.parametrize(
+    "dropout",
+    [nn.Dropout(0.0), nn.Dropout(0.5).eval(), nn.Dropout(0.0, inplace=True)],
+    ids=["p=0", "eval", "p=0-inplace"],
+)
+def test_dropout_that_draws_nothing_is_its_input(dropout: nn.Module):
+    """A dropout that passes its input through (the record's short path for it) reports its
+    output as the node it was given, and the gradients are autograd's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), dropout, nn.Tanh(), nn.Linear(4, 2)).double()
+    x, t = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    report = torch_ref.compare_gradients(model, nn.MSELoss(), x, t, **TOL)
+    assert report.ok, str(report)
+    outputs = capture(model, [x]).module_outputs
+    assert outputs["1"] == outputs["0"], outputs

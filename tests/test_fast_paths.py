@@ -1,6 +1,6 @@
 """The per-call shortcuts of the small ops against the NumPy calls they stand for, bit for bit:
 the normalisation mean (Σ ÷ n), zeros_like, attention's softmax when no row is masked,
-Permute's inverse, broadcasting of equal shapes, and the network's freeing plan."""
+Permute's inverse, broadcasting of equal shapes, and the network's freeing plan and steps."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from manual_bp.losses import CrossEntropyLoss, MSELoss
 from manual_bp.network import INPUT, Network, Node
 from manual_bp.ops import Linear
-from manual_bp.ops.activations import get_activation
+from manual_bp.ops.activations import IDENTITY, get_activation
 from manual_bp.ops.arithmetic import Add, _broadcast_shape, unbroadcast
 from manual_bp.ops.attention import _weights
 from manual_bp.ops.base import zeros_like
+from manual_bp.ops.graph import Parameter
 from manual_bp.ops.normalization.common import _mean
 from manual_bp.ops.shape import Permute
 
@@ -144,6 +145,40 @@ def test_freeing_plan_keeps_what_the_readers_count_kept(picks) -> None:
     full = net.loss_and_gradients(x, np.zeros((2, 3)), MSELoss())
     assert lean.grads.keys() == full.grads.keys()
     assert all(np.array_equal(g, full.grads[k]) for k, g in lean.grads.items())
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 99), st.integers(0, 99), st.sampled_from(["linear", "add", "leaf"])
+        ),
+        max_size=8,
+    )
+)
+def test_steps_are_what_they_say(picks) -> None:
+    """What Network works out once per node (by set inclusion, by position), against the
+    definitions in _Step: f′ from z, and every input a network input (a leaf is not)."""
+    rng = np.random.default_rng(0)
+    acts = (IDENTITY, get_activation("tanh"), get_activation("exp"))  # (none, from z, from a)
+    names = ["x", "y"]
+    nodes = []
+    for k, (i, j, kind) in enumerate(picks):
+        a, b = names[i % len(names)], names[j % len(names)]
+        if kind == "leaf":
+            layer, inputs = Parameter(rng.standard_normal(3)), ()
+        else:
+            layer = Add() if kind == "add" else Linear(rng.standard_normal((3, 3)))
+            inputs = (a, b) if kind == "add" else (a,)
+        nodes.append(Node(str(k), layer, inputs, acts[k % 3]))
+        names.append(str(k))
+    if not nodes:
+        nodes.append(Node("0", Add(), ("x", "y")))
+    net = Network(nodes, inputs=("x", "y"))
+    for step, node in zip(net._steps, net.nodes, strict=True):
+        assert step.node is node
+        assert step.keeps_z == (node.act is not IDENTITY and node.act.grad_from_output is None)
+        fed = bool(node.inputs) and all(s in ("x", "y") for s in node.inputs)
+        assert step.fed_by_inputs == fed, node
 
 
 def test_unweighted_target_weights_are_the_weighted_ones_with_weight_one() -> None:

@@ -406,3 +406,46 @@ def test_a_model_that_lists_its_tensors_its_own_way_gets_the_same_gradients():
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=0)
     assert torch_ref.compare_gradients(listed, nn.CrossEntropyLoss(), x, t).ok
+
+
+class _KeepsFloat32(nn.Linear):
+    """A module whose own __deepcopy__ copies its tensors as they are (float32)."""
+
+    def __deepcopy__(self, memo: dict) -> nn.Module:
+        new = nn.Linear(self.in_features, self.out_features)
+        new.load_state_dict(self.state_dict())
+        new.__class__ = _KeepsFloat32
+        return new
+
+
+def _twin_tensors(model: nn.Module) -> list[torch.Tensor]:
+    from torch_ref.twin import modules_of, tensors_of, twin_of
+
+    return tensors_of(twin_of(model, modules_of(model)[1]))
+
+
+def test_the_twin_is_float64_where_a_module_copies_itself():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), _KeepsFloat32(3, 2))
+    assert {t.dtype for t in _twin_tensors(model)} == {torch.float64}
+
+
+def test_the_twin_holds_no_inference_tensor():
+    with torch.inference_mode():
+        made = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    assert not any(t.is_inference() for t in _twin_tensors(made))
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    with torch.inference_mode():  # (inside it, the copies are inference tensors: as they were)
+        tensors = _twin_tensors(model)
+    assert all(t.is_inference() for t in tensors)
+    assert {t.dtype for t in tensors} == {torch.float64}
+
+
+def test_the_twin_is_float64_where_a_parameter_is_of_a_subclass():
+    class Tagged(nn.Parameter):
+        pass
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    model[2].scale = Tagged(torch.ones(3))  # (deepcopy copies it as it is: float32)
+    model[0].__dict__["alias"] = model[2].scale  # (a plain attribute, copied first)
+    tensors = _twin_tensors(model)
+    assert {t.dtype for t in tensors} == {torch.float64} and len(tensors) == 5

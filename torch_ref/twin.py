@@ -112,12 +112,15 @@ _RECOMPUTED = (WeightNorm, SpectralNorm)
 
 def twin_of(model: nn.Module, modules: list[nn.Module] | None = None) -> nn.Module:
     """The float64 twin: a deep copy, floating parameters and buffers float64. (`modules`:
-    the model's modules(), where the caller has them.)"""
+    the model's modules() as modules_of lists them, where the caller has them.)"""
     memo: dict[int, Any] = {}
     with torch.no_grad():  # (the copies as of t.detach())
         for m in model.modules() if modules is None else modules:
             for t in (*m._parameters.values(), *m._buffers.values()):  # float64 as copied
-                if type(t) in (nn.Parameter, torch.Tensor) and id(t) not in memo:
+                if type(t) not in (nn.Parameter, torch.Tensor):
+                    if t is not None:  # (a subclass: deepcopy copies it, as it is)
+                        memo[id(_ELSEWHERE)] = True
+                elif id(t) not in memo:
                     dtype = torch.float64 if t.is_floating_point() else t.dtype
                     # (clone: the copy `to` makes, for less)
                     data = t.clone() if t.dtype == dtype else t.to(dtype, copy=True)
@@ -133,6 +136,9 @@ def twin_of(model: nn.Module, modules: list[nn.Module] | None = None) -> nn.Modu
         twin = copy_module(model, memo)
     except Exception as err:
         raise UnsupportedModuleError(_uncopyable(model, err)) from None
+    if modules is not None and id(_ELSEWHERE) not in memo and lists_as_nn_module(model):
+        if not torch.is_inference_mode_enabled():  # (each module copied by copy_module, each
+            return twin  # of their tensors one of the copies above: float64, not inference)
     tensors = tensors_of(twin)
     if any(t.is_floating_point() and t.dtype != torch.float64 for t in tensors):
         twin = twin.to(torch.float64)  # (what a module's own __deepcopy__ copied as it was)
@@ -161,6 +167,7 @@ def copy_module(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
         or hasattr(cls, "__getnewargs__")
         or hasattr(cls, "__slots__")
     ):
+        memo[id(_ELSEWHERE)] = True
         return copy.deepcopy(m, memo)
     new = cls.__new__(cls)
     memo[id(m)] = new
@@ -183,6 +190,10 @@ def copy_module(m: nn.Module, memo: dict[int, Any]) -> nn.Module:
     return new
 
 
+#: its id is a key of the memo once a module was copied by copy.deepcopy, or a tensor was
+#: left to it (a subclass's, or an entry of a dict not found in the memo): the twin's tensors
+#: then need a look (copy.deepcopy keeps its own keep-alive list under id(memo) likewise)
+_ELSEWHERE = object()
 #: what copy.deepcopy returns as it is (among its atomic types)
 _ATOMIC = frozenset({type(None), bool, int, float, str, types.FunctionType, type})
 #: a module's hook tables (and `_non_persistent_buffers_set`): an empty one copies as a new one
@@ -199,7 +210,10 @@ def _copy_dict(d: dict, memo: dict[int, Any]) -> dict:
     memo[id(d)] = new
     for k, v in d.items():
         value = memo.get(id(v))
-        value = value if value is not None else copy.deepcopy(v, memo)  # (before its key)
+        if value is None:
+            if v is not None:
+                memo[id(_ELSEWHERE)] = True
+            value = copy.deepcopy(v, memo)  # (before its key)
         new[k if type(k) is str else copy.deepcopy(k, memo)] = value
     memo.setdefault(id(memo), []).append(d)  # (deepcopy keeps d alive: its id stays its)
     return new

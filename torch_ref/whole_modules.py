@@ -14,6 +14,7 @@ from torch_ref.capture import Probe, _user_line
 from torch_ref.errors import NotCovered
 from torch_ref.registry import lookup_module
 from torch_ref.registry.core import Ref
+from torch_ref.registry.dropout import dropout, passes_through
 
 
 class WholeModules:
@@ -39,10 +40,17 @@ class WholeModules:
         if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], what)
         vargs = self.values_of(args, what)
-        vkwargs = self.values_of(kwargs, what)
+        vkwargs = self.values_of(kwargs, what) if kwargs else {}
         before = len(self.b.nodes)
         k = self.calls.get(path, 0)
         self.calls[path] = k + 1
+        if frame is None and _passes_through(entry, module_kwargs, vargs, vkwargs):
+            # (its rule would return its input: no call to make; under grad mode, outside a
+            # custom Function, tag adds nothing)
+            self.pending.append((vargs[0], frame, before))
+            self.depth += 1
+            self.step_aside()
+            return
         probe = Probe("module", path, k)
         try:
             result = self.conv.call(
@@ -114,3 +122,12 @@ class WholeModules:
             first = first[0]
         if isinstance(first, Ref):
             outputs[key] = first.name
+
+
+def _passes_through(entry: Any, module_kwargs: dict[str, Any], vargs: Any, vkwargs: dict) -> bool:
+    """The module's rule returns its one input as it is: dropout in evaluation mode or with
+    p=0, on a value computed in the run (a number p: a tensor p goes through the rule)."""
+    if entry.rule is not dropout or len(vargs) != 1 or vkwargs or not isinstance(vargs[0], Ref):
+        return False
+    p, training = module_kwargs["p"], module_kwargs["training"]
+    return isinstance(p, (int, float)) and passes_through(p, training)
