@@ -290,7 +290,11 @@ class InProjection(Layer):
     """z = a W[rows]ᵀ + b[rows]: one of the query, key, value projections of
     nn.MultiheadAttention, rows of its packed in_proj_weight (or the whole of q_proj_weight,
     its bias rows of in_proj_bias);  δ_prev = δ W[rows],  ∂L/∂W[rows] = δᵀ a (0 elsewhere),
-    ∂L/∂b[rows] = Σ δ."""
+    ∂L/∂b[rows] = Σ δ.
+
+    batch_first: a is (N, L, E) and z torch's (L, N, out): a is read transposed, as
+    nn.MultiheadAttention(batch_first=True) transposes its inputs before projecting them
+    (one node where a Transpose before it would be another), and δ_prev goes back (N, L, E)."""
 
     reports_delta = True
 
@@ -300,8 +304,11 @@ class InProjection(Layer):
         bias: Array | None = None,
         weight_rows: tuple[int, int] | None = None,
         bias_rows: tuple[int, int] | None = None,
+        *,
+        batch_first: bool = False,
     ) -> None:
         super().__init__()
+        self.batch_first = bool(batch_first)
         self.params["weight"] = np.asarray(weight, dtype=np.float64)
         if bias is not None:
             self.params["bias"] = np.asarray(bias, dtype=np.float64)
@@ -318,28 +325,38 @@ class InProjection(Layer):
 
     def __repr__(self) -> str:
         rows = self.weight_rows
-        return f"InProjection(rows {rows.start}:{rows.stop}, bias={'bias' in self.params})"
+        first = ", batch_first" if self.batch_first else ""
+        return f"InProjection(rows {rows.start}:{rows.stop}, bias={'bias' in self.params}{first})"
 
     def shape(self, in_shape: Shape) -> Shape:
         W = self.params["weight"]
         out_features = len(range(*self.weight_rows.indices(W.shape[0])))  # W[rows].shape[0]
         in_features = W.shape[1]
+        if self.batch_first and len(in_shape) != 3:
+            raise ValueError(f"expected a batch-first input (N, L, E), got shape {tuple(in_shape)}")
         if len(in_shape) == 0 or in_shape[-1] != in_features:
             raise ValueError(
                 f"expected input (*, {in_features}) with {in_features} features, got shape "
                 f"{tuple(in_shape)}"
             )
+        if self.batch_first:
+            return (in_shape[1], in_shape[0], out_features)
         return (*in_shape[:-1], out_features)
 
     def forward(self, a: Array) -> tuple[Array, Array]:
         self.shape(a.shape)
+        if self.batch_first:
+            a = a.swapaxes(0, 1)  # (N, L, E) → (L, N, E), a view
         z = a @ self.params["weight"][self.weight_rows].T
         if "bias" in self.params:
             z += self.params["bias"][self.bias_rows]
         return z, a
 
     def backward(self, delta: Array, a: Array) -> tuple[Array, dict[str, Array]]:
-        return delta @ self.params["weight"][self.weight_rows], self.param_grads(delta, a)
+        dL_da = delta @ self.params["weight"][self.weight_rows]
+        if self.batch_first:
+            dL_da = dL_da.swapaxes(0, 1)  # back to the input's (N, L, E)
+        return dL_da, self.param_grads(delta, a)
 
     def param_grads(self, delta: Array, a: Array) -> dict[str, Array]:
         W = self.params["weight"]

@@ -182,12 +182,7 @@ def _attention(
     q = unbatch(q_in, (L, 1, E))
     k = unbatch(k_in, (S, 1, k_in.shape[-1]))
     v = unbatch(v_in, (S, 1, v_in.shape[-1]))
-    if batch_first:  # (N, T, E) → (T, N, E); a tensor passed twice is transposed once
-        turned: dict[int, Op] = {}
-        for x in (q, k, v):
-            if id(x) not in turned:
-                turned[id(x)] = Op(Transpose(1, 0), (x,))
-        q, k, v = turned[id(q)], turned[id(k)], turned[id(v)]
+    # (batch_first: each in-projection reads its (N, T, E) input as torch's (T, N, E))
 
     # in-projection: three row blocks of in_proj_weight, or the separate weights
     b = param_arg(in_proj_bias, what, "in_proj_bias", optional=True)
@@ -199,7 +194,7 @@ def _attention(
         W_all = array(W)  # (read-only: the three layers share it, and the bias)
         names = fused(weight=W, bias=b)
         for x, rows, proj in zip((q, k, v), blocks, _PROJECTIONS, strict=True):
-            layer = InProjection(W_all, b_all, rows, rows)
+            layer = InProjection(W_all, b_all, rows, rows, batch_first=batch_first)
             projected.append(Op(layer, (x,), dict(names), name=proj))
     else:
         for x, w, rows, proj in zip(
@@ -207,7 +202,7 @@ def _attention(
             strict=True,
         ):  # fmt: skip
             Wx = param_arg(w, what, "q/k/v_proj_weight")
-            layer = InProjection(array(Wx), b_all, None, rows)
+            layer = InProjection(array(Wx), b_all, None, rows, batch_first=batch_first)
             projected.append(Op(layer, (x,), fused(weight=Wx, bias=b), name=proj))
     qp, kp, vp = projected
 
@@ -296,10 +291,9 @@ def _attention(
         probe=0,
         probe_dims=(1, 0, 2) if batch_first else None,  # (the module's output is (N, L, E))
     )
-    out = Op(Reshape((L, N, E) if batched else (L, E)), (out,))
-    if batch_first:
-        out = Op(Transpose(1, 0), (out,))
-    return out, weights
+    if batch_first:  # (L·N, E) → (N, L, E): torch's view as (L, N, E) and transpose, one node
+        return Op(Rearrange((L, N, E), (1, 0, 2), (N, L, E)), (out,)), weights
+    return Op(Reshape((L, N, E) if batched else (L, E)), (out,)), weights
 
 
 def multihead_attention(
