@@ -80,7 +80,8 @@ class Param:
         of anything else."""
         t = self.tensor
         if t.dtype is torch.float64 and t.is_cpu:  # (real: no conjugate bit)
-            view = (t.detach() if t.requires_grad else t).numpy()  # (a new array object)
+            # (force: detached in one call, still a view on the CPU; a new array object)
+            view = t.numpy(force=True)
             view.setflags(write=False)
             return view
         t = t.detach().to("cpu")
