@@ -137,8 +137,9 @@ class _Builder:
         if dtype is None:
             dtype = getattr(layer, "output_dtype", None) or None
         if dtype is None:
-            floating = params or not inputs or any(r.dtype == "float" for r in inputs)
-            dtype = "float" if floating or act is not IDENTITY else inputs[0].dtype
+            kinds = [r.dtype for r in inputs]
+            floating = params or not inputs or "float" in kinds
+            dtype = "float" if floating or act is not IDENTITY else kinds[0]
         if params and not getattr(layer, "integer_inputs", False):
             bad = [r for r in inputs if r.dtype != "float"]  # (torch's weighted layers refuse)
             if bad:
@@ -151,15 +152,16 @@ class _Builder:
             name = self.unique(name)
         else:
             self.taken.add(name)
+        names = tuple([r.name for r in inputs])
         shapes = self.shapes
         try:
-            shape = layer.shape(*[shapes[r.name] for r in inputs])
+            shape = layer.shape(*[shapes[n] for n in names])
         except ValueError as err:
             raise ValueError(f"layer {name!r} ({layer!r}): {err}") from None
         if type(shape) is not tuple or (shape and isinstance(shape[0], tuple)):  # (rarely)
             shape = tuple(shape) if not _is_multi(shape) else tuple(tuple(s) for s in shape)
         shapes[name] = shape
-        self.nodes.append(Node(name, layer, tuple(r.name for r in inputs), act))
+        self.nodes.append(Node(name, layer, names, act))
         return Ref(name, shape, dtype)
 
     def probe(
@@ -177,7 +179,9 @@ class _Builder:
                 return
         else:
             self.probed.setdefault(probe.target, []).append(node)
-        self.probes[node] = Probe(probe.kind, probe.target, probe.call, index, dims)
+        if probe.index != index or probe.dims != dims:
+            probe = Probe(probe.kind, probe.target, probe.call, index, dims)
+        self.probes[node] = probe
 
     def leaf(self, p: Param) -> Ref:
         """The model tensor `p` as a value of the network (one leaf per tensor)."""
@@ -335,7 +339,7 @@ class _Converter:
         if isinstance(value, torch.Tensor):
             return self.model_tensor(value, fallback)
         if isinstance(value, (tuple, list)):
-            return type(value)(self.tensors_to_params(v, fallback) for v in value)
+            return type(value)([self.tensors_to_params(v, fallback) for v in value])
         return value
 
     def call(
