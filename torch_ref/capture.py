@@ -248,31 +248,26 @@ class _Builder:
         (activation node → the node it joined) and the z map (fused node → its own name)."""
         consumers = Counter(chain.from_iterable(node.inputs for node in self.nodes))
         consumers[output] += 1
-        by_name = {n.name: n for n in self.nodes}
         renamed: dict[str, str] = {}
         fused: dict[str, str] = {}
         out: list[Node] = []
         for node in self.nodes:
-            if renamed and any(i in renamed for i in node.inputs):
+            if renamed and not renamed.keys().isdisjoint(node.inputs):
                 node = dataclasses.replace(
                     node, inputs=tuple(renamed.get(i, i) for i in node.inputs)
                 )
             is_act = isinstance(node.layer, Identity) and node.act is not IDENTITY
-            if is_act and len(node.inputs) == 1:
-                src = node.inputs[0]
-                prev = by_name.get(src)
+            if is_act and len(node.inputs) == 1 and out and out[-1].name == node.inputs[0]:
+                src, prev = node.inputs[0], out[-1]  # (its input made just before it)
                 if (
-                    prev is not None
-                    and out
-                    and out[-1].name == src
-                    and out[-1].act is IDENTITY
+                    prev.act is IDENTITY
                     and prev.layer.n_inputs > 0
                     and getattr(prev.layer, "n_outputs", 1) == 1
                     and not isinstance(prev.layer, Select)
                     and consumers.get(src, 0) == 1
                     and (region_of or {}).get(src) is (region_of or {}).get(node.name)
                 ):
-                    out[-1] = dataclasses.replace(out[-1], act=node.act, act_name=node.name)
+                    out[-1] = dataclasses.replace(prev, act=node.act, act_name=node.name)
                     renamed[node.name] = src
                     fused[src] = node.name
                     continue
