@@ -46,6 +46,9 @@ from torch_ref.twin import module_walk, named_members
 
 INPUT = "input"
 
+#: the types of a module's arguments that hold no tensor (a rule takes them as they are)
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+
 
 class Probe(NamedTuple):
     """Where the autograd side finds the value a manual node computed, in the user's own
@@ -369,9 +372,9 @@ class _Converter:
                 if module_kwargs is None:
                     module_kwargs = entry.module_kwargs(module)
                 extra = {
-                    k: self.tensors_to_params(v, f"{name}.{k}")
-                    if isinstance(v, (torch.Tensor, tuple, list))
-                    else v  # (eps, num_heads, ...: as they are)
+                    k: v  # (eps, num_heads, ...: as they are)
+                    if type(v) in _PLAIN
+                    else self.tensors_to_params(v, f"{name}.{k}")
                     for k, v in module_kwargs.items()
                 }
                 result = entry.rule(*args, **kwargs, **extra)
