@@ -67,6 +67,18 @@ class Node:
     #: qualified name of a torch activation module fused into this node).
     act_name: str | None = None
 
+    def __init__(
+        self,
+        name: str,
+        layer: Layer,
+        inputs: tuple[str, ...] = (),
+        act: Activation = IDENTITY,
+        act_name: str | None = None,
+    ) -> None:
+        # (frozen: the fields are set once, here, through __dict__, at half the cost of a
+        # frozen dataclass's own object.__setattr__ per field; the oracle makes one per op)
+        self.__dict__.update(name=name, layer=layer, inputs=inputs, act=act, act_name=act_name)
+
 
 class _Step(NamedTuple):
     """A node with what a pass reads of the graph around it, worked out once when the network

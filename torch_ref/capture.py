@@ -46,6 +46,9 @@ from torch_ref.twin import module_walk, named_members
 
 INPUT = "input"
 
+#: the types of a module's arguments that hold no tensor (a rule takes them as they are)
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+
 
 class Probe(NamedTuple):
     """Where the autograd side finds the value a manual node computed, in the user's own
@@ -137,8 +140,9 @@ class _Builder:
         if dtype is None:
             dtype = getattr(layer, "output_dtype", None) or None
         if dtype is None:
-            floating = params or not inputs or any(r.dtype == "float" for r in inputs)
-            dtype = "float" if floating or act is not IDENTITY else inputs[0].dtype
+            kinds = [r.dtype for r in inputs]
+            floating = params or not inputs or "float" in kinds
+            dtype = "float" if floating or act is not IDENTITY else kinds[0]
         if params and not getattr(layer, "integer_inputs", False):
             bad = [r for r in inputs if r.dtype != "float"]  # (torch's weighted layers refuse)
             if bad:
@@ -151,15 +155,16 @@ class _Builder:
             name = self.unique(name)
         else:
             self.taken.add(name)
+        names = tuple([r.name for r in inputs])
         shapes = self.shapes
         try:
-            shape = layer.shape(*[shapes[r.name] for r in inputs])
+            shape = layer.shape(*[shapes[n] for n in names])
         except ValueError as err:
             raise ValueError(f"layer {name!r} ({layer!r}): {err}") from None
         if type(shape) is not tuple or (shape and isinstance(shape[0], tuple)):  # (rarely)
             shape = tuple(shape) if not _is_multi(shape) else tuple(tuple(s) for s in shape)
         shapes[name] = shape
-        self.nodes.append(Node(name, layer, tuple(r.name for r in inputs), act))
+        self.nodes.append(Node(name, layer, names, act))
         return Ref(name, shape, dtype)
 
     def probe(
@@ -177,7 +182,9 @@ class _Builder:
                 return
         else:
             self.probed.setdefault(probe.target, []).append(node)
-        self.probes[node] = Probe(probe.kind, probe.target, probe.call, index, dims)
+        if probe.index != index or probe.dims != dims:
+            probe = Probe(probe.kind, probe.target, probe.call, index, dims)
+        self.probes[node] = probe
 
     def leaf(self, p: Param) -> Ref:
         """The model tensor `p` as a value of the network (one leaf per tensor)."""
@@ -244,31 +251,26 @@ class _Builder:
         (activation node → the node it joined) and the z map (fused node → its own name)."""
         consumers = Counter(chain.from_iterable(node.inputs for node in self.nodes))
         consumers[output] += 1
-        by_name = {n.name: n for n in self.nodes}
         renamed: dict[str, str] = {}
         fused: dict[str, str] = {}
         out: list[Node] = []
         for node in self.nodes:
-            if renamed and any(i in renamed for i in node.inputs):
+            if renamed and not renamed.keys().isdisjoint(node.inputs):
                 node = dataclasses.replace(
                     node, inputs=tuple(renamed.get(i, i) for i in node.inputs)
                 )
             is_act = isinstance(node.layer, Identity) and node.act is not IDENTITY
-            if is_act and len(node.inputs) == 1:
-                src = node.inputs[0]
-                prev = by_name.get(src)
+            if is_act and len(node.inputs) == 1 and out and out[-1].name == node.inputs[0]:
+                src, prev = node.inputs[0], out[-1]  # (its input made just before it)
                 if (
-                    prev is not None
-                    and out
-                    and out[-1].name == src
-                    and out[-1].act is IDENTITY
+                    prev.act is IDENTITY
                     and prev.layer.n_inputs > 0
                     and getattr(prev.layer, "n_outputs", 1) == 1
                     and not isinstance(prev.layer, Select)
                     and consumers.get(src, 0) == 1
                     and (region_of or {}).get(src) is (region_of or {}).get(node.name)
                 ):
-                    out[-1] = dataclasses.replace(out[-1], act=node.act, act_name=node.name)
+                    out[-1] = dataclasses.replace(prev, act=node.act, act_name=node.name)
                     renamed[node.name] = src
                     fused[src] = node.name
                     continue
@@ -335,7 +337,7 @@ class _Converter:
         if isinstance(value, torch.Tensor):
             return self.model_tensor(value, fallback)
         if isinstance(value, (tuple, list)):
-            return type(value)(self.tensors_to_params(v, fallback) for v in value)
+            return type(value)([self.tensors_to_params(v, fallback) for v in value])
         return value
 
     def call(
@@ -370,9 +372,9 @@ class _Converter:
                 if module_kwargs is None:
                     module_kwargs = entry.module_kwargs(module)
                 extra = {
-                    k: self.tensors_to_params(v, f"{name}.{k}")
-                    if isinstance(v, (torch.Tensor, tuple, list))
-                    else v  # (eps, num_heads, ...: as they are)
+                    k: v  # (eps, num_heads, ...: as they are)
+                    if type(v) in _PLAIN
+                    else self.tensors_to_params(v, f"{name}.{k}")
                     for k, v in module_kwargs.items()
                 }
                 result = entry.rule(*args, **kwargs, **extra)

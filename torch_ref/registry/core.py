@@ -51,6 +51,11 @@ class Ref:
     shape: Shape
     dtype: str = "float"
 
+    def __init__(self, name: str, shape: Shape, dtype: str = "float") -> None:
+        # (frozen: the fields are set once, here, through __dict__, at half the cost of a
+        # frozen dataclass's own object.__setattr__ per field; one Ref is made per node)
+        self.__dict__.update(name=name, shape=shape, dtype=dtype)
+
     @property
     def ndim(self) -> int:
         return len(self.shape)
@@ -66,6 +71,10 @@ class Param:
     tensor: torch.Tensor
     trainable: bool
 
+    def __init__(self, name: str, tensor: torch.Tensor, trainable: bool) -> None:
+        # (frozen, set through __dict__ as Ref is: one Param is made per use of a model tensor)
+        self.__dict__.update(name=name, tensor=tensor, trainable=trainable)
+
     @property
     def shape(self) -> Shape:
         return tuple(self.tensor.shape)
@@ -80,7 +89,8 @@ class Param:
         of anything else."""
         t = self.tensor
         if t.dtype is torch.float64 and t.is_cpu:  # (real: no conjugate bit)
-            view = (t.detach() if t.requires_grad else t).numpy()  # (a new array object)
+            # (force: detached in one call, still a view on the CPU; a new array object)
+            view = t.numpy(force=True)
             view.setflags(write=False)
             return view
         t = t.detach().to("cpu")

@@ -33,6 +33,26 @@ class Activation:
     #: boolean mask (see manual_bp.ops.base.near); None where f is smooth.
     kink: Callable[[Array], Array] | None = None
 
+    def __init__(
+        self,
+        name: str,
+        f: Callable[[Array], Array],
+        grad: Callable[[Array], Array],
+        options: dict[str, Any] | None = None,
+        grad_from_output: Callable[[Array], Array] | None = None,
+        kink: Callable[[Array], Array] | None = None,
+    ) -> None:
+        # (frozen: the fields are set once, here, through __dict__, at half the cost of a
+        # frozen dataclass's own object.__setattr__ per field; one is made per recorded call)
+        self.__dict__.update(
+            name=name,
+            f=f,
+            grad=grad,
+            options={} if options is None else options,
+            grad_from_output=grad_from_output,
+            kink=kink,
+        )
+
     def __call__(self, z: Array) -> Array:
         return self.f(z)
 
