@@ -26,7 +26,9 @@ class Casts:
         if name in _FLOAT_CASTS and getattr(torch.Tensor, name, None) is func:
             self.casts.append(f"Tensor.{name}{_user_line()}")
             func = torch.Tensor.double
-        if not any(map(_not_float64, args)) and not any(map(_not_float64, kwargs.values())):
+        if not any(map(_not_float64, args)) and not (
+            kwargs and any(map(_not_float64, kwargs.values()))
+        ):
             return func, args, kwargs  # (nearly every call: nothing to change)
         changed = False
 

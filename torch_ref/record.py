@@ -69,6 +69,7 @@ from torch_ref.recording import (
     random_state_kept,
 )
 from torch_ref.refusals import SECOND_ORDER, Refusals
+from torch_ref.regions import Regions
 from torch_ref.registry import lookup_method, registry
 from torch_ref.registry.core import Param, Ref
 from torch_ref.twin import lists_as_nn_module, module_walk
@@ -77,10 +78,9 @@ from torch_ref.whole_modules import WholeModules
 
 _GETITEM = torch.Tensor.__getitem__
 _REGISTER_HOOK = torch.Tensor.register_hook
-_APPLY = torch.autograd.function.Function.apply.__func__.__code__  # type: ignore[attr-defined]
 
 
-class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
+class _Recorder(WholeModules, Refusals, Casts, Regions, TorchFunctionMode):
     """The mode and the module hooks that turn a run into manual nodes."""
 
     def __init__(self, converter: _Converter, live_params: set[int], stop: FrameType) -> None:
@@ -93,6 +93,7 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         self.live: set[int] = set(live_params)  # ids of tensors that carry gradient
         self.depth = 0  # > 0 inside a module recorded whole
         self.scope: list[tuple[str, nn.Module]] = []
+        self.top_where: tuple[Any, str] = (None, "")  # where() of the scope's top, formatted
         self.pending: list[Any] = []
         self.names: dict[str, int] = {}
         self.regions: dict[FrameType, tuple[str, list[str | None], list[str]]] = {}
@@ -194,8 +195,15 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
                 for v in obj
             ]
             return values if type(obj) is list else tuple(values)
-        if type(obj) is dict and not obj:  # (no keyword arguments: most calls)
-            return {}
+        if type(obj) is dict:  # (keyword arguments: flat, as F.relu's inplace=False)
+            return {
+                k: self.value(v, what)
+                if isinstance(v, torch.Tensor)
+                else self.values_of(v, what)
+                if isinstance(v, (tuple, list, dict))
+                else v
+                for k, v in obj.items()
+            }
         if isinstance(obj, PackedSequence):  # (its own __new__ would check the values' devices)
             return PackedSequence._make(self.values_of(v, what) for v in obj)
         if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
@@ -217,37 +225,6 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
                 elif isinstance(v, (tuple, list, dict)) and self.is_live(v):
                     return True
         return False
-
-    # --- custom autograd Functions -------------------------------------------------
-
-    def function_frame(self) -> FrameType | None:
-        """The frame of the innermost custom autograd.Function.apply on the stack (autograd
-        runs the Function's forward without grad), or None."""
-        f = sys._getframe(2)
-        while f is not None and f is not self.stop:
-            if f.f_code is _APPLY:
-                return f
-            f = f.f_back
-        return None
-
-    def region(self, frame: FrameType) -> list[str]:
-        if frame not in self.regions:
-            cls = frame.f_locals.get("cls")
-            args = frame.f_locals.get("args", ())
-            names: list[str | None] = []
-            for a in args:
-                if not isinstance(a, torch.Tensor):
-                    names.append(None)
-                    continue
-                v = self.bound.get(id(a))
-                if v is None and self.conv.names.get(id(a)) is not None:
-                    v = (self.conv.model_tensor(a), 0)
-                if v is not None and isinstance(v[0], Param) and v[0].trainable:
-                    v = (self.b.leaf(v[0]), 0)
-                names.append(v[0].name if v is not None and isinstance(v[0], Ref) else "")
-            self.regions[frame] = (getattr(cls, "__name__", "Function"), names, [])
-            self.frames.append(frame)
-        return self.regions[frame][2]
 
     def recording(
         self, args: tuple, kwargs: dict, module: nn.Module | None = None
@@ -285,12 +262,22 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         if func in SECOND_ORDER:
             self.refuse_second_order(func, args, kwargs)
         if not self.as_run:
+            called = func
             func, args, kwargs = self.float64(func, args, kwargs)
             if func in FORMS:  # (no float64 kernel in torch: its definition, op by op)
                 if self.is_live((args, kwargs)):
                     self.lowered_calls.append(f"{_call_of(func).what}{_user_line()}")
                 with self:
                     return FORMS[func](*args, **kwargs)
+            if func is not called:  # (a cast made Tensor.double)
+                call = _call_of(func)
+        if call.entry is not None and call.entry.family == "sizes" and not call.inplace:
+            # x.size(), x.dim(): numbers, recorded or not (whether the call is part of the
+            # differentiated program matters only for an output that carries gradient)
+            out = self.run(func, args, kwargs)
+            if not self.carries(out) or not self.recording(args, kwargs)[0]:
+                return out
+            self.conv.call(None, f"{call.what}{self.where()}", _user_line, "", (), {})
         on, frame = self.recording(args, kwargs)
         if func is _REGISTER_HOOK and on and len(args) == 2:  # (autograd's backward runs it)
             self.hooks.append(HookWatch(args[1], f"Tensor.register_hook{_user_line()}"))
@@ -301,16 +288,10 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
                 self.views[id(out)] = (args[0], args[1] if len(args) > 1 else None)
                 self.keep.append(out)  # (a view of a constant: a write through it is followed)
             return out
-        call = _call_of(func)  # (float64 may have made a cast Tensor.double)
         if call.inplace and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], call.what)
         if call.entry is None:  # torch's lowering of it, op by op (torch_ref.lowering)
             return lowered(self, func, call.what, args, kwargs, frame)
-        if call.entry.family == "sizes":
-            out = self.run(func, args, kwargs)  # first: does anything here carry gradient?
-            if not self.carries(out):
-                return out
-            self.conv.call(None, f"{call.what}{self.where()}", _user_line, "", (), {})
         what = f"{call.what}{self.where()}"
         if "out" in kwargs and kwargs["out"] is not None:
             raise _ours(
@@ -324,13 +305,13 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
         target = f"fn:{name}"
         try:  # the rule first: its checks say what is wrong before torch's do
             vargs = self.values_of(args, what)
-            vkwargs = self.values_of(kwargs, what)
+            vkwargs = self.values_of(kwargs, what) if kwargs else {}
             if call.swap:
                 vargs = (vargs[1], vargs[0], *vargs[2:])
             if call.adapt is not None:
                 vargs = call.adapt(tuple(vargs))
             result = self.conv.call(
-                call.entry, what, _user_line, name, tuple(vargs), dict(vkwargs), None,
+                call.entry, what, _user_line, name, tuple(vargs), vkwargs, None,
                 Probe("function", target, 0), scope,
             )  # fmt: skip
         except (UnsupportedModuleError, ValueError) as refusal:
@@ -436,19 +417,17 @@ class _Recorder(WholeModules, Refusals, Casts, TorchFunctionMode):
     def where(self) -> str:
         if not self.scope:
             return ""
-        path, module = self.scope[-1]
-        return f" in module {path or '(the model)'!r} ({type(module).__name__})"
+        top = self.scope[-1]
+        if self.top_where[0] is not top:  # (once per module call: every op in it asks)
+            path, module = top
+            where = f" in module {path or '(the model)'!r} ({type(module).__name__})"
+            self.top_where = (top, where)
+        return self.top_where[1]
 
     def node_name(self, base: str) -> str:
         k = self.names.get(base, 0)
         self.names[base] = k + 1
         return base if k == 0 else f"{base}_{k}"
-
-    def tag(self, frame: FrameType | None, before: int) -> None:
-        if frame is None and not torch.is_grad_enabled():
-            frame = self.function_frame()
-        if frame is not None:
-            self.region(frame).extend(n.name for n in self.b.nodes[before:])
 
     def bind_output(
         self, out: Any, result: Any, what: str, grad: bool, copy: bool = True, bump: int = 0
