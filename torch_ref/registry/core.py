@@ -293,7 +293,11 @@ class OpEntry:
     def module_kwargs(self, module: nn.Module) -> dict[str, Any]:
         if callable(self.module_args):
             return self.module_args(module)
-        return {a: getattr(module, a) for a in self.module_args}
+        # (a parameter straight from module._parameters: getattr reaches it only through
+        # nn.Module.__getattr__, a Python call, after missing the instance and its class,
+        # neither of which holds a registered parameter's name)
+        params = module._parameters
+        return {a: params[a] if a in params else getattr(module, a) for a in self.module_args}
 
 
 def rows(*entries: OpEntry | Sequence[OpEntry]) -> list[OpEntry]:
