@@ -93,7 +93,9 @@ class Param:
             view = t.numpy(force=True)
             view.setflags(write=False)
             return view
-        t = t.detach().to("cpu")
+        t = t.detach()
+        if not t.is_cpu:  # (to("cpu") of a CPU tensor returns it, after parsing the device)
+            t = t.to("cpu")
         if t.is_floating_point():
             t = t.to(torch.float64)
         return np.array(t.numpy(), copy=True)
