@@ -271,8 +271,11 @@ class Network:
         a, zs, caches, identity = tape.a, tape.z, tape.cache, IDENTITY  # (locals: once per node)
         a.update(zip(self.inputs, xs, strict=True))
         for node, keeps_z, done, _ in self._steps:
-            name, act = node.name, node.act
-            z, caches[name] = node.layer.forward(*[a[i] for i in node.inputs])
+            name, act, inputs = node.name, node.act, node.inputs
+            if len(inputs) == 1:  # (most nodes: no list of arguments to build, ~0.4 µs each)
+                z, caches[name] = node.layer.forward(a[inputs[0]])
+            else:
+                z, caches[name] = node.layer.forward(*[a[i] for i in inputs])
             a[name] = z if act is identity else act(z)
             if trace or keeps_z:
                 zs[name] = z
@@ -339,9 +342,13 @@ class Network:
                 dL_dprev, grads[name] = layer.backward(delta, cache)
             if only_params:
                 continue
-            if layer.n_inputs == 1:
-                dL_dprev = (dL_dprev,)
-            for src, g in zip(node.inputs, dL_dprev, strict=True):
+            # (one input, most nodes: its one pair without a zip, ~0.3 µs each)
+            sent = (
+                ((node.inputs[0], dL_dprev),)
+                if layer.n_inputs == 1
+                else zip(node.inputs, dL_dprev, strict=True)
+            )
+            for src, g in sent:
                 if g is not None:
                     old = dL_da.get(src)
                     dL_da[src] = g if old is None else _accumulate(old, g)
