@@ -1,6 +1,7 @@
 """The per-call shortcuts of the small ops against the NumPy calls they stand for, bit for bit:
 the normalisation mean (Σ ÷ n), zeros_like, attention's softmax when no row is masked,
-Permute's inverse, broadcasting of equal shapes, and the network's freeing plan and steps."""
+Permute's inverse, broadcasting of equal shapes, the network's freeing plan and steps, and the
+class loss's move of the class axis (np.moveaxis)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from manual_bp.losses import CrossEntropyLoss, MSELoss
+from manual_bp.losses.classification import _class_axis, _class_axis_to
 from manual_bp.network import INPUT, Network, Node
 from manual_bp.ops import Linear
 from manual_bp.ops.activations import IDENTITY, get_activation
@@ -187,3 +189,13 @@ def test_unweighted_target_weights_are_the_weighted_ones_with_weight_one() -> No
     ones = CrossEntropyLoss(weight=np.ones(4), ignore_index=-100)
     for a, b in zip(unweighted._index_weights(4, t), ones._index_weights(4, t), strict=True):
         assert np.array_equal(a, b) and a.dtype == b.dtype
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 5), (2, 5, 3), (2, 5, 3, 4)])
+def test_class_axis_to_is_moveaxis(shape: tuple[int, ...]) -> None:
+    A = np.random.default_rng(3).standard_normal(shape)
+    for layout, a in _layouts(A).items():
+        axis = _class_axis(a.ndim)
+        moved, ref = _class_axis_to(a, axis), np.moveaxis(a, -1, axis)
+        assert moved.shape == ref.shape and moved.strides == ref.strides, layout
+        assert np.shares_memory(moved, a) and np.array_equal(moved, ref), layout

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from torch_ref.calls import _AUTOCAST, _tensors
-from torch_ref.capture import Probe, _user_line
+from torch_ref.capture import _PLAIN, Probe, _user_line
 from torch_ref.errors import NotCovered
 from torch_ref.registry import lookup_module
 from torch_ref.registry.core import Ref
@@ -37,7 +37,7 @@ class WholeModules:
             self.pending.append(None)  # (its forward's calls, one by one)
             return
         what = f"module {path!r} ({type(module).__name__})"
-        if getattr(module, "inplace", False) is True and args and isinstance(args[0], torch.Tensor):
+        if _inplace(module) and args and isinstance(args[0], torch.Tensor):
             self.refuse_leaf_write(args[0], what)
         vargs = self.values_of(args, what)
         vkwargs = self.values_of(kwargs, what) if kwargs else {}
@@ -93,9 +93,13 @@ class WholeModules:
             module_kwargs = entry.module_kwargs(module)
         except NotCovered:
             return None
-        held = _tensors(module_kwargs)
-        if any(id(t) in self.bound and id(t) in self.live for t in held):
-            return None
+        bound, live = self.bound, self.live
+        for v in module_kwargs.values():  # (flat: tensors and plain values, as they are)
+            if type(v) in _PLAIN:
+                continue
+            for t in (v,) if isinstance(v, torch.Tensor) else _tensors(v):
+                if id(t) in bound and id(t) in live:
+                    return None
         return module_kwargs
 
     def leave(self, path: str, module: nn.Module, output: Any) -> Any:
@@ -122,6 +126,16 @@ class WholeModules:
             first = first[0]
         if isinstance(first, Ref):
             outputs[key] = first.name
+
+
+def _inplace(module: nn.Module) -> bool:
+    """getattr(module, "inplace", False) is True, without the AttributeError that getattr
+    raises and catches for the modules that have no such attribute (most): only the
+    instance's own attribute or its class's (a flag, a property) can be True; what
+    nn.Module.__getattr__ finds (parameters, buffers, submodules) never is."""
+    if "inplace" not in module.__dict__ and not hasattr(type(module), "inplace"):
+        return False
+    return getattr(module, "inplace", False) is True
 
 
 def _passes_through(entry: Any, module_kwargs: dict[str, Any], vargs: Any, vkwargs: dict) -> bool:

@@ -25,6 +25,14 @@ def _class_axis(ndim: int) -> int:
     return 0 if ndim == 1 else 1
 
 
+def _class_axis_to(a: Array, axis: int) -> Array:
+    """np.moveaxis(a, -1, axis): the same view, without its per-call argument checks (~3 µs,
+    a tenth of a small pass's loss)."""
+    order = list(range(a.ndim - 1))
+    order.insert(axis, a.ndim - 1)
+    return a.transpose(order)
+
+
 def _log_softmax(z: Array, axis: int) -> Array:
     """log p = (z − max z) − log Σ e^{z − max z}: every exponent ≤ 0."""
     shifted = z - z.max(axis=axis, keepdims=True)
@@ -176,7 +184,7 @@ class _ClassLoss(Loss):
             norm = float(w_t.sum())
         if self.reduction == "sum":
             norm = 1.0
-        return np.moveaxis(A, -1, axis), norm  # back to (N, C, d1, …)
+        return _class_axis_to(A, axis), norm  # back to (N, C, d1, …)
 
 
 class NLLLoss(_ClassLoss):

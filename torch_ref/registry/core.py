@@ -93,7 +93,9 @@ class Param:
             view = t.numpy(force=True)
             view.setflags(write=False)
             return view
-        t = t.detach().to("cpu")
+        t = t.detach()
+        if not t.is_cpu:  # (to("cpu") of a CPU tensor returns it, after parsing the device)
+            t = t.to("cpu")
         if t.is_floating_point():
             t = t.to(torch.float64)
         return np.array(t.numpy(), copy=True)
@@ -293,7 +295,11 @@ class OpEntry:
     def module_kwargs(self, module: nn.Module) -> dict[str, Any]:
         if callable(self.module_args):
             return self.module_args(module)
-        return {a: getattr(module, a) for a in self.module_args}
+        # (a parameter straight from module._parameters: getattr reaches it only through
+        # nn.Module.__getattr__, a Python call, after missing the instance and its class,
+        # neither of which holds a registered parameter's name)
+        params = module._parameters
+        return {a: params[a] if a in params else getattr(module, a) for a in self.module_args}
 
 
 def rows(*entries: OpEntry | Sequence[OpEntry]) -> list[OpEntry]:

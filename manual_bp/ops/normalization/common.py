@@ -51,7 +51,8 @@ def _check_running_var(layer: str, running_var: Array | None) -> None:
 def _mean(x: Array, axes: tuple[int, ...]) -> Array:
     """x.mean(axis=axes, keepdims=True), for float64 as NumPy forms it (Σ over the axes, then
     ÷ their size) without the per-call cost of its Python wrapper."""
-    n = math.prod(x.shape[a] for a in axes)
+    # (one axis, LayerNorm's usual case, without a generator: ~0.4 µs a call)
+    n = x.shape[axes[0]] if len(axes) == 1 else math.prod(x.shape[a] for a in axes)
     if x.dtype != np.float64 or n == 0:  # (NumPy's own rules for other dtypes and for 0/0)
         return x.mean(axis=axes, keepdims=True)
     total = x.sum(axis=axes, keepdims=True)

@@ -70,26 +70,32 @@ class LayerNorm(Layer):
         return in_shape
 
     def forward(self, x: Array) -> tuple[Array, _NormCache]:
-        self.shape(x.shape)
-        axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))  # the trailing axes
+        k = len(self.normalized_shape)
+        if x.shape[-k:] != self.normalized_shape:  # (the full check only to say what is wrong)
+            self.shape(x.shape)
+        axes = tuple(range(x.ndim - k, x.ndim))  # the trailing axes
         mu = _mean(x, axes)
         centred = x - mu
         var = _mean(centred * centred, axes)  # biased: x.var's own steps
         inv_std = 1.0 / np.sqrt(var + self.eps)  # (*, 1, …, 1)
         x_hat = centred * inv_std
-        z = x_hat * self.params["weight"] if "weight" in self.params else x_hat
-        if "bias" in self.params:
-            z = z + self.params["bias"]
+        weight, bias = self.params.get("weight"), self.params.get("bias")
+        if weight is None:
+            z = x_hat if bias is None else x_hat + bias
+        else:
+            z = x_hat * weight
+            if bias is not None:
+                z += bias  # z is fresh from the product: add in place
         return z, _NormCache(x_hat, inv_std, axes)
 
     def backward(self, delta: Array, cache: _NormCache) -> tuple[Array, dict[str, Array]]:
         leading = tuple(range(delta.ndim - len(self.normalized_shape)))
-        grads = {}
-        if "weight" in self.params:
+        weight, grads = self.params.get("weight"), {}
+        if weight is not None:
             grads["weight"] = (delta * cache.x_hat).sum(axis=leading)  # normalized_shape
         if "bias" in self.params:
             grads["bias"] = delta.sum(axis=leading)
-        g = delta * self.params["weight"] if "weight" in self.params else delta
+        g = delta if weight is None else delta * weight
         return _normalised_backward(g, cache), grads
 
 
