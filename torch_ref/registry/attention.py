@@ -24,6 +24,7 @@ from manual_bp.ops.attention import (
     AttentionMask,
     AttentionWeights,
     InProjection,
+    MultiheadSDPA,
     ScaledDotProductAttention,
 )
 from manual_bp.ops.graph import Constant
@@ -250,7 +251,7 @@ def _attention(
             return Op(Reshape((N, H, length, hd)), (x,))
 
         q4, k4, v4 = four(q_h, L), four(k_h, S_kv), four(v_h, S_kv)
-    else:  # (T, N, E) → (N, H, T, hd): the same three steps as one node
+    elif need_weights:  # (T, N, E) → (N, H, T, hd): the same three steps as one node
         q4 = _split_heads(qp, L, N, H, hd)
         k4 = _split_heads(kp, S_kv, N, H, hd)
         v4 = _split_heads(vp, S_kv, N, H, hd)
@@ -268,6 +269,9 @@ def _attention(
         )
     mask_in = (merged,) if merged is not None else ()
     weights = None
+    sdpa = ScaledDotProductAttention(
+        has_mask=merged is not None, is_causal=use_causal, empty_rows=EMPTY_ROWS
+    )
     if need_weights:  # the explicit softmax: torch gives NaN for a fully masked row (refused)
         P = Op(AttentionWeights(has_mask=merged is not None), (q4, k4, *mask_in))
         attn = Op(MatMul(), (P, v4))  # (N, H, L, hd)
@@ -275,12 +279,12 @@ def _attention(
         if not batched:
             shape = (L, S_kv) if average_attn_weights else (H, L, S_kv)
             weights = Op(Reshape(shape), (weights,))
-    else:
-        layer = ScaledDotProductAttention(
-            has_mask=merged is not None, is_causal=use_causal, empty_rows=EMPTY_ROWS
-        )
-        attn = Op(layer, (q4, k4, v4, *mask_in))
-    merged_heads = Op(Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E)), (attn,))  # (L·N, E)
+    elif add_zero_attn:
+        attn = Op(sdpa, (q4, k4, v4, *mask_in))
+    if need_weights or add_zero_attn:
+        merged_heads = Op(Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E)), (attn,))  # (L·N, E)
+    else:  # the heads split, attended and merged in one node
+        merged_heads = Op(MultiheadSDPA(H, sdpa), (qp, kp, vp, *mask_in))  # (L·N, E)
     Wo = param_arg(out_proj_weight, what, "out_proj.weight")
     bo = param_arg(out_proj_bias, what, "out_proj.bias", optional=True)
     out = Op(
