@@ -322,6 +322,9 @@ def multihead_attention(
 
 
 def _mha_module_args(m: nn.MultiheadAttention) -> dict[str, Any]:
+    """The function's arguments as nn.MultiheadAttention.forward passes them: the separate
+    q/k/v weights only where it has them (not _qkv_same_embed_dim), else the packed one."""
+    packed, out_proj = m._qkv_same_embed_dim, m.out_proj
     return {
         "embed_dim_to_check": m.embed_dim,
         "num_heads": m.num_heads,
@@ -331,13 +334,13 @@ def _mha_module_args(m: nn.MultiheadAttention) -> dict[str, Any]:
         "bias_v": m.bias_v,
         "add_zero_attn": m.add_zero_attn,
         "dropout_p": m.dropout,
-        "out_proj_weight": m.out_proj.weight,
-        "out_proj_bias": m.out_proj.bias,
+        "out_proj_weight": out_proj.weight,
+        "out_proj_bias": out_proj.bias,
         "training": m.training,
-        "use_separate_proj_weight": not m._qkv_same_embed_dim,
-        "q_proj_weight": m.q_proj_weight,
-        "k_proj_weight": m.k_proj_weight,
-        "v_proj_weight": m.v_proj_weight,
+        "use_separate_proj_weight": not packed,
+        "q_proj_weight": None if packed else m.q_proj_weight,
+        "k_proj_weight": None if packed else m.k_proj_weight,
+        "v_proj_weight": None if packed else m.v_proj_weight,
         "batch_first": m.batch_first,
     }
 
