@@ -269,9 +269,6 @@ def _attention(
         )
     mask_in = (merged,) if merged is not None else ()
     weights = None
-    sdpa = ScaledDotProductAttention(
-        has_mask=merged is not None, is_causal=use_causal, empty_rows=EMPTY_ROWS
-    )
     if need_weights:  # the explicit softmax: torch gives NaN for a fully masked row (refused)
         P = Op(AttentionWeights(has_mask=merged is not None), (q4, k4, *mask_in))
         attn = Op(MatMul(), (P, v4))  # (N, H, L, hd)
@@ -279,12 +276,16 @@ def _attention(
         if not batched:
             shape = (L, S_kv) if average_attn_weights else (H, L, S_kv)
             weights = Op(Reshape(shape), (weights,))
-    elif add_zero_attn:
-        attn = Op(sdpa, (q4, k4, v4, *mask_in))
+    else:
+        sdpa = ScaledDotProductAttention(
+            has_mask=merged is not None, is_causal=use_causal, empty_rows=EMPTY_ROWS
+        )
+        if add_zero_attn:
+            attn = Op(sdpa, (q4, k4, v4, *mask_in))
+        else:  # the heads split, attended and merged in one node
+            merged_heads = Op(MultiheadSDPA(H, sdpa), (qp, kp, vp, *mask_in))  # (L·N, E)
     if need_weights or add_zero_attn:
         merged_heads = Op(Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E)), (attn,))  # (L·N, E)
-    else:  # the heads split, attended and merged in one node
-        merged_heads = Op(MultiheadSDPA(H, sdpa), (qp, kp, vp, *mask_in))  # (L·N, E)
     Wo = param_arg(out_proj_weight, what, "out_proj.weight")
     bo = param_arg(out_proj_bias, what, "out_proj.bias", optional=True)
     out = Op(
