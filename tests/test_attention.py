@@ -23,7 +23,7 @@ from manual_bp.ops import attention
 from manual_bp.ops.attention import ScaledDotProductAttention
 from manual_bp.ops.graph import Select
 from manual_bp.ops.linear import Linear
-from manual_bp.ops.shape import Flatten, Split, Transpose, Unflatten
+from manual_bp.ops.shape import Flatten, Rearrange, Split, Transpose, Unflatten
 
 
 @dataclass(frozen=True)
@@ -453,3 +453,53 @@ def test_attention_mask_matches_torch(case_id: str, attn, kpm, pad: int) -> None
         N, H, has_attn_mask=bool(attn), has_key_padding_mask=bool(kpm), pad=pad
     )
     check_layer(case_id, layer, inputs, torch_fn)
+
+
+@pytest.mark.parametrize(
+    "case_id, L, S, mask, causal",
+    [
+        ("self", 5, 5, None, False),
+        ("cross_float_mask", 4, 6, "float", False),
+        ("bool_mask", 5, 5, "bool", False),
+        ("causal", 5, 5, None, True),
+    ],
+)
+def test_multihead_sdpa_matches_torch_and_its_steps(case_id, L, S, mask, causal) -> None:
+    """MultiheadSDPA against torch's view-transpose steps around F.sdpa, and bit-equal to the
+    nodes it stands for: a Rearrange per split, ScaledDotProductAttention, a Rearrange merge."""
+    N, H, hd = 2, 3, 4
+    E = H * hd
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((T, N, E)) for T in (L, S, S)]
+    if mask is not None:
+        xs.append(_mask(mask, (N, H, L, S), rng))
+    sdpa = ScaledDotProductAttention(has_mask=mask is not None, is_causal=causal)
+    layer = attention.MultiheadSDPA(H, sdpa)
+
+    def torch_fn(q, k, v, *m):
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.view(x.shape[0], N * H, hd).transpose(0, 1).view(N, H, x.shape[0], hd)
+
+        mask_t = m[0] if m else None  # (bool: True takes part, as the layer's)
+        o = F.scaled_dot_product_attention(split(q), split(k), split(v), mask_t, is_causal=causal)
+        return o.permute(2, 0, 1, 3).reshape(L * N, E)
+
+    check_layer(case_id, layer, xs, torch_fn)
+
+    splits = [
+        Rearrange((x.shape[0], N, H, hd), (1, 2, 0, 3), (N, H, x.shape[0], hd)) for x in xs[:3]
+    ]
+    merge = Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E))
+    heads = [s.forward(x) for s, x in zip(splits, xs, strict=False)]
+    o, cache = sdpa.forward(*(h for h, _ in heads), *xs[3:])
+    z, merge_cache = merge.forward(o)
+    fused_z, fused_cache = layer.forward(*xs)
+    np.testing.assert_array_equal(fused_z, z)
+    delta = rng.standard_normal(z.shape)
+    d_heads, _ = sdpa.backward(merge.backward(delta, merge_cache)[0], cache)
+    steps = [s.backward(d, c)[0] for s, d, (_, c) in zip(splits, d_heads, heads, strict=False)]
+    fused = layer.backward(delta, fused_cache)[0]
+    for k, (got, want) in enumerate(zip(fused, [*steps, *d_heads[3:]], strict=True)):
+        assert (got is None) == (want is None), f"[{case_id}] δ of input {k}"
+        if want is not None:
+            np.testing.assert_array_equal(got, want, err_msg=f"[{case_id}] δ of input {k}")

@@ -371,6 +371,68 @@ class InProjection(Layer):
         return grads
 
 
+def split_heads(x: Array, heads: int) -> Array:
+    """(T, N, H·hd) → (N, H, T, hd), laid out afresh: torch's x.view(T, N·H, hd).transpose(0, 1)
+    then .view(N, H, T, hd)."""
+    T, N, E = x.shape
+    return np.ascontiguousarray(x.reshape(T, N, heads, E // heads).transpose(1, 2, 0, 3))
+
+
+def merge_heads(o: Array) -> Array:
+    """(N, H, T, hd) → (T, N, H·hd), laid out afresh: split_heads undone."""
+    N, H, T, hd = o.shape
+    return np.ascontiguousarray(o.transpose(2, 0, 1, 3)).reshape(T, N, H * hd)
+
+
+class MultiheadSDPA(Layer):
+    """nn.MultiheadAttention's heads around scaled_dot_product_attention: q (L, N, E),
+    k (S, N, E), v (S, N, E) as the in-projections give them, each split into H heads
+    (N, H, T, hd), attended (ScaledDotProductAttention), the heads merged back as (L·N, E);
+    δ moved back through the merge, attention's backward, then each split.
+
+    One node where a Rearrange per split and one for the merge would be four more; the numbers
+    are the same (a split or merge only moves entries)."""
+
+    integer_inputs = True  # a bool mask (as ScaledDotProductAttention)
+
+    def __init__(self, heads: int, attend: ScaledDotProductAttention) -> None:
+        super().__init__()
+        if attend.need_weights or attend.enable_gqa:
+            raise ValueError(f"expected attention without weights or gqa, got {attend!r}")
+        self.heads, self.attend = int(heads), attend
+        self.n_inputs = attend.n_inputs  # type: ignore[misc]  # set per instance
+
+    def __repr__(self) -> str:
+        return f"MultiheadSDPA({self.heads} heads, {self.attend!r})"
+
+    def shape(self, *in_shapes: Shape) -> Shape:
+        if len(in_shapes) != self.n_inputs:
+            raise ValueError(f"expected {self.n_inputs} inputs, got {len(in_shapes)}")
+        H = self.heads
+        split = []
+        for x in in_shapes[:3]:
+            if len(x) != 3 or x[1] != in_shapes[0][1] or x[2] % H:
+                raise ValueError(
+                    f"expected q, k, v of shape (T, N, E) with E a multiple of {H} heads, got "
+                    f"shapes {tuple(map(tuple, in_shapes[:3]))}"
+                )
+            split.append((x[1], H, x[0], x[2] // H))
+        N, _, L, hd = self.attend.shape(*split, *in_shapes[3:])
+        return (L * N, H * hd)
+
+    def forward(self, q: Array, k: Array, v: Array, *mask: Array) -> tuple[Array, Any]:
+        heads = [split_heads(x, self.heads) for x in (q, k, v)]  # (N, H, T, hd)
+        o, cache = self.attend.forward(*heads, *mask)
+        o = merge_heads(o)  # (L, N, E)
+        return o.reshape(-1, o.shape[-1]), (cache, q.shape[:2])
+
+    def backward(self, delta: Array, cache: Any) -> tuple[tuple[Array | None, ...], dict]:
+        cache, (L, N) = cache
+        deltas, _ = self.attend.backward(split_heads(delta.reshape(L, N, -1), self.heads), cache)
+        dq, dk, dv, *dM = deltas
+        return (merge_heads(dq), merge_heads(dk), merge_heads(dv), *dM), {}
+
+
 def canonical_mask(m: Array) -> Array:
     """torch's F._canonical_mask: a bool mask (True: masked out) as 0 / −∞, a float one as is."""
     return np.where(m, -np.inf, 0.0) if m.dtype == bool else m

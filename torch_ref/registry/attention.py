@@ -24,6 +24,7 @@ from manual_bp.ops.attention import (
     AttentionMask,
     AttentionWeights,
     InProjection,
+    MultiheadSDPA,
     ScaledDotProductAttention,
 )
 from manual_bp.ops.graph import Constant
@@ -250,7 +251,7 @@ def _attention(
             return Op(Reshape((N, H, length, hd)), (x,))
 
         q4, k4, v4 = four(q_h, L), four(k_h, S_kv), four(v_h, S_kv)
-    else:  # (T, N, E) → (N, H, T, hd): the same three steps as one node
+    elif need_weights:  # (T, N, E) → (N, H, T, hd): the same three steps as one node
         q4 = _split_heads(qp, L, N, H, hd)
         k4 = _split_heads(kp, S_kv, N, H, hd)
         v4 = _split_heads(vp, S_kv, N, H, hd)
@@ -276,11 +277,15 @@ def _attention(
             shape = (L, S_kv) if average_attn_weights else (H, L, S_kv)
             weights = Op(Reshape(shape), (weights,))
     else:
-        layer = ScaledDotProductAttention(
+        sdpa = ScaledDotProductAttention(
             has_mask=merged is not None, is_causal=use_causal, empty_rows=EMPTY_ROWS
         )
-        attn = Op(layer, (q4, k4, v4, *mask_in))
-    merged_heads = Op(Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E)), (attn,))  # (L·N, E)
+        if add_zero_attn:
+            attn = Op(sdpa, (q4, k4, v4, *mask_in))
+        else:  # the heads split, attended and merged in one node
+            merged_heads = Op(MultiheadSDPA(H, sdpa), (qp, kp, vp, *mask_in))  # (L·N, E)
+    if need_weights or add_zero_attn:
+        merged_heads = Op(Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E)), (attn,))  # (L·N, E)
     Wo = param_arg(out_proj_weight, what, "out_proj.weight")
     bo = param_arg(out_proj_bias, what, "out_proj.bias", optional=True)
     out = Op(
@@ -318,6 +323,9 @@ def multihead_attention(
 
 
 def _mha_module_args(m: nn.MultiheadAttention) -> dict[str, Any]:
+    """The function's arguments as nn.MultiheadAttention.forward passes them: the separate
+    q/k/v weights only where it has them (not _qkv_same_embed_dim), else the packed one."""
+    packed, out_proj = m._qkv_same_embed_dim, m.out_proj
     return {
         "embed_dim_to_check": m.embed_dim,
         "num_heads": m.num_heads,
@@ -327,13 +335,13 @@ def _mha_module_args(m: nn.MultiheadAttention) -> dict[str, Any]:
         "bias_v": m.bias_v,
         "add_zero_attn": m.add_zero_attn,
         "dropout_p": m.dropout,
-        "out_proj_weight": m.out_proj.weight,
-        "out_proj_bias": m.out_proj.bias,
+        "out_proj_weight": out_proj.weight,
+        "out_proj_bias": out_proj.bias,
         "training": m.training,
-        "use_separate_proj_weight": not m._qkv_same_embed_dim,
-        "q_proj_weight": m.q_proj_weight,
-        "k_proj_weight": m.k_proj_weight,
-        "v_proj_weight": m.v_proj_weight,
+        "use_separate_proj_weight": not packed,
+        "q_proj_weight": None if packed else m.q_proj_weight,
+        "k_proj_weight": None if packed else m.k_proj_weight,
+        "v_proj_weight": None if packed else m.v_proj_weight,
         "batch_first": m.batch_first,
     }
 
