@@ -123,8 +123,6 @@ def live_parameters(model: nn.Module, modules: list[tuple[str, nn.Module]]) -> s
 # --- the twin -----------------------------------------------------------------------
 
 
-#: what nn.Parameter(data, requires_grad) returns for a plain tensor `data`, less its frame
-_make_subclass = torch.Tensor._make_subclass
 #: forward pre-hooks that set a module's tensor attribute before every forward
 _RECOMPUTED = (WeightNorm, SpectralNorm)
 
@@ -165,9 +163,9 @@ def _twin(
                     dtype = torch.float64 if t.is_floating_point() else t.dtype
                     # (clone: the copy `to` makes, for less)
                     data = t.clone() if t.dtype == dtype else t.to(dtype, copy=True)
-                    if type(t) is nn.Parameter:  # (nn.Parameter(data, ...) of a plain tensor,
-                        data = _make_subclass(nn.Parameter, data, t.requires_grad)  # framelessly)
-                    memo[id(t)] = data
+                    memo[id(t)] = (
+                        nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
+                    )
             for hook in m._forward_pre_hooks.values():  # the old nn.utils.weight_norm and
                 if isinstance(hook, _RECOMPUTED):  # spectral_norm: a weight each forward
                     computed = getattr(m, hook.name, None)  # recomputes
