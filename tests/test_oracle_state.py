@@ -449,3 +449,55 @@ def test_the_twin_is_float64_where_a_parameter_is_of_a_subclass():
     model[0].__dict__["alias"] = model[2].scale  # (a plain attribute, copied first)
     tensors = _twin_tensors(model)
     assert {t.dtype for t in tensors} == {torch.float64} and len(tensors) == 5
+
+
+class _OwnListing(nn.Sequential):
+    def named_modules(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        yield from super().named_modules(*args, **kwargs)
+
+
+def _shared() -> nn.Module:
+    inner = nn.Linear(3, 3)
+    model = nn.Sequential(nn.Linear(4, 3), inner, nn.Sequential(nn.Tanh(), inner))
+    model.add_module("empty", None)  # (an empty slot: no module to walk)
+    return model
+
+
+def _tagged() -> nn.Module:
+    class Tagged(nn.Parameter):
+        pass
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    model[2].scale = Tagged(torch.ones(3))
+    return model
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        _shared,
+        _tagged,
+        lambda: nn.Sequential(nn.Linear(4, 3), nn.Tanh(), _KeepsFloat32(3, 2)),
+        lambda: _OwnListing(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)),
+    ],
+    ids=["shared-module", "parameter-subclass", "own-deepcopy", "own-listing"],
+)
+@pytest.mark.parametrize("inference", [False, True])
+def test_the_twins_walk_read_off_the_models_is_the_twins_own(build, inference: bool):
+    """twin_and_walk reads the twin's modules off the model's walk through the copy's memo
+    where it may: the walk it gives is module_walk(twin), path for path, module for module
+    (shared modules under each path; a module that copies itself, a Parameter subclass, a
+    class with its own listing, inference mode: the twin walked)."""
+    from torch_ref.twin import lists_as_nn_module, module_walk, modules_of, twin_and_walk
+
+    model = build()
+    walk = module_walk(model) if lists_as_nn_module(model) else None
+    with torch.inference_mode(inference):
+        twin, twin_walk = twin_and_walk(model, modules_of(model, walk)[1], walk)
+    assert (twin_walk is not None) == (build is _shared and not inference)  # (read off)
+    want = module_walk(twin)
+    if twin_walk is None:  # (the twin to be walked, where its run is: record() walks it)
+        twin_walk = want
+    assert [p for p, _ in twin_walk] == [p for p, _ in want]
+    assert all(got is m for (_, got), (_, m) in zip(twin_walk, want, strict=True))
+    assert not any(m is t for (_, m), (_, t) in zip(module_walk(model), twin_walk, strict=True))

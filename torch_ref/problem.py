@@ -35,7 +35,15 @@ from manual_bp.ops.loss import NetworkLoss
 from torch_ref.capture import INPUT, _ours, _user_line_of
 from torch_ref.errors import UnsupportedModuleError
 from torch_ref.record import Recording, record
-from torch_ref.twin import copy_module, modules_of, named_members, twin_of
+from torch_ref.twin import (
+    copy_module,
+    lists_as_nn_module,
+    module_walk,
+    modules_of,
+    named_members,
+    twin_and_walk,
+    twin_of,  # noqa: F401 (gradchecks and capture import it from here)
+)
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -406,7 +414,10 @@ def _prepare(
 ) -> Problem:
     user = model
     model = unwrap(model)
-    named_modules, modules = modules_of(model)
+    # (its modules with their repeats, the twin's walk read off it; an own listing is called
+    # where the twin's run is, as before)
+    walk = module_walk(model) if lists_as_nn_module(model) else None
+    named_modules, modules = modules_of(model, walk)
     own = named_members(model, named_modules, "_parameters")  # (model.named_parameters())
     refuse_backward_hooks(model, own, named_modules)
     for name, p in own:
@@ -440,7 +451,7 @@ def _prepare(
             "expected a model with at least one layer, got an empty nn.Sequential() "
             "(nothing to differentiate)"
         )
-    twin = twin_of(model, modules)
+    twin, twin_walk = twin_and_walk(model, modules, walk)
     _check_call(twin, args, kwargs)
     device = own[0][1].device if own else None
     # (an input that requires grad does in the twin too: reentrant checkpoints and
@@ -487,7 +498,7 @@ def _prepare(
                 what=f"{cls}.forward",
                 modules=(("loss", loss64),) if isinstance(loss64, nn.Module) else (),
                 caller=dict(own),
-                keep_z=reference,
+                keep_z=reference, walk=twin_walk,
             )  # fmt: skip
     except Exception as err:
         raise run_error(f"{cls}.forward", err, [tuple(t.shape) for t in named.values()]) from None

@@ -72,7 +72,7 @@ from torch_ref.refusals import SECOND_ORDER, Refusals
 from torch_ref.regions import Regions
 from torch_ref.registry import lookup_method, registry
 from torch_ref.registry.core import Param, Ref
-from torch_ref.twin import lists_as_nn_module, module_walk
+from torch_ref.twin import live_parameters, module_walk
 from torch_ref.twin_forms import FORMS
 from torch_ref.whole_modules import WholeModules
 
@@ -483,6 +483,7 @@ def record(
     caller: dict[str, torch.Tensor] | None = None,
     keep_z: bool = True,
     as_run: bool = False,
+    walk: list[tuple[str, nn.Module]] | None = None,
 ) -> Recording:
     """Run `fn(*args, **kwargs)` once, recording it as a manual network.
 
@@ -494,20 +495,14 @@ def record(
     `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted); `keep_z`:
     hand the forward a copy of each weighted layer's z and keep the original, for a reference
     that takes δ of it (a pass without a reference saves the copies); `as_run`: the caller's
-    run as it is (no float64 twin; its random draws are constants of it, and stay drawn)."""
+    run as it is (no float64 twin; its random draws are constants of it, and stay drawn);
+    `walk`: module_walk(model), where the caller has it."""
     registry()
     b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
-    walk = module_walk(model) if model is not None else []
+    if walk is None:
+        walk = module_walk(model) if model is not None else []
     conv = _Converter(model if model is not None else nn.Module(), b, walk)
-    if model is not None and not lists_as_nn_module(model):  # (its own way of listing)
-        live_params = {id(p) for p in model.parameters() if p.requires_grad}
-    else:
-        live_params = {
-            id(p)
-            for _, m in walk
-            for p in m._parameters.values()
-            if p is not None and p.requires_grad
-        }
+    live_params = live_parameters(model, walk) if model is not None else set()
     for name, t in (caller or {}).items():  # the caller's own tensors, by the same names
         conv.names.setdefault(id(t), name)
         if t.requires_grad:
@@ -529,7 +524,8 @@ def record(
         for key in [k for k in b.module_outputs if k == prefix or k.startswith(prefix + ".")]:
             del b.module_outputs[key]
     outputs = output_names(recorder, result)
-    names = [n for n in pytree.tree_leaves(outputs) if n is not None]
+    single = type(outputs) is str  # (a tensor's name: its own only leaf, no pytree walk)
+    names = [outputs] if single else [n for n in pytree.tree_leaves(outputs) if n is not None]
     if not names:
         raise _ours(
             NothingToDifferentiate(
@@ -548,7 +544,10 @@ def record(
     nodes, renamed, fused = b.fuse(first, region_of)
     nodes = ties.torch_signs(nodes, recorder.values)  # (singular vectors' signs: torch's)
     network = Network(nodes, output=renamed.get(first, first), inputs=tuple(inputs))
-    outputs = pytree.tree_map(lambda n: renamed.get(n, n) if n is not None else None, outputs)
+    if single:
+        outputs = renamed.get(outputs, outputs)
+    else:
+        outputs = pytree.tree_map(lambda n: renamed.get(n, n) if n is not None else None, outputs)
     module_outputs = {m: renamed.get(n, n) for m, n in b.module_outputs.items()}
     delta_nodes = [n.name for n in network.nodes if n.layer.reports_delta]
     values = dict(recorder.values)

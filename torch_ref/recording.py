@@ -103,6 +103,8 @@ def output_names(recorder: Any, result: Any) -> Any:
             return recorder.b.leaf(value).name
         return value.name
 
+    if type(result) is torch.Tensor:  # (its own only leaf: no pytree walk)
+        return name(result)
     leaves, spec = pytree.tree_flatten(result)
     return pytree.tree_unflatten([name(t) for t in leaves], spec)
 

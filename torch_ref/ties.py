@@ -142,6 +142,8 @@ def torch_signs(nodes: list[Node], values: dict[str, Any]) -> list[Node]:
     """The nodes with each SVD and eigh taking the signs of torch's singular vectors and
     eigenvectors (LAPACKs choose them differently; a sign is torch's choice, as a tie is).
     `values`: node name → (torch's tensor, its version when recorded)."""
+    if not any(isinstance(n.layer, (SVD, Eigh)) for n in nodes):
+        return nodes  # (no decomposition: nothing to sign)
 
     def torch_value(name: str | None) -> np.ndarray | None:
         found = values.get(name) if name is not None else None
