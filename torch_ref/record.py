@@ -312,7 +312,7 @@ class _Recorder(WholeModules, Refusals, Casts, Regions, TorchFunctionMode):
                 vargs = call.adapt(tuple(vargs))
             result = self.conv.call(
                 call.entry, what, _user_line, name, tuple(vargs), vkwargs, None,
-                Probe("function", target, 0), scope,
+                Probe("function", target, 0) if self.keep_z else None, scope,
             )  # fmt: skip
         except (UnsupportedModuleError, ValueError) as refusal:
             if isinstance(refusal, NotCovered):  # (a form the row's formula does not cover)
@@ -368,7 +368,8 @@ class _Recorder(WholeModules, Refusals, Casts, Regions, TorchFunctionMode):
         """A composite's weighted layers (nn.MultiheadAttention's out_proj): δ is taken of
         output `index` of the call, which is that layer's z up to a reshape (once permuted
         by the probe's dims: a copy so laid out is taken, the output a permuted copy of
-        it); the forward goes on with a copy of it."""
+        it); the forward goes on with a copy of it. (Without a reference, keep_z off, no
+        call is probed and this is the output as it is.)"""
         probes = self.b.probes
         for node in self.b.probed.get(target, ()):
             index, dims = probes[node].index, probes[node].dims
@@ -494,7 +495,8 @@ def record(
     tensors among the arguments that are the network's inputs, by name (integer ones too);
     `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted); `keep_z`:
     hand the forward a copy of each weighted layer's z and keep the original, for a reference
-    that takes δ of it (a pass without a reference saves the copies); `as_run`: the caller's
+    that takes δ of it (a pass without a reference saves the copies, and the probes that find
+    a composite's inner z); `as_run`: the caller's
     run as it is (no float64 twin; its random draws are constants of it, and stay drawn);
     `walk`: module_walk(model), where the caller has it."""
     registry()

@@ -51,7 +51,7 @@ class WholeModules:
             self.depth += 1
             self.step_aside()
             return
-        probe = Probe("module", path, k)
+        probe = Probe("module", path, k) if self.keep_z else None  # (for the reference)
         try:
             result = self.conv.call(
                 entry, what, _user_line, path or "model", tuple(vargs), dict(vkwargs), module,
