@@ -33,6 +33,7 @@ from experiments.benchmark.speed import (
 from experiments.benchmark.timing import (
     DEFAULT_OUT,
     DEFAULT_PAIRS,
+    HEADLINE_SECONDS,
     environment,
     load_average,
     sides,
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
     for case in cases:
         for n in settings:
-            rows.append(headline(case, n, pairs))
+            rows.append(headline(case, n, pairs, seconds=0.0 if quick else HEADLINE_SECONDS))
             print(f"  {case.name} at {n} thread(s): {spread(pd.Series(rows[-1]))}")
     rows.extend(without_arrangement(cases[:2], max(2, defaults), pairs))
     rows.append(gradcheck_speedup(pairs, quick))

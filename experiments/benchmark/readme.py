@@ -13,6 +13,8 @@ from experiments.benchmark.models import (
     HEADLINE_GOALS,
 )
 from experiments.benchmark.timing import (
+    HEADLINE_SECONDS,
+    MOST_PAIRS,
     WARMUP,
 )
 from experiments.report.io import write_png
@@ -232,9 +234,10 @@ Timings are measurements: they change from run to run and from machine to machin
 torch's and NumPy's to one.
 
 **How.** float64 on both sides, in one process, after {WARMUP} warm-up calls. A comparison
-is {pairs} pairs of calls run back to back, the order alternating from pair to pair; a time
-is the median over the pairs, a ratio the median of the per-pair ratios, with the min–max of
-those ratios in brackets. "CPU ratio" is the same median over process CPU time, which other
+is {pairs} pairs of calls run back to back (a headline model's, as many as
+{HEADLINE_SECONDS:g} s of pairs hold, at most {MOST_PAIRS}: "pairs" in its table), the order
+alternating from pair to pair; a time is the median over the pairs, a ratio the median of the
+per-pair ratios, with the min–max of those ratios in brackets. "CPU ratio" is the same median over process CPU time, which other
 work on a shared machine disturbs less at one thread. Garbage collection runs between pairs,
 never inside a timer. The oracle's thread arrangement is as it ships: NumPy's BLAS at one
 thread per call during the NumPy pass, its convolutions split over as many threads of its
@@ -269,11 +272,11 @@ def headline_section(frame: pd.DataFrame) -> str:
     heads = frame[frame["section"] == "headline"]
     rows = [
         [r.case, f"{int(r.params):,}", int(r.batch), r.setting, _ms(r.a_ms), _ms(r.b_ms),
-         spread(r), f"{r.cpu_ratio:.2f}×", f"{r.max_rel_err:.1e}"]
+         spread(r), int(r.pairs), f"{r.cpu_ratio:.2f}×", f"{r.max_rel_err:.1e}"]
         for r in heads.itertuples()
     ]  # fmt: skip
     headers = ["model", "params", "batch", "threads", "manual ms", "autograd ms",
-               "ratio (min–max)", "CPU ratio", "max rel. err"]  # fmt: skip
+               "ratio (min–max)", "pairs", "CPU ratio", "max rel. err"]  # fmt: skip
     return f"""## The headline models
 
 `manual_gradients` (everything a user pays for: capture, conversion, checks, the NumPy pass,

@@ -25,6 +25,7 @@ from experiments.benchmark.timing import (
     WARMUP,
     _autograd_step,
     _timed,
+    enough_pairs,
     flops,
     manual_rel_err,
     paired,
@@ -35,11 +36,15 @@ from experiments.benchmark.timing import (
 from torch_ref import _bench
 
 
-def headline(case: Case, n_threads: int, pairs: int, section: str = "headline") -> dict[str, Any]:
-    """manual_gradients against loss.backward() at n threads."""
+def headline(
+    case: Case, n_threads: int, pairs: int, section: str = "headline", seconds: float = 0.0
+) -> dict[str, Any]:
+    """manual_gradients against loss.backward() at n threads (over more pairs than `pairs`
+    where `seconds` of them hold more: see enough_pairs)."""
     model, loss_fn, x, t = case.problem()
     with threads(n_threads):
-        p = paired(*sides(model, loss_fn, x, t), pairs)
+        a, b = sides(model, loss_fn, x, t)
+        p = paired(a, b, enough_pairs(a, b, pairs, seconds))
     model.zero_grad(set_to_none=True)
     return row(
         section,

@@ -25,6 +25,11 @@ import torch_ref
 DEFAULT_OUT = Path("reports/benchmark")
 DEFAULT_PAIRS = 20
 WARMUP = 3
+#: a headline model's comparison: as many pairs as this many seconds hold, at least the
+#: pairs asked for and at most MOST_PAIRS (a median over more pairs moves less with the noise
+#: of a shared machine; the slow models keep the pairs asked for)
+HEADLINE_SECONDS = 2.0
+MOST_PAIRS = 200
 
 # --- the machine -----------------------------------------------------------------------
 
@@ -155,6 +160,17 @@ def paired(
     finally:
         gc.enable()
     return out
+
+
+def enough_pairs(
+    a: Callable[[], object], b: Callable[[], object], pairs: int, seconds: float
+) -> int:
+    """At least `pairs`, and as many as `seconds` of pairs hold (one call of each timed
+    here), at most MOST_PAIRS."""
+    if seconds <= 0:
+        return pairs
+    pair_s = 1e-3 * (_timed(a)[0] + _timed(b)[0])
+    return max(pairs, min(MOST_PAIRS, int(seconds / pair_s)))
 
 
 def _autograd_step(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
