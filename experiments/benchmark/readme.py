@@ -237,11 +237,11 @@ torch's and NumPy's to one.
 is {pairs} pairs of calls run back to back (a headline model's, as many as
 {HEADLINE_SECONDS:g} s of pairs hold, at most {MOST_PAIRS}: "pairs" in its table), the order
 alternating from pair to pair; a time is the median over the pairs, a ratio the median of the
-per-pair ratios, with the min–max of those ratios in brackets. "CPU ratio" is the same median over process CPU time, which other
-work on a shared machine disturbs less at one thread. Garbage collection runs between pairs,
-never inside a timer. The oracle's thread arrangement is as it ships: NumPy's BLAS at one
-thread per call during the NumPy pass, its convolutions split over as many threads of its
-own as the caller gave BLAS (see "Threads" below)."""
+per-pair ratios, with the min–max of those ratios in brackets. "CPU ratio" is the same median
+over process CPU time, which other work on a shared machine disturbs less at one thread.
+Garbage collection runs between pairs, never inside a timer. The oracle's thread arrangement
+is as it ships: NumPy's BLAS at one thread per call during the NumPy pass, its convolutions
+split over as many threads of its own as the caller gave BLAS (see "Threads" below)."""
 
 
 def goals_section(
