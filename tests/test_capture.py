@@ -604,8 +604,8 @@ def test_data_dependent_control_flow_takes_the_branch_of_this_batch():
     ids=["p=0", "eval", "p=0-inplace"],
 )
 def test_dropout_that_draws_nothing_is_its_input(dropout: nn.Module):
-    """A dropout that passes its input through (the record's short path for it) reports its
-    output as the node it was given, and the gradients are autograd's."""
+    """A dropout that passes its input through (its rule returns the value it was given)
+    reports its output as that node, and the gradients are autograd's."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), dropout, nn.Tanh(), nn.Linear(4, 2)).double()
     x, t = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)

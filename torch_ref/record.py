@@ -93,7 +93,6 @@ class _Recorder(WholeModules, Refusals, Casts, Regions, TorchFunctionMode):
         self.live: set[int] = set(live_params)  # ids of tensors that carry gradient
         self.depth = 0  # > 0 inside a module recorded whole
         self.scope: list[tuple[str, nn.Module]] = []
-        self.top_where: tuple[Any, str] = (None, "")  # where() of the scope's top, formatted
         self.pending: list[Any] = []
         self.names: dict[str, int] = {}
         self.regions: dict[FrameType, tuple[str, list[str | None], list[str]]] = {}
@@ -195,15 +194,8 @@ class _Recorder(WholeModules, Refusals, Casts, Regions, TorchFunctionMode):
                 for v in obj
             ]
             return values if type(obj) is list else tuple(values)
-        if type(obj) is dict:  # (keyword arguments: flat, as F.relu's inplace=False)
-            return {
-                k: self.value(v, what)
-                if isinstance(v, torch.Tensor)
-                else self.values_of(v, what)
-                if isinstance(v, (tuple, list, dict))
-                else v
-                for k, v in obj.items()
-            }
+        if type(obj) is dict:  # (keyword arguments, as the positional ones)
+            return dict(zip(obj, self.values_of(list(obj.values()), what), strict=True))
         if isinstance(obj, PackedSequence):  # (its own __new__ would check the values' devices)
             return PackedSequence._make(self.values_of(v, what) for v in obj)
         if isinstance(obj, (tuple, list)) and not hasattr(obj, "_fields"):
@@ -418,12 +410,8 @@ class _Recorder(WholeModules, Refusals, Casts, Regions, TorchFunctionMode):
     def where(self) -> str:
         if not self.scope:
             return ""
-        top = self.scope[-1]
-        if self.top_where[0] is not top:  # (once per module call: every op in it asks)
-            path, module = top
-            where = f" in module {path or '(the model)'!r} ({type(module).__name__})"
-            self.top_where = (top, where)
-        return self.top_where[1]
+        path, module = self.scope[-1]
+        return f" in module {path or '(the model)'!r} ({type(module).__name__})"
 
     def node_name(self, base: str) -> str:
         k = self.names.get(base, 0)
@@ -496,9 +484,9 @@ def record(
     `live_inputs`: whether the floating inputs carry gradient (∂L/∂x is wanted); `keep_z`:
     hand the forward a copy of each weighted layer's z and keep the original, for a reference
     that takes δ of it (a pass without a reference saves the copies, and the probes that find
-    a composite's inner z); `as_run`: the caller's
-    run as it is (no float64 twin; its random draws are constants of it, and stay drawn);
-    `walk`: module_walk(model), where the caller has it."""
+    a composite's inner z); `as_run`: the caller's run as it is (no float64 twin; its random
+    draws are constants of it, and stay drawn); `walk`: module_walk(model), where the caller
+    has it."""
     registry()
     b = _Builder({n: (tuple(t.shape), _kind(t)) for n, t in inputs.items()})
     if walk is None:
@@ -526,8 +514,7 @@ def record(
         for key in [k for k in b.module_outputs if k == prefix or k.startswith(prefix + ".")]:
             del b.module_outputs[key]
     outputs = output_names(recorder, result)
-    single = type(outputs) is str  # (a tensor's name: its own only leaf, no pytree walk)
-    names = [outputs] if single else [n for n in pytree.tree_leaves(outputs) if n is not None]
+    names = [n for n in pytree.tree_leaves(outputs) if n is not None]
     if not names:
         raise _ours(
             NothingToDifferentiate(
@@ -546,10 +533,7 @@ def record(
     nodes, renamed, fused = b.fuse(first, region_of)
     nodes = ties.torch_signs(nodes, recorder.values)  # (singular vectors' signs: torch's)
     network = Network(nodes, output=renamed.get(first, first), inputs=tuple(inputs))
-    if single:
-        outputs = renamed.get(outputs, outputs)
-    else:
-        outputs = pytree.tree_map(lambda n: renamed.get(n, n) if n is not None else None, outputs)
+    outputs = pytree.tree_map(lambda n: renamed.get(n, n) if n is not None else None, outputs)
     module_outputs = {m: renamed.get(n, n) for m, n in b.module_outputs.items()}
     delta_nodes = [n.name for n in network.nodes if n.layer.reports_delta]
     values = dict(recorder.values)

@@ -14,7 +14,6 @@ from torch_ref.capture import _PLAIN, Probe, _user_line
 from torch_ref.errors import NotCovered
 from torch_ref.registry import lookup_module
 from torch_ref.registry.core import Ref
-from torch_ref.registry.dropout import dropout, passes_through
 
 
 class WholeModules:
@@ -44,17 +43,10 @@ class WholeModules:
         before = len(self.b.nodes)
         k = self.calls.get(path, 0)
         self.calls[path] = k + 1
-        if frame is None and _passes_through(entry, module_kwargs, vargs, vkwargs):
-            # (its rule would return its input: no call to make; under grad mode, outside a
-            # custom Function, tag adds nothing)
-            self.pending.append((vargs[0], frame, before))
-            self.depth += 1
-            self.step_aside()
-            return
         probe = Probe("module", path, k) if self.keep_z else None  # (for the reference)
         try:
             result = self.conv.call(
-                entry, what, _user_line, path or "model", tuple(vargs), dict(vkwargs), module,
+                entry, what, _user_line, path or "model", tuple(vargs), vkwargs, module,
                 probe, path, module_kwargs=module_kwargs,
             )  # fmt: skip
         except NotCovered:  # (a form its row does not cover: its forward's calls, one by one)
@@ -136,12 +128,3 @@ def _inplace(module: nn.Module) -> bool:
     if "inplace" not in module.__dict__ and not hasattr(type(module), "inplace"):
         return False
     return getattr(module, "inplace", False) is True
-
-
-def _passes_through(entry: Any, module_kwargs: dict[str, Any], vargs: Any, vkwargs: dict) -> bool:
-    """The module's rule returns its one input as it is: dropout in evaluation mode or with
-    p=0, on a value computed in the run (a number p: a tensor p goes through the rule)."""
-    if entry.rule is not dropout or len(vargs) != 1 or vkwargs or not isinstance(vargs[0], Ref):
-        return False
-    p, training = module_kwargs["p"], module_kwargs["training"]
-    return isinstance(p, (int, float)) and passes_through(p, training)

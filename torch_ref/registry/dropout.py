@@ -14,14 +14,9 @@ from torch_ref.registry.core import OpEntry, Refusal, Sample, tensor
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
-def passes_through(p: float, training: bool) -> bool:
-    """Dropout that draws no mask (evaluation mode, or p = 0): the identity."""
-    return not (training and p > 0)
-
-
 def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Any:
     """Evaluation mode: the value itself (no node)."""
-    if not passes_through(p, training):
+    if training and p > 0:
         raise ValueError(
             f"dropout is in training mode (p={p}): its mask is random, so no reference "
             "gradient exists; expected model.eval() (or p=0, or training=self.training)"
