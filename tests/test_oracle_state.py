@@ -440,12 +440,19 @@ def test_the_twin_holds_no_inference_tensor():
     assert {t.dtype for t in tensors} == {torch.float64}
 
 
-def test_the_twin_is_float64_where_a_parameter_is_of_a_subclass():
+def _tagged() -> nn.Module:
+    """A model holding a Parameter of a subclass (deepcopy copies it as it is: float32)."""
+
     class Tagged(nn.Parameter):
         pass
 
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
-    model[2].scale = Tagged(torch.ones(3))  # (deepcopy copies it as it is: float32)
+    model[2].scale = Tagged(torch.ones(3))
+    return model
+
+
+def test_the_twin_is_float64_where_a_parameter_is_of_a_subclass():
+    model = _tagged()
     model[0].__dict__["alias"] = model[2].scale  # (a plain attribute, copied first)
     tensors = _twin_tensors(model)
     assert {t.dtype for t in tensors} == {torch.float64} and len(tensors) == 5
@@ -460,15 +467,6 @@ def _shared() -> nn.Module:
     inner = nn.Linear(3, 3)
     model = nn.Sequential(nn.Linear(4, 3), inner, nn.Sequential(nn.Tanh(), inner))
     model.add_module("empty", None)  # (an empty slot: no module to walk)
-    return model
-
-
-def _tagged() -> nn.Module:
-    class Tagged(nn.Parameter):
-        pass
-
-    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
-    model[2].scale = Tagged(torch.ones(3))
     return model
 
 

@@ -79,13 +79,9 @@ class LayerNorm(Layer):
         var = _mean(centred * centred, axes)  # biased: x.var's own steps
         inv_std = 1.0 / np.sqrt(var + self.eps)  # (*, 1, …, 1)
         x_hat = centred * inv_std
-        weight, bias = self.params.get("weight"), self.params.get("bias")
-        if weight is None:
-            z = x_hat if bias is None else x_hat + bias
-        else:
-            z = x_hat * weight
-            if bias is not None:
-                z += bias  # z is fresh from the product: add in place
+        z = x_hat * self.params["weight"] if "weight" in self.params else x_hat  # γ ⊙ x̂
+        if "bias" in self.params:
+            z = z + self.params["bias"]  # + β
         return z, _NormCache(x_hat, inv_std, axes)
 
     def backward(self, delta: Array, cache: _NormCache) -> tuple[Array, dict[str, Array]]:
