@@ -237,6 +237,8 @@ def _attention(
         vp = Op(Cat(0, 2), (vp, Op(Repeat((1, N, 1)), (bv,))))
         pad += 1
     S_kv = S + pad
+    # without weights or a zero key: the heads split, attended and merged in one node
+    one_node = not need_weights and not add_zero_attn
     if add_zero_attn:  # a zero key and value appended after the heads split
         q_h = _heads(qp, L, N, H, hd)  # (N·H, L, hd)
         k_h = _heads(kp, S_kv, N, H, hd)
@@ -251,7 +253,7 @@ def _attention(
             return Op(Reshape((N, H, length, hd)), (x,))
 
         q4, k4, v4 = four(q_h, L), four(k_h, S_kv), four(v_h, S_kv)
-    elif need_weights:  # (T, N, E) → (N, H, T, hd): the same three steps as one node
+    elif not one_node:  # (T, N, E) → (N, H, T, hd): the same three steps as one node
         q4 = _split_heads(qp, L, N, H, hd)
         k4 = _split_heads(kp, S_kv, N, H, hd)
         v4 = _split_heads(vp, S_kv, N, H, hd)
@@ -277,15 +279,15 @@ def _attention(
             shape = (L, S_kv) if average_attn_weights else (H, L, S_kv)
             weights = Op(Reshape(shape), (weights,))
     else:
-        sdpa = ScaledDotProductAttention(
+        attend = ScaledDotProductAttention(
             has_mask=merged is not None, is_causal=use_causal, empty_rows=EMPTY_ROWS
         )
-        if add_zero_attn:
-            attn = Op(sdpa, (q4, k4, v4, *mask_in))
-        else:  # the heads split, attended and merged in one node
-            merged_heads = Op(MultiheadSDPA(H, sdpa), (qp, kp, vp, *mask_in))  # (L·N, E)
-    if need_weights or add_zero_attn:
-        merged_heads = Op(Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E)), (attn,))  # (L·N, E)
+        if not one_node:
+            attn = Op(attend, (q4, k4, v4, *mask_in))
+    if one_node:
+        merged_heads = Op(MultiheadSDPA(H, attend), (qp, kp, vp, *mask_in))  # (L·N, E)
+    else:
+        merged_heads = Op(Rearrange((N, H, L, hd), (2, 0, 1, 3), (L * N, E)), (attn,))
     Wo = param_arg(out_proj_weight, what, "out_proj.weight")
     bo = param_arg(out_proj_bias, what, "out_proj.bias", optional=True)
     out = Op(
