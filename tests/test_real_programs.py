@@ -395,7 +395,8 @@ def test_a_penalty_that_reads_the_model_parameters():
      lambda x: x * float(np.random.standard_normal()), lambda x: x * random.random()],
     ids=["torch", "numpy", "numpy-cached-gaussian", "python"],
 )  # fmt: skip
-def test_a_forward_that_draws_is_refused_and_every_generator_is_kept(draw):
+@pytest.mark.parametrize("cached", [True, False], ids=["gaussian-cached", "none-cached"])
+def test_a_forward_that_draws_is_refused_and_every_generator_is_kept(draw, cached):
     class Draws(nn.Module):
         def __init__(self):
             super().__init__()
@@ -407,7 +408,8 @@ def test_a_forward_that_draws_is_refused_and_every_generator_is_kept(draw):
     model, x, t = Draws(), torch.randn(2, 3), torch.randn(2, 3)
     torch.manual_seed(1)
     np.random.seed(1)
-    np.random.standard_normal()  # (NumPy now holds a cached gaussian: a draw may take only it)
+    if cached:  # NumPy holds a cached gaussian: a draw may take only it, the key unmoved
+        np.random.standard_normal()
     random.seed(1)
     states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
     with pytest.raises(ValueError, match="draws random numbers"):

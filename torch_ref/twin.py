@@ -87,13 +87,13 @@ def named_members(
     if not lists_as_nn_module(model):
         own = {"_parameters": "named_parameters", "_buffers": "named_buffers"}[table]
         return list(getattr(model, own)())
-    seen = set()
+    seen: set[int] = set()  # (by id, as a set of tensors hashes them: no Tensor.__hash__ calls)
     named = []
     for prefix, m in modules:
         for k, v in getattr(m, table).items():
-            if v is None or v in seen:
+            if v is None or id(v) in seen:
                 continue
-            seen.add(v)
+            seen.add(id(v))
             named.append((prefix + ("." if prefix else "") + k, v))
     return named
 
