@@ -764,3 +764,27 @@ def test_inference_mode_inputs_are_taken_and_calls_inside_it_are_refused():
                 ValueError, match=r"inside torch\.inference_mode\(\), where autograd"
             ):
                 FUNCTIONS[name](_mlp(), nn.CrossEntropyLoss(), _x(), _labels())
+
+
+def test_finite_parameters_whose_sum_overflows_are_not_refused():
+    """The finiteness check sums first; a sum that overflows float32 (finite values, 3e38
+    each) is looked at entry by entry, not taken for a NaN or Inf."""
+
+    class Holds(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.big = nn.Parameter(torch.full((4,), 3e38))  # (not used by forward)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    model = Holds()
+    assert not torch.isfinite(model.big.detach().sum())
+    grads = torch_ref.manual_gradients(model, nn.MSELoss(), torch.randn(2, 4), torch.randn(2, 3))
+    assert torch.equal(grads["big"], torch.zeros(4))
+    poisoned = Holds()
+    with torch.no_grad():
+        poisoned.big[1] = float("inf")
+    with pytest.raises(ValueError, match=r"parameter 'big' holds 1 NaN/Inf value\(s\)"):
+        torch_ref.manual_gradients(poisoned, nn.MSELoss(), torch.randn(2, 4), torch.randn(2, 3))

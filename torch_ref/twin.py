@@ -161,8 +161,8 @@ def _twin(
                         memo[id(_ELSEWHERE)] = True
                 elif id(t) not in memo:
                     dtype = torch.float64 if t.is_floating_point() else t.dtype
-                    # (clone: the copy `to` makes, for less)
-                    data = t.clone() if t.dtype == dtype else t.to(dtype, copy=True)
+                    # (clone and double: the copy `to(dtype, copy=True)` makes, for less)
+                    data = t.clone() if t.dtype == dtype else t.double()
                     memo[id(t)] = (
                         nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
                     )
