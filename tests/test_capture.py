@@ -554,6 +554,104 @@ def test_forward_hooks_run_in_the_twin_as_in_the_model(register):
     assert not torch.allclose(plain["0.weight"], hooked["0.weight"])
 
 
+def _autograd64(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """∂L/∂θ of an MSE loss by torch.autograd, on the model as given (float64)."""
+    model.zero_grad(set_to_none=True)
+    F.mse_loss(model(x), t).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+class _HooksInForward(nn.Module):
+    """Its first forward gives its last layer a hook, as a model that hooks itself lazily."""
+
+    def __init__(self, register: Callable[[nn.Module], Any]) -> None:
+        super().__init__()
+        self.fc, self.out = nn.Linear(3, 4), nn.Linear(4, 2)
+        self.register, self.hooked = register, False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.hooked:
+            self.register(self.out)
+            self.hooked = True
+        return self.out(torch.tanh(self.fc(x)))
+
+
+@pytest.mark.parametrize(
+    "register",
+    [
+        lambda m: m.register_forward_hook(lambda mod, args, out: out * 2),
+        lambda m: m.register_forward_pre_hook(lambda mod, args: (args[0] * 2,)),
+    ],
+    ids=["forward_hook", "forward_pre_hook"],
+)
+def test_hooks_given_in_the_run_run_in_the_twin_as_in_the_model(register):
+    """A forward that hooks a module before calling it: the hook changes that call, in the
+    twin as in the model (the recorder joins the hooks it finds at the call)."""
+    x, t = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = _HooksInForward(register).double()
+    fresh = copy.deepcopy(model)
+    manual = torch_ref.manual_gradients(model, nn.MSELoss(), x, t)
+    assert not model.hooked  # (the caller's model never ran: its twin did)
+    want = _autograd64(fresh, x, t)
+    unhooked = _autograd64(_unhooked(fresh), x, t)
+    for name, g in want.items():
+        assert torch.allclose(manual[name], g, rtol=1e-10, atol=1e-13), name
+    assert not torch.allclose(want["fc.weight"], unhooked["fc.weight"])
+
+
+def _unhooked(model: nn.Module) -> nn.Module:
+    plain = copy.deepcopy(model)
+    plain.out._forward_hooks.clear()
+    plain.out._forward_pre_hooks.clear()
+    return plain
+
+
+def test_a_global_forward_hook_runs_in_the_twin_as_in_the_model():
+    """register_module_forward_hook: every module's output through it, in the twin too."""
+    from torch.nn.modules.module import register_module_forward_hook
+
+    x, t = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    handle = register_module_forward_hook(
+        lambda m, args, out: out * 2 if isinstance(m, nn.Linear) else None
+    )
+    try:
+        report = torch_ref.compare_gradients(model, nn.MSELoss(), x, t)
+        manual = torch_ref.manual_gradients(model, nn.MSELoss(), x, t)
+        want = _autograd64(copy.deepcopy(model), x, t)
+    finally:
+        handle.remove()
+    assert report.ok, str(report)
+    for name, g in want.items():
+        assert torch.allclose(manual[name], g, rtol=1e-10, atol=1e-13), name
+    plain = _autograd64(copy.deepcopy(model), x, t)
+    assert not torch.allclose(plain["0.weight"], want["0.weight"])
+
+
+@pytest.mark.parametrize("copier", [copy.copy, copy.deepcopy], ids=["copy", "deepcopy"])
+def test_a_module_copied_in_the_run_is_called_as_torch_calls_it(copier):
+    """A forward that copies a module and calls the copy: the copy's torch calls are recorded
+    one by one (a deep copy's parameters are its own: no gradient reaches the model's)."""
+
+    class CallsACopy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = nn.Sequential(nn.Linear(3, 3), nn.Tanh())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.block(x) + copier(self.block)(x)
+
+    torch.manual_seed(0)
+    model = CallsACopy().double()
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    manual = torch_ref.manual_gradients(model, nn.MSELoss(), x, t)
+    want = _autograd64(copy.deepcopy(model), x, t)
+    for name, g in want.items():
+        assert torch.allclose(manual[name], g, rtol=1e-10, atol=1e-13), name
+    assert torch_ref.compare_gradients(model, nn.MSELoss(), x, t).ok
+
+
 @pytest.mark.parametrize(
     "register",
     [

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.modules import module as _torch_module
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -112,10 +113,20 @@ def output_names(recorder: Any, result: Any) -> Any:
 
 @contextlib.contextmanager
 def _hooks(walk: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
-    """The recorder's pre-hook and hook (first among the module's own) on every module of
-    `walk` ((path, module) pairs, a shared module under its first path), written into the
-    module's hook tables as register_forward_(pre_)hook(..., with_kwargs=True) writes them,
-    under a key of ours; removed afterwards."""
+    """The recorder's enter and leave around every call of a module of `walk` ((path, module)
+    pairs, a shared module under its first path), taken away afterwards.
+
+    A module with forward hooks (its own or global ones) gets the recorder's pre-hook, after
+    its own, and hook, before its own, written into its hook tables as
+    register_forward_(pre_)hook(..., with_kwargs=True) writes them, under a key of ours: the
+    recorder sees the arguments the forward gets and the output it returns. torch runs the
+    global forward hooks before a module's own, so where there are any, the recorder's hook is
+    the first of them for the run instead. Every other module keeps torch's call without hooks
+    (hooks cost ~3 µs a call): its call is wrapped, as nn.Module's __call__ calls an instance's
+    `_compiled_call_impl` where it has one. The copy or pickle of a module leaves that out
+    (nn.Module.__getstate__): a copy made in the run is called as torch calls it, its torch
+    calls recorded one by one. A module given hooks of its own in the run is hooked at its next
+    call."""
     paths: dict[int, str] = {}
     modules: list[nn.Module] = []
     for path, m in walk:
@@ -123,6 +134,7 @@ def _hooks(walk: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
             paths[id(m)] = path
             modules.append(m)
     key = _HookKey()
+    hooked: list[nn.Module] = []
 
     def pre(module: nn.Module, args: tuple, kwargs: dict) -> None:
         with torch._C.DisableTorchFunction():  # (our own tensor calls are not the run's)
@@ -132,16 +144,60 @@ def _hooks(walk: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
         with torch._C.DisableTorchFunction():
             return recorder.leave(paths[id(module)], module, output)
 
-    for m in modules:
+    def first_global(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        return post(module, args, kwargs, output) if id(module) in paths else None
+
+    global_forward = bool(_torch_module._global_forward_hooks)
+
+    def hook(m: nn.Module) -> None:
+        hooked.append(m)
         m._forward_pre_hooks[key] = pre
         m._forward_pre_hooks_with_kwargs[key] = True
-        m._forward_hooks[key] = post
-        m._forward_hooks.move_to_end(key, last=False)
-        m._forward_hooks_with_kwargs[key] = True
+        if not global_forward:
+            m._forward_hooks[key] = post
+            m._forward_hooks.move_to_end(key, last=False)
+            m._forward_hooks_with_kwargs[key] = True
+
+    def wrap(m: nn.Module) -> Callable[..., Any]:
+        call_impl = type(m)._call_impl
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if m._forward_pre_hooks or m._forward_hooks or _global_forward_hooks():
+                del m.__dict__["_compiled_call_impl"]  # (hooks given in the run: join them)
+                hook(m)
+                return call_impl(m, *args, **kwargs)
+            pre(m, args, kwargs)
+            output = call_impl(m, *args, **kwargs)
+            new = post(m, args, kwargs, output)
+            return output if new is None else new
+
+        return call
+
+    wrapped: list[nn.Module] = []
+    any_global = _global_forward_hooks()
     try:
+        if global_forward:
+            _torch_module._global_forward_hooks[key] = first_global
+            _torch_module._global_forward_hooks.move_to_end(key, last=False)
+            _torch_module._global_forward_hooks_with_kwargs[key] = True
+        for m in modules:
+            if (
+                any_global
+                or m._forward_pre_hooks
+                or m._forward_hooks
+                or "_compiled_call_impl" in m.__dict__
+            ):
+                hook(m)
+            else:
+                m.__dict__["_compiled_call_impl"] = wrap(m)
+                wrapped.append(m)
         yield
     finally:
-        for m in modules:
+        _torch_module._global_forward_hooks.pop(key, None)
+        _torch_module._global_forward_hooks_with_kwargs.pop(key, None)
+        for m in wrapped:
+            m.__dict__.pop("_compiled_call_impl", None)
+        for m in hooked:
             for table in (
                 m._forward_pre_hooks,
                 m._forward_pre_hooks_with_kwargs,
@@ -149,6 +205,11 @@ def _hooks(walk: list[tuple[str, nn.Module]], recorder: Any) -> Iterator[None]:
                 m._forward_hooks_with_kwargs,
             ):
                 table.pop(key, None)
+
+
+def _global_forward_hooks() -> bool:
+    """Forward hooks registered for every module (register_module_forward_(pre_)hook)."""
+    return bool(_torch_module._global_forward_pre_hooks or _torch_module._global_forward_hooks)
 
 
 class _HookKey:
