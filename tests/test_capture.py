@@ -533,7 +533,8 @@ def test_refusals_fail_before_touching_anything():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize(
+#: a forward hook and a forward pre-hook, each changing what its module computes
+_CHANGING_HOOKS = pytest.mark.parametrize(
     "register",
     [
         lambda m: m.register_forward_hook(lambda mod, args, out: out * 2),
@@ -541,6 +542,9 @@ def test_refusals_fail_before_touching_anything():
     ],
     ids=["forward_hook", "forward_pre_hook"],
 )
+
+
+@_CHANGING_HOOKS
 def test_forward_hooks_run_in_the_twin_as_in_the_model(register):
     """The record runs the model's forward hooks (they change what the module computes)."""
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
@@ -576,14 +580,7 @@ class _HooksInForward(nn.Module):
         return self.out(torch.tanh(self.fc(x)))
 
 
-@pytest.mark.parametrize(
-    "register",
-    [
-        lambda m: m.register_forward_hook(lambda mod, args, out: out * 2),
-        lambda m: m.register_forward_pre_hook(lambda mod, args: (args[0] * 2,)),
-    ],
-    ids=["forward_hook", "forward_pre_hook"],
-)
+@_CHANGING_HOOKS
 def test_hooks_given_in_the_run_run_in_the_twin_as_in_the_model(register):
     """A forward that hooks a module before calling it: the hook changes that call, in the
     twin as in the model (the recorder joins the hooks it finds at the call)."""
