@@ -147,10 +147,11 @@ def _one_blas_thread() -> Iterator[None]:
     if pools is None or not pools.lib_controllers:
         yield
         return
+    # (threadpoolctl's limit() does this too, after an info() of every library: ~12 µs a call)
     libs = pools.lib_controllers
     counts = [lib.num_threads for lib in libs]
-    for lib, n in zip(libs, counts, strict=True):  # (limit()'s work, without its info() of
-        if n != 1:  # every library: ~12 µs a call)
+    for lib, n in zip(libs, counts, strict=True):
+        if n != 1:
             lib.set_num_threads(1)
     try:
         with parallel.threads(max(counts)):  # the caller's count, our own threads

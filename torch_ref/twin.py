@@ -160,9 +160,9 @@ def _twin(
                     if t is not None:  # (a subclass: deepcopy copies it, as it is)
                         memo[id(_ELSEWHERE)] = True
                 elif id(t) not in memo:
-                    dtype = torch.float64 if t.is_floating_point() else t.dtype
-                    # (clone and double: the copy `to(dtype, copy=True)` makes, for less)
-                    data = t.clone() if t.dtype == dtype else t.double()
+                    # (double and clone: the copy `to(dtype, copy=True)` makes, for less)
+                    to_float64 = t.is_floating_point() and t.dtype != torch.float64
+                    data = t.double() if to_float64 else t.clone()
                     memo[id(t)] = (
                         nn.Parameter(data, t.requires_grad) if type(t) is nn.Parameter else data
                     )
