@@ -38,10 +38,7 @@ RTOL, ATOL = 1e-9, 1e-12
 
 def check(case: Case, transformers: Any) -> tuple[str, str]:
     """(verdict, detail) for one case."""
-    torch.manual_seed(0)
-    model = case.build(transformers).train(case.train)
-    if case.setup is not None:
-        case.setup(model)
+    model = case.model(transformers)
     inputs, target, loss = data(case.data)
     try:
         report = torch_ref.compare_gradients(model, loss, inputs, target, rtol=RTOL, atol=ATOL)

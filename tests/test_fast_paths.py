@@ -1,9 +1,12 @@
 """The per-call shortcuts of the small ops against the NumPy calls they stand for, bit for bit:
 the normalisation mean (Σ ÷ n), zeros_like, attention's softmax when no row is masked,
-Permute's inverse, broadcasting of equal shapes, the network's freeing plan and steps, and the
-class loss's move of the class axis (np.moveaxis)."""
+Permute's inverse, broadcasting of equal shapes, the network's freeing plan and steps, the
+class loss's move of the class axis (np.moveaxis), and the frozen classes' own __init__s."""
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
 
 import numpy as np
 import pytest
@@ -14,13 +17,14 @@ from manual_bp.losses import CrossEntropyLoss, MSELoss
 from manual_bp.losses.classification import _class_axis, _class_axis_to
 from manual_bp.network import INPUT, Network, Node
 from manual_bp.ops import Linear
-from manual_bp.ops.activations import IDENTITY, get_activation
+from manual_bp.ops.activations import IDENTITY, Activation, get_activation
 from manual_bp.ops.arithmetic import Add, _broadcast_shape, unbroadcast
 from manual_bp.ops.attention import _weights
 from manual_bp.ops.base import zeros_like
 from manual_bp.ops.graph import Parameter
 from manual_bp.ops.normalization.common import _mean
 from manual_bp.ops.shape import Permute
+from torch_ref.registry.core import Param, Ref
 
 
 def _layouts(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -199,3 +203,23 @@ def test_class_axis_to_is_moveaxis(shape: tuple[int, ...]) -> None:
         moved, ref = _class_axis_to(a, axis), np.moveaxis(a, -1, axis)
         assert moved.shape == ref.shape and moved.strides == ref.strides, layout
         assert np.shares_memory(moved, a) and np.array_equal(moved, ref), layout
+
+
+@pytest.mark.parametrize("cls", [Ref, Param, Node, Activation], ids=lambda c: c.__name__)
+def test_a_hand_written_frozen_init_sets_every_field(cls) -> None:
+    """Ref, Param, Node and Activation set their fields through __dict__ in an __init__ of
+    their own (the dataclass's is slower): its parameters are the fields, in order, with the
+    same defaults, and an object made by it equals one with every field given."""
+    fields = dataclasses.fields(cls)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert [p.name for p in params] == [f.name for f in fields]
+    for p, f in zip(params, fields, strict=True):
+        default = f.default if f.default is not dataclasses.MISSING else inspect.Parameter.empty
+        if f.default_factory is not dataclasses.MISSING:
+            default = None  # (Activation's options: None, made {} inside)
+        assert p.default == default, f.name
+    values = [object() for _ in fields]
+    made = cls(*values)
+    assert all(getattr(made, f.name) is v for f, v in zip(fields, values, strict=True))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, fields[0].name, None)

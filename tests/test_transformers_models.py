@@ -32,10 +32,7 @@ MODELS = [
 def _check(name: str) -> tuple[Any, Any]:
     """The case's model and its report, as experiments.transformers_models checks it."""
     case = CASES[name]
-    torch.manual_seed(0)
-    model = case.build(T).train(case.train)
-    if case.setup is not None:
-        case.setup(model)
+    model = case.model(T)
     inputs, target, loss = data(case.data)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     report = torch_ref.compare_gradients(model, loss, inputs, target, **TOL)

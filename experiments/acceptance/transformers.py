@@ -22,6 +22,14 @@ class Case:
     train: bool = False
     setup: Callable[[Any], None] | None = None
 
+    def model(self, transformers: Any) -> Any:
+        """The model as the case checks it: built from seed 0, in its mode, set up."""
+        torch.manual_seed(0)
+        model = self.build(transformers).train(self.train)
+        if self.setup is not None:
+            self.setup(model)
+        return model
+
 
 def _small(config: Any, **kw: Any) -> Any:
     base = dict(
